@@ -1,0 +1,1 @@
+"""PostgreSQL: client queries, base backups, WAL, dumps, recovery."""

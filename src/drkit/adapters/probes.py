@@ -1,0 +1,252 @@
+"""Health probes: does a service really answer? Each speaks the service's own protocol.
+
+- sql: `select 1` through psycopg on the service's DSN (PostgreSQL does not speak HTTP).
+- redis: PING through redis-py.
+- http: a GET, judged by status code and, optionally, a substring of the body.
+- hasura: `GET /healthz?strict=true`, which fails on inconsistent metadata.
+- auth: a canary sign-in, `POST /signin/email-password`; hasura-auth's /healthz answers 200
+  without checking anything. The canary's email is the user part of the target URL
+  (`http://canary%40example.com@127.0.0.1:4000`), its password the service's `password`.
+- tcp: a TCP connect. none: nothing to ask.
+
+`check` never raises: every failure is an unhealthy outcome with the reason.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import httpx
+from psycopg import conninfo
+
+from drkit.adapters.postgres.client import describe, make_dsn, scalar
+from drkit.domain.stack import HealthProbe, Service
+
+PROBE_ATTEMPT_TIMEOUT = 10.0
+DEFAULT_HTTP_PATHS = {
+    "s3": "/minio/health/live",
+    "meilisearch": "/health",
+    "monitoring": "/-/healthy",
+    "functions": "/healthz",
+    "http": "",
+}
+AUTH_SIGNIN_PATH = "/signin/email-password"
+HASURA_HEALTH_PATH = "/healthz?strict=true"
+
+
+class ProbeFailed(Exception):
+    """A probe got an answer, and the answer says unhealthy."""
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    healthy: bool
+    detail: str
+    seconds: float
+
+
+def default_probe(service: Service) -> HealthProbe:
+    """The probe a service gets when `health` is not configured, chosen by its kind."""
+    if service.health is not None:
+        return service.health
+    if service.kind == "postgres" and service.dsn:
+        return HealthProbe("sql")
+    if service.kind == "redis" and service.url:
+        return HealthProbe("redis")
+    if service.kind == "hasura" and service.url:
+        return HealthProbe("hasura")
+    if service.kind in DEFAULT_HTTP_PATHS and service.url:
+        return HealthProbe("http", _with_path(service.url, DEFAULT_HTTP_PATHS[service.kind]))
+    if service.url or service.dsn:
+        # auth among others: a sign-in needs a canary account, so only configured probes do one
+        return HealthProbe("tcp")
+    return HealthProbe("none")
+
+
+def describe_probe(service: Service, probe: HealthProbe) -> str:
+    """One line for tables: what is asked, where."""
+    try:
+        if probe.type == "sql":
+            return f"sql select 1 on {describe(_dsn(service, probe))}"
+        if probe.type == "redis":
+            return f"redis PING {_redact(_url(service, probe))}"
+        if probe.type == "hasura":
+            return f"GET {_hasura_url(service, probe)}"
+        if probe.type == "auth":
+            return f"canary sign-in POST {_auth_url(service, probe)[0]}"
+        if probe.type == "http":
+            return f"GET {_redact(_url(service, probe))}"
+        if probe.type == "tcp":
+            host, port = _host_port(service, probe)
+            return f"tcp connect {host}:{port}"
+    except ProbeFailed as exc:
+        return f"{probe.type} ({exc})"
+    return "no probe"
+
+
+def check(service: Service, probe: HealthProbe, *, timeout: float = PROBE_ATTEMPT_TIMEOUT) -> ProbeOutcome:
+    """Probe once; never raises."""
+    started = time.monotonic()
+    runner = PROBES.get(probe.type)
+    try:
+        if runner is None:
+            raise ProbeFailed(f"unknown probe type {probe.type!r}")
+        detail = runner(service, probe, timeout)
+        healthy = True
+    except Exception as exc:
+        detail = _first_line(exc)
+        healthy = False
+    return ProbeOutcome(healthy, detail, time.monotonic() - started)
+
+
+def probe_timeout(probe: HealthProbe) -> float:
+    """How long a start waits for this probe to pass."""
+    return max(probe.timeout, timedelta(seconds=0)).total_seconds()
+
+
+def _sql(service: Service, probe: HealthProbe, timeout: float) -> str:
+    dsn = make_dsn(_dsn(service, probe), password=service.password,
+                   connect_timeout=max(1, int(timeout)))  # fmt: skip
+    value = scalar(dsn, "select 1")
+    if value != 1:
+        raise ProbeFailed(f"select 1 returned {value!r}")
+    return "select 1 ok"
+
+
+def _redis(service: Service, probe: HealthProbe, timeout: float) -> str:
+    import redis
+
+    extra = {"password": service.password} if service.password else {}
+    client = redis.Redis.from_url(
+        _url(service, probe), socket_timeout=timeout, socket_connect_timeout=timeout, **extra
+    )
+    try:
+        if not client.ping():
+            raise ProbeFailed("PING got no PONG")
+    finally:
+        client.close()
+    return "PONG"
+
+
+def _http(service: Service, probe: HealthProbe, timeout: float) -> str:
+    response = httpx.get(_url(service, probe), timeout=timeout)
+    return _judge(response, probe.expect_status, probe.expect_body)
+
+
+def _hasura(service: Service, probe: HealthProbe, timeout: float) -> str:
+    response = httpx.get(_hasura_url(service, probe), timeout=timeout)
+    return _judge(response, probe.expect_status, probe.expect_body)
+
+
+def _auth(service: Service, probe: HealthProbe, timeout: float) -> str:
+    url, email = _auth_url(service, probe)
+    if not email:
+        raise ProbeFailed(
+            "no canary account: put its email in the target's user part, "
+            "e.g. http://canary%40example.com@127.0.0.1:4000"
+        )
+    if not service.password:
+        raise ProbeFailed(f"no canary password: set services.{service.name}.password (env:NAME)")
+    response = httpx.post(
+        url, json={"email": email, "password": service.password}, timeout=timeout
+    )
+    return "canary signed in: " + _judge(
+        response, probe.expect_status, probe.expect_body or "accessToken"
+    )
+
+
+def _tcp(service: Service, probe: HealthProbe, timeout: float) -> str:
+    host, port = _host_port(service, probe)
+    with socket.create_connection((host, port), timeout=timeout):
+        return f"connected to {host}:{port}"
+
+
+def _none(service: Service, probe: HealthProbe, timeout: float) -> str:
+    return "no probe configured"
+
+
+PROBES: dict[str, Callable[[Service, HealthProbe, float], str]] = {
+    "sql": _sql,
+    "redis": _redis,
+    "http": _http,
+    "hasura": _hasura,
+    "auth": _auth,
+    "tcp": _tcp,
+    "none": _none,
+}
+
+
+def _judge(response: httpx.Response, status: int, body: str | None) -> str:
+    if response.status_code != status:
+        snippet = " ".join(response.text.split())[:120]
+        raise ProbeFailed(
+            f"HTTP {response.status_code} (expected {status})" + (f": {snippet}" if snippet else "")
+        )
+    if body and body not in response.text:
+        raise ProbeFailed(f"HTTP {response.status_code} but the body lacks {body!r}")
+    return f"HTTP {response.status_code}"
+
+
+def _dsn(service: Service, probe: HealthProbe) -> str:
+    dsn = probe.target or service.dsn
+    if not dsn:
+        raise ProbeFailed(f"service {service.name} has no dsn to probe")
+    return dsn
+
+
+def _url(service: Service, probe: HealthProbe) -> str:
+    url = probe.target or service.url
+    if not url:
+        raise ProbeFailed(f"service {service.name} has no url to probe")
+    return url
+
+
+def _hasura_url(service: Service, probe: HealthProbe) -> str:
+    url = _url(service, probe)
+    return url if urlsplit(url).path not in ("", "/") else _with_path(url, HASURA_HEALTH_PATH)
+
+
+def _auth_url(service: Service, probe: HealthProbe) -> tuple[str, str]:
+    """The sign-in URL without its user part, and the canary's email from that user part."""
+    url = httpx.URL(_url(service, probe))
+    email = url.username
+    bare = url.copy_with(username=None, password=None)
+    if bare.path in ("", "/"):
+        bare = bare.copy_with(path=AUTH_SIGNIN_PATH)
+    return str(bare), email
+
+
+def _host_port(service: Service, probe: HealthProbe) -> tuple[str, int]:
+    target = probe.target or service.url
+    if target:
+        parts = urlsplit(target if "//" in target else f"tcp://{target}")
+        if parts.hostname and parts.port:
+            return parts.hostname, parts.port
+        if parts.hostname and parts.scheme in ("http", "https"):
+            return parts.hostname, 443 if parts.scheme == "https" else 80
+        raise ProbeFailed(f"cannot tell host and port from {target!r}")
+    if service.dsn:
+        params = conninfo.conninfo_to_dict(service.dsn)
+        return str(params.get("host", "127.0.0.1")), int(params.get("port", 5432))
+    raise ProbeFailed(f"service {service.name} has no address to probe")
+
+
+def _with_path(url: str, path: str) -> str:
+    return url.rstrip("/") + path if path else url
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,1 @@
+"""Typer app: parses, wires, renders. No logic of its own."""

@@ -1,0 +1,131 @@
+"""`drkit backup` and `drkit backups list|show`."""
+
+from __future__ import annotations
+
+import typer
+
+from drkit.cli.context import options
+from drkit.cli.progress import byte_progress
+from drkit.cli.render import console, emit_json, human_bytes, table
+from drkit.domain.backup import Manifest
+from drkit.domain.errors import UsageError
+
+backups_app = typer.Typer(help="List and inspect backups in the repository.")
+
+
+def backup_cmd(
+    ctx: typer.Context,
+    services: list[str] = typer.Argument(None, help="Services to back up (default: all)."),
+    type_: str = typer.Option(
+        "base", "--type", "-t", help="PostgreSQL: base (physical, for PITR) or logical (pg_dump)."
+    ),
+) -> None:
+    """Take a backup; it counts once its manifest is written.
+
+    Example: drkit backup postgres --type base
+    """
+    from drkit.engines.backup_postgres import base_backup, logical_backup
+    from drkit.engines.workspace import open_workspace
+
+    opts = options(ctx)
+    stack = opts.stack()
+    names = services or [s.name for s in stack.services.values() if s.kind == "postgres"]
+    if type_ not in ("base", "logical"):
+        raise UsageError(f"--type must be base or logical, not {type_!r}")
+    results = []
+    for name in names:
+        ws = open_workspace(stack)
+        service = ws.postgres(name)
+        if opts.dry_run:
+            console.print(f"would take a {type_} backup of {name} into {ws.repo.location}")
+            continue
+        engine = base_backup if type_ == "base" else logical_backup
+        with byte_progress(f"{type_} backup of {name}", enabled=not opts.json) as progress:
+            result = engine(ws, service, progress=progress)
+        results.append(result)
+        if not opts.json:
+            _print_result(result.manifest, result.seconds, result.removed_incomplete)
+    if opts.json:
+        emit_json([{"seconds": r.seconds, **r.manifest.to_dict()} for r in results])
+
+
+def _print_result(m: Manifest, seconds: float, removed: tuple[str, ...]) -> None:
+    for leftover in removed:
+        console.print(f"removed incomplete backup {leftover} (left by an interrupted run)")
+    line = (
+        f"[green]backup {m.backup_id}[/green] of {m.service}: {len(m.files)} files, "
+        f"{human_bytes(m.raw_bytes)} -> {human_bytes(m.stored_bytes)} in {seconds:.1f}s"
+    )
+    if m.postgres:
+        line += f", WAL {m.postgres.start_lsn} .. {m.postgres.stop_lsn} (timeline {m.postgres.timeline})"
+    console.print(line)
+
+
+@backups_app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    service: str = typer.Option(None, "--service", "-s", help="Only this service."),
+) -> None:
+    """Every complete backup, oldest first (`--output json` for scripts).
+
+    Example: drkit backups list --service postgres
+    """
+    from drkit.engines.catalog import list_backups
+    from drkit.engines.workspace import open_workspace
+
+    opts = options(ctx)
+    ws = open_workspace(opts.stack())
+    names = [service] if service else sorted(ws.stack.services)
+    manifests: list[Manifest] = []
+    incomplete: list[str] = []
+    for name in names:
+        listing = list_backups(ws.repo, ws.stack.name, name)
+        manifests.extend(listing.complete)
+        incomplete.extend(f"{name}/{i}" for i in listing.incomplete)
+    if opts.json:
+        emit_json({"backups": [m.to_dict() for m in manifests], "incomplete": incomplete})
+        return
+    rows = [
+        (m.backup_id, m.service, m.kind.value, m.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
+         human_bytes(m.stored_bytes), "yes" if m.encrypted else "no",
+         f"{m.postgres.start_lsn}..{m.postgres.stop_lsn}" if m.postgres else "")
+        for m in manifests
+    ]  # fmt: skip
+    if not rows:
+        console.print(f"no backups in {ws.repo.location}")
+    else:
+        table(None, ["id", "service", "kind", "finished (UTC)", "stored", "encrypted", "WAL"], rows)
+    for item in incomplete:
+        console.print(f"[yellow]incomplete (no manifest, not a backup):[/yellow] {item}")
+
+
+@backups_app.command("show")
+def show_cmd(ctx: typer.Context, backup_id: str = typer.Argument(..., help="Backup id.")) -> None:
+    """One backup's manifest: files, hashes, LSNs, versions.
+
+    Example: drkit backups show 20261125T020000Z-base
+    """
+    from drkit.engines.catalog import find_backup
+    from drkit.engines.workspace import open_workspace
+
+    opts = options(ctx)
+    ws = open_workspace(opts.stack())
+    m = find_backup(ws.repo, ws.stack.name, sorted(ws.stack.services), backup_id)
+    if opts.json:
+        emit_json(m.to_dict())
+        return
+    console.print(f"backup {m.backup_id} ({m.kind.value}) of {m.stack}/{m.service}")
+    console.print(f"  started {m.started_at.isoformat()}  finished {m.finished_at.isoformat()}")
+    console.print(f"  {human_bytes(m.raw_bytes)} raw, {human_bytes(m.stored_bytes)} stored, "
+                  f"{m.compression}, encrypted: {'yes' if m.encrypted else 'no'}")
+    if m.postgres:
+        p = m.postgres
+        console.print(f"  WAL {p.start_lsn} .. {p.stop_lsn} on timeline {p.timeline}; "
+                      f"server {p.server_version}; system {p.system_identifier}")
+    console.print(f"  tools: {', '.join(f'{k} {v}' for k, v in m.tool_versions.items())}")
+    table(None, ["file", "stored", "sha256"], [(f.name, f.size, f.sha256) for f in m.files])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup")(backup_cmd)
+    app.add_typer(backups_app, name="backups")

@@ -1,0 +1,76 @@
+"""`drkit sandbox up|down|status`: a real local stack for demos, drills and tests."""
+
+from __future__ import annotations
+
+import typer
+
+from drkit.cli.context import options
+from drkit.cli.render import console, emit_json, table
+
+DEFAULT_DIR = ".drkit-sandbox"
+sandbox_app = typer.Typer(help="A real local stack on loopback ports (PostgreSQL, ...).")
+
+
+@sandbox_app.command("up")
+def up_cmd(
+    ctx: typer.Context,
+    directory: str = typer.Option(DEFAULT_DIR, "--dir", help="Where the sandbox lives."),
+    wal_mode: str = typer.Option("archive", help="archive (archive_command) or stream."),
+    encrypt: bool = typer.Option(False, help="Encrypt backups with a generated age key."),
+) -> None:
+    """Start the sandbox (create it first if needed) and write its stack.yaml.
+
+    Example: drkit sandbox up --dir /tmp/sb && drkit --config /tmp/sb/stack.yaml backup
+    """
+    from drkit.domain.errors import UsageError
+    from drkit.sandbox.stack import SandboxOptions, status, up
+
+    if wal_mode not in ("archive", "stream"):
+        raise UsageError(f"--wal-mode must be archive or stream, not {wal_mode!r}")
+    opts = options(ctx)
+    box = up(directory, SandboxOptions(wal_mode=wal_mode, encrypt=encrypt))
+    if opts.json:
+        emit_json(status(box.dir))
+        return
+    console.print(f"sandbox up in {box.dir}")
+    console.print(f"  config:   {box.config_path}")
+    console.print(f"  postgres: {box.dsn}")
+    console.print(f"next: drkit --config {box.config_path} backup")
+
+
+@sandbox_app.command("down")
+def down_cmd(
+    ctx: typer.Context,
+    directory: str = typer.Option(DEFAULT_DIR, "--dir", help="Where the sandbox lives."),
+) -> None:
+    """Stop every service the sandbox started, and nothing else. Data stays on disk."""
+    from drkit.sandbox.stack import down
+
+    stopped = down(directory)
+    if options(ctx).json:
+        emit_json({"stopped": stopped})
+    else:
+        console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@sandbox_app.command("status")
+def status_cmd(
+    ctx: typer.Context,
+    directory: str = typer.Option(DEFAULT_DIR, "--dir", help="Where the sandbox lives."),
+) -> None:
+    """Each service's DSN or URL and whether it runs (`--output json` for scripts)."""
+    from drkit.sandbox.stack import status
+
+    report = status(directory)
+    if options(ctx).json:
+        emit_json(report)
+        return
+    rows = [
+        (name, s.get("kind"), s.get("dsn") or s.get("url") or s.get("pid"), s.get("running"))
+        for name, s in report["services"].items()
+    ]
+    table(f"sandbox {report['dir']}", ["service", "kind", "address", "running"], rows)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sandbox_app, name="sandbox")

@@ -1,0 +1,212 @@
+"""Load stack.yaml into a domain Stack; every error names the file, the line and the key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from drkit.config.models import CheckModel, ServiceModel, StackModel, parse_size
+from drkit.config.secrets import SecretMissing, resolve_secret
+from drkit.config.yaml_source import PositionedYaml
+from drkit.domain.checks import Expectation, IntegrityCheck
+from drkit.domain.errors import ConfigError
+from drkit.domain.stack import (
+    Encryption,
+    HealthProbe,
+    PostgresPolicy,
+    Priority,
+    RepositorySpec,
+    RuntimeSpec,
+    Service,
+    Stack,
+    WalMode,
+)
+
+DEFAULT_CONFIG_NAMES = ("stack.yaml", "drkit.yaml")
+
+
+def find_config(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("DRKIT_CONFIG")
+    if env:
+        return Path(env)
+    for name in DEFAULT_CONFIG_NAMES:
+        if Path(name).is_file():
+            return Path(name)
+    raise ConfigError(
+        "no configuration: pass --config PATH, set DRKIT_CONFIG, or run in a directory "
+        "with stack.yaml",
+        hint="`drkit init --preset nself` writes one; `drkit sandbox up` writes one for the sandbox",
+    )
+
+
+def load_stack(path: str | Path, *, strict_secrets: bool = True) -> Stack:
+    """Parse and validate. With `strict_secrets=False` an unresolvable secret becomes None
+    (used by wal-push/wal-fetch, which run as the database user in a bare environment)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: configuration file not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration ({exc.strerror})") from exc
+    try:
+        source = PositionedYaml(text, str(path))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    try:
+        model = StackModel.model_validate(source.data())
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from exc
+    return _to_domain(model, source, strict_secrets)
+
+
+def _describe(exc: ValidationError, source: PositionedYaml) -> str:
+    messages = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function")))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = source.line_of(loc)
+        where = f"{source.path}:{line}" if line else source.path
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        msg = msg.removeprefix("Value error, ")
+        messages.append(f"{where}: {key}: {msg}")
+    first = messages[0]
+    more = f" (and {len(messages) - 1} more problem(s))" if len(messages) > 1 else ""
+    return first + more
+
+
+def _secret(
+    ref: str | None, loc: tuple[str | int, ...], source: PositionedYaml, strict: bool
+) -> str | None:
+    if ref is None:
+        return None
+    try:
+        return resolve_secret(ref)
+    except SecretMissing as exc:
+        if not strict:
+            return None
+        key = ".".join(str(p) for p in loc)
+        raise ConfigError(f"{source.path}:{source.line_of(loc)}: {key}: {exc}") from exc
+
+
+def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -> Service:
+    policy = None
+    if m.kind == "postgres":
+        b = m.backup
+        if b is None:
+            policy = PostgresPolicy()
+        else:
+            policy = PostgresPolicy(
+                wal_mode=WalMode(b.wal_mode),
+                slot=b.slot,
+                checkpoint=b.checkpoint,
+                databases=tuple(b.databases),
+                compress_level=b.compress_level,
+                parallel=b.parallel,
+                part_size=parse_size(b.part_size),
+                keep_daily=b.retention.keep_daily,
+                keep_weekly=b.retention.keep_weekly,
+                wal_retention=b.wal_retention,
+            )
+    r = m.runtime
+    health = None
+    if m.health is not None:
+        h = m.health
+        health = HealthProbe(h.type, h.target, h.expect_status, h.expect_body, h.timeout)
+    return Service(
+        name=name,
+        kind=m.kind,
+        runtime=RuntimeSpec(
+            type=r.type,
+            container=r.container,
+            unit=r.unit,
+            data_dir=r.data_dir,
+            bin_dir=r.bin_dir,
+            port=r.port,
+            os_user=r.os_user,
+            log_file=r.log_file,
+            command=tuple(r.command),
+        ),
+        dsn=m.dsn,
+        url=m.url,
+        password=_secret(m.password, ("services", name, "password"), source, strict),
+        depends_on=tuple(m.depends_on),
+        rto=m.rto,
+        rpo=m.rpo,
+        priority=Priority(m.priority),
+        postgres=policy,
+        health=health,
+    )
+
+
+def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack:
+    for name, svc in model.services.items():
+        for dep in svc.depends_on:
+            if dep not in model.services:
+                loc: tuple[str | int, ...] = ("services", name, "depends_on")
+                raise ConfigError(
+                    f"{source.path}:{source.line_of(loc)}: services.{name}.depends_on: "
+                    f"unknown service {dep!r}"
+                )
+    repos = {
+        name: RepositorySpec(
+            name=name,
+            type=r.type,
+            path=_relative(r.path, source.path),
+            endpoint=r.endpoint,
+            bucket=r.bucket,
+            prefix=r.prefix,
+            access_key=_secret(r.access_key, ("repositories", name, "access_key"), source, strict),
+            secret_key=_secret(r.secret_key, ("repositories", name, "secret_key"), source, strict),
+            region=r.region,
+        )
+        for name, r in model.repositories.items()
+    }
+    encryption = None
+    if model.encryption is not None:
+        encryption = Encryption(
+            recipients=tuple(model.encryption.recipients),
+            identity=_secret(model.encryption.identity, ("encryption", "identity"), source, strict),
+        )
+    services = {n: _service(n, s, source, strict) for n, s in model.services.items()}
+    state_dir = _relative(model.state_dir, source.path) or str(
+        Path(source.path).resolve().parent / ".drkit"
+    )
+    return Stack(
+        name=model.stack,
+        services=services,
+        repositories=repos,
+        primary_repository=model.repository or next(iter(repos)),
+        encryption=encryption,
+        source_path=str(Path(source.path).resolve()),
+        state_dir=state_dir,
+        checks=tuple(_check(c) for c in model.checks),
+    )
+
+
+def _check(c: CheckModel) -> IntegrityCheck:
+    e = c.expect
+    return IntegrityCheck(
+        name=c.name,
+        service=c.service,
+        database=c.database,
+        query=c.query,
+        builtin=c.builtin,
+        expect=Expectation(e.equals, e.at_most, e.at_least, e.equals_query, e.tolerance),
+        critical=c.severity == "critical",
+    )
+
+
+def _relative(path: str | None, config_path: str) -> str | None:
+    if path is None:
+        return None
+    p = Path(os.path.expanduser(path))
+    return str(p if p.is_absolute() else (Path(config_path).resolve().parent / p))

@@ -1,0 +1,1 @@
+"""Pure data: frozen dataclasses and enums, no I/O."""

@@ -1,0 +1,141 @@
+"""Backups and their manifests: what was stored, with what, and the hash of every file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class BackupKind(StrEnum):
+    BASE = "base"
+    LOGICAL = "logical"
+    RDB = "rdb"
+    OBJECTS = "objects"
+    DUMP = "dump"
+    METADATA = "metadata"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file of a backup as stored: name in the backup directory, stored size, SHA-256."""
+
+    name: str
+    size: int
+    sha256: str
+    raw_size: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StoredFile:
+        return cls(
+            name=str(data["name"]),
+            size=int(data["size"]),
+            sha256=str(data["sha256"]),
+            raw_size=int(data.get("raw_size", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class PostgresInfo:
+    """What a PostgreSQL base backup needs for recovery."""
+
+    start_lsn: str
+    stop_lsn: str
+    timeline: int
+    wal_segment_size: int
+    server_version: int
+    system_identifier: str
+    row_counts: dict[str, int] = field(default_factory=dict)
+    databases: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PostgresInfo:
+        return cls(
+            start_lsn=str(data["start_lsn"]),
+            stop_lsn=str(data["stop_lsn"]),
+            timeline=int(data["timeline"]),
+            wal_segment_size=int(data["wal_segment_size"]),
+            server_version=int(data["server_version"]),
+            system_identifier=str(data["system_identifier"]),
+            row_counts={str(k): int(v) for k, v in data.get("row_counts", {}).items()},
+            databases=[str(d) for d in data.get("databases", [])],
+        )
+
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The commit point of a backup: written last; a backup without one does not exist."""
+
+    backup_id: str
+    stack: str
+    service: str
+    kind: BackupKind
+    started_at: datetime
+    finished_at: datetime
+    files: tuple[StoredFile, ...]
+    tool_versions: dict[str, str]
+    compression: str = "zstd"
+    encrypted: bool = False
+    postgres: PostgresInfo | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    format: int = MANIFEST_FORMAT
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def raw_bytes(self) -> int:
+        return sum(f.raw_size for f in self.files)
+
+    def file(self, name: str) -> StoredFile:
+        for stored in self.files:
+            if stored.name == name:
+                return stored
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        data["started_at"] = self.started_at.isoformat()
+        data["finished_at"] = self.finished_at.isoformat()
+        data["files"] = [asdict(f) for f in self.files]
+        return data
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        pg = data.get("postgres")
+        return cls(
+            backup_id=str(data["backup_id"]),
+            stack=str(data["stack"]),
+            service=str(data["service"]),
+            kind=BackupKind(data["kind"]),
+            started_at=datetime.fromisoformat(data["started_at"]),
+            finished_at=datetime.fromisoformat(data["finished_at"]),
+            files=tuple(StoredFile.from_dict(f) for f in data["files"]),
+            tool_versions={str(k): str(v) for k, v in data.get("tool_versions", {}).items()},
+            compression=str(data.get("compression", "zstd")),
+            encrypted=bool(data.get("encrypted", False)),
+            postgres=PostgresInfo.from_dict(pg) if pg else None,
+            details=dict(data.get("details", {})),
+            format=int(data.get("format", MANIFEST_FORMAT)),
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        return cls.from_dict(json.loads(raw))
+
+
+def new_backup_id(kind: BackupKind, now: datetime) -> str:
+    """An id that sorts by time: `20261125T020000Z-base`."""
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}Z-{kind.value}"

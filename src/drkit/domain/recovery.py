@@ -1,0 +1,59 @@
+"""Where a recovery should stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from drkit.domain.wal import Lsn
+
+
+class TargetKind(StrEnum):
+    LATEST = "latest"
+    TIME = "time"
+    LSN = "lsn"
+    NAME = "name"
+    IMMEDIATE = "immediate"  # the backup's own consistent point, no further WAL
+
+
+@dataclass(frozen=True)
+class RecoveryTarget:
+    kind: TargetKind = TargetKind.LATEST
+    time: datetime | None = None
+    lsn: Lsn | None = None
+    name: str | None = None
+
+    def describe(self) -> str:
+        if self.kind is TargetKind.TIME and self.time is not None:
+            return f"time {self.time.isoformat()}"
+        if self.kind is TargetKind.LSN and self.lsn is not None:
+            return f"LSN {self.lsn}"
+        if self.kind is TargetKind.NAME:
+            return f"restore point {self.name!r}"
+        if self.kind is TargetKind.IMMEDIATE:
+            return "end of the backup"
+        return "latest"
+
+    def settings(self) -> dict[str, str]:
+        """The recovery_target_* settings for postgresql.auto.conf (PostgreSQL 12+)."""
+        if self.kind is TargetKind.TIME and self.time is not None:
+            return {"recovery_target_time": self.time.isoformat(sep=" ")}
+        if self.kind is TargetKind.LSN and self.lsn is not None:
+            return {"recovery_target_lsn": str(self.lsn)}
+        if self.kind is TargetKind.NAME and self.name is not None:
+            return {"recovery_target_name": self.name}
+        if self.kind is TargetKind.IMMEDIATE:
+            return {"recovery_target": "immediate"}
+        return {}
+
+
+def parse_target_time(text: str) -> datetime:
+    """ISO 8601 (`2026-02-09T14:30:00Z`, `2026-02-09 14:30:00+01:00`, `... UTC`); naive = UTC."""
+    raw = text.strip()
+    if raw.upper().endswith(" UTC"):
+        raw = raw[:-4]
+    if raw.endswith("Z"):
+        raw = raw[:-1] + "+00:00"
+    value = datetime.fromisoformat(raw)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,113 @@
+"""PostgreSQL WAL positions and segment names, as pure arithmetic.
+
+A segment file name is TTTTTTTTXXXXXXXXYYYYYYYY: timeline, then the segment number split
+into a "log" part and a "seg" part, where seg counts 0 .. (4 GiB / segment size) - 1.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SEGMENT_RE = re.compile(r"^[0-9A-F]{24}$")
+PARTIAL_RE = re.compile(r"^[0-9A-F]{24}\.partial$")
+HISTORY_RE = re.compile(r"^[0-9A-F]{8}\.history$")
+BACKUP_LABEL_RE = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
+DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, order=True)
+class Lsn:
+    """A WAL position (`16/B374D848`)."""
+
+    value: int
+
+    @classmethod
+    def parse(cls, text: str) -> Lsn:
+        high, sep, low = text.strip().partition("/")
+        if not sep:
+            raise ValueError(f"bad LSN {text!r}: expected the form 16/B374D848")
+        try:
+            return cls((int(high, 16) << 32) | int(low, 16))
+        except ValueError as exc:
+            raise ValueError(f"bad LSN {text!r}: expected the form 16/B374D848") from exc
+
+    def __str__(self) -> str:
+        return f"{self.value >> 32:X}/{self.value & 0xFFFFFFFF:X}"
+
+
+@dataclass(frozen=True, order=True)
+class Segment:
+    """One WAL segment: its timeline and its number (LSN // segment size)."""
+
+    timeline: int
+    number: int
+    size: int = DEFAULT_SEGMENT_SIZE
+
+    @property
+    def per_log(self) -> int:
+        return 0x100000000 // self.size
+
+    @property
+    def name(self) -> str:
+        log, seg = divmod(self.number, self.per_log)
+        return f"{self.timeline:08X}{log:08X}{seg:08X}"
+
+    @property
+    def start(self) -> Lsn:
+        return Lsn(self.number * self.size)
+
+    def next(self) -> Segment:
+        return Segment(self.timeline, self.number + 1, self.size)
+
+    def on_timeline(self, timeline: int) -> Segment:
+        return Segment(timeline, self.number, self.size)
+
+    @classmethod
+    def containing(cls, lsn: Lsn, timeline: int, size: int = DEFAULT_SEGMENT_SIZE) -> Segment:
+        return cls(timeline, lsn.value // size, size)
+
+    @classmethod
+    def parse(cls, name: str, size: int = DEFAULT_SEGMENT_SIZE) -> Segment:
+        if not SEGMENT_RE.match(name):
+            raise ValueError(f"not a WAL segment name: {name!r}")
+        per_log = 0x100000000 // size
+        return cls(int(name[:8], 16), int(name[8:16], 16) * per_log + int(name[16:], 16), size)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class TimelineSwitch:
+    """One line of a timeline history file: `parent` ended at `switch_lsn`."""
+
+    parent: int
+    switch_lsn: Lsn
+
+
+def parse_history(text: str) -> list[TimelineSwitch]:
+    """Parse a `0000000N.history` file: lines of `parentTLI<TAB>switchpoint<TAB>reason`."""
+    switches: list[TimelineSwitch] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) < 2:
+            raise ValueError(f"bad timeline history line: {line!r}")
+        switches.append(TimelineSwitch(int(fields[0]), Lsn.parse(fields[1])))
+    return switches
+
+
+def timeline_of(name: str) -> int:
+    """Timeline number from a segment, partial, backup-label or history file name."""
+    return int(name[:8], 16)
+
+
+def is_wal_file_name(name: str) -> bool:
+    return bool(
+        SEGMENT_RE.match(name)
+        or PARTIAL_RE.match(name)
+        or HISTORY_RE.match(name)
+        or BACKUP_LABEL_RE.match(name)
+    )

@@ -1,0 +1,239 @@
+"""Start, stop and probe the stack in dependency order, and measure how long each took.
+
+Start walks the graph level by level; the services of one level start in parallel and
+each waits (with backoff) for its health probe, up to the probe's timeout. A service that
+never gets healthy is reported with its last probe error; what depends on it is not
+started, what is already up stays up, and independent services still start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+
+from drkit.adapters.probes import ProbeFailed, ProbeOutcome, check, default_probe, probe_timeout
+from drkit.domain.errors import DrkitError
+from drkit.domain.stack import HealthProbe, Service, Stack
+from drkit.engines.graph import ServiceGraph
+from drkit.infra.clock import Clock, SystemClock
+from drkit.infra.wait import wait_for
+from drkit.runtimes.port import Runtime
+
+RuntimeFor = Callable[[Service], Runtime]
+Prober = Callable[[Service, HealthProbe, float], ProbeOutcome]
+MAX_PARALLEL = 8
+
+
+def default_prober(service: Service, probe: HealthProbe, timeout: float) -> ProbeOutcome:
+    return check(service, probe, timeout=timeout)
+
+
+class StartStatus(StrEnum):
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"  # started, but its probe never passed in time
+    FAILED = "failed"  # the runtime refused to start it
+    SKIPPED = "skipped"  # something it depends on is not healthy
+
+
+class StopStatus(StrEnum):
+    STOPPED = "stopped"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # something that depends on it did not stop
+
+
+@dataclass(frozen=True)
+class ServiceStep:
+    """What happened to one service: status, seconds to healthy (or to stopped), why."""
+
+    service: str
+    level: int
+    status: str
+    seconds: float
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (StartStatus.HEALTHY, StopStatus.STOPPED)
+
+
+@dataclass(frozen=True)
+class StackReport:
+    action: str
+    steps: tuple[ServiceStep, ...]
+    total_seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(step.ok for step in self.steps)
+
+    @property
+    def failures(self) -> tuple[ServiceStep, ...]:
+        return tuple(s for s in self.steps if s.status in (StartStatus.FAILED, StartStatus.UNHEALTHY))
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    service: str
+    kind: str
+    probe: str
+    healthy: bool
+    detail: str
+    seconds: float
+
+
+def start_services(
+    stack: Stack,
+    names: Sequence[str],
+    *,
+    runtime_for: RuntimeFor,
+    prober: Prober = default_prober,
+    clock: Clock | None = None,
+    on_step: Callable[[ServiceStep], None] | None = None,
+) -> StackReport:
+    """Start `names` (all when empty) with their dependencies, level by level."""
+    clock = clock or SystemClock()
+    graph = ServiceGraph.from_stack(stack)
+    began = clock.monotonic()
+    steps: dict[str, ServiceStep] = {}
+    for level, group in enumerate(graph.start_plan(names)):
+        ready, blocked = _split_blocked(group, steps, lambda n: graph.depends_on[n])
+        for name in blocked:
+            steps[name] = _record(
+                ServiceStep(name, level, StartStatus.SKIPPED, 0.0, blocked[name]), on_step
+            )
+
+        def start_one(name: str, level: int = level) -> ServiceStep:
+            return _start_one(stack.services[name], level, runtime_for, prober, clock)
+
+        for step in _parallel(start_one, ready):
+            steps[step.service] = _record(step, on_step)
+    ordered = tuple(steps[n] for level in graph.start_plan(names) for n in level)
+    return StackReport("start", ordered, clock.monotonic() - began)
+
+
+def stop_services(
+    stack: Stack,
+    names: Sequence[str],
+    *,
+    runtime_for: RuntimeFor,
+    timeout: float = 60.0,
+    clock: Clock | None = None,
+    on_step: Callable[[ServiceStep], None] | None = None,
+) -> StackReport:
+    """Stop `names` (all when empty) and what depends on them, dependents first."""
+    clock = clock or SystemClock()
+    graph = ServiceGraph.from_stack(stack)
+    began = clock.monotonic()
+    steps: dict[str, ServiceStep] = {}
+    plan = graph.stop_plan(names)
+    for level, group in enumerate(plan):
+        ready, blocked = _split_blocked(group, steps, graph.dependents_of)
+        for name in blocked:
+            steps[name] = _record(
+                ServiceStep(name, level, StopStatus.SKIPPED, 0.0, blocked[name]), on_step
+            )
+
+        def stop_one(name: str, level: int = level) -> ServiceStep:
+            return _stop_one(stack.services[name], level, runtime_for, timeout, clock)
+
+        for step in _parallel(stop_one, ready):
+            steps[step.service] = _record(step, on_step)
+    ordered = tuple(steps[n] for level in plan for n in level)
+    return StackReport("stop", ordered, clock.monotonic() - began)
+
+
+def check_health(
+    stack: Stack, names: Sequence[str] = (), *, prober: Prober = default_prober
+) -> tuple[ServiceHealth, ...]:
+    """Probe each service once, in parallel; never raises."""
+    from drkit.adapters.probes import describe_probe
+
+    graph = ServiceGraph.from_stack(stack)
+    graph.check_known(names)
+    chosen = [n for level in graph.levels(names or None) for n in level]
+
+    def probe_one(name: str) -> ServiceHealth:
+        service = stack.services[name]
+        probe = default_probe(service)
+        timeout = min(probe_timeout(probe), 10.0) or 10.0
+        outcome = prober(service, probe, timeout)
+        return ServiceHealth(name, service.kind, describe_probe(service, probe),
+                             outcome.healthy, outcome.detail, outcome.seconds)  # fmt: skip
+
+    return tuple(_parallel(probe_one, chosen))
+
+
+def _start_one(
+    service: Service, level: int, runtime_for: RuntimeFor, prober: Prober, clock: Clock
+) -> ServiceStep:
+    began = clock.monotonic()
+    try:
+        runtime_for(service).start()
+    except DrkitError as exc:
+        return ServiceStep(service.name, level, StartStatus.FAILED,
+                           clock.monotonic() - began, exc.message)  # fmt: skip
+    probe = default_probe(service)
+    timeout = probe_timeout(probe)
+
+    def healthy() -> ProbeOutcome:
+        remaining = max(0.5, min(10.0, began + timeout - clock.monotonic()))
+        outcome = prober(service, probe, remaining)
+        if not outcome.healthy:
+            raise ProbeFailed(outcome.detail)
+        return outcome
+
+    try:
+        outcome = wait_for(healthy, timeout=timeout, what=f"{service.name} to be healthy",
+                           interval=0.1, max_interval=2.0, clock=clock)  # fmt: skip
+    except DrkitError as exc:
+        return ServiceStep(service.name, level, StartStatus.UNHEALTHY,
+                           clock.monotonic() - began, exc.message)  # fmt: skip
+    return ServiceStep(service.name, level, StartStatus.HEALTHY,
+                       clock.monotonic() - began, outcome.detail)  # fmt: skip
+
+
+def _stop_one(
+    service: Service, level: int, runtime_for: RuntimeFor, timeout: float, clock: Clock
+) -> ServiceStep:
+    began = clock.monotonic()
+    try:
+        runtime = runtime_for(service)
+        was_running = runtime.is_running()
+        runtime.stop(timeout)
+    except DrkitError as exc:
+        return ServiceStep(service.name, level, StopStatus.FAILED,
+                           clock.monotonic() - began, exc.message)  # fmt: skip
+    detail = "stopped" if was_running else "was not running"
+    return ServiceStep(service.name, level, StopStatus.STOPPED, clock.monotonic() - began, detail)
+
+
+def _split_blocked(
+    group: Sequence[str],
+    done: dict[str, ServiceStep],
+    blockers_of: Callable[[str], Sequence[str]],
+) -> tuple[list[str], dict[str, str]]:
+    """Services free to act on, and those held back by a blocker that did not succeed."""
+    ready: list[str] = []
+    blocked: dict[str, str] = {}
+    for name in group:
+        bad = [b for b in blockers_of(name) if b in done and not done[b].ok]
+        if bad:
+            blocked[name] = "held back: " + ", ".join(f"{b} is {done[b].status}" for b in bad)
+        else:
+            ready.append(name)
+    return ready, blocked
+
+
+def _parallel(work: Callable[[str], ServiceStep | ServiceHealth], names: Sequence[str]) -> list:  # type: ignore[type-arg]
+    if not names:
+        return []
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(names))) as pool:
+        return list(pool.map(work, names))
+
+
+def _record(step: ServiceStep, on_step: Callable[[ServiceStep], None] | None) -> ServiceStep:
+    if on_step is not None:
+        on_step(step)
+    return step

@@ -1,0 +1,54 @@
+"""What every engine works with: the stack, its repository, the codec, the clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drkit.adapters.repository import open_repository
+from drkit.adapters.repository.codec import Codec
+from drkit.adapters.repository.port import Repository
+from drkit.domain.errors import UsageError
+from drkit.domain.stack import Service, Stack
+from drkit.infra.clock import Clock, SystemClock
+
+
+@dataclass(frozen=True)
+class Workspace:
+    stack: Stack
+    repo: Repository
+    codec: Codec
+    clock: Clock = field(default_factory=SystemClock)
+
+    @property
+    def lock_dir(self) -> Path:
+        return Path(self.stack.state_dir) / "locks"
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.stack.state_dir)
+
+    def postgres(self, name: str | None = None) -> Service:
+        """The PostgreSQL service (by name, or the only one)."""
+        if name is not None:
+            if name not in self.stack.services:
+                known = ", ".join(sorted(self.stack.services))
+                raise UsageError(f"no service {name!r} in {self.stack.source_path} (known: {known})")
+            service = self.stack.services[name]
+            if service.kind != "postgres":
+                raise UsageError(f"service {name!r} is a {service.kind}, not postgres")
+            return service
+        candidates = self.stack.services_of_kind("postgres")
+        if len(candidates) != 1:
+            raise UsageError("name the PostgreSQL service: the stack has " + str(len(candidates)))
+        return candidates[0]
+
+
+def open_workspace(stack: Stack, *, clock: Clock | None = None, level: int = 1) -> Workspace:
+    enc = stack.encryption
+    codec = Codec(
+        level=level,
+        recipients=enc.recipients if enc else (),
+        identity=enc.identity if enc else None,
+    )
+    return Workspace(stack, open_repository(stack.repository), codec, clock or SystemClock())

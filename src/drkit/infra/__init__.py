@@ -1,0 +1,1 @@
+"""Subprocesses with timeouts, locks, atomic files, the clock, waiting with a deadline."""

@@ -1,0 +1,46 @@
+"""Wait for a condition with a deadline and backoff; never sleep and hope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from drkit.domain.errors import OperationError
+from drkit.infra.clock import Clock, SystemClock
+
+T = TypeVar("T")
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    max_interval: float = 1.0,
+    clock: Clock | None = None,
+    error: type[OperationError] = OperationError,
+    fatal: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Call `probe` until it returns something other than None/False, or raise after `timeout`.
+
+    An exception from the probe counts as "not yet" (its message is reported on timeout),
+    except those in `fatal`, which propagate at once.
+    """
+    clock = clock or SystemClock()
+    deadline = clock.monotonic() + timeout
+    last_error = ""
+    delay = interval
+    while True:
+        try:
+            value = probe()
+            if value is not None and value is not False:
+                return value
+        except fatal:
+            raise
+        except Exception as exc:
+            last_error = f": {exc}".splitlines()[0]
+        if clock.monotonic() >= deadline:
+            raise error(f"timed out after {timeout:.0f}s waiting for {what}{last_error}")
+        clock.sleep(delay)
+        delay = min(delay * 1.5, max_interval)

@@ -1,0 +1,1 @@
+"""How a service is run: local process (the sandbox), docker compose, systemd."""

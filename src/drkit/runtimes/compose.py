@@ -1,0 +1,82 @@
+"""A service run as a docker container, as nself makes them (`${PROJECT_NAME}_<service>`).
+
+Thin by design: every operation is one `docker` command on the existing container
+(`docker start`, not `docker compose up`), so drkit never recreates a container or
+touches its volumes. Health is not judged here: `start` returns once docker accepted it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from drkit.domain.errors import OperationError, UsageError
+from drkit.domain.stack import RuntimeSpec
+from drkit.infra.proc import Completed, find_tool, last_line, run
+
+COMMAND_TIMEOUT = 60.0
+
+
+class ComposeRuntime:
+    """One container, driven through the `docker` CLI (found on PATH or in runtime.bin_dir)."""
+
+    def __init__(self, spec: RuntimeSpec, *, name: str = "") -> None:
+        if not spec.container:
+            what = f"service {name}" if name else "a compose runtime"
+            raise UsageError(f"{what} needs runtime.container (e.g. nchat_postgres)")
+        self.container = spec.container
+        self.spec = spec
+
+    @property
+    def description(self) -> str:
+        return f"container {self.container}"
+
+    def _docker(self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> Completed:
+        docker = find_tool("docker", self.spec.bin_dir)
+        result = run([docker, *args], timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise OperationError(
+                f"docker {args[0]} {self.container} failed: {last_line(result.stderr, result.stdout)}"
+            )
+        return result
+
+    def start(self) -> None:
+        self._docker("start", self.container)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        # docker sends SIGTERM, then SIGKILL after -t seconds; allow it that long and more.
+        self._docker("stop", "-t", str(int(timeout)), self.container, timeout=timeout + 30)
+
+    def is_running(self) -> bool:
+        """False for a stopped or missing container; True while running (paused included)."""
+        result = self._docker(
+            "inspect", "-f", "{{.State.Running}}", self.container, check=False
+        )
+        return result.returncode == 0 and result.stdout.strip() == "true"
+
+    def pause(self) -> None:
+        self._docker("pause", self.container)
+
+    def unpause(self) -> None:
+        self._docker("unpause", self.container)
+
+    def exec(self, command: list[str], *, timeout: float = COMMAND_TIMEOUT) -> Completed:
+        """Run a command inside the container; the caller judges its exit code."""
+        return self._docker("exec", self.container, *command, timeout=timeout, check=False)
+
+    def inspect(self) -> dict[str, Any]:
+        """`docker inspect` of the container (its first and only element)."""
+        result = self._docker("inspect", self.container)
+        try:
+            data = json.loads(result.stdout)
+        except json.JSONDecodeError as exc:
+            raise OperationError(f"docker inspect {self.container}: not JSON ({exc})") from exc
+        if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+            raise OperationError(f"docker inspect {self.container}: unexpected answer")
+        first: dict[str, Any] = data[0]
+        return first
+
+    def logs(self, *, tail: int = 100) -> str:
+        """The last `tail` lines the container wrote (stdout and stderr, with timestamps)."""
+        result = self._docker("logs", "--tail", str(tail), "--timestamps", self.container)
+        return result.stdout + result.stderr

@@ -1,0 +1,94 @@
+"""A PostgreSQL server run as a local process with pg_ctl (the sandbox, or a bare host).
+
+PostgreSQL refuses to run as root: when drkit is root, pg_ctl runs as `os_user`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from drkit.domain.errors import OperationError, UsageError
+from drkit.domain.stack import RuntimeSpec
+from drkit.infra.proc import find_tool, last_line, run
+
+
+class LocalPostgres:
+    def __init__(self, spec: RuntimeSpec, *, data_dir: str | None = None) -> None:
+        directory = data_dir or spec.data_dir
+        if not directory:
+            raise UsageError("a local postgres runtime needs runtime.data_dir")
+        self.data_dir = Path(directory)
+        self.spec = spec
+        self.port = spec.port
+        self.log_file = spec.log_file or str(self.data_dir.parent / "postgres.log")
+        self.pg_ctl = find_tool("pg_ctl", spec.bin_dir)
+
+    @property
+    def description(self) -> str:
+        return f"local postgres in {self.data_dir}"
+
+    def _options(self) -> str:
+        return f"-p {self.port}" if self.port else ""
+
+    def start(self) -> None:
+        if self.is_running():
+            return
+        args = [self.pg_ctl, "start", "-D", str(self.data_dir), "-l", self.log_file, "-w", "-t", "120"]
+        if self._options():
+            args += ["-o", self._options()]
+        proc = run(args, timeout=150, check=False, os_user=self.spec.os_user)
+        if proc.returncode != 0:
+            raise OperationError(
+                f"PostgreSQL in {self.data_dir} did not start: {self.last_log_line()}"
+            )
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if not self.is_running():
+            return
+        proc = run(
+            [self.pg_ctl, "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(timeout))],
+            timeout=timeout + 10,
+            check=False,
+            os_user=self.spec.os_user,
+        )
+        if proc.returncode != 0 and self.is_running():
+            raise OperationError(f"PostgreSQL in {self.data_dir} did not stop: {last_line(proc.stderr)}")
+
+    def pid(self) -> int | None:
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
+            pid = int(first)
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def pause(self) -> None:
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGSTOP)
+
+    def unpause(self) -> None:
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+
+    def last_log_line(self) -> str:
+        try:
+            lines = Path(self.log_file).read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        for line in reversed(lines):
+            if any(w in line for w in ("FATAL", "PANIC", "ERROR")):
+                return line.strip()
+        return lines[-1].strip() if lines else "(empty log)"

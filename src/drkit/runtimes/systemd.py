@@ -1,0 +1,55 @@
+"""A service run as a systemd unit, driven through `systemctl`.
+
+`--no-ask-password` everywhere: drkit runs unattended and must fail, not wait for a
+polkit prompt. Pause and unpause send SIGSTOP/SIGCONT to every process of the unit.
+"""
+
+from __future__ import annotations
+
+from drkit.domain.errors import OperationError, UsageError
+from drkit.domain.stack import RuntimeSpec
+from drkit.infra.proc import Completed, find_tool, last_line, run
+
+COMMAND_TIMEOUT = 60.0
+
+
+class SystemdRuntime:
+    def __init__(self, spec: RuntimeSpec, *, name: str = "") -> None:
+        if not spec.unit:
+            what = f"service {name}" if name else "a systemd runtime"
+            raise UsageError(f"{what} needs runtime.unit (e.g. postgresql@15-main.service)")
+        self.unit = spec.unit
+        self.spec = spec
+
+    @property
+    def description(self) -> str:
+        return f"systemd unit {self.unit}"
+
+    def _systemctl(
+        self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True
+    ) -> Completed:
+        systemctl = find_tool("systemctl", self.spec.bin_dir)
+        result = run([systemctl, "--no-ask-password", *args], timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise OperationError(
+                f"systemctl {args[0]} {self.unit} failed: {last_line(result.stderr, result.stdout)}"
+            )
+        return result
+
+    def start(self) -> None:
+        self._systemctl("start", self.unit)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        # systemctl waits for the unit's own TimeoutStopSec; bound our wait as well.
+        self._systemctl("stop", self.unit, timeout=timeout + 30)
+
+    def is_running(self) -> bool:
+        """`is-active` prints `active` and exits 0 only for a running unit."""
+        result = self._systemctl("is-active", self.unit, check=False)
+        return result.returncode == 0 and result.stdout.strip() == "active"
+
+    def pause(self) -> None:
+        self._systemctl("kill", "--signal=SIGSTOP", self.unit)
+
+    def unpause(self) -> None:
+        self._systemctl("kill", "--signal=SIGCONT", self.unit)

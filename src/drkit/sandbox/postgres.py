@@ -1,0 +1,106 @@
+"""A real PostgreSQL cluster for the sandbox: initdb with checksums, WAL capture configured.
+
+PostgreSQL refuses to run as root; when drkit is root the cluster belongs to `os_user`
+(Debian's `postgres`), and so does the whole sandbox directory, since that user runs
+`drkit wal-push` and `drkit wal-fetch` against the repository inside it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from drkit.domain.errors import OperationError
+from drkit.infra.ownership import chown_tree
+from drkit.infra.proc import find_tool, run
+
+
+def default_bin_dir() -> str:
+    """The newest PostgreSQL server binaries installed (Debian layout), else PATH."""
+    dirs = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2])
+    )
+    for candidate in reversed(dirs):
+        if os.access(os.path.join(candidate, "initdb"), os.X_OK):
+            return candidate
+    initdb = shutil.which("initdb")
+    if initdb:
+        return os.path.dirname(initdb)
+    raise OperationError(
+        "PostgreSQL server binaries (initdb) not found",
+        hint="install them: apt-get install postgresql-15 (make deps does it)",
+    )
+
+
+def default_os_user() -> str | None:
+    """None when we are not root; else the account that will own the sandbox."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise OperationError("running as root and no 'postgres' user exists to run PostgreSQL")
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    data_dir: Path
+    socket_dir: Path
+    port: int
+    bin_dir: str
+    os_user: str | None
+    archive_command: str | None
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+def quote_conf(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def init_cluster(spec: ClusterSpec) -> None:
+    """initdb with data checksums, trust auth on loopback, WAL ready for backups."""
+    initdb = find_tool("initdb", spec.bin_dir)
+    spec.data_dir.mkdir(parents=True, exist_ok=True)
+    spec.socket_dir.mkdir(parents=True, exist_ok=True)
+    chown_tree(spec.data_dir.parent, spec.os_user)
+    chown_tree(spec.socket_dir, spec.os_user)
+    run(
+        [initdb, "-D", str(spec.data_dir), "-U", "postgres", "--data-checksums",
+         "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
+        timeout=180,
+        os_user=spec.os_user,
+    )
+    settings = [
+        ("listen_addresses", "127.0.0.1"),
+        ("port", str(spec.port)),
+        ("unix_socket_directories", str(spec.socket_dir)),
+        ("wal_level", "replica"),
+        ("max_wal_senders", "10"),
+        ("max_replication_slots", "10"),
+        ("wal_keep_size", "256MB"),
+        ("shared_buffers", "128MB"),
+        ("max_connections", "50"),
+        ("log_line_prefix", "%m [%p] "),
+        ("archive_mode", "on" if spec.archive_command else "off"),
+        *([("archive_command", spec.archive_command)] if spec.archive_command else []),
+        ("archive_timeout", "60"),
+        *spec.extra,
+    ]
+    with open(spec.data_dir / "postgresql.conf", "a") as conf:
+        conf.write("\n# drkit sandbox\n")
+        for key, value in settings:
+            conf.write(f"{key} = {quote_conf(value)}\n")
+    hba = (
+        "local all all trust\n"
+        "local replication all trust\n"
+        "host all all 127.0.0.1/32 trust\n"
+        "host replication all 127.0.0.1/32 trust\n"
+    )
+    (spec.data_dir / "pg_hba.conf").write_text(hba)

@@ -1,0 +1,40 @@
+"""Shared test helpers: run the real `drkit` command line and capture what it says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_drkit(*args: str, config: Path | str | None = None, timeout: float = 300,
+              env: dict[str, str] | None = None) -> CliResult:
+    """Run drkit as an operator would: a separate process, its exit code and output."""
+    argv = [sys.executable, "-m", "drkit"]
+    if config is not None:
+        argv += ["--config", str(config)]
+    argv += list(args)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, check=False)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def drkit() -> Any:
+    return run_drkit
