@@ -89,7 +89,9 @@ def describe_probe(service: Service, probe: HealthProbe) -> str:
     return "no probe"
 
 
-def check(service: Service, probe: HealthProbe, *, timeout: float = PROBE_ATTEMPT_TIMEOUT) -> ProbeOutcome:
+def check(
+    service: Service, probe: HealthProbe, *, timeout: float = PROBE_ATTEMPT_TIMEOUT
+) -> ProbeOutcome:
     """Probe once; never raises."""
     started = time.monotonic()
     runner = PROBES.get(probe.type)
@@ -152,9 +154,7 @@ def _auth(service: Service, probe: HealthProbe, timeout: float) -> str:
         )
     if not service.password:
         raise ProbeFailed(f"no canary password: set services.{service.name}.password (env:NAME)")
-    response = httpx.post(
-        url, json={"email": email, "password": service.password}, timeout=timeout
-    )
+    response = httpx.post(url, json={"email": email, "password": service.password}, timeout=timeout)
     return "canary signed in: " + _judge(
         response, probe.expect_status, probe.expect_body or "accessToken"
     )
@@ -232,7 +232,7 @@ def _host_port(service: Service, probe: HealthProbe) -> tuple[str, int]:
         raise ProbeFailed(f"cannot tell host and port from {target!r}")
     if service.dsn:
         params = conninfo.conninfo_to_dict(service.dsn)
-        return str(params.get("host", "127.0.0.1")), int(params.get("port", 5432))
+        return str(params.get("host", "127.0.0.1")), int(str(params.get("port", 5432)))
     raise ProbeFailed(f"service {service.name} has no address to probe")
 
 

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
     except DrkitError as exc:
         _report(exc, json_mode, debug)
         sys.exit(int(exc.exit_code))
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         err_console.print(f"[red]error:[/red] unexpected {type(exc).__name__}: {exc}")
         sys.exit(int(ExitCode.FAILED))
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _report(exc: DrkitError, json_mode: bool, debug: bool) -> None:

@@ -112,6 +112,7 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
                 compress_level=b.compress_level,
                 parallel=b.parallel,
                 part_size=parse_size(b.part_size),
+                max_rate=b.max_rate,
                 keep_daily=b.retention.keep_daily,
                 keep_weekly=b.retention.keep_weekly,
                 wal_retention=b.wal_retention,

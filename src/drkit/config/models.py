@@ -54,6 +54,7 @@ class BackupPolicyModel(Strict):
     compress_level: int = Field(default=1, ge=1, le=19)
     parallel: int = Field(default=2, ge=1, le=32)
     part_size: str = "16MiB"
+    max_rate: str | None = Field(default=None, pattern=r"^\d+[kM]?$")
     retention: RetentionModel = RetentionModel()
     wal_retention: Duration = timedelta(days=7)
 

@@ -45,6 +45,7 @@ class PostgresPolicy:
     compress_level: int = 1
     parallel: int = 2
     part_size: int = 16 * 1024 * 1024
+    max_rate: str | None = None  # pg_basebackup --max-rate (e.g. 100M), to spare the server's I/O
     keep_daily: int = 30
     keep_weekly: int = 12
     wal_retention: timedelta = timedelta(days=7)

@@ -75,10 +75,14 @@ def _clean_incomplete(ws: Workspace, service: str) -> tuple[str, ...]:
     return listing.incomplete
 
 
-def _part_sink(ws: Workspace, directory: str, stem: str) -> Callable[[int, bytes], StoredFile]:
+def _part_sink(
+    ws: Workspace, directory: str, stem: str, ext: str = ""
+) -> Callable[[int, bytes], StoredFile]:
+    """Parts are named so that a shell glob lists them in order: base.00000.tar.zst, ..."""
+
     def sink(index: int, raw: bytes) -> StoredFile:
         stored = ws.codec.encode(raw)
-        name = f"{stem}.{index:05d}{ws.codec.suffix}"
+        name = f"{stem}.{index:05d}{ext}{ws.codec.suffix}"
         ws.repo.put(f"{directory}/{name}", stored, overwrite=False)
         return StoredFile(name, len(stored), sha256(stored), len(raw))
 
@@ -92,7 +96,9 @@ def _put_small(ws: Workspace, directory: str, stem: str, raw: bytes) -> StoredFi
     return StoredFile(name, len(stored), sha256(stored), len(raw))
 
 
-def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
+def base_backup(
+    ws: Workspace, service: Service, *, progress: Progress | None = None
+) -> BackupResult:
     """pg_basebackup -> parallel compressed parts + tar index + manifest (last)."""
     policy = _policy(service)
     dsn = service_dsn(service)
@@ -104,10 +110,12 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
         backup_id = _unique_id(ws, service.name, BackupKind.BASE, started)
         directory = backup_dir(ws.stack.name, service.name, backup_id)
         xid_before = next_xid(dsn)
-        args = pg_basebackup_args(dsn, service.runtime.bin_dir, policy.checkpoint, f"drkit {backup_id}")
+        args = pg_basebackup_args(
+            dsn, service.runtime.bin_dir, policy.checkpoint, f"drkit {backup_id}", policy.max_rate
+        )
         streamed = stream_base_backup(
             args,
-            _part_sink(ws, directory, "base"),
+            _part_sink(ws, directory, "base", ".tar"),
             part_size=policy.part_size,
             parallel=policy.parallel,
             timeout=6 * 3600,

@@ -46,7 +46,11 @@ def read_manifest(repo: Repository, stack: str, service: str, backup_id: str) ->
 
 
 def find_backup(
-    repo: Repository, stack: str, services: list[str], backup_id: str | None, *,
+    repo: Repository,
+    stack: str,
+    services: list[str],
+    backup_id: str | None,
+    *,
     kind: BackupKind | None = None,
 ) -> Manifest:
     """A backup by id (searching the given services), or the latest one of `kind`."""

@@ -24,7 +24,7 @@ from drkit.engines.tar_restore import restore_parts
 from drkit.engines.wal import archive_for, flush_spool
 from drkit.engines.workspace import Workspace
 from drkit.infra import locks
-from drkit.infra.ownership import chown_tree
+from drkit.infra.ownership import chown_tree, traversable_by
 from drkit.infra.ports import free_port
 from drkit.infra.wait import wait_for
 from drkit.runtimes.local_postgres import LocalPostgres
@@ -134,11 +134,21 @@ def _prepare_target(
         dest = request.to.resolve()
         if dest.exists() and any(dest.iterdir()):
             raise UsageError(f"{dest} exists and is not empty; restore never writes over data")
+        if not dest.parent.is_dir():
+            raise UsageError(f"{dest.parent} does not exist; create it first")
+        blocked = traversable_by(dest.parent, spec.os_user)
+        if blocked is not None:
+            raise UsageError(
+                f"the database user {spec.os_user} cannot enter {blocked}; restore somewhere "
+                f"it can (PostgreSQL will run the restored copy as that user)"
+            )
         if dest.exists():
             dest.rmdir()
         port = request.port or free_port()
+        # The log lives in the restored directory's own log/ (the parent may not be writable
+        # by the database user).
         local = RuntimeSpec(type="local", data_dir=str(dest), bin_dir=spec.bin_dir, port=port,
-                            os_user=spec.os_user, log_file=str(dest.parent / f"{dest.name}.log"))  # fmt: skip
+                            os_user=spec.os_user, log_file=str(dest / "log" / "drkit-restore.log"))  # fmt: skip
         return LocalPostgres(local), dest, None
     if spec.type != "local" or not spec.data_dir:
         raise UsageError(
@@ -147,12 +157,35 @@ def _prepare_target(
         )
     runtime = LocalPostgres(spec)
     data_dir = Path(spec.data_dir)
+    if request.target.kind is TargetKind.LATEST and runtime.is_running():
+        _archive_current_segment(service)
     runtime.stop()
     stamp = ws.clock.now().strftime("%Y%m%dT%H%M%SZ")
     aside = data_dir.with_name(f"{data_dir.name}.before-restore-{stamp}")
     if data_dir.exists():
         data_dir.rename(aside)
     return runtime, data_dir, aside if aside.exists() else None
+
+
+def _archive_current_segment(service: Service) -> None:
+    """Before replacing a running server with "latest": close and archive its current WAL
+    segment, so the restore loses nothing that was committed (archive mode archives only
+    complete segments)."""
+    dsn = make_dsn(service.dsn or "", password=service.password)
+    try:
+        with connect(dsn) as conn:
+            row = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()
+            segment = row[0] if row else None
+            if not segment:
+                return
+
+            def archived() -> bool:
+                r = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()
+                return bool(r and r[0] and r[0] >= segment)
+
+            wait_for(archived, timeout=120, what=f"WAL segment {segment} to be archived")
+    except OperationError:
+        return  # the server is not answering: restore from what the archive holds
 
 
 def _roll_back(data_dir: Path, aside: Path | None) -> None:
@@ -177,6 +210,7 @@ def _extract(
     policy = service.postgres
     restore_parts(ws.repo, ws.codec, directory, parts, members_from_json(raw_index), dest,
                   parallel=policy.parallel if policy else 2, progress=progress)  # fmt: skip
+    (dest / "log").mkdir(exist_ok=True)
     chown_tree(dest, service.runtime.os_user)
 
 

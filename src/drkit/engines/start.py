@@ -9,9 +9,10 @@ started, what is already up stays up, and independent services still start.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from drkit.adapters.probes import ProbeFailed, ProbeOutcome, check, default_probe, probe_timeout
 from drkit.domain.errors import DrkitError
@@ -24,6 +25,7 @@ from drkit.runtimes.port import Runtime
 RuntimeFor = Callable[[Service], Runtime]
 Prober = Callable[[Service, HealthProbe, float], ProbeOutcome]
 MAX_PARALLEL = 8
+T = TypeVar("T")
 
 
 def default_prober(service: Service, probe: HealthProbe, timeout: float) -> ProbeOutcome:
@@ -70,7 +72,9 @@ class StackReport:
 
     @property
     def failures(self) -> tuple[ServiceStep, ...]:
-        return tuple(s for s in self.steps if s.status in (StartStatus.FAILED, StartStatus.UNHEALTHY))
+        return tuple(
+            s for s in self.steps if s.status in (StartStatus.FAILED, StartStatus.UNHEALTHY)
+        )
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,8 @@ def start_services(
         def start_one(name: str, level: int = level) -> ServiceStep:
             return _start_one(stack.services[name], level, runtime_for, prober, clock)
 
-        for step in _parallel(start_one, ready):
-            steps[step.service] = _record(step, on_step)
+        for step in _parallel(start_one, ready, on_step):
+            steps[step.service] = step
     ordered = tuple(steps[n] for level in graph.start_plan(names) for n in level)
     return StackReport("start", ordered, clock.monotonic() - began)
 
@@ -138,8 +142,8 @@ def stop_services(
         def stop_one(name: str, level: int = level) -> ServiceStep:
             return _stop_one(stack.services[name], level, runtime_for, timeout, clock)
 
-        for step in _parallel(stop_one, ready):
-            steps[step.service] = _record(step, on_step)
+        for step in _parallel(stop_one, ready, on_step):
+            steps[step.service] = step
     ordered = tuple(steps[n] for level in plan for n in level)
     return StackReport("stop", ordered, clock.monotonic() - began)
 
@@ -226,11 +230,20 @@ def _split_blocked(
     return ready, blocked
 
 
-def _parallel(work: Callable[[str], ServiceStep | ServiceHealth], names: Sequence[str]) -> list:  # type: ignore[type-arg]
+def _parallel(
+    work: Callable[[str], T], names: Sequence[str], on_done: Callable[[T], object] | None = None
+) -> list[T]:
+    """Run `work` for each name on threads; report each result as it lands; keep input order."""
     if not names:
         return []
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(names))) as pool:
-        return list(pool.map(work, names))
+        futures = {pool.submit(work, name): name for name in names}
+        results: dict[str, T] = {}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            if on_done is not None:
+                on_done(results[futures[future]])
+    return [results[name] for name in names]
 
 
 def _record(step: ServiceStep, on_step: Callable[[ServiceStep], None] | None) -> ServiceStep:

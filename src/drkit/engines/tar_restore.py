@@ -109,4 +109,3 @@ def restore_parts(
 
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restore") as pool:
         return sum(pool.map(work, range(len(parts))))
-

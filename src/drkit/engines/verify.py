@@ -48,7 +48,9 @@ def verify_files(ws: Workspace, m: Manifest) -> list[CheckResult]:
         try:
             data = ws.repo.get(key)
         except FileNotFoundError:
-            results.append(CheckResult(f"file {f.name}", Status.FAILED, "missing from the repository"))
+            results.append(
+                CheckResult(f"file {f.name}", Status.FAILED, "missing from the repository")
+            )
             bad += 1
             continue
         if len(data) != f.size:
@@ -56,7 +58,9 @@ def verify_files(ws: Workspace, m: Manifest) -> list[CheckResult]:
                                        f"size {len(data)} != {f.size} in the manifest"))  # fmt: skip
             bad += 1
         elif sha256(data) != f.sha256:
-            results.append(CheckResult(f"file {f.name}", Status.FAILED, "SHA-256 does not match the manifest"))
+            results.append(
+                CheckResult(f"file {f.name}", Status.FAILED, "SHA-256 does not match the manifest")
+            )
             bad += 1
     if not bad:
         results.append(CheckResult("files", Status.OK, f"{len(m.files)} files match their SHA-256"))
@@ -76,7 +80,9 @@ def verify_wal(ws: Workspace, service: Service, m: Manifest) -> CheckResult:
     return CheckResult("wal", Status.OK, f"WAL {start.name}..{stop.name} archived")
 
 
-def verify_deep(ws: Workspace, service: Service, m: Manifest, drkit_argv: list[str]) -> list[CheckResult]:
+def verify_deep(
+    ws: Workspace, service: Service, m: Manifest, drkit_argv: list[str]
+) -> list[CheckResult]:
     """Restore into a throwaway directory (archiving off), start it, compare row counts."""
     pg = m.postgres
     assert pg is not None
@@ -94,9 +100,13 @@ def verify_deep(ws: Workspace, service: Service, m: Manifest, drkit_argv: list[s
         outcome = restore(ws, service, request, drkit_argv=drkit_argv)
         results.append(CheckResult("restore", Status.OK,
                                    f"restored and started in {outcome.seconds:.1f}s, consistent at {outcome.reached_lsn}"))  # fmt: skip
-        dsn = make_dsn(service.dsn or "", password=service.password, host="127.0.0.1", port=outcome.port)
+        dsn = make_dsn(
+            service.dsn or "", password=service.password, host="127.0.0.1", port=outcome.port
+        )
         _xid, counts = snapshot_counts(dsn, pg.databases or ["postgres"])
-        results.extend(compare_counts(pg.row_counts, counts, bool(m.details.get("row_counts_exact", True))))
+        results.extend(
+            compare_counts(pg.row_counts, counts, bool(m.details.get("row_counts_exact", True)))
+        )
     except DrkitError as exc:
         results.append(CheckResult("restore", Status.FAILED, exc.message))
     finally:
@@ -107,20 +117,28 @@ def verify_deep(ws: Workspace, service: Service, m: Manifest, drkit_argv: list[s
     return results
 
 
-def compare_counts(expected: dict[str, int], actual: dict[str, int], exact: bool) -> list[CheckResult]:
+def compare_counts(
+    expected: dict[str, int], actual: dict[str, int], exact: bool
+) -> list[CheckResult]:
     results = []
     differ = [t for t in sorted(expected) if actual.get(t) != expected[t]]
     extra = sorted(set(actual) - set(expected))
     if not differ and not extra:
         total = sum(expected.values())
-        return [CheckResult("row counts", Status.OK, f"{len(expected)} tables, {total} rows as recorded")]
+        return [
+            CheckResult(
+                "row counts", Status.OK, f"{len(expected)} tables, {total} rows as recorded"
+            )
+        ]
     status = Status.FAILED if exact else Status.WARNING
     for t in differ:
         note = "" if exact else " (writes ran during the backup; counts were taken at its end)"
         results.append(CheckResult(f"rows {t}", status,
                                    f"restored {actual.get(t, 'no table')} != recorded {expected[t]}{note}"))  # fmt: skip
     for t in extra:
-        results.append(CheckResult(f"rows {t}", status, "table exists in the restore but not in the manifest"))
+        results.append(
+            CheckResult(f"rows {t}", status, "table exists in the restore but not in the manifest")
+        )
     return results
 
 
@@ -136,5 +154,9 @@ def verify_backup(
         if deep and files_ok and wal.status is Status.OK:
             results.extend(verify_deep(ws, service, m, drkit_argv))
         elif deep:
-            results.append(CheckResult("restore", Status.FAILED, "skipped: the backup failed the checks above"))
-    return VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)
+            results.append(
+                CheckResult("restore", Status.FAILED, "skipped: the backup failed the checks above")
+            )
+    return VerifyReport(
+        m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started
+    )

@@ -51,17 +51,23 @@ class SpoolPusher:
             return pushed
         for entry in sorted(os.scandir(self.spool), key=lambda e: e.name):
             name = entry.name
-            if SEGMENT_RE.match(name) or (is_wal_file_name(name) and name.endswith(".history")):
-                self.archive.push(Path(entry.path))
-                os.unlink(entry.path)
-                pushed.append(name)
-            elif PARTIAL_RE.match(name):
-                st = entry.stat()
-                stamp = (st.st_mtime_ns, st.st_size)
-                if self._partial_seen.get(name) != stamp:
+            try:
+                if SEGMENT_RE.match(name) or (is_wal_file_name(name) and name.endswith(".history")):
                     self.archive.push(Path(entry.path))
-                    self._partial_seen[name] = stamp
+                    os.unlink(entry.path)
                     pushed.append(name)
+                elif PARTIAL_RE.match(name):
+                    st = entry.stat()
+                    stamp = (st.st_mtime_ns, st.st_size)
+                    if self._partial_seen.get(name) != stamp:
+                        self.archive.push(Path(entry.path))
+                        self._partial_seen[name] = stamp
+                        pushed.append(name)
+            except (FileNotFoundError, OperationError):
+                # Another pusher (the receiver's supervisor, or a restore flushing the
+                # spool) moved it first: it is in the archive either way.
+                if os.path.exists(entry.path):
+                    raise
         return pushed
 
 

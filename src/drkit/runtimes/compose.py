@@ -31,13 +31,14 @@ class ComposeRuntime:
     def description(self) -> str:
         return f"container {self.container}"
 
-    def _docker(self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> Completed:
+    def _docker(
+        self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True
+    ) -> Completed:
         docker = find_tool("docker", self.spec.bin_dir)
         result = run([docker, *args], timeout=timeout, check=False)
         if check and result.returncode != 0:
-            raise OperationError(
-                f"docker {args[0]} {self.container} failed: {last_line(result.stderr, result.stdout)}"
-            )
+            why = last_line(result.stderr, result.stdout)
+            raise OperationError(f"docker {args[0]} {self.container} failed: {why}")
         return result
 
     def start(self) -> None:
@@ -49,9 +50,7 @@ class ComposeRuntime:
 
     def is_running(self) -> bool:
         """False for a stopped or missing container; True while running (paused included)."""
-        result = self._docker(
-            "inspect", "-f", "{{.State.Running}}", self.container, check=False
-        )
+        result = self._docker("inspect", "-f", "{{.State.Running}}", self.container, check=False)
         return result.returncode == 0 and result.stdout.strip() == "true"
 
     def pause(self) -> None:

@@ -46,14 +46,14 @@ class LocalProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             try:
-                proc = subprocess.Popen(
+                proc = subprocess.Popen(  # type: ignore[call-overload]
                     list(self.spec.command),
                     cwd=self.spec.data_dir or None,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    **user_kwargs(self.spec.os_user),  # type: ignore[arg-type]
+                    **user_kwargs(self.spec.os_user),
                 )
             except OSError as exc:
                 raise OperationError(

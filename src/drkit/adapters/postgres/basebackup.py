@@ -38,9 +38,13 @@ class StreamedBackup:
     raw_bytes: int
 
 
-def pg_basebackup_args(dsn: str, bin_dir: str | None, checkpoint: str, label: str) -> list[str]:
+def pg_basebackup_args(
+    dsn: str, bin_dir: str | None, checkpoint: str, label: str, max_rate: str | None = None
+) -> list[str]:
+    rate = [f"--max-rate={max_rate}"] if max_rate else []
     return [
         find_tool("pg_basebackup", bin_dir),
+        *rate,
         "--dbname", dsn,
         "--pgdata", "-",
         "--format", "tar",
