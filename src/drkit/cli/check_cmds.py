@@ -1,9 +1,35 @@
-"""placeholder"""
+"""`drkit check`: configuration, connectivity and archiving settings; exit 3 on problems."""
 
 from __future__ import annotations
 
 import typer
 
+from drkit.cli.context import options
+from drkit.cli.render import console, emit_json, status_text, table
+
+
+def check_cmd(ctx: typer.Context) -> None:
+    """Check that backups and PITR can work: config, repository, WAL settings, archiver
+    failures and lag, replication slot and receiver, client tool versions.
+
+    Example: drkit --config stack.yaml check --output json
+    """
+    from drkit.domain.checks import any_critical_failure
+    from drkit.engines.check_postgres import run_checks
+    from drkit.engines.workspace import open_workspace
+
+    opts = options(ctx)
+    results = run_checks(open_workspace(opts.stack()))
+    failed = any_critical_failure(results)
+    if opts.json:
+        emit_json({"ok": not failed, "results": results})
+    else:
+        table(None, ["check", "status", "detail"],
+              [(r.name, status_text(r.status.value), r.detail) for r in results])  # fmt: skip
+        console.print("[red]problems found[/red]" if failed else "[green]all checks passed[/green]")
+    if failed:
+        raise typer.Exit(3)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("check")(check_cmd)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -164,18 +165,37 @@ def validate(text: str, label: str) -> None:
         raise ConfigError(f"{label}: the generated configuration is invalid: {exc}") from exc
 
 
-def write_nself_config(
-    project_dir: Path, out: Path, *, overwrite: bool
-) -> tuple[Path, dict[str, Any]]:
-    """Read the project, write stack.yaml to `out` (refusing to replace one unless told)."""
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} already exists", hint="pass --yes to replace it")
+@dataclass(frozen=True)
+class GeneratedConfig:
+    """A stack.yaml ready to write, with what it was made from."""
+
+    text: str
+    stack: str
+    services: tuple[str, ...]
+    checks: int
+    sources: tuple[str, ...]
+
+
+def nself_config(project_dir: Path) -> GeneratedConfig:
+    """Read an nself project and produce its stack.yaml (validated, not yet written)."""
     env, sources = read_project_env(project_dir)
     doc = stack_document(env, project_dir)
     text = render(doc, sources)
-    validate(text, str(out))
-    write_atomic(out, text.encode())
-    return out, doc
+    validate(text, str(project_dir))
+    return GeneratedConfig(
+        text=text,
+        stack=doc["stack"],
+        services=tuple(doc["services"]),
+        checks=len(doc["checks"]),
+        sources=tuple(str(p) for p in sources),
+    )
+
+
+def write_config(config: GeneratedConfig, out: Path, *, overwrite: bool) -> None:
+    """Write atomically; an existing file is replaced only when `overwrite`."""
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out} already exists; not replacing it", hint="pass --yes to replace it")
+    write_atomic(out, config.text.encode())
 
 
 def nchat_checks() -> list[dict[str, Any]]:
@@ -187,18 +207,21 @@ def nchat_checks() -> list[dict[str, Any]]:
             "query": "select count(*) from nchat_messages m where m.user_id is not null "
             "and not exists (select 1 from nchat_users u where u.id = m.user_id)",
             "expect": {"equals": 0},
+            "severity": "critical",
         },
         {
             "name": "orphaned_messages_by_channel",
             "query": "select count(*) from nchat_messages m "
             "where not exists (select 1 from nchat_channels c where c.id = m.channel_id)",
             "expect": {"equals": 0},
+            "severity": "critical",
         },
         {
             "name": "future_message_timestamps",
             "query": "select count(*) from nchat_messages "
             "where created_at > now() + interval '1 day'",
             "expect": {"equals": 0},
+            "severity": "critical",
         },
         {
             "name": "nchat_users_match_auth_users",
@@ -206,9 +229,13 @@ def nchat_checks() -> list[dict[str, Any]]:
             "expect": {"equals_query": "select count(*) from auth.users", "tolerance": 0},
             "severity": "warning",
         },
-        {"name": "btree_indexes_amcheck", "builtin": "pg_amcheck"},
-        {"name": "checksum_failures", "builtin": "checksum_failures"},
-        {"name": "expected_indexes", "builtin": f"expected_indexes({', '.join(NCHAT_INDEXES)})"},
+        {"name": "btree_indexes_amcheck", "builtin": "pg_amcheck", "severity": "critical"},
+        {"name": "checksum_failures", "builtin": "checksum_failures", "severity": "critical"},
+        {
+            "name": "expected_indexes",
+            "builtin": f"expected_indexes({', '.join(NCHAT_INDEXES)})",
+            "severity": "critical",
+        },
         {"name": "invalid_indexes", "builtin": "invalid_indexes", "severity": "warning"},
         {
             "name": "unvalidated_constraints",

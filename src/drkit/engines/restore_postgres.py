@@ -16,12 +16,14 @@ from drkit.domain.backup import Manifest
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service, WalMode
+from drkit.domain.wal import Segment
 from drkit.engines.backup_postgres import TAR_INDEX
 from drkit.engines.catalog import list_backups
 from drkit.engines.layout import backup_dir, lock_name
 from drkit.engines.restore_plan import ArchiveView, RestorePlan, plan_restore
 from drkit.engines.tar_restore import restore_parts
 from drkit.engines.wal import archive_for, flush_spool
+from drkit.engines.wal_prefetch import prefetch_restore_command, prefetching
 from drkit.engines.workspace import Workspace
 from drkit.infra import locks
 from drkit.infra.ownership import chown_tree, traversable_by
@@ -103,10 +105,11 @@ def restore(
         except BaseException:
             _roll_back(data_dir, aside)
             raise
-        runtime.start()
         dsn = make_dsn(service.dsn or "", password=service.password,
                        host="127.0.0.1" if request.to else None, port=runtime.port)  # fmt: skip
-        reached = _wait_for_promotion(runtime, dsn, request.timeout)
+        with _prefetch(ws, service, chosen, data_dir):
+            runtime.start()
+            reached = _wait_for_promotion(runtime, dsn, request.timeout)
         running = True
         if request.to is not None and not request.keep_running:
             runtime.stop()
@@ -124,6 +127,15 @@ def restore(
             running=running,
             port=runtime.port,
         )
+
+
+def _prefetch(ws: Workspace, service: Service, chosen: RestorePlan, data_dir: Path) -> Any:
+    pg = chosen.backup.postgres
+    assert pg is not None
+    first = Segment.parse(chosen.first_segment, pg.wal_segment_size)
+    last = Segment.parse(chosen.last_segment, pg.wal_segment_size) if chosen.last_segment else None
+    return prefetching(archive_for(ws, service), data_dir, first, last,
+                       os_user=service.runtime.os_user)  # fmt: skip
 
 
 def _prepare_target(
@@ -219,7 +231,9 @@ def _configure(
     request: RestoreRequest, drkit_argv: list[str], runtime: LocalPostgres,
 ) -> None:  # fmt: skip
     settings = {
-        "restore_command": restore_command(drkit_argv, ws.stack.source_path, service.name),
+        "restore_command": prefetch_restore_command(
+            data_dir, restore_command(drkit_argv, ws.stack.source_path, service.name)
+        ),
         **chosen.target.settings(),
         "recovery_target_timeline": "latest",
     }

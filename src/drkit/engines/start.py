@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from drkit.adapters.probes import ProbeFailed, ProbeOutcome, check, default_probe, probe_timeout
+from drkit.adapters.probes import (
+    PROBE_ATTEMPT_TIMEOUT,
+    ProbeFailed,
+    ProbeOutcome,
+    check,
+    default_probe,
+    probe_timeout,
+)
 from drkit.domain.errors import DrkitError
 from drkit.domain.stack import HealthProbe, Service, Stack
 from drkit.engines.graph import ServiceGraph
@@ -54,6 +61,7 @@ class ServiceStep:
     status: str
     seconds: float
     detail: str = ""
+    started_after: float = 0.0  # seconds after the run began that this service was started
 
     @property
     def ok(self) -> bool:
@@ -109,7 +117,8 @@ def start_services(
             )
 
         def start_one(name: str, level: int = level) -> ServiceStep:
-            return _start_one(stack.services[name], level, runtime_for, prober, clock)
+            return _start_one(stack.services[name], level, runtime_for=runtime_for, prober=prober,
+                              clock=clock, run_began=began)  # fmt: skip
 
         for step in _parallel(start_one, ready, on_step):
             steps[step.service] = step
@@ -140,7 +149,8 @@ def stop_services(
             )
 
         def stop_one(name: str, level: int = level) -> ServiceStep:
-            return _stop_one(stack.services[name], level, runtime_for, timeout, clock)
+            return _stop_one(stack.services[name], level, runtime_for=runtime_for, timeout=timeout,
+                             clock=clock, run_began=began)  # fmt: skip
 
         for step in _parallel(stop_one, ready, on_step):
             steps[step.service] = step
@@ -170,20 +180,31 @@ def check_health(
 
 
 def _start_one(
-    service: Service, level: int, runtime_for: RuntimeFor, prober: Prober, clock: Clock
+    service: Service,
+    level: int,
+    *,
+    runtime_for: RuntimeFor,
+    prober: Prober,
+    clock: Clock,
+    run_began: float,
 ) -> ServiceStep:
     began = clock.monotonic()
+
+    def step(status: StartStatus, detail: str) -> ServiceStep:
+        return ServiceStep(service.name, level, status, clock.monotonic() - began, detail,
+                           began - run_began)  # fmt: skip
+
     try:
         runtime_for(service).start()
     except DrkitError as exc:
-        return ServiceStep(service.name, level, StartStatus.FAILED,
-                           clock.monotonic() - began, exc.message)  # fmt: skip
+        return step(StartStatus.FAILED, exc.message)
     probe = default_probe(service)
     timeout = probe_timeout(probe)
+    deadline = clock.monotonic() + timeout
 
     def healthy() -> ProbeOutcome:
-        remaining = max(0.5, min(10.0, began + timeout - clock.monotonic()))
-        outcome = prober(service, probe, remaining)
+        attempt = max(0.5, min(PROBE_ATTEMPT_TIMEOUT, deadline - clock.monotonic()))
+        outcome = prober(service, probe, attempt)
         if not outcome.healthy:
             raise ProbeFailed(outcome.detail)
         return outcome
@@ -192,25 +213,32 @@ def _start_one(
         outcome = wait_for(healthy, timeout=timeout, what=f"{service.name} to be healthy",
                            interval=0.1, max_interval=2.0, clock=clock)  # fmt: skip
     except DrkitError as exc:
-        return ServiceStep(service.name, level, StartStatus.UNHEALTHY,
-                           clock.monotonic() - began, exc.message)  # fmt: skip
-    return ServiceStep(service.name, level, StartStatus.HEALTHY,
-                       clock.monotonic() - began, outcome.detail)  # fmt: skip
+        return step(StartStatus.UNHEALTHY, exc.message)
+    return step(StartStatus.HEALTHY, outcome.detail)
 
 
 def _stop_one(
-    service: Service, level: int, runtime_for: RuntimeFor, timeout: float, clock: Clock
+    service: Service,
+    level: int,
+    *,
+    runtime_for: RuntimeFor,
+    timeout: float,
+    clock: Clock,
+    run_began: float,
 ) -> ServiceStep:
     began = clock.monotonic()
+
+    def step(status: StopStatus, detail: str) -> ServiceStep:
+        return ServiceStep(service.name, level, status, clock.monotonic() - began, detail,
+                           began - run_began)  # fmt: skip
+
     try:
         runtime = runtime_for(service)
         was_running = runtime.is_running()
         runtime.stop(timeout)
     except DrkitError as exc:
-        return ServiceStep(service.name, level, StopStatus.FAILED,
-                           clock.monotonic() - began, exc.message)  # fmt: skip
-    detail = "stopped" if was_running else "was not running"
-    return ServiceStep(service.name, level, StopStatus.STOPPED, clock.monotonic() - began, detail)
+        return step(StopStatus.FAILED, exc.message)
+    return step(StopStatus.STOPPED, "stopped" if was_running else "was not running")
 
 
 def _split_blocked(

@@ -8,10 +8,14 @@ from pathlib import Path
 
 
 def chown_tree(path: Path, os_user: str | None) -> None:
-    """chown -R (without following symlinks); a no-op unless we are root and a user is set."""
+    """chown -R (without following symlinks; a single file too); a no-op unless we are root
+    and a user is set."""
     if not os_user or os.geteuid() != 0:
         return
     entry = pwd.getpwnam(os_user)
+    if not path.is_dir():
+        os.lchown(path, entry.pw_uid, entry.pw_gid)
+        return
     for dirpath, dirnames, filenames in os.walk(path):
         os.chown(dirpath, entry.pw_uid, entry.pw_gid)
         for name in dirnames + filenames:

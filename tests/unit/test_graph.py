@@ -1,0 +1,198 @@
+"""The service graph (levels, cycles, unknown services) and the start/stop engine over it,
+with fake runtimes and probes."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from drkit.adapters.probes import ProbeOutcome
+from drkit.domain.errors import ConfigError, OperationError, UsageError
+from drkit.domain.stack import HealthProbe, RepositorySpec, RuntimeSpec, Service, Stack
+from drkit.engines.graph import ServiceGraph
+from drkit.engines.start import check_health, start_services, stop_services
+
+NSELF = {
+    "postgres": [],
+    "redis": [],
+    "minio": [],
+    "hasura": ["postgres"],
+    "auth": ["postgres", "hasura"],
+    "functions": ["postgres", "hasura"],
+    "meilisearch": ["postgres"],
+    "monitoring": [],
+}
+
+
+def test_levels_put_each_service_after_its_deepest_dependency() -> None:
+    graph = ServiceGraph.from_pairs(NSELF)
+    assert graph.levels() == (
+        ("postgres", "redis", "minio", "monitoring"),
+        ("hasura", "meilisearch"),
+        ("auth", "functions"),
+    )
+
+
+def test_start_plan_pulls_in_dependencies_only() -> None:
+    graph = ServiceGraph.from_pairs(NSELF)
+    assert graph.start_plan(["auth"]) == (("postgres",), ("hasura",), ("auth",))
+    assert graph.start_plan(["redis"]) == (("redis",),)
+
+
+def test_stop_plan_is_reversed_and_pulls_in_dependents() -> None:
+    graph = ServiceGraph.from_pairs(NSELF)
+    assert graph.stop_plan(["hasura"]) == (("auth", "functions"), ("hasura",))
+    full = graph.stop_plan()
+    assert full[0] == ("auth", "functions")
+    assert full[-1] == ("postgres", "redis", "minio", "monitoring")
+
+
+def test_cycle_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"dependency cycle: (a -> b -> c -> a|b -> c -> a -> b)"):
+        ServiceGraph.from_pairs({"a": ["b"], "b": ["c"], "c": ["a"], "d": []})
+
+
+def test_self_dependency_is_a_cycle() -> None:
+    with pytest.raises(ConfigError, match="dependency cycle: a -> a"):
+        ServiceGraph.from_pairs({"a": ["a"]})
+
+
+def test_unknown_dependency_is_named() -> None:
+    with pytest.raises(ConfigError, match="hasura depends on unknown service 'postgress'"):
+        ServiceGraph.from_pairs({"postgres": [], "hasura": ["postgress"]})
+
+
+def test_unknown_service_asked_for_is_a_usage_error() -> None:
+    graph = ServiceGraph.from_pairs(NSELF)
+    with pytest.raises(UsageError, match="unknown service 'hasra'"):
+        graph.start_plan(["hasra"])
+
+
+# --- the start/stop engine with fakes -------------------------------------------------
+
+
+class FakeRuntime:
+    def __init__(self, name: str, world: World) -> None:
+        self.name = name
+        self.world = world
+
+    @property
+    def description(self) -> str:
+        return f"fake {self.name}"
+
+    def start(self) -> None:
+        with self.world.lock:
+            self.world.events.append(("start", self.name))
+            if self.name in self.world.refuse:
+                raise OperationError(f"{self.name} refused to start")
+            self.world.running.add(self.name)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        with self.world.lock:
+            self.world.events.append(("stop", self.name))
+            self.world.running.discard(self.name)
+
+    def is_running(self) -> bool:
+        return self.name in self.world.running
+
+    def pause(self) -> None:
+        pass
+
+    def unpause(self) -> None:
+        pass
+
+
+class World:
+    def __init__(self, never_healthy: set[str] = frozenset(), refuse: set[str] = frozenset()):
+        self.lock = threading.Lock()
+        self.events: list[tuple[str, str]] = []
+        self.running: set[str] = set()
+        self.never_healthy = set(never_healthy)
+        self.refuse = set(refuse)
+
+    def runtime(self, service: Service) -> FakeRuntime:
+        return FakeRuntime(service.name, self)
+
+    def probe(self, service: Service, probe: HealthProbe, timeout: float) -> ProbeOutcome:
+        if service.name in self.never_healthy:
+            return ProbeOutcome(False, "HTTP 503 (expected 200)", 0.0)
+        if service.name not in self.running:
+            return ProbeOutcome(False, "connection refused", 0.0)
+        return ProbeOutcome(True, "HTTP 200", 0.0)
+
+
+def make_stack(deps: dict[str, list[str]], timeout: float = 0.3) -> Stack:
+    services = {
+        name: Service(
+            name=name,
+            kind="http",
+            runtime=RuntimeSpec(type="local", command=("true",)),
+            url="http://127.0.0.1:1",
+            depends_on=tuple(d),
+            health=HealthProbe("http", timeout=timedelta(seconds=timeout)),
+        )
+        for name, d in deps.items()
+    }
+    repo = RepositorySpec(name="local", type="fs", path="/tmp/none")
+    return Stack(name="t", services=services, repositories={"local": repo}, primary_repository="local")
+
+
+def test_start_follows_levels_and_reports_each_service() -> None:
+    world = World()
+    report = start_services(make_stack(NSELF), [], runtime_for=world.runtime, prober=world.probe)
+    assert report.ok
+    started = [name for action, name in world.events if action == "start"]
+    position = {name: i for i, name in enumerate(started)}
+    for name, deps in NSELF.items():
+        for dep in deps:
+            assert position[dep] < position[name], f"{dep} must start before {name}"
+    assert {s.service: s.status for s in report.steps} == dict.fromkeys(NSELF, "healthy")
+    assert all(s.seconds >= 0 for s in report.steps) and report.total_seconds >= 0
+
+
+def test_an_unhealthy_service_holds_back_its_dependents_only() -> None:
+    world = World(never_healthy={"hasura"})
+    report = start_services(make_stack(NSELF), [], runtime_for=world.runtime, prober=world.probe)
+    status = {s.service: s.status for s in report.steps}
+    assert status["hasura"] == "unhealthy"
+    assert status["auth"] == status["functions"] == "skipped"
+    assert status["meilisearch"] == "healthy"  # does not need hasura
+    assert not report.ok
+    assert [f.service for f in report.failures] == ["hasura"]
+    hasura = next(s for s in report.steps if s.service == "hasura")
+    assert "HTTP 503" in hasura.detail and hasura.seconds >= 0.3
+    assert ("start", "auth") not in world.events
+    assert "postgres" in world.running  # what is up stays up
+
+
+def test_a_service_that_refuses_to_start_is_failed_with_the_reason() -> None:
+    world = World(refuse={"postgres"})
+    report = start_services(make_stack(NSELF), ["auth"], runtime_for=world.runtime,
+                            prober=world.probe)  # fmt: skip
+    status = {s.service: (s.status, s.detail) for s in report.steps}
+    assert status["postgres"] == ("failed", "postgres refused to start")
+    assert status["hasura"][0] == status["auth"][0] == "skipped"
+    assert "postgres is failed" in status["hasura"][1]
+
+
+def test_stop_goes_dependents_first() -> None:
+    world = World()
+    world.running = set(NSELF)
+    report = stop_services(make_stack(NSELF), ["postgres"], runtime_for=world.runtime)
+    stopped = [name for action, name in world.events if action == "stop"]
+    assert set(stopped) == {"postgres", "hasura", "auth", "functions", "meilisearch"}
+    assert stopped[-1] == "postgres"
+    assert stopped.index("hasura") > max(stopped.index("auth"), stopped.index("functions"))
+    assert world.running == {"redis", "minio", "monitoring"}
+    assert report.ok
+
+
+def test_health_reports_every_service_without_raising() -> None:
+    world = World(never_healthy={"redis"})
+    world.running = set(NSELF)
+    results = {r.service: r for r in check_health(make_stack(NSELF), prober=world.probe)}
+    assert set(results) == set(NSELF)
+    assert not results["redis"].healthy and "503" in results["redis"].detail
+    assert results["postgres"].healthy

@@ -1,0 +1,201 @@
+"""plan_restore decides before anything is touched: which base backup, which WAL, and
+whether the target can be reached at all."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from drkit.domain.backup import BackupKind, Manifest, PostgresInfo
+from drkit.domain.errors import NotFoundError, UnreachableTargetError
+from drkit.domain.recovery import RecoveryTarget, TargetKind
+from drkit.domain.wal import Lsn, Segment
+from drkit.engines.restore_plan import ArchiveView, plan_restore
+
+T0 = datetime(2026, 2, 9, 0, 0, tzinfo=UTC)
+NOW = T0 + timedelta(hours=10)
+
+
+def hours(h: float) -> datetime:
+    return T0 + timedelta(hours=h)
+
+
+def seg_name(number: int, timeline: int = 1) -> str:
+    return Segment(timeline, number).name
+
+
+def base(backup_id: str, finished: datetime, start_lsn: str, stop_lsn: str) -> Manifest:
+    return Manifest(
+        backup_id=backup_id,
+        stack="demo",
+        service="postgres",
+        kind=BackupKind.BASE,
+        started_at=finished - timedelta(minutes=10),
+        finished_at=finished,
+        files=(),
+        tool_versions={},
+        postgres=PostgresInfo(
+            start_lsn=start_lsn,
+            stop_lsn=stop_lsn,
+            timeline=1,
+            wal_segment_size=16 * 1024 * 1024,
+            server_version=150000,
+            system_identifier="7300000000000000001",
+        ),
+    )
+
+
+# Backup A lives in segment 2 and finished at 1:30; backup B in segment 5, finished at 4:30.
+# Segment n was archived at n o'clock; the archive holds segments 1..8.
+A = base("20260209T012000Z-base", hours(1.5), "0/2000028", "0/2000100")
+B = base("20260209T042000Z-base", hours(4.5), "0/5000028", "0/5000100")
+LOGICAL = Manifest(
+    backup_id="20260209T050000Z-logical",
+    stack="demo",
+    service="postgres",
+    kind=BackupKind.LOGICAL,
+    started_at=hours(5),
+    finished_at=hours(5.1),
+    files=(),
+    tool_versions={},
+)
+
+
+def archive(numbers: range | list[int], *, partial: int | None = None) -> ArchiveView:
+    pushed = {seg_name(n): hours(n) for n in numbers}
+    if partial is not None:
+        pushed[seg_name(partial) + ".partial"] = hours(partial)
+    pushed["00000001.history"] = hours(0)  # not a segment: never confuses the plan
+    return ArchiveView(pushed)
+
+
+FULL = archive(range(1, 9))
+
+
+def at(h: float) -> RecoveryTarget:
+    return RecoveryTarget(TargetKind.TIME, time=hours(h))
+
+
+def lsn(text: str) -> RecoveryTarget:
+    return RecoveryTarget(TargetKind.LSN, lsn=Lsn.parse(text))
+
+
+def test_picks_the_newest_backup_finished_before_the_target_time() -> None:
+    plan = plan_restore([B, A, LOGICAL], FULL, at(3), NOW)
+    assert plan.backup is A
+    assert plan.first_segment == seg_name(2)
+    assert plan.last_segment == seg_name(3)  # the first segment archived at or after 3:00
+    assert not plan.uses_partial
+
+
+def test_a_target_after_the_newer_backup_uses_it() -> None:
+    plan = plan_restore([A, B], FULL, at(5.5), NOW)
+    assert plan.backup is B
+    assert plan.first_segment == seg_name(5)
+    assert plan.last_segment == seg_name(6)
+
+
+def test_latest_uses_the_newest_backup_and_all_the_wal() -> None:
+    plan = plan_restore([A, B, LOGICAL], FULL, RecoveryTarget(), NOW)
+    assert plan.backup is B
+    assert plan.last_segment == seg_name(8)
+
+
+def test_latest_with_a_partial_tail() -> None:
+    plan = plan_restore([A, B], archive(range(1, 8), partial=8), RecoveryTarget(), NOW)
+    assert plan.last_segment == seg_name(8)
+    assert plan.uses_partial
+
+
+def test_refuses_a_target_in_the_future() -> None:
+    with pytest.raises(UnreachableTargetError, match="is in the future"):
+        plan_restore([A, B], FULL, at(11), NOW)
+
+
+def test_refuses_a_target_before_the_oldest_backup() -> None:
+    with pytest.raises(UnreachableTargetError, match="before the end of the oldest usable") as exc:
+        plan_restore([A, B], FULL, at(1), NOW)
+    assert A.backup_id in exc.value.message
+
+
+def test_refuses_a_target_after_the_end_of_the_archive_with_a_hint() -> None:
+    with pytest.raises(UnreachableTargetError, match="after the end of the WAL archive") as exc:
+        plan_restore([A, B], FULL, at(9), NOW)
+    assert hours(8).isoformat() in exc.value.message  # when the last segment was archived
+    assert exc.value.hint is not None
+    assert "pg_switch_wal" in exc.value.hint
+
+
+def test_refuses_a_gap_and_names_the_missing_segment() -> None:
+    gappy = archive([1, 2, 4, 5, 6, 7, 8])
+    with pytest.raises(UnreachableTargetError) as exc:
+        plan_restore([A, B], gappy, at(3.5), NOW)
+    assert f"WAL segment {seg_name(3)} is missing" in exc.value.message
+    assert A.backup_id in exc.value.message
+    assert exc.value.hint is not None
+
+
+def test_a_gap_before_the_chosen_backup_does_not_matter() -> None:
+    plan = plan_restore([A, B], archive([1, 2, 4, 5, 6, 7, 8]), RecoveryTarget(), NOW)
+    assert plan.backup is B
+    assert plan.last_segment == seg_name(8)
+
+
+def test_latest_refuses_a_gap_after_the_backup() -> None:
+    with pytest.raises(UnreachableTargetError, match=f"WAL segment {seg_name(6)} is missing"):
+        plan_restore([A, B], archive([1, 2, 3, 4, 5, 7, 8]), RecoveryTarget(), NOW)
+
+
+def test_refuses_a_backup_whose_own_wal_is_not_archived() -> None:
+    with pytest.raises(UnreachableTargetError, match="cannot be made consistent") as exc:
+        plan_restore([A, B], archive([1, 2, 3, 4]), RecoveryTarget(), NOW)
+    assert seg_name(5) in exc.value.message
+
+
+def test_lsn_target_picks_the_backup_that_ends_before_it() -> None:
+    plan = plan_restore([A, B], FULL, lsn("0/3000010"), NOW)
+    assert plan.backup is A
+    assert plan.last_segment == seg_name(3)
+    plan = plan_restore([A, B], FULL, lsn("0/7000000"), NOW)
+    assert plan.backup is B
+    assert plan.last_segment == seg_name(7)
+
+
+def test_lsn_target_before_the_oldest_backup() -> None:
+    with pytest.raises(UnreachableTargetError, match="target LSN 0/1000000 is before"):
+        plan_restore([A, B], FULL, lsn("0/1000000"), NOW)
+
+
+def test_lsn_target_beyond_the_archive_names_the_first_missing_segment() -> None:
+    with pytest.raises(UnreachableTargetError, match=f"WAL segment {seg_name(9)} is missing"):
+        plan_restore([A, B], FULL, lsn("0/A000000"), NOW)
+
+
+def test_explicit_backup_id() -> None:
+    plan = plan_restore([A, B], FULL, RecoveryTarget(), NOW, backup_id=A.backup_id)
+    assert plan.backup is A
+    assert plan.first_segment == seg_name(2)
+    assert plan.last_segment == seg_name(8)
+
+
+def test_explicit_backup_that_finished_after_the_target_time_is_refused() -> None:
+    with pytest.raises(UnreachableTargetError, match=B.backup_id):
+        plan_restore([A, B], FULL, at(3), NOW, backup_id=B.backup_id)
+
+
+def test_unknown_backup_id() -> None:
+    with pytest.raises(NotFoundError, match="no base backup nope"):
+        plan_restore([A, B], FULL, RecoveryTarget(), NOW, backup_id="nope")
+
+
+def test_no_base_backup_at_all() -> None:
+    with pytest.raises(NotFoundError, match="no base backup") as exc:
+        plan_restore([LOGICAL], FULL, RecoveryTarget(), NOW)
+    assert exc.value.hint is not None
+
+
+def test_immediate_needs_only_the_backups_own_wal() -> None:
+    plan = plan_restore([A, B], archive([1, 2, 3, 4, 5]), RecoveryTarget(TargetKind.IMMEDIATE), NOW)
+    assert plan.backup is B
+    assert plan.last_segment == seg_name(5)
