@@ -56,9 +56,7 @@ class Target:
     def of(cls, service: Service, database: str | None) -> Target:
         if not service.dsn:
             raise UsageError(f"service {service.name} has no dsn: data checks need PostgreSQL")
-        return cls(
-            make_dsn(service.dsn, dbname=database), service.password, service.runtime.bin_dir
-        )
+        return cls(make_dsn(service.dsn, dbname=database), service.password, service.runtime.bin_dir)
 
     @property
     def dsn_with_password(self) -> str:
@@ -76,8 +74,9 @@ def parse_builtin(text: str) -> BuiltinCall:
 @contextmanager
 def _session(target: Target) -> Iterator[psycopg.Connection[Any]]:
     with connect(target.dsn_with_password) as conn:
-        conn.execute("select set_config('statement_timeout', %s, false)",
-                     (f"{int(STATEMENT_TIMEOUT * 1000)}",))  # fmt: skip
+        conn.execute(
+            "select set_config('statement_timeout', %s, false)", (f"{int(STATEMENT_TIMEOUT * 1000)}",)
+        )
         yield conn
 
 
@@ -110,8 +109,9 @@ def amcheck_indexes(call: BuiltinCall, target: Target) -> Finding:
     """pg_amcheck on every B-tree index of the database; each corrupt index is one finding."""
     tool = find_tool("pg_amcheck", target.bin_dir or _newest_bin_dir("pg_amcheck"))
     env = {"PGPASSWORD": target.password} if target.password else None
-    result = run([tool, "--no-password", "--index=*", target.dsn],
-                 timeout=AMCHECK_TIMEOUT, check=False, env=env)  # fmt: skip
+    result = run(
+        [tool, "--no-password", "--index=*", target.dsn], timeout=AMCHECK_TIMEOUT, check=False, env=env
+    )
     if result.returncode not in (0, 2):
         raise ToolError(_amcheck_trouble(result.stderr or result.stdout))
     items = parse_amcheck_report(result.stdout)
@@ -151,11 +151,15 @@ def checksum_failures(call: BuiltinCall, target: Target) -> Finding:
     """Pages that failed checksum verification since the statistics were last reset."""
     enabled = _rows(target, "select current_setting('data_checksums')")[0][0] == "on"
     if not enabled:
-        return Finding(0, note="data checksums are off in this cluster: nothing to count "
-                               "(pg_checksums --enable turns them on, server stopped)")  # fmt: skip
+        return Finding(
+            0,
+            note="data checksums are off in this cluster: nothing to count "
+            "(pg_checksums --enable turns them on, server stopped)",
+        )
     rows = _rows(target, CHECKSUM_SQL)
-    return Finding(sum(int(r[1]) for r in rows),
-                   tuple(f"{r[0]}: {r[1]} failure(s), last at {r[2]}" for r in rows))  # fmt: skip
+    return Finding(
+        sum(int(r[1]) for r in rows), tuple(f"{r[0]}: {r[1]} failure(s), last at {r[2]}" for r in rows)
+    )
 
 
 CHECKSUM_SQL = """
@@ -213,9 +217,7 @@ def unindexed_foreign_keys(call: BuiltinCall, target: Target) -> Finding:
 def expected_indexes(call: BuiltinCall, target: Target) -> Finding:
     """Each named index (schema.name) exists and is valid."""
     if not call.args:
-        raise UsageError(
-            "expected_indexes needs the index names: expected_indexes(public.a_pkey, ...)"
-        )
+        raise UsageError("expected_indexes needs the index names: expected_indexes(public.a_pkey, ...)")
     rows = _rows(target, EXPECTED_INDEXES_SQL, (list(call.args),))
     bad = tuple(f"{r[0]}: {'invalid' if r[1] else 'missing'}" for r in rows if not r[2])
     return Finding(len(bad), bad, note=f"{len(call.args) - len(bad)} of {len(call.args)} present")

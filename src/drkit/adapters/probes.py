@@ -89,9 +89,7 @@ def describe_probe(service: Service, probe: HealthProbe) -> str:
     return "no probe"
 
 
-def check(
-    service: Service, probe: HealthProbe, *, timeout: float = PROBE_ATTEMPT_TIMEOUT
-) -> ProbeOutcome:
+def check(service: Service, probe: HealthProbe, *, timeout: float = PROBE_ATTEMPT_TIMEOUT) -> ProbeOutcome:
     """Probe once; never raises."""
     started = time.monotonic()
     runner = PROBES.get(probe.type)
@@ -112,8 +110,7 @@ def probe_timeout(probe: HealthProbe) -> float:
 
 
 def _sql(service: Service, probe: HealthProbe, timeout: float) -> str:
-    dsn = make_dsn(_dsn(service, probe), password=service.password,
-                   connect_timeout=max(1, int(timeout)))  # fmt: skip
+    dsn = make_dsn(_dsn(service, probe), password=service.password, connect_timeout=max(1, int(timeout)))
     value = scalar(dsn, "select 1")
     if value != 1:
         raise ProbeFailed(f"select 1 returned {value!r}")
@@ -155,9 +152,7 @@ def _auth(service: Service, probe: HealthProbe, timeout: float) -> str:
     if not service.password:
         raise ProbeFailed(f"no canary password: set services.{service.name}.password (env:NAME)")
     response = httpx.post(url, json={"email": email, "password": service.password}, timeout=timeout)
-    return "canary signed in: " + _judge(
-        response, probe.expect_status, probe.expect_body or "accessToken"
-    )
+    return "canary signed in: " + _judge(response, probe.expect_status, probe.expect_body or "accessToken")
 
 
 def _tcp(service: Service, probe: HealthProbe, timeout: float) -> str:

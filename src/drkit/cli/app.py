@@ -48,7 +48,9 @@ def root(
 @app.command()
 def version() -> None:
     """Print drkit's version."""
-    print(__version__)
+    from drkit.cli.render import console
+
+    console.print(__version__)
 
 
 def _register() -> None:
@@ -76,9 +78,7 @@ def hoist_global_options(argv: list[str]) -> list[str]:
             rest.extend(argv[i:])
             break
         name = arg.split("=", 1)[0]
-        if arg in GLOBAL_FLAGS:
-            front.append(arg)
-        elif name in GLOBAL_VALUED and "=" in arg:
+        if arg in GLOBAL_FLAGS or (name in GLOBAL_VALUED and "=" in arg):
             front.append(arg)
         elif arg in GLOBAL_VALUED and i + 1 < len(argv):
             front.extend(argv[i : i + 2])

@@ -86,11 +86,17 @@ def list_cmd(
         emit_json({"backups": [m.to_dict() for m in manifests], "incomplete": incomplete})
         return
     rows = [
-        (m.backup_id, m.service, m.kind.value, m.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
-         human_bytes(m.stored_bytes), "yes" if m.encrypted else "no",
-         f"{m.postgres.start_lsn}..{m.postgres.stop_lsn}" if m.postgres else "")
+        (
+            m.backup_id,
+            m.service,
+            m.kind.value,
+            m.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
+            human_bytes(m.stored_bytes),
+            "yes" if m.encrypted else "no",
+            f"{m.postgres.start_lsn}..{m.postgres.stop_lsn}" if m.postgres else "",
+        )
         for m in manifests
-    ]  # fmt: skip
+    ]
     if not rows:
         console.print(f"no backups in {ws.repo.location}")
     else:
@@ -116,12 +122,16 @@ def show_cmd(ctx: typer.Context, backup_id: str = typer.Argument(..., help="Back
         return
     console.print(f"backup {m.backup_id} ({m.kind.value}) of {m.stack}/{m.service}")
     console.print(f"  started {m.started_at.isoformat()}  finished {m.finished_at.isoformat()}")
-    console.print(f"  {human_bytes(m.raw_bytes)} raw, {human_bytes(m.stored_bytes)} stored, "
-                  f"{m.compression}, encrypted: {'yes' if m.encrypted else 'no'}")
+    console.print(
+        f"  {human_bytes(m.raw_bytes)} raw, {human_bytes(m.stored_bytes)} stored, "
+        f"{m.compression}, encrypted: {'yes' if m.encrypted else 'no'}"
+    )
     if m.postgres:
         p = m.postgres
-        console.print(f"  WAL {p.start_lsn} .. {p.stop_lsn} on timeline {p.timeline}; "
-                      f"server {p.server_version}; system {p.system_identifier}")
+        console.print(
+            f"  WAL {p.start_lsn} .. {p.stop_lsn} on timeline {p.timeline}; "
+            f"server {p.server_version}; system {p.system_identifier}"
+        )
     console.print(f"  tools: {', '.join(f'{k} {v}' for k, v in m.tool_versions.items())}")
     table(None, ["file", "stored", "sha256"], [(f.name, f.size, f.sha256) for f in m.files])
 

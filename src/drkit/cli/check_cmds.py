@@ -24,8 +24,11 @@ def check_cmd(ctx: typer.Context) -> None:
     if opts.json:
         emit_json({"ok": not failed, "results": results})
     else:
-        table(None, ["check", "status", "detail"],
-              [(r.name, status_text(r.status.value), r.detail) for r in results])  # fmt: skip
+        table(
+            None,
+            ["check", "status", "detail"],
+            [(r.name, status_text(r.status.value), r.detail) for r in results],
+        )
         console.print("[red]problems found[/red]" if failed else "[green]all checks passed[/green]")
     if failed:
         raise typer.Exit(3)

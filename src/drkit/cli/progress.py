@@ -16,8 +16,12 @@ def byte_progress(label: str, *, enabled: bool = True) -> Iterator[Callable[[int
         yield lambda _done: None
         return
     with Progress(
-        TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=err_console, transient=True,
-    ) as bar:  # fmt: skip
+        TextColumn(label),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
         task = bar.add_task(label, total=None)
         yield lambda done: bar.update(task, completed=done)

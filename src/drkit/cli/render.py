@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+
 def _console(stderr: bool) -> Console:
     probe = Console(stderr=stderr)
     # Piped output (logs, CI) gets wide lines rather than tables folded at 80 columns.

@@ -51,11 +51,22 @@ def verify_cmd(
         return
     report = verify_backup(ws, svc, manifest, deep=deep, drkit_argv=drkit_argv())
     if opts.json:
-        emit_json({"backup_id": report.backup_id, "service": report.service, "deep": deep,
-                   "ok": report.ok, "seconds": report.seconds, "results": report.results})  # fmt: skip
+        emit_json(
+            {
+                "backup_id": report.backup_id,
+                "service": report.service,
+                "deep": deep,
+                "ok": report.ok,
+                "seconds": report.seconds,
+                "results": report.results,
+            }
+        )
     else:
-        table(f"verify {report.backup_id}{' (deep)' if deep else ''}", ["check", "status", "detail"],
-              [(r.name, status_text(r.status.value), r.detail) for r in report.results])  # fmt: skip
+        table(
+            f"verify {report.backup_id}{' (deep)' if deep else ''}",
+            ["check", "status", "detail"],
+            [(r.name, status_text(r.status.value), r.detail) for r in report.results],
+        )
         verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
         console.print(f"{verdict} in {report.seconds:.1f}s")
     if not report.ok:
@@ -81,16 +92,21 @@ def _target(time: str | None, lsn: str | None, name: str | None) -> RecoveryTarg
 def restore_cmd(
     ctx: typer.Context,
     service: str = typer.Argument(..., help="The service to restore (e.g. postgres)."),
-    backup_id: str = typer.Option(None, "--backup", help="Base backup id (default: the newest "
-                                  "that can reach the target)."),  # fmt: skip
+    backup_id: str = typer.Option(
+        None, "--backup", help="Base backup id (default: the newest that can reach the target)."
+    ),
     target_time: str = typer.Option(None, "--target-time", help="ISO 8601 time; naive = UTC."),
     target_lsn: str = typer.Option(None, "--target-lsn", help="A WAL position like 0/3000060."),
     target_name: str = typer.Option(None, "--target-name", help="A named restore point."),
     to: Path = typer.Option(None, "--to", help="Restore into this new directory (default)."),
-    in_place: bool = typer.Option(False, "--in-place", help="Replace the live data directory "
-                                  "(moved aside, never deleted); needs --yes."),  # fmt: skip
-    keep_running: bool = typer.Option(False, "--keep-running",
-                                      help="With --to: leave the restored server running."),  # fmt: skip
+    in_place: bool = typer.Option(
+        False,
+        "--in-place",
+        help="Replace the live data directory (moved aside, never deleted); needs --yes.",
+    ),
+    keep_running: bool = typer.Option(
+        False, "--keep-running", help="With --to: leave the restored server running."
+    ),
 ) -> None:
     """Restore PostgreSQL to a point in time: base backup + WAL, PostgreSQL 12+ recovery.
 
@@ -107,16 +123,25 @@ def restore_cmd(
         raise UsageError("say where to restore: --to DIR (safe, the default way) or --in-place --yes")
     ws = open_workspace(opts.stack())
     svc = ws.postgres(service)
-    request = RestoreRequest(target=target, backup_id=backup_id, to=to, in_place=in_place,
-                             keep_running=keep_running)  # fmt: skip
+    request = RestoreRequest(
+        target=target, backup_id=backup_id, to=to, in_place=in_place, keep_running=keep_running
+    )
     chosen = plan(ws, svc, request)
     where = f"in place over {svc.runtime.data_dir}" if in_place else f"into {to}"
-    console.print(f"plan: backup {chosen.backup.backup_id} + WAL {chosen.first_segment}.."
-                  f"{chosen.last_segment or '?'} -> {target.describe()}, {where}")  # fmt: skip
+    console.print(
+        f"plan: backup {chosen.backup.backup_id} + WAL {chosen.first_segment}.."
+        f"{chosen.last_segment or '?'} -> {target.describe()}, {where}"
+    )
     if opts.dry_run:
         if opts.json:
-            emit_json({"backup_id": chosen.backup.backup_id, "target": target.describe(),
-                       "first_segment": chosen.first_segment, "last_segment": chosen.last_segment})  # fmt: skip
+            emit_json(
+                {
+                    "backup_id": chosen.backup.backup_id,
+                    "target": target.describe(),
+                    "first_segment": chosen.first_segment,
+                    "last_segment": chosen.last_segment,
+                }
+            )
         return
     if in_place:
         _confirm(opts, f"stop {service} and replace {svc.runtime.data_dir} (it is moved aside)?")
@@ -125,11 +150,14 @@ def restore_cmd(
     if opts.json:
         emit_json({**outcome.__dict__, "seconds": outcome.seconds})
         return
-    console.print(f"[green]restored[/green] {outcome.backup_id} to {outcome.target} "
-                  f"in {outcome.seconds:.1f}s into {outcome.data_dir}")  # fmt: skip
+    console.print(
+        f"[green]restored[/green] {outcome.backup_id} to {outcome.target} "
+        f"in {outcome.seconds:.1f}s into {outcome.data_dir}"
+    )
     reached = outcome.reached_time.isoformat() if outcome.reached_time else "no transaction replayed"
-    console.print(f"  reached LSN {outcome.reached_lsn}, last transaction {reached}, "
-                  f"timeline {outcome.timeline}")  # fmt: skip
+    console.print(
+        f"  reached LSN {outcome.reached_lsn}, last transaction {reached}, timeline {outcome.timeline}"
+    )
     if outcome.moved_aside:
         console.print(f"  the previous data directory is kept at {outcome.moved_aside}")
     if outcome.running:

@@ -72,8 +72,6 @@ def status_cmd(
     table(f"sandbox {report['dir']}", ["service", "kind", "address", "running"], rows)
 
 
-
-
 def demo_cmd(
     ctx: typer.Context,
     directory: str = typer.Option(None, "--dir", help="Sandbox directory (default: a new one in /tmp)."),
@@ -97,22 +95,35 @@ def demo_cmd(
 
         emit_json(json.loads(journal.to_json()))
     else:
-        table("demo drill", ["step", "result", "time"],
-              [(s.name, "[green]ok[/green]" if s.ok else "[red]FAILED[/red]", f"{s.seconds:.1f}s")
-               for s in journal.steps])  # fmt: skip
+        table(
+            "demo drill",
+            ["step", "result", "time"],
+            [
+                (s.name, "[green]ok[/green]" if s.ok else "[red]FAILED[/red]", f"{s.seconds:.1f}s")
+                for s in journal.steps
+            ],
+        )
         if journal.rto_seconds is not None:
             rto_t = journal.rto_target_seconds
             rpo_t = journal.rpo_target_seconds
-            console.print(f"RTO (PostgreSQL PITR): {format_duration(journal.rto_seconds)}"
-                          + (f" against a target of {format_duration(rto_t)}" if rto_t else ""))  # fmt: skip
-            console.print(f"RPO (data lost before the target): {format_duration(journal.rpo_seconds or 0)}"
-                          + (f" against a target of {format_duration(rpo_t)}" if rpo_t else ""))  # fmt: skip
+            console.print(
+                f"RTO (PostgreSQL PITR): {format_duration(journal.rto_seconds)}"
+                + (f" against a target of {format_duration(rto_t)}" if rto_t else "")
+            )
+            console.print(
+                f"RPO (data lost before the target): {format_duration(journal.rpo_seconds or 0)}"
+                + (f" against a target of {format_duration(rpo_t)}" if rpo_t else "")
+            )
         console.print("[green]demo passed[/green]" if journal.ok else "[red]demo failed[/red]")
         if keep:
             console.print(f"sandbox kept in {journal.sandbox_dir}")
     if not journal.ok:
         raise typer.Exit(1)
-    if journal.rto_seconds and journal.rto_target_seconds and journal.rto_seconds > journal.rto_target_seconds:
+    if (
+        journal.rto_seconds
+        and journal.rto_target_seconds
+        and journal.rto_seconds > journal.rto_target_seconds
+    ):
         raise typer.Exit(4)
 
 

@@ -94,10 +94,16 @@ def health_cmd(
         emit_json([{"status": "ok" if r.healthy else "failed", **_fields(r)} for r in results])
     else:
         rows = [
-            (r.service, r.kind, status_text("ok" if r.healthy else "failed"),
-             f"{r.seconds:.2f}s", r.probe, r.detail)
+            (
+                r.service,
+                r.kind,
+                status_text("ok" if r.healthy else "failed"),
+                f"{r.seconds:.2f}s",
+                r.probe,
+                r.detail,
+            )
             for r in results
-        ]  # fmt: skip
+        ]
         table("health", ["service", "kind", "status", "time", "probe", "detail"], rows)
     if not all(r.healthy for r in results):
         raise typer.Exit(3)
@@ -125,9 +131,7 @@ def integrity_cmd(
             {
                 "ok": not report.failed_critically,
                 "seconds": report.seconds,
-                "results": [
-                    {**_fields(r), "failed_critically": r.failed_critically} for r in report.results
-                ],
+                "results": [{**_fields(r), "failed_critically": r.failed_critically} for r in report.results],
             }
         )
     else:
@@ -211,14 +215,11 @@ def _finish(report: StackReport, as_json: bool) -> None:
 
 def _print_integrity(results: tuple[IntegrityResult, ...], seconds: float) -> None:
     rows = [
-        (r.name, status_text(r.status.value), _num(r.value), r.expected, _num(r.offending),
-         r.detail)
+        (r.name, status_text(r.status.value), _num(r.value), r.expected, _num(r.offending), r.detail)
         for r in results
-    ]  # fmt: skip
+    ]
     table("integrity", ["check", "status", "value", "expected", "offending", "detail"], rows)
-    counts = {
-        s: sum(1 for r in results if r.status.value == s) for s in ("ok", "warning", "failed")
-    }
+    counts = {s: sum(1 for r in results if r.status.value == s) for s in ("ok", "warning", "failed")}
     console.print(
         f"{len(results)} checks in {seconds:.1f}s: {counts['ok']} ok, "
         f"{counts['warning']} warning, {counts['failed']} failed"

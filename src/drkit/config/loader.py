@@ -37,8 +37,7 @@ def find_config(explicit: str | None) -> Path:
         if Path(name).is_file():
             return Path(name)
     raise ConfigError(
-        "no configuration: pass --config PATH, set DRKIT_CONFIG, or run in a directory "
-        "with stack.yaml",
+        "no configuration: pass --config PATH, set DRKIT_CONFIG, or run in a directory with stack.yaml",
         hint="`drkit init --preset nself` writes one; `drkit sandbox up` writes one for the sandbox",
     )
 
@@ -83,9 +82,7 @@ def _describe(exc: ValidationError, source: PositionedYaml) -> str:
     return first + more
 
 
-def _secret(
-    ref: str | None, loc: tuple[str | int, ...], source: PositionedYaml, strict: bool
-) -> str | None:
+def _secret(ref: str | None, loc: tuple[str | int, ...], source: PositionedYaml, strict: bool) -> str | None:
     if ref is None:
         return None
     try:
@@ -178,9 +175,7 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
             identity=_secret(model.encryption.identity, ("encryption", "identity"), source, strict),
         )
     services = {n: _service(n, s, source, strict) for n, s in model.services.items()}
-    state_dir = _relative(model.state_dir, source.path) or str(
-        Path(source.path).resolve().parent / ".drkit"
-    )
+    state_dir = _relative(model.state_dir, source.path) or str(Path(source.path).resolve().parent / ".drkit")
     return Stack(
         name=model.stack,
         services=services,

@@ -85,7 +85,15 @@ class HealthModel(Strict):
 
 class ServiceModel(Strict):
     kind: Literal[
-        "postgres", "redis", "s3", "meilisearch", "hasura", "auth", "functions", "monitoring", "http"
+        "postgres",
+        "redis",
+        "s3",
+        "meilisearch",
+        "hasura",
+        "auth",
+        "functions",
+        "monitoring",
+        "http",
     ]
     runtime: RuntimeModel = RuntimeModel()
     dsn: str | None = None

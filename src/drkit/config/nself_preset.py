@@ -101,9 +101,7 @@ def read_project_env(project_dir: Path) -> tuple[dict[str, str], list[Path]]:
     for path in files:
         merged.update(parse_env_text(path.read_text()))
     if not files:
-        raise UsageError(
-            f"{project_dir}: no .env, .env.dev or .env.local here; is it an nself project?"
-        )
+        raise UsageError(f"{project_dir}: no .env, .env.dev or .env.local here; is it an nself project?")
     return merged, files
 
 
@@ -218,8 +216,7 @@ def nchat_checks() -> list[dict[str, Any]]:
         },
         {
             "name": "future_message_timestamps",
-            "query": "select count(*) from nchat_messages "
-            "where created_at > now() + interval '1 day'",
+            "query": "select count(*) from nchat_messages where created_at > now() + interval '1 day'",
             "expect": {"equals": 0},
             "severity": "critical",
         },

@@ -31,7 +31,7 @@ def format_duration(delta: timedelta | float) -> str:
     seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)

@@ -16,8 +16,8 @@ from drkit.adapters.postgres.basebackup import pg_basebackup_args, stream_base_b
 from drkit.adapters.postgres.client import make_dsn
 from drkit.adapters.postgres.counts import snapshot_counts
 from drkit.adapters.postgres.dump import dump_args, globals_args, run_dump
-from drkit.adapters.postgres.tarindex import members_to_json
 from drkit.adapters.postgres.server import next_xid, server_info
+from drkit.adapters.postgres.tarindex import members_to_json
 from drkit.adapters.postgres.tools import tool_version
 from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import BackupKind, Manifest, PostgresInfo, StoredFile, new_backup_id
@@ -75,9 +75,7 @@ def _clean_incomplete(ws: Workspace, service: str) -> tuple[str, ...]:
     return listing.incomplete
 
 
-def _part_sink(
-    ws: Workspace, directory: str, stem: str, ext: str = ""
-) -> Callable[[int, bytes], StoredFile]:
+def _part_sink(ws: Workspace, directory: str, stem: str, ext: str = "") -> Callable[[int, bytes], StoredFile]:
     """Parts are named so that a shell glob lists them in order: base.00000.tar.zst, ..."""
 
     def sink(index: int, raw: bytes) -> StoredFile:
@@ -96,9 +94,7 @@ def _put_small(ws: Workspace, directory: str, stem: str, raw: bytes) -> StoredFi
     return StoredFile(name, len(stored), sha256(stored), len(raw))
 
 
-def base_backup(
-    ws: Workspace, service: Service, *, progress: Progress | None = None
-) -> BackupResult:
+def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
     """pg_basebackup -> parallel compressed parts + tar index + manifest (last)."""
     policy = _policy(service)
     dsn = service_dsn(service)
@@ -169,9 +165,7 @@ def _commit(ws: Workspace, manifest: Manifest) -> None:
     ws.repo.put(key, manifest.to_json(), overwrite=False)
 
 
-def logical_backup(
-    ws: Workspace, service: Service, *, progress: Progress | None = None
-) -> BackupResult:
+def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
     """pg_dump -Fc (uncompressed, then zstd) per database, plus pg_dumpall --globals-only."""
     policy = _policy(service)
     dsn = service_dsn(service)

@@ -145,15 +145,18 @@ def run_check(stack: Stack, check: IntegrityCheck, backend: CheckBackend) -> Int
 
     expected = describe_expectation(check.expect)
 
-    def result(
-        status: Status, value: float | None, verdict: Verdict | None, detail: str
-    ) -> IntegrityResult:
+    def result(status: Status, value: float | None, verdict: Verdict | None, detail: str) -> IntegrityResult:
         return IntegrityResult(
-            name=check.name, service=check.service, status=status, critical=check.critical,
-            value=value, expected=verdict.expected if verdict else expected,
-            offending=verdict.offending if verdict else None, detail=detail,
+            name=check.name,
+            service=check.service,
+            status=status,
+            critical=check.critical,
+            value=value,
+            expected=verdict.expected if verdict else expected,
+            offending=verdict.offending if verdict else None,
+            detail=detail,
             seconds=time.monotonic() - began,
-        )  # fmt: skip
+        )
 
     service = stack.services.get(check.service)
     if service is None:

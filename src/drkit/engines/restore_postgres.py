@@ -4,7 +4,7 @@ default) or in place (the old data directory is moved aside, never deleted)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from drkit.runtimes.local_postgres import LocalPostgres
 
 @dataclass(frozen=True)
 class RestoreRequest:
-    target: RecoveryTarget = RecoveryTarget()
+    target: RecoveryTarget = field(default_factory=RecoveryTarget)
     backup_id: str | None = None
     to: Path | None = None
     in_place: bool = False
@@ -81,8 +81,7 @@ def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePla
     if policy and policy.wal_mode is WalMode.STREAM and request.target.kind is TargetKind.LATEST:
         flush_spool(ws, service)  # the newest WAL may still sit in the local receiver's spool
     backups = list(list_backups(ws.repo, ws.stack.name, service.name).complete)
-    return plan_restore(backups, archive_view(ws, service), request.target, ws.clock.now(),
-                        request.backup_id)  # fmt: skip
+    return plan_restore(backups, archive_view(ws, service), request.target, ws.clock.now(), request.backup_id)
 
 
 def restore(
@@ -105,8 +104,12 @@ def restore(
         except BaseException:
             _roll_back(data_dir, aside)
             raise
-        dsn = make_dsn(service.dsn or "", password=service.password,
-                       host="127.0.0.1" if request.to else None, port=runtime.port)  # fmt: skip
+        dsn = make_dsn(
+            service.dsn or "",
+            password=service.password,
+            host="127.0.0.1" if request.to else None,
+            port=runtime.port,
+        )
         with _prefetch(ws, service, chosen, data_dir):
             runtime.start()
             reached = _wait_for_promotion(runtime, dsn, request.timeout)
@@ -134,8 +137,7 @@ def _prefetch(ws: Workspace, service: Service, chosen: RestorePlan, data_dir: Pa
     assert pg is not None
     first = Segment.parse(chosen.first_segment, pg.wal_segment_size)
     last = Segment.parse(chosen.last_segment, pg.wal_segment_size) if chosen.last_segment else None
-    return prefetching(archive_for(ws, service), data_dir, first, last,
-                       os_user=service.runtime.os_user)  # fmt: skip
+    return prefetching(archive_for(ws, service), data_dir, first, last, os_user=service.runtime.os_user)
 
 
 def _prepare_target(
@@ -159,8 +161,14 @@ def _prepare_target(
         port = request.port or free_port()
         # The log lives in the restored directory's own log/ (the parent may not be writable
         # by the database user).
-        local = RuntimeSpec(type="local", data_dir=str(dest), bin_dir=spec.bin_dir, port=port,
-                            os_user=spec.os_user, log_file=str(dest / "log" / "drkit-restore.log"))  # fmt: skip
+        local = RuntimeSpec(
+            type="local",
+            data_dir=str(dest),
+            bin_dir=spec.bin_dir,
+            port=port,
+            os_user=spec.os_user,
+            log_file=str(dest / "log" / "drkit-restore.log"),
+        )
         return LocalPostgres(local), dest, None
     if spec.type != "local" or not spec.data_dir:
         raise UsageError(
@@ -211,25 +219,41 @@ def _roll_back(data_dir: Path, aside: Path | None) -> None:
 
 
 def _extract(
-    ws: Workspace, service: Service, m: Manifest, dest: Path,
+    ws: Workspace,
+    service: Service,
+    m: Manifest,
+    dest: Path,
     progress: Callable[[int], None] | None,
-) -> None:  # fmt: skip
+) -> None:
     directory = backup_dir(ws.stack.name, service.name, m.backup_id)
     index_name = str(m.details.get("tar_index", TAR_INDEX + ws.codec.suffix))
     index_file = m.file(index_name)
     raw_index = ws.codec.decode(ws.repo.get(f"{directory}/{index_file.name}"), name=index_name)
     parts = [f for f in m.files if f.name.startswith("base.")]
     policy = service.postgres
-    restore_parts(ws.repo, ws.codec, directory, parts, members_from_json(raw_index), dest,
-                  parallel=policy.parallel if policy else 2, progress=progress)  # fmt: skip
+    restore_parts(
+        ws.repo,
+        ws.codec,
+        directory,
+        parts,
+        members_from_json(raw_index),
+        dest,
+        parallel=policy.parallel if policy else 2,
+        progress=progress,
+    )
     (dest / "log").mkdir(exist_ok=True)
     chown_tree(dest, service.runtime.os_user)
 
 
 def _configure(
-    ws: Workspace, service: Service, chosen: RestorePlan, data_dir: Path,
-    request: RestoreRequest, drkit_argv: list[str], runtime: LocalPostgres,
-) -> None:  # fmt: skip
+    ws: Workspace,
+    service: Service,
+    chosen: RestorePlan,
+    data_dir: Path,
+    request: RestoreRequest,
+    drkit_argv: list[str],
+    runtime: LocalPostgres,
+) -> None:
     settings = {
         "restore_command": prefetch_restore_command(
             data_dir, restore_command(drkit_argv, ws.stack.source_path, service.name)
@@ -247,8 +271,11 @@ def _configure(
             # Barman's rule: a restored copy must never write into the live WAL archive.
             settings["archive_mode"] = "off"
             settings["archive_command"] = "false"
-    write_recovery_settings(data_dir, settings,
-                            comment=f"drkit restore of {chosen.backup.backup_id} to {chosen.target.describe()}")  # fmt: skip
+    write_recovery_settings(
+        data_dir,
+        settings,
+        comment=f"drkit restore of {chosen.backup.backup_id} to {chosen.target.describe()}",
+    )
     chown_tree(data_dir, service.runtime.os_user)
 
 
@@ -268,8 +295,14 @@ def _wait_for_promotion(runtime: LocalPostgres, dsn: str, timeout: float) -> dic
         return {"lsn": row[1], "time": row[2], "timeline": row[3]}
 
     try:
-        return wait_for(promoted, timeout=timeout, what="recovery to reach its target",
-                        interval=0.1, error=OperationError, fatal=(_RecoveryFailed,))  # fmt: skip
+        return wait_for(
+            promoted,
+            timeout=timeout,
+            what="recovery to reach its target",
+            interval=0.1,
+            error=OperationError,
+            fatal=(_RecoveryFailed,),
+        )
     except _RecoveryFailed as exc:
         raise OperationError(f"recovery stopped: {exc}") from exc
 

@@ -80,9 +80,7 @@ class StackReport:
 
     @property
     def failures(self) -> tuple[ServiceStep, ...]:
-        return tuple(
-            s for s in self.steps if s.status in (StartStatus.FAILED, StartStatus.UNHEALTHY)
-        )
+        return tuple(s for s in self.steps if s.status in (StartStatus.FAILED, StartStatus.UNHEALTHY))
 
 
 @dataclass(frozen=True)
@@ -112,13 +110,17 @@ def start_services(
     for level, group in enumerate(graph.start_plan(names)):
         ready, blocked = _split_blocked(group, steps, lambda n: graph.depends_on[n])
         for name in blocked:
-            steps[name] = _record(
-                ServiceStep(name, level, StartStatus.SKIPPED, 0.0, blocked[name]), on_step
-            )
+            steps[name] = _record(ServiceStep(name, level, StartStatus.SKIPPED, 0.0, blocked[name]), on_step)
 
         def start_one(name: str, level: int = level) -> ServiceStep:
-            return _start_one(stack.services[name], level, runtime_for=runtime_for, prober=prober,
-                              clock=clock, run_began=began)  # fmt: skip
+            return _start_one(
+                stack.services[name],
+                level,
+                runtime_for=runtime_for,
+                prober=prober,
+                clock=clock,
+                run_began=began,
+            )
 
         for step in _parallel(start_one, ready, on_step):
             steps[step.service] = step
@@ -144,13 +146,17 @@ def stop_services(
     for level, group in enumerate(plan):
         ready, blocked = _split_blocked(group, steps, graph.dependents_of)
         for name in blocked:
-            steps[name] = _record(
-                ServiceStep(name, level, StopStatus.SKIPPED, 0.0, blocked[name]), on_step
-            )
+            steps[name] = _record(ServiceStep(name, level, StopStatus.SKIPPED, 0.0, blocked[name]), on_step)
 
         def stop_one(name: str, level: int = level) -> ServiceStep:
-            return _stop_one(stack.services[name], level, runtime_for=runtime_for, timeout=timeout,
-                             clock=clock, run_began=began)  # fmt: skip
+            return _stop_one(
+                stack.services[name],
+                level,
+                runtime_for=runtime_for,
+                timeout=timeout,
+                clock=clock,
+                run_began=began,
+            )
 
         for step in _parallel(stop_one, ready, on_step):
             steps[step.service] = step
@@ -173,8 +179,14 @@ def check_health(
         probe = default_probe(service)
         timeout = min(probe_timeout(probe), 10.0) or 10.0
         outcome = prober(service, probe, timeout)
-        return ServiceHealth(name, service.kind, describe_probe(service, probe),
-                             outcome.healthy, outcome.detail, outcome.seconds)  # fmt: skip
+        return ServiceHealth(
+            name,
+            service.kind,
+            describe_probe(service, probe),
+            outcome.healthy,
+            outcome.detail,
+            outcome.seconds,
+        )
 
     return tuple(_parallel(probe_one, chosen))
 
@@ -191,8 +203,7 @@ def _start_one(
     began = clock.monotonic()
 
     def step(status: StartStatus, detail: str) -> ServiceStep:
-        return ServiceStep(service.name, level, status, clock.monotonic() - began, detail,
-                           began - run_began)  # fmt: skip
+        return ServiceStep(service.name, level, status, clock.monotonic() - began, detail, began - run_began)
 
     try:
         runtime_for(service).start()
@@ -210,8 +221,14 @@ def _start_one(
         return outcome
 
     try:
-        outcome = wait_for(healthy, timeout=timeout, what=f"{service.name} to be healthy",
-                           interval=0.1, max_interval=2.0, clock=clock)  # fmt: skip
+        outcome = wait_for(
+            healthy,
+            timeout=timeout,
+            what=f"{service.name} to be healthy",
+            interval=0.1,
+            max_interval=2.0,
+            clock=clock,
+        )
     except DrkitError as exc:
         return step(StartStatus.UNHEALTHY, exc.message)
     return step(StartStatus.HEALTHY, outcome.detail)
@@ -229,8 +246,7 @@ def _stop_one(
     began = clock.monotonic()
 
     def step(status: StopStatus, detail: str) -> ServiceStep:
-        return ServiceStep(service.name, level, status, clock.monotonic() - began, detail,
-                           began - run_began)  # fmt: skip
+        return ServiceStep(service.name, level, status, clock.monotonic() - began, detail, began - run_began)
 
     try:
         runtime = runtime_for(service)

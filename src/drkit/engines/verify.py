@@ -48,14 +48,13 @@ def verify_files(ws: Workspace, m: Manifest) -> list[CheckResult]:
         try:
             data = ws.repo.get(key)
         except FileNotFoundError:
-            results.append(
-                CheckResult(f"file {f.name}", Status.FAILED, "missing from the repository")
-            )
+            results.append(CheckResult(f"file {f.name}", Status.FAILED, "missing from the repository"))
             bad += 1
             continue
         if len(data) != f.size:
-            results.append(CheckResult(f"file {f.name}", Status.FAILED,
-                                       f"size {len(data)} != {f.size} in the manifest"))  # fmt: skip
+            results.append(
+                CheckResult(f"file {f.name}", Status.FAILED, f"size {len(data)} != {f.size} in the manifest")
+            )
             bad += 1
         elif sha256(data) != f.sha256:
             results.append(
@@ -75,14 +74,15 @@ def verify_wal(ws: Workspace, service: Service, m: Manifest) -> CheckResult:
     report = check_chain(archive_for(ws, service).names(), start, stop)
     if report.missing is not None or report.last is None or report.last.number < stop.number:
         gone = report.missing or (report.last.next() if report.last else start)
-        return CheckResult("wal", Status.FAILED,
-                           f"WAL segment {gone.name} is missing (the backup needs {start.name}..{stop.name})")  # fmt: skip
+        return CheckResult(
+            "wal",
+            Status.FAILED,
+            f"WAL segment {gone.name} is missing (the backup needs {start.name}..{stop.name})",
+        )
     return CheckResult("wal", Status.OK, f"WAL {start.name}..{stop.name} archived")
 
 
-def verify_deep(
-    ws: Workspace, service: Service, m: Manifest, drkit_argv: list[str]
-) -> list[CheckResult]:
+def verify_deep(ws: Workspace, service: Service, m: Manifest, drkit_argv: list[str]) -> list[CheckResult]:
     """Restore into a throwaway directory (archiving off), start it, compare row counts."""
     pg = m.postgres
     assert pg is not None
@@ -92,49 +92,58 @@ def verify_deep(
     scratch = Path(tempfile.mkdtemp(prefix=f"{m.backup_id}-", dir=scratch_root))
     chown_tree(scratch, service.runtime.os_user)
     target = scratch / "data"
-    request = RestoreRequest(target=RecoveryTarget(TargetKind.IMMEDIATE), backup_id=m.backup_id,
-                             to=target, keep_running=True, timeout=1800)  # fmt: skip
+    request = RestoreRequest(
+        target=RecoveryTarget(TargetKind.IMMEDIATE),
+        backup_id=m.backup_id,
+        to=target,
+        keep_running=True,
+        timeout=1800,
+    )
     results: list[CheckResult] = []
     outcome = None
     try:
         outcome = restore(ws, service, request, drkit_argv=drkit_argv)
-        results.append(CheckResult("restore", Status.OK,
-                                   f"restored and started in {outcome.seconds:.1f}s, consistent at {outcome.reached_lsn}"))  # fmt: skip
-        dsn = make_dsn(
-            service.dsn or "", password=service.password, host="127.0.0.1", port=outcome.port
+        results.append(
+            CheckResult(
+                "restore",
+                Status.OK,
+                f"restored and started in {outcome.seconds:.1f}s, consistent at {outcome.reached_lsn}",
+            )
         )
+        dsn = make_dsn(service.dsn or "", password=service.password, host="127.0.0.1", port=outcome.port)
         _xid, counts = snapshot_counts(dsn, pg.databases or ["postgres"])
-        results.extend(
-            compare_counts(pg.row_counts, counts, bool(m.details.get("row_counts_exact", True)))
-        )
+        results.extend(compare_counts(pg.row_counts, counts, bool(m.details.get("row_counts_exact", True))))
     except DrkitError as exc:
         results.append(CheckResult("restore", Status.FAILED, exc.message))
     finally:
         if outcome is not None:
-            LocalPostgres(RuntimeSpec(type="local", data_dir=str(target), bin_dir=service.runtime.bin_dir,
-                                      os_user=service.runtime.os_user)).stop()  # fmt: skip
+            LocalPostgres(
+                RuntimeSpec(
+                    type="local",
+                    data_dir=str(target),
+                    bin_dir=service.runtime.bin_dir,
+                    os_user=service.runtime.os_user,
+                )
+            ).stop()
         shutil.rmtree(scratch, ignore_errors=True)
     return results
 
 
-def compare_counts(
-    expected: dict[str, int], actual: dict[str, int], exact: bool
-) -> list[CheckResult]:
+def compare_counts(expected: dict[str, int], actual: dict[str, int], exact: bool) -> list[CheckResult]:
     results = []
     differ = [t for t in sorted(expected) if actual.get(t) != expected[t]]
     extra = sorted(set(actual) - set(expected))
     if not differ and not extra:
         total = sum(expected.values())
-        return [
-            CheckResult(
-                "row counts", Status.OK, f"{len(expected)} tables, {total} rows as recorded"
-            )
-        ]
+        return [CheckResult("row counts", Status.OK, f"{len(expected)} tables, {total} rows as recorded")]
     status = Status.FAILED if exact else Status.WARNING
     for t in differ:
         note = "" if exact else " (writes ran during the backup; counts were taken at its end)"
-        results.append(CheckResult(f"rows {t}", status,
-                                   f"restored {actual.get(t, 'no table')} != recorded {expected[t]}{note}"))  # fmt: skip
+        results.append(
+            CheckResult(
+                f"rows {t}", status, f"restored {actual.get(t, 'no table')} != recorded {expected[t]}{note}"
+            )
+        )
     for t in extra:
         results.append(
             CheckResult(f"rows {t}", status, "table exists in the restore but not in the manifest")
@@ -157,6 +166,4 @@ def verify_backup(
             results.append(
                 CheckResult("restore", Status.FAILED, "skipped: the backup failed the checks above")
             )
-    return VerifyReport(
-        m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started
-    )
+    return VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)

@@ -31,9 +31,11 @@ def prefetch_restore_command(data_dir: Path, fallback: str) -> str:
     prefetcher knows how far recovery got; `.absent-NAME` answers "not in the archive"
     (the history files of future timelines that recovery probes for) without a process."""
     s = data_dir / PREFETCH_DIR
-    return (f'if [ -f "{s}/%f" ]; then cp "{s}/%f" "%p" && echo "%f" > "{s}/{REQUESTED}"; '
-            f'elif [ -f "{s}/.absent-%f" ]; then exit 1; '
-            f"else {fallback}; fi")  # fmt: skip
+    return (
+        f'if [ -f "{s}/%f" ]; then cp "{s}/%f" "%p" && echo "%f" > "{s}/{REQUESTED}"; '
+        f'elif [ -f "{s}/.absent-%f" ]; then exit 1; '
+        f"else {fallback}; fi"
+    )
 
 
 @contextmanager

@@ -33,9 +33,7 @@ class Workspace:
         if name is not None:
             if name not in self.stack.services:
                 known = ", ".join(sorted(self.stack.services))
-                raise UsageError(
-                    f"no service {name!r} in {self.stack.source_path} (known: {known})"
-                )
+                raise UsageError(f"no service {name!r} in {self.stack.source_path} (known: {known})")
             service = self.stack.services[name]
             if service.kind != "postgres":
                 raise UsageError(f"service {name!r} is a {service.kind}, not postgres")

@@ -24,9 +24,7 @@ def exclusive(lock_dir: Path, name: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            raise LockedError(
-                f"{name} is already running (lock {path} held by pid {holder})"
-            ) from exc
+            raise LockedError(f"{name} is already running (lock {path} held by pid {holder})") from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -33,12 +33,21 @@ def find_tool(name: str, bin_dir: str | None = None) -> str:
     raise ToolError(f"{name} not found{where} on PATH", hint="install it, or set the bin_dir")
 
 
-def user_kwargs(os_user: str | None) -> dict[str, object]:
-    """Popen arguments that run a child as `os_user` when we are root (PostgreSQL refuses root)."""
+@dataclass(frozen=True)
+class RunAs:
+    """Popen's user/group/extra_groups: run a child as `os_user` when we are root
+    (PostgreSQL refuses to run as root). All None when there is nothing to switch."""
+
+    user: int | None = None
+    group: int | None = None
+    extra_groups: list[int] | None = None
+
+
+def run_as(os_user: str | None) -> RunAs:
     if not os_user or os.geteuid() != 0:
-        return {}
+        return RunAs()
     entry = pwd.getpwnam(os_user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    return RunAs(entry.pw_uid, entry.pw_gid, [])
 
 
 def run(
@@ -54,6 +63,7 @@ def run(
     """Run a program to completion. Raises ToolError on timeout, or on failure when `check`."""
     argv = tuple(str(a) for a in args)
     full_env = {**os.environ, **env} if env else None
+    who = run_as(os_user)
     try:
         proc = subprocess.run(
             argv,
@@ -64,7 +74,9 @@ def run(
             input=input_text,
             cwd=cwd,
             check=False,
-            **user_kwargs(os_user),  # type: ignore[arg-type]
+            user=who.user,
+            group=who.group,
+            extra_groups=who.extra_groups,
         )
     except subprocess.TimeoutExpired as exc:
         raise ToolError(f"{os.path.basename(argv[0])} timed out after {timeout:.0f}s") from exc

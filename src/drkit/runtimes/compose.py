@@ -31,9 +31,7 @@ class ComposeRuntime:
     def description(self) -> str:
         return f"container {self.container}"
 
-    def _docker(
-        self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True
-    ) -> Completed:
+    def _docker(self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> Completed:
         docker = find_tool("docker", self.spec.bin_dir)
         result = run([docker, *args], timeout=timeout, check=False)
         if check and result.returncode != 0:

@@ -47,7 +47,6 @@ def runtime_for(service: Service, state_dir: str | Path) -> Runtime:
     if builder is None:
         known = ", ".join(sorted(RUNTIMES))
         raise ConfigError(
-            f"services.{service.name}.runtime.type: unknown runtime {service.runtime.type!r} "
-            f"(known: {known})"
+            f"services.{service.name}.runtime.type: unknown runtime {service.runtime.type!r} (known: {known})"
         )
     return builder(service, Path(state_dir))

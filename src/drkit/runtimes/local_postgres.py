@@ -35,20 +35,38 @@ class LocalPostgres:
     def start(self) -> None:
         if self.is_running():
             return
-        args = [self.pg_ctl, "start", "-D", str(self.data_dir), "-l", self.log_file, "-w", "-t", "120"]
+        args = [
+            self.pg_ctl,
+            "start",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            self.log_file,
+            "-w",
+            "-t",
+            "120",
+        ]
         if self._options():
             args += ["-o", self._options()]
         proc = run(args, timeout=150, check=False, os_user=self.spec.os_user)
         if proc.returncode != 0:
-            raise OperationError(
-                f"PostgreSQL in {self.data_dir} did not start: {self.last_log_line()}"
-            )
+            raise OperationError(f"PostgreSQL in {self.data_dir} did not start: {self.last_log_line()}")
 
     def stop(self, timeout: float = 60.0) -> None:
         if not self.is_running():
             return
         proc = run(
-            [self.pg_ctl, "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(timeout))],
+            [
+                self.pg_ctl,
+                "stop",
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(timeout)),
+            ],
             timeout=timeout + 10,
             check=False,
             os_user=self.spec.os_user,

@@ -16,7 +16,7 @@ from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import RuntimeSpec
 from drkit.infra.atomic import write_atomic
 from drkit.infra.clock import Clock, SystemClock
-from drkit.infra.proc import user_kwargs
+from drkit.infra.proc import run_as
 from drkit.infra.wait import wait_for
 
 KILL_GRACE = 10.0
@@ -44,16 +44,19 @@ class LocalProcess:
             return
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        who = run_as(self.spec.os_user)
         with open(self.log_file, "ab") as log:
             try:
-                proc = subprocess.Popen(  # type: ignore[call-overload]
+                proc = subprocess.Popen(
                     list(self.spec.command),
                     cwd=self.spec.data_dir or None,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    **user_kwargs(self.spec.os_user),
+                    user=who.user,
+                    group=who.group,
+                    extra_groups=who.extra_groups,
                 )
             except OSError as exc:
                 raise OperationError(
@@ -71,13 +74,18 @@ class LocalProcess:
         _signal_group(pid, signal.SIGTERM)
         _signal_group(pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
         try:
-            wait_for(lambda: not self._alive(pid), timeout=timeout, what=f"{self.name} to exit",
-                     clock=self.clock)  # fmt: skip
+            wait_for(
+                lambda: not self._alive(pid), timeout=timeout, what=f"{self.name} to exit", clock=self.clock
+            )
         except OperationError:
             _signal_group(pid, signal.SIGKILL)
             try:
-                wait_for(lambda: not self._alive(pid), timeout=KILL_GRACE,
-                         what=f"{self.name} to exit after SIGKILL", clock=self.clock)  # fmt: skip
+                wait_for(
+                    lambda: not self._alive(pid),
+                    timeout=KILL_GRACE,
+                    what=f"{self.name} to exit after SIGKILL",
+                    clock=self.clock,
+                )
             except OperationError as exc:
                 raise OperationError(f"{self.name} (pid {pid}) did not exit: {exc}") from exc
         self.pid_file.unlink(missing_ok=True)

@@ -25,9 +25,7 @@ class SystemdRuntime:
     def description(self) -> str:
         return f"systemd unit {self.unit}"
 
-    def _systemctl(
-        self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True
-    ) -> Completed:
+    def _systemctl(self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> Completed:
         systemctl = find_tool("systemctl", self.spec.bin_dir)
         result = run([systemctl, "--no-ask-password", *args], timeout=timeout, check=False)
         if check and result.returncode != 0:

@@ -106,90 +106,130 @@ def run_demo(
     return journal
 
 
-def _drill(root: Path, journal: DemoJournal, state: dict[str, Any],
-           step: Callable[[str, Callable[[], str]], bool]) -> None:  # fmt: skip
-    def up() -> str:
-        box = sandbox_stack.up(root)
-        state["box"] = box
+class _DemoSteps:
+    """The demo's steps; each returns a one-line detail or raises."""
+
+    def __init__(self, root: Path, journal: DemoJournal, state: dict[str, Any]) -> None:
+        self.root, self.journal, self.state = root, journal, state
+
+    def up(self) -> str:
+        box = sandbox_stack.up(self.root)
+        self.state["box"] = box
         stack = load_stack(box.config_path)
-        state["ws"] = open_workspace(stack)
-        state["svc"] = stack.services["postgres"]
-        state["dsn"] = make_dsn(box.dsn)
+        self.state["ws"] = open_workspace(stack)
+        self.state["svc"] = stack.services["postgres"]
+        self.state["dsn"] = make_dsn(box.dsn)
         rows = scalar(box.dsn, "select count(*) from nchat_messages")
         return f"PostgreSQL on {box.dsn}, {rows} messages seeded; config {box.config_path}"
 
-    def check() -> str:
-        results = run_checks(state["ws"])
+    def check(self) -> str:
+        results = run_checks(self.state["ws"])
         assert not any_critical_failure(results), "; ".join(
             f"{r.name}: {r.detail}" for r in results if r.failed_critically
         )
         return f"{len(results)} checks passed"
 
-    def base() -> str:
-        r = base_backup(state["ws"], state["svc"])
-        state["base"] = r.manifest
-        return f"{r.manifest.backup_id}: {r.manifest.raw_bytes >> 20} MiB -> {r.manifest.stored_bytes >> 20} MiB"
+    def base(self) -> str:
+        r = base_backup(self.state["ws"], self.state["svc"])
+        self.state["base"] = r.manifest
+        return (
+            f"{r.manifest.backup_id}: {r.manifest.raw_bytes >> 20} MiB -> {r.manifest.stored_bytes >> 20} MiB"
+        )
 
-    def logical() -> str:
-        r = logical_backup(state["ws"], state["svc"])
+    def logical(self) -> str:
+        r = logical_backup(self.state["ws"], self.state["svc"])
         return f"{r.manifest.backup_id}: {len(r.manifest.files)} files"
 
-    def accident() -> str:
-        dsn = state["dsn"]
+    def accident(self) -> str:
+        dsn = self.state["dsn"]
         with connect(dsn) as conn:
-            conn.execute("insert into nchat_messages (channel_id, content) select id, "
-                         "'standup moved to 10:00' from nchat_channels limit 1")  # fmt: skip
+            conn.execute(
+                "insert into nchat_messages (channel_id, content) select id, "
+                "'standup moved to 10:00' from nchat_channels limit 1"
+            )
             before = conn.execute("select count(*), clock_timestamp() from nchat_messages").fetchone()
             assert before is not None
-            state["good_count"], state["target"] = int(before[0]), before[1]
+            self.state["good_count"], self.state["target"] = int(before[0]), before[1]
             conn.execute("select pg_sleep(0.2)")
-            gone = conn.execute("delete from nchat_messages where channel_id = "
-                                "(select id from nchat_channels order by name limit 1)").rowcount  # fmt: skip
-            state["accident_at"] = _now()
+            gone = conn.execute(
+                "delete from nchat_messages where channel_id = "
+                "(select id from nchat_channels order by name limit 1)"
+            ).rowcount
+            self.state["accident_at"] = _now()
             conn.execute("select pg_switch_wal()")
-        return f"deleted {gone} messages of one channel at {state['accident_at']:%H:%M:%S.%f}"
+        return f"deleted {gone} messages of one channel at {self.state['accident_at']:%H:%M:%S.%f}"
 
-    def wait_archived() -> str:
+    def wait_archived(self) -> str:
         from drkit.infra.wait import wait_for
 
         def archived() -> bool:
-            return bool(scalar(state["dsn"], "select last_archived_time > %s from pg_stat_archiver",
-                               (state["accident_at"],)))  # fmt: skip
+            return bool(
+                scalar(
+                    self.state["dsn"],
+                    "select last_archived_time > %s from pg_stat_archiver",
+                    (self.state["accident_at"],),
+                )
+            )
 
         wait_for(archived, timeout=120, what="the WAL holding the accident to be archived")
         return "the WAL up to the accident is in the archive"
 
-    def pitr() -> str:
-        box = state["box"]
-        parent = root / "restores"
+    def pitr(self) -> str:
+        box = self.state["box"]
+        parent = self.root / "restores"
         parent.mkdir(exist_ok=True)
         chown_tree(parent, box.os_user)
-        target = RecoveryTarget(TargetKind.TIME, time=state["target"])
+        target = RecoveryTarget(TargetKind.TIME, time=self.state["target"])
         request = RestoreRequest(target=target, to=parent / "pitr", keep_running=True)
         started = _now()
-        out = restore(state["ws"], state["svc"], request, drkit_argv=[sys.executable, "-m", "drkit"])
-        state["restored"] = (parent / "pitr", out.port)
-        count = scalar(make_dsn(box.dsn, host="127.0.0.1", port=out.port), "select count(*) from nchat_messages")
-        assert count == state["good_count"], f"restored {count} messages, expected {state['good_count']}"
-        journal.rto_seconds = (_now() - started).total_seconds()
+        out = restore(
+            self.state["ws"], self.state["svc"], request, drkit_argv=[sys.executable, "-m", "drkit"]
+        )
+        self.state["restored"] = (parent / "pitr", out.port)
+        count = scalar(
+            make_dsn(box.dsn, host="127.0.0.1", port=out.port),
+            "select count(*) from nchat_messages",
+        )
+        assert count == self.state["good_count"], (
+            f"restored {count} messages, expected {self.state['good_count']}"
+        )
+        self.journal.rto_seconds = (_now() - started).total_seconds()
         if out.reached_time is not None:
-            journal.rpo_seconds = max((state["target"] - out.reached_time).total_seconds(), 0.0)
-        svc = state["svc"]
-        journal.rto_target_seconds = svc.rto.total_seconds() if svc.rto else None
-        journal.rpo_target_seconds = svc.rpo.total_seconds() if svc.rpo else None
-        return (f"all {count} messages back (target {target.describe()}), "
-                f"reached {out.reached_lsn}; restored copy on port {out.port}")  # fmt: skip
+            self.journal.rpo_seconds = max((self.state["target"] - out.reached_time).total_seconds(), 0.0)
+        svc = self.state["svc"]
+        self.journal.rto_target_seconds = svc.rto.total_seconds() if svc.rto else None
+        self.journal.rpo_target_seconds = svc.rpo.total_seconds() if svc.rpo else None
+        return (
+            f"all {count} messages back (target {target.describe()}), "
+            f"reached {out.reached_lsn}; restored copy on port {out.port}"
+        )
 
-    def deep() -> str:
-        report = verify_backup(state["ws"], state["svc"], state["base"], deep=True,
-                               drkit_argv=[sys.executable, "-m", "drkit"])  # fmt: skip
+    def deep(self) -> str:
+        report = verify_backup(
+            self.state["ws"],
+            self.state["svc"],
+            self.state["base"],
+            deep=True,
+            drkit_argv=[sys.executable, "-m", "drkit"],
+        )
         assert report.ok, "; ".join(f"{r.name}: {r.detail}" for r in report.results if r.failed_critically)
         return f"{len(report.results)} checks passed, restored and compared in {report.seconds:.1f}s"
 
-    for name, action in (("sandbox up", up), ("check", check), ("base backup", base),
-                         ("logical backup", logical), ("accidental deletion", accident),
-                         ("archive the WAL", wait_archived), ("point-in-time recovery", pitr),
-                         ("verify --deep", deep)):  # fmt: skip
+
+def _drill(
+    root: Path, journal: DemoJournal, state: dict[str, Any], step: Callable[[str, Callable[[], str]], bool]
+) -> None:
+    steps = _DemoSteps(root, journal, state)
+    for name, action in (
+        ("sandbox up", steps.up),
+        ("check", steps.check),
+        ("base backup", steps.base),
+        ("logical backup", steps.logical),
+        ("accidental deletion", steps.accident),
+        ("archive the WAL", steps.wait_archived),
+        ("point-in-time recovery", steps.pitr),
+        ("verify --deep", steps.deep),
+    ):
         if not step(name, action):
             return
 
@@ -201,8 +241,9 @@ def _finish(state: dict[str, Any], journal: DemoJournal, root: Path, keep: bool)
         from drkit.domain.stack import RuntimeSpec
 
         pg = box.state["services"]["postgres"]
-        LocalPostgres(RuntimeSpec(type="local", data_dir=str(restored[0]), bin_dir=pg["bin_dir"],
-                                  os_user=box.os_user)).stop()  # fmt: skip
+        LocalPostgres(
+            RuntimeSpec(type="local", data_dir=str(restored[0]), bin_dir=pg["bin_dir"], os_user=box.os_user)
+        ).stop()
     ws = state.get("ws")
     if ws is not None:
         ws.repo.put(f"{ws.stack.name}/journals/{journal.run_id}.json", journal.to_json())

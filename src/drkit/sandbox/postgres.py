@@ -21,9 +21,7 @@ from drkit.infra.proc import find_tool, run
 
 def default_bin_dir() -> str:
     """The newest PostgreSQL server binaries installed (Debian layout), else PATH."""
-    dirs = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2])
-    )
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2]))
     for candidate in reversed(dirs):
         if os.access(os.path.join(candidate, "initdb"), os.X_OK):
             return candidate
@@ -72,8 +70,18 @@ def init_cluster(spec: ClusterSpec) -> None:
     chown_tree(spec.data_dir.parent, spec.os_user)
     chown_tree(spec.socket_dir, spec.os_user)
     run(
-        [initdb, "-D", str(spec.data_dir), "-U", "postgres", "--data-checksums",
-         "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
+        [
+            initdb,
+            "-D",
+            str(spec.data_dir),
+            "-U",
+            "postgres",
+            "--data-checksums",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ],
         timeout=180,
         os_user=spec.os_user,
     )

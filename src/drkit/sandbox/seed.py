@@ -11,16 +11,17 @@ from importlib import resources
 
 from drkit.adapters.postgres.client import connect
 
-WORDS = (
-    "the deploy went out at noon and the dashboards look fine but latency on the search "
-    "endpoint is up again can someone check the index rebuild job before standup tomorrow "
-    "thanks I pushed a fix for the login redirect loop please review when you have a minute "
-    "meeting moved to three we need the migration plan for the attachments bucket and a "
-    "rollback story if the new storage class misbehaves lunch anyone the coffee machine on "
-    "floor two is broken again release notes are drafted in the shared doc customers asked "
-    "about export to csv and dark mode on mobile the on call rotation starts monday backup "
-    "drill passed restore took eleven minutes which is inside our target"
-).split()
+_TEXT = """
+the deploy went out at noon and the dashboards look fine but latency on the search
+endpoint is up again can someone check the index rebuild job before standup tomorrow
+thanks I pushed a fix for the login redirect loop please review when you have a minute
+meeting moved to three we need the migration plan for the attachments bucket and a
+rollback story if the new storage class misbehaves lunch anyone the coffee machine on
+floor two is broken again release notes are drafted in the shared doc customers asked
+about export to csv and dark mode on mobile the on call rotation starts monday backup
+drill passed restore took eleven minutes which is inside our target
+"""
+WORDS = tuple(_TEXT.split())
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def sentence(rng: random.Random, low: int = 4, high: int = 40) -> str:
 def create_schema(dsn: str) -> None:
     sql = resources.files("drkit.sandbox").joinpath("schema.sql").read_text()
     with connect(dsn) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+        conn.execute(sql)
 
 
 def seed(dsn: str, size: SeedSize = SeedSize(), *, rng_seed: int = 7) -> None:

@@ -22,10 +22,10 @@ from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import RuntimeSpec
 from drkit.infra.atomic import write_atomic
 from drkit.infra.ownership import chown_tree
-from drkit.infra.proc import user_kwargs
+from drkit.infra.ports import free_port
+from drkit.infra.proc import run_as
 from drkit.infra.wait import wait_for
 from drkit.runtimes.local_postgres import LocalPostgres
-from drkit.infra.ports import free_port
 from drkit.sandbox.postgres import (
     ClusterSpec,
     default_bin_dir,
@@ -78,9 +78,7 @@ class Sandbox:
         try:
             state = json.loads(path.read_text())
         except FileNotFoundError as exc:
-            raise UsageError(
-                f"no sandbox in {directory}", hint="start one with `drkit sandbox up`"
-            ) from exc
+            raise UsageError(f"no sandbox in {directory}", hint="start one with `drkit sandbox up`") from exc
         return cls(Path(directory).resolve(), state)
 
     def save(self) -> None:
@@ -113,7 +111,7 @@ def up(directory: str | Path, options: SandboxOptions = SandboxOptions()) -> San
         raise UsageError(f"{root} exists and is not empty; choose a new --dir")
     os_user = default_os_user()
     root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o755)
+    os.chmod(root, 0o755)  # noqa: S103 - the database user must traverse it; secrets are 0600
     for sub in ("repo", "state", "logs", "postgres"):
         (root / sub).mkdir(exist_ok=True)
     box = Sandbox(root, {"os_user": os_user, "wal_mode": options.wal_mode, "services": {}})
@@ -124,8 +122,13 @@ def up(directory: str | Path, options: SandboxOptions = SandboxOptions()) -> San
     archive = None
     if options.wal_mode == "archive":
         archive = " ".join(
-            [*(f'"{p}"' for p in drkit_command()), "--config", f'"{box.config_path}"',
-             "wal-push", '"%p"']
+            [
+                *(f'"{p}"' for p in drkit_command()),
+                "--config",
+                f'"{box.config_path}"',
+                "wal-push",
+                '"%p"',
+            ]
         )
     spec = ClusterSpec(
         data_dir=data_dir,
@@ -216,6 +219,7 @@ def start_wal_stream(box: Sandbox) -> None:
     pid = box.state.get("wal_stream_pid")
     if pid and _alive(int(pid)):
         return
+    who = run_as(box.os_user)
     log = open(box.dir / "logs" / "wal-stream.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [*drkit_command(), "--config", str(box.config_path), "wal-stream"],
@@ -223,7 +227,9 @@ def start_wal_stream(box: Sandbox) -> None:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        **user_kwargs(box.os_user),  # type: ignore[arg-type]
+        user=who.user,
+        group=who.group,
+        extra_groups=who.extra_groups,
     )
     log.close()
     box.state["wal_stream_pid"] = proc.pid
@@ -233,9 +239,7 @@ def start_wal_stream(box: Sandbox) -> None:
     def receiving() -> bool:
         if proc.poll() is not None:
             raise OperationError(f"wal-stream exited with {proc.returncode}; see logs/wal-stream.log")
-        return bool(
-            scalar(box.dsn, "select active from pg_replication_slots where slot_name = %s", (slot,))
-        )
+        return bool(scalar(box.dsn, "select active from pg_replication_slots where slot_name = %s", (slot,)))
 
     wait_for(receiving, timeout=60, what="the WAL receiver to connect")
 

@@ -45,15 +45,20 @@ def pg_basebackup_args(
     return [
         find_tool("pg_basebackup", bin_dir),
         *rate,
-        "--dbname", dsn,
-        "--pgdata", "-",
-        "--format", "tar",
-        "--wal-method", "none",
+        "--dbname",
+        dsn,
+        "--pgdata",
+        "-",
+        "--format",
+        "tar",
+        "--wal-method",
+        "none",
         f"--checkpoint={checkpoint}",
-        "--label", label,
+        "--label",
+        label,
         "--no-password",
         "--verbose",
-    ]  # fmt: skip
+    ]
 
 
 def stream_base_backup(

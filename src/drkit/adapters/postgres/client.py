@@ -42,7 +42,7 @@ def connect(dsn: str, *, autocommit: bool = True) -> Iterator[psycopg.Connection
 def scalar(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
     """The first column of the first row, or None (also for statements returning no rows)."""
     with connect(dsn) as conn:
-        cur = conn.execute(sql, params)  # type: ignore[arg-type]
+        cur = conn.execute(sql, params)
         if cur.description is None:
             return None
         row = cur.fetchone()
@@ -51,12 +51,12 @@ def scalar(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
 
 def execute(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> None:
     with connect(dsn) as conn:
-        conn.execute(sql, params)  # type: ignore[arg-type]
+        conn.execute(sql, params)
 
 
 def rows(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with connect(dsn) as conn:
-        return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
+        return list(conn.execute(sql, params).fetchall())
 
 
 ROW_COUNTS_SQL = """

@@ -13,8 +13,14 @@ from drkit.infra.proc import find_tool, last_line
 
 
 def dump_args(dsn: str, bin_dir: str | None) -> list[str]:
-    return [find_tool("pg_dump", bin_dir), "--format=custom", "--compress=0", "--no-password",
-            "--dbname", dsn]  # fmt: skip
+    return [
+        find_tool("pg_dump", bin_dir),
+        "--format=custom",
+        "--compress=0",
+        "--no-password",
+        "--dbname",
+        dsn,
+    ]
 
 
 def globals_args(dsn: str, bin_dir: str | None) -> list[str]:

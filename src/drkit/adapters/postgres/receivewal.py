@@ -8,12 +8,30 @@ from drkit.infra.proc import find_tool
 
 
 def create_slot_args(dsn: str, bin_dir: str | None, slot: str) -> list[str]:
-    return [find_tool("pg_receivewal", bin_dir), "--dbname", dsn, "--slot", slot,
-            "--create-slot", "--if-not-exists", "--no-password"]  # fmt: skip
+    return [
+        find_tool("pg_receivewal", bin_dir),
+        "--dbname",
+        dsn,
+        "--slot",
+        slot,
+        "--create-slot",
+        "--if-not-exists",
+        "--no-password",
+    ]
 
 
 def receivewal_args(dsn: str, bin_dir: str | None, slot: str, directory: Path) -> list[str]:
     # --synchronous: flush each write at once and report it, so the RPO is ~0.
     # --no-loop: we supervise restarts ourselves (to push what it wrote before restarting).
-    return [find_tool("pg_receivewal", bin_dir), "--dbname", dsn, "--slot", slot,
-            "--directory", str(directory), "--synchronous", "--no-loop", "--no-password"]  # fmt: skip
+    return [
+        find_tool("pg_receivewal", bin_dir),
+        "--dbname",
+        dsn,
+        "--slot",
+        slot,
+        "--directory",
+        str(directory),
+        "--synchronous",
+        "--no-loop",
+        "--no-password",
+    ]

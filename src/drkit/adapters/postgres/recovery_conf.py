@@ -26,5 +26,4 @@ def write_recovery_settings(data_dir: Path, settings: dict[str, str], *, comment
 def restore_command(drkit_argv: list[str], config: str, service: str) -> str:
     """restore_command that runs `drkit wal-fetch %f %p` (through /bin/sh, so quote paths)."""
     parts = [f'"{a}"' for a in drkit_argv]
-    return " ".join([*parts, "--config", f'"{config}"', "wal-fetch", "--service", service,
-                     '"%f"', '"%p"'])  # fmt: skip
+    return " ".join([*parts, "--config", f'"{config}"', "wal-fetch", "--service", service, '"%f"', '"%p"'])

@@ -20,16 +20,23 @@ class ServerInfo:
 
 
 SETTINGS = (
-    "wal_level", "archive_mode", "archive_command", "archive_timeout", "max_wal_senders",
-    "max_replication_slots", "data_checksums", "data_directory", "wal_keep_size",
-)  # fmt: skip
+    "wal_level",
+    "archive_mode",
+    "archive_command",
+    "archive_timeout",
+    "max_wal_senders",
+    "max_replication_slots",
+    "data_checksums",
+    "data_directory",
+    "wal_keep_size",
+)
 
 
 def server_info(dsn: str) -> ServerInfo:
     with connect(dsn) as conn:
 
         def one(sql: str, params: tuple[Any, ...] = ()) -> Any:
-            row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(sql, params).fetchone()
             return row[0] if row else None
 
         settings = {

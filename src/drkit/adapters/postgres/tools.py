@@ -17,4 +17,4 @@ def tool_version(name: str, bin_dir: str | None = None) -> str:
 
 
 def major(version: str) -> int:
-    return int(version.split(".")[0])
+    return int(version.split(".", maxsplit=1)[0])

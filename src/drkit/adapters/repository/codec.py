@@ -36,9 +36,7 @@ class Codec:
         if encrypted if encrypted is not None else name.endswith(".age"):
             stored = decrypt(stored, self.identity, name=name)
         try:
-            out: bytes = zstandard.ZstdDecompressor().decompress(
-                stored, max_output_size=1 << 31
-            )
+            out: bytes = zstandard.ZstdDecompressor().decompress(stored, max_output_size=1 << 31)
         except zstandard.ZstdError as exc:
             raise IntegrityError(f"{name}: not valid zstd data ({exc})") from exc
         return out
@@ -60,8 +58,8 @@ def encrypt(data: bytes, recipients: tuple[str, ...]) -> bytes:
 
 
 def parse_identity(text: str) -> str:
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line.startswith("AGE-SECRET-KEY-"):
             return line
     raise DecryptionError("the age identity holds no AGE-SECRET-KEY line")

@@ -7,6 +7,8 @@ user, so root-run backups and user-run archiving never lock each other out.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import errno
 import os
 import tempfile
@@ -14,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from drkit.adapters.repository.port import Entry
-
 from drkit.domain.errors import RepositoryError
 from drkit.infra.atomic import fsync_dir
 
@@ -120,7 +121,7 @@ class FsRepository:
                 keys.append(full.relative_to(self.root).as_posix())
         return sorted(keys)
 
-    def entries(self, prefix: str) -> list[Entry]:
+    def entries(self, prefix: str) -> builtins.list[Entry]:
         out = []
         for key in self.list(prefix):
             try:
@@ -150,7 +151,5 @@ class FsRepository:
             if self.get(key) != b"probe":
                 raise RepositoryError(f"repository {self.root} returned different bytes")
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 self.delete(key)
-            except OSError:
-                pass

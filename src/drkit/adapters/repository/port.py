@@ -9,6 +9,7 @@ Guarantees every backend gives:
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -37,7 +38,7 @@ class Repository(Protocol):
 
     def list(self, prefix: str) -> list[str]: ...
 
-    def entries(self, prefix: str) -> list[Entry]:
+    def entries(self, prefix: str) -> builtins.list[Entry]:
         """Like `list`, with each blob's size and last-modified time."""
         ...
 
