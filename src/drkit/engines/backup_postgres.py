@@ -8,9 +8,7 @@ and the next run of the same service (holding the lock) removes them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 
 from drkit.adapters.postgres.basebackup import pg_basebackup_args, stream_base_backup
 from drkit.adapters.postgres.client import make_dsn
@@ -19,27 +17,23 @@ from drkit.adapters.postgres.dump import dump_args, globals_args, run_dump
 from drkit.adapters.postgres.server import next_xid, server_info
 from drkit.adapters.postgres.tarindex import members_to_json
 from drkit.adapters.postgres.tools import tool_version
-from drkit.adapters.repository.codec import sha256
-from drkit.domain.backup import BackupKind, Manifest, PostgresInfo, StoredFile, new_backup_id
+from drkit.domain.backup import BackupKind, Manifest, PostgresInfo, StoredFile
 from drkit.domain.errors import OperationError
 from drkit.domain.stack import PostgresPolicy, Service
-from drkit.engines.catalog import list_backups
-from drkit.engines.layout import backup_dir, lock_name, manifest_key
+from drkit.engines.backup_common import (
+    BackupResult,
+    Progress,
+    clean_incomplete,
+    commit_manifest,
+    part_sink,
+    put_small,
+    unique_id,
+)
+from drkit.engines.layout import backup_dir, lock_name
 from drkit.engines.workspace import Workspace
 from drkit.infra import locks
 
-Progress = Callable[[int], None]
 TAR_INDEX = "tarindex.json"
-
-
-@dataclass(frozen=True)
-class BackupResult:
-    manifest: Manifest
-    removed_incomplete: tuple[str, ...]
-
-    @property
-    def seconds(self) -> float:
-        return (self.manifest.finished_at - self.manifest.started_at).total_seconds()
 
 
 def service_dsn(service: Service) -> str:
@@ -56,54 +50,16 @@ def _with_level(ws: Workspace, service: Service) -> Workspace:
     return replace(ws, codec=replace(ws.codec, level=_policy(service).compress_level))
 
 
-def _unique_id(ws: Workspace, service: str, kind: BackupKind, now: datetime) -> str:
-    base = new_backup_id(kind, now)
-    taken = {key.split("/")[3] for key in ws.repo.list(f"{ws.stack.name}/{service}/backups/")}
-    candidate, n = base, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate
-
-
-def _clean_incomplete(ws: Workspace, service: str) -> tuple[str, ...]:
-    """Remove leftovers of killed runs. Only called while holding the service's backup lock."""
-    listing = list_backups(ws.repo, ws.stack.name, service)
-    for backup_id in listing.incomplete:
-        for key in ws.repo.list(backup_dir(ws.stack.name, service, backup_id) + "/"):
-            ws.repo.delete(key)
-    return listing.incomplete
-
-
-def _part_sink(ws: Workspace, directory: str, stem: str, ext: str = "") -> Callable[[int, bytes], StoredFile]:
-    """Parts are named so that a shell glob lists them in order: base.00000.tar.zst, ..."""
-
-    def sink(index: int, raw: bytes) -> StoredFile:
-        stored = ws.codec.encode(raw)
-        name = f"{stem}.{index:05d}{ext}{ws.codec.suffix}"
-        ws.repo.put(f"{directory}/{name}", stored, overwrite=False)
-        return StoredFile(name, len(stored), sha256(stored), len(raw))
-
-    return sink
-
-
-def _put_small(ws: Workspace, directory: str, stem: str, raw: bytes) -> StoredFile:
-    stored = ws.codec.encode(raw)
-    name = f"{stem}{ws.codec.suffix}"
-    ws.repo.put(f"{directory}/{name}", stored, overwrite=False)
-    return StoredFile(name, len(stored), sha256(stored), len(raw))
-
-
 def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
     """pg_basebackup -> parallel compressed parts + tar index + manifest (last)."""
     policy = _policy(service)
     dsn = service_dsn(service)
     ws = _with_level(ws, service)
     with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")):
-        removed = _clean_incomplete(ws, service.name)
+        removed = clean_incomplete(ws, service.name)
         info = server_info(dsn)
         started = ws.clock.now()
-        backup_id = _unique_id(ws, service.name, BackupKind.BASE, started)
+        backup_id = unique_id(ws, service.name, BackupKind.BASE, started)
         directory = backup_dir(ws.stack.name, service.name, backup_id)
         xid_before = next_xid(dsn)
         args = pg_basebackup_args(
@@ -111,13 +67,13 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
         )
         streamed = stream_base_backup(
             args,
-            _part_sink(ws, directory, "base", ".tar"),
+            part_sink(ws, directory, "base", ".tar"),
             part_size=policy.part_size,
             parallel=policy.parallel,
             timeout=6 * 3600,
             progress=progress,
         )
-        index = _put_small(ws, directory, TAR_INDEX, members_to_json(streamed.members))
+        index = put_small(ws, directory, TAR_INDEX, members_to_json(streamed.members))
         xid_after, counts = snapshot_counts(dsn, policy.databases or _current_db(dsn))
         manifest = Manifest(
             backup_id=backup_id,
@@ -149,7 +105,7 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
                 "row_counts_exact": xid_before == xid_after,
             },
         )
-        _commit(ws, manifest)
+        commit_manifest(ws, manifest)
         return BackupResult(manifest, removed)
 
 
@@ -159,12 +115,6 @@ def _current_db(dsn: str) -> tuple[str, ...]:
     return (str(conninfo.conninfo_to_dict(dsn).get("dbname", "postgres")),)
 
 
-def _commit(ws: Workspace, manifest: Manifest) -> None:
-    """Write the manifest: the commit point. Until this returns, the backup does not exist."""
-    key = manifest_key(manifest.stack, manifest.service, manifest.backup_id)
-    ws.repo.put(key, manifest.to_json(), overwrite=False)
-
-
 def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
     """pg_dump -Fc (uncompressed, then zstd) per database, plus pg_dumpall --globals-only."""
     policy = _policy(service)
@@ -172,10 +122,10 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
     databases = policy.databases or _current_db(dsn)
     ws = _with_level(ws, service)
     with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")):
-        removed = _clean_incomplete(ws, service.name)
+        removed = clean_incomplete(ws, service.name)
         info = server_info(dsn)
         started = ws.clock.now()
-        backup_id = _unique_id(ws, service.name, BackupKind.LOGICAL, started)
+        backup_id = unique_id(ws, service.name, BackupKind.LOGICAL, started)
         directory = backup_dir(ws.stack.name, service.name, backup_id)
         files: list[StoredFile] = []
         digests: dict[str, str] = {}
@@ -184,7 +134,7 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
             digest = hashlib.sha256()
             parts, _raw = run_dump(
                 dump_args(make_dsn(dsn, dbname=db), bin_dir),
-                _part_sink(ws, directory, f"{db}.dump"),
+                part_sink(ws, directory, f"{db}.dump"),
                 part_size=policy.part_size,
                 parallel=policy.parallel,
                 observe=digest.update,
@@ -193,7 +143,7 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
             digests[db] = digest.hexdigest()
         globals_parts, _ = run_dump(
             globals_args(dsn, bin_dir),
-            _part_sink(ws, directory, "globals.sql"),
+            part_sink(ws, directory, "globals.sql"),
             part_size=policy.part_size,
             parallel=1,
         )
@@ -216,5 +166,5 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
                 "format": "pg_dump -Fc -Z0 split in parts; cat DB.dump.*.zst | zstd -d > DB.dump",
             },
         )
-        _commit(ws, manifest)
+        commit_manifest(ws, manifest)
         return BackupResult(manifest, removed)

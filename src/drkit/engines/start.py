@@ -20,6 +20,7 @@ from drkit.adapters.probes import (
     ProbeOutcome,
     check,
     default_probe,
+    describe_probe,
     probe_timeout,
 )
 from drkit.domain.errors import DrkitError
@@ -168,8 +169,6 @@ def check_health(
     stack: Stack, names: Sequence[str] = (), *, prober: Prober = default_prober
 ) -> tuple[ServiceHealth, ...]:
     """Probe each service once, in parallel; never raises."""
-    from drkit.adapters.probes import describe_probe
-
     graph = ServiceGraph.from_stack(stack)
     graph.check_known(names)
     chosen = [n for level in graph.levels(names or None) for n in level]

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drkit.domain.errors import OperationError
+from drkit.domain.stack import RuntimeSpec
 from drkit.infra.ownership import chown_tree
 from drkit.infra.proc import find_tool, run
+from drkit.sandbox.parts import PartContext, ServiceEntry
 
 
 def default_bin_dir() -> str:
@@ -112,3 +114,50 @@ def init_cluster(spec: ClusterSpec) -> None:
         "host replication all 127.0.0.1/32 trust\n"
     )
     (spec.data_dir / "pg_hba.conf").write_text(hba)
+
+
+def prepare(ctx: PartContext) -> ServiceEntry:
+    """initdb, start, create and seed the nchat database (other parts seed from it)."""
+    from drkit.adapters.postgres.client import execute
+    from drkit.runtimes.local_postgres import LocalPostgres
+    from drkit.sandbox.seed import create_schema, seed
+
+    port = ctx.port()
+    bin_dir = default_bin_dir()
+    base = ctx.service_dir("postgres")
+    data_dir = base / "data"
+    archive = None
+    if ctx.wal_mode == "archive":
+        archive = " ".join(
+            [*(f'"{p}"' for p in drkit_command()), "--config", f'"{ctx.config_path}"', "wal-push", '"%p"']
+        )
+    init_cluster(ClusterSpec(data_dir, base, port, bin_dir, ctx.os_user, archive))
+    log_file = str(ctx.logs / "postgres.log")
+    runtime: dict[str, object] = {"type": "local", "data_dir": str(data_dir), "bin_dir": bin_dir,
+                                  "port": port, "log_file": log_file}  # fmt: skip
+    if ctx.os_user:
+        runtime["os_user"] = ctx.os_user
+    dsn = f"host=127.0.0.1 port={port} user=postgres dbname=nchat"
+    LocalPostgres(RuntimeSpec(type="local", data_dir=str(data_dir), bin_dir=bin_dir, port=port,
+                              os_user=ctx.os_user, log_file=log_file)).start()  # fmt: skip
+    execute(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", "create database nchat")
+    create_schema(dsn)
+    seed(dsn, ctx.seed)
+    config = {
+        "kind": "postgres",
+        "runtime": runtime,
+        "dsn": dsn,
+        "rto": "30m",
+        "rpo": "5m",
+        "priority": "critical",
+        "backup": {"wal_mode": ctx.wal_mode, "databases": ["nchat"], "checkpoint": "fast"},
+    }
+    return ServiceEntry("postgres", config, dsn, {"port": port, "data_dir": str(data_dir),
+                                                  "bin_dir": bin_dir, "dsn": dsn})  # fmt: skip
+
+
+def drkit_command() -> list[str]:
+    """How the database user runs drkit (archive_command, restore_command)."""
+    import sys
+
+    return [sys.executable, "-m", "drkit"]

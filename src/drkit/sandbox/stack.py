@@ -1,45 +1,46 @@
 """The sandbox: real services on loopback ports under one directory, and its stack.yaml.
 
-`up` creates and starts; `down` stops what `up` started (recorded in sandbox.json) and
-nothing else; `status` reports each service's DSN or URL and whether it answers.
+`up` creates and starts; `down` stops what `up` started (the services of its stack.yaml,
+through their runtimes, dependents first) and nothing else; `status` reports each
+service's DSN or URL and whether it answers. One module per service (see parts.py).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from drkit.adapters.postgres.client import execute, scalar
+from drkit.adapters.postgres.client import scalar
+from drkit.config.loader import load_stack
 from drkit.domain.errors import OperationError, UsageError
-from drkit.domain.stack import RuntimeSpec
+from drkit.domain.stack import RuntimeSpec, Stack
+from drkit.engines.start import check_health, start_services, stop_services
 from drkit.infra.atomic import write_atomic
 from drkit.infra.ownership import chown_tree
-from drkit.infra.ports import free_port
 from drkit.infra.proc import run_as
 from drkit.infra.wait import wait_for
+from drkit.runtimes.factory import runtime_for
 from drkit.runtimes.local_postgres import LocalPostgres
-from drkit.sandbox.postgres import (
-    ClusterSpec,
-    default_bin_dir,
-    default_os_user,
-    init_cluster,
-)
-from drkit.sandbox.seed import SeedSize, create_schema, seed
+from drkit.sandbox.parts import PartContext, ServiceEntry
+from drkit.sandbox.postgres import default_os_user, drkit_command
+from drkit.sandbox.seed import SeedSize
 
 STATE_FILE = "sandbox.json"
+# Start order for preparing; each is a module drkit.sandbox.<name> (see parts.py).
+PARTS = ("postgres", "redis", "s3", "hasura", "meilisearch")
 
 
-def drkit_command() -> list[str]:
-    """How the database user runs drkit (archive_command, restore_command)."""
-    return [sys.executable, "-m", "drkit"]
+def available_parts() -> tuple[str, ...]:
+    return tuple(p for p in PARTS if importlib.util.find_spec(f"drkit.sandbox.{p}_part") or p == "postgres")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class SandboxOptions:
     encrypt: bool = False
     seed: SeedSize = field(default_factory=SeedSize)
     stack_name: str = "sandbox"
+    services: tuple[str, ...] | None = None  # None: every part that is available
 
 
 @dataclass
@@ -72,6 +74,9 @@ class Sandbox:
         value = self.state.get("os_user")
         return str(value) if value else None
 
+    def address(self, service: str) -> str:
+        return str(self.state["services"][service]["address"])
+
     @classmethod
     def load(cls, directory: str | Path) -> Sandbox:
         path = Path(directory) / STATE_FILE
@@ -84,18 +89,20 @@ class Sandbox:
     def save(self) -> None:
         write_atomic(self.state_path, json.dumps(self.state, indent=2).encode())
 
+    def stack(self) -> Stack:
+        return load_stack(self.config_path)
+
     def postgres_runtime(self) -> LocalPostgres:
         pg = self.state["services"]["postgres"]
         return LocalPostgres(
-            RuntimeSpec(
-                type="local",
-                data_dir=pg["data_dir"],
-                bin_dir=pg["bin_dir"],
-                port=pg["port"],
-                os_user=self.os_user,
-                log_file=pg["log_file"],
-            )
-        )
+            RuntimeSpec(type="local", data_dir=pg["data_dir"], bin_dir=pg["bin_dir"], port=pg["port"],
+                        os_user=self.os_user, log_file=str(self.dir / "logs" / "postgres.log"))
+        )  # fmt: skip
+
+
+def _part(name: str) -> Any:
+    module = "drkit.sandbox.postgres" if name == "postgres" else f"drkit.sandbox.{name}_part"
+    return importlib.import_module(module)
 
 
 def up(directory: str | Path, options: SandboxOptions = SandboxOptions()) -> Sandbox:
@@ -103,62 +110,48 @@ def up(directory: str | Path, options: SandboxOptions = SandboxOptions()) -> San
     root = Path(directory).resolve()
     if (root / STATE_FILE).exists():
         box = Sandbox.load(root)
-        box.postgres_runtime().start()
-        if box.state.get("wal_mode") == "stream":
-            start_wal_stream(box)
+        _start_all(box)
         return box
     if root.exists() and any(root.iterdir()):
         raise UsageError(f"{root} exists and is not empty; choose a new --dir")
     os_user = default_os_user()
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # noqa: S103 - the database user must traverse it; secrets are 0600
-    for sub in ("repo", "state", "logs", "postgres"):
+    for sub in ("repo", "state", "logs"):
         (root / sub).mkdir(exist_ok=True)
-    box = Sandbox(root, {"os_user": os_user, "wal_mode": options.wal_mode, "services": {}})
-    _write_identity(box, options)
-    port = free_port()
-    bin_dir = default_bin_dir()
-    data_dir = root / "postgres" / "data"
-    archive = None
-    if options.wal_mode == "archive":
-        archive = " ".join(
-            [
-                *(f'"{p}"' for p in drkit_command()),
-                "--config",
-                f'"{box.config_path}"',
-                "wal-push",
-                '"%p"',
-            ]
-        )
-    spec = ClusterSpec(
-        data_dir=data_dir,
-        socket_dir=root / "postgres",
-        port=port,
-        bin_dir=bin_dir,
-        os_user=os_user,
-        archive_command=archive,
-    )
-    box.state["services"]["postgres"] = {
-        "kind": "postgres",
-        "port": port,
-        "data_dir": str(data_dir),
-        "bin_dir": bin_dir,
-        "log_file": str(root / "logs" / "postgres.log"),
-        "dsn": f"host=127.0.0.1 port={port} user=postgres dbname=nchat",
-    }
-    _write_config(box, options)
     chown_tree(root, os_user)
-    init_cluster(spec)
-    box.save()
-    box.postgres_runtime().start()
-    admin = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
-    execute(admin, "create database nchat")
-    create_schema(box.dsn)
-    seed(box.dsn, options.seed)
-    if options.wal_mode == "stream":
-        start_wal_stream(box)
+    wanted = options.services or available_parts()
+    box = Sandbox(root, {"os_user": os_user, "wal_mode": options.wal_mode, "services": {},
+                         "parts": list(wanted)})  # fmt: skip
+    ctx = PartContext(root, os_user, options.stack_name, options.wal_mode, options.seed, box.config_path)
+    _write_identity(box, options)
+    entries: list[ServiceEntry] = []
+    for name in PARTS:
+        if name in wanted:
+            entry = _part(name).prepare(ctx)
+            entries.append(entry)
+            box.state["services"][entry.name] = {"address": entry.address, "kind": entry.config["kind"],
+                                                 **entry.state}  # fmt: skip
+            _write_config(box, options, entries)
+            chown_tree(root, os_user)
+            box.save()
+    _start_all(box)
+    stack = box.stack()
+    for name in PARTS:
+        if name in wanted and hasattr(_part(name), "seed"):
+            _part(name).seed(ctx, stack)
     chown_tree(root, os_user)
     return box
+
+
+def _start_all(box: Sandbox) -> None:
+    stack = box.stack()
+    report = start_services(stack, [], runtime_for=lambda s: runtime_for(s, stack.state_dir))
+    if not report.ok:
+        bad = report.failures[0]
+        raise OperationError(f"sandbox service {bad.service} did not start: {bad.detail}")
+    if box.state.get("wal_mode") == "stream":
+        start_wal_stream(box)
 
 
 def _write_identity(box: Sandbox, options: SandboxOptions) -> None:
@@ -173,37 +166,13 @@ def _write_identity(box: Sandbox, options: SandboxOptions) -> None:
     box.state["age_identity_file"] = str(path)
 
 
-def _write_config(box: Sandbox, options: SandboxOptions) -> None:
-    pg = box.state["services"]["postgres"]
-    runtime: dict[str, Any] = {
-        "type": "local",
-        "data_dir": pg["data_dir"],
-        "bin_dir": pg["bin_dir"],
-        "port": pg["port"],
-        "log_file": pg["log_file"],
-    }
-    if box.os_user:
-        runtime["os_user"] = box.os_user
+def _write_config(box: Sandbox, options: SandboxOptions, entries: list[ServiceEntry]) -> None:
     config: dict[str, Any] = {
         "version": 1,
         "stack": options.stack_name,
         "state_dir": str(box.dir / "state"),
         "repositories": {"local": {"type": "fs", "path": str(box.dir / "repo")}},
-        "services": {
-            "postgres": {
-                "kind": "postgres",
-                "runtime": runtime,
-                "dsn": pg["dsn"],
-                "rto": "30m",
-                "rpo": "5m",
-                "priority": "critical",
-                "backup": {
-                    "wal_mode": options.wal_mode,
-                    "databases": ["nchat"],
-                    "checkpoint": "fast",
-                },
-            }
-        },
+        "services": {e.name: e.config for e in entries},
     }
     if options.encrypt:
         config["encryption"] = {
@@ -234,14 +203,13 @@ def start_wal_stream(box: Sandbox) -> None:
     log.close()
     box.state["wal_stream_pid"] = proc.pid
     box.save()
-    slot = "drkit"
 
     def receiving() -> bool:
         if proc.poll() is not None:
             raise OperationError(f"wal-stream exited with {proc.returncode}; see logs/wal-stream.log")
-        return bool(scalar(box.dsn, "select active from pg_replication_slots where slot_name = %s", (slot,)))
+        return bool(scalar(box.dsn, "select active from pg_replication_slots where slot_name = 'drkit'"))
 
-    wait_for(receiving, timeout=60, what="the WAL receiver to connect")
+    wait_for(receiving, timeout=60, what="the WAL receiver to connect", fatal=(OperationError,))
 
 
 def _alive(pid: int) -> bool:
@@ -262,12 +230,12 @@ def down(directory: str | Path) -> list[str]:
     if pid and _alive(int(pid)):
         _terminate(int(pid))
         stopped.append("wal-stream")
-    runtime = box.postgres_runtime()
-    if runtime.is_running():
-        runtime.stop()
-        stopped.append("postgres")
     box.state.pop("wal_stream_pid", None)
     box.save()
+    stack = box.stack()
+    running = [h.service for h in check_health(stack) if h.healthy]
+    report = stop_services(stack, [], runtime_for=lambda s: runtime_for(s, stack.state_dir))
+    stopped += [s.service for s in report.steps if s.service in running and s.ok]
     return stopped
 
 
@@ -292,11 +260,13 @@ def _terminate(pid: int, timeout: float = 15.0) -> None:
 
 def status(directory: str | Path) -> dict[str, Any]:
     box = Sandbox.load(directory)
+    health = {h.service: h for h in check_health(box.stack())}
     services: dict[str, Any] = {}
     for name, svc in box.state["services"].items():
-        entry = {k: v for k, v in svc.items() if k in ("kind", "dsn", "url", "port")}
-        entry["running"] = box.postgres_runtime().is_running() if name == "postgres" else None
-        services[name] = entry
+        h = health.get(name)
+        services[name] = {"kind": svc.get("kind"), "address": svc.get("address"),
+                          "dsn" if svc.get("kind") == "postgres" else "url": svc.get("address"),
+                          "running": bool(h and h.healthy), "detail": h.detail if h else ""}  # fmt: skip
     pid = box.state.get("wal_stream_pid")
     if pid:
         services["wal-stream"] = {"kind": "process", "pid": pid, "running": _alive(int(pid))}

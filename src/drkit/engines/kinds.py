@@ -1,0 +1,70 @@
+"""Which engine backs up and restores each kind of service: an explicit registry, imported
+only when that kind is used (Barman's cloud providers do the same).
+
+Each engine module exposes:
+
+    def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult
+    def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult
+
+PostgreSQL has its own richer entry points (base/logical, PITR) in backup_postgres and
+restore_postgres.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from drkit.domain.checks import CheckResult
+from drkit.domain.errors import UsageError
+from drkit.domain.stack import Service
+from drkit.engines.backup_common import BackupResult, Progress
+from drkit.engines.workspace import Workspace
+
+ENGINES: dict[str, str] = {
+    "redis": "drkit.engines.redis_engine",
+    "s3": "drkit.engines.objects_engine",
+    "meilisearch": "drkit.engines.search_engine",
+    "hasura": "drkit.engines.hasura_engine",
+}
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    backup_id: str | None = None  # default: the newest (at or before target_time)
+    target_time: datetime | None = None  # objects: versions as of this time
+    yes: bool = False  # confirmed overwriting a non-empty target
+    to: str | None = None  # another target (bucket, directory) instead of the service's own
+    prefix: str | None = None  # objects: only keys under this prefix
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    service: str
+    backup_id: str
+    seconds: float
+    detail: str
+    checks: tuple[CheckResult, ...] = field(default_factory=tuple)
+
+
+class ServiceEngine(Protocol):
+    def backup(self, ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult: ...
+
+    def restore(self, ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult: ...
+
+
+def has_engine(kind: str) -> bool:
+    return kind == "postgres" or kind in ENGINES
+
+
+def engine_for(service: Service) -> ServiceEngine:
+    module = ENGINES.get(service.kind)
+    if module is None:
+        raise UsageError(f"service {service.name} ({service.kind}) has nothing drkit backs up")
+    try:
+        loaded: ServiceEngine = importlib.import_module(module)  # type: ignore[assignment]
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"backups of {service.kind} services are not built yet") from exc
+    return loaded
