@@ -23,15 +23,25 @@ class CliResult:
         return json.loads(self.stdout)
 
 
-def run_drkit(*args: str, config: Path | str | None = None, timeout: float = 300,
-              env: dict[str, str] | None = None) -> CliResult:
+def run_drkit(
+    *args: str,
+    config: Path | str | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> CliResult:
     """Run drkit as an operator would: a separate process, its exit code and output."""
     argv = [sys.executable, "-m", "drkit"]
     if config is not None:
         argv += ["--config", str(config)]
     argv += list(args)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, check=False)
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 

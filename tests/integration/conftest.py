@@ -55,8 +55,7 @@ def make_sandbox(prefix: str, **options: Any) -> SandboxHandle:
     # (which runs archive_command) cannot traverse.
     directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     directory.rmdir()
-    opts = SandboxOptions(seed=SeedSize(users=50, channels=5, messages=1000, attachments=50),
-                          **options)
+    opts = SandboxOptions(seed=SeedSize(users=50, channels=5, messages=1000, attachments=50), **options)
     return SandboxHandle(sandbox_stack.up(directory, opts))
 
 

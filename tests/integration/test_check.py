@@ -22,8 +22,11 @@ def test_check_exits_3_when_archiving_fails(private_sandbox: SandboxHandle) -> N
     box.psql("select pg_reload_conf()")
     box.psql("create table churn as select g from generate_series(1, 1000) g")
     box.psql("select pg_switch_wal()")
-    wait_for(lambda: box.psql("select failed_count > 0 from pg_stat_archiver"), timeout=60,
-             what="the archiver to fail")  # fmt: skip
+    wait_for(
+        lambda: box.psql("select failed_count > 0 from pg_stat_archiver"),
+        timeout=60,
+        what="the archiver to fail",
+    )
     result = run_drkit("--output", "json", "check", config=box.config_path)
     assert result.code == 3
     by_name = {r["name"]: r for r in result.json()["results"]}

@@ -57,7 +57,7 @@ def results(output: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_shipped_checks_pass_on_clean_data(nself_project: tuple[Path, str]) -> None:
-    config, dsn = nself_project
+    config, _ = nself_project
     outcome = integrity(config, as_json=True)
     assert outcome.code == 0, outcome.stdout
     by_name = results(outcome)
@@ -95,12 +95,13 @@ def test_seeded_orphans_and_future_timestamps_are_counted(nself_project: tuple[P
     assert outcome.code == 3
     by_name = results(outcome)
     # the 4 future messages have a NULL user: system messages, not orphans
-    assert (by_name["orphaned_messages_by_user"]["value"], by_name["orphaned_messages_by_user"]
-            ["offending"]) == (3, 3)  # fmt: skip
+    assert (
+        by_name["orphaned_messages_by_user"]["value"],
+        by_name["orphaned_messages_by_user"]["offending"],
+    ) == (3, 3)
     assert by_name["orphaned_messages_by_channel"]["offending"] == 2
     assert by_name["future_message_timestamps"]["offending"] == 4
-    for name in ("orphaned_messages_by_user", "orphaned_messages_by_channel",
-                 "future_message_timestamps"):  # fmt: skip
+    for name in ("orphaned_messages_by_user", "orphaned_messages_by_channel", "future_message_timestamps"):
         assert by_name[name]["status"] == "failed" and by_name[name]["failed_critically"]
     users = by_name["nchat_users_match_auth_users"]
     assert (users["status"], users["value"], users["offending"]) == ("warning", 30, 1)

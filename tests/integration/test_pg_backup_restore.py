@@ -87,13 +87,17 @@ def test_restore_refuses_when_a_needed_wal_segment_is_gone(private_sandbox: Sand
     last = switch_and_wait_archived(box.dsn)
 
     wal_dir = box.dir / "repo" / "sandbox" / "postgres" / "wal" / "00000001"
-    segments = sorted(p for p in wal_dir.iterdir() if len(p.name.split(".")[0]) == 24 and
-                      p.name.count(".") == 1 and p.name.split(".")[0] <= last)  # fmt: skip
+    segments = sorted(
+        p
+        for p in wal_dir.iterdir()
+        if len(p.name.split(".")[0]) == 24 and p.name.count(".") == 1 and p.name.split(".")[0] <= last
+    )
     victim = segments[-2]
     victim.unlink()
     dest = restore_dir(box.dir, "gap", box.box.os_user)
-    result = run_drkit("restore", "postgres", "--target-time", target, "--to", str(dest),
-                       config=box.config_path)  # fmt: skip
+    result = run_drkit(
+        "restore", "postgres", "--target-time", target, "--to", str(dest), config=box.config_path
+    )
     assert result.code == 1
     assert victim.name.split(".")[0] in result.stderr
     assert "missing" in result.stderr
@@ -112,9 +116,13 @@ def test_restore_to_latest_with_streamed_wal_loses_no_committed_transaction(
     committed = box.psql("select pg_current_wal_lsn()::text")
 
     def flushed() -> bool:
-        return bool(box.psql(
-            "select flush_lsn >= %s::pg_lsn from pg_stat_replication "
-            "where application_name = 'pg_receivewal'", (committed,)))  # fmt: skip
+        return bool(
+            box.psql(
+                "select flush_lsn >= %s::pg_lsn from pg_stat_replication "
+                "where application_name = 'pg_receivewal'",
+                (committed,),
+            )
+        )
 
     from drkit.infra.wait import wait_for
 

@@ -33,8 +33,9 @@ def test_encrypted_backup_restores_with_the_identity_and_fails_clearly_without(
     assert not any(p.name.endswith(".zst") for p in wal if p.is_file())
 
     dest = restore_dir(box.dir, "with-key", box.box.os_user)
-    ok = run_drkit("--output", "json", "restore", "postgres", "--to", str(dest), "--keep-running",
-                   config=box.config_path)  # fmt: skip
+    ok = run_drkit(
+        "--output", "json", "restore", "postgres", "--to", str(dest), "--keep-running", config=box.config_path
+    )
     assert ok.code == 0, ok.stderr
     port = int(ok.stdout.split('"port": ')[1].split("\n")[0].strip(", "))
     try:
@@ -74,8 +75,11 @@ def test_kill_9_midway_leaves_no_complete_backup_and_the_next_one_succeeds(
     slow.write_text(yaml.safe_dump(config))
     backups = box.dir / "repo" / "sandbox" / "postgres" / "backups"
 
-    proc = subprocess.Popen([sys.executable, "-m", "drkit", "--config", str(slow), "backup"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drkit", "--config", str(slow), "backup"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def parts_written() -> bool:
         return any(p.name.startswith("base.") for p in backups.rglob("*"))

@@ -27,16 +27,13 @@ from tests.conftest import run_drkit
         (["sandbox", "status", "--debug", "-y"], ["--debug", "-y", "sandbox", "status"]),
     ],
 )
-def test_hoist_global_options_moves_them_to_the_front(
-    argv: list[str], expected: list[str]
-) -> None:
+def test_hoist_global_options_moves_them_to_the_front(argv: list[str], expected: list[str]) -> None:
     assert hoist_global_options(argv) == expected
 
 
 def test_hoist_keeps_everything_after_a_double_dash() -> None:
     argv = ["wal-push", "--output", "json", "--", "--yes", "--output", "x"]
-    assert hoist_global_options(argv) == ["--output", "json", "wal-push", "--", "--yes",
-                                          "--output", "x"]  # fmt: skip
+    assert hoist_global_options(argv) == ["--output", "json", "wal-push", "--", "--yes", "--output", "x"]
 
 
 def test_hoist_leaves_a_dangling_valued_option_for_the_parser_to_report() -> None:
@@ -93,13 +90,8 @@ def test_a_bad_output_format_exits_2() -> None:
     assert "text or json" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `raise typer.Exit(1)` under standalone_mode=False makes app() *return* 1, "
-    "and cli/app.py:100-122 ignores that value and exits 0: wal-fetch of a missing file "
-    "exits 0, against its documented 'Exit 1 when absent'",
-)
 def test_wal_fetch_of_a_missing_segment_exits_1(tmp_path: Path) -> None:
+    """restore_command's contract: a non-zero exit below 126 means "not in the archive"."""
     config = tmp_path / "stack.yaml"
     config.write_text(
         "stack: demo\nrepositories:\n  local: {type: fs, path: ./repo}\n"
@@ -109,3 +101,34 @@ def test_wal_fetch_of_a_missing_segment_exits_1(tmp_path: Path) -> None:
     result = run_drkit("wal-fetch", "000000010000000000000001", str(dest), config=config)
     assert not dest.exists()
     assert result.code == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: wal-fetch exits 1 on every DrkitError (cli/app.py:101-103); PostgreSQL "
+    "reads any exit below 126 as 'not in the archive' (end of WAL), so an undecryptable or "
+    "unreadable segment ends recovery early and the server promotes, silently losing the "
+    "rest. Errors other than 'absent' must exit >= 126 so that recovery aborts",
+)
+def test_wal_fetch_of_an_unreadable_segment_aborts_recovery(tmp_path: Path) -> None:
+    import pyrage
+
+    from drkit.adapters.repository.codec import Codec
+    from drkit.adapters.repository.fs import FsRepository
+    from drkit.engines.wal_archive import WalArchive
+
+    identity = pyrage.x25519.Identity.generate()
+    recipient = str(identity.to_public())
+    config = tmp_path / "stack.yaml"
+    config.write_text(
+        "stack: demo\nrepositories:\n  local: {type: fs, path: ./repo}\n"
+        f"encryption:\n  recipients: [{recipient}]\n  identity: file:{tmp_path}/lost-key.txt\n"
+        "services:\n  postgres: {kind: postgres}\n"
+    )
+    archive = WalArchive(FsRepository(tmp_path / "repo"), "demo", "postgres",
+                         Codec(recipients=(recipient,)))  # fmt: skip
+    archive.push_bytes("000000010000000000000001", b"wal" * 1000)
+    dest = tmp_path / "RECOVERYXLOG"
+    result = run_drkit("wal-fetch", "000000010000000000000001", str(dest), config=config)
+    assert "no age identity" in result.stderr
+    assert result.code >= 126, result.code

@@ -52,8 +52,9 @@ def test_the_zstd_tool_reads_concatenated_parts(tmp_path: Path) -> None:
     zstd = needs("zstd")
     codec = Codec()
     parts = [codec.encode(RAW[:1000]), codec.encode(RAW[1000:20000]), codec.encode(RAW[20000:])]
-    out = subprocess.run([zstd, "-d", "-q", "-c"], input=b"".join(parts), capture_output=True,
-                         check=True, timeout=30)  # fmt: skip
+    out = subprocess.run(
+        [zstd, "-d", "-q", "-c"], input=b"".join(parts), capture_output=True, check=True, timeout=30
+    )
     assert out.stdout == RAW
 
 
@@ -64,10 +65,12 @@ def test_the_age_tool_decrypts_each_part(tmp_path: Path, identity: pyrage.x25519
     codec = Codec(recipients=(str(identity.to_public()),))
     part = tmp_path / "base.00000.tar.zst.age"
     part.write_bytes(codec.encode(RAW))
-    decrypted = subprocess.run([age, "-d", "-i", str(key), str(part)], capture_output=True,
-                               check=True, timeout=30)  # fmt: skip
-    out = subprocess.run([zstd, "-d", "-q", "-c"], input=decrypted.stdout, capture_output=True,
-                         check=True, timeout=30)  # fmt: skip
+    decrypted = subprocess.run(
+        [age, "-d", "-i", str(key), str(part)], capture_output=True, check=True, timeout=30
+    )
+    out = subprocess.run(
+        [zstd, "-d", "-q", "-c"], input=decrypted.stdout, capture_output=True, check=True, timeout=30
+    )
     assert out.stdout == RAW
 
 

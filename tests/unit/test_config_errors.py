@@ -3,6 +3,7 @@ on stderr that names the file, the line and the dotted key."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -59,6 +60,16 @@ def assert_config_error(path: Path, line: int | None, key: str, *words: str) -> 
     return result.stderr
 
 
+def assert_load_error(path: Path, line: int, key: str, *words: str) -> None:
+    """The same check in-process (no subprocess), for the rarer cases."""
+    with pytest.raises(ConfigError) as exc:
+        load_stack(path)
+    assert exc.value.exit_code == 2
+    assert exc.value.message.startswith(f"{path}:{line}: {key}: "), exc.value.message
+    for word in words:
+        assert word in exc.value.message
+
+
 @pytest.fixture(autouse=True)
 def _no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(MISSING_VAR, raising=False)
@@ -73,21 +84,17 @@ def test_unknown_key(tmp_path: Path) -> None:
 def test_unknown_key_nested_in_a_list(tmp_path: Path) -> None:
     text = VALID + "checks:\n  - name: users\n    query: select 1\n    expct: {equals: 1}\n"
     path = write(tmp_path, text)
-    assert_config_error(path, line_of(text, "expct"), "checks.0.expct", "unknown key")
+    assert_load_error(path, line_of(text, "expct"), "checks.0.expct", "unknown key")
 
 
 def test_bad_duration(tmp_path: Path) -> None:
     text = VALID.replace("rpo: 5m", "rpo: 5 minutes")
     path = write(tmp_path, text)
-    assert_config_error(
-        path, line_of(text, "rpo:"), "services.postgres.rpo", "bad duration", "'5 minutes'"
-    )
+    assert_config_error(path, line_of(text, "rpo:"), "services.postgres.rpo", "bad duration", "'5 minutes'")
 
 
 def test_missing_secret(tmp_path: Path) -> None:
-    text = VALID.replace(
-        "    rto: 30m\n", f"    password: env:{MISSING_VAR}\n    rto: 30m\n"
-    )
+    text = VALID.replace("    rto: 30m\n", f"    password: env:{MISSING_VAR}\n    rto: 30m\n")
     path = write(tmp_path, text)
     stderr = assert_config_error(
         path, line_of(text, "password:"), "services.postgres.password", MISSING_VAR, "not set"
@@ -96,13 +103,9 @@ def test_missing_secret(tmp_path: Path) -> None:
 
 
 def test_missing_secret_file(tmp_path: Path) -> None:
-    text = VALID.replace(
-        "    type: fs\n", f"    type: fs\n    access_key: file:{tmp_path}/nope.txt\n"
-    )
+    text = VALID.replace("    type: fs\n", f"    type: fs\n    access_key: file:{tmp_path}/nope.txt\n")
     path = write(tmp_path, text)
-    assert_config_error(
-        path, line_of(text, "access_key"), "repositories.local.access_key", "does not exist"
-    )
+    assert_config_error(path, line_of(text, "access_key"), "repositories.local.access_key", "does not exist")
 
 
 def test_missing_required_key(tmp_path: Path) -> None:
@@ -121,25 +124,21 @@ def test_invalid_yaml(tmp_path: Path) -> None:
     assert result.code == 2, result.stderr
     # PyYAML reports the line where it noticed the problem, after the unclosed bracket.
     bad = line_of(text, "rpo: [5m")
-    assert any(f"{path}:{n}: not valid YAML" in result.stderr for n in (bad, bad + 1)), (
-        result.stderr
-    )
+    assert any(f"{path}:{n}: not valid YAML" in result.stderr for n in (bad, bad + 1)), result.stderr
 
 
 def test_tab_indentation_is_invalid_yaml_with_its_line(tmp_path: Path) -> None:
     text = VALID.replace("    rto: 30m\n", "\trto: 30m\n")
     path = write(tmp_path, text)
-    result = run_drkit("backups", "list", config=path)
-    assert result.code == 2
-    assert f"{path}:{line_of(text, 'rto')}: not valid YAML" in result.stderr, result.stderr
+    where = re.escape(f"{path}:{line_of(text, 'rto')}: not valid YAML")
+    with pytest.raises(ConfigError, match=f"^{where}"):
+        load_stack(path)
 
 
 def test_unknown_dependency(tmp_path: Path) -> None:
     text = VALID.replace("    rto: 30m\n", "    depends_on: [redis]\n    rto: 30m\n")
     path = write(tmp_path, text)
-    assert_config_error(
-        path, line_of(text, "depends_on"), "services.postgres.depends_on", "'redis'"
-    )
+    assert_config_error(path, line_of(text, "depends_on"), "services.postgres.depends_on", "'redis'")
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
@@ -160,14 +159,12 @@ def test_json_mode_reports_the_config_error_as_json(tmp_path: Path) -> None:
     assert body["error"].startswith(f"{path}:{line_of(text, 'rpo')}: services.postgres.rpo: ")
 
 
-def test_valid_minimal_config_loads_to_domain_values(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_valid_minimal_config_loads_to_domain_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DRKIT_TEST_PG_PASSWORD", "s3cret")
     (tmp_path / "key.txt").write_text("AGE-SECRET-KEY-1EXAMPLE\n")
-    text = VALID.replace(
-        "    rto: 30m\n", "    password: env:DRKIT_TEST_PG_PASSWORD\n    rto: 30m\n"
-    ) + (f"encryption:\n  recipients: [age1example]\n  identity: file:{tmp_path}/key.txt\n")
+    text = VALID.replace("    rto: 30m\n", "    password: env:DRKIT_TEST_PG_PASSWORD\n    rto: 30m\n") + (
+        f"encryption:\n  recipients: [age1example]\n  identity: file:{tmp_path}/key.txt\n"
+    )
     stack = load_stack(write(tmp_path, text))
     assert stack.name == "demo"
     assert stack.primary_repository == "local"
@@ -192,9 +189,7 @@ def test_valid_minimal_config_loads_to_domain_values(
 
 
 def test_unresolvable_secret_is_none_when_not_strict(tmp_path: Path) -> None:
-    text = VALID.replace(
-        "    rto: 30m\n", f"    password: env:{MISSING_VAR}\n    rto: 30m\n"
-    )
+    text = VALID.replace("    rto: 30m\n", f"    password: env:{MISSING_VAR}\n    rto: 30m\n")
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=MISSING_VAR):
         load_stack(path)

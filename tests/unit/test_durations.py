@@ -31,7 +31,21 @@ def test_parse_duration_good_values(text: str, expected: timedelta) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "m", "5x", "5 m", "1h 30m", "1.5h", "-5m", "5m3", "h1", "five minutes", "5mm", "P1D"],
+    [
+        "",
+        "   ",
+        "m",
+        "5x",
+        "5 m",
+        "1h 30m",
+        "1.5h",
+        "-5m",
+        "5m3",
+        "h1",
+        "five minutes",
+        "5mm",
+        "P1D",
+    ],
 )
 def test_parse_duration_bad_values_say_how_to_write_one(text: str) -> None:
     with pytest.raises(ValueError, match=r"bad duration .*like 90s, 5m, 1h, 7d"):

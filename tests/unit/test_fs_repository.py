@@ -51,8 +51,13 @@ def test_overwrite_false_creates_when_absent(repo: FsRepository) -> None:
 
 
 def test_list_is_sorted_recursive_and_limited_to_the_prefix(repo: FsRepository) -> None:
-    for key in ("s/pg/wal/00000001/b", "s/pg/wal/00000001/a", "s/pg/wal/00000002/c",
-                "s/pg/backups/x/manifest.json", "other/z"):  # fmt: skip
+    for key in (
+        "s/pg/wal/00000001/b",
+        "s/pg/wal/00000001/a",
+        "s/pg/wal/00000002/c",
+        "s/pg/backups/x/manifest.json",
+        "other/z",
+    ):
         repo.put(key, key.encode())
     assert repo.list("s/pg/wal/") == [
         "s/pg/wal/00000001/a",
@@ -143,9 +148,15 @@ def test_files_take_the_owner_of_the_root_directory(tmp_path: Path) -> None:
         expected = (os.getuid(), os.getgid())
     repo.put("s/pg/wal/00000001/000000010000000000000001.zst", b"w")
     repo.put("s/pg/backups/b1/manifest.json", b"m", overwrite=False)
-    for relative in ("s", "s/pg", "s/pg/wal", "s/pg/wal/00000001",
-                     "s/pg/wal/00000001/000000010000000000000001.zst",
-                     "s/pg/backups/b1", "s/pg/backups/b1/manifest.json"):  # fmt: skip
+    for relative in (
+        "s",
+        "s/pg",
+        "s/pg/wal",
+        "s/pg/wal/00000001",
+        "s/pg/wal/00000001/000000010000000000000001.zst",
+        "s/pg/backups/b1",
+        "s/pg/backups/b1/manifest.json",
+    ):
         st = (root / relative).stat()
         if os.geteuid() == 0:
             assert (st.st_uid, st.st_gid) == expected, relative

@@ -169,8 +169,7 @@ def test_an_unhealthy_service_holds_back_its_dependents_only() -> None:
 
 def test_a_service_that_refuses_to_start_is_failed_with_the_reason() -> None:
     world = World(refuse={"postgres"})
-    report = start_services(make_stack(NSELF), ["auth"], runtime_for=world.runtime,
-                            prober=world.probe)  # fmt: skip
+    report = start_services(make_stack(NSELF), ["auth"], runtime_for=world.runtime, prober=world.probe)
     status = {s.service: (s.status, s.detail) for s in report.steps}
     assert status["postgres"] == ("failed", "postgres refused to start")
     assert status["hasura"][0] == status["auth"][0] == "skipped"

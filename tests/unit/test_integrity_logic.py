@@ -92,16 +92,16 @@ class FakeBackend:
 def stack(*checks: IntegrityCheck) -> Stack:
     pg = Service(name="postgres", kind="postgres", runtime=RuntimeSpec(type="local"), dsn="x")
     repo = RepositorySpec(name="r", type="fs", path="/tmp/r")
-    return Stack(name="s", services={"postgres": pg}, repositories={"r": repo},
-                 primary_repository="r", checks=checks)  # fmt: skip
+    return Stack(
+        name="s", services={"postgres": pg}, repositories={"r": repo}, primary_repository="r", checks=checks
+    )
 
 
 def test_checks_collect_results_and_never_raise() -> None:
     checks = (
         IntegrityCheck("orphans", query="orphans"),
         IntegrityCheck("clean", query="clean"),
-        IntegrityCheck("users", query="users", expect=Expectation(equals_query="auth"),
-                       critical=False),  # fmt: skip
+        IntegrityCheck("users", query="users", expect=Expectation(equals_query="auth"), critical=False),
         IntegrityCheck("broken", query="no such query"),
         IntegrityCheck("amcheck", builtin="pg_amcheck"),
         IntegrityCheck("elsewhere", service="mysql", query="orphans"),

@@ -48,8 +48,14 @@ ENV_PROD = "MINIO_PORT=9100\n"
 ENV_SECRETS = "REDIS_PASSWORD=s3cr3t-redis\nPOSTGRES_PASSWORD=prod-password-0001\n"
 ENV = "ENV=prod\nPOSTGRES_PORT=5433\n"
 
-SECRET_VALUES = ("dev-password-not-secret", "prod-password-0001", "s3cr3t-redis",
-                 "dev-admin-secret", "minio-dev-password", "meili-dev-key")  # fmt: skip
+SECRET_VALUES = (
+    "dev-password-not-secret",
+    "prod-password-0001",
+    "s3cr3t-redis",
+    "dev-admin-secret",
+    "minio-dev-password",
+    "meili-dev-key",
+)
 
 
 @pytest.fixture
@@ -76,7 +82,13 @@ def secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_env_files_cascade_like_nself(project: Path) -> None:
     env, files = read_project_env(project)
-    assert [f.name for f in files] == [".env.dev", ".env.local", ".env.prod", ".env.secrets", ".env"]
+    assert [f.name for f in files] == [
+        ".env.dev",
+        ".env.local",
+        ".env.prod",
+        ".env.secrets",
+        ".env",
+    ]
     assert env["POSTGRES_PORT"] == "5433"  # .env wins over .env.dev
     assert env["HASURA_PORT"] == "8081"  # `export` and quotes are read like nself does
     assert env["REDIS_PASSWORD"] == "s3cr3t-redis"  # .env.secrets is read for ENV=prod
@@ -89,15 +101,21 @@ def test_dev_projects_skip_the_prod_files(project: Path) -> None:
     assert "REDIS_PASSWORD" not in env
 
 
-def test_generated_config_loads_and_validates(
-    project: Path, tmp_path: Path, secrets_in_env: None
-) -> None:
+def test_generated_config_loads_and_validates(project: Path, tmp_path: Path, secrets_in_env: None) -> None:
     out = tmp_path / "stack.yaml"
     write_config(nself_config(project), out, overwrite=False)
     stack = load_stack(out)
     assert stack.name == "nchat"
-    assert list(stack.services) == ["postgres", "redis", "minio", "hasura", "auth",
-                                    "functions", "meilisearch", "monitoring"]  # fmt: skip
+    assert list(stack.services) == [
+        "postgres",
+        "redis",
+        "minio",
+        "hasura",
+        "auth",
+        "functions",
+        "meilisearch",
+        "monitoring",
+    ]
     for name, service in stack.services.items():
         assert service.runtime.type == "compose"
         expected = "nchat_prometheus" if name == "monitoring" else f"nchat_{name}"
@@ -109,9 +127,7 @@ def test_generated_config_loads_and_validates(
     assert stack.repository.type == "fs"
 
 
-def test_dependency_graph_probes_and_objectives(
-    project: Path, tmp_path: Path, secrets_in_env: None
-) -> None:
+def test_dependency_graph_probes_and_objectives(project: Path, tmp_path: Path, secrets_in_env: None) -> None:
     out = tmp_path / "stack.yaml"
     write_config(nself_config(project), out, overwrite=False)
     stack = load_stack(out)
@@ -123,7 +139,9 @@ def test_dependency_graph_probes_and_objectives(
     assert deps["postgres"] == deps["redis"] == deps["minio"] == set()
     probes: dict[str, Any] = {n: s.health for n, s in stack.services.items()}
     assert (probes["hasura"].type, probes["hasura"].target) == (
-        "hasura", "http://127.0.0.1:8081/healthz?strict=true")  # fmt: skip
+        "hasura",
+        "http://127.0.0.1:8081/healthz?strict=true",
+    )
     assert probes["auth"].type == "auth"
     assert probes["auth"].target == "http://drkit-canary%40local.nself.org@127.0.0.1:4001"
     assert probes["minio"].target == "http://127.0.0.1:9100/minio/health/live"
@@ -149,9 +167,7 @@ def test_secrets_are_references_never_values(project: Path) -> None:
     assert "password: env:DRKIT_AUTH_CANARY_PASSWORD" in text
 
 
-def test_integrity_checks_are_the_corrected_ones(
-    project: Path, tmp_path: Path, secrets_in_env: None
-) -> None:
+def test_integrity_checks_are_the_corrected_ones(project: Path, tmp_path: Path, secrets_in_env: None) -> None:
     out = tmp_path / "stack.yaml"
     write_config(nself_config(project), out, overwrite=False)
     checks = {c.name: c for c in load_stack(out).checks}
@@ -162,9 +178,14 @@ def test_integrity_checks_are_the_corrected_ones(
     users = checks["nchat_users_match_auth_users"]
     assert users.expect.equals_query == "select count(*) from auth.users"
     builtins = {c.builtin.split("(")[0] for c in checks.values() if c.builtin}
-    assert builtins == {"pg_amcheck", "checksum_failures", "expected_indexes",
-                        "invalid_indexes", "unvalidated_constraints",
-                        "unindexed_foreign_keys"}  # fmt: skip
+    assert builtins == {
+        "pg_amcheck",
+        "checksum_failures",
+        "expected_indexes",
+        "invalid_indexes",
+        "unvalidated_constraints",
+        "unindexed_foreign_keys",
+    }
     assert checks["btree_indexes_amcheck"].critical
 
 
@@ -216,7 +237,17 @@ def test_init_command_writes_and_refuses(project: Path, tmp_path: Path, drkit: A
     assert out.exists() and "nchat_postgres" in out.read_text()
     again = drkit("init", "--preset", "nself", "--project-dir", str(project), "--out", str(out))
     assert again.code == 2 and "already exists" in again.stderr
-    forced = drkit("--yes", "init", "--preset", "nself", "--project-dir", str(project),
-                   "--out", str(out), "--output", "json")  # fmt: skip
+    forced = drkit(
+        "--yes",
+        "init",
+        "--preset",
+        "nself",
+        "--project-dir",
+        str(project),
+        "--out",
+        str(out),
+        "--output",
+        "json",
+    )
     assert forced.code == 0, forced.stderr
     assert forced.json()["services"][0] == "postgres"

@@ -14,6 +14,7 @@ import os
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -220,8 +221,7 @@ STUBBORN = [
 ]
 
 
-def wait_until(condition: object, timeout: float = 10.0) -> None:
-    assert callable(condition)
+def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -233,8 +233,7 @@ def process_state(pid: int) -> str:
 
 
 def test_local_process_start_pause_stop(tmp_path: Path) -> None:
-    runtime = LocalProcess(RuntimeSpec(type="local", command=tuple(SLEEPER)), name="svc",
-                           state_dir=tmp_path)  # fmt: skip
+    runtime = LocalProcess(RuntimeSpec(type="local", command=tuple(SLEEPER)), name="svc", state_dir=tmp_path)
     assert not runtime.is_running()
     runtime.start()
     pid = runtime.pid()
@@ -265,8 +264,7 @@ def test_local_process_escalates_to_sigkill_after_the_deadline(tmp_path: Path) -
 
 
 def test_local_process_ignores_a_pid_file_of_another_process(tmp_path: Path) -> None:
-    runtime = LocalProcess(RuntimeSpec(type="local", command=tuple(SLEEPER)), name="svc",
-                           state_dir=tmp_path)  # fmt: skip
+    runtime = LocalProcess(RuntimeSpec(type="local", command=tuple(SLEEPER)), name="svc", state_dir=tmp_path)
     (tmp_path / "run").mkdir()
     # our own pid, with a start time that is not ours: a reused pid
     (tmp_path / "run" / "svc.pid").write_text(f"{os.getpid()} 1\n")

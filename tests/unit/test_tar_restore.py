@@ -103,11 +103,7 @@ def test_restore_writes_every_file_byte_for_byte(
     encrypted: bool,
     parallel: int,
 ) -> None:
-    codec = (
-        Codec(recipients=(str(identity.to_public()),), identity=str(identity))
-        if encrypted
-        else Codec()
-    )
+    codec = Codec(recipients=(str(identity.to_public()),), identity=str(identity)) if encrypted else Codec()
     files = data_dir_files(random.Random(1))
     link = tarfile.TarInfo("pg_tblspc/16385")
     link.type = tarfile.SYMTYPE
@@ -187,9 +183,7 @@ def test_restore_refuses_a_hostile_archive_before_writing_anything(
     assert not Path("/tmp/drkit-abs-evil").exists()
 
 
-def test_a_part_with_one_changed_byte_is_refused_by_name(
-    repo: FsRepository, tmp_path: Path
-) -> None:
+def test_a_part_with_one_changed_byte_is_refused_by_name(repo: FsRepository, tmp_path: Path) -> None:
     files = data_dir_files(random.Random(2))
     parts, members = store(repo, Codec(), build_tar(files))
     victim = parts[3]
@@ -220,9 +214,7 @@ def test_an_existing_non_empty_destination_is_refused_and_left_alone(
     assert tree(dest) == {"PG_VERSION": b"14\n"}
 
 
-def test_a_destination_whose_parent_is_missing_is_refused(
-    repo: FsRepository, tmp_path: Path
-) -> None:
+def test_a_destination_whose_parent_is_missing_is_refused(repo: FsRepository, tmp_path: Path) -> None:
     parts, members = store(repo, Codec(), build_tar({"PG_VERSION": b"15\n"}))
     with pytest.raises(OperationError, match="does not exist"):
         restore_parts(repo, Codec(), DIRECTORY, parts, members, tmp_path / "a" / "b", parallel=1)

@@ -109,7 +109,8 @@ def test_segment_containing_an_lsn_and_on_another_timeline() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["00000001000000000000000", "0000000100000000000000FG", "000000010000000000000001.partial"]
+    "name",
+    ["00000001000000000000000", "0000000100000000000000FG", "000000010000000000000001.partial"],
 )
 def test_segment_parse_rejects_what_is_not_a_segment_name(name: str) -> None:
     with pytest.raises(ValueError, match="not a WAL segment name"):

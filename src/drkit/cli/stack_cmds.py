@@ -164,7 +164,8 @@ def init_cmd(
         return
     write_config(config, target, overwrite=opts.yes)
     if opts.json:
-        emit_json({"path": str(target), **_fields(config)})
+        fields = {k: v for k, v in _fields(config).items() if k != "text"}
+        emit_json({"path": str(target), **fields})
         return
     console.print(f"wrote {target} for nself project {config.stack!r}")
     console.print(f"  services: {', '.join(config.services)}")

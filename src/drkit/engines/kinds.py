@@ -64,7 +64,7 @@ def engine_for(service: Service) -> ServiceEngine:
     if module is None:
         raise UsageError(f"service {service.name} ({service.kind}) has nothing drkit backs up")
     try:
-        loaded: ServiceEngine = importlib.import_module(module)  # type: ignore[assignment]
+        loaded: ServiceEngine = importlib.import_module(module)
     except ModuleNotFoundError as exc:
         raise UsageError(f"backups of {service.kind} services are not built yet") from exc
     return loaded
