@@ -4,49 +4,74 @@ from __future__ import annotations
 
 import typer
 
-from drkit.cli.context import options
+from drkit.cli.context import Options, options
 from drkit.cli.progress import byte_progress
 from drkit.cli.render import console, emit_json, human_bytes, table
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import UsageError
+from drkit.engines.workspace import Workspace
 
 backups_app = typer.Typer(help="List and inspect backups in the repository.")
 
 
 def backup_cmd(
     ctx: typer.Context,
-    services: list[str] = typer.Argument(None, help="Services to back up (default: all)."),
+    services: list[str] = typer.Argument(None, help="Services to back up (default: every one drkit can)."),
     type_: str = typer.Option(
         "base", "--type", "-t", help="PostgreSQL: base (physical, for PITR) or logical (pg_dump)."
+    ),
+    all_: bool = typer.Option(
+        False, "--all", help="A stack-wide restore point: every service at one moment, as one set."
     ),
 ) -> None:
     """Take a backup; it counts once its manifest is written.
 
-    Example: drkit backup postgres --type base
+    Example: drkit backup postgres --type base;  drkit backup --all
     """
-    from drkit.engines.backup_postgres import base_backup, logical_backup
+    from drkit.engines.kinds import backup_service, backup_targets
     from drkit.engines.workspace import open_workspace
 
     opts = options(ctx)
-    stack = opts.stack()
-    names = services or [s.name for s in stack.services.values() if s.kind == "postgres"]
-    if type_ not in ("base", "logical"):
-        raise UsageError(f"--type must be base or logical, not {type_!r}")
+    ws = open_workspace(opts.stack())
+    if all_:
+        if services:
+            raise UsageError("--all backs up every service; name none")
+        _backup_set(opts, ws)
+        return
+    unknown = [n for n in services or [] if n not in ws.stack.services]
+    if unknown:
+        raise UsageError(f"no service {unknown[0]!r} in {ws.stack.source_path}")
+    chosen = [ws.stack.services[n] for n in services] if services else list(ws.stack.services.values())
+    targets = backup_targets(chosen) if not services else chosen
     results = []
-    for name in names:
-        ws = open_workspace(stack)
-        service = ws.postgres(name)
+    for service in targets:
         if opts.dry_run:
-            console.print(f"would take a {type_} backup of {name} into {ws.repo.location}")
+            console.print(f"would back up {service.name} ({service.kind}) into {ws.repo.location}")
             continue
-        engine = base_backup if type_ == "base" else logical_backup
-        with byte_progress(f"{type_} backup of {name}", enabled=not opts.json) as progress:
-            result = engine(ws, service, progress=progress)
+        with byte_progress(f"backup of {service.name}", enabled=not opts.json) as progress:
+            result = backup_service(ws, service, postgres_type=type_, progress=progress)
         results.append(result)
         if not opts.json:
             _print_result(result.manifest, result.seconds, result.removed_incomplete)
     if opts.json:
         emit_json([{"seconds": r.seconds, **r.manifest.to_dict()} for r in results])
+
+
+def _backup_set(opts: Options, ws: Workspace) -> None:
+    from drkit.cli.restore_cmds import drkit_argv
+    from drkit.engines.sets import backup_set
+
+    if opts.dry_run:
+        console.print("would record a stack-wide restore point of: " + ", ".join(sorted(ws.stack.services)))
+        return
+    result = backup_set(ws, say=(lambda _m: None) if opts.json else console.print, drkit_argv=drkit_argv())
+    if opts.json:
+        emit_json(result.to_dict())
+        return
+    console.print(
+        f"[green]set {result.set_id}[/green] at {result.created_at.isoformat()}: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(result.backups.items()))
+    )
 
 
 def _print_result(m: Manifest, seconds: float, removed: tuple[str, ...]) -> None:

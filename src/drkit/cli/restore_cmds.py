@@ -12,7 +12,9 @@ from drkit.cli.progress import byte_progress
 from drkit.cli.render import console, emit_json, status_text, table
 from drkit.domain.errors import UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind, parse_target_time
+from drkit.domain.stack import Service
 from drkit.domain.wal import Lsn
+from drkit.engines.workspace import Workspace
 
 
 def drkit_argv() -> list[str]:
@@ -91,38 +93,72 @@ def _target(time: str | None, lsn: str | None, name: str | None) -> RecoveryTarg
 
 def restore_cmd(
     ctx: typer.Context,
-    service: str = typer.Argument(..., help="The service to restore (e.g. postgres)."),
+    service: str = typer.Argument(None, help="The service to restore (e.g. postgres, redis)."),
     backup_id: str = typer.Option(
-        None, "--backup", help="Base backup id (default: the newest that can reach the target)."
+        None, "--backup", help="Backup id (default: the newest that can reach the target)."
     ),
     target_time: str = typer.Option(None, "--target-time", help="ISO 8601 time; naive = UTC."),
-    target_lsn: str = typer.Option(None, "--target-lsn", help="A WAL position like 0/3000060."),
-    target_name: str = typer.Option(None, "--target-name", help="A named restore point."),
-    to: Path = typer.Option(None, "--to", help="Restore into this new directory (default)."),
+    target_lsn: str = typer.Option(None, "--target-lsn", help="PostgreSQL: a WAL position like 0/3000060."),
+    target_name: str = typer.Option(None, "--target-name", help="PostgreSQL: a named restore point."),
+    to: str = typer.Option(
+        None,
+        "--to",
+        help="Restore into this new directory (PostgreSQL) or bucket (objects) instead of the live one.",
+    ),
     in_place: bool = typer.Option(
-        False,
-        "--in-place",
-        help="Replace the live data directory (moved aside, never deleted); needs --yes.",
+        False, "--in-place", help="PostgreSQL: replace the live data directory (moved aside, never deleted)."
     ),
     keep_running: bool = typer.Option(
         False, "--keep-running", help="With --to: leave the restored server running."
     ),
+    prefix: str = typer.Option(None, "--prefix", help="Objects: only keys under this prefix."),
+    set_id: str = typer.Option(None, "--set", help="The whole stack, to a set from `drkit backup --all`."),
+    all_: bool = typer.Option(False, "--all", help="The whole stack, to --target-time."),
 ) -> None:
-    """Restore PostgreSQL to a point in time: base backup + WAL, PostgreSQL 12+ recovery.
+    """Restore a service, or the whole stack to one moment.
 
-    Example: drkit restore postgres --target-time "2026-02-09 14:30:00Z" --to /srv/pg-restored
+    Examples:
+      drkit restore postgres --target-time "2026-02-09 14:30:00Z" --to /srv/pg-restored
+      drkit restore redis --yes
+      drkit restore --set 20261125T020000Z-set --yes
     """
-    from drkit.engines.restore_postgres import RestoreRequest, plan, restore
+    opts = options(ctx)
+    if set_id or all_:
+        if service:
+            raise UsageError("--set/--all restore every service; name none")
+        _restore_stack(opts, set_id, target_time, all_)
+        return
+    if not service:
+        raise UsageError("name a service to restore, or use --set ID / --all --target-time T")
     from drkit.engines.workspace import open_workspace
 
-    opts = options(ctx)
+    ws = open_workspace(opts.stack())
+    if service not in ws.stack.services:
+        raise UsageError(f"no service {service!r} in {ws.stack.source_path}")
+    svc = ws.stack.services[service]
+    if svc.kind != "postgres":
+        _restore_other(opts, ws, svc, backup_id, target_time, to, prefix)
+        return
     target = _target(target_time, target_lsn, target_name)
+    _restore_postgres(opts, ws, svc, target, backup_id, Path(to) if to else None, in_place, keep_running)
+
+
+def _restore_postgres(
+    opts: Options,
+    ws: Workspace,
+    svc: Service,
+    target: RecoveryTarget,
+    backup_id: str | None,
+    to: Path | None,
+    in_place: bool,
+    keep_running: bool,
+) -> None:
+    from drkit.engines.restore_postgres import RestoreRequest, plan, restore
+
     if in_place and to is not None:
         raise UsageError("give --to DIR or --in-place, not both")
     if not in_place and to is None:
         raise UsageError("say where to restore: --to DIR (safe, the default way) or --in-place --yes")
-    ws = open_workspace(opts.stack())
-    svc = ws.postgres(service)
     request = RestoreRequest(
         target=target, backup_id=backup_id, to=to, in_place=in_place, keep_running=keep_running
     )
@@ -144,7 +180,7 @@ def restore_cmd(
             )
         return
     if in_place:
-        _confirm(opts, f"stop {service} and replace {svc.runtime.data_dir} (it is moved aside)?")
+        _confirm(opts, f"stop {svc.name} and replace {svc.runtime.data_dir} (it is moved aside)?")
     with byte_progress(f"restoring {chosen.backup.backup_id}", enabled=not opts.json) as progress:
         outcome = restore(ws, svc, request, drkit_argv=drkit_argv(), progress=progress)
     if opts.json:
@@ -162,6 +198,88 @@ def restore_cmd(
         console.print(f"  the previous data directory is kept at {outcome.moved_aside}")
     if outcome.running:
         console.print(f"  running on port {outcome.port}")
+
+
+def _restore_other(
+    opts: Options,
+    ws: Workspace,
+    svc: Service,
+    backup_id: str | None,
+    target_time: str | None,
+    to: str | None,
+    prefix: str | None,
+) -> None:
+    from drkit.engines.kinds import RestoreOptions, engine_for
+
+    when = _target(target_time, None, None).time
+    engine = engine_for(svc)
+    if opts.dry_run:
+        console.print(f"would restore {svc.name} ({svc.kind}) from {backup_id or 'the newest backup'}")
+        return
+    if not to:
+        _confirm(opts, f"replace the live data of {svc.name}?")
+    options_ = RestoreOptions(backup_id=backup_id, target_time=when, yes=opts.yes, to=to, prefix=prefix)
+    result = engine.restore(ws, svc, options_)
+    failed = [c for c in result.checks if c.failed_critically]
+    if opts.json:
+        emit_json({"ok": not failed, **result.__dict__})
+    else:
+        console.print(
+            f"[green]restored[/green] {svc.name} from {result.backup_id} in {result.seconds:.1f}s: "
+            f"{result.detail}"
+        )
+        if result.checks:
+            table(
+                None,
+                ["check", "status", "detail"],
+                [(c.name, status_text(c.status.value), c.detail) for c in result.checks],
+            )
+    if failed:
+        raise typer.Exit(3)
+
+
+def _restore_stack(opts: Options, set_id: str | None, target_time: str | None, all_: bool) -> None:
+    from drkit.engines.restore_stack import restore_stack
+    from drkit.engines.sets import find_set
+    from drkit.engines.workspace import open_workspace
+
+    ws = open_workspace(opts.stack())
+    when = None
+    if all_:
+        if not target_time:
+            raise UsageError("--all needs --target-time T (or use --set ID)")
+        when = _target(target_time, None, None).time
+    elif target_time:
+        raise UsageError("--set restores to the set's moment; --target-time goes with --all")
+    what = f"set {find_set(ws, set_id).set_id}" if set_id else f"time {target_time}"
+    if opts.dry_run:
+        console.print(f"would restore every service in place to {what}")
+        return
+    _confirm(opts, f"replace the live data of every service with its state at {what}?")
+    say = (lambda _m: None) if opts.json else console.print
+    report = restore_stack(ws, set_id=set_id, target_time=when, drkit_argv=drkit_argv(), say=say)
+    if opts.json:
+        emit_json({"ok": report.ok, **report.__dict__})
+    else:
+        table(
+            f"stack restored to {report.target}",
+            ["service", "backup", "time", "result"],
+            [(s.service, s.backup_id, f"{s.seconds:.1f}s", s.detail) for s in report.steps],
+        )
+        if report.checks:
+            table(
+                "cross-service checks",
+                ["check", "status", "detail"],
+                [(c.name, status_text(c.status.value), c.detail) for c in report.checks],
+            )
+        console.print(
+            ("[green]stack restored[/green]" if report.ok else "[red]stack restore failed[/red]")
+            + f" in {report.seconds:.1f}s"
+        )
+    if not all(s.ok for s in report.steps):
+        raise typer.Exit(1)
+    if not report.ok:
+        raise typer.Exit(3)
 
 
 def _confirm(opts: Options, question: str) -> None:

@@ -134,6 +134,8 @@ def integrity_cmd(
                 "results": [{**_fields(r), "failed_critically": r.failed_critically} for r in report.results],
             }
         )
+    elif not report.results:
+        err_console.print("no checks: stack.yaml has no `checks:` (see docs/integrity.md)")
     else:
         _print_integrity(report.results, report.seconds)
     if report.failed_critically:

@@ -50,7 +50,9 @@ class RestoreResult:
 
 
 class ServiceEngine(Protocol):
-    def backup(self, ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult: ...
+    def backup(
+        self, ws: Workspace, service: Service, *, progress: Progress | None = None
+    ) -> BackupResult: ...
 
     def restore(self, ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult: ...
 
@@ -68,3 +70,22 @@ def engine_for(service: Service) -> ServiceEngine:
     except ModuleNotFoundError as exc:
         raise UsageError(f"backups of {service.kind} services are not built yet") from exc
     return loaded
+
+
+def backup_targets(services: list[Service]) -> list[Service]:
+    """The services drkit can back up, in the order given."""
+    return [s for s in services if has_engine(s.kind)]
+
+
+def backup_service(
+    ws: Workspace, service: Service, *, postgres_type: str = "base", progress: Progress | None = None
+) -> BackupResult:
+    """One backup of one service, whatever its kind."""
+    if service.kind == "postgres":
+        from drkit.engines.backup_postgres import base_backup, logical_backup
+
+        if postgres_type not in ("base", "logical"):
+            raise UsageError(f"--type must be base or logical for PostgreSQL, not {postgres_type!r}")
+        engine = base_backup if postgres_type == "base" else logical_backup
+        return engine(ws, service, progress=progress)
+    return engine_for(service).backup(ws, service, progress=progress)

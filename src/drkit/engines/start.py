@@ -55,14 +55,15 @@ class StopStatus(StrEnum):
 
 @dataclass(frozen=True)
 class ServiceStep:
-    """What happened to one service: status, seconds to healthy (or to stopped), why."""
+    """What happened to one service: its dependency level, status, seconds to healthy (or to
+    stopped), why, and when (seconds after the run began) it was acted on."""
 
     service: str
     level: int
     status: str
     seconds: float
     detail: str = ""
-    started_after: float = 0.0  # seconds after the run began that this service was started
+    started_after: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -108,15 +109,18 @@ def start_services(
     graph = ServiceGraph.from_stack(stack)
     began = clock.monotonic()
     steps: dict[str, ServiceStep] = {}
-    for level, group in enumerate(graph.start_plan(names)):
+    for group in graph.start_plan(names):
         ready, blocked = _split_blocked(group, steps, lambda n: graph.depends_on[n])
         for name in blocked:
-            steps[name] = _record(ServiceStep(name, level, StartStatus.SKIPPED, 0.0, blocked[name]), on_step)
+            skipped = ServiceStep(
+                name, graph.level_of(name), StartStatus.SKIPPED, 0.0, blocked[name], clock.monotonic() - began
+            )
+            steps[name] = _record(skipped, on_step)
 
-        def start_one(name: str, level: int = level) -> ServiceStep:
+        def start_one(name: str) -> ServiceStep:
             return _start_one(
                 stack.services[name],
-                level,
+                graph.level_of(name),
                 runtime_for=runtime_for,
                 prober=prober,
                 clock=clock,
@@ -125,7 +129,7 @@ def start_services(
 
         for step in _parallel(start_one, ready, on_step):
             steps[step.service] = step
-    ordered = tuple(steps[n] for level in graph.start_plan(names) for n in level)
+    ordered = tuple(steps[n] for group in graph.start_plan(names) for n in group)
     return StackReport("start", ordered, clock.monotonic() - began)
 
 
@@ -144,15 +148,18 @@ def stop_services(
     began = clock.monotonic()
     steps: dict[str, ServiceStep] = {}
     plan = graph.stop_plan(names)
-    for level, group in enumerate(plan):
+    for group in plan:
         ready, blocked = _split_blocked(group, steps, graph.dependents_of)
         for name in blocked:
-            steps[name] = _record(ServiceStep(name, level, StopStatus.SKIPPED, 0.0, blocked[name]), on_step)
+            skipped = ServiceStep(
+                name, graph.level_of(name), StopStatus.SKIPPED, 0.0, blocked[name], clock.monotonic() - began
+            )
+            steps[name] = _record(skipped, on_step)
 
-        def stop_one(name: str, level: int = level) -> ServiceStep:
+        def stop_one(name: str) -> ServiceStep:
             return _stop_one(
                 stack.services[name],
-                level,
+                graph.level_of(name),
                 runtime_for=runtime_for,
                 timeout=timeout,
                 clock=clock,
@@ -161,7 +168,7 @@ def stop_services(
 
         for step in _parallel(stop_one, ready, on_step):
             steps[step.service] = step
-    ordered = tuple(steps[n] for level in plan for n in level)
+    ordered = tuple(steps[n] for group in plan for n in group)
     return StackReport("stop", ordered, clock.monotonic() - began)
 
 

@@ -133,13 +133,26 @@ def prepare(ctx: PartContext) -> ServiceEntry:
         )
     init_cluster(ClusterSpec(data_dir, base, port, bin_dir, ctx.os_user, archive))
     log_file = str(ctx.logs / "postgres.log")
-    runtime: dict[str, object] = {"type": "local", "data_dir": str(data_dir), "bin_dir": bin_dir,
-                                  "port": port, "log_file": log_file}  # fmt: skip
+    runtime: dict[str, object] = {
+        "type": "local",
+        "data_dir": str(data_dir),
+        "bin_dir": bin_dir,
+        "port": port,
+        "log_file": log_file,
+    }
     if ctx.os_user:
         runtime["os_user"] = ctx.os_user
     dsn = f"host=127.0.0.1 port={port} user=postgres dbname=nchat"
-    LocalPostgres(RuntimeSpec(type="local", data_dir=str(data_dir), bin_dir=bin_dir, port=port,
-                              os_user=ctx.os_user, log_file=log_file)).start()  # fmt: skip
+    LocalPostgres(
+        RuntimeSpec(
+            type="local",
+            data_dir=str(data_dir),
+            bin_dir=bin_dir,
+            port=port,
+            os_user=ctx.os_user,
+            log_file=log_file,
+        )
+    ).start()
     execute(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", "create database nchat")
     create_schema(dsn)
     seed(dsn, ctx.seed)
@@ -152,8 +165,9 @@ def prepare(ctx: PartContext) -> ServiceEntry:
         "priority": "critical",
         "backup": {"wal_mode": ctx.wal_mode, "databases": ["nchat"], "checkpoint": "fast"},
     }
-    return ServiceEntry("postgres", config, dsn, {"port": port, "data_dir": str(data_dir),
-                                                  "bin_dir": bin_dir, "dsn": dsn})  # fmt: skip
+    return ServiceEntry(
+        "postgres", config, dsn, {"port": port, "data_dir": str(data_dir), "bin_dir": bin_dir, "dsn": dsn}
+    )
 
 
 def drkit_command() -> list[str]:

@@ -95,9 +95,15 @@ class Sandbox:
     def postgres_runtime(self) -> LocalPostgres:
         pg = self.state["services"]["postgres"]
         return LocalPostgres(
-            RuntimeSpec(type="local", data_dir=pg["data_dir"], bin_dir=pg["bin_dir"], port=pg["port"],
-                        os_user=self.os_user, log_file=str(self.dir / "logs" / "postgres.log"))
-        )  # fmt: skip
+            RuntimeSpec(
+                type="local",
+                data_dir=pg["data_dir"],
+                bin_dir=pg["bin_dir"],
+                port=pg["port"],
+                os_user=self.os_user,
+                log_file=str(self.dir / "logs" / "postgres.log"),
+            )
+        )
 
 
 def _part(name: str) -> Any:
@@ -121,8 +127,9 @@ def up(directory: str | Path, options: SandboxOptions = SandboxOptions()) -> San
         (root / sub).mkdir(exist_ok=True)
     chown_tree(root, os_user)
     wanted = options.services or available_parts()
-    box = Sandbox(root, {"os_user": os_user, "wal_mode": options.wal_mode, "services": {},
-                         "parts": list(wanted)})  # fmt: skip
+    box = Sandbox(
+        root, {"os_user": os_user, "wal_mode": options.wal_mode, "services": {}, "parts": list(wanted)}
+    )
     ctx = PartContext(root, os_user, options.stack_name, options.wal_mode, options.seed, box.config_path)
     _write_identity(box, options)
     entries: list[ServiceEntry] = []
@@ -130,8 +137,11 @@ def up(directory: str | Path, options: SandboxOptions = SandboxOptions()) -> San
         if name in wanted:
             entry = _part(name).prepare(ctx)
             entries.append(entry)
-            box.state["services"][entry.name] = {"address": entry.address, "kind": entry.config["kind"],
-                                                 **entry.state}  # fmt: skip
+            box.state["services"][entry.name] = {
+                "address": entry.address,
+                "kind": entry.config["kind"],
+                **entry.state,
+            }
             _write_config(box, options, entries)
             chown_tree(root, os_user)
             box.save()
@@ -264,9 +274,13 @@ def status(directory: str | Path) -> dict[str, Any]:
     services: dict[str, Any] = {}
     for name, svc in box.state["services"].items():
         h = health.get(name)
-        services[name] = {"kind": svc.get("kind"), "address": svc.get("address"),
-                          "dsn" if svc.get("kind") == "postgres" else "url": svc.get("address"),
-                          "running": bool(h and h.healthy), "detail": h.detail if h else ""}  # fmt: skip
+        services[name] = {
+            "kind": svc.get("kind"),
+            "address": svc.get("address"),
+            "dsn" if svc.get("kind") == "postgres" else "url": svc.get("address"),
+            "running": bool(h and h.healthy),
+            "detail": h.detail if h else "",
+        }
     pid = box.state.get("wal_stream_pid")
     if pid:
         services["wal-stream"] = {"kind": "process", "pid": pid, "running": _alive(int(pid))}

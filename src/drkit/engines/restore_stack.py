@@ -1,0 +1,129 @@
+"""Bring the whole stack back to one moment: a recorded set, or any time T.
+
+Services are restored in dependency order (PostgreSQL first: Hasura's metadata and the
+app's data live there), each to the set's backup (or the newest one at or before T;
+objects as of T), then the services are checked against each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from drkit.domain.checks import CheckResult, Status
+from drkit.domain.errors import DrkitError, UsageError
+from drkit.domain.recovery import RecoveryTarget, TargetKind
+from drkit.domain.sets import RestoreSet
+from drkit.domain.stack import Service
+from drkit.engines.catalog import list_backups
+from drkit.engines.cross_checks import cross_service_checks
+from drkit.engines.kinds import RestoreOptions, engine_for
+from drkit.engines.restore_postgres import RestoreRequest, restore
+from drkit.engines.sets import find_set, ordered_services
+from drkit.engines.workspace import Workspace
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServiceRecovery:
+    service: str
+    backup_id: str
+    seconds: float
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class StackRestoreReport:
+    set_id: str | None
+    target: str
+    steps: tuple[ServiceRecovery, ...]
+    checks: tuple[CheckResult, ...]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.steps) and not any(c.failed_critically for c in self.checks)
+
+
+def restore_stack(
+    ws: Workspace,
+    *,
+    set_id: str | None = None,
+    target_time: datetime | None = None,
+    drkit_argv: list[str],
+    say: Say,
+) -> StackRestoreReport:
+    """Everything in place: the caller has confirmed (this replaces live data)."""
+    if (set_id is None) == (target_time is None):
+        raise UsageError("restore the stack to a set (--set ID) or a time (--all --target-time T)")
+    chosen = find_set(ws, set_id) if set_id is not None else None
+    moment = chosen.created_at if chosen else target_time
+    assert moment is not None
+    began = ws.clock.monotonic()
+    steps: list[ServiceRecovery] = []
+    for service in ordered_services(ws):
+        started = ws.clock.monotonic()
+        say(f"restoring {service.name} ...")
+        try:
+            backup_id, detail = _restore_one(ws, service, chosen, moment, drkit_argv)
+            steps.append(
+                ServiceRecovery(service.name, backup_id, ws.clock.monotonic() - started, True, detail)
+            )
+        except DrkitError as exc:
+            steps.append(
+                ServiceRecovery(service.name, "", ws.clock.monotonic() - started, False, exc.message)
+            )
+            say(f"{service.name} failed: {exc.message}; stopping (services after it depend on it)")
+            break
+        say(f"{service.name}: {detail}")
+    checks: tuple[CheckResult, ...] = ()
+    if all(s.ok for s in steps):
+        checks = tuple(cross_service_checks(ws))
+    target = f"set {chosen.set_id}" if chosen else f"time {moment.isoformat()}"
+    return StackRestoreReport(
+        chosen.set_id if chosen else None, target, tuple(steps), checks, ws.clock.monotonic() - began
+    )
+
+
+def _restore_one(
+    ws: Workspace, service: Service, chosen: RestoreSet | None, moment: datetime, drkit_argv: list[str]
+) -> tuple[str, str]:
+    if service.kind == "postgres":
+        if chosen is not None:
+            target = RecoveryTarget(TargetKind.NAME, name=chosen.restore_point)
+            backup_id: str | None = chosen.backups.get(service.name)
+        else:
+            target = RecoveryTarget(TargetKind.TIME, time=moment)
+            backup_id = None
+        out = restore(
+            ws,
+            service,
+            RestoreRequest(target=target, backup_id=backup_id, in_place=True),
+            drkit_argv=drkit_argv,
+        )
+        return out.backup_id, f"{target.describe()} reached at {out.reached_lsn} in {out.seconds:.1f}s"
+    backup_id = chosen.backups.get(service.name) if chosen else _newest_before(ws, service, moment)
+    options = RestoreOptions(backup_id=backup_id, target_time=moment, yes=True)
+    result = engine_for(service).restore(ws, service, options)
+    failed = [c for c in result.checks if c.status is Status.FAILED]
+    if failed:
+        raise _StepFailed(f"{failed[0].name}: {failed[0].detail}")
+    return result.backup_id, result.detail
+
+
+def _newest_before(ws: Workspace, service: Service, moment: datetime) -> str | None:
+    if service.kind == "s3":
+        return None  # objects are restored "as of" the moment from the newest copy
+    found = [
+        m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.finished_at <= moment
+    ]
+    if not found:
+        raise _StepFailed(f"no backup of {service.name} at or before {moment.isoformat()}")
+    return found[-1].backup_id
+
+
+class _StepFailed(DrkitError):
+    pass
