@@ -126,7 +126,7 @@ def test_wal_fetch_of_an_unreadable_segment_aborts_recovery(tmp_path: Path) -> N
         "services:\n  postgres: {kind: postgres}\n"
     )
     archive = WalArchive(FsRepository(tmp_path / "repo"), "demo", "postgres",
-                         Codec(recipients=(recipient,)))  # fmt: skip
+                         Codec(recipients=(recipient,)))
     archive.push_bytes("000000010000000000000001", b"wal" * 1000)
     dest = tmp_path / "RECOVERYXLOG"
     result = run_drkit("wal-fetch", "000000010000000000000001", str(dest), config=config)

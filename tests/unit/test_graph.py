@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from drkit.adapters.probes import ProbeOutcome
+from drkit.adapters.probes import ProbeOutcome, default_probe, describe_probe
 from drkit.domain.errors import ConfigError, OperationError, UsageError
 from drkit.domain.stack import HealthProbe, RepositorySpec, RuntimeSpec, Service, Stack
 from drkit.engines.graph import ServiceGraph
@@ -92,6 +92,8 @@ class FakeRuntime:
     def stop(self, timeout: float = 60.0) -> None:
         with self.world.lock:
             self.world.events.append(("stop", self.name))
+            if self.name in self.world.stuck:
+                raise OperationError(f"{self.name} did not exit")
             self.world.running.discard(self.name)
 
     def is_running(self) -> bool:
@@ -105,12 +107,18 @@ class FakeRuntime:
 
 
 class World:
-    def __init__(self, never_healthy: set[str] = frozenset(), refuse: set[str] = frozenset()):
+    def __init__(
+        self,
+        never_healthy: set[str] = frozenset(),
+        refuse: set[str] = frozenset(),
+        stuck: set[str] = frozenset(),
+    ):
         self.lock = threading.Lock()
         self.events: list[tuple[str, str]] = []
         self.running: set[str] = set()
         self.never_healthy = set(never_healthy)
         self.refuse = set(refuse)
+        self.stuck = set(stuck)
 
     def runtime(self, service: Service) -> FakeRuntime:
         return FakeRuntime(service.name, self)
@@ -188,6 +196,18 @@ def test_stop_goes_dependents_first() -> None:
     assert report.ok
 
 
+def test_a_service_that_does_not_stop_keeps_what_it_needs_running() -> None:
+    world = World(stuck={"hasura"})
+    world.running = set(NSELF)
+    report = stop_services(make_stack(NSELF), [], runtime_for=world.runtime)
+    status = {s.service: (s.status, s.detail) for s in report.steps}
+    assert status["hasura"] == ("failed", "hasura did not exit")
+    assert status["postgres"][0] == "skipped" and "hasura is failed" in status["postgres"][1]
+    assert status["auth"][0] == status["meilisearch"][0] == status["redis"][0] == "stopped"
+    assert "postgres" in world.running
+    assert not report.ok
+
+
 def test_health_reports_every_service_without_raising() -> None:
     world = World(never_healthy={"redis"})
     world.running = set(NSELF)
@@ -195,3 +215,32 @@ def test_health_reports_every_service_without_raising() -> None:
     assert set(results) == set(NSELF)
     assert not results["redis"].healthy and "503" in results["redis"].detail
     assert results["postgres"].healthy
+
+
+@pytest.mark.parametrize(
+    ("kind", "address", "probe_type", "target"),
+    [
+        ("postgres", {"dsn": "host=127.0.0.1 port=5432 dbname=nchat"}, "sql", ""),
+        ("redis", {"url": "redis://127.0.0.1:6379/0"}, "redis", ""),
+        ("hasura", {"url": "http://127.0.0.1:8080"}, "hasura", ""),
+        ("s3", {"url": "http://127.0.0.1:9000/"}, "http", "http://127.0.0.1:9000/minio/health/live"),
+        ("meilisearch", {"url": "http://127.0.0.1:7700"}, "http", "http://127.0.0.1:7700/health"),
+        ("monitoring", {"url": "http://127.0.0.1:9090"}, "http", "http://127.0.0.1:9090/-/healthy"),
+        ("auth", {"url": "http://127.0.0.1:4000"}, "tcp", ""),  # a sign-in needs a canary
+        ("functions", {}, "none", ""),
+    ],
+)
+def test_a_service_without_health_gets_a_probe_by_kind(
+    kind: str, address: dict[str, str], probe_type: str, target: str
+) -> None:
+    service = Service(name="s", kind=kind, runtime=RuntimeSpec(type="compose", container="c"), **address)
+    probe = default_probe(service)
+    assert (probe.type, probe.target) == (probe_type, target)
+
+
+def test_probe_descriptions_name_what_is_asked() -> None:
+    hasura = Service(name="h", kind="hasura", runtime=RuntimeSpec(type="local"), url="http://127.0.0.1:8080")
+    assert describe_probe(hasura, default_probe(hasura)) == "GET http://127.0.0.1:8080/healthz?strict=true"
+    auth = Service(name="a", kind="auth", runtime=RuntimeSpec(type="local"), url="http://127.0.0.1:4000")
+    canary = HealthProbe("auth", "http://canary%40example.com@127.0.0.1:4000")
+    assert describe_probe(auth, canary) == ("canary sign-in POST http://127.0.0.1:4000/signin/email-password")

@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyrage
@@ -38,7 +39,7 @@ def data_dir_files(rng: random.Random) -> dict[str, bytes]:
     }
 
 
-def build_tar(files: dict[str, bytes], extra: list[tarfile.TarInfo] = ()) -> bytes:  # type: ignore[assignment]
+def build_tar(files: dict[str, bytes], extra: Sequence[tarfile.TarInfo] = ()) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         dirs = sorted({str(d) for name in files for d in Path(name).parents} - {"."})
@@ -152,12 +153,6 @@ def test_a_file_under_a_symlink_member_is_refused() -> None:
     ]
     with pytest.raises(IntegrityError, match="through a symlink"):
         check_member_names(members)
-
-
-def _hostile(name: str) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = 0
-    return info
 
 
 @pytest.mark.parametrize("name", ["../evil", "/tmp/drkit-abs-evil", "link/evil"])
