@@ -70,9 +70,18 @@ def count(dsn: str, sql: str) -> int:
 
 def test_every_documented_block_is_verified_here() -> None:
     assert set(doc_blocks()) == {
-        "list-backups", "check-hashes", "extract-plain", "extract-age", "verify-pgdata",
-        "owner", "recovery-plain", "restore-wal-script", "recovery-script", "beside",
-        "dump-plain", "dump-age",
+        "list-backups",
+        "check-hashes",
+        "extract-plain",
+        "extract-age",
+        "verify-pgdata",
+        "owner",
+        "recovery-plain",
+        "restore-wal-script",
+        "recovery-script",
+        "beside",
+        "dump-plain",
+        "dump-age",
     }
 
 

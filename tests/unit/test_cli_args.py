@@ -125,8 +125,8 @@ def test_wal_fetch_of_an_unreadable_segment_aborts_recovery(tmp_path: Path) -> N
         f"encryption:\n  recipients: [{recipient}]\n  identity: file:{tmp_path}/lost-key.txt\n"
         "services:\n  postgres: {kind: postgres}\n"
     )
-    archive = WalArchive(FsRepository(tmp_path / "repo"), "demo", "postgres",
-                         Codec(recipients=(recipient,)))
+    repo = FsRepository(tmp_path / "repo")
+    archive = WalArchive(repo, "demo", "postgres", Codec(recipients=(recipient,)))
     archive.push_bytes("000000010000000000000001", b"wal" * 1000)
     dest = tmp_path / "RECOVERYXLOG"
     result = run_drkit("wal-fetch", "000000010000000000000001", str(dest), config=config)

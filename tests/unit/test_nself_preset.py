@@ -122,7 +122,7 @@ def test_generated_config_loads_and_validates(project: Path, tmp_path: Path, sec
         assert service.runtime.container == expected
     pg = stack.service("postgres")
     assert pg.dsn == "host=127.0.0.1 port=5433 user=postgres dbname=nchat"
-    assert pg.password == "pw"  # resolved from the environment, not from the file
+    assert pg.password == "prod-password-0001"  # read from .env through a dotenv: reference
     assert stack.service("minio").kind == "s3"
     assert stack.repository.type == "fs"
 
@@ -162,8 +162,9 @@ def test_secrets_are_references_never_values(project: Path) -> None:
     text = nself_config(project).text
     for value in SECRET_VALUES:
         assert value not in text
-    assert "password: env:POSTGRES_PASSWORD" in text
-    assert "password: env:REDIS_PASSWORD" in text
+    # defined in the project's env files: referenced there (the last file defining it wins)
+    assert f"password: dotenv:{(project / '.env.secrets').resolve()}#POSTGRES_PASSWORD" in text
+    assert f"password: dotenv:{(project / '.env.secrets').resolve()}#REDIS_PASSWORD" in text
     assert "password: env:DRKIT_AUTH_CANARY_PASSWORD" in text
 
 

@@ -135,7 +135,9 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
         ),
         dsn=m.dsn,
         url=m.url,
-        password=_secret(m.password, ("services", name, "password"), source, strict),
+        # hasura-auth's password is only its canary probe's: a missing one fails that probe
+        # (which says so), not every command.
+        password=_secret(m.password, ("services", name, "password"), source, strict and m.kind != "auth"),
         depends_on=tuple(m.depends_on),
         rto=m.rto,
         rpo=m.rpo,

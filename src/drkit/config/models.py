@@ -21,7 +21,7 @@ def _duration(value: object) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
-SecretRef = Annotated[str, Field(pattern=r"^(env|file):.+$")]
+SecretRef = Annotated[str, Field(pattern=r"^(env|file|dotenv):.+$")]
 
 
 class Strict(BaseModel):

@@ -21,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from drkit.config.models import StackModel
+from drkit.config.secrets import parse_env_text
 from drkit.domain.errors import ConfigError, UsageError
 from drkit.infra.atomic import write_atomic
 
@@ -68,24 +69,6 @@ def env_files(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
         names += [".env.staging", ".env.prod", ".env.secrets"]
     names.append(".env")
     return [project_dir / n for n in names if (project_dir / n).is_file()]
-
-
-def parse_env_text(text: str) -> dict[str, str]:
-    """KEY=VALUE lines as nself's safe loader reads them (no expansion, quotes stripped)."""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#") or "=" not in stripped:
-            continue
-        key, _, value = stripped.removeprefix("export ").partition("=")
-        key = key.strip()
-        if not _KEY.match(key):
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[key] = value
-    return values
 
 
 def read_project_env(project_dir: Path) -> tuple[dict[str, str], list[Path]]:
@@ -146,10 +129,9 @@ def stack_document(env: Mapping[str, str], project_dir: Path) -> dict[str, Any]:
 def render(doc: dict[str, Any], sources: list[Path]) -> str:
     read = ", ".join(p.name for p in sources) or "(none)"
     header = f"""# Written by `drkit init --preset nself` from {read}.
-# Secrets are references, resolved when drkit runs: export POSTGRES_PASSWORD (and
-# REDIS_PASSWORD if set) from your .env, e.g. `set -a; . ./.env; set +a`.
+# Secrets are references, resolved when drkit runs (dotenv: reads them from your .env files).
 # The auth probe signs in as a canary account: create that user in hasura-auth and
-# export {CANARY_PASSWORD_ENV} with its password.
+# export {CANARY_PASSWORD_ENV} with its password (until then the auth probe reports it).
 # Keep the repository on another disk, and add an off-site (s3) one.
 """
     return header + yaml.safe_dump(doc, sort_keys=False, width=100)
@@ -178,6 +160,7 @@ def nself_config(project_dir: Path) -> GeneratedConfig:
     """Read an nself project and produce its stack.yaml (validated, not yet written)."""
     env, sources = read_project_env(project_dir)
     doc = stack_document(env, project_dir)
+    _point_secrets_at_env_files(doc, sources)
     text = render(doc, sources)
     validate(text, str(project_dir))
     return GeneratedConfig(
@@ -187,6 +170,19 @@ def nself_config(project_dir: Path) -> GeneratedConfig:
         checks=len(doc["checks"]),
         sources=tuple(str(p) for p in sources),
     )
+
+
+def _point_secrets_at_env_files(doc: dict[str, Any], sources: list[Path]) -> None:
+    """`env:KEY` -> `dotenv:/abs/.env#KEY` when the project's env files define KEY (the last
+    file that does wins, as nself merges them), so drkit runs without exporting anything."""
+    for service in doc["services"].values():
+        ref = service.get("password")
+        if not isinstance(ref, str) or not ref.startswith("env:"):
+            continue
+        key = ref.removeprefix("env:")
+        defining = [p for p in sources if key in parse_env_text(p.read_text())]
+        if defining:
+            service["password"] = f"dotenv:{defining[-1].resolve()}#{key}"
 
 
 def write_config(config: GeneratedConfig, out: Path, *, overwrite: bool) -> None:
