@@ -63,13 +63,6 @@ def test_output_json_after_the_sub_command_is_honoured(tmp_path: Path) -> None:
     assert result.json() == {"backups": [], "incomplete": []}
 
 
-BUG_CLICK = (
-    "BUG: typer 0.29 vendors click as typer._click, so `isinstance(exc, click.ClickException)` "
-    "in cli/app.py:115 never matches: usage errors print 'unexpected ...' and exit 1"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_CLICK)
 def test_an_unknown_command_exits_2() -> None:
     result = run_drkit("no-such-command")
     assert result.code == 2
@@ -77,13 +70,11 @@ def test_an_unknown_command_exits_2() -> None:
     assert "unexpected" not in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_CLICK)
 def test_an_unknown_option_exits_2() -> None:
     result = run_drkit("version", "--no-such-option")
     assert result.code == 2
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_CLICK)
 def test_a_bad_output_format_exits_2() -> None:
     result = run_drkit("--output", "xml", "version")
     assert result.code == 2
@@ -103,13 +94,6 @@ def test_wal_fetch_of_a_missing_segment_exits_1(tmp_path: Path) -> None:
     assert result.code == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: wal-fetch exits 1 on every DrkitError (cli/app.py:101-103); PostgreSQL "
-    "reads any exit below 126 as 'not in the archive' (end of WAL), so an undecryptable or "
-    "unreadable segment ends recovery early and the server promotes, silently losing the "
-    "rest. Errors other than 'absent' must exit >= 126 so that recovery aborts",
-)
 def test_wal_fetch_of_an_unreadable_segment_aborts_recovery(tmp_path: Path) -> None:
     import pyrage
 

@@ -202,21 +202,11 @@ def test_inline_secret_is_refused(tmp_path: Path) -> None:
         load_stack(write(tmp_path, text))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a negative duration (rpo: -5) is accepted as a negative timedelta "
-    "(config/models.py:16-17, _duration)",
-)
 def test_negative_duration_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"services\.postgres\.rpo"):
         load_stack(write(tmp_path, VALID.replace("rpo: 5m", "rpo: -5")))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a key given twice (rpo: 5m ... rpo: 1h) silently keeps the last value "
-    "(config/yaml_source.py:24, PyYAML's constructor drops duplicates)",
-)
 def test_duplicate_key_is_refused(tmp_path: Path) -> None:
     text = VALID.replace("    rpo: 5m\n", "    rpo: 5m\n    priority: high\n    rpo: 1h\n")
     with pytest.raises(ConfigError, match=r"services\.postgres\.rpo"):

@@ -108,11 +108,10 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
+        # typer may ship its own copy of click: recognise its exceptions by shape.
+        if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
+            sys.exit(int(exc.exit_code))
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(int(ExitCode.USAGE))
         if debug:

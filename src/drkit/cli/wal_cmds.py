@@ -53,12 +53,19 @@ def wal_fetch_cmd(
 
     Example: restore_command = 'drkit --config /etc/drkit/stack.yaml wal-fetch %f %p'
     """
+    from drkit.domain.errors import DrkitError
     from drkit.engines.wal import wal_fetch
 
-    ws, svc = _service(ctx, service)
-    if not wal_fetch(ws, svc, name, dest):  # type: ignore[arg-type]
-        # PostgreSQL asks for files that may not exist (the next timeline's history);
-        # a non-zero exit below 126 tells it "not found", which is not an error.
+    try:
+        ws, svc = _service(ctx, service)
+        found = wal_fetch(ws, svc, name, dest)  # type: ignore[arg-type]
+    except DrkitError as exc:
+        # PostgreSQL reads an exit status below 126 as "not in the archive" and would end
+        # recovery there, silently short of the target: anything but absence must abort it.
+        err_console.print(f"error: {exc.message}")
+        raise typer.Exit(126) from exc
+    if not found:
+        # PostgreSQL asks for files that may not exist (the next timeline's history).
         raise typer.Exit(1)
 
 

@@ -12,12 +12,16 @@ from drkit.domain.durations import parse_duration
 
 def _duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
-    if isinstance(value, str):
-        return parse_duration(value)
-    raise ValueError(f"bad duration {value!r}: use a number with a unit, like 90s, 5m, 1h, 7d")
+        result = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        result = timedelta(seconds=float(value))
+    elif isinstance(value, str):
+        result = parse_duration(value)
+    else:
+        raise ValueError(f"bad duration {value!r}: use a number with a unit, like 90s, 5m, 1h, 7d")
+    if result < timedelta(0):
+        raise ValueError(f"bad duration {value!r}: it cannot be negative")
+    return result
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]

@@ -18,6 +18,11 @@ class PositionedYaml:
             problem = getattr(exc, "problem", None) or str(exc)
             raise ValueError(f"{path}{line}: not valid YAML: {problem}") from exc
 
+        duplicate = _first_duplicate(self.root)
+        if duplicate is not None:
+            key, first, again = duplicate
+            raise ValueError(f"{path}:{again}: {key}: given twice (first on line {first}); keep one")
+
     def data(self) -> Any:
         if self.root is None:
             return {}
@@ -44,3 +49,24 @@ class PositionedYaml:
             else:
                 return line
         return line
+
+
+def _first_duplicate(node: yaml.Node | None, path: str = "") -> tuple[str, int, int] | None:
+    """(dotted key, first line, repeated line) of the first key given twice in a mapping."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = f"{path}.{key.value}" if path else str(key.value)
+            line = key.start_mark.line + 1
+            if key.value in seen:
+                return name, seen[key.value], line
+            seen[key.value] = line
+            found = _first_duplicate(value, name)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = _first_duplicate(item, f"{path}.{i}")
+            if found:
+                return found
+    return None

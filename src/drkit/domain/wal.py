@@ -13,6 +13,7 @@ SEGMENT_RE = re.compile(r"^[0-9A-F]{24}$")
 PARTIAL_RE = re.compile(r"^[0-9A-F]{24}\.partial$")
 HISTORY_RE = re.compile(r"^[0-9A-F]{8}\.history$")
 BACKUP_LABEL_RE = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
+LSN_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 
 
@@ -24,13 +25,10 @@ class Lsn:
 
     @classmethod
     def parse(cls, text: str) -> Lsn:
-        high, sep, low = text.strip().partition("/")
-        if not sep:
+        match = LSN_RE.match(text.strip())
+        if not match:
             raise ValueError(f"bad LSN {text!r}: expected the form 16/B374D848")
-        try:
-            return cls((int(high, 16) << 32) | int(low, 16))
-        except ValueError as exc:
-            raise ValueError(f"bad LSN {text!r}: expected the form 16/B374D848") from exc
+        return cls((int(match.group(1), 16) << 32) | int(match.group(2), 16))
 
     def __str__(self) -> str:
         return f"{self.value >> 32:X}/{self.value & 0xFFFFFFFF:X}"

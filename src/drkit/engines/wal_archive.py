@@ -1,7 +1,10 @@
 """The WAL archive: push (archive_command), fetch (restore_command), list, and the chain check.
 
-Layout: `<stack>/<service>/wal/<timeline>/<name>.zst[.age]`. Pushing the same segment twice
-succeeds; a different file under an existing name is refused (the archive is append-only).
+Layout: `<stack>/<service>/wal/<timeline>/<name>.zst[.age]`, and beside each complete file
+`<name>.sha256`: the SHA-256 of its raw content. Pushing the same segment twice succeeds; a
+different file under an existing name is refused (the archive is append-only). The hash lets
+a re-push be compared without the secret key (archive_command has only the public keys) and
+lets a fetch refuse a damaged segment instead of handing PostgreSQL other bytes.
 """
 
 from __future__ import annotations
@@ -49,20 +52,34 @@ class WalArchive:
                 return key
         return None
 
+    def _hash_key(self, name: str) -> str:
+        return f"{self.prefix}{timeline_of(name):08X}/{name}.sha256"
+
+    def recorded_hash(self, name: str) -> str | None:
+        try:
+            return self.repo.get(self._hash_key(name)).decode().strip()
+        except FileNotFoundError:
+            return None
+
     def push_bytes(self, name: str, raw: bytes) -> PushResult:
         if not is_wal_file_name(name):
             raise OperationError(f"{name} is not a WAL file name")
         partial = bool(PARTIAL_RE.match(name))
+        digest = sha256(raw)
         existing = self.find(name)
         if existing and not partial:
-            stored = self.codec.decode(self.repo.get(existing), name=existing)
-            if sha256(stored) == sha256(raw):
+            recorded = self.recorded_hash(name)
+            if recorded is None:  # archived before hashes were kept: compare the content
+                recorded = sha256(self.codec.decode(self.repo.get(existing), name=existing))
+            if recorded == digest:
                 return PushResult(name, existing, stored=False)
             raise IntegrityError(
                 f"{name} is already archived with different content; refusing to overwrite "
                 f"it (two clusters archiving into one repository?)"
             )
         key = self._key(name)
+        if not partial:  # partials change in place; their hash would race with their content
+            self.repo.put(self._hash_key(name), digest.encode(), overwrite=True)
         try:
             self.repo.put(key, self.codec.encode(raw), overwrite=partial)
         except FileExistsError:
@@ -89,6 +106,9 @@ class WalArchive:
         if key is None:
             return False
         raw = self.codec.decode(self.repo.get(key), name=key)
+        recorded = None if key.endswith((".partial.zst", ".partial.zst.age")) else self.recorded_hash(name)
+        if recorded is not None and recorded != sha256(raw):
+            raise IntegrityError(f"archived {name} does not match its recorded SHA-256; it is damaged")
         tmp = dest.with_name(dest.name + ".drkit-tmp")
         tmp.write_bytes(raw)
         os.replace(tmp, dest)
@@ -126,6 +146,7 @@ class WalArchive:
         key = self.find(name)
         if key:
             self.repo.delete(key)
+        self.repo.delete(self._hash_key(name))
 
 
 @dataclass(frozen=True)

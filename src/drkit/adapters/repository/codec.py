@@ -27,7 +27,8 @@ class Codec:
         return ".zst.age" if self.encrypted else ".zst"
 
     def encode(self, raw: bytes) -> bytes:
-        data: bytes = zstandard.ZstdCompressor(level=self.level).compress(raw)
+        # write_checksum: a damaged frame fails to decode instead of yielding other bytes.
+        data: bytes = zstandard.ZstdCompressor(level=self.level, write_checksum=True).compress(raw)
         if self.recipients:
             data = encrypt(data, self.recipients)
         return data

@@ -3,7 +3,9 @@
 Guarantees every backend gives:
 - `put` is atomic: a reader sees the whole blob or none of it, never a torn write.
 - `put` with `overwrite=False` refuses to replace an existing key (raises FileExistsError).
-- `list(prefix)` returns every key under `prefix`, sorted, with no temporary files.
+- `list(prefix)` returns every key under `prefix`, sorted, with no temporary files. A prefix
+  names a folder and ends with `/` (`stack/postgres/wal/`): backends need not match partial
+  names.
 - `get` of a missing key raises FileNotFoundError.
 """
 
