@@ -74,9 +74,10 @@ def sandbox() -> Iterator[SandboxHandle]:
 
 @pytest.fixture
 def private_sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxHandle]:
-    """A sandbox of one's own, for tests that stop, corrupt or restore over it.
-    Parametrize indirectly with a dict of SandboxOptions fields to change it."""
-    params = getattr(request, "param", {}) or {}
+    """A sandbox of one's own, for tests that stop, corrupt or restore over it: PostgreSQL
+    only unless asked (each other service costs start time). Parametrize indirectly with a
+    dict of SandboxOptions fields to change it, e.g. {"services": ("postgres", "redis")}."""
+    params = {"services": ("postgres",), **(getattr(request, "param", {}) or {})}
     handle = make_sandbox("drkit-it-own-", **params)
     yield handle
     destroy_sandbox(handle)
