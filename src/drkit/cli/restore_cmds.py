@@ -103,7 +103,8 @@ def restore_cmd(
     to: str = typer.Option(
         None,
         "--to",
-        help="Restore into this new directory (PostgreSQL) or bucket (objects) instead of the live one.",
+        help="Restore into this new directory (PostgreSQL; Redis: the checked files) or bucket "
+        "(objects) instead of the live one.",
     ),
     in_place: bool = typer.Option(
         False, "--in-place", help="PostgreSQL: replace the live data directory (moved aside, never deleted)."

@@ -163,7 +163,16 @@ def verify_backup(
         if deep and files_ok and wal.status is Status.OK:
             results.extend(verify_deep(ws, service, m, drkit_argv))
         elif deep:
-            results.append(
-                CheckResult("restore", Status.FAILED, "skipped: the backup failed the checks above")
-            )
+            results.append(_skipped())
+    elif m.kind is BackupKind.RDB and deep:
+        if files_ok:
+            from drkit.engines.redis_verify import verify_deep as redis_deep
+
+            results.extend(redis_deep(ws, service, m))
+        else:
+            results.append(_skipped())
     return VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)
+
+
+def _skipped() -> CheckResult:
+    return CheckResult("restore", Status.FAILED, "skipped: the backup failed the checks above")

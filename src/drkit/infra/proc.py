@@ -69,6 +69,7 @@ def run(
             argv,
             capture_output=True,
             text=True,
+            errors="replace",  # tools may echo damaged bytes verbatim
             timeout=timeout,
             env=full_env,
             input=input_text,
