@@ -59,11 +59,13 @@ def _register() -> None:
         check_cmds,
         restore_cmds,
         sandbox_cmds,
+        search_cmds,
         stack_cmds,
         wal_cmds,
     )
 
-    for module in (sandbox_cmds, backup_cmds, wal_cmds, restore_cmds, check_cmds, stack_cmds):
+    modules = (sandbox_cmds, backup_cmds, wal_cmds, restore_cmds, check_cmds, stack_cmds, search_cmds)
+    for module in modules:
         module.register(app)
 
 

@@ -18,7 +18,11 @@ def backup_cmd(
     ctx: typer.Context,
     services: list[str] = typer.Argument(None, help="Services to back up (default: every one drkit can)."),
     type_: str = typer.Option(
-        "base", "--type", "-t", help="PostgreSQL: base (physical, for PITR) or logical (pg_dump)."
+        "base",
+        "--type",
+        "-t",
+        help="PostgreSQL: base (physical, for PITR) or logical (pg_dump); MeiliSearch: snapshot "
+        "(default: a dump).",
     ),
     all_: bool = typer.Option(
         False, "--all", help="A stack-wide restore point: every service at one moment, as one set."

@@ -19,7 +19,7 @@ def cross_service_checks(ws: Workspace) -> list[CheckResult]:
 
         results.append(attachments_check(ws))
     if {"postgres", "meilisearch"} <= kinds:
-        from drkit.engines.cross_search import search_count_check
+        from drkit.engines.search_rebuild import search_count_checks
 
-        results.extend(search_count_check(ws))
+        results.extend(search_count_checks(ws.stack))
     return results

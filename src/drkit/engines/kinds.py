@@ -88,4 +88,8 @@ def backup_service(
             raise UsageError(f"--type must be base or logical for PostgreSQL, not {postgres_type!r}")
         engine = base_backup if postgres_type == "base" else logical_backup
         return engine(ws, service, progress=progress)
+    if service.kind == "meilisearch" and postgres_type == "snapshot":
+        from drkit.engines.search_engine import backup_snapshot
+
+        return backup_snapshot(ws, service, progress=progress)
     return engine_for(service).backup(ws, service, progress=progress)

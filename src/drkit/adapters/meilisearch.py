@@ -1,0 +1,220 @@
+"""MeiliSearch's HTTP API as drkit uses it: tasks, dumps, snapshots, indexes, documents.
+
+Every write in Meilisearch is an asynchronous task: the call returns a task uid, and
+`wait_succeeded` polls `GET /tasks/{uid}` with a deadline until it is done. Every failure
+is one clear line: unreachable, the key refused, or Meilisearch's own error message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from drkit.domain.errors import OperationError
+from drkit.infra.clock import Clock
+from drkit.infra.wait import wait_for
+
+DEFAULT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 5.0
+FINISHED = ("succeeded", "failed", "canceled")
+KEY_HINT = "set the service's master key: password: env:MEILI_MASTER_KEY"
+
+
+class MeilisearchError(OperationError):
+    """MeiliSearch is unreachable, refused us, answered an error, or a task failed."""
+
+
+@dataclass(frozen=True)
+class Task:
+    uid: int
+    status: str
+    type: str
+    index_uid: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    error_message: str = ""
+    error_code: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Task:
+        error = body.get("error") or {}
+        return cls(
+            uid=int(body["uid"]),
+            status=str(body["status"]),
+            type=str(body.get("type", "")),
+            index_uid=body.get("indexUid"),
+            details=dict(body.get("details") or {}),
+            error_message=str(error.get("message", "")),
+            error_code=str(error.get("code", "")),
+        )
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    uid: str
+    primary_key: str | None
+
+
+class MeilisearchClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
+            transport=transport,
+        )
+
+    def __enter__(self) -> MeilisearchClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- reads -----------------------------------------------------------------------------
+    def health(self) -> str:
+        return str(self._json("GET", "/health").get("status", ""))
+
+    def version(self) -> str:
+        return str(self._json("GET", "/version").get("pkgVersion", "unknown"))
+
+    def document_counts(self) -> dict[str, int]:
+        """numberOfDocuments of every index (`GET /stats`)."""
+        indexes = self._json("GET", "/stats").get("indexes", {})
+        return {str(uid): int(stats.get("numberOfDocuments", 0)) for uid, stats in indexes.items()}
+
+    def index_count(self, uid: str) -> int:
+        return int(self._json("GET", f"/indexes/{uid}/stats").get("numberOfDocuments", 0))
+
+    def get_index(self, uid: str) -> IndexInfo | None:
+        body = self._json("GET", f"/indexes/{uid}", missing_ok=True)
+        return IndexInfo(str(body["uid"]), body.get("primaryKey")) if body else None
+
+    def get_settings(self, uid: str) -> dict[str, Any]:
+        return self._json("GET", f"/indexes/{uid}/settings")
+
+    def get_documents(self, uid: str, *, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+        body = self._json("GET", f"/indexes/{uid}/documents", params={"limit": limit, "offset": offset})
+        return list(body.get("results", []))
+
+    def task(self, uid: int) -> Task:
+        return Task.from_json(self._json("GET", f"/tasks/{uid}"))
+
+    # -- writes: each returns the uid of the task that will do it --------------------------
+    def create_dump(self) -> int:
+        return self._task("POST", "/dumps")
+
+    def create_snapshot(self) -> int:
+        return self._task("POST", "/snapshots")
+
+    def add_documents(
+        self, uid: str, documents: list[dict[str, Any]], *, primary_key: str | None = None
+    ) -> int:
+        params = {"primaryKey": primary_key} if primary_key else None
+        return self._task("POST", f"/indexes/{uid}/documents", json=documents, params=params)
+
+    def delete_all_documents(self, uid: str) -> int:
+        return self._task("DELETE", f"/indexes/{uid}/documents")
+
+    def create_index(self, uid: str, *, primary_key: str | None = None) -> int:
+        return self._task("POST", "/indexes", json={"uid": uid, "primaryKey": primary_key})
+
+    def delete_index(self, uid: str) -> int:
+        return self._task("DELETE", f"/indexes/{uid}")
+
+    def update_settings(self, uid: str, settings: dict[str, Any]) -> int:
+        return self._task("PATCH", f"/indexes/{uid}/settings", json=settings)
+
+    def swap_indexes(self, first: str, second: str) -> int:
+        return self._task("POST", "/swap-indexes", json=[{"indexes": [first, second]}])
+
+    def wait_task(self, uid: int, *, timeout: float, clock: Clock | None = None) -> Task:
+        """Poll until the task is finished (succeeded, failed or canceled), or time out."""
+
+        def finished() -> Task | None:
+            task = self.task(uid)
+            return task if task.finished else None
+
+        return wait_for(
+            finished,
+            timeout=timeout,
+            what=f"MeiliSearch task {uid} to finish",
+            interval=0.05,
+            max_interval=2.0,
+            clock=clock,
+            fatal=(MeilisearchError,),
+        )
+
+    def wait_succeeded(self, uid: int, *, timeout: float, clock: Clock | None = None) -> Task:
+        """Like wait_task; a failed or canceled task is a MeilisearchError with its reason."""
+        task = self.wait_task(uid, timeout=timeout, clock=clock)
+        if task.status != "succeeded":
+            reason = f"{task.error_message} [{task.error_code}]" if task.error_message else task.status
+            raise MeilisearchError(f"MeiliSearch task {uid} ({task.type}) {task.status}: {reason}")
+        return task
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _task(self, method: str, path: str, **kwargs: Any) -> int:
+        body = self._json(method, path, **kwargs)
+        if "taskUid" not in body:
+            raise MeilisearchError(f"MeiliSearch {method} {path} answered without a taskUid")
+        return int(body["taskUid"])
+
+    def _json(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> dict[str, Any]:
+        response = self._send(method, path, **kwargs)
+        if missing_ok and response.status_code == 404:
+            return {}
+        if response.status_code in (401, 403):
+            raise MeilisearchError(
+                f"MeiliSearch at {self.url} refused the API key: {_error_text(response)}", hint=KEY_HINT
+            )
+        if response.status_code >= 300:
+            raise MeilisearchError(
+                f"MeiliSearch {method} {path}: HTTP {response.status_code}: {_error_text(response)}"
+            )
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise MeilisearchError(f"MeiliSearch {method} {path} answered something other than JSON") from exc
+        return body if isinstance(body, dict) else {"results": body}
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise MeilisearchError(
+                f"MeiliSearch at {self.url} did not answer {method} {path} in time ({exc})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise MeilisearchError(
+                f"MeiliSearch at {self.url} is not reachable: {exc}", hint="is it running? drkit start"
+            ) from exc
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "message" in body:
+        return f"{body['message']} [{body.get('code', '')}]"
+    return " ".join(response.text.split())[:200] or "(empty answer)"

@@ -1,0 +1,127 @@
+"""The MeiliSearch stand-in's task flow and launch options, through drkit's own client.
+
+Each case states the Meilisearch behaviour the stand-in stands for; the stand-in runs as a
+real process on a free loopback port, under pytest's tmp_path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from drkit.adapters.meilisearch import MeilisearchClient, MeilisearchError
+from drkit.domain.errors import OperationError
+from drkit.infra.ports import free_port
+from drkit.infra.wait import wait_for
+
+KEY = "a-master-key-of-24-bytes"
+Start = Callable[..., MeilisearchClient]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Start]:
+    """Start a stand-in in tmp_path with extra flags; every one is stopped at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+    clients: list[MeilisearchClient] = []
+
+    def launch(*flags: str, key: str | None = KEY) -> MeilisearchClient:
+        port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "drkit.sandbox.standins.meilisearch",
+            "--http-addr",
+            f"127.0.0.1:{port}",
+        ]
+        proc = subprocess.Popen([*argv, *flags, "--master-key", KEY], cwd=tmp_path, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        client = MeilisearchClient(f"http://127.0.0.1:{port}", api_key=key, timeout=5)
+        clients.append(client)
+        wait_for(client.health, timeout=15, what="the stand-in to listen")
+        return client
+
+    yield launch
+    for client in clients:
+        client.close()
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_a_task_goes_enqueued_processing_succeeded(start: Start) -> None:
+    """Meilisearch: a write answers at once with an enqueued task; the task is processed
+    asynchronously and ends `succeeded` with its details; a caller waiting with too short a
+    deadline gets a timeout, not a hang."""
+    meili = start("--task-delay", "1.5")
+    uid = meili.add_documents("books", [{"id": 1, "title": "Dune"}, {"id": 2, "title": "Emma"}])
+    seen = {meili.task(uid).status}
+    with pytest.raises(OperationError, match=f"timed out .* task {uid}"):
+        meili.wait_task(uid, timeout=0.1)
+    seen.add(meili.task(uid).status)
+    done = meili.wait_succeeded(uid, timeout=10)
+    assert seen <= {"enqueued", "processing"} and "processing" in seen
+    assert done.details == {"receivedDocuments": 2, "indexedDocuments": 2}
+    assert meili.index_count("books") == 2
+
+
+def test_a_failed_task_carries_meilisearch_error(start: Start) -> None:
+    """Meilisearch: with no primaryKey given and several attributes ending in `id`, primary
+    key inference fails; the task ends `failed` with error code
+    index_primary_key_multiple_candidates_found, and nothing is indexed."""
+    meili = start()
+    uid = meili.add_documents("messages", [{"id": 1, "channel_id": "c", "content": "hi"}])
+    with pytest.raises(MeilisearchError, match="index_primary_key_multiple_candidates_found"):
+        meili.wait_succeeded(uid, timeout=10)
+    assert meili.get_index("messages") is None
+
+
+def test_the_master_key_guards_every_route_but_health(start: Start) -> None:
+    """Meilisearch: with a master key, /health stays public; other routes answer 401 without
+    an Authorization header and 403 with a wrong key."""
+    meili = start(key="wrong-key")
+    assert meili.health() == "available"
+    with pytest.raises(MeilisearchError, match="refused the API key: The provided API key is invalid"):
+        meili.document_counts()
+
+
+def test_dump_import_and_database_refusal(start: Start, tmp_path: Path) -> None:
+    """Meilisearch: POST /dumps writes <dump-dir>/<dumpUid>.dump; --import-dump loads it at
+    launch into an empty --db-path, and refuses (exits) when a database already exists.
+    The database persists across restarts."""
+    meili = start("--db-path", "one.ms")
+    meili.wait_succeeded(meili.add_documents("books", [{"id": n} for n in range(5)]), timeout=10)
+    dump = meili.wait_succeeded(meili.create_dump(), timeout=10)
+    path = tmp_path / "dumps" / f"{dump.details['dumpUid']}.dump"
+    assert path.is_file()
+
+    imported = start("--db-path", "two.ms", "--import-dump", str(path))
+    assert imported.document_counts() == {"books": 5}
+
+    port = free_port()
+    again = ["--http-addr", f"127.0.0.1:{port}", "--db-path", "two.ms", "--import-dump", str(path)]
+    refused = subprocess.run(
+        [sys.executable, "-m", "drkit.sandbox.standins.meilisearch", *again],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert 'database already exists at "two.ms"' in refused.stderr
+
+
+def test_snapshot_import(start: Start, tmp_path: Path) -> None:
+    """Meilisearch: POST /snapshots writes <snapshot-dir>/<db name>.snapshot; a server started
+    with --import-snapshot on an empty --db-path holds the same indexes."""
+    meili = start("--db-path", "live.ms")
+    meili.wait_succeeded(meili.add_documents("books", [{"id": n} for n in range(3)]), timeout=10)
+    meili.wait_succeeded(meili.create_snapshot(), timeout=10)
+    snapshot = tmp_path / "snapshots" / "live.ms.snapshot"
+    assert snapshot.is_file()
+
+    copy = start("--db-path", "copy.ms", "--import-snapshot", str(snapshot))
+    assert copy.document_counts() == {"books": 3}
