@@ -41,7 +41,7 @@ def rebuild_cmd(
     opts = options(ctx)
     stack = opts.stack()
     svc = _service(stack, service)
-    source = source_for(index, query, primary_key)
+    source = source_for(index, query, primary_key, svc)
     if opts.dry_run:
         console.print(
             f"would rebuild {svc.name} index {index!r} from: {source.query} (key {source.primary_key})"

@@ -19,6 +19,7 @@ from drkit.domain.stack import (
     Priority,
     RepositorySpec,
     RuntimeSpec,
+    SearchIndex,
     Service,
     Stack,
     WalMode,
@@ -144,6 +145,8 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
         priority=Priority(m.priority),
         postgres=policy,
         health=health,
+        keep_last=m.backup.retention.keep_last if m.backup else None,
+        indexes=tuple(SearchIndex(n, i.query, i.primary_key) for n, i in m.indexes.items()),
     )
 
 

@@ -87,6 +87,13 @@ class HealthModel(Strict):
     timeout: Duration = timedelta(seconds=60)
 
 
+class IndexModel(Strict):
+    """A search index and the PostgreSQL query it is built from (`drkit search rebuild`)."""
+
+    query: str
+    primary_key: str = "id"
+
+
 class ServiceModel(Strict):
     kind: Literal[
         "postgres",
@@ -109,6 +116,7 @@ class ServiceModel(Strict):
     priority: Literal["critical", "high", "medium", "low"] = "medium"
     health: HealthModel | None = None
     backup: BackupPolicyModel | None = None
+    indexes: dict[str, IndexModel] = {}
 
 
 class RepositoryModel(Strict):

@@ -61,6 +61,13 @@ class HealthProbe:
 
 
 @dataclass(frozen=True)
+class SearchIndex:
+    name: str
+    query: str
+    primary_key: str = "id"
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     kind: str
@@ -74,6 +81,8 @@ class Service:
     priority: Priority = Priority.MEDIUM
     postgres: PostgresPolicy | None = None
     health: HealthProbe | None = None
+    keep_last: int | None = None  # backups of this service to keep (backup.retention.keep_last)
+    indexes: tuple[SearchIndex, ...] = ()
 
 
 @dataclass(frozen=True)

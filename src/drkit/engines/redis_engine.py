@@ -133,7 +133,8 @@ def backup(ws: Workspace, service: Service, *, progress: Progress | None = None)
             stored, records = _store(ws, service, backup_id, staging, snap.files, progress)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        superseded = _superseded(ws, service.name, KEEP_LAST - 1)
+        keep = service.keep_last or KEEP_LAST
+        superseded = _superseded(ws, service.name, keep - 1)
         manifest = Manifest(
             backup_id=backup_id,
             stack=ws.stack.name,
@@ -145,7 +146,7 @@ def backup(ws: Workspace, service: Service, *, progress: Progress | None = None)
             tool_versions={"redis": snap.version},
             compression=f"zstd-{ws.codec.level}",
             encrypted=ws.codec.encrypted,
-            details=_details(snap, records, verdicts, superseded),
+            details=_details(snap, records, verdicts, superseded, keep),
         )
         commit_manifest(ws, manifest)
         for old in superseded:
@@ -154,7 +155,11 @@ def backup(ws: Workspace, service: Service, *, progress: Progress | None = None)
 
 
 def _details(
-    snap: Snapshot, records: list[FileRecord], verdicts: list[Verdict], superseded: tuple[str, ...]
+    snap: Snapshot,
+    records: list[FileRecord],
+    verdicts: list[Verdict],
+    superseded: tuple[str, ...],
+    keep: int = KEEP_LAST,
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -167,7 +172,7 @@ def _details(
         "config": snap.layout.to_dict(),
         "files": [r.to_dict() for r in records],
         "checks": {v.file: v.detail for v in verdicts},
-        "retention": {"keep_last": KEEP_LAST, "removed": list(superseded)},
+        "retention": {"keep_last": keep, "removed": list(superseded)},
     }
 
 

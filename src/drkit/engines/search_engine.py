@@ -150,7 +150,7 @@ def _backup(ws: Workspace, service: Service, kind: str, progress: Progress | Non
         if kind == DUMP:  # it is in the repository now; dumps would otherwise fill the server's disk
             with contextlib.suppress(OSError):  # not ours to delete (another OS user): it stays
                 source.unlink(missing_ok=True)
-        keep_last(ws, service.name, kind, KEEP_LAST)
+        keep_last(ws, service.name, kind, service.keep_last or KEEP_LAST)
         return BackupResult(manifest, removed)
 
 

@@ -58,14 +58,23 @@ class RebuildResult:
         return self.rows == self.documents
 
 
-def source_for(index: str, query: str | None, primary_key: str | None) -> IndexSource:
+def sources(service: Service | None) -> dict[str, IndexSource]:
+    """The indexes configured on the service (`indexes:`), else the nchat defaults."""
+    if service is not None and service.indexes:
+        return {i.name: IndexSource(i.query, i.primary_key) for i in service.indexes}
+    return dict(DEFAULT_SOURCES)
+
+
+def source_for(
+    index: str, query: str | None, primary_key: str | None, service: Service | None = None
+) -> IndexSource:
     if query:
         return IndexSource(query, primary_key or "id")
-    known = DEFAULT_SOURCES.get(index)
+    known = sources(service).get(index)
     if known is None:
         raise UsageError(
             f"no query known for index {index!r}: pass --query 'select ...'",
-            hint="known indexes: " + ", ".join(sorted(DEFAULT_SOURCES)),
+            hint="known indexes: " + ", ".join(sorted(sources(service))),
         )
     return IndexSource(known.query, primary_key or known.primary_key)
 
@@ -120,7 +129,7 @@ def search_count_checks(stack: Stack) -> list[CheckResult]:
     (after a stack-wide restore). Not critical: search can be rebuilt; the detail says how."""
     results: list[CheckResult] = []
     for service in stack.services_of_kind("meilisearch"):
-        for index, source in sorted(DEFAULT_SOURCES.items()):
+        for index, source in sorted(sources(service).items()):
             name = f"{service.name} index {index} vs PostgreSQL"
             try:
                 rows = int(scalar(postgres_dsn(stack, service), f"select count(*) from ({source.query}) q"))
