@@ -289,6 +289,7 @@ def _hasura(env: Mapping[str, str], project: str) -> dict[str, Any]:
         "depends_on": ["postgres"],
         # strict: fails on inconsistent metadata, which a plain /healthz does not
         "health": {"type": "hasura", "target": f"{url}/healthz?strict=true"},
+        **({"password": "env:HASURA_GRAPHQL_ADMIN_SECRET"} if env.get("HASURA_GRAPHQL_ADMIN_SECRET") else {}),
     }
 
 
@@ -321,13 +322,19 @@ def _functions(env: Mapping[str, str], project: str) -> dict[str, Any]:
 
 def _meilisearch(env: Mapping[str, str], project: str) -> dict[str, Any]:
     url = f"http://{HOST}:{_port(env, 'SEARCH_PORT', 'MEILISEARCH_PORT', default=7700)}"
-    return {
+    runtime = _compose(project, "meilisearch")
+    # dumps are written inside the container's volume; drkit reads them from the host
+    runtime["data_dir"] = f"/var/lib/docker/volumes/{project}_meilisearch_data/_data"
+    service: dict[str, Any] = {
         "kind": "meilisearch",
-        "runtime": _compose(project, "meilisearch"),
+        "runtime": runtime,
         "url": url,
         "depends_on": ["postgres"],
         "health": {"type": "http", "target": f"{url}/health"},
     }
+    if env.get("MEILI_MASTER_KEY"):
+        service["password"] = "env:MEILI_MASTER_KEY"  # noqa: S105 (a reference, not a secret)
+    return service
 
 
 def _monitoring(env: Mapping[str, str], project: str) -> dict[str, Any]:

@@ -17,8 +17,8 @@ def open_repository(spec: RepositorySpec) -> Repository:
         return FsRepository(spec.path)
     if spec.type == "s3":
         try:
-            from drkit.adapters.repository.s3 import S3Repository  # type: ignore[import-not-found]
+            from drkit.adapters.repository.s3 import S3Repository
         except ImportError as exc:  # pragma: no cover - until the S3 backend lands
             raise ConfigError(f"repository {spec.name!r}: the s3 backend is not built yet") from exc
-        return S3Repository(spec)  # type: ignore[no-any-return]
+        return S3Repository(spec)
     raise ConfigError(f"repository {spec.name!r}: unknown type {spec.type!r} (known: fs, s3)")
