@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from drkit.cli.app import hoist_global_options
+from drkit.cli.argv import hoist_global_options
 from tests.conftest import run_drkit
 
 

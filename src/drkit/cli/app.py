@@ -8,6 +8,7 @@ import traceback
 import typer
 
 from drkit import __version__
+from drkit.cli.argv import hoist_global_options
 from drkit.cli.context import Options
 from drkit.cli.render import emit_json, err_console
 from drkit.domain.errors import DrkitError, ExitCode
@@ -24,9 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-
-GLOBAL_FLAGS = {"--yes", "-y", "--dry-run", "--debug"}
-GLOBAL_VALUED = {"--config", "-c", "--output", "-o"}
 
 
 @app.callback()
@@ -67,28 +65,6 @@ def _register() -> None:
     modules = (sandbox_cmds, backup_cmds, wal_cmds, restore_cmds, check_cmds, stack_cmds, search_cmds)
     for module in modules:
         module.register(app)
-
-
-def hoist_global_options(argv: list[str]) -> list[str]:
-    """Let global options stand anywhere (`drkit sandbox status --output json`)."""
-    front: list[str] = []
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            rest.extend(argv[i:])
-            break
-        name = arg.split("=", 1)[0]
-        if arg in GLOBAL_FLAGS or (name in GLOBAL_VALUED and "=" in arg):
-            front.append(arg)
-        elif arg in GLOBAL_VALUED and i + 1 < len(argv):
-            front.extend(argv[i : i + 2])
-            i += 1
-        else:
-            rest.append(arg)
-        i += 1
-    return front + rest
 
 
 def main(argv: list[str] | None = None) -> None:

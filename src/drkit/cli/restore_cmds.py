@@ -165,10 +165,11 @@ def _restore_postgres(
     )
     chosen = plan(ws, svc, request)
     where = f"in place over {svc.runtime.data_dir}" if in_place else f"into {to}"
-    console.print(
-        f"plan: backup {chosen.backup.backup_id} + WAL {chosen.first_segment}.."
-        f"{chosen.last_segment or '?'} -> {target.describe()}, {where}"
-    )
+    if not opts.json:
+        console.print(
+            f"plan: backup {chosen.backup.backup_id} + WAL {chosen.first_segment}.."
+            f"{chosen.last_segment or '?'} -> {target.describe()}, {where}"
+        )
     if opts.dry_run:
         if opts.json:
             emit_json(

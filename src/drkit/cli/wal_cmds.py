@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from drkit.cli.context import options
-from drkit.cli.render import console, emit_json, err_console
+from drkit.cli.render import console
 
 
 def _service(ctx: typer.Context, name: str | None) -> tuple[object, object]:
@@ -22,6 +22,16 @@ def _service(ctx: typer.Context, name: str | None) -> tuple[object, object]:
 
     ws = open_workspace(options(ctx).stack(strict_secrets=False))
     return ws, ws.postgres(name)
+
+
+def _light(ctx: typer.Context, args: list[str]) -> None:
+    """The same code PostgreSQL runs (cli/wal_light.py), reached through the full CLI."""
+    from drkit.cli.wal_light import main
+
+    opts = options(ctx)
+    code = main([*(["--config", opts.config] if opts.config else []), "--output", opts.output, *args])
+    if code:
+        raise typer.Exit(code)
 
 
 def wal_push_cmd(
@@ -33,14 +43,7 @@ def wal_push_cmd(
 
     Example (postgresql.conf): archive_command = 'drkit --config /etc/drkit/stack.yaml wal-push %p'
     """
-    from drkit.engines.wal import wal_push
-
-    ws, svc = _service(ctx, service)
-    result = wal_push(ws, svc, path)  # type: ignore[arg-type]
-    if options(ctx).json:
-        emit_json({"name": result.name, "key": result.key, "stored": result.stored})
-    elif not result.stored:
-        err_console.print(f"{result.name} was already archived with the same content")
+    _light(ctx, ["wal-push", str(path), *(["--service", service] if service else [])])
 
 
 def wal_fetch_cmd(
@@ -53,20 +56,7 @@ def wal_fetch_cmd(
 
     Example: restore_command = 'drkit --config /etc/drkit/stack.yaml wal-fetch %f %p'
     """
-    from drkit.domain.errors import DrkitError
-    from drkit.engines.wal import wal_fetch
-
-    try:
-        ws, svc = _service(ctx, service)
-        found = wal_fetch(ws, svc, name, dest)  # type: ignore[arg-type]
-    except DrkitError as exc:
-        # PostgreSQL reads an exit status below 126 as "not in the archive" and would end
-        # recovery there, silently short of the target: anything but absence must abort it.
-        err_console.print(f"error: {exc.message}")
-        raise typer.Exit(126) from exc
-    if not found:
-        # PostgreSQL asks for files that may not exist (the next timeline's history).
-        raise typer.Exit(1)
+    _light(ctx, ["wal-fetch", name, str(dest), *(["--service", service] if service else [])])
 
 
 def wal_stream_cmd(

@@ -33,21 +33,27 @@ def check_member_names(members: list[Member]) -> None:
 
 
 def _prepare(dest: Path, members: list[Member]) -> None:
+    """Directories, symlinks and empty files; files with data are created by the workers
+    that write them (in parallel, no pre-sizing)."""
+    made: set[Path] = set()
     for m in members:
         target = dest / m.name
         if m.type == "dir":
             target.mkdir(parents=True, exist_ok=True)
             os.chmod(target, m.mode & 0o7777 or 0o700)
-        elif m.type == "symlink":
+            made.add(target)
+            continue
+        if target.parent not in made:
             target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        if m.type == "symlink":
             os.symlink(m.linkname, target)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, m.mode & 0o7777 or 0o600)
-            try:
-                os.ftruncate(fd, m.size)
-            finally:
-                os.close(fd)
+        elif m.size == 0:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _mode(m)))
+
+
+def _mode(m: Member) -> int:
+    return m.mode & 0o7777 or 0o600
 
 
 def restore_parts(
@@ -96,7 +102,7 @@ def restore_parts(
             lo, hi = max(a, m.offset), min(b, m.offset + m.size)
             if lo >= hi:
                 continue
-            fd = os.open(dest / m.name, os.O_WRONLY)
+            fd = os.open(dest / m.name, os.O_WRONLY | os.O_CREAT, _mode(m))
             try:
                 os.pwrite(fd, data[lo - a : hi - a], lo - m.offset)
             finally:

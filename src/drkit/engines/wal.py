@@ -14,7 +14,6 @@ from drkit.adapters.postgres.receivewal import create_slot_args, receivewal_args
 from drkit.domain.errors import OperationError
 from drkit.domain.stack import Service
 from drkit.domain.wal import PARTIAL_RE, SEGMENT_RE, is_wal_file_name
-from drkit.engines.backup_postgres import service_dsn
 from drkit.engines.wal_archive import PushResult, WalArchive
 from drkit.engines.workspace import Workspace
 from drkit.infra.proc import run
@@ -80,6 +79,8 @@ def wal_stream(
     log: Callable[[str], None] = print,
 ) -> None:
     """Supervise pg_receivewal (with a replication slot) until `stop` is set."""
+    from drkit.engines.backup_postgres import service_dsn  # psycopg: not on the wal-push path
+
     policy = service.postgres
     slot = policy.slot if policy else "drkit"
     dsn = service_dsn(service)

@@ -53,7 +53,9 @@ def prefetching(
     chown_tree(spool, os_user)
     stop = threading.Event()
 
-    for tli in range(first.timeline + 1, first.timeline + 4):
+    # Recovery probes for history files: of later timelines, and at promotion of its own
+    # and earlier ones (timeline 1 never has one).
+    for tli in range(1, first.timeline + 4):
         name = f"{tli:08X}.history"
         if archive.find(name) is None:
             (spool / f".absent-{name}").touch()
@@ -66,7 +68,8 @@ def prefetching(
 
     def run() -> None:
         current = first
-        while not stop.is_set() and (last is None or current.number <= last.number):
+        # One past the plan's last segment: recovery reads on to find the end of the WAL.
+        while not stop.is_set() and (last is None or current.number <= last.number + 1):
             position = requested()
             ahead = []
             for name in os.listdir(spool):
@@ -82,7 +85,8 @@ def prefetching(
             tmp = spool / f".{current.name}.tmp"
             try:
                 if not archive.fetch(current.name, tmp):
-                    return  # the end of the archive: wal-fetch answers the rest
+                    (spool / f".absent-{current.name}").touch()  # the end of the archive
+                    return
                 chown_tree(tmp, os_user)
                 os.replace(tmp, spool / current.name)
             except Exception:

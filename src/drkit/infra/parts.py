@@ -1,6 +1,6 @@
 """Cut a byte stream into fixed-size parts handled by a pool of worker threads.
 
-Memory is bounded: at most `parallel + 1` parts exist at once. The sink (compress, encrypt,
+Memory is bounded: `parallel` parts in the workers plus the one being read. The sink (compress, encrypt,
 hash, store) runs in the workers; zstd, hashlib and file writes release the GIL, so the
 parts really are processed in parallel.
 """
@@ -27,7 +27,7 @@ def split_into_parts(
 ) -> tuple[list[T], int]:
     """Read until EOF; return the sink's results in part order and the bytes read."""
     futures: list[Future[T]] = []
-    slots = threading.Semaphore(parallel + 1)
+    slots = threading.Semaphore(parallel)
     total = 0
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="part") as pool:
 
@@ -46,21 +46,24 @@ def split_into_parts(
                             other.cancel()
                         raise exc
 
-        buffer = bytearray()
+        # Chunks are joined once per part: one allocation, no copies of a growing buffer.
+        pending: list[bytes] = []
+        held = 0
         while True:
-            chunk = read(READ_SIZE)
+            chunk = read(min(READ_SIZE, part_size - held))
             if not chunk:
                 break
             if observe:
                 observe(chunk)
-            buffer += chunk
+            pending.append(chunk)
+            held += len(chunk)
             total += len(chunk)
-            while len(buffer) >= part_size:
-                submit(bytes(buffer[:part_size]))
-                del buffer[:part_size]
+            if held >= part_size:
+                submit(b"".join(pending))
+                pending, held = [], 0
             raise_failed()
             if progress:
                 progress(total)
-        if buffer or not futures:
-            submit(bytes(buffer))
+        if pending or not futures:
+            submit(b"".join(pending))
         return [f.result() for f in futures], total
