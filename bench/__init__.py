@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): figures measured against pgBackRest and the raw PostgreSQL tools."""
