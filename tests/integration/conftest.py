@@ -18,6 +18,7 @@ from drkit.domain.stack import Stack
 from drkit.sandbox import stack as sandbox_stack
 from drkit.sandbox.seed import SeedSize
 from drkit.sandbox.stack import Sandbox, SandboxOptions
+from tests.integration.s3_fixtures import s3_server  # noqa: F401 - a fixture
 
 
 @dataclass

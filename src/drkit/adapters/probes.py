@@ -60,6 +60,8 @@ def default_probe(service: Service) -> HealthProbe:
         return HealthProbe("redis")
     if service.kind == "hasura" and service.url:
         return HealthProbe("hasura")
+    if service.kind == "s3" and service.url:
+        return HealthProbe("s3")  # a signed request: SeaweedFS has no MinIO health path
     if service.kind in DEFAULT_HTTP_PATHS and service.url:
         return HealthProbe("http", _with_path(service.url, DEFAULT_HTTP_PATHS[service.kind]))
     if service.url or service.dsn:
@@ -81,6 +83,8 @@ def describe_probe(service: Service, probe: HealthProbe) -> str:
             return f"canary sign-in POST {_auth_url(service, probe)[0]}"
         if probe.type == "http":
             return f"GET {_redact(_url(service, probe))}"
+        if probe.type == "s3":
+            return f"S3 ListBuckets on {_redact(_url(service, probe))}"
         if probe.type == "tcp":
             host, port = _host_port(service, probe)
             return f"tcp connect {host}:{port}"
@@ -165,6 +169,12 @@ def _none(service: Service, probe: HealthProbe, timeout: float) -> str:
     return "no probe configured"
 
 
+def _s3(service: Service, probe: HealthProbe, timeout: float) -> str:
+    from drkit.adapters.objects import s3_probe
+
+    return s3_probe(service, probe, timeout)
+
+
 PROBES: dict[str, Callable[[Service, HealthProbe, float], str]] = {
     "sql": _sql,
     "redis": _redis,
@@ -173,6 +183,7 @@ PROBES: dict[str, Callable[[Service, HealthProbe, float], str]] = {
     "auth": _auth,
     "tcp": _tcp,
     "none": _none,
+    "s3": _s3,
 }
 
 

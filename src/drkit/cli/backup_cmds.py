@@ -85,6 +85,8 @@ def _print_result(m: Manifest, seconds: float, removed: tuple[str, ...]) -> None
         f"[green]backup {m.backup_id}[/green] of {m.service}: {len(m.files)} files, "
         f"{human_bytes(m.raw_bytes)} -> {human_bytes(m.stored_bytes)} in {seconds:.1f}s"
     )
+    if "summary" in m.details:
+        line += f": {m.details['summary']}"
     if m.postgres:
         line += f", WAL {m.postgres.start_lsn} .. {m.postgres.stop_lsn} (timeline {m.postgres.timeline})"
     console.print(line)

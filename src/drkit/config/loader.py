@@ -133,6 +133,7 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
             os_user=r.os_user,
             log_file=r.log_file,
             command=tuple(r.command),
+            stop_timeout=r.stop_timeout.total_seconds() if r.stop_timeout else None,
         ),
         dsn=m.dsn,
         url=m.url,
@@ -147,6 +148,9 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
         health=health,
         keep_last=m.backup.retention.keep_last if m.backup else None,
         indexes=tuple(SearchIndex(n, i.query, i.primary_key) for n, i in m.indexes.items()),
+        access_key=_secret(m.access_key, ("services", name, "access_key"), source, strict),
+        secret_key=_secret(m.secret_key, ("services", name, "secret_key"), source, strict),
+        buckets=tuple(m.buckets),
     )
 
 

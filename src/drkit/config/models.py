@@ -42,6 +42,7 @@ class RuntimeModel(Strict):
     os_user: str | None = None
     log_file: str | None = None
     command: list[str] = []
+    stop_timeout: Duration | None = None  # local: SIGKILL after this long (default 60s)
 
 
 class RetentionModel(Strict):
@@ -80,7 +81,7 @@ def parse_size(text: str) -> int:
 
 
 class HealthModel(Strict):
-    type: Literal["sql", "redis", "http", "hasura", "auth", "tcp", "none"]
+    type: Literal["sql", "redis", "http", "hasura", "auth", "tcp", "none", "s3"]
     target: str = ""
     expect_status: int = 200
     expect_body: str | None = None
@@ -117,6 +118,9 @@ class ServiceModel(Strict):
     health: HealthModel | None = None
     backup: BackupPolicyModel | None = None
     indexes: dict[str, IndexModel] = {}
+    access_key: SecretRef | None = None  # s3: the object store's credentials
+    secret_key: SecretRef | None = None
+    buckets: list[str] = []  # s3: buckets to back up (empty: every bucket)
 
 
 class RepositoryModel(Strict):

@@ -34,6 +34,7 @@ class RuntimeSpec:
     os_user: str | None = None
     log_file: str | None = None
     command: tuple[str, ...] = ()
+    stop_timeout: float | None = None  # seconds before SIGKILL (local processes)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class Service:
     health: HealthProbe | None = None
     keep_last: int | None = None  # backups of this service to keep (backup.retention.keep_last)
     indexes: tuple[SearchIndex, ...] = ()
+    access_key: str | None = None
+    secret_key: str | None = None
+    buckets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,10 @@ def verify_backup(
             results.extend(verify_deep(ws, service, m, drkit_argv))
         elif deep:
             results.append(_skipped())
+    elif m.kind is BackupKind.OBJECTS and files_ok:
+        from drkit.engines.objects_verify import verify_objects
+
+        results.extend(verify_objects(ws, service, m, deep=deep))
     elif m.kind is BackupKind.RDB and deep:
         if files_ok:
             from drkit.engines.redis_verify import verify_deep as redis_deep

@@ -66,7 +66,10 @@ class LocalProcess:
         write_atomic(self.pid_file, f"{proc.pid} {started}\n".encode())
 
     def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM to the process group; SIGKILL if it is still there after `timeout`."""
+        """SIGTERM to the process group; SIGKILL if it is still there after `timeout`
+        (or the service's shorter runtime.stop_timeout)."""
+        if self.spec.stop_timeout is not None:
+            timeout = min(timeout, self.spec.stop_timeout)
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)

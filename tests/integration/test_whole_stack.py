@@ -1,0 +1,87 @@
+"""A stack-wide restore point, on the real sandbox: PostgreSQL, Redis and SeaweedFS are
+real servers; Hasura and MeiliSearch are the sandbox's stand-ins speaking their documented
+APIs (metadata export/replace; dumps, tasks, documents).
+
+Take a set at T; then add messages, overwrite and delete objects, change Redis keys,
+reindex; restore the stack to T: rows, objects (content by hash), Redis keys and the index
+all equal their state at T, and the cross-service checks pass."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+import redis
+
+from drkit.adapters.objects import ObjectStore, endpoint_for
+from drkit.adapters.postgres.client import rows
+from drkit.domain.stack import Stack
+from drkit.engines.search_engine import client_for as meili_client
+from tests.conftest import run_drkit
+from tests.integration.conftest import SandboxHandle
+
+ALL = {"services": ("postgres", "redis", "s3", "hasura", "meilisearch")}
+BUCKET = "nchat-uploads"
+
+
+def state(stack: Stack, dsn: str) -> dict[str, Any]:
+    messages = rows(dsn, "select id, content from nchat_messages order by id")
+    store = ObjectStore(endpoint_for(stack.services["s3"]))
+    objects = {key: store.sha256_of(BUCKET, key) for key in sorted(store.current(BUCKET))}
+    r = redis.Redis.from_url(stack.services["redis"].url or "")
+    keys = {k.decode(): r.type(k).decode() for k in r.scan_iter(count=1000)}
+    strings = {k: r.get(k) for k, t in keys.items() if t == "string"}
+    r.close()
+    with meili_client(stack.services["meilisearch"]) as meili:
+        documents = meili.index_count("messages")
+    digest = hashlib.sha256(repr(messages).encode()).hexdigest()
+    return {
+        "messages": (len(messages), digest),
+        "objects": objects,
+        "redis": (keys, strings),
+        "documents": documents,
+    }
+
+
+@pytest.mark.parametrize("private_sandbox", [ALL], indirect=True)
+def test_the_whole_stack_comes_back_to_one_moment(private_sandbox: SandboxHandle) -> None:
+    box = private_sandbox
+    stack = box.stack
+    taken = run_drkit("--output", "json", "backup", "--all", config=box.config_path)
+    assert taken.code == 0, taken.stderr
+    set_id = taken.json()["set_id"]
+    at_t = state(stack, box.dsn)
+    assert at_t["objects"] and at_t["documents"] > 0
+
+    # after T: new messages, an object overwritten and one deleted, Redis and the index changed
+    box.psql("insert into nchat_messages (channel_id, content) select id, 'after T' from nchat_channels")
+    store = ObjectStore(endpoint_for(stack.services["s3"]))
+    keys = sorted(at_t["objects"])
+    store.put(BUCKET, keys[0], b"overwritten after T", "text/plain", {})
+    store.delete(BUCKET, keys[1])
+    r = redis.Redis.from_url(stack.services["redis"].url or "")
+    r.set("after:t", "1")
+    some = next(k for k, t in at_t["redis"][0].items() if t == "string")
+    r.set(some, "changed after T")
+    r.close()
+    with meili_client(stack.services["meilisearch"]) as meili:
+        task = meili.add_documents("messages", [{"id": 10**9, "content": "after T"}])
+        meili.wait_succeeded(task, timeout=30)
+    assert state(stack, box.dsn) != at_t
+
+    refused = run_drkit("restore", "--set", set_id, config=box.config_path)
+    assert refused.code == 2 and "--yes" in refused.stderr
+
+    restored = run_drkit("--output", "json", "restore", "--set", set_id, "--yes", config=box.config_path)
+    assert restored.code == 0, restored.stdout + restored.stderr
+    report = restored.json()
+    assert report["steps"][0]["service"] == "postgres"
+    assert {c["name"]: c["status"] for c in report["checks"]}, "cross-service checks ran"
+    assert all(c["status"] == "ok" for c in report["checks"]), report["checks"]
+
+    after = state(box.stack, box.dsn)
+    assert after["messages"] == at_t["messages"]
+    assert after["objects"] == at_t["objects"]
+    assert after["redis"] == at_t["redis"]
+    assert after["documents"] == at_t["documents"]
