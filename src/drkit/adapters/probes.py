@@ -29,7 +29,6 @@ from drkit.domain.stack import HealthProbe, Service
 
 PROBE_ATTEMPT_TIMEOUT = 10.0
 DEFAULT_HTTP_PATHS = {
-    "s3": "/minio/health/live",
     "meilisearch": "/health",
     "monitoring": "/-/healthy",
     "functions": "/healthz",
