@@ -91,6 +91,47 @@ def test_delete_removes_and_tolerates_a_missing_key(repo: Repository) -> None:
     repo.delete("d/never-there")
 
 
+def _interrupted_write(repo: Repository, key: str) -> None:
+    """What a writer killed mid-put leaves: a temporary file beside the key (directory),
+    an upload that was started and never completed (S3)."""
+    if isinstance(repo, FsRepository):
+        path = repo.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / f".{path.name}.abc123.tmp").write_bytes(b"half a part")
+        return
+    assert isinstance(repo, S3Repository)
+    full = repo._key(key)
+    upload = repo.client.create_multipart_upload(Bucket=repo.bucket, Key=full)
+    repo.client.upload_part(
+        Bucket=repo.bucket, Key=full, UploadId=upload["UploadId"], PartNumber=1, Body=b"half a part"
+    )
+
+
+def _leftovers(repo: Repository, prefix: str) -> list[str]:
+    if isinstance(repo, FsRepository):
+        base = repo.root / prefix
+        return sorted(str(p.relative_to(repo.root)) for p in base.rglob("*")) if base.exists() else []
+    assert isinstance(repo, S3Repository)
+    uploads = repo.client.list_multipart_uploads(Bucket=repo.bucket, Prefix=repo._key(prefix) + "/")
+    return sorted(u["Key"] for u in uploads.get("Uploads", []))
+
+
+def test_delete_tree_removes_blobs_and_interrupted_writes_under_the_prefix_only(repo: Repository) -> None:
+    repo.put("s/backups/b1/base.00000.tar.zst", b"part")
+    repo.put("s/backups/b1/sub/tarindex.json", b"{}")
+    repo.put("s/backups/b10/manifest.json", b"kept: same stem, other backup")
+    repo.put("s/wal/000000010000000000000001", b"kept")
+    _interrupted_write(repo, "s/backups/b1/base.00001.tar.zst")
+    assert _leftovers(repo, "s/backups/b1") != []
+
+    repo.delete_tree("s/backups/b1")
+
+    assert repo.list("s/backups/b1/") == []
+    assert _leftovers(repo, "s/backups/b1") == []
+    assert repo.list("s/") == ["s/backups/b10/manifest.json", "s/wal/000000010000000000000001"]
+    repo.delete_tree("s/backups/never-there")  # nothing to delete is not an error
+
+
 def test_overwrite_replaces_by_default(repo: Repository) -> None:
     repo.put("o/k", b"old")
     repo.put("o/k", b"new")

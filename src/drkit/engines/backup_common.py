@@ -44,8 +44,7 @@ def clean_incomplete(ws: Workspace, service: str) -> tuple[str, ...]:
     """Remove leftovers of killed runs. Only called while holding the service's backup lock."""
     listing = list_backups(ws.repo, ws.stack.name, service)
     for backup_id in listing.incomplete:
-        for key in ws.repo.list(backup_dir(ws.stack.name, service, backup_id) + "/"):
-            ws.repo.delete(key)
+        ws.repo.delete_tree(backup_dir(ws.stack.name, service, backup_id))
     return listing.incomplete
 
 

@@ -134,7 +134,20 @@ class FsRepository:
     def delete(self, key: str) -> None:
         path = self._path(key)
         path.unlink(missing_ok=True)
-        # Remove directories left empty, up to (not including) the root.
+        self.delete_empty_parents(path)  # up to (not including) the root
+
+    def delete_tree(self, prefix: str) -> None:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(base, topdown=False):
+            for name in files:  # temporary files of killed writers included
+                (Path(dirpath) / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                Path(dirpath).rmdir()
+        self.delete_empty_parents(base)
+
+    def delete_empty_parents(self, path: Path) -> None:
         parent = path.parent
         while parent != self.root and parent.is_dir():
             try:

@@ -46,6 +46,11 @@ class Repository(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def delete_tree(self, prefix: str) -> None:
+        """Delete every blob under `prefix` and what interrupted writes left there
+        (temporary files, unfinished multipart uploads)."""
+        ...
+
     def check_writable(self) -> None:
         """Write, read back and delete a probe blob; raise RepositoryError when that fails."""
         ...

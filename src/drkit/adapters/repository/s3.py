@@ -158,6 +158,19 @@ class S3Repository:
         with s3_errors(self.endpoint, f"deleting {key}", RepositoryError):
             self.client.delete_object(Bucket=self.bucket, Key=full)
 
+    def delete_tree(self, prefix: str) -> None:
+        full = self._key(prefix) + "/"
+        for key in self.list(prefix):
+            self.delete(key)
+        with s3_errors(self.endpoint, f"aborting unfinished uploads under {prefix}", RepositoryError):
+            uploads = self.client.get_paginator("list_multipart_uploads")
+            pages = uploads.paginate(Bucket=self.bucket, Prefix=full)
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+
     def check_writable(self) -> None:
         from botocore.exceptions import ClientError
 
