@@ -18,6 +18,7 @@ from drkit.adapters.repository.codec import Codec, sha256
 from drkit.adapters.repository.fs import FsRepository
 from drkit.domain.backup import StoredFile
 from drkit.domain.errors import IntegrityError, OperationError
+from drkit.engines import tar_restore
 from drkit.engines.tar_restore import check_member_names, restore_parts
 from drkit.infra.parts import split_into_parts
 
@@ -97,13 +98,18 @@ def identity() -> pyrage.x25519.Identity:
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["zstd", "zstd+age"])
 @pytest.mark.parametrize("parallel", [1, 4])
+@pytest.mark.parametrize("piece", [1 << 20, 777], ids=["piece-1MiB", "piece-777B"])
 def test_restore_writes_every_file_byte_for_byte(
     repo: FsRepository,
     tmp_path: Path,
     identity: pyrage.x25519.Identity,
     encrypted: bool,
     parallel: int,
+    piece: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # 777 bytes: a part decodes in several pieces, and files and headers straddle them.
+    monkeypatch.setattr(tar_restore._SliceWriter, "PIECE", piece)
     codec = Codec(recipients=(str(identity.to_public()),), identity=str(identity)) if encrypted else Codec()
     files = data_dir_files(random.Random(1))
     link = tarfile.TarInfo("pg_tblspc/16385")
@@ -213,3 +219,13 @@ def test_a_destination_whose_parent_is_missing_is_refused(repo: FsRepository, tm
     parts, members = store(repo, Codec(), build_tar({"PG_VERSION": b"15\n"}))
     with pytest.raises(OperationError, match="does not exist"):
         restore_parts(repo, Codec(), DIRECTORY, parts, members, tmp_path / "a" / "b", parallel=1)
+
+
+def test_a_part_that_decodes_to_another_length_than_recorded_is_refused(
+    repo: FsRepository, tmp_path: Path
+) -> None:
+    codec = Codec()
+    parts, members = store(repo, codec, build_tar(data_dir_files(random.Random(3))))
+    wrong = [*parts[:1], StoredFile(parts[1].name, parts[1].size, parts[1].sha256, parts[1].raw_size + 1)]
+    with pytest.raises(IntegrityError, match=f"{parts[1].name} decodes to"):
+        restore_parts(repo, codec, DIRECTORY, wrong, members, tmp_path / "r", parallel=1)

@@ -92,26 +92,68 @@ def restore_parts(
             raise IntegrityError(f"backup file {part.name} is missing") from exc
         if sha256(stored) != part.sha256:
             raise IntegrityError(f"backup file {part.name} does not match its SHA-256")
-        data = memoryview(codec.decode(stored, name=part.name))
-        a, b = offsets[i], offsets[i] + len(data)
-        first = max(bisect.bisect_right(starts, a) - 1, 0)
-        written = 0
-        for m in files[first:]:
-            if m.offset >= b:
-                break
-            lo, hi = max(a, m.offset), min(b, m.offset + m.size)
-            if lo >= hi:
-                continue
-            fd = os.open(dest / m.name, os.O_WRONLY | os.O_CREAT, _mode(m))
-            try:
-                os.pwrite(fd, data[lo - a : hi - a], lo - m.offset)
-            finally:
-                os.close(fd)
-            written += hi - lo
-        done[0] += len(data)
+        writer = _SliceWriter(dest, files, starts, offsets[i])
+        try:
+            for n in codec.decode_into(stored, writer.buffer, name=part.name):
+                writer.write(n)
+        finally:
+            writer.close()
+        if writer.pos - offsets[i] != part.raw_size:
+            raise IntegrityError(
+                f"backup file {part.name} decodes to {writer.pos - offsets[i]} bytes, "
+                f"the manifest says {part.raw_size}"
+            )
+        done[0] += part.raw_size
         if progress:
             progress(done[0])
-        return written
+        return writer.written
 
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restore") as pool:
         return sum(pool.map(work, range(len(parts))))
+
+
+class _SliceWriter:
+    """Writes consecutive pieces of the tar stream's data into the files they belong to,
+    each file opened once per part."""
+
+    PIECE = 1 << 20
+
+    def __init__(self, dest: Path, files: list[Member], starts: list[int], pos: int) -> None:
+        self.dest, self.files, self.pos = dest, files, pos
+        self.buffer = bytearray(self.PIECE)
+        self.view = memoryview(self.buffer)
+        self.next = max(bisect.bisect_right(starts, pos) - 1, 0)  # first member not yet done
+        self.fds: dict[int, int] = {}
+        self.written = 0
+
+    def write(self, n: int) -> None:
+        a, b = self.pos, self.pos + n
+        files = self.files
+        while self.next < len(files) and files[self.next].offset + files[self.next].size <= a:
+            self._close(self.next)
+            self.next += 1
+        j = self.next
+        while j < len(files) and files[j].offset < b:
+            m = files[j]
+            lo, hi = max(a, m.offset), min(b, m.offset + m.size)
+            if lo < hi:
+                os.pwrite(self._fd(j), self.view[lo - a : hi - a], lo - m.offset)
+                self.written += hi - lo
+            j += 1
+        self.pos = b
+
+    def _fd(self, j: int) -> int:
+        fd = self.fds.get(j)
+        if fd is None:
+            m = self.files[j]
+            fd = self.fds[j] = os.open(self.dest / m.name, os.O_WRONLY | os.O_CREAT, _mode(m))
+        return fd
+
+    def _close(self, j: int) -> None:
+        fd = self.fds.pop(j, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        for j in list(self.fds):
+            self._close(j)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import zstandard
@@ -41,6 +42,25 @@ class Codec:
         except zstandard.ZstdError as exc:
             raise IntegrityError(f"{name}: not valid zstd data ({exc})") from exc
         return out
+
+    def decode_into(self, stored: bytes, buffer: bytearray, *, name: str) -> Iterator[int]:
+        """Decode in pieces: each step fills the start of `buffer` and yields how many bytes.
+
+        One reused buffer that stays in the CPU cache between decompression and the write
+        that copies it out: writing a whole 16 MiB part at once is about half as fast here.
+        """
+        if name.endswith(".age"):
+            stored = decrypt(stored, self.identity, name=name)
+        reader = zstandard.ZstdDecompressor().stream_reader(stored, read_size=len(buffer))
+        with reader:
+            while True:
+                try:
+                    n = reader.readinto(buffer)
+                except zstandard.ZstdError as exc:
+                    raise IntegrityError(f"{name}: not valid zstd data ({exc})") from exc
+                if not n:
+                    return
+                yield n
 
 
 def sha256(data: bytes) -> str:
