@@ -7,15 +7,13 @@ or it answered an error (with Hasura's own `error` text).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import httpx
 
+from drkit.adapters.http_api import DEFAULT_TIMEOUT, HttpApi
 from drkit.domain.errors import OperationError
 
-DEFAULT_TIMEOUT = 30.0
-CONNECT_TIMEOUT = 5.0
 SECRET_HINT = "set the service's admin secret: password: env:HASURA_GRAPHQL_ADMIN_SECRET"  # noqa: S105
 
 
@@ -60,7 +58,7 @@ class HealthAnswer:
         return self.status_code == 200 and self.text.strip() == "OK"
 
 
-class HasuraClient:
+class HasuraClient(HttpApi):
     def __init__(
         self,
         url: str,
@@ -69,25 +67,12 @@ class HasuraClient:
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        headers = {"X-Hasura-Admin-Secret": admin_secret} if admin_secret else {}
-        self._http = httpx.Client(
-            base_url=self.url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
+        super().__init__(
+            url,
+            {"X-Hasura-Admin-Secret": admin_secret} if admin_secret else {},
+            timeout=timeout,
             transport=transport,
         )
-
-    def __enter__(self) -> HasuraClient:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     def export_metadata(self) -> ExportedMetadata:
         body = self._call({"type": "export_metadata", "version": 2, "args": {}}).json()

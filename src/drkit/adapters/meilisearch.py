@@ -8,17 +8,15 @@ is one clear line: unreachable, the key refused, or Meilisearch's own error mess
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import httpx
 
+from drkit.adapters.http_api import DEFAULT_TIMEOUT, HttpApi
 from drkit.domain.errors import OperationError
 from drkit.infra.clock import Clock
 from drkit.infra.wait import wait_for
 
-DEFAULT_TIMEOUT = 30.0
-CONNECT_TIMEOUT = 5.0
 FINISHED = ("succeeded", "failed", "canceled")
 KEY_HINT = "set the service's master key: password: env:MEILI_MASTER_KEY"
 
@@ -61,7 +59,7 @@ class IndexInfo:
     primary_key: str | None
 
 
-class MeilisearchClient:
+class MeilisearchClient(HttpApi):
     def __init__(
         self,
         url: str,
@@ -70,25 +68,12 @@ class MeilisearchClient:
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(
-            base_url=self.url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
+        super().__init__(
+            url,
+            {"Authorization": f"Bearer {api_key}"} if api_key else {},
+            timeout=timeout,
             transport=transport,
         )
-
-    def __enter__(self) -> MeilisearchClient:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     # -- reads -----------------------------------------------------------------------------
     def health(self) -> str:

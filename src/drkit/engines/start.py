@@ -108,29 +108,22 @@ def start_services(
     clock = clock or SystemClock()
     graph = ServiceGraph.from_stack(stack)
     began = clock.monotonic()
-    steps: dict[str, ServiceStep] = {}
-    for group in graph.start_plan(names):
-        ready, blocked = _split_blocked(group, steps, lambda n: graph.depends_on[n])
-        for name in blocked:
-            skipped = ServiceStep(
-                name, graph.level_of(name), StartStatus.SKIPPED, 0.0, blocked[name], clock.monotonic() - began
-            )
-            steps[name] = _record(skipped, on_step)
 
-        def start_one(name: str) -> ServiceStep:
-            return _start_one(
-                stack.services[name],
-                graph.level_of(name),
-                runtime_for=runtime_for,
-                prober=prober,
-                clock=clock,
-                run_began=began,
-            )
+    def start_one(name: str) -> ServiceStep:
+        return _start_one(
+            stack.services[name],
+            graph.level_of(name),
+            runtime_for=runtime_for,
+            prober=prober,
+            clock=clock,
+            run_began=began,
+        )
 
-        for step in _parallel(start_one, ready, on_step):
-            steps[step.service] = step
-    ordered = tuple(steps[n] for group in graph.start_plan(names) for n in group)
-    return StackReport("start", ordered, clock.monotonic() - began)
+    plan = graph.start_plan(names)
+    steps = _run_plan(
+        plan, lambda n: graph.depends_on[n], start_one, StartStatus.SKIPPED, graph, clock, began, on_step
+    )
+    return StackReport("start", steps, clock.monotonic() - began)
 
 
 def stop_services(
@@ -146,30 +139,43 @@ def stop_services(
     clock = clock or SystemClock()
     graph = ServiceGraph.from_stack(stack)
     began = clock.monotonic()
-    steps: dict[str, ServiceStep] = {}
+
+    def stop_one(name: str) -> ServiceStep:
+        return _stop_one(
+            stack.services[name],
+            graph.level_of(name),
+            runtime_for=runtime_for,
+            timeout=timeout,
+            clock=clock,
+            run_began=began,
+        )
+
     plan = graph.stop_plan(names)
+    steps = _run_plan(plan, graph.dependents_of, stop_one, StopStatus.SKIPPED, graph, clock, began, on_step)
+    return StackReport("stop", steps, clock.monotonic() - began)
+
+
+def _run_plan(
+    plan: Sequence[Sequence[str]],
+    waits_on: Callable[[str], Sequence[str]],
+    act: Callable[[str], ServiceStep],
+    skipped: StartStatus | StopStatus,
+    graph: ServiceGraph,
+    clock: Clock,
+    began: float,
+    on_step: Callable[[ServiceStep], None] | None,
+) -> tuple[ServiceStep, ...]:
+    """Group by group: services whose neighbours failed are skipped, the rest run in parallel."""
+    steps: dict[str, ServiceStep] = {}
     for group in plan:
-        ready, blocked = _split_blocked(group, steps, graph.dependents_of)
+        ready, blocked = _split_blocked(group, steps, waits_on)
         for name in blocked:
-            skipped = ServiceStep(
-                name, graph.level_of(name), StopStatus.SKIPPED, 0.0, blocked[name], clock.monotonic() - began
-            )
-            steps[name] = _record(skipped, on_step)
-
-        def stop_one(name: str) -> ServiceStep:
-            return _stop_one(
-                stack.services[name],
-                graph.level_of(name),
-                runtime_for=runtime_for,
-                timeout=timeout,
-                clock=clock,
-                run_began=began,
-            )
-
-        for step in _parallel(stop_one, ready, on_step):
+            at = clock.monotonic() - began
+            step = ServiceStep(name, graph.level_of(name), skipped, 0.0, blocked[name], at)
+            steps[name] = _record(step, on_step)
+        for step in _parallel(act, ready, on_step):
             steps[step.service] = step
-    ordered = tuple(steps[n] for group in plan for n in group)
-    return StackReport("stop", ordered, clock.monotonic() - began)
+    return tuple(steps[n] for group in plan for n in group)
 
 
 def check_health(
