@@ -184,6 +184,28 @@ def test_a_service_that_refuses_to_start_is_failed_with_the_reason() -> None:
     assert "postgres is failed" in status["hasura"][1]
 
 
+def test_a_slow_service_holds_back_only_what_depends_on_it() -> None:
+    # minio is slow (SeaweedFS takes 15-20 s to answer here); hasura needs only postgres and
+    # must not wait for minio. minio turns healthy only once hasura has started: with
+    # level-by-level starting, hasura would wait for minio, and minio would time out.
+    world = World()
+    real_probe = world.probe
+
+    def probe(service: Service, health: HealthProbe, timeout: float) -> ProbeOutcome:
+        if service.name == "minio" and ("start", "hasura") not in world.events:
+            return ProbeOutcome(False, "not yet", 0.0)
+        return real_probe(service, health, timeout)
+
+    stack = make_stack({"postgres": [], "minio": [], "hasura": ["postgres"]}, timeout=5.0)
+    report = start_services(stack, [], runtime_for=world.runtime, prober=probe)
+    assert {s.service: s.status for s in report.steps} == dict.fromkeys(
+        ["postgres", "minio", "hasura"], "healthy"
+    )
+    hasura = next(s for s in report.steps if s.service == "hasura")
+    minio = next(s for s in report.steps if s.service == "minio")
+    assert hasura.started_after < minio.started_after + minio.seconds
+
+
 def test_stop_goes_dependents_first() -> None:
     world = World()
     world.running = set(NSELF)

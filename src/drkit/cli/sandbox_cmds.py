@@ -33,8 +33,9 @@ def up_cmd(
         emit_json(status(box.dir))
         return
     console.print(f"sandbox up in {box.dir}")
-    console.print(f"  config:   {box.config_path}")
-    console.print(f"  postgres: {box.dsn}")
+    console.print(f"  {'config':<12} {box.config_path}")
+    for name, service in status(box.dir)["services"].items():
+        console.print(f"  {name:<12} {service.get('dsn') or service.get('url') or ''}")
     console.print(f"next: drkit --config {box.config_path} backup")
 
 

@@ -9,7 +9,7 @@ started, what is already up stays up, and independent services still start.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
@@ -165,17 +165,45 @@ def _run_plan(
     began: float,
     on_step: Callable[[ServiceStep], None] | None,
 ) -> tuple[ServiceStep, ...]:
-    """Group by group: services whose neighbours failed are skipped, the rest run in parallel."""
+    """Act on each service as soon as what it waits on is done: a slow service holds back
+    only what depends on it, not the rest of its level. When something it waits on did not
+    succeed, it is skipped, and so is what waits on it."""
+    names = [n for group in plan for n in group]
+    chosen = set(names)
     steps: dict[str, ServiceStep] = {}
-    for group in plan:
-        ready, blocked = _split_blocked(group, steps, waits_on)
-        for name in blocked:
-            at = clock.monotonic() - began
-            step = ServiceStep(name, graph.level_of(name), skipped, 0.0, blocked[name], at)
-            steps[name] = _record(step, on_step)
-        for step in _parallel(act, ready, on_step):
-            steps[step.service] = step
-    return tuple(steps[n] for group in plan for n in group)
+    with ThreadPoolExecutor(max_workers=MAX_PARALLEL) as pool:
+        running: dict[Future[ServiceStep], str] = {}
+
+        def launch() -> None:
+            busy = set(running.values())
+            changed = True
+            while changed:
+                changed = False
+                for name in names:
+                    if name in steps or name in busy:
+                        continue
+                    blockers = [w for w in waits_on(name) if w in chosen]
+                    if any(w not in steps for w in blockers):
+                        continue
+                    bad = [w for w in blockers if not steps[w].ok]
+                    if bad:
+                        held = "held back: " + ", ".join(f"{w} is {steps[w].status}" for w in bad)
+                        at = clock.monotonic() - began
+                        step = ServiceStep(name, graph.level_of(name), skipped, 0.0, held, at)
+                        steps[name] = _record(step, on_step)
+                        changed = True
+                    else:
+                        running[pool.submit(act, name)] = name
+                        busy.add(name)
+
+        launch()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                steps[name] = _record(future.result(), on_step)
+            launch()
+    return tuple(steps[n] for n in names)
 
 
 def check_health(
@@ -267,23 +295,6 @@ def _stop_one(
     except DrkitError as exc:
         return step(StopStatus.FAILED, exc.message)
     return step(StopStatus.STOPPED, "stopped" if was_running else "was not running")
-
-
-def _split_blocked(
-    group: Sequence[str],
-    done: dict[str, ServiceStep],
-    blockers_of: Callable[[str], Sequence[str]],
-) -> tuple[list[str], dict[str, str]]:
-    """Services free to act on, and those held back by a blocker that did not succeed."""
-    ready: list[str] = []
-    blocked: dict[str, str] = {}
-    for name in group:
-        bad = [b for b in blockers_of(name) if b in done and not done[b].ok]
-        if bad:
-            blocked[name] = "held back: " + ", ".join(f"{b} is {done[b].status}" for b in bad)
-        else:
-            ready.append(name)
-    return ready, blocked
 
 
 def _parallel(
