@@ -431,3 +431,26 @@ def test_restore_to_a_directory_and_a_changed_stored_part_is_refused(private_red
     assert "dump.rdb.00000.zst does not match the manifest's SHA-256" in refused.stderr
     assert "was not touched" in refused.stderr
     assert box.pid() == pid
+
+
+def test_check_names_a_redis_that_keeps_nothing_and_passes_again_when_fixed(
+    private_redis: PrivateRedis,
+) -> None:
+    good = run_drkit("--output", "json", "check", config=private_redis.config_path)
+    statuses = {r["name"]: r["status"] for r in good.json()["results"]}
+    assert statuses["redis: persistence"] == "ok" and statuses["redis: last BGSAVE"] == "ok"
+
+    c = redis.Redis.from_url(private_redis.url)
+    c.config_set("appendonly", "no")
+    c.config_set("save", "")
+    bad = run_drkit("--output", "json", "check", config=private_redis.config_path)
+    assert bad.code == 3
+    failed = {r["name"]: r["detail"] for r in bad.json()["results"] if r["status"] == "failed"}
+    assert list(failed) == ["redis: persistence"]
+    assert "loses every key" in failed["redis: persistence"]
+
+    c.config_set("appendonly", "yes")
+    c.config_set("save", "900 1 300 10 60 10000")
+    c.close()
+    again = run_drkit("--output", "json", "check", config=private_redis.config_path)
+    assert again.code == 0, again.stdout

@@ -10,12 +10,13 @@ from drkit.cli.render import console, emit_json, status_text, table
 
 def check_cmd(ctx: typer.Context) -> None:
     """Check that backups and PITR can work: config, repository, WAL settings, archiver
-    failures and lag, replication slot and receiver, client tool versions.
+    failures and lag, replication slot and receiver, client tool versions; Redis
+    persistence, its last BGSAVE and AOF writes, and redis-check-rdb/aof.
 
     Example: drkit --config stack.yaml check --output json
     """
     from drkit.domain.checks import any_critical_failure
-    from drkit.engines.check_postgres import run_checks
+    from drkit.engines.check import run_checks
     from drkit.engines.workspace import open_workspace
 
     opts = options(ctx)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+
+from drkit.domain.errors import DrkitError
 
 
 class Status(StrEnum):
@@ -26,6 +29,16 @@ class CheckResult:
 
 def any_critical_failure(results: list[CheckResult] | tuple[CheckResult, ...]) -> bool:
     return any(r.failed_critically for r in results)
+
+
+def guard(name: str, fn: Callable[[], list[CheckResult]]) -> list[CheckResult]:
+    """Run a group of checks; what it raises becomes one failed result named `name`."""
+    try:
+        return fn()
+    except DrkitError as exc:
+        return [CheckResult(name, Status.FAILED, exc.message)]
+    except Exception as exc:  # a check must report, not crash the others
+        return [CheckResult(name, Status.FAILED, f"{type(exc).__name__}: {exc}")]
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,12 @@ not hide the others.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 from drkit.adapters.postgres.client import connect, rows
 from drkit.adapters.postgres.server import ServerInfo, server_info
 from drkit.adapters.postgres.tools import major, tool_version
-from drkit.domain.checks import CheckResult, Status
+from drkit.domain.checks import CheckResult, Status, guard
 from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service, WalMode
 from drkit.engines.backup_postgres import service_dsn
@@ -21,21 +20,12 @@ from drkit.engines.workspace import Workspace
 OK, WARN, FAIL = Status.OK, Status.WARNING, Status.FAILED
 
 
-def _guard(name: str, fn: Callable[[], list[CheckResult]]) -> list[CheckResult]:
-    try:
-        return fn()
-    except DrkitError as exc:
-        return [CheckResult(name, FAIL, exc.message)]
-    except Exception as exc:  # a check must report, not crash the others
-        return [CheckResult(name, FAIL, f"{type(exc).__name__}: {exc}")]
-
-
 def check_repository(ws: Workspace) -> list[CheckResult]:
     def probe() -> list[CheckResult]:
         ws.repo.check_writable()
         return [CheckResult("repository", OK, f"{ws.repo.location} is writable")]
 
-    return _guard("repository", probe)
+    return guard("repository", probe)
 
 
 def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
@@ -48,10 +38,10 @@ def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
     results += _settings(service, info)
     policy = service.postgres
     if policy is not None and policy.wal_mode is WalMode.STREAM:
-        results += _guard(f"{service.name}: wal stream", lambda: _stream(service, dsn))
+        results += guard(f"{service.name}: wal stream", lambda: _stream(service, dsn))
     else:
-        results += _guard(f"{service.name}: archiving", lambda: _archiving(service, dsn, info))
-    results += _guard(f"{service.name}: tools", lambda: _tools(service, info))
+        results += guard(f"{service.name}: archiving", lambda: _archiving(service, dsn, info))
+    results += guard(f"{service.name}: tools", lambda: _tools(service, info))
     return results
 
 
@@ -217,11 +207,3 @@ def _tools(service: Service, info: ServerInfo) -> list[CheckResult]:
             )
         )
     return out
-
-
-def run_checks(ws: Workspace) -> list[CheckResult]:
-    results = [CheckResult("config", OK, f"{ws.stack.source_path} is valid")]
-    results += check_repository(ws)
-    for service in ws.stack.services_of_kind("postgres"):
-        results += check_postgres(ws, service)
-    return results

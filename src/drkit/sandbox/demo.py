@@ -23,7 +23,7 @@ from drkit.domain.checks import any_critical_failure
 from drkit.domain.errors import DrkitError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.engines.backup_postgres import base_backup, logical_backup
-from drkit.engines.check_postgres import run_checks
+from drkit.engines.check import run_checks
 from drkit.engines.restore_postgres import RestoreRequest, restore
 from drkit.engines.verify import verify_backup
 from drkit.engines.workspace import open_workspace
