@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from drkit.adapters.postgres_checks import Finding, parse_amcheck_report, parse_builtin
@@ -131,3 +133,28 @@ def test_only_warnings_do_not_fail_critically() -> None:
     report = run_integrity(stack(check), FakeBackend({"users": 2}, {}))
     assert report.results[0].status is Status.WARNING
     assert not report.failed_critically
+
+
+class SteppingClock:
+    """Each reading is one second after the last: timings become exact."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> datetime:
+        return datetime(2026, 11, 26, tzinfo=UTC) + timedelta(seconds=self.t)
+
+    def monotonic(self) -> float:
+        self.t += 1.0
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def test_each_check_and_the_run_are_timed_with_the_given_clock() -> None:
+    checks = (IntegrityCheck("a", query="clean"), IntegrityCheck("b", query="clean"))
+    report = run_integrity(stack(*checks), FakeBackend({"clean": 0}, {}), clock=SteppingClock())
+    # run start 1; a: 2 -> 3; b: 4 -> 5; run end 6
+    assert [r.seconds for r in report.results] == [1.0, 1.0]
+    assert report.seconds == 5.0

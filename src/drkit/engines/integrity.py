@@ -8,7 +8,6 @@ check that could not run at all is reported the same way, with the reason.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -16,6 +15,7 @@ from typing import Protocol
 from drkit.adapters.postgres_checks import Finding, Target, parse_builtin, query_number, run_builtin
 from drkit.domain.checks import Expectation, IntegrityCheck, Status
 from drkit.domain.stack import Service, Stack
+from drkit.infra.clock import Clock, SystemClock
 
 MAX_ITEMS = 5
 
@@ -126,21 +126,26 @@ def run_integrity(
     *,
     checks: Sequence[IntegrityCheck] | None = None,
     on_result: Callable[[IntegrityResult], None] | None = None,
+    clock: Clock | None = None,
 ) -> IntegrityReport:
     """Run the stack's checks (or `checks`) one after the other; collect every result."""
-    began = time.monotonic()
+    clock = clock or SystemClock()
+    began = clock.monotonic()
     results = []
     for check in stack.checks if checks is None else checks:
-        result = run_check(stack, check, backend)
+        result = run_check(stack, check, backend, clock=clock)
         results.append(result)
         if on_result is not None:
             on_result(result)
-    return IntegrityReport(tuple(results), time.monotonic() - began)
+    return IntegrityReport(tuple(results), clock.monotonic() - began)
 
 
-def run_check(stack: Stack, check: IntegrityCheck, backend: CheckBackend) -> IntegrityResult:
+def run_check(
+    stack: Stack, check: IntegrityCheck, backend: CheckBackend, *, clock: Clock | None = None
+) -> IntegrityResult:
     """One check; every error becomes a result (Barman's CheckStrategy)."""
-    began = time.monotonic()
+    clock = clock or SystemClock()
+    began = clock.monotonic()
     failed = Status.FAILED if check.critical else Status.WARNING
 
     expected = describe_expectation(check.expect)
@@ -155,7 +160,7 @@ def run_check(stack: Stack, check: IntegrityCheck, backend: CheckBackend) -> Int
             expected=verdict.expected if verdict else expected,
             offending=verdict.offending if verdict else None,
             detail=detail,
-            seconds=time.monotonic() - began,
+            seconds=clock.monotonic() - began,
         )
 
     service = stack.services.get(check.service)
