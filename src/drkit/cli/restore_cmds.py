@@ -241,8 +241,7 @@ def _restore_other(
 
 
 def _restore_stack(opts: Options, set_id: str | None, target_time: str | None, all_: bool) -> None:
-    from drkit.engines.restore_stack import restore_stack
-    from drkit.engines.sets import find_set
+    from drkit.engines.restore_stack import plan_stack, restore_stack
     from drkit.engines.workspace import open_workspace
 
     ws = open_workspace(opts.stack())
@@ -253,11 +252,18 @@ def _restore_stack(opts: Options, set_id: str | None, target_time: str | None, a
         when = _target(target_time, None, None).time
     elif target_time:
         raise UsageError("--set restores to the set's moment; --target-time goes with --all")
-    what = f"set {find_set(ws, set_id).set_id}" if set_id else f"time {target_time}"
+    stack_plan = plan_stack(ws, set_id=set_id, target_time=when)  # refuses before anything is touched
     if opts.dry_run:
-        console.print(f"would restore every service in place to {what}")
+        if opts.json:
+            emit_json({"dry_run": True, **stack_plan.__dict__})
+        else:
+            table(
+                f"would restore every service in place to {stack_plan.target}, in this order",
+                ["service", "kind", "from", "to"],
+                [(p.service, p.kind, p.backup_id or "(newest copies)", p.detail) for p in stack_plan.steps],
+            )
         return
-    _confirm(opts, f"replace the live data of every service with its state at {what}?")
+    _confirm(opts, f"replace the live data of every service with its state at {stack_plan.target}?")
     say = (lambda _m: None) if opts.json else console.print
     report = restore_stack(ws, set_id=set_id, target_time=when, drkit_argv=drkit_argv(), say=say)
     if opts.json:

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import DrkitError, UsageError
+from drkit.domain.errors import DrkitError, OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.sets import RestoreSet
 from drkit.domain.stack import Service
 from drkit.engines.catalog import list_backups
 from drkit.engines.cross_checks import cross_service_checks
 from drkit.engines.kinds import RestoreOptions, engine_for
-from drkit.engines.restore_postgres import RestoreRequest, restore
+from drkit.engines.restore_postgres import RestoreRequest, plan, restore
 from drkit.engines.sets import find_set, ordered_services
 from drkit.engines.workspace import Workspace
 
@@ -48,6 +48,80 @@ class StackRestoreReport:
         return all(s.ok for s in self.steps) and not any(c.failed_critically for c in self.checks)
 
 
+@dataclass(frozen=True)
+class PlannedStep:
+    service: str
+    kind: str
+    backup_id: str | None  # None: objects, restored as of the moment from the newest copies
+    detail: str
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    set_id: str | None
+    moment: datetime
+    restore_point: str | None
+    steps: tuple[PlannedStep, ...]
+
+    @property
+    def target(self) -> str:
+        return f"set {self.set_id}" if self.set_id else f"time {self.moment.isoformat()}"
+
+
+def plan_stack(ws: Workspace, *, set_id: str | None = None, target_time: datetime | None = None) -> StackPlan:
+    """What each service would be restored from, checked for every service before any is
+    touched: a stack is never left half restored because a later service had no backup."""
+    if (set_id is None) == (target_time is None):
+        raise UsageError("restore the stack to a set (--set ID) or a time (--all --target-time T)")
+    chosen = find_set(ws, set_id) if set_id is not None else None
+    moment = chosen.created_at if chosen else target_time
+    assert moment is not None
+    steps: list[PlannedStep] = []
+    problems: list[str] = []
+    hints: list[str] = []
+    for service in ordered_services(ws):
+        try:
+            steps.append(_plan_one(ws, service, chosen, moment))
+        except DrkitError as exc:
+            problems.append(f"{service.name}: {exc.message}")
+            hints += [f"{service.name}: {exc.hint}"] if exc.hint else []
+    what = f"set {chosen.set_id}" if chosen else f"time {moment.isoformat()}"
+    if problems:
+        raise OperationError(
+            f"the stack cannot be restored to {what}; nothing was touched:\n  " + "\n  ".join(problems),
+            hint="; ".join(hints) or None,
+        )
+    return StackPlan(
+        chosen.set_id if chosen else None, moment, chosen.restore_point if chosen else None, tuple(steps)
+    )
+
+
+def _plan_one(ws: Workspace, service: Service, chosen: RestoreSet | None, moment: datetime) -> PlannedStep:
+    if service.kind == "postgres":
+        request = _postgres_request(chosen, moment, service.name, None)
+        planned = plan(ws, service, request)
+        return PlannedStep(service.name, service.kind, planned.backup.backup_id, planned.target.describe())
+    if chosen is not None:
+        backup_id = chosen.backups.get(service.name)
+        if backup_id is None:
+            raise _StepFailed(f"set {chosen.set_id} holds no backup of {service.name}")
+    else:
+        backup_id = _newest_before(ws, service, moment)
+    detail = f"objects as of {moment.isoformat()}" if backup_id is None else f"backup {backup_id}"
+    return PlannedStep(service.name, service.kind, backup_id, detail)
+
+
+def _postgres_request(
+    chosen: RestoreSet | None, moment: datetime, name: str, backup_id: str | None
+) -> RestoreRequest:
+    if chosen is not None:
+        target = RecoveryTarget(TargetKind.NAME, name=chosen.restore_point)
+        backup_id = backup_id or chosen.backups.get(name)
+    else:
+        target = RecoveryTarget(TargetKind.TIME, time=moment)
+    return RestoreRequest(target=target, backup_id=backup_id, in_place=True)
+
+
 def restore_stack(
     ws: Workspace,
     *,
@@ -57,18 +131,16 @@ def restore_stack(
     say: Say,
 ) -> StackRestoreReport:
     """Everything in place: the caller has confirmed (this replaces live data)."""
-    if (set_id is None) == (target_time is None):
-        raise UsageError("restore the stack to a set (--set ID) or a time (--all --target-time T)")
+    stack_plan = plan_stack(ws, set_id=set_id, target_time=target_time)
     chosen = find_set(ws, set_id) if set_id is not None else None
-    moment = chosen.created_at if chosen else target_time
-    assert moment is not None
     began = ws.clock.monotonic()
     steps: list[ServiceRecovery] = []
-    for service in ordered_services(ws):
+    for planned in stack_plan.steps:
+        service = ws.stack.services[planned.service]
         started = ws.clock.monotonic()
         say(f"restoring {service.name} ...")
         try:
-            backup_id, detail = _restore_one(ws, service, chosen, moment, drkit_argv)
+            backup_id, detail = _restore_one(ws, service, chosen, stack_plan.moment, planned, drkit_argv)
             steps.append(
                 ServiceRecovery(service.name, backup_id, ws.clock.monotonic() - started, True, detail)
             )
@@ -82,31 +154,27 @@ def restore_stack(
     checks: tuple[CheckResult, ...] = ()
     if all(s.ok for s in steps):
         checks = tuple(cross_service_checks(ws))
-    target = f"set {chosen.set_id}" if chosen else f"time {moment.isoformat()}"
     return StackRestoreReport(
-        chosen.set_id if chosen else None, target, tuple(steps), checks, ws.clock.monotonic() - began
+        stack_plan.set_id, stack_plan.target, tuple(steps), checks, ws.clock.monotonic() - began
     )
 
 
 def _restore_one(
-    ws: Workspace, service: Service, chosen: RestoreSet | None, moment: datetime, drkit_argv: list[str]
+    ws: Workspace,
+    service: Service,
+    chosen: RestoreSet | None,
+    moment: datetime,
+    planned: PlannedStep,
+    drkit_argv: list[str],
 ) -> tuple[str, str]:
     if service.kind == "postgres":
-        if chosen is not None:
-            target = RecoveryTarget(TargetKind.NAME, name=chosen.restore_point)
-            backup_id: str | None = chosen.backups.get(service.name)
-        else:
-            target = RecoveryTarget(TargetKind.TIME, time=moment)
-            backup_id = None
-        out = restore(
-            ws,
-            service,
-            RestoreRequest(target=target, backup_id=backup_id, in_place=True),
-            drkit_argv=drkit_argv,
+        request = _postgres_request(chosen, moment, service.name, planned.backup_id)
+        out = restore(ws, service, request, drkit_argv=drkit_argv)
+        return (
+            out.backup_id,
+            f"{request.target.describe()} reached at {out.reached_lsn} in {out.seconds:.1f}s",
         )
-        return out.backup_id, f"{target.describe()} reached at {out.reached_lsn} in {out.seconds:.1f}s"
-    backup_id = chosen.backups.get(service.name) if chosen else _newest_before(ws, service, moment)
-    options = RestoreOptions(backup_id=backup_id, target_time=moment, yes=True)
+    options = RestoreOptions(backup_id=planned.backup_id, target_time=moment, yes=True)
     result = engine_for(service).restore(ws, service, options)
     failed = [c for c in result.checks if c.status is Status.FAILED]
     if failed:
