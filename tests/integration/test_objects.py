@@ -152,7 +152,10 @@ def test_ten_thousand_objects_a_second_backup_copies_nothing(s3_server: S3Server
     first = objects_engine.backup(ws, service)
     assert first.manifest.details["new_versions"] == 10_000
     between = time.monotonic()
+    stored_before = ws.repo.list(f"{ws.stack.name}/{service.name}/objects/")
     second = objects_engine.backup(ws, service)
+    # nothing copied: not one pack, blob or catalog entry more in the repository
+    assert ws.repo.list(f"{ws.stack.name}/{service.name}/objects/") == stored_before
     print(f"10,000 objects: first backup {between - started:.1f}s, second {time.monotonic() - between:.1f}s")
     assert second.manifest.details["new_versions"] == 0
     assert second.manifest.details["summary"].startswith("0 new versions")

@@ -42,6 +42,7 @@ from drkit.sandbox.postgres import default_os_user
 from drkit.sandbox.seed import SeedSize
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
+from tests.integration.redis_helpers import dump_all
 
 pytestmark = pytest.mark.integration
 
@@ -123,32 +124,6 @@ def rdb_only_redis() -> Iterator[PrivateRedis]:
     stack = handle.stack
     stop_services(stack, [], runtime_for=lambda s: runtime_for(s, stack.state_dir))
     shutil.rmtree(handle.dir, ignore_errors=True)
-
-
-def dump_all(url: str) -> dict[str, tuple[str, Any, bool]]:
-    """Every key: its type, its value (order-independent where Redis's is) and whether it
-    has a TTL. Written apart from drkit's own digests, so the two check each other."""
-    c = redis.Redis.from_url(url)
-    out: dict[str, tuple[str, Any, bool]] = {}
-    for key in c.scan_iter(count=1000):
-        kind = c.type(key).decode()
-        value: Any
-        if kind == "string":
-            value = c.get(key)
-        elif kind == "hash":
-            value = sorted(c.hgetall(key).items())
-        elif kind == "set":
-            value = sorted(c.smembers(key))
-        elif kind == "list":
-            value = c.lrange(key, 0, -1)
-        elif kind == "zset":
-            value = c.zrange(key, 0, -1, withscores=True)
-        else:
-            groups = [(g["name"], g["last-delivered-id"]) for g in c.xinfo_groups(key)]
-            value = ([(i, sorted(f.items())) for i, f in c.xrange(key)], groups)
-        out[key.decode()] = (kind, value, c.pttl(key) > 0)
-    c.close()
-    return out
 
 
 def damage(url: str, before: dict[str, tuple[str, Any, bool]]) -> None:

@@ -20,6 +20,7 @@ from drkit.domain.stack import Stack
 from drkit.engines.search_engine import client_for as meili_client
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
+from tests.integration.redis_helpers import dump_all
 
 ALL = {"services": ("postgres", "redis", "s3", "hasura", "meilisearch")}
 BUCKET = "nchat-uploads"
@@ -29,18 +30,16 @@ def state(stack: Stack, dsn: str) -> dict[str, Any]:
     messages = rows(dsn, "select id, content from nchat_messages order by id")
     store = ObjectStore(endpoint_for(stack.services["s3"]))
     objects = {key: store.sha256_of(BUCKET, key) for key in sorted(store.current(BUCKET))}
-    r = redis.Redis.from_url(stack.services["redis"].url or "")
-    keys = {k.decode(): r.type(k).decode() for k in r.scan_iter(count=1000)}
-    strings = {k: r.get(k) for k, t in keys.items() if t == "string"}
-    r.close()
+    documents: list[dict[str, Any]] = []
     with meili_client(stack.services["meilisearch"]) as meili:
-        documents = meili.index_count("messages")
+        while page := meili.get_documents("messages", limit=1000, offset=len(documents)):
+            documents += page
     digest = hashlib.sha256(repr(messages).encode()).hexdigest()
     return {
         "messages": (len(messages), digest),
         "objects": objects,
-        "redis": (keys, strings),
-        "documents": documents,
+        "redis": dump_all(stack.services["redis"].url or ""),  # every key: type, value, TTL or not
+        "documents": sorted(documents, key=lambda d: str(d["id"])),  # every document, whole
     }
 
 
@@ -52,7 +51,7 @@ def test_the_whole_stack_comes_back_to_one_moment(private_sandbox: SandboxHandle
     assert taken.code == 0, taken.stderr
     set_id = taken.json()["set_id"]
     at_t = state(stack, box.dsn)
-    assert at_t["objects"] and at_t["documents"] > 0
+    assert at_t["objects"] and at_t["documents"]
 
     # after T: new messages, an object overwritten and one deleted, Redis and the index changed
     box.psql("insert into nchat_messages (channel_id, content) select id, 'after T' from nchat_channels")
@@ -62,11 +61,14 @@ def test_the_whole_stack_comes_back_to_one_moment(private_sandbox: SandboxHandle
     store.delete(BUCKET, keys[1])
     r = redis.Redis.from_url(stack.services["redis"].url or "")
     r.set("after:t", "1")
-    some = next(k for k, t in at_t["redis"][0].items() if t == "string")
+    some = next(k for k, (t, _v, _ttl) in at_t["redis"].items() if t == "string")
     r.set(some, "changed after T")
+    other = next(k for k, (t, _v, _ttl) in at_t["redis"].items() if t != "string")
+    r.delete(other)
     r.close()
     with meili_client(stack.services["meilisearch"]) as meili:
-        task = meili.add_documents("messages", [{"id": 10**9, "content": "after T"}])
+        changed = {**at_t["documents"][0], "content": "reindexed after T"}
+        task = meili.add_documents("messages", [{"id": 10**9, "content": "after T"}, changed])
         meili.wait_succeeded(task, timeout=30)
     assert state(stack, box.dsn) != at_t
 
