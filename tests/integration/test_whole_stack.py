@@ -17,7 +17,10 @@ import redis
 from drkit.adapters.objects import ObjectStore, endpoint_for
 from drkit.adapters.postgres.client import rows
 from drkit.domain.stack import Stack
+from drkit.engines.catalog import list_backups
 from drkit.engines.search_engine import client_for as meili_client
+from drkit.engines.sets import list_sets
+from drkit.engines.workspace import open_workspace
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
 from tests.integration.redis_helpers import dump_all
@@ -87,3 +90,23 @@ def test_the_whole_stack_comes_back_to_one_moment(private_sandbox: SandboxHandle
     assert after["objects"] == at_t["objects"]
     assert after["redis"] == at_t["redis"]
     assert after["documents"] == at_t["documents"]
+
+
+@pytest.mark.parametrize("private_sandbox", [{"services": ("postgres", "s3")}], indirect=True)
+def test_an_object_store_that_is_down_fails_the_set_clearly_and_leaves_none(
+    private_sandbox: SandboxHandle,
+) -> None:
+    box = private_sandbox
+    assert run_drkit("stop", "s3", config=box.config_path).code == 0
+
+    failed = run_drkit("backup", "--all", config=box.config_path)
+    assert failed.code == 1
+    assert "cannot reach S3" in failed.stderr and "connection refused" in failed.stderr
+    ws = open_workspace(box.stack)
+    assert list_sets(ws) == []
+    assert list_backups(ws.repo, ws.stack.name, "s3").complete == ()
+
+    assert run_drkit("start", "s3", config=box.config_path).code == 0
+    again = run_drkit("--output", "json", "backup", "--all", config=box.config_path)
+    assert again.code == 0, again.stderr
+    assert [s.set_id for s in list_sets(ws)] == [again.json()["set_id"]]
