@@ -11,8 +11,7 @@ from drkit.adapters.repository.codec import Codec
 from drkit.adapters.repository.fs import FsRepository
 from drkit.domain.errors import OperationError
 from drkit.domain.stack import PostgresPolicy, RepositorySpec, RuntimeSpec, Service, Stack
-from drkit.engines import restore_stack as restore_stack_module
-from drkit.engines.restore_stack import plan_stack, restore_stack
+from drkit.engines.restore_stack import plan_stack
 from drkit.engines.workspace import Workspace
 
 T = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -51,13 +50,3 @@ def test_every_service_without_a_usable_backup_is_named_at_once(tmp_path: Path) 
     message = caught.value.message
     assert "nothing was touched" in message
     assert "\n  postgres: " in message and "\n  redis: no backup of redis" in message
-
-
-def test_restore_refuses_before_any_service_is_touched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    touched: list[str] = []
-    monkeypatch.setattr(restore_stack_module, "_restore_one", lambda *a, **k: touched.append("x"))
-    with pytest.raises(OperationError, match="nothing was touched"):
-        restore_stack(workspace(tmp_path), target_time=T, drkit_argv=["drkit"], say=touched.append)
-    assert touched == []

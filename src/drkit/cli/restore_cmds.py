@@ -255,7 +255,15 @@ def _restore_stack(opts: Options, set_id: str | None, target_time: str | None, a
     stack_plan = plan_stack(ws, set_id=set_id, target_time=when)  # refuses before anything is touched
     if opts.dry_run:
         if opts.json:
-            emit_json({"dry_run": True, **stack_plan.__dict__})
+            emit_json(
+                {
+                    "dry_run": True,
+                    "set_id": stack_plan.set_id,
+                    "target": stack_plan.target,
+                    "moment": stack_plan.moment,
+                    "steps": stack_plan.steps,
+                }
+            )
         else:
             table(
                 f"would restore every service in place to {stack_plan.target}, in this order",
@@ -265,7 +273,7 @@ def _restore_stack(opts: Options, set_id: str | None, target_time: str | None, a
         return
     _confirm(opts, f"replace the live data of every service with its state at {stack_plan.target}?")
     say = (lambda _m: None) if opts.json else console.print
-    report = restore_stack(ws, set_id=set_id, target_time=when, drkit_argv=drkit_argv(), say=say)
+    report = restore_stack(ws, stack_plan, drkit_argv=drkit_argv(), say=say)
     if opts.json:
         emit_json({"ok": report.ok, **report.__dict__})
     else:

@@ -58,14 +58,17 @@ class PlannedStep:
 
 @dataclass(frozen=True)
 class StackPlan:
-    set_id: str | None
+    chosen: RestoreSet | None  # None: to a time
     moment: datetime
-    restore_point: str | None
     steps: tuple[PlannedStep, ...]
 
     @property
+    def set_id(self) -> str | None:
+        return self.chosen.set_id if self.chosen else None
+
+    @property
     def target(self) -> str:
-        return f"set {self.set_id}" if self.set_id else f"time {self.moment.isoformat()}"
+        return f"set {self.chosen.set_id}" if self.chosen else f"time {self.moment.isoformat()}"
 
 
 def plan_stack(ws: Workspace, *, set_id: str | None = None, target_time: datetime | None = None) -> StackPlan:
@@ -85,15 +88,14 @@ def plan_stack(ws: Workspace, *, set_id: str | None = None, target_time: datetim
         except DrkitError as exc:
             problems.append(f"{service.name}: {exc.message}")
             hints += [f"{service.name}: {exc.hint}"] if exc.hint else []
-    what = f"set {chosen.set_id}" if chosen else f"time {moment.isoformat()}"
+    stack_plan = StackPlan(chosen, moment, tuple(steps))
     if problems:
         raise OperationError(
-            f"the stack cannot be restored to {what}; nothing was touched:\n  " + "\n  ".join(problems),
+            f"the stack cannot be restored to {stack_plan.target}; nothing was touched:\n  "
+            + "\n  ".join(problems),
             hint="; ".join(hints) or None,
         )
-    return StackPlan(
-        chosen.set_id if chosen else None, moment, chosen.restore_point if chosen else None, tuple(steps)
-    )
+    return stack_plan
 
 
 def _plan_one(ws: Workspace, service: Service, chosen: RestoreSet | None, moment: datetime) -> PlannedStep:
@@ -123,16 +125,11 @@ def _postgres_request(
 
 
 def restore_stack(
-    ws: Workspace,
-    *,
-    set_id: str | None = None,
-    target_time: datetime | None = None,
-    drkit_argv: list[str],
-    say: Say,
+    ws: Workspace, stack_plan: StackPlan, *, drkit_argv: list[str], say: Say
 ) -> StackRestoreReport:
-    """Everything in place: the caller has confirmed (this replaces live data)."""
-    stack_plan = plan_stack(ws, set_id=set_id, target_time=target_time)
-    chosen = find_set(ws, set_id) if set_id is not None else None
+    """Everything in place, as `plan_stack` planned it: the caller has confirmed (this
+    replaces live data)."""
+    chosen = stack_plan.chosen
     began = ws.clock.monotonic()
     steps: list[ServiceRecovery] = []
     for planned in stack_plan.steps:

@@ -134,7 +134,7 @@ class FsRepository:
     def delete(self, key: str) -> None:
         path = self._path(key)
         path.unlink(missing_ok=True)
-        self.delete_empty_parents(path)  # up to (not including) the root
+        self._delete_empty_parents(path)  # up to (not including) the root
 
     def delete_tree(self, prefix: str) -> None:
         base = self._path(prefix)
@@ -145,9 +145,9 @@ class FsRepository:
                 (Path(dirpath) / name).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 Path(dirpath).rmdir()
-        self.delete_empty_parents(base)
+        self._delete_empty_parents(base)
 
-    def delete_empty_parents(self, path: Path) -> None:
+    def _delete_empty_parents(self, path: Path) -> None:
         parent = path.parent
         while parent != self.root and parent.is_dir():
             try:
