@@ -1139,9 +1139,9 @@ def render(steps: dict[str, Step], rows: list[Ratio], db: dict[str, Any], rounds
 def internal_extract(config: str, backup_id: str, dest: str) -> None:
     """Run the restore engine's extract step alone and time it (for (b))."""
     from drkit.config.loader import load_stack
-    from drkit.engines.catalog import find_backup
-    from drkit.engines.restore_postgres import _extract
-    from drkit.engines.workspace import open_workspace
+    from drkit.engines.core.catalog import find_backup
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.postgres.restore import _extract
 
     ws = open_workspace(load_stack(config))
     service = ws.postgres()
@@ -1192,8 +1192,8 @@ def internal_profile_backup(config: str) -> None:
     from drkit.adapters.postgres import basebackup, tarindex
     from drkit.adapters.repository import codec, fs
     from drkit.config.loader import load_stack
-    from drkit.engines import backup_postgres
-    from drkit.engines.workspace import open_workspace
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.postgres import backup as backup_postgres
     from drkit.infra import parts
 
     imports = time.perf_counter() - started
@@ -1245,9 +1245,10 @@ def internal_profile_extract(config: str, backup_id: str, dest: str) -> None:
     started = time.perf_counter()
     from drkit.adapters.repository import codec, fs
     from drkit.config.loader import load_stack
-    from drkit.engines import restore_postgres, tar_restore
-    from drkit.engines.catalog import find_backup
-    from drkit.engines.workspace import open_workspace
+    from drkit.engines.core.catalog import find_backup
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.postgres import restore as restore_postgres
+    from drkit.engines.postgres import tar_restore
 
     imports = time.perf_counter() - started
     timers = _Timers()

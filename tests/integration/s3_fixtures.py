@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from drkit.adapters.objects import ObjectStore, endpoint_for
-from drkit.adapters.s3_client import S3Endpoint, make_client
+from drkit.adapters.s3.client import S3Endpoint, make_client
+from drkit.adapters.s3.objects import ObjectStore, endpoint_for
 from drkit.config.loader import load_stack
 from drkit.domain.stack import RepositorySpec, Service
 from drkit.runtimes.local_process import LocalProcess

@@ -24,10 +24,10 @@ from drkit.config.loader import load_stack
 from drkit.domain.checks import Status
 from drkit.domain.errors import OperationError
 from drkit.domain.stack import Service, Stack
-from drkit.engines import hasura_engine
-from drkit.engines.kinds import RestoreOptions, backup_service
-from drkit.engines.start import start_services
-from drkit.engines.workspace import Workspace, open_workspace
+from drkit.engines.core.registry import RestoreOptions, backup_service
+from drkit.engines.core.workspace import Workspace, open_workspace
+from drkit.engines.hasura import engine as hasura_engine
+from drkit.engines.stack.start import start_services
 from drkit.infra.ownership import chown_tree
 from drkit.infra.ports import free_port
 from drkit.runtimes.factory import runtime_for

@@ -211,7 +211,7 @@ def test_the_documented_restore_wal_script_keeps_the_exit_code_contract(tmp_path
 
     from drkit.adapters.repository.codec import Codec
     from drkit.adapters.repository.fs import FsRepository
-    from drkit.engines.wal_archive import WalArchive
+    from drkit.engines.postgres.wal.archive import WalArchive
 
     script = tmp_path / "drkit-restore-wal"
     script.write_text(doc_blocks()["restore-wal-script"] + "\n")

@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 import yaml
 
-from drkit.adapters.objects import ObjectStore
+from drkit.adapters.s3.objects import ObjectStore
 from drkit.config.loader import load_stack
 from drkit.domain.errors import ExitCode, RepositoryError, UsageError
 from drkit.domain.stack import Service
-from drkit.engines import objects_engine
-from drkit.engines.catalog import list_backups
-from drkit.engines.cross_objects import attachments_check
-from drkit.engines.kinds import RestoreOptions
-from drkit.engines.objects_verify import verify_objects
-from drkit.engines.workspace import Workspace, open_workspace
+from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.registry import RestoreOptions
+from drkit.engines.core.workspace import Workspace, open_workspace
+from drkit.engines.objects import backup as objects_engine
+from drkit.engines.objects.verify import verify_objects
+from drkit.engines.stack.cross_objects import attachments_check
 from drkit.infra.wait import wait_for
 from tests.integration.conftest import SandboxHandle
 from tests.integration.s3_fixtures import S3Server

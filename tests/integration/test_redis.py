@@ -26,13 +26,13 @@ from drkit.domain.backup import Manifest, StoredFile
 from drkit.domain.errors import IntegrityError
 from drkit.domain.sets import RestoreSet
 from drkit.domain.stack import Service, Stack
-from drkit.engines import redis_engine
-from drkit.engines.catalog import list_backups
-from drkit.engines.kinds import RestoreOptions
-from drkit.engines.layout import backup_dir, manifest_key
-from drkit.engines.sets import set_key
-from drkit.engines.start import start_services, stop_services
-from drkit.engines.workspace import Workspace, open_workspace
+from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.layout import backup_dir, manifest_key
+from drkit.engines.core.registry import RestoreOptions
+from drkit.engines.core.workspace import Workspace, open_workspace
+from drkit.engines.redis import backup as redis_engine
+from drkit.engines.stack.sets import set_key
+from drkit.engines.stack.start import start_services, stop_services
 from drkit.infra.clock import SystemClock
 from drkit.infra.ownership import chown_tree
 from drkit.runtimes.factory import runtime_for
@@ -364,7 +364,7 @@ def test_a_backup_under_write_load_is_one_consistent_moment(private_redis: Priva
 
 
 def test_deep_verify_loads_the_backup_into_a_throwaway_server(private_redis: PrivateRedis) -> None:
-    from drkit.engines.redis_verify import verify_deep
+    from drkit.engines.redis.verify import verify_deep
 
     box = private_redis
     ws = box.workspace()

@@ -25,13 +25,13 @@ from drkit.domain.checks import Status
 from drkit.domain.errors import IntegrityError, OperationError
 from drkit.domain.sets import RestoreSet
 from drkit.domain.stack import Service, Stack
-from drkit.engines import search_engine
-from drkit.engines.catalog import list_backups
-from drkit.engines.kinds import RestoreOptions, backup_service
-from drkit.engines.search_rebuild import search_count_checks
-from drkit.engines.sets import set_key
-from drkit.engines.start import start_services
-from drkit.engines.workspace import Workspace, open_workspace
+from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.registry import RestoreOptions, backup_service
+from drkit.engines.core.workspace import Workspace, open_workspace
+from drkit.engines.search import engine as search_engine
+from drkit.engines.search.rebuild import search_count_checks
+from drkit.engines.stack.sets import set_key
+from drkit.engines.stack.start import start_services
 from drkit.infra.ownership import chown_tree
 from drkit.runtimes.factory import runtime_for
 from drkit.sandbox import meilisearch_part

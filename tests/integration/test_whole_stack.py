@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import redis
 
-from drkit.adapters.objects import ObjectStore, endpoint_for
 from drkit.adapters.postgres.client import rows
+from drkit.adapters.s3.objects import ObjectStore, endpoint_for
 from drkit.domain.stack import Stack
-from drkit.engines.catalog import list_backups
-from drkit.engines.search_engine import client_for as meili_client
-from drkit.engines.sets import list_sets
-from drkit.engines.workspace import open_workspace
+from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.workspace import open_workspace
+from drkit.engines.search.engine import client_for as meili_client
+from drkit.engines.stack.sets import list_sets
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
 from tests.integration.redis_helpers import dump_all

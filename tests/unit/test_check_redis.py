@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from drkit.domain.checks import Status
-from drkit.engines.check_redis import persistence_results
+from drkit.engines.redis.check import persistence_results
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 

@@ -99,7 +99,7 @@ def test_wal_fetch_of_an_unreadable_segment_aborts_recovery(tmp_path: Path) -> N
 
     from drkit.adapters.repository.codec import Codec
     from drkit.adapters.repository.fs import FsRepository
-    from drkit.engines.wal_archive import WalArchive
+    from drkit.engines.postgres.wal.archive import WalArchive
 
     identity = pyrage.x25519.Identity.generate()
     recipient = str(identity.to_public())

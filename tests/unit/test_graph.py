@@ -11,8 +11,8 @@ import pytest
 from drkit.adapters.probes import ProbeOutcome, default_probe, describe_probe
 from drkit.domain.errors import ConfigError, OperationError, UsageError
 from drkit.domain.stack import HealthProbe, RepositorySpec, RuntimeSpec, Service, Stack
-from drkit.engines.graph import ServiceGraph
-from drkit.engines.start import check_health, start_services, stop_services
+from drkit.engines.stack.graph import ServiceGraph
+from drkit.engines.stack.start import check_health, start_services, stop_services
 
 NSELF = {
     "postgres": [],

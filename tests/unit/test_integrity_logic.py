@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drkit.adapters.postgres_checks import Finding, parse_amcheck_report, parse_builtin
+from drkit.adapters.postgres.checks import Finding, parse_amcheck_report, parse_builtin
 from drkit.domain.checks import Expectation, IntegrityCheck, Status
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import RepositorySpec, RuntimeSpec, Service, Stack
-from drkit.engines.integrity import describe_expectation, evaluate, run_integrity
+from drkit.engines.stack.integrity import describe_expectation, evaluate, run_integrity
 
 
 @pytest.mark.parametrize(

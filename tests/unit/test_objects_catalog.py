@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from drkit.adapters.objects import ObjectVersion
-from drkit.engines.objects_catalog import (
+from drkit.adapters.s3.objects import ObjectVersion
+from drkit.engines.objects.catalog import (
     StoredVersion,
     VersionRecord,
     decode_listing,
@@ -13,8 +13,8 @@ from drkit.engines.objects_catalog import (
     fingerprint,
     state_at,
 )
-from drkit.engines.objects_copy import cut
-from drkit.engines.objects_restore import _selection
+from drkit.engines.objects.copy import cut
+from drkit.engines.objects.restore import _selection
 
 T0 = datetime(2026, 2, 9, 14, 0, 0, tzinfo=UTC)
 

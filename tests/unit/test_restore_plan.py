@@ -11,7 +11,7 @@ from drkit.domain.backup import BackupKind, Manifest, PostgresInfo
 from drkit.domain.errors import NotFoundError, UnreachableTargetError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.wal import Lsn, Segment
-from drkit.engines.restore_plan import ArchiveView, plan_restore
+from drkit.engines.postgres.plan import ArchiveView, plan_restore
 
 T0 = datetime(2026, 2, 9, 0, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=10)

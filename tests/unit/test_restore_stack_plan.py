@@ -11,8 +11,8 @@ from drkit.adapters.repository.codec import Codec
 from drkit.adapters.repository.fs import FsRepository
 from drkit.domain.errors import OperationError
 from drkit.domain.stack import PostgresPolicy, RepositorySpec, RuntimeSpec, Service, Stack
-from drkit.engines.restore_stack import plan_stack
-from drkit.engines.workspace import Workspace
+from drkit.engines.core.workspace import Workspace
+from drkit.engines.stack.restore import plan_stack
 
 T = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 

@@ -18,8 +18,8 @@ from drkit.adapters.repository.codec import Codec, sha256
 from drkit.adapters.repository.fs import FsRepository
 from drkit.domain.backup import StoredFile
 from drkit.domain.errors import IntegrityError, OperationError
-from drkit.engines import tar_restore
-from drkit.engines.tar_restore import check_member_names, restore_parts
+from drkit.engines.postgres import tar_restore
+from drkit.engines.postgres.tar_restore import check_member_names, restore_parts
 from drkit.infra.parts import split_into_parts
 
 DIRECTORY = "demo/postgres/backups/20260209T143000Z-base"

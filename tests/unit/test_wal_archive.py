@@ -10,7 +10,7 @@ import pytest
 from drkit.adapters.repository.codec import Codec
 from drkit.adapters.repository.fs import FsRepository
 from drkit.domain.errors import DecryptionError, IntegrityError, OperationError
-from drkit.engines.wal_archive import WalArchive
+from drkit.engines.postgres.wal.archive import WalArchive
 
 SEG = "000000010000000000000003"
 NEXT = "000000010000000000000004"

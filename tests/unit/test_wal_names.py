@@ -12,7 +12,7 @@ from drkit.domain.wal import (
     parse_history,
     timeline_of,
 )
-from drkit.engines.wal_archive import check_chain
+from drkit.engines.postgres.wal.archive import check_chain
 
 MIB = 1024 * 1024
 

@@ -169,7 +169,7 @@ def _none(service: Service, probe: HealthProbe, timeout: float) -> str:
 
 
 def _s3(service: Service, probe: HealthProbe, timeout: float) -> str:
-    from drkit.adapters.objects import s3_probe
+    from drkit.adapters.s3.objects import s3_probe
 
     return s3_probe(service, probe, timeout)
 

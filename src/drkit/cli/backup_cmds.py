@@ -9,7 +9,7 @@ from drkit.cli.progress import byte_progress
 from drkit.cli.render import console, emit_json, human_bytes, table
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import UsageError
-from drkit.engines.workspace import Workspace
+from drkit.engines.core.workspace import Workspace
 
 backups_app = typer.Typer(help="List and inspect backups in the repository.")
 
@@ -32,8 +32,8 @@ def backup_cmd(
 
     Example: drkit backup postgres --type base;  drkit backup --all
     """
-    from drkit.engines.kinds import backup_service, backup_targets
-    from drkit.engines.workspace import open_workspace
+    from drkit.engines.core.registry import backup_service, backup_targets
+    from drkit.engines.core.workspace import open_workspace
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
@@ -63,7 +63,7 @@ def backup_cmd(
 
 def _backup_set(opts: Options, ws: Workspace) -> None:
     from drkit.cli.restore_cmds import drkit_argv
-    from drkit.engines.sets import backup_set
+    from drkit.engines.stack.sets import backup_set
 
     if opts.dry_run:
         console.print("would record a stack-wide restore point of: " + ", ".join(sorted(ws.stack.services)))
@@ -101,8 +101,8 @@ def list_cmd(
 
     Example: drkit backups list --service postgres
     """
-    from drkit.engines.catalog import list_backups
-    from drkit.engines.workspace import open_workspace
+    from drkit.engines.core.catalog import list_backups
+    from drkit.engines.core.workspace import open_workspace
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
@@ -142,8 +142,8 @@ def show_cmd(ctx: typer.Context, backup_id: str = typer.Argument(..., help="Back
 
     Example: drkit backups show 20261125T020000Z-base
     """
-    from drkit.engines.catalog import find_backup
-    from drkit.engines.workspace import open_workspace
+    from drkit.engines.core.catalog import find_backup
+    from drkit.engines.core.workspace import open_workspace
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())

@@ -16,8 +16,8 @@ def check_cmd(ctx: typer.Context) -> None:
     Example: drkit --config stack.yaml check --output json
     """
     from drkit.domain.checks import any_critical_failure
-    from drkit.engines.check import run_checks
-    from drkit.engines.workspace import open_workspace
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.stack.check import run_checks
 
     opts = options(ctx)
     results = run_checks(open_workspace(opts.stack()))

@@ -14,7 +14,7 @@ from drkit.domain.errors import UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind, parse_target_time
 from drkit.domain.stack import Service
 from drkit.domain.wal import Lsn
-from drkit.engines.workspace import Workspace
+from drkit.engines.core.workspace import Workspace
 
 
 def drkit_argv() -> list[str]:
@@ -36,9 +36,9 @@ def verify_cmd(
     Example: drkit verify --latest --deep
     """
     from drkit.domain.backup import BackupKind
-    from drkit.engines.catalog import find_backup
-    from drkit.engines.verify import verify_backup
-    from drkit.engines.workspace import open_workspace
+    from drkit.engines.core.catalog import find_backup
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.postgres.verify import verify_backup
 
     opts = options(ctx)
     if backup_id and latest:
@@ -131,7 +131,7 @@ def restore_cmd(
         return
     if not service:
         raise UsageError("name a service to restore, or use --set ID / --all --target-time T")
-    from drkit.engines.workspace import open_workspace
+    from drkit.engines.core.workspace import open_workspace
 
     ws = open_workspace(opts.stack())
     if service not in ws.stack.services:
@@ -154,7 +154,7 @@ def _restore_postgres(
     in_place: bool,
     keep_running: bool,
 ) -> None:
-    from drkit.engines.restore_postgres import RestoreRequest, plan, restore
+    from drkit.engines.postgres.restore import RestoreRequest, plan, restore
 
     if in_place and to is not None:
         raise UsageError("give --to DIR or --in-place, not both")
@@ -211,7 +211,7 @@ def _restore_other(
     to: str | None,
     prefix: str | None,
 ) -> None:
-    from drkit.engines.kinds import RestoreOptions, engine_for
+    from drkit.engines.core.registry import RestoreOptions, engine_for
 
     when = _target(target_time, None, None).time
     engine = engine_for(svc)
@@ -241,8 +241,8 @@ def _restore_other(
 
 
 def _restore_stack(opts: Options, set_id: str | None, target_time: str | None, all_: bool) -> None:
-    from drkit.engines.restore_stack import plan_stack, restore_stack
-    from drkit.engines.workspace import open_workspace
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.stack.restore import plan_stack, restore_stack
 
     ws = open_workspace(opts.stack())
     when = None

@@ -36,7 +36,7 @@ def rebuild_cmd(
 
     Example: drkit search rebuild messages --batch-size 2000
     """
-    from drkit.engines.search_rebuild import rebuild_index, source_for
+    from drkit.engines.search.rebuild import rebuild_index, source_for
 
     opts = options(ctx)
     stack = opts.stack()

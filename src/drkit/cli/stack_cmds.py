@@ -14,8 +14,8 @@ from drkit.domain.errors import UsageError
 if TYPE_CHECKING:
     from drkit.domain.checks import IntegrityCheck
     from drkit.domain.stack import Stack
-    from drkit.engines.integrity import IntegrityResult
-    from drkit.engines.start import ServiceStep, StackReport
+    from drkit.engines.stack.integrity import IntegrityResult
+    from drkit.engines.stack.start import ServiceStep, StackReport
 
 STEP_STYLE = {"healthy": "green", "stopped": "green", "skipped": "yellow"}
 
@@ -32,8 +32,8 @@ def start_cmd(
 
     Example: drkit start hasura    (starts postgres first, then hasura)
     """
-    from drkit.engines.graph import ServiceGraph
-    from drkit.engines.start import start_services
+    from drkit.engines.stack.graph import ServiceGraph
+    from drkit.engines.stack.start import start_services
     from drkit.runtimes.factory import runtime_for
 
     opts = options(ctx)
@@ -59,8 +59,8 @@ def stop_cmd(
 
     Example: drkit stop postgres    (stops hasura, auth, functions, ... then postgres)
     """
-    from drkit.engines.graph import ServiceGraph
-    from drkit.engines.start import stop_services
+    from drkit.engines.stack.graph import ServiceGraph
+    from drkit.engines.stack.start import stop_services
     from drkit.runtimes.factory import runtime_for
 
     opts = options(ctx)
@@ -86,7 +86,7 @@ def health_cmd(
 
     Example: drkit health --output json
     """
-    from drkit.engines.start import check_health
+    from drkit.engines.stack.start import check_health
 
     opts = options(ctx)
     results = check_health(opts.stack(), services or [])
@@ -120,7 +120,7 @@ def integrity_cmd(
 
     Example: drkit integrity --output json
     """
-    from drkit.engines.integrity import PostgresBackend, run_integrity
+    from drkit.engines.stack.integrity import PostgresBackend, run_integrity
 
     opts = options(ctx)
     stack = opts.stack()

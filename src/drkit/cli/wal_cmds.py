@@ -18,7 +18,7 @@ from drkit.cli.render import console
 
 
 def _service(ctx: typer.Context, name: str | None) -> tuple[object, object]:
-    from drkit.engines.workspace import open_workspace
+    from drkit.engines.core.workspace import open_workspace
 
     ws = open_workspace(options(ctx).stack(strict_secrets=False))
     return ws, ws.postgres(name)
@@ -68,7 +68,7 @@ def wal_stream_cmd(
 
     Example: drkit --config stack.yaml wal-stream
     """
-    from drkit.engines.wal import wal_stream
+    from drkit.engines.postgres.wal.stream import wal_stream
 
     ws, svc = _service(ctx, service)
     stop = threading.Event()

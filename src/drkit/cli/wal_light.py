@@ -14,8 +14,8 @@ from pathlib import Path
 
 from drkit.config.loader import find_config, load_stack
 from drkit.domain.errors import DrkitError
-from drkit.engines.wal_archive import WalArchive
-from drkit.engines.workspace import open_workspace
+from drkit.engines.core.workspace import open_workspace
+from drkit.engines.postgres.wal.archive import WalArchive
 
 FETCH_ERROR = 126
 

@@ -22,11 +22,11 @@ from drkit.config.loader import load_stack
 from drkit.domain.checks import any_critical_failure
 from drkit.domain.errors import DrkitError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
-from drkit.engines.backup_postgres import base_backup, logical_backup
-from drkit.engines.check import run_checks
-from drkit.engines.restore_postgres import RestoreRequest, restore
-from drkit.engines.verify import verify_backup
-from drkit.engines.workspace import open_workspace
+from drkit.engines.core.workspace import open_workspace
+from drkit.engines.postgres.backup import base_backup, logical_backup
+from drkit.engines.postgres.restore import RestoreRequest, restore
+from drkit.engines.postgres.verify import verify_backup
+from drkit.engines.stack.check import run_checks
 from drkit.infra.ownership import chown_tree
 from drkit.runtimes.local_postgres import LocalPostgres
 from drkit.sandbox import stack as sandbox_stack

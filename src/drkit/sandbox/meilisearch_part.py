@@ -11,7 +11,7 @@ from typing import Any
 
 from drkit.domain.errors import OperationError
 from drkit.domain.stack import Stack
-from drkit.engines.search_rebuild import rebuild_index, source_for
+from drkit.engines.search.rebuild import rebuild_index, source_for
 from drkit.infra.atomic import write_atomic
 from drkit.sandbox.parts import PartContext, ServiceEntry
 

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from drkit.adapters.objects import ObjectStore, endpoint_for
 from drkit.adapters.postgres.client import make_dsn, rows
 from drkit.adapters.repository.codec import sha256
+from drkit.adapters.s3.objects import ObjectStore, endpoint_for
 from drkit.domain.errors import OperationError
 from drkit.domain.stack import Service, Stack
 from drkit.infra.atomic import write_atomic

@@ -23,7 +23,7 @@ from drkit.adapters.postgres.client import scalar
 from drkit.config.loader import load_stack
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import RuntimeSpec, Stack
-from drkit.engines.start import check_health, start_services, stop_services
+from drkit.engines.stack.start import check_health, start_services, stop_services
 from drkit.infra.atomic import write_atomic
 from drkit.infra.ownership import chown_tree
 from drkit.infra.proc import run_as

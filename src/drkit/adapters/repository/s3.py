@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC
 
 from drkit.adapters.repository.port import Entry
-from drkit.adapters.s3_client import (
+from drkit.adapters.s3.client import (
     MIB,
     S3Endpoint,
     error_code,

@@ -1,0 +1,210 @@
+"""Hasura backups: the metadata (tracked tables, relationships, permissions, actions, ...).
+
+Backup: `export_metadata` version 2, stored as `metadata.json` (zstd, age) with the manifest
+written last. Restore: `replace_metadata`, then `/healthz?strict=true` must pass and a
+fresh export must equal the backup. Hasura keeps its metadata in PostgreSQL (hdb_catalog)
+and checks it against the database's tables, so PostgreSQL must be restored and running
+first; the restore says so when it is not.
+
+By hand: `zstd -dc metadata.json.zst > metadata.json`, then
+`curl -H "X-Hasura-Admin-Secret: $S" -d "{\"type\":\"replace_metadata\",\"version\":2,
+\"args\":{\"metadata\":$(cat metadata.json)}}" http://hasura:8080/v1/metadata`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from drkit.adapters.hasura import HasuraClient, HasuraError, HealthAnswer, InconsistentObject
+from drkit.adapters.postgres.client import describe, make_dsn, scalar
+from drkit.adapters.repository.codec import sha256
+from drkit.domain.backup import BackupKind, Manifest
+from drkit.domain.checks import CheckResult, Status
+from drkit.domain.errors import IntegrityError, NotFoundError, OperationError, UsageError
+from drkit.domain.stack import Service
+from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.commit import (
+    BackupResult,
+    Progress,
+    clean_incomplete,
+    commit_manifest,
+    put_small,
+    unique_id,
+)
+from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.registry import RestoreOptions, RestoreResult
+from drkit.engines.core.workspace import Workspace
+from drkit.infra import locks
+from drkit.infra.wait import wait_for
+
+METADATA_FILE = "metadata.json"
+HEALTH_WAIT = 30.0  # Hasura rebuilds its schema cache on replace; give strict health a moment
+
+
+def client_for(service: Service) -> HasuraClient:
+    if not service.url:
+        raise UsageError(f"service {service.name} (hasura) needs a url, like http://127.0.0.1:8080")
+    return HasuraClient(service.url, admin_secret=service.password)
+
+
+def canonical(metadata: dict[str, Any]) -> bytes:
+    """One byte form per metadata, so equal metadata hash equal."""
+    return json.dumps(metadata, sort_keys=True, indent=2).encode()
+
+
+def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
+    """export_metadata v2 -> metadata.json + manifest (last)."""
+    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")), client_for(service) as hasura:
+        removed = clean_incomplete(ws, service.name)
+        started = ws.clock.now()
+        exported = hasura.export_metadata()
+        version = hasura.version()
+        raw = canonical(exported.metadata)
+        backup_id = unique_id(ws, service.name, BackupKind.METADATA, started)
+        stored = put_small(ws, backup_dir(ws.stack.name, service.name, backup_id), METADATA_FILE, raw)
+        if progress:
+            progress(len(raw))
+        sources = exported.metadata.get("sources", [])
+        manifest = Manifest(
+            backup_id=backup_id,
+            stack=ws.stack.name,
+            service=service.name,
+            kind=BackupKind.METADATA,
+            started_at=started,
+            finished_at=ws.clock.now(),
+            files=(stored,),
+            tool_versions={"hasura": version},
+            compression=f"zstd-{ws.codec.level}",
+            encrypted=ws.codec.encrypted,
+            details={
+                "resource_version": exported.resource_version,
+                "metadata_version": exported.metadata.get("version"),
+                "metadata_sha256": sha256(raw),
+                "sources": [s.get("name") for s in sources if isinstance(s, dict)],
+                "tables": sum(len(s.get("tables", [])) for s in sources if isinstance(s, dict)),
+                "format": "export_metadata v2 `metadata` object; restore with replace_metadata v2",
+            },
+        )
+        commit_manifest(ws, manifest)
+        return BackupResult(manifest, removed)
+
+
+def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
+    """replace_metadata with the backup, then strict health and an export that matches."""
+    if options.to or options.prefix:
+        raise UsageError("hasura metadata is restored into the configured server; --to/--prefix do not apply")
+    began = ws.clock.monotonic()
+    manifest = choose_backup(ws, service, options)
+    metadata = read_metadata(ws, manifest)
+    require_postgres(ws, service)
+    with locks.exclusive(ws.lock_dir, lock_name(service.name, "restore")), client_for(service) as hasura:
+        outcome = hasura.replace_metadata(metadata)
+        if not outcome.replaced:
+            check = CheckResult("replace_metadata", Status.FAILED, _inconsistency(outcome.inconsistent))
+            detail = "metadata NOT replaced: it does not match the database (PostgreSQL at another point?)"
+            return RestoreResult(
+                service.name, manifest.backup_id, ws.clock.monotonic() - began, detail, (check,)
+            )
+        checks = (
+            CheckResult("replace_metadata", Status.OK, f"replaced with {manifest.backup_id}"),
+            strict_health(ws, hasura),
+            matches_backup(hasura, metadata),
+        )
+    seconds = ws.clock.monotonic() - began
+    detail = f"metadata of {manifest.finished_at.isoformat()} replaced in {seconds:.1f}s"
+    return RestoreResult(service.name, manifest.backup_id, seconds, detail, checks)
+
+
+def choose_backup(ws: Workspace, service: Service, options: RestoreOptions) -> Manifest:
+    found = [
+        m
+        for m in list_backups(ws.repo, ws.stack.name, service.name).complete
+        if m.kind is BackupKind.METADATA
+    ]
+    if options.backup_id is not None:
+        for manifest in found:
+            if manifest.backup_id == options.backup_id:
+                return manifest
+        raise NotFoundError(f"no metadata backup {options.backup_id} of {service.name} in {ws.repo.location}")
+    if options.target_time is not None:
+        found = [m for m in found if m.finished_at <= options.target_time]
+    if not found:
+        when = f" at or before {options.target_time.isoformat()}" if options.target_time else ""
+        raise NotFoundError(f"no metadata backup of {service.name}{when} in {ws.repo.location}")
+    return max(found, key=lambda m: (m.finished_at, m.backup_id))
+
+
+def read_metadata(ws: Workspace, manifest: Manifest) -> dict[str, Any]:
+    stored = next((f for f in manifest.files if f.name.startswith(METADATA_FILE)), None)
+    if stored is None:
+        raise IntegrityError(f"{manifest.backup_id} lists no {METADATA_FILE}")
+    data = ws.repo.get(f"{backup_dir(manifest.stack, manifest.service, manifest.backup_id)}/{stored.name}")
+    if sha256(data) != stored.sha256:
+        raise IntegrityError(f"{manifest.backup_id}/{stored.name}: SHA-256 does not match the manifest")
+    raw = ws.codec.decode(data, name=stored.name, encrypted=manifest.encrypted)
+    metadata = json.loads(raw)
+    if not isinstance(metadata, dict):
+        raise IntegrityError(f"{manifest.backup_id}/{stored.name} does not hold a metadata object")
+    return metadata
+
+
+def require_postgres(ws: Workspace, service: Service) -> None:
+    """Hasura's metadata lives in PostgreSQL: refuse clearly when that is not back yet."""
+    for name in service.depends_on:
+        dep = ws.stack.services.get(name)
+        if dep is None or dep.kind != "postgres" or not dep.dsn:
+            continue
+        dsn = make_dsn(dep.dsn, password=dep.password, connect_timeout=5)
+        try:
+            scalar(dsn, "select 1")
+        except OperationError as exc:
+            raise OperationError(
+                f"PostgreSQL ({name}, {describe(dsn)}) is not reachable, and Hasura keeps its metadata "
+                f"there (hdb_catalog): restore and start PostgreSQL before Hasura ({exc.message})",
+                hint=f"drkit restore {name} ... && drkit start {name}",
+            ) from exc
+
+
+def strict_health(ws: Workspace, hasura: HasuraClient) -> CheckResult:
+    def passing() -> HealthAnswer | None:
+        answer = hasura.health(strict=True)
+        if "inconsistent" in answer.text:  # a verdict on the metadata, not a server starting up
+            raise _Unhealthy(f"HTTP {answer.status_code} {answer.text.strip()}")
+        return answer if answer.ok else None
+
+    try:
+        answer = wait_for(
+            passing,
+            timeout=HEALTH_WAIT,
+            what="/healthz?strict=true to answer OK",
+            clock=ws.clock,
+            fatal=(_Unhealthy,),
+        )
+    except (OperationError, _Unhealthy) as exc:
+        try:
+            detail = _inconsistency(hasura.inconsistent_objects()) or str(exc)
+        except HasuraError:
+            detail = str(exc)
+        return CheckResult("/healthz?strict=true", Status.FAILED, detail)
+    return CheckResult("/healthz?strict=true", Status.OK, f"HTTP {answer.status_code} {answer.text.strip()}")
+
+
+def matches_backup(hasura: HasuraClient, metadata: dict[str, Any]) -> CheckResult:
+    exported = hasura.export_metadata()
+    if canonical(exported.metadata) == canonical(metadata):
+        return CheckResult(
+            "metadata equals backup", Status.OK, f"resource_version {exported.resource_version}"
+        )
+    return CheckResult("metadata equals backup", Status.FAILED, "a fresh export differs from the backup")
+
+
+class _Unhealthy(Exception):
+    """Strict health answered, and the answer is: inconsistent metadata."""
+
+
+def _inconsistency(objects: tuple[InconsistentObject, ...]) -> str:
+    if not objects:
+        return ""
+    more = f" (and {len(objects) - 1} more)" if len(objects) > 1 else ""
+    return f"inconsistent: {objects[0].describe()}{more}"

@@ -1,0 +1,209 @@
+"""`drkit check` for PostgreSQL: is everything in place for backups and PITR to work?
+
+Checks collect results, they never raise (Barman's CheckStrategy): one failing check does
+not hide the others.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from drkit.adapters.postgres.client import connect, rows
+from drkit.adapters.postgres.server import ServerInfo, server_info
+from drkit.adapters.postgres.tools import major, tool_version
+from drkit.domain.checks import CheckResult, Status, guard
+from drkit.domain.errors import DrkitError
+from drkit.domain.stack import Service, WalMode
+from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.backup import service_dsn
+
+OK, WARN, FAIL = Status.OK, Status.WARNING, Status.FAILED
+
+
+def check_repository(ws: Workspace) -> list[CheckResult]:
+    def probe() -> list[CheckResult]:
+        ws.repo.check_writable()
+        return [CheckResult("repository", OK, f"{ws.repo.location} is writable")]
+
+    return guard("repository", probe)
+
+
+def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
+    dsn = service_dsn(service)
+    try:
+        info = server_info(dsn)
+    except DrkitError as exc:
+        return [CheckResult(f"{service.name}: connect", FAIL, exc.message)]
+    results = [CheckResult(f"{service.name}: connect", OK, info.version.split(",")[0])]
+    results += _settings(service, info)
+    policy = service.postgres
+    if policy is not None and policy.wal_mode is WalMode.STREAM:
+        results += guard(f"{service.name}: wal stream", lambda: _stream(service, dsn))
+    else:
+        results += guard(f"{service.name}: archiving", lambda: _archiving(service, dsn, info))
+    results += guard(f"{service.name}: tools", lambda: _tools(service, info))
+    return results
+
+
+def _settings(service: Service, info: ServerInfo) -> list[CheckResult]:
+    s, n = info.settings, service.name
+    out = []
+    level = s.get("wal_level", "")
+    out.append(
+        CheckResult(
+            f"{n}: wal_level",
+            OK if level in ("replica", "logical") else FAIL,
+            f"wal_level = {level}"
+            + ("" if level in ("replica", "logical") else " (needs replica for base backups and PITR)"),
+        )
+    )
+    senders = int(s.get("max_wal_senders", "0") or 0)
+    out.append(
+        CheckResult(
+            f"{n}: max_wal_senders",
+            OK if senders >= 2 else FAIL,
+            f"max_wal_senders = {senders} (pg_basebackup and pg_receivewal each use one)",
+        )
+    )
+    checksums = s.get("data_checksums") == "on"
+    out.append(
+        CheckResult(
+            f"{n}: data checksums",
+            OK if checksums else WARN,
+            "on" if checksums else "off: silent corruption goes unnoticed",
+            critical=False,
+        )
+    )
+    return out
+
+
+def _archiving(service: Service, dsn: str, info: ServerInfo) -> list[CheckResult]:
+    n = service.name
+    mode = info.settings.get("archive_mode", "off")
+    command = info.settings.get("archive_command", "")
+    out = []
+    if mode not in ("on", "always"):
+        return [
+            CheckResult(
+                f"{n}: archive_mode",
+                FAIL,
+                f"archive_mode = {mode}: set it to on (needs a restart) or use wal_mode: stream",
+            )
+        ]
+    uses_drkit = "wal-push" in command
+    out.append(
+        CheckResult(
+            f"{n}: archive_command",
+            OK if uses_drkit else FAIL,
+            command or "(empty)"
+            if uses_drkit
+            else f"archive_command = {command!r} does not run `drkit wal-push %p`",
+        )
+    )
+    row = rows(
+        dsn,
+        "select archived_count, last_archived_wal, last_archived_time, failed_count, "
+        "last_failed_wal, last_failed_time, now() from pg_stat_archiver",
+    )[0]
+    archived, last_wal, last_time, failed, failed_wal, failed_time, now = row
+    if failed_time and (last_time is None or failed_time > last_time):
+        out.append(
+            CheckResult(
+                f"{n}: archiver",
+                FAIL,
+                f"archiving is failing: {failed} failures, last for {failed_wal} at "
+                f"{failed_time:%Y-%m-%d %H:%M:%S}; pg_wal grows until the disk is full",
+            )
+        )
+    else:
+        out.append(CheckResult(f"{n}: archiver", OK, f"{archived} archived, last {last_wal or 'none yet'}"))
+    ready = _ready_count(dsn)
+    if ready is not None:
+        lagging = ready > 2
+        out.append(
+            CheckResult(
+                f"{n}: archive lag",
+                WARN if lagging else OK,
+                f"{ready} segment(s) waiting to be archived",
+                critical=False,
+            )
+        )
+    if service.rpo is not None:
+        timeout = timedelta(seconds=int(info.settings.get("archive_timeout", "0") or 0))
+        if not timeout or timeout > service.rpo:
+            out.append(
+                CheckResult(
+                    f"{n}: archive_timeout",
+                    WARN,
+                    f"archive_timeout {timeout or 'off'} allows more WAL loss than the RPO {service.rpo}",
+                    critical=False,
+                )
+            )
+        if ready and last_time is not None and now - last_time > service.rpo:
+            out.append(
+                CheckResult(
+                    f"{n}: RPO",
+                    FAIL,
+                    f"WAL is waiting to be archived and the last archived segment is "
+                    f"{now - last_time} old, more than the RPO {service.rpo}",
+                )
+            )
+    return out
+
+
+def _ready_count(dsn: str) -> int | None:
+    try:
+        with connect(dsn) as conn:
+            row = conn.execute(
+                "select count(*) from pg_ls_archive_statusdir() where name like '%.ready'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+    except Exception:  # needs superuser or pg_monitor; not knowing is not a failure
+        return None
+
+
+def _stream(service: Service, dsn: str) -> list[CheckResult]:
+    n = service.name
+    slot = service.postgres.slot if service.postgres else "drkit"
+    found = rows(
+        dsn,
+        "select active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+        "from pg_replication_slots where slot_name = %s",
+        (slot,),
+    )
+    if not found:
+        return [
+            CheckResult(
+                f"{n}: replication slot", FAIL, f"slot {slot!r} does not exist: start `drkit wal-stream`"
+            )
+        ]
+    active, behind = found[0]
+    out = [CheckResult(f"{n}: replication slot", OK, f"slot {slot!r} exists")]
+    out.append(
+        CheckResult(
+            f"{n}: wal receiver",
+            OK if active else FAIL,
+            "pg_receivewal is connected"
+            if active
+            else f"nothing is receiving on slot {slot!r}; WAL piles up in pg_wal "
+            f"({behind or 0} bytes retained)",
+        )
+    )
+    return out
+
+
+def _tools(service: Service, info: ServerInfo) -> list[CheckResult]:
+    server_major = info.version_num // 10000
+    out = []
+    for tool in ("pg_basebackup", "pg_dump", "pg_receivewal"):
+        version = tool_version(tool, service.runtime.bin_dir)
+        ok = major(version) >= server_major
+        out.append(
+            CheckResult(
+                f"{service.name}: {tool}",
+                OK if ok else FAIL,
+                f"{tool} {version} for server {server_major}"
+                + ("" if ok else " (a client older than the server cannot back it up)"),
+            )
+        )
+    return out

@@ -1,0 +1,315 @@
+"""Restore PostgreSQL from a base backup plus WAL to a target, into a new directory (the
+default) or in place (the old data directory is moved aside, never deleted)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from drkit.adapters.postgres.client import connect, make_dsn
+from drkit.adapters.postgres.recovery_conf import restore_command, write_recovery_settings
+from drkit.adapters.postgres.tarindex import members_from_json
+from drkit.domain.backup import Manifest
+from drkit.domain.errors import OperationError, UsageError
+from drkit.domain.recovery import RecoveryTarget, TargetKind
+from drkit.domain.stack import RuntimeSpec, Service, WalMode
+from drkit.domain.wal import Segment
+from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.backup import TAR_INDEX
+from drkit.engines.postgres.plan import ArchiveView, RestorePlan, plan_restore
+from drkit.engines.postgres.tar_restore import restore_parts
+from drkit.engines.postgres.wal.prefetch import prefetch_restore_command, prefetching
+from drkit.engines.postgres.wal.stream import archive_for, flush_spool
+from drkit.infra import locks
+from drkit.infra.ownership import chown_tree, traversable_by
+from drkit.infra.ports import free_port
+from drkit.infra.wait import wait_for
+from drkit.runtimes.local_postgres import LocalPostgres
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    target: RecoveryTarget = field(default_factory=RecoveryTarget)
+    backup_id: str | None = None
+    to: Path | None = None
+    in_place: bool = False
+    keep_running: bool = False
+    quarantine: bool = True  # a copy restored beside production must not archive into it
+    port: int | None = None
+    timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    backup_id: str
+    target: str
+    data_dir: str
+    moved_aside: str | None
+    reached_lsn: str | None
+    reached_time: datetime | None
+    timeline: int | None
+    started_at: datetime
+    finished_at: datetime
+    running: bool
+    port: int | None
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def archive_view(ws: Workspace, service: Service) -> ArchiveView:
+    archive = archive_for(ws, service)
+    view: dict[str, datetime] = {}
+    for entry in ws.repo.entries(archive.prefix):
+        base = entry.key.rsplit("/", 1)[-1]
+        for suffix in (".zst.age", ".zst"):
+            if base.endswith(suffix):
+                view[base[: -len(suffix)]] = entry.modified
+                break
+    return ArchiveView(view)
+
+
+def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePlan:
+    """Everything checked, nothing touched."""
+    policy = service.postgres
+    if policy and policy.wal_mode is WalMode.STREAM and request.target.kind is TargetKind.LATEST:
+        flush_spool(ws, service)  # the newest WAL may still sit in the local receiver's spool
+    backups = list(list_backups(ws.repo, ws.stack.name, service.name).complete)
+    return plan_restore(backups, archive_view(ws, service), request.target, ws.clock.now(), request.backup_id)
+
+
+def restore(
+    ws: Workspace,
+    service: Service,
+    request: RestoreRequest,
+    *,
+    drkit_argv: list[str],
+    progress: Callable[[int], None] | None = None,
+) -> RestoreOutcome:
+    if request.in_place == (request.to is not None):
+        raise UsageError("restore needs exactly one of --to DIR or --in-place")
+    with locks.exclusive(ws.lock_dir, lock_name(service.name, "restore")):
+        chosen = plan(ws, service, request)
+        started = ws.clock.now()
+        runtime, data_dir, aside = _prepare_target(ws, service, request)
+        try:
+            _extract(ws, service, chosen.backup, data_dir, progress)
+            _configure(ws, service, chosen, data_dir, request, drkit_argv, runtime)
+        except BaseException:
+            _roll_back(data_dir, aside)
+            raise
+        dsn = make_dsn(
+            service.dsn or "",
+            password=service.password,
+            host="127.0.0.1" if request.to else None,
+            port=runtime.port,
+        )
+        with _prefetch(ws, service, chosen, data_dir):
+            runtime.start()
+            reached = _wait_for_promotion(runtime, dsn, request.timeout)
+        running = True
+        if request.to is not None and not request.keep_running:
+            runtime.stop()
+            running = False
+        return RestoreOutcome(
+            backup_id=chosen.backup.backup_id,
+            target=chosen.target.describe(),
+            data_dir=str(data_dir),
+            moved_aside=str(aside) if aside else None,
+            reached_lsn=reached.get("lsn"),
+            reached_time=reached.get("time"),
+            timeline=reached.get("timeline"),
+            started_at=started,
+            finished_at=ws.clock.now(),
+            running=running,
+            port=runtime.port,
+        )
+
+
+def _prefetch(ws: Workspace, service: Service, chosen: RestorePlan, data_dir: Path) -> Any:
+    pg = chosen.backup.postgres
+    assert pg is not None
+    first = Segment.parse(chosen.first_segment, pg.wal_segment_size)
+    last = Segment.parse(chosen.last_segment, pg.wal_segment_size) if chosen.last_segment else None
+    return prefetching(archive_for(ws, service), data_dir, first, last, os_user=service.runtime.os_user)
+
+
+def _prepare_target(
+    ws: Workspace, service: Service, request: RestoreRequest
+) -> tuple[LocalPostgres, Path, Path | None]:
+    spec = service.runtime
+    if request.to is not None:
+        dest = request.to.resolve()
+        if dest.exists() and any(dest.iterdir()):
+            raise UsageError(f"{dest} exists and is not empty; restore never writes over data")
+        if not dest.parent.is_dir():
+            raise UsageError(f"{dest.parent} does not exist; create it first")
+        blocked = traversable_by(dest.parent, spec.os_user)
+        if blocked is not None:
+            raise UsageError(
+                f"the database user {spec.os_user} cannot enter {blocked}; restore somewhere "
+                f"it can (PostgreSQL will run the restored copy as that user)"
+            )
+        if dest.exists():
+            dest.rmdir()
+        port = request.port or free_port()
+        # The log lives in the restored directory's own log/ (the parent may not be writable
+        # by the database user).
+        local = RuntimeSpec(
+            type="local",
+            data_dir=str(dest),
+            bin_dir=spec.bin_dir,
+            port=port,
+            os_user=spec.os_user,
+            log_file=str(dest / "log" / "drkit-restore.log"),
+        )
+        return LocalPostgres(local), dest, None
+    if spec.type != "local" or not spec.data_dir:
+        raise UsageError(
+            f"in-place restore of {service.name} needs a local runtime with data_dir "
+            f"(this one is {spec.type}); restore --to DIR and switch the volume by hand"
+        )
+    runtime = LocalPostgres(spec)
+    data_dir = Path(spec.data_dir)
+    if request.target.kind is TargetKind.LATEST and runtime.is_running():
+        _archive_current_segment(service)
+    runtime.stop()
+    stamp = ws.clock.now().strftime("%Y%m%dT%H%M%SZ")
+    aside = data_dir.with_name(f"{data_dir.name}.before-restore-{stamp}")
+    if data_dir.exists():
+        data_dir.rename(aside)
+    return runtime, data_dir, aside if aside.exists() else None
+
+
+def _archive_current_segment(service: Service) -> None:
+    """Before replacing a running server with "latest": close and archive its current WAL
+    segment, so the restore loses nothing that was committed (archive mode archives only
+    complete segments)."""
+    dsn = make_dsn(service.dsn or "", password=service.password)
+    try:
+        with connect(dsn) as conn:
+            row = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()
+            segment = row[0] if row else None
+            if not segment:
+                return
+
+            def archived() -> bool:
+                r = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()
+                return bool(r and r[0] and r[0] >= segment)
+
+            wait_for(archived, timeout=120, what=f"WAL segment {segment} to be archived")
+    except OperationError:
+        return  # the server is not answering: restore from what the archive holds
+
+
+def _roll_back(data_dir: Path, aside: Path | None) -> None:
+    """A failed in-place restore puts the old directory back; the half-written one is kept
+    beside it for inspection (renamed), never deleted."""
+    if aside is None:
+        return
+    if data_dir.exists():
+        data_dir.rename(data_dir.with_name(data_dir.name + ".failed-restore"))
+    aside.rename(data_dir)
+
+
+def _extract(
+    ws: Workspace,
+    service: Service,
+    m: Manifest,
+    dest: Path,
+    progress: Callable[[int], None] | None,
+) -> None:
+    directory = backup_dir(ws.stack.name, service.name, m.backup_id)
+    index_name = str(m.details.get("tar_index", TAR_INDEX + ws.codec.suffix))
+    index_file = m.file(index_name)
+    raw_index = ws.codec.decode(ws.repo.get(f"{directory}/{index_file.name}"), name=index_name)
+    parts = [f for f in m.files if f.name.startswith("base.")]
+    policy = service.postgres
+    restore_parts(
+        ws.repo,
+        ws.codec,
+        directory,
+        parts,
+        members_from_json(raw_index),
+        dest,
+        parallel=policy.parallel if policy else 2,
+        progress=progress,
+    )
+    (dest / "log").mkdir(exist_ok=True)
+    chown_tree(dest, service.runtime.os_user)
+
+
+def _configure(
+    ws: Workspace,
+    service: Service,
+    chosen: RestorePlan,
+    data_dir: Path,
+    request: RestoreRequest,
+    drkit_argv: list[str],
+    runtime: LocalPostgres,
+) -> None:
+    settings = {
+        "restore_command": prefetch_restore_command(
+            data_dir, restore_command(drkit_argv, ws.stack.source_path, service.name)
+        ),
+        **chosen.target.settings(),
+        "recovery_target_timeline": "latest",
+    }
+    if chosen.target.kind is not TargetKind.LATEST:
+        settings["recovery_target_action"] = "promote"
+    pg = chosen.backup.postgres
+    if pg is not None and pg.server_version >= 140000:
+        # One syncfs() instead of an fsync per file when the restored server starts.
+        settings["recovery_init_sync_method"] = "syncfs"
+    if request.to is not None:
+        settings["port"] = str(runtime.port)
+        settings["listen_addresses"] = "127.0.0.1"
+        settings["unix_socket_directories"] = ""
+        if request.quarantine:
+            # Barman's rule: a restored copy must never write into the live WAL archive.
+            settings["archive_mode"] = "off"
+            settings["archive_command"] = "false"
+    write_recovery_settings(
+        data_dir,
+        settings,
+        comment=f"drkit restore of {chosen.backup.backup_id} to {chosen.target.describe()}",
+    )
+    chown_tree(data_dir, service.runtime.os_user)
+
+
+def _wait_for_promotion(runtime: LocalPostgres, dsn: str, timeout: float) -> dict[str, Any]:
+    def promoted() -> dict[str, Any] | None:
+        if not runtime.is_running():
+            raise _RecoveryFailed(runtime.last_log_line())
+        with connect(dsn) as conn:
+            row = conn.execute(
+                "select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+                "pg_last_xact_replay_timestamp(), "
+                "case when pg_is_in_recovery() then null else "
+                "('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int end"
+            ).fetchone()
+        if row is None or row[0]:
+            return None
+        return {"lsn": row[1], "time": row[2], "timeline": row[3]}
+
+    try:
+        return wait_for(
+            promoted,
+            timeout=timeout,
+            what="recovery to reach its target",
+            interval=0.1,
+            error=OperationError,
+            fatal=(_RecoveryFailed,),
+        )
+    except _RecoveryFailed as exc:
+        raise OperationError(f"recovery stopped: {exc}") from exc
+
+
+class _RecoveryFailed(Exception):
+    pass

@@ -1,0 +1,182 @@
+"""Verify backups: every stored file against its manifest hash, the WAL a base backup needs,
+and (`deep`) a real restore into a throwaway instance compared with recorded row counts."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from drkit.adapters.postgres.client import make_dsn
+from drkit.adapters.postgres.counts import snapshot_counts
+from drkit.adapters.repository.codec import sha256
+from drkit.domain.backup import BackupKind, Manifest
+from drkit.domain.checks import CheckResult, Status
+from drkit.domain.errors import DrkitError
+from drkit.domain.recovery import RecoveryTarget, TargetKind
+from drkit.domain.stack import RuntimeSpec, Service
+from drkit.domain.wal import Lsn, Segment
+from drkit.engines.core.layout import backup_dir
+from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.restore import RestoreRequest, restore
+from drkit.engines.postgres.wal.archive import check_chain
+from drkit.engines.postgres.wal.stream import archive_for
+from drkit.infra.ownership import chown_tree
+from drkit.runtimes.local_postgres import LocalPostgres
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    backup_id: str
+    service: str
+    deep: bool
+    results: tuple[CheckResult, ...]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.failed_critically for r in self.results)
+
+
+def verify_files(ws: Workspace, m: Manifest) -> list[CheckResult]:
+    directory = backup_dir(m.stack, m.service, m.backup_id)
+    results: list[CheckResult] = []
+    bad = 0
+    for f in m.files:
+        key = f"{directory}/{f.name}"
+        try:
+            data = ws.repo.get(key)
+        except FileNotFoundError:
+            results.append(CheckResult(f"file {f.name}", Status.FAILED, "missing from the repository"))
+            bad += 1
+            continue
+        if len(data) != f.size:
+            results.append(
+                CheckResult(f"file {f.name}", Status.FAILED, f"size {len(data)} != {f.size} in the manifest")
+            )
+            bad += 1
+        elif sha256(data) != f.sha256:
+            results.append(
+                CheckResult(f"file {f.name}", Status.FAILED, "SHA-256 does not match the manifest")
+            )
+            bad += 1
+    if not bad:
+        results.append(CheckResult("files", Status.OK, f"{len(m.files)} files match their SHA-256"))
+    return results
+
+
+def verify_wal(ws: Workspace, service: Service, m: Manifest) -> CheckResult:
+    pg = m.postgres
+    assert pg is not None
+    start = Segment.containing(Lsn.parse(pg.start_lsn), pg.timeline, pg.wal_segment_size)
+    stop = Segment.containing(Lsn.parse(pg.stop_lsn), pg.timeline, pg.wal_segment_size)
+    report = check_chain(archive_for(ws, service).names(), start, stop)
+    if report.missing is not None or report.last is None or report.last.number < stop.number:
+        gone = report.missing or (report.last.next() if report.last else start)
+        return CheckResult(
+            "wal",
+            Status.FAILED,
+            f"WAL segment {gone.name} is missing (the backup needs {start.name}..{stop.name})",
+        )
+    return CheckResult("wal", Status.OK, f"WAL {start.name}..{stop.name} archived")
+
+
+def verify_deep(ws: Workspace, service: Service, m: Manifest, drkit_argv: list[str]) -> list[CheckResult]:
+    """Restore into a throwaway directory (archiving off), start it, compare row counts."""
+    pg = m.postgres
+    assert pg is not None
+    scratch_root = ws.state_dir / "verify"
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    chown_tree(scratch_root, service.runtime.os_user)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{m.backup_id}-", dir=scratch_root))
+    chown_tree(scratch, service.runtime.os_user)
+    target = scratch / "data"
+    request = RestoreRequest(
+        target=RecoveryTarget(TargetKind.IMMEDIATE),
+        backup_id=m.backup_id,
+        to=target,
+        keep_running=True,
+        timeout=1800,
+    )
+    results: list[CheckResult] = []
+    outcome = None
+    try:
+        outcome = restore(ws, service, request, drkit_argv=drkit_argv)
+        results.append(
+            CheckResult(
+                "restore",
+                Status.OK,
+                f"restored and started in {outcome.seconds:.1f}s, consistent at {outcome.reached_lsn}",
+            )
+        )
+        dsn = make_dsn(service.dsn or "", password=service.password, host="127.0.0.1", port=outcome.port)
+        _xid, counts = snapshot_counts(dsn, pg.databases or ["postgres"])
+        results.extend(compare_counts(pg.row_counts, counts, bool(m.details.get("row_counts_exact", True))))
+    except DrkitError as exc:
+        results.append(CheckResult("restore", Status.FAILED, exc.message))
+    finally:
+        if outcome is not None:
+            LocalPostgres(
+                RuntimeSpec(
+                    type="local",
+                    data_dir=str(target),
+                    bin_dir=service.runtime.bin_dir,
+                    os_user=service.runtime.os_user,
+                )
+            ).stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return results
+
+
+def compare_counts(expected: dict[str, int], actual: dict[str, int], exact: bool) -> list[CheckResult]:
+    results = []
+    differ = [t for t in sorted(expected) if actual.get(t) != expected[t]]
+    extra = sorted(set(actual) - set(expected))
+    if not differ and not extra:
+        total = sum(expected.values())
+        return [CheckResult("row counts", Status.OK, f"{len(expected)} tables, {total} rows as recorded")]
+    status = Status.FAILED if exact else Status.WARNING
+    for t in differ:
+        note = "" if exact else " (writes ran during the backup; counts were taken at its end)"
+        results.append(
+            CheckResult(
+                f"rows {t}", status, f"restored {actual.get(t, 'no table')} != recorded {expected[t]}{note}"
+            )
+        )
+    for t in extra:
+        results.append(
+            CheckResult(f"rows {t}", status, "table exists in the restore but not in the manifest")
+        )
+    return results
+
+
+def verify_backup(
+    ws: Workspace, service: Service, m: Manifest, *, deep: bool, drkit_argv: list[str]
+) -> VerifyReport:
+    started = ws.clock.monotonic()
+    results = verify_files(ws, m)
+    files_ok = all(r.status is Status.OK for r in results)
+    if m.kind is BackupKind.BASE:
+        wal = verify_wal(ws, service, m)
+        results.append(wal)
+        if deep and files_ok and wal.status is Status.OK:
+            results.extend(verify_deep(ws, service, m, drkit_argv))
+        elif deep:
+            results.append(_skipped())
+    elif m.kind is BackupKind.OBJECTS and files_ok:
+        from drkit.engines.objects.verify import verify_objects
+
+        results.extend(verify_objects(ws, service, m, deep=deep))
+    elif m.kind is BackupKind.RDB and deep:
+        if files_ok:
+            from drkit.engines.redis.verify import verify_deep as redis_deep
+
+            results.extend(redis_deep(ws, service, m))
+        else:
+            results.append(_skipped())
+    return VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)
+
+
+def _skipped() -> CheckResult:
+    return CheckResult("restore", Status.FAILED, "skipped: the backup failed the checks above")

@@ -1,0 +1,104 @@
+"""Prefetch the WAL a recovery will ask for, so restore_command is a rename, not a process.
+
+PostgreSQL fetches one segment at a time through restore_command; starting drkit for each
+costs about half a second. While a restore runs, a thread keeps a window of the next
+segments decompressed in `<data_dir>/drkit-prefetch/`; restore_command moves a prefetched
+file into place and falls back to `drkit wal-fetch` for anything else (history files, the
+streamed partial, segments past the window).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from drkit.domain.wal import Segment
+from drkit.engines.postgres.wal.archive import WalArchive
+from drkit.infra.ownership import chown_tree
+
+PREFETCH_DIR = "drkit-prefetch"
+
+
+REQUESTED = ".requested"
+
+
+def prefetch_restore_command(data_dir: Path, fallback: str) -> str:
+    """Copy (PostgreSQL may ask for the same segment twice) and note the request, so the
+    prefetcher knows how far recovery got; `.absent-NAME` answers "not in the archive"
+    (the history files of future timelines that recovery probes for) without a process."""
+    s = data_dir / PREFETCH_DIR
+    return (
+        f'if [ -f "{s}/%f" ]; then cp "{s}/%f" "%p" && echo "%f" > "{s}/{REQUESTED}"; '
+        f'elif [ -f "{s}/.absent-%f" ]; then exit 1; '
+        f"else {fallback}; fi"
+    )
+
+
+@contextmanager
+def prefetching(
+    archive: WalArchive,
+    data_dir: Path,
+    first: Segment,
+    last: Segment | None,
+    *,
+    os_user: str | None,
+    window: int = 16,
+) -> Iterator[None]:
+    spool = data_dir / PREFETCH_DIR
+    spool.mkdir(exist_ok=True)
+    chown_tree(spool, os_user)
+    stop = threading.Event()
+
+    # Recovery probes for history files: of later timelines, and at promotion of its own
+    # and earlier ones (timeline 1 never has one).
+    for tli in range(1, first.timeline + 4):
+        name = f"{tli:08X}.history"
+        if archive.find(name) is None:
+            (spool / f".absent-{name}").touch()
+
+    def requested() -> str:
+        try:
+            return (spool / REQUESTED).read_text().strip()
+        except OSError:
+            return ""
+
+    def run() -> None:
+        current = first
+        # One past the plan's last segment: recovery reads on to find the end of the WAL.
+        while not stop.is_set() and (last is None or current.number <= last.number + 1):
+            position = requested()
+            ahead = []
+            for name in os.listdir(spool):
+                if name.startswith("."):
+                    continue
+                if position and name < position:
+                    os.unlink(spool / name)  # recovery is past it
+                else:
+                    ahead.append(name)
+            if len(ahead) >= window:
+                stop.wait(0.05)
+                continue
+            tmp = spool / f".{current.name}.tmp"
+            try:
+                if not archive.fetch(current.name, tmp):
+                    (spool / f".absent-{current.name}").touch()  # the end of the archive
+                    return
+                chown_tree(tmp, os_user)
+                os.replace(tmp, spool / current.name)
+            except Exception:
+                tmp.unlink(missing_ok=True)
+                return  # prefetch is an optimisation; restore_command falls back to wal-fetch
+            current = current.next()
+
+    worker = threading.Thread(target=run, name="wal-prefetch", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        shutil.rmtree(spool, ignore_errors=True)

@@ -1,0 +1,129 @@
+"""WAL use cases: push (archive_command), fetch (restore_command), and the stream receiver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drkit.adapters.postgres.receivewal import create_slot_args, receivewal_args
+from drkit.domain.errors import OperationError
+from drkit.domain.stack import Service
+from drkit.domain.wal import PARTIAL_RE, SEGMENT_RE, is_wal_file_name
+from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.wal.archive import PushResult, WalArchive
+from drkit.infra.proc import run
+
+
+def archive_for(ws: Workspace, service: Service) -> WalArchive:
+    return WalArchive(ws.repo, ws.stack.name, service.name, ws.codec)
+
+
+def wal_push(ws: Workspace, service: Service, path: Path) -> PushResult:
+    return archive_for(ws, service).push(path)
+
+
+def wal_fetch(ws: Workspace, service: Service, name: str, dest: Path) -> bool:
+    return archive_for(ws, service).fetch(name, dest)
+
+
+def spool_dir(ws: Workspace, service: Service) -> Path:
+    return ws.state_dir / "wal-spool" / service.name
+
+
+@dataclass
+class SpoolPusher:
+    """Moves what pg_receivewal wrote into the archive: complete segments (then removed from
+    the spool) and the current `.partial` whenever it changed (kept: the receiver resumes it)."""
+
+    archive: WalArchive
+    spool: Path
+    _partial_seen: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def push_ready(self) -> list[str]:
+        pushed: list[str] = []
+        if not self.spool.is_dir():
+            return pushed
+        for entry in sorted(os.scandir(self.spool), key=lambda e: e.name):
+            name = entry.name
+            try:
+                if SEGMENT_RE.match(name) or (is_wal_file_name(name) and name.endswith(".history")):
+                    self.archive.push(Path(entry.path))
+                    os.unlink(entry.path)
+                    pushed.append(name)
+                elif PARTIAL_RE.match(name):
+                    st = entry.stat()
+                    stamp = (st.st_mtime_ns, st.st_size)
+                    if self._partial_seen.get(name) != stamp:
+                        self.archive.push(Path(entry.path))
+                        self._partial_seen[name] = stamp
+                        pushed.append(name)
+            except (FileNotFoundError, OperationError):
+                # Another pusher (the receiver's supervisor, or a restore flushing the
+                # spool) moved it first: it is in the archive either way.
+                if os.path.exists(entry.path):
+                    raise
+        return pushed
+
+
+def wal_stream(
+    ws: Workspace,
+    service: Service,
+    *,
+    stop: threading.Event,
+    poll: float = 0.5,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Supervise pg_receivewal (with a replication slot) until `stop` is set."""
+    from drkit.engines.postgres.backup import service_dsn  # psycopg: not on the wal-push path
+
+    policy = service.postgres
+    slot = policy.slot if policy else "drkit"
+    dsn = service_dsn(service)
+    spool = spool_dir(ws, service)
+    spool.mkdir(parents=True, exist_ok=True)
+    bin_dir = service.runtime.bin_dir
+    run(create_slot_args(dsn, bin_dir, slot), timeout=60)
+    pusher = SpoolPusher(archive_for(ws, service), spool)
+    backoff = 1.0
+    while not stop.is_set():
+        proc = subprocess.Popen(
+            receivewal_args(dsn, bin_dir, slot, spool),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        log(f"pg_receivewal started (pid {proc.pid}, slot {slot}) into {spool}")
+        while proc.poll() is None and not stop.is_set():
+            pusher.push_ready()
+            stop.wait(poll)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
+        pusher.push_ready()
+        if stop.is_set():
+            break
+        log(f"pg_receivewal exited ({proc.returncode}): {err[-1] if err else 'no message'}")
+        stop.wait(backoff)
+        backoff = min(backoff * 2, 30.0)
+    pusher.push_ready()
+
+
+def flush_spool(ws: Workspace, service: Service) -> list[str]:
+    """Push whatever a local receiver left in the spool (used before a restore to latest)."""
+    spool = spool_dir(ws, service)
+    if not spool.is_dir():
+        return []
+    try:
+        return SpoolPusher(archive_for(ws, service), spool).push_ready()
+    except OSError as exc:
+        raise OperationError(f"cannot read the WAL spool {spool}: {exc.strerror}") from exc

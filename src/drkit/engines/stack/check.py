@@ -1,0 +1,18 @@
+"""`drkit check`: every check of the stack, collected (one failing never hides the others)."""
+
+from __future__ import annotations
+
+from drkit.domain.checks import CheckResult, Status
+from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.check import check_postgres, check_repository
+from drkit.engines.redis.check import check_redis
+
+
+def run_checks(ws: Workspace) -> list[CheckResult]:
+    results = [CheckResult("config", Status.OK, f"{ws.stack.source_path} is valid")]
+    results += check_repository(ws)
+    for service in ws.stack.services_of_kind("postgres"):
+        results += check_postgres(ws, service)
+    for service in ws.stack.services_of_kind("redis"):
+        results += check_redis(ws, service)
+    return results
