@@ -24,9 +24,11 @@ from drkit.config.loader import load_stack
 from drkit.domain.checks import Status
 from drkit.domain.errors import OperationError
 from drkit.domain.stack import Service, Stack
-from drkit.engines.core.registry import RestoreOptions, backup_service
+from drkit.engines.core.types import RestoreOptions
 from drkit.engines.core.workspace import Workspace, open_workspace
-from drkit.engines.hasura import engine as hasura_engine
+from drkit.engines.hasura import backup as hasura_backup
+from drkit.engines.hasura import restore as hasura_restore
+from drkit.engines.stack.backup import backup_service
 from drkit.engines.stack.start import start_services
 from drkit.infra.ownership import chown_tree
 from drkit.infra.ports import free_port
@@ -132,11 +134,11 @@ def test_backup_then_restore_brings_back_the_exported_metadata(hasura: HasuraEnv
     changed["sources"][0]["tables"][0].pop("select_permissions")
     with hasura.client() as client:
         assert client.replace_metadata(changed).replaced
-        assert hasura_engine.canonical(client.export_metadata().metadata) != hasura_engine.canonical(
+        assert hasura_backup.canonical(client.export_metadata().metadata) != hasura_backup.canonical(
             before.metadata
         )
 
-    restored = hasura_engine.restore(hasura.ws, hasura.service, RestoreOptions(yes=True))
+    restored = hasura_restore.restore(hasura.ws, hasura.service, RestoreOptions(yes=True))
 
     assert restored.backup_id == result.manifest.backup_id
     assert [(c.name, c.status) for c in restored.checks] == [
@@ -147,7 +149,7 @@ def test_backup_then_restore_brings_back_the_exported_metadata(hasura: HasuraEnv
     with hasura.client() as client:
         after = client.export_metadata()
         assert client.health(strict=True).ok
-    assert hasura_engine.canonical(after.metadata) == hasura_engine.canonical(before.metadata)
+    assert hasura_backup.canonical(after.metadata) == hasura_backup.canonical(before.metadata)
     assert after.resource_version > before.resource_version  # it really was written again
 
 
@@ -170,7 +172,7 @@ def test_strict_health_fails_when_metadata_references_a_dropped_table(hasura: Ha
     outcome = check(hasura.service, probe)
     assert not outcome.healthy and "HTTP 500" in outcome.detail
 
-    restored = hasura_engine.restore(hasura.ws, hasura.service, RestoreOptions(yes=True))
+    restored = hasura_restore.restore(hasura.ws, hasura.service, RestoreOptions(yes=True))
     assert [c.status for c in restored.checks] == [Status.FAILED]
     assert "nchat_attachments" in restored.checks[0].detail
     assert "NOT replaced" in restored.detail
@@ -183,7 +185,7 @@ def test_restore_says_postgres_must_come_first(hasura: HasuraEnv) -> None:
     down = replace(hasura.stack.services["postgres"], dsn=f"host=127.0.0.1 port={free_port()} user=postgres")
     stack = replace(hasura.stack, services={**hasura.stack.services, "postgres": down})
     with pytest.raises(OperationError, match="restore and start PostgreSQL before Hasura"):
-        hasura_engine.restore(open_workspace(stack), stack.services["hasura"], RestoreOptions(yes=True))
+        hasura_restore.restore(open_workspace(stack), stack.services["hasura"], RestoreOptions(yes=True))
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,12 @@ from drkit.config.loader import load_stack
 from drkit.domain.errors import ExitCode, RepositoryError, UsageError
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import list_backups
-from drkit.engines.core.registry import RestoreOptions
+from drkit.engines.core.types import RestoreOptions
 from drkit.engines.core.workspace import Workspace, open_workspace
-from drkit.engines.objects import backup as objects_engine
+from drkit.engines.objects import backup as objects_backup
+from drkit.engines.objects import restore as objects_restore
 from drkit.engines.objects.verify import verify_objects
-from drkit.engines.stack.cross_objects import attachments_check
+from drkit.engines.stack.cross_checks import attachments_check
 from drkit.infra.wait import wait_for
 from tests.integration.conftest import SandboxHandle
 from tests.integration.s3_fixtures import S3Server
@@ -71,7 +72,7 @@ def test_backup_then_restore_as_of_the_first_backup(s3_server: S3Server, tmp_pat
         store.put(bucket, key, data, "text/plain", {"origin": "test"})
     ws, service, config = objects_stack(s3_server, tmp_path, bucket)
 
-    first = objects_engine.backup(ws, service)
+    first = objects_backup.backup(ws, service)
     assert store.versioning(bucket) == "Enabled"  # the backup turned versioning on
     assert first.manifest.kind.value == "objects"
     assert first.manifest.details["new_versions"] == 5
@@ -81,13 +82,13 @@ def test_backup_then_restore_as_of_the_first_backup(s3_server: S3Server, tmp_pat
     store.put(bucket, "docs/0.txt", b"second 0", "text/plain", {})
     store.delete(bucket, "docs/1.txt")
     store.put(bucket, "docs/new.txt", b"new after T", "text/plain", {})
-    second = objects_engine.backup(ws, service)
+    second = objects_backup.backup(ws, service)
     counts = second.manifest.details["buckets"][bucket]
     assert second.manifest.details["new_versions"] == 2
     assert (counts["versions"], counts["delete_markers"], counts["keys"]) == (7, 1, 6)
 
     expected = {key: sha(data) for key, data in first_state.items()}
-    restored = objects_engine.restore(ws, service, RestoreOptions(target_time=moment, to=f"{bucket}-at-t"))
+    restored = objects_restore.restore(ws, service, RestoreOptions(target_time=moment, to=f"{bucket}-at-t"))
     assert digests(store, f"{bucket}-at-t") == expected
     assert all(c.status.value == "ok" for c in restored.checks)
     head = s3_server.client().head_object(Bucket=f"{bucket}-at-t", Key="docs/2.txt")
@@ -117,22 +118,22 @@ def test_a_non_empty_target_is_refused_without_yes_and_replaced_with_it(
     for i in range(3):
         store.put(bucket, f"k{i}", f"old {i}".encode(), "text/plain", {})
     ws, service, config = objects_stack(s3_server, tmp_path, bucket)
-    moment = objects_engine.backup(ws, service).manifest.finished_at
+    moment = objects_backup.backup(ws, service).manifest.finished_at
     after_second_of(moment)
     store.put(bucket, "k0", b"changed", "text/plain", {})
     store.delete(bucket, "k1")
     store.put(bucket, "k9", b"born after T", "text/plain", {})
-    objects_engine.backup(ws, service)
+    objects_backup.backup(ws, service)
     now = digests(store, bucket)
 
     with pytest.raises(UsageError, match=f"bucket {bucket} .* is not empty") as refused:
-        objects_engine.restore(ws, service, RestoreOptions(target_time=moment))
+        objects_restore.restore(ws, service, RestoreOptions(target_time=moment))
     assert refused.value.exit_code is ExitCode.USAGE
     cli = drkit("restore", "objects", "--target-time", moment.isoformat(), "--to", bucket, config=config)
     assert cli.code == 2 and "not empty" in cli.stderr, cli.stderr
     assert digests(store, bucket) == now  # refused before anything was written
 
-    result = objects_engine.restore(ws, service, RestoreOptions(target_time=moment, yes=True))
+    result = objects_restore.restore(ws, service, RestoreOptions(target_time=moment, yes=True))
     assert digests(store, bucket) == {f"k{i}": sha(f"old {i}".encode()) for i in range(3)}
     assert "1 deleted" in result.detail and "1 already identical" in result.detail
     # What the restore replaced or deleted is still there, as noncurrent versions.
@@ -149,11 +150,11 @@ def test_ten_thousand_objects_a_second_backup_copies_nothing(s3_server: S3Server
     ws, service, _ = objects_stack(s3_server, tmp_path, bucket)
 
     started = time.monotonic()
-    first = objects_engine.backup(ws, service)
+    first = objects_backup.backup(ws, service)
     assert first.manifest.details["new_versions"] == 10_000
     between = time.monotonic()
     stored_before = ws.repo.list(f"{ws.stack.name}/{service.name}/objects/")
-    second = objects_engine.backup(ws, service)
+    second = objects_backup.backup(ws, service)
     # nothing copied: not one pack, blob or catalog entry more in the repository
     assert ws.repo.list(f"{ws.stack.name}/{service.name}/objects/") == stored_before
     print(f"10,000 objects: first backup {between - started:.1f}s, second {time.monotonic() - between:.1f}s")
@@ -206,9 +207,9 @@ def test_an_interrupted_backup_is_resumed_and_verify_finds_what_is_missing(
     ws, service, _ = objects_stack(s3_server, tmp_path, bucket)
 
     with pytest.raises(RepositoryError):
-        objects_engine.backup(replace(ws, repo=_FailsAtCommit(ws.repo)), service)
+        objects_backup.backup(replace(ws, repo=_FailsAtCommit(ws.repo)), service)
     assert list_backups(ws.repo, ws.stack.name, service.name).complete == ()
-    resumed = objects_engine.backup(ws, service)
+    resumed = objects_backup.backup(ws, service)
     assert resumed.manifest.details["new_versions"] == 0  # the interrupted run had copied them
     assert len(resumed.removed_incomplete) == 1
     assert resumed.manifest.details["buckets"][bucket]["versions"] == 21

@@ -28,10 +28,11 @@ from drkit.domain.sets import RestoreSet
 from drkit.domain.stack import Service, Stack
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, manifest_key
-from drkit.engines.core.registry import RestoreOptions
+from drkit.engines.core.set_refs import set_key
+from drkit.engines.core.types import RestoreOptions
 from drkit.engines.core.workspace import Workspace, open_workspace
-from drkit.engines.redis import backup as redis_engine
-from drkit.engines.stack.sets import set_key
+from drkit.engines.redis import backup as redis_backup
+from drkit.engines.redis import restore as redis_restore
 from drkit.engines.stack.start import start_services, stop_services
 from drkit.infra.clock import SystemClock
 from drkit.infra.ownership import chown_tree
@@ -182,7 +183,7 @@ def test_an_rdb_only_backup_restores_into_a_server_that_now_runs_with_aof(
     the AOF's base file too."""
     box = rdb_only_redis
     before = dump_all(box.url)
-    made = redis_engine.backup(box.workspace(), box.service)
+    made = redis_backup.backup(box.workspace(), box.service)
     assert made.manifest.details["aof"] is False
     assert [f.name for f in made.manifest.files] == ["dump.rdb.00000.zst"]
 
@@ -192,7 +193,7 @@ def test_an_rdb_only_backup_restores_into_a_server_that_now_runs_with_aof(
     c.config_set("appendonly", "yes")
     damage(box.url, before)
 
-    result = redis_engine.restore(box.workspace(), box.service, RestoreOptions())
+    result = redis_restore.restore(box.workspace(), box.service, RestoreOptions())
     assert [(x.name, x.status.value) for x in result.checks] == [
         ("files", "ok"),
         ("keys", "ok"),
@@ -275,13 +276,13 @@ def test_a_damaged_file_in_the_repository_is_refused_before_the_server_is_touche
 ) -> None:
     box = private_redis
     ws = box.workspace()
-    m = redis_engine.backup(ws, box.service).manifest
+    m = redis_backup.backup(ws, box.service).manifest
     _tamper(ws, m, path, corrupt)
     box.client().set("written-after-the-backup", "1")
     pid = box.pid()
 
     with pytest.raises(IntegrityError) as refused:
-        redis_engine.restore(box.workspace(), box.service, RestoreOptions())
+        redis_restore.restore(box.workspace(), box.service, RestoreOptions())
     assert f"{path} is damaged" in refused.value.message
     assert "was not touched" in refused.value.message
     assert box.pid() == pid
@@ -303,12 +304,12 @@ class SteppingClock(SystemClock):
 def test_keeps_the_last_seven_and_what_a_set_refers_to(private_redis: PrivateRedis) -> None:
     box = private_redis
     ws = dataclasses.replace(box.workspace(), clock=SteppingClock(datetime(2026, 1, 1, tzinfo=UTC)))
-    ids = [redis_engine.backup(ws, box.service).manifest.backup_id for _ in range(3)]
+    ids = [redis_backup.backup(ws, box.service).manifest.backup_id for _ in range(3)]
     held = RestoreSet(
         "s1", "redistest", datetime(2026, 1, 1, tzinfo=UTC), "p", "0/0", {"redis": ids[0]}, ws.clock.now()
     )
     ws.repo.put(set_key("redistest", "s1"), held.to_json())
-    ids += [redis_engine.backup(ws, box.service).manifest.backup_id for _ in range(6)]
+    ids += [redis_backup.backup(ws, box.service).manifest.backup_id for _ in range(6)]
 
     kept = [m.backup_id for m in list_backups(ws.repo, "redistest", "redis").complete]
     assert kept == sorted([ids[0], *ids[-7:]]), "the newest 7, and the one the set uses"
@@ -318,7 +319,7 @@ def test_keeps_the_last_seven_and_what_a_set_refers_to(private_redis: PrivateRed
 
     # A clock stepped back (NTP, a restored VM) makes the newest backup look oldest: kept anyway.
     skewed = dataclasses.replace(ws, clock=SteppingClock(datetime(2025, 1, 1, tzinfo=UTC)))
-    newest = redis_engine.backup(skewed, box.service).manifest.backup_id
+    newest = redis_backup.backup(skewed, box.service).manifest.backup_id
     assert newest in [m.backup_id for m in list_backups(ws.repo, "redistest", "redis").complete]
 
 
@@ -347,11 +348,11 @@ def test_a_backup_under_write_load_is_one_consistent_moment(private_redis: Priva
         from drkit.infra.wait import wait_for
 
         wait_for(lambda: int(seen.get("load:counter") or 0) > 2000, timeout=30, what="writes to flow")
-        m = redis_engine.backup(box.workspace(), box.service).manifest
+        m = redis_backup.backup(box.workspace(), box.service).manifest
     finally:
         stop.set()
         writer.join(timeout=30)
-    result = redis_engine.restore(box.workspace(), box.service, RestoreOptions())
+    result = redis_restore.restore(box.workspace(), box.service, RestoreOptions())
     assert [(x.name, x.status.value) for x in result.checks] == [
         ("files", "ok"),
         ("keys", "ok"),
@@ -368,7 +369,7 @@ def test_deep_verify_loads_the_backup_into_a_throwaway_server(private_redis: Pri
 
     box = private_redis
     ws = box.workspace()
-    m = redis_engine.backup(ws, box.service).manifest
+    m = redis_backup.backup(ws, box.service).manifest
     pid = box.pid()
     results = verify_deep(ws, box.service, m)
     assert [(r.name, r.status.value) for r in results] == [
@@ -389,7 +390,7 @@ def test_deep_verify_loads_the_backup_into_a_throwaway_server(private_redis: Pri
 
 def test_restore_to_a_directory_and_a_changed_stored_part_is_refused(private_redis: PrivateRedis) -> None:
     box = private_redis
-    m = redis_engine.backup(box.workspace(), box.service).manifest
+    m = redis_backup.backup(box.workspace(), box.service).manifest
     pid = box.pid()
     dest = box.dir / "restored"
     out = run_drkit("--output", "json", "restore", "redis", "--to", str(dest), config=box.config_path)

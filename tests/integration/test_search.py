@@ -26,11 +26,13 @@ from drkit.domain.errors import IntegrityError, OperationError
 from drkit.domain.sets import RestoreSet
 from drkit.domain.stack import Service, Stack
 from drkit.engines.core.catalog import list_backups
-from drkit.engines.core.registry import RestoreOptions, backup_service
+from drkit.engines.core.set_refs import set_key
+from drkit.engines.core.types import RestoreOptions
 from drkit.engines.core.workspace import Workspace, open_workspace
-from drkit.engines.search import engine as search_engine
+from drkit.engines.search import backup as search_backup
+from drkit.engines.search import restore as search_restore
 from drkit.engines.search.rebuild import search_count_checks
-from drkit.engines.stack.sets import set_key
+from drkit.engines.stack.backup import backup_service
 from drkit.engines.stack.start import start_services
 from drkit.infra.ownership import chown_tree
 from drkit.runtimes.factory import runtime_for
@@ -126,7 +128,7 @@ def test_dump_backup_and_restore_bring_back_the_documents(search: SearchEnv) -> 
     assert search.count() == 7
     assert [c.status for c in search_count_checks(search.stack)] == [Status.WARNING]
 
-    restored = search_engine.restore(search.ws, search.service, RestoreOptions(yes=True))
+    restored = search_restore.restore(search.ws, search.service, RestoreOptions(yes=True))
 
     assert restored.backup_id == manifest.backup_id
     assert [(c.name, c.status) for c in restored.checks] == [("index messages", Status.OK)]
@@ -143,11 +145,11 @@ def test_dump_backup_and_restore_bring_back_the_documents(search: SearchEnv) -> 
 def test_snapshot_backup_and_restore(search: SearchEnv) -> None:
     """Stands for: Meilisearch's POST /snapshots task writing <snapshot-dir>/data.ms.snapshot,
     and --import-snapshot into an empty --db-path (same version only)."""
-    manifest = search_engine.backup_snapshot(search.ws, search.service).manifest
+    manifest = search_backup.backup_snapshot(search.ws, search.service).manifest
     assert manifest.backup_id.endswith("-snapshot") and manifest.details["artifact"] == "snapshot"
     search.write([{"id": 30_000, "content": "after the snapshot"}], clear=True)
 
-    restored = search_engine.restore(search.ws, search.service, RestoreOptions(backup_id=manifest.backup_id))
+    restored = search_restore.restore(search.ws, search.service, RestoreOptions(backup_id=manifest.backup_id))
 
     assert [(c.name, c.status) for c in restored.checks] == [("index messages", Status.OK)]
     assert search.count() == 1000
@@ -220,7 +222,7 @@ def test_a_corrupted_dump_is_refused_before_the_server_is_touched(search: Search
     search.write([{"id": 20_000, "content": "written after the backup"}])
 
     with pytest.raises(IntegrityError, match="does not match its manifest"):
-        search_engine.restore(search.ws, search.service, RestoreOptions(yes=True))
+        search_restore.restore(search.ws, search.service, RestoreOptions(yes=True))
 
     assert search.count() == 1001
     assert not [p for p in (search.root / "meilisearch").iterdir() if ".drkit-" in p.name]
@@ -242,7 +244,7 @@ def test_an_import_the_server_rejects_puts_the_old_database_back(search: SearchE
     search.write([{"id": 40_000, "content": "only in the live database"}])
 
     with pytest.raises(OperationError, match="it exited: .*previous database is back in place"):
-        search_engine.restore(ws, search.service, RestoreOptions(yes=True))
+        search_restore.restore(ws, search.service, RestoreOptions(yes=True))
 
     assert search.count() == 1001
     assert not [p for p in (search.root / "meilisearch").iterdir() if ".drkit-before-restore-" in p.name]

@@ -18,9 +18,9 @@ from drkit.adapters.postgres.client import rows
 from drkit.adapters.s3.objects import ObjectStore, endpoint_for
 from drkit.domain.stack import Stack
 from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.workspace import open_workspace
-from drkit.engines.search.engine import client_for as meili_client
-from drkit.engines.stack.sets import list_sets
+from drkit.engines.search.server import client_for as meili_client
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
 from tests.integration.redis_helpers import dump_all

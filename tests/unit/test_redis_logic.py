@@ -10,8 +10,8 @@ from drkit.adapters.redis.checks import aof_verdict, rdb_verdict
 from drkit.adapters.redis.client import Layout
 from drkit.adapters.redis.sample import KeyDigest, value_digest
 from drkit.domain.checks import Status
-from drkit.engines.redis.backup import FileRecord
 from drkit.engines.redis.compare import compare_keys, compare_sample
+from drkit.engines.redis.files import FileRecord
 from drkit.engines.redis.restore import plan_placements
 
 RDB_OK = """[offset 0] Checking RDB file d/dump.rdb

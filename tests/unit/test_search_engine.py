@@ -11,8 +11,8 @@ import pytest
 
 from drkit.domain.errors import UsageError
 from drkit.domain.stack import RuntimeSpec, Service
-from drkit.engines.search.engine import server_paths
 from drkit.engines.search.rebuild import _jsonable, source_for
+from drkit.engines.search.server import server_paths
 
 
 def meili(command: tuple[str, ...] = (), data_dir: str | None = "/srv/meili") -> Service:

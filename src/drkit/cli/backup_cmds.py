@@ -32,8 +32,8 @@ def backup_cmd(
 
     Example: drkit backup postgres --type base;  drkit backup --all
     """
-    from drkit.engines.core.registry import backup_service, backup_targets
     from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.stack.backup import backup_service, backup_targets
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())

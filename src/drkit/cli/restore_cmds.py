@@ -38,7 +38,7 @@ def verify_cmd(
     from drkit.domain.backup import BackupKind
     from drkit.engines.core.catalog import find_backup
     from drkit.engines.core.workspace import open_workspace
-    from drkit.engines.postgres.verify import verify_backup
+    from drkit.engines.stack.verify import verify_backup
 
     opts = options(ctx)
     if backup_id and latest:
@@ -211,7 +211,8 @@ def _restore_other(
     to: str | None,
     prefix: str | None,
 ) -> None:
-    from drkit.engines.core.registry import RestoreOptions, engine_for
+    from drkit.engines.core.registry import engine_for
+    from drkit.engines.core.types import RestoreOptions
 
     when = _target(target_time, None, None).time
     engine = engine_for(svc)

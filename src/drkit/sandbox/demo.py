@@ -25,8 +25,8 @@ from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.engines.core.workspace import open_workspace
 from drkit.engines.postgres.backup import base_backup, logical_backup
 from drkit.engines.postgres.restore import RestoreRequest, restore
-from drkit.engines.postgres.verify import verify_backup
 from drkit.engines.stack.check import run_checks
+from drkit.engines.stack.verify import verify_backup
 from drkit.infra.ownership import chown_tree
 from drkit.runtimes.local_postgres import LocalPostgres
 from drkit.sandbox import stack as sandbox_stack

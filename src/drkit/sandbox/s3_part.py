@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from drkit.adapters.postgres.client import make_dsn, rows
+from drkit.adapters.postgres.client import rows, service_dsn
 from drkit.adapters.repository.codec import sha256
 from drkit.adapters.s3.objects import ObjectStore, endpoint_for
 from drkit.domain.errors import OperationError
@@ -170,7 +170,7 @@ def seed(ctx: PartContext, stack: Stack) -> None:
     store = ObjectStore(endpoint_for(s3_service(stack)))
     wait_writable(store, BUCKET)
     postgres = stack.services_of_kind("postgres")[0]
-    dsn = make_dsn(postgres.dsn or "", password=postgres.password)
+    dsn = service_dsn(postgres)
     attachments = rows(
         dsn,
         "select a.object_key, m.content, a.sha256, a.content_type from nchat_attachments a "

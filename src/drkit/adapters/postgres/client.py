@@ -10,6 +10,7 @@ import psycopg
 from psycopg import conninfo
 
 from drkit.domain.errors import OperationError
+from drkit.domain.stack import Service
 
 
 def make_dsn(dsn: str, *, password: str | None = None, **overrides: Any) -> str:
@@ -19,6 +20,14 @@ def make_dsn(dsn: str, *, password: str | None = None, **overrides: Any) -> str:
     params.setdefault("connect_timeout", 10)
     params.update({k: v for k, v in overrides.items() if v is not None})
     return conninfo.make_conninfo("", **params)
+
+
+def service_dsn(service: Service, **overrides: Any) -> str:
+    """The one way drkit builds a connection string for a configured PostgreSQL service:
+    its `dsn` with its password (from its secret reference) and any overrides."""
+    if not service.dsn:
+        raise OperationError(f"service {service.name} has no dsn configured")
+    return make_dsn(service.dsn, password=service.password, **overrides)
 
 
 def describe(dsn: str) -> str:

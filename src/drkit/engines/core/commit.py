@@ -14,7 +14,7 @@ from datetime import datetime
 from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import BackupKind, Manifest, StoredFile, new_backup_id
 from drkit.engines.core.catalog import list_backups
-from drkit.engines.core.layout import backup_dir, manifest_key
+from drkit.engines.core.layout import backup_dir, backups_prefix, manifest_key
 from drkit.engines.core.workspace import Workspace
 
 Progress = Callable[[int], None]
@@ -30,9 +30,15 @@ class BackupResult:
         return (self.manifest.finished_at - self.manifest.started_at).total_seconds()
 
 
-def unique_id(ws: Workspace, service: str, kind: BackupKind, now: datetime) -> str:
+def unique_id(
+    ws: Workspace, service: str, kind: BackupKind, now: datetime, *, label: str | None = None
+) -> str:
+    """The one backup-id maker: `20261125T020000Z-base`, sorted by time, `-2`, `-3`... when
+    taken. `label` replaces the kind's name in the id (a MeiliSearch snapshot is a dump kind)."""
     base = new_backup_id(kind, now)
-    taken = {key.split("/")[3] for key in ws.repo.list(f"{ws.stack.name}/{service}/backups/")}
+    if label is not None:
+        base = base.removesuffix(kind.value) + label
+    taken = {key.split("/")[3] for key in ws.repo.list(backups_prefix(ws.stack.name, service))}
     candidate, n = base, 1
     while candidate in taken:
         n += 1

@@ -32,7 +32,6 @@ from drkit.engines.core.commit import (
     unique_id,
 )
 from drkit.engines.core.layout import backup_dir, lock_name
-from drkit.engines.core.registry import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.objects.catalog import (
     Catalog,
@@ -235,10 +234,3 @@ def _details(
             "content is in objects/BUCKET/<parts> (cat the parts | zstd -d)"
         ),
     }
-
-
-def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
-    """The state of the buckets as of `options.target_time` (objects_restore)."""
-    from drkit.engines.objects.restore import restore_objects
-
-    return restore_objects(ws, service, options)

@@ -22,7 +22,7 @@ from drkit.domain.errors import IntegrityError, NotFoundError, UsageError
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, lock_name
-from drkit.engines.core.registry import RestoreOptions, RestoreResult
+from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.objects.catalog import (
     VersionRecord,
@@ -80,7 +80,7 @@ class _BucketPlan:
     target_exists: bool
 
 
-def restore_objects(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
+def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
     """Plan every bucket first (refusing before anything is written), then restore."""
     began = ws.clock.monotonic()
     store = ObjectStore(endpoint_for(service))

@@ -11,14 +11,13 @@ import hashlib
 from dataclasses import replace
 
 from drkit.adapters.postgres.basebackup import pg_basebackup_args, stream_base_backup
-from drkit.adapters.postgres.client import make_dsn
+from drkit.adapters.postgres.client import make_dsn, service_dsn
 from drkit.adapters.postgres.counts import snapshot_counts
 from drkit.adapters.postgres.dump import dump_args, globals_args, run_dump
 from drkit.adapters.postgres.server import next_xid, server_info
 from drkit.adapters.postgres.tarindex import members_to_json
 from drkit.adapters.postgres.tools import tool_version
 from drkit.domain.backup import BackupKind, Manifest, PostgresInfo, StoredFile
-from drkit.domain.errors import OperationError
 from drkit.domain.stack import PostgresPolicy, Service
 from drkit.engines.core.commit import (
     BackupResult,
@@ -34,12 +33,6 @@ from drkit.engines.core.workspace import Workspace
 from drkit.infra import locks
 
 TAR_INDEX = "tarindex.json"
-
-
-def service_dsn(service: Service) -> str:
-    if not service.dsn:
-        raise OperationError(f"service {service.name} has no dsn configured")
-    return make_dsn(service.dsn, password=service.password)
 
 
 def _policy(service: Service) -> PostgresPolicy:

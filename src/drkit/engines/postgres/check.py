@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from drkit.adapters.postgres.client import connect, rows
+from drkit.adapters.postgres.client import connect, rows, service_dsn
 from drkit.adapters.postgres.server import ServerInfo, server_info
 from drkit.adapters.postgres.tools import major, tool_version
 from drkit.domain.checks import CheckResult, Status, guard
 from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service, WalMode
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.postgres.backup import service_dsn
 
 OK, WARN, FAIL = Status.OK, Status.WARNING, Status.FAILED
 

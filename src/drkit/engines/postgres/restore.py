@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from drkit.adapters.postgres.client import connect, make_dsn
+from drkit.adapters.postgres.client import connect, service_dsn
 from drkit.adapters.postgres.recovery_conf import restore_command, write_recovery_settings
 from drkit.adapters.postgres.tarindex import members_from_json
 from drkit.domain.backup import Manifest
@@ -104,12 +104,7 @@ def restore(
         except BaseException:
             _roll_back(data_dir, aside)
             raise
-        dsn = make_dsn(
-            service.dsn or "",
-            password=service.password,
-            host="127.0.0.1" if request.to else None,
-            port=runtime.port,
-        )
+        dsn = service_dsn(service, host="127.0.0.1" if request.to else None, port=runtime.port)
         with _prefetch(ws, service, chosen, data_dir):
             runtime.start()
             reached = _wait_for_promotion(runtime, dsn, request.timeout)
@@ -191,7 +186,7 @@ def _archive_current_segment(service: Service) -> None:
     """Before replacing a running server with "latest": close and archive its current WAL
     segment, so the restore loses nothing that was committed (archive mode archives only
     complete segments)."""
-    dsn = make_dsn(service.dsn or "", password=service.password)
+    dsn = service_dsn(service)
     try:
         with connect(dsn) as conn:
             row = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()

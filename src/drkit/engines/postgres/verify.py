@@ -5,65 +5,22 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from drkit.adapters.postgres.client import make_dsn
+from drkit.adapters.postgres.client import service_dsn
 from drkit.adapters.postgres.counts import snapshot_counts
-from drkit.adapters.repository.codec import sha256
-from drkit.domain.backup import BackupKind, Manifest
+from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import DrkitError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service
 from drkit.domain.wal import Lsn, Segment
-from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.restore import RestoreRequest, restore
 from drkit.engines.postgres.wal.archive import check_chain
 from drkit.engines.postgres.wal.stream import archive_for
 from drkit.infra.ownership import chown_tree
 from drkit.runtimes.local_postgres import LocalPostgres
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    backup_id: str
-    service: str
-    deep: bool
-    results: tuple[CheckResult, ...]
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return not any(r.failed_critically for r in self.results)
-
-
-def verify_files(ws: Workspace, m: Manifest) -> list[CheckResult]:
-    directory = backup_dir(m.stack, m.service, m.backup_id)
-    results: list[CheckResult] = []
-    bad = 0
-    for f in m.files:
-        key = f"{directory}/{f.name}"
-        try:
-            data = ws.repo.get(key)
-        except FileNotFoundError:
-            results.append(CheckResult(f"file {f.name}", Status.FAILED, "missing from the repository"))
-            bad += 1
-            continue
-        if len(data) != f.size:
-            results.append(
-                CheckResult(f"file {f.name}", Status.FAILED, f"size {len(data)} != {f.size} in the manifest")
-            )
-            bad += 1
-        elif sha256(data) != f.sha256:
-            results.append(
-                CheckResult(f"file {f.name}", Status.FAILED, "SHA-256 does not match the manifest")
-            )
-            bad += 1
-    if not bad:
-        results.append(CheckResult("files", Status.OK, f"{len(m.files)} files match their SHA-256"))
-    return results
 
 
 def verify_wal(ws: Workspace, service: Service, m: Manifest) -> CheckResult:
@@ -110,7 +67,7 @@ def verify_deep(ws: Workspace, service: Service, m: Manifest, drkit_argv: list[s
                 f"restored and started in {outcome.seconds:.1f}s, consistent at {outcome.reached_lsn}",
             )
         )
-        dsn = make_dsn(service.dsn or "", password=service.password, host="127.0.0.1", port=outcome.port)
+        dsn = service_dsn(service, host="127.0.0.1", port=outcome.port)
         _xid, counts = snapshot_counts(dsn, pg.databases or ["postgres"])
         results.extend(compare_counts(pg.row_counts, counts, bool(m.details.get("row_counts_exact", True))))
     except DrkitError as exc:
@@ -149,34 +106,3 @@ def compare_counts(expected: dict[str, int], actual: dict[str, int], exact: bool
             CheckResult(f"rows {t}", status, "table exists in the restore but not in the manifest")
         )
     return results
-
-
-def verify_backup(
-    ws: Workspace, service: Service, m: Manifest, *, deep: bool, drkit_argv: list[str]
-) -> VerifyReport:
-    started = ws.clock.monotonic()
-    results = verify_files(ws, m)
-    files_ok = all(r.status is Status.OK for r in results)
-    if m.kind is BackupKind.BASE:
-        wal = verify_wal(ws, service, m)
-        results.append(wal)
-        if deep and files_ok and wal.status is Status.OK:
-            results.extend(verify_deep(ws, service, m, drkit_argv))
-        elif deep:
-            results.append(_skipped())
-    elif m.kind is BackupKind.OBJECTS and files_ok:
-        from drkit.engines.objects.verify import verify_objects
-
-        results.extend(verify_objects(ws, service, m, deep=deep))
-    elif m.kind is BackupKind.RDB and deep:
-        if files_ok:
-            from drkit.engines.redis.verify import verify_deep as redis_deep
-
-            results.extend(redis_deep(ws, service, m))
-        else:
-            results.append(_skipped())
-    return VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)
-
-
-def _skipped() -> CheckResult:
-    return CheckResult("restore", Status.FAILED, "skipped: the backup failed the checks above")

@@ -12,19 +12,16 @@ stack-wide set refers to); older ones are removed after the new one is committed
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drkit.adapters.redis.aof import manifest_name
-from drkit.adapters.redis.checks import Verdict, check_aof, check_rdb
-from drkit.adapters.redis.client import RedisServer
+from drkit.adapters.redis.checks import Verdict
 from drkit.adapters.redis.snapshot import Snapshot, StagedFile, take_snapshot
 from drkit.domain.backup import BackupKind, Manifest, StoredFile
-from drkit.domain.errors import IntegrityError, RepositoryError, UsageError
+from drkit.domain.errors import IntegrityError
 from drkit.domain.stack import Service
-from drkit.engines.core.catalog import list_backups
+from drkit.engines.core import retention
 from drkit.engines.core.commit import (
     BackupResult,
     Progress,
@@ -33,9 +30,16 @@ from drkit.engines.core.commit import (
     part_sink,
     unique_id,
 )
-from drkit.engines.core.layout import backup_dir, lock_name, manifest_key
-from drkit.engines.core.registry import RestoreOptions, RestoreResult
+from drkit.engines.core.layout import backup_dir, lock_name
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.redis.files import (
+    FileRecord,
+    check_files,
+    host_dir,
+    open_server,
+    require_sound,
+    scratch_dir,
+)
 from drkit.infra import locks
 from drkit.infra.parts import split_into_parts
 
@@ -47,73 +51,6 @@ FORMAT = (
     "the server's RDB and multi-part AOF files, each cut in parts compressed with zstd "
     "(and encrypted with age): cat NAME.*.zst | zstd -d > NAME"
 )
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """One of the server's files in a backup: where it goes, its raw size and hash, its parts."""
-
-    path: str
-    role: str
-    size: int
-    sha256: str
-    parts: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "role": self.role,
-            "size": self.size,
-            "sha256": self.sha256,
-            "parts": list(self.parts),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FileRecord:
-        return cls(
-            str(data["path"]), str(data["role"]), int(data["size"]), str(data["sha256"]), tuple(data["parts"])
-        )
-
-
-def open_server(service: Service) -> RedisServer:
-    if not service.url:
-        raise UsageError(f"service {service.name} has no url (like redis://127.0.0.1:6379/0)")
-    return RedisServer(service.url, password=service.password)
-
-
-def host_dir(service: Service) -> Path | None:
-    """Where this host sees the server's files: runtime.data_dir when set (a container's
-    volume), else the server's own CONFIG GET dir."""
-    return Path(service.runtime.data_dir) if service.runtime.data_dir else None
-
-
-def scratch_dir(ws: Workspace, service: Service, name: str) -> Path:
-    path = ws.state_dir / "redis" / f"{service.name}-{name}"
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
-
-
-def check_files(root: Path, records: Iterable[FileRecord | StagedFile]) -> list[Verdict]:
-    """redis-check-rdb on the RDB, redis-check-aof on the AOF (through its manifest, which
-    checks every file it lists); verdicts name files relative to `root`."""
-    verdicts: list[Verdict] = []
-    for record in records:
-        if record.role == "rdb":
-            verdicts.append(check_rdb(root / record.path))
-        elif record.role == "aof-manifest":
-            folder = record.path.rpartition("/")[0]
-            found = check_aof(root / record.path)
-            verdicts.append(
-                Verdict(found.ok, f"{folder}/{found.file}" if folder else found.file, found.detail)
-            )
-    return verdicts
-
-
-def require_sound(verdicts: list[Verdict], context: str) -> None:
-    for verdict in verdicts:
-        if not verdict.ok:
-            raise IntegrityError(f"{context}: {verdict.file} is damaged: {verdict.detail}")
 
 
 def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
@@ -134,7 +71,7 @@ def backup(ws: Workspace, service: Service, *, progress: Progress | None = None)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         keep = service.keep_last or KEEP_LAST
-        superseded = _superseded(ws, service.name, keep - 1)
+        superseded = retention.superseded(ws, service.name, keep - 1, _is_rdb)
         manifest = Manifest(
             backup_id=backup_id,
             stack=ws.stack.name,
@@ -150,7 +87,7 @@ def backup(ws: Workspace, service: Service, *, progress: Progress | None = None)
         )
         commit_manifest(ws, manifest)
         for old in superseded:
-            delete_backup(ws, service.name, old)
+            retention.delete_backup(ws, service.name, old)
         return BackupResult(manifest, removed)
 
 
@@ -213,42 +150,5 @@ def _offset(progress: Progress | None, base: int) -> Callable[[int], None] | Non
     return lambda n: progress(base + n)
 
 
-def _superseded(ws: Workspace, service: str, keep: int) -> tuple[str, ...]:
-    """Complete RDB backups beyond the newest `keep`, except those a stack-wide set uses."""
-    from drkit.engines.stack.sets import list_sets
-
-    newest_first = sorted(
-        (m for m in list_backups(ws.repo, ws.stack.name, service).complete if m.kind is BackupKind.RDB),
-        key=lambda m: (m.finished_at, m.backup_id),
-        reverse=True,
-    )
-    try:
-        in_sets = {s.backups.get(service) for s in list_sets(ws)}
-    except (ValueError, KeyError, RepositoryError):
-        return ()  # the sets cannot be read: remove nothing rather than break one
-    return tuple(m.backup_id for m in newest_first[keep:] if m.backup_id not in in_sets)
-
-
-def delete_backup(ws: Workspace, service: str, backup_id: str) -> None:
-    """The manifest first: from then on the backup does not exist, and whatever a crash
-    leaves behind is an incomplete backup that the next run removes."""
-    key = manifest_key(ws.stack.name, service, backup_id)
-    ws.repo.delete(key)
-    for other in ws.repo.list(backup_dir(ws.stack.name, service, backup_id) + "/"):
-        ws.repo.delete(other)
-
-
-def records_of(manifest: Manifest) -> list[FileRecord]:
-    return [FileRecord.from_dict(r) for r in manifest.details.get("files", [])]
-
-
-def aof_manifest_path(appenddirname: str, appendfilename: str) -> str:
-    return f"{appenddirname}/{manifest_name(appendfilename)}"
-
-
-def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
-    """Check the files, stop the server, move its files aside, put the backup's in place
-    (AOF over RDB, as Redis reads them), start it and compare; see redis_restore.py."""
-    from drkit.engines.redis.restore import restore_redis
-
-    return restore_redis(ws, service, options)
+def _is_rdb(m: Manifest) -> bool:
+    return m.kind is BackupKind.RDB

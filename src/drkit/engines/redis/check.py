@@ -16,7 +16,7 @@ from drkit.domain.durations import format_duration
 from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.redis.backup import open_server
+from drkit.engines.redis.files import open_server
 
 OK, WARN, FAIL = Status.OK, Status.WARNING, Status.FAILED
 CHECKERS = ("redis-check-rdb", "redis-check-aof")

@@ -36,9 +36,10 @@ from drkit.domain.errors import IntegrityError, NotFoundError, OperationError, U
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, lock_name
-from drkit.engines.core.registry import RestoreOptions, RestoreResult
+from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.redis.backup import (
+from drkit.engines.redis.compare import compare_server
+from drkit.engines.redis.files import (
     FileRecord,
     check_files,
     host_dir,
@@ -47,7 +48,6 @@ from drkit.engines.redis.backup import (
     require_sound,
     scratch_dir,
 )
-from drkit.engines.redis.compare import compare_server
 from drkit.infra import locks
 from drkit.infra.atomic import fsync_dir
 from drkit.infra.ownership import chown_tree
@@ -78,7 +78,7 @@ class Target:
     source: str  # where the layout came from, for the report
 
 
-def restore_redis(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
+def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
     with locks.exclusive(ws.lock_dir, lock_name(service.name, "restore")):
         began = ws.clock.monotonic()
         m = choose_backup(ws, service, options)

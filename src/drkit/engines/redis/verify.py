@@ -17,8 +17,8 @@ from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import DrkitError
 from drkit.domain.stack import RuntimeSpec, Service
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.redis.backup import check_files, records_of, require_sound, scratch_dir
 from drkit.engines.redis.compare import compare_server
+from drkit.engines.redis.files import check_files, records_of, require_sound, scratch_dir
 from drkit.engines.redis.restore import LOAD_TIMEOUT, fetch
 from drkit.infra.ownership import chown_tree
 from drkit.infra.ports import free_port

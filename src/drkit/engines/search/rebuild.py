@@ -18,11 +18,11 @@ from decimal import Decimal
 from typing import Any
 
 from drkit.adapters.meilisearch import MeilisearchClient
-from drkit.adapters.postgres.client import connect, make_dsn, scalar
+from drkit.adapters.postgres.client import connect, scalar, service_dsn
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import DrkitError, UsageError
 from drkit.domain.stack import Service, Stack
-from drkit.engines.search.engine import client_for
+from drkit.engines.search.server import client_for
 from drkit.infra.clock import Clock, SystemClock
 
 TASK_TIMEOUT = 600.0
@@ -85,7 +85,7 @@ def postgres_dsn(stack: Stack, service: Service) -> str:
     candidates = candidates or stack.services_of_kind("postgres")
     if len(candidates) != 1 or not candidates[0].dsn:
         raise UsageError(f"cannot tell which PostgreSQL {service.name} is built from: list it in depends_on")
-    return make_dsn(candidates[0].dsn, password=candidates[0].password)
+    return service_dsn(candidates[0])
 
 
 def rebuild_index(

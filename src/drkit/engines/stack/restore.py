@@ -17,11 +17,13 @@ from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.sets import RestoreSet
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import list_backups
-from drkit.engines.core.registry import RestoreOptions, engine_for
+from drkit.engines.core.registry import engine_for
+from drkit.engines.core.set_refs import find_set
+from drkit.engines.core.types import RestoreOptions
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.restore import RestoreRequest, plan, restore
 from drkit.engines.stack.cross_checks import cross_service_checks
-from drkit.engines.stack.sets import find_set, ordered_services
+from drkit.engines.stack.sets import ordered_services
 
 Say = Callable[[str], None]
 

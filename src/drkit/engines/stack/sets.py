@@ -11,31 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from drkit.adapters.postgres.client import connect
+from drkit.adapters.postgres.client import connect, service_dsn
 from drkit.adapters.postgres.server import server_info
 from drkit.domain.backup import BackupKind
-from drkit.domain.errors import NotFoundError, OperationError, RepositoryError
+from drkit.domain.errors import OperationError, RepositoryError
 from drkit.domain.sets import RestoreSet, new_set_id
 from drkit.domain.stack import Service, WalMode
 from drkit.domain.wal import Lsn, Segment
 from drkit.engines.core.catalog import list_backups
-from drkit.engines.core.registry import backup_service, has_engine
+from drkit.engines.core.registry import has_engine
+from drkit.engines.core.set_refs import set_key
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.postgres.backup import base_backup, service_dsn
+from drkit.engines.postgres.backup import base_backup
 from drkit.engines.postgres.wal.stream import archive_for
+from drkit.engines.stack.backup import backup_service
 from drkit.engines.stack.graph import ServiceGraph
 from drkit.infra import locks
 from drkit.infra.wait import wait_for
 
 Say = Callable[[str], None]
-
-
-def sets_prefix(stack: str) -> str:
-    return f"{stack}/sets/"
-
-
-def set_key(stack: str, set_id: str) -> str:
-    return f"{sets_prefix(stack)}{set_id}.json"
 
 
 def ordered_services(ws: Workspace) -> list[Service]:
@@ -122,23 +116,3 @@ def _timeline(dsn: str) -> int:
             "select ('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int"
         ).fetchone()
         return int(row[0]) if row else 1
-
-
-def list_sets(ws: Workspace) -> list[RestoreSet]:
-    out = []
-    for key in ws.repo.list(sets_prefix(ws.stack.name)):
-        if key.endswith(".json"):
-            out.append(RestoreSet.from_json(ws.repo.get(key)))
-    return sorted(out, key=lambda s: s.created_at)
-
-
-def find_set(ws: Workspace, set_id: str | None) -> RestoreSet:
-    sets = list_sets(ws)
-    if not sets:
-        raise NotFoundError(f"no stack-wide set in {ws.repo.location}", hint="take one: drkit backup --all")
-    if set_id is None:
-        return sets[-1]
-    for s in sets:
-        if s.set_id == set_id:
-            return s
-    raise NotFoundError(f"no set {set_id} in {ws.repo.location}")

@@ -79,7 +79,7 @@ def wal_stream(
     log: Callable[[str], None] = print,
 ) -> None:
     """Supervise pg_receivewal (with a replication slot) until `stop` is set."""
-    from drkit.engines.postgres.backup import service_dsn  # psycopg: not on the wal-push path
+    from drkit.adapters.postgres.client import service_dsn  # psycopg: not on the wal-push path
 
     policy = service.postgres
     slot = policy.slot if policy else "drkit"

@@ -17,77 +17,21 @@ import json
 from typing import Any
 
 from drkit.adapters.hasura import HasuraClient, HasuraError, HealthAnswer, InconsistentObject
-from drkit.adapters.postgres.client import describe, make_dsn, scalar
+from drkit.adapters.postgres.client import describe, scalar, service_dsn
 from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import IntegrityError, NotFoundError, OperationError, UsageError
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import list_backups
-from drkit.engines.core.commit import (
-    BackupResult,
-    Progress,
-    clean_incomplete,
-    commit_manifest,
-    put_small,
-    unique_id,
-)
 from drkit.engines.core.layout import backup_dir, lock_name
-from drkit.engines.core.registry import RestoreOptions, RestoreResult
+from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.hasura.backup import METADATA_FILE, canonical, client_for
 from drkit.infra import locks
 from drkit.infra.wait import wait_for
 
-METADATA_FILE = "metadata.json"
 HEALTH_WAIT = 30.0  # Hasura rebuilds its schema cache on replace; give strict health a moment
-
-
-def client_for(service: Service) -> HasuraClient:
-    if not service.url:
-        raise UsageError(f"service {service.name} (hasura) needs a url, like http://127.0.0.1:8080")
-    return HasuraClient(service.url, admin_secret=service.password)
-
-
-def canonical(metadata: dict[str, Any]) -> bytes:
-    """One byte form per metadata, so equal metadata hash equal."""
-    return json.dumps(metadata, sort_keys=True, indent=2).encode()
-
-
-def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
-    """export_metadata v2 -> metadata.json + manifest (last)."""
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")), client_for(service) as hasura:
-        removed = clean_incomplete(ws, service.name)
-        started = ws.clock.now()
-        exported = hasura.export_metadata()
-        version = hasura.version()
-        raw = canonical(exported.metadata)
-        backup_id = unique_id(ws, service.name, BackupKind.METADATA, started)
-        stored = put_small(ws, backup_dir(ws.stack.name, service.name, backup_id), METADATA_FILE, raw)
-        if progress:
-            progress(len(raw))
-        sources = exported.metadata.get("sources", [])
-        manifest = Manifest(
-            backup_id=backup_id,
-            stack=ws.stack.name,
-            service=service.name,
-            kind=BackupKind.METADATA,
-            started_at=started,
-            finished_at=ws.clock.now(),
-            files=(stored,),
-            tool_versions={"hasura": version},
-            compression=f"zstd-{ws.codec.level}",
-            encrypted=ws.codec.encrypted,
-            details={
-                "resource_version": exported.resource_version,
-                "metadata_version": exported.metadata.get("version"),
-                "metadata_sha256": sha256(raw),
-                "sources": [s.get("name") for s in sources if isinstance(s, dict)],
-                "tables": sum(len(s.get("tables", [])) for s in sources if isinstance(s, dict)),
-                "format": "export_metadata v2 `metadata` object; restore with replace_metadata v2",
-            },
-        )
-        commit_manifest(ws, manifest)
-        return BackupResult(manifest, removed)
 
 
 def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
@@ -155,7 +99,7 @@ def require_postgres(ws: Workspace, service: Service) -> None:
         dep = ws.stack.services.get(name)
         if dep is None or dep.kind != "postgres" or not dep.dsn:
             continue
-        dsn = make_dsn(dep.dsn, password=dep.password, connect_timeout=5)
+        dsn = service_dsn(dep, connect_timeout=5)
         try:
             scalar(dsn, "select 1")
         except OperationError as exc:

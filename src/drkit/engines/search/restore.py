@@ -21,190 +21,24 @@ relative to `runtime.data_dir` (its working directory). The master key is the se
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-from drkit.adapters.meilisearch import MeilisearchClient
 from drkit.adapters.repository.codec import sha256
-from drkit.domain.backup import BackupKind, Manifest, StoredFile, new_backup_id
+from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import IntegrityError, NotFoundError, OperationError, UsageError
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import list_backups
-from drkit.engines.core.commit import (
-    BackupResult,
-    Progress,
-    clean_incomplete,
-    commit_manifest,
-    part_sink,
-)
-from drkit.engines.core.layout import backup_dir, backups_prefix, lock_name, manifest_key
-from drkit.engines.core.registry import RestoreOptions, RestoreResult
+from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.search.server import DUMP, client_for, server_paths
 from drkit.infra import locks
-from drkit.infra.parts import split_into_parts
 from drkit.runtimes.local_process import LocalProcess
 
-KEEP_LAST = 5
-TASK_TIMEOUT = 3600.0  # a dump of a large instance takes a while; a stuck task must not hang forever
-PART_SIZE = 16 * 1024 * 1024
 IMPORT_TIMEOUT = 1800.0  # the server listens only once the whole dump is indexed
-DUMP, SNAPSHOT = "dump", "snapshot"
-
-
-@dataclass(frozen=True)
-class ServerPaths:
-    db_path: Path
-    dump_dir: Path
-    snapshot_dir: Path
-
-    def artifact(self, kind: str, dump_uid: str | None = None) -> Path:
-        if kind == DUMP:
-            return self.dump_dir / f"{dump_uid}.dump"
-        return self.snapshot_dir / f"{self.db_path.name}.snapshot"
-
-
-def server_paths(service: Service) -> ServerPaths:
-    """The server's database, dump and snapshot directories as seen from this host."""
-    command = list(service.runtime.command)
-    base = Path(service.runtime.data_dir) if service.runtime.data_dir else None
-
-    def flag(name: str, default: str) -> Path:
-        value = next((command[i + 1] for i, a in enumerate(command[:-1]) if a == name), None)
-        value = value or next((a.split("=", 1)[1] for a in command if a.startswith(name + "=")), None)
-        path = Path(value or default)
-        if path.is_absolute():
-            return path
-        if base is None:
-            raise UsageError(
-                f"services.{service.name}: drkit reads dumps from the server's disk and cannot tell "
-                f"where {name} is: set runtime.data_dir to the directory Meilisearch runs in "
-                "(for docker compose, the host path of its data volume)"
-            )
-        return base / path
-
-    return ServerPaths(
-        flag("--db-path", "data.ms"), flag("--dump-dir", "dumps"), flag("--snapshot-dir", "snapshots")
-    )
-
-
-def client_for(service: Service) -> MeilisearchClient:
-    if not service.url:
-        raise UsageError(f"service {service.name} (meilisearch) needs a url, like http://127.0.0.1:7700")
-    return MeilisearchClient(service.url, api_key=service.password)
-
-
-def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
-    """A dump: portable to the same or a newer Meilisearch (`--import-dump`)."""
-    return _backup(ws, service, DUMP, progress)
-
-
-def backup_snapshot(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
-    """A snapshot: faster to restore, same Meilisearch version only (`--import-snapshot`)."""
-    return _backup(ws, service, SNAPSHOT, progress)
-
-
-def _backup(ws: Workspace, service: Service, kind: str, progress: Progress | None) -> BackupResult:
-    paths = server_paths(service)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")), client_for(service) as meili:
-        removed = clean_incomplete(ws, service.name)
-        started = ws.clock.now()
-        before = meili.document_counts()
-        task_uid = meili.create_dump() if kind == DUMP else meili.create_snapshot()
-        task = meili.wait_succeeded(task_uid, timeout=TASK_TIMEOUT, clock=ws.clock)
-        source = paths.artifact(kind, task.details.get("dumpUid"))
-        after = meili.document_counts()
-        backup_id = _unique_id(ws, service.name, kind, started)
-        files, digest, raw_bytes = _store(
-            ws, source, backup_dir(ws.stack.name, service.name, backup_id), progress
-        )
-        manifest = Manifest(
-            backup_id=backup_id,
-            stack=ws.stack.name,
-            service=service.name,
-            kind=BackupKind.DUMP,
-            started_at=started,
-            finished_at=ws.clock.now(),
-            files=files,
-            tool_versions={"meilisearch": meili.version()},
-            compression=f"zstd-{ws.codec.level}",
-            encrypted=ws.codec.encrypted,
-            details={
-                "artifact": kind,
-                "file": source.name,
-                "task_uid": task_uid,
-                "dump_uid": task.details.get("dumpUid"),
-                "sha256": digest,
-                "raw_bytes": raw_bytes,
-                "documents": after,
-                "counts_exact": before == after,  # nothing was written while the task ran
-                "format": f"cat {source.name}.*.zst | zstd -d > {source.name}; "
-                f"meilisearch --import-{kind} {source.name} (into an empty --db-path)",
-            },
-        )
-        commit_manifest(ws, manifest)
-        if kind == DUMP:  # it is in the repository now; dumps would otherwise fill the server's disk
-            with contextlib.suppress(OSError):  # not ours to delete (another OS user): it stays
-                source.unlink(missing_ok=True)
-        keep_last(ws, service.name, kind, service.keep_last or KEEP_LAST)
-        return BackupResult(manifest, removed)
-
-
-def _unique_id(ws: Workspace, service: str, kind: str, now: datetime) -> str:
-    base = new_backup_id(BackupKind.DUMP, now).removesuffix("dump") + kind
-    taken = {key.split("/")[3] for key in ws.repo.list(backups_prefix(ws.stack.name, service))}
-    candidate, n = base, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate
-
-
-def _store(
-    ws: Workspace, source: Path, directory: str, progress: Progress | None
-) -> tuple[tuple[StoredFile, ...], str, int]:
-    """The server's file, in parts, hashed as read."""
-    digest = hashlib.sha256()
-    try:
-        fh = open(source, "rb")  # noqa: SIM115 - closed below; open errors need their own message
-    except OSError as exc:
-        raise OperationError(
-            f"cannot read {source} ({exc.strerror}): the server wrote it on its own disk; "
-            "runtime.data_dir (or --dump-dir/--snapshot-dir in runtime.command) must point there"
-        ) from exc
-    with fh:
-        parts, total = split_into_parts(
-            fh.read,
-            part_sink(ws, directory, source.name),
-            part_size=PART_SIZE,
-            parallel=2,
-            observe=digest.update,
-            progress=progress,
-        )
-    return tuple(parts), digest.hexdigest(), total
-
-
-def keep_last(ws: Workspace, service: str, kind: str, keep: int) -> tuple[str, ...]:
-    """Delete all but the newest `keep` backups of this kind (dump or snapshot); never one a
-    stack-wide set refers to. The manifest goes first, so a half-deleted backup is only an
-    incomplete one, which the next backup cleans up."""
-    from drkit.engines.stack.sets import list_sets
-
-    listing = list_backups(ws.repo, ws.stack.name, service).complete
-    mine = sorted(
-        (m for m in listing if m.details.get("artifact") == kind), key=lambda m: (m.finished_at, m.backup_id)
-    )
-    protected = {s.backups.get(service) for s in list_sets(ws)}
-    doomed = [m.backup_id for m in mine[: max(0, len(mine) - keep)] if m.backup_id not in protected]
-    for backup_id in doomed:
-        ws.repo.delete(manifest_key(ws.stack.name, service, backup_id))
-        for key in ws.repo.list(backup_dir(ws.stack.name, service, backup_id) + "/"):
-            ws.repo.delete(key)
-    return tuple(doomed)
 
 
 def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:

@@ -1,0 +1,42 @@
+"""Which engine backs up and restores each kind of service: an explicit registry, imported
+only when that kind is used (Barman's cloud providers do the same).
+
+Each engine module exposes:
+
+    def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult
+    def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult
+
+PostgreSQL has its own richer entry points (base/logical, PITR) in backup_postgres and
+restore_postgres.
+"""
+
+from __future__ import annotations
+
+from drkit.domain.errors import UsageError
+from drkit.domain.stack import Service
+from drkit.engines.core.commit import BackupResult, Progress
+from drkit.engines.core.registry import engine_for, has_engine
+from drkit.engines.core.workspace import Workspace
+
+
+def backup_targets(services: list[Service]) -> list[Service]:
+    """The services drkit can back up, in the order given."""
+    return [s for s in services if has_engine(s.kind)]
+
+
+def backup_service(
+    ws: Workspace, service: Service, *, postgres_type: str = "base", progress: Progress | None = None
+) -> BackupResult:
+    """One backup of one service, whatever its kind."""
+    if service.kind == "postgres":
+        from drkit.engines.postgres.backup import base_backup, logical_backup
+
+        if postgres_type not in ("base", "logical"):
+            raise UsageError(f"--type must be base or logical for PostgreSQL, not {postgres_type!r}")
+        engine = base_backup if postgres_type == "base" else logical_backup
+        return engine(ws, service, progress=progress)
+    if service.kind == "meilisearch" and postgres_type == "snapshot":
+        from drkit.engines.search.backup import backup_snapshot
+
+        return backup_snapshot(ws, service, progress=progress)
+    return engine_for(service).backup(ws, service, progress=progress)

@@ -1,0 +1,43 @@
+"""Verify backups: every stored file against its manifest hash, the WAL a base backup needs,
+and (`deep`) a real restore into a throwaway instance compared with recorded row counts."""
+
+from __future__ import annotations
+
+from drkit.domain.backup import BackupKind, Manifest
+from drkit.domain.checks import CheckResult, Status
+from drkit.domain.stack import Service
+from drkit.engines.core.rehash import verify_files
+from drkit.engines.core.types import VerifyReport
+from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.verify import verify_deep, verify_wal
+
+
+def verify_backup(
+    ws: Workspace, service: Service, m: Manifest, *, deep: bool, drkit_argv: list[str]
+) -> VerifyReport:
+    started = ws.clock.monotonic()
+    results = verify_files(ws, m)
+    files_ok = all(r.status is Status.OK for r in results)
+    if m.kind is BackupKind.BASE:
+        wal = verify_wal(ws, service, m)
+        results.append(wal)
+        if deep and files_ok and wal.status is Status.OK:
+            results.extend(verify_deep(ws, service, m, drkit_argv))
+        elif deep:
+            results.append(_skipped())
+    elif m.kind is BackupKind.OBJECTS and files_ok:
+        from drkit.engines.objects.verify import verify_objects
+
+        results.extend(verify_objects(ws, service, m, deep=deep))
+    elif m.kind is BackupKind.RDB and deep:
+        if files_ok:
+            from drkit.engines.redis.verify import verify_deep as redis_deep
+
+            results.extend(redis_deep(ws, service, m))
+        else:
+            results.append(_skipped())
+    return VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)
+
+
+def _skipped() -> CheckResult:
+    return CheckResult("restore", Status.FAILED, "skipped: the backup failed the checks above")
