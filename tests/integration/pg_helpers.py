@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drkit.adapters.postgres.client import connect
+from drkit.domain.errors import OperationError
 from drkit.infra.ownership import chown_tree
 from drkit.infra.wait import wait_for
 
@@ -20,7 +21,7 @@ def switch_and_wait_archived(dsn: str, timeout: float = 60) -> str:
             r = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()
             return bool(r and r[0] and r[0] >= segment)
 
-        wait_for(archived, timeout=timeout, what=f"{segment} to be archived")
+        wait_for(archived, timeout=timeout, what=f"{segment} to be archived", retry_on=(OperationError,))
     return segment
 
 

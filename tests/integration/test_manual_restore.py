@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from drkit.adapters.postgres.client import connect
+from drkit.domain.errors import OperationError
 from drkit.domain.stack import RuntimeSpec
 from drkit.infra.ownership import chown_tree
 from drkit.infra.ports import free_port
@@ -170,7 +171,9 @@ def test_manual_restore_as_documented(private_sandbox: SandboxHandle) -> None:
                 row = conn.execute("select pg_is_in_recovery()").fetchone()
             return row is not None and row[0] is False
 
-        wait_for(promoted, timeout=180, what="the manual restore to finish recovery")
+        wait_for(
+            promoted, timeout=180, what="the manual restore to finish recovery", retry_on=(OperationError,)
+        )
         assert count(dsn, "select count(*) from manual_restore_probe") == (
             ROWS_BEFORE_BACKUP + ROWS_AFTER_BACKUP
         )

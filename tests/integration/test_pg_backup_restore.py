@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from drkit.adapters.postgres.client import connect, scalar
+from drkit.domain.errors import OperationError
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
 from tests.integration.pg_helpers import (
@@ -124,7 +125,7 @@ def test_restore_to_latest_with_streamed_wal_loses_no_committed_transaction(
 
     from drkit.infra.wait import wait_for
 
-    wait_for(flushed, timeout=30, what="pg_receivewal to flush the last commit")
+    wait_for(flushed, timeout=30, what="pg_receivewal to flush the last commit", retry_on=(OperationError,))
     box.box.postgres_runtime().stop()  # the primary is gone
 
     dest = restore_dir(box.dir, "latest", box.box.os_user)

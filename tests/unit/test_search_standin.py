@@ -40,7 +40,7 @@ def start(tmp_path: Path) -> Iterator[Start]:
         procs.append(proc)
         client = MeilisearchClient(f"http://127.0.0.1:{port}", api_key=key, timeout=5)
         clients.append(client)
-        wait_for(client.health, timeout=15, what="the stand-in to listen")
+        wait_for(client.health, timeout=15, what="the stand-in to listen", retry_on=(MeilisearchError,))
         return client
 
     yield launch

@@ -239,7 +239,8 @@ def _fields(obj: object) -> dict[str, object]:
     from drkit.cli.render import to_jsonable
 
     data = to_jsonable(obj)
-    assert isinstance(data, dict)
+    if not isinstance(data, dict):
+        raise TypeError(f"{type(obj).__name__} does not render as a JSON object")
     return data
 
 

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from drkit.domain.errors import IntegrityError, UnsupportedFormatError
+
 
 class BackupKind(StrEnum):
     BASE = "base"
@@ -111,9 +113,23 @@ class Manifest:
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True).encode()
 
+    def require_postgres(self) -> PostgresInfo:
+        """The PostgreSQL facts of a base backup; an error naming the backup otherwise."""
+        if self.postgres is None:
+            raise IntegrityError(
+                f"{self.backup_id} is not a PostgreSQL base backup (its manifest has no postgres part)"
+            )
+        return self.postgres
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         pg = data.get("postgres")
+        version = int(data.get("format", MANIFEST_FORMAT))
+        if version > MANIFEST_FORMAT:
+            raise UnsupportedFormatError(
+                f"the manifest of {data.get('backup_id', '?')} has format {version}, newer than this drkit "
+                f"reads ({MANIFEST_FORMAT}): restore it with the drkit that wrote it, or upgrade"
+            )
         return cls(
             backup_id=str(data["backup_id"]),
             stack=str(data["stack"]),
@@ -127,7 +143,7 @@ class Manifest:
             encrypted=bool(data.get("encrypted", False)),
             postgres=PostgresInfo.from_dict(pg) if pg else None,
             details=dict(data.get("details", {})),
-            format=int(data.get("format", MANIFEST_FORMAT)),
+            format=version,
         )
 
     @classmethod

@@ -72,6 +72,10 @@ class UnreachableTargetError(OperationError):
     """A recovery target that the repository cannot reach; refused before anything is touched."""
 
 
+class UnsupportedFormatError(OperationError):
+    """Stored data written by a newer drkit, in a format this one does not understand."""
+
+
 class ChecksFailed(DrkitError):
     """Checks ran and at least one critical check failed."""
 

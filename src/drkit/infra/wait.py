@@ -16,16 +16,19 @@ def wait_for(
     *,
     timeout: float,
     what: str,
+    retry_on: tuple[type[BaseException], ...] = (),
+    fatal: tuple[type[BaseException], ...] = (),
     interval: float = 0.05,
     max_interval: float = 1.0,
     clock: Clock | None = None,
     error: type[OperationError] = OperationError,
-    fatal: tuple[type[BaseException], ...] = (),
 ) -> T:
-    """Call `probe` until it returns something other than None/False, or raise after `timeout`.
+    """Call `probe` until it returns something other than None/False, or raise `error` after
+    `timeout`.
 
-    An exception from the probe counts as "not yet" (its message is reported on timeout),
-    except those in `fatal`, which propagate at once.
+    Only the exceptions in `retry_on` mean "not ready yet" (the last one's message is
+    reported on timeout); any other exception propagates at once, so a bug is not mistaken
+    for a slow server. `fatal` names subclasses of those that must still propagate at once.
     """
     clock = clock or SystemClock()
     deadline = clock.monotonic() + timeout
@@ -38,7 +41,7 @@ def wait_for(
                 return value
         except fatal:
             raise
-        except Exception as exc:
+        except retry_on as exc:
             last_error = f": {exc}".splitlines()[0]
         if clock.monotonic() >= deadline:
             raise error(f"timed out after {timeout:.0f}s waiting for {what}{last_error}")

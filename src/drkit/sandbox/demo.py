@@ -20,7 +20,7 @@ from typing import Any
 from drkit.adapters.postgres.client import connect, make_dsn, scalar
 from drkit.config.loader import load_stack
 from drkit.domain.checks import any_critical_failure
-from drkit.domain.errors import DrkitError
+from drkit.domain.errors import DrkitError, OperationError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.engines.core.workspace import open_workspace
 from drkit.engines.postgres.backup import base_backup, logical_backup
@@ -124,9 +124,8 @@ class _DemoSteps:
 
     def check(self) -> str:
         results = run_checks(self.state["ws"])
-        assert not any_critical_failure(results), "; ".join(
-            f"{r.name}: {r.detail}" for r in results if r.failed_critically
-        )
+        if any_critical_failure(results):
+            raise OperationError("; ".join(f"{r.name}: {r.detail}" for r in results if r.failed_critically))
         return f"{len(results)} checks passed"
 
     def base(self) -> str:
@@ -148,7 +147,8 @@ class _DemoSteps:
                 "'standup moved to 10:00' from nchat_channels limit 1"
             )
             before = conn.execute("select count(*), clock_timestamp() from nchat_messages").fetchone()
-            assert before is not None
+            if before is None:
+                raise OperationError("counting nchat_messages returned nothing")
             self.state["good_count"], self.state["target"] = int(before[0]), before[1]
             conn.execute("select pg_sleep(0.2)")
             gone = conn.execute(
@@ -171,7 +171,12 @@ class _DemoSteps:
                 )
             )
 
-        wait_for(archived, timeout=120, what="the WAL holding the accident to be archived")
+        wait_for(
+            archived,
+            timeout=120,
+            what="the WAL holding the accident to be archived",
+            retry_on=(OperationError,),
+        )
         return "the WAL up to the accident is in the archive"
 
     def pitr(self) -> str:
@@ -190,9 +195,8 @@ class _DemoSteps:
             make_dsn(box.dsn, host="127.0.0.1", port=out.port),
             "select count(*) from nchat_messages",
         )
-        assert count == self.state["good_count"], (
-            f"restored {count} messages, expected {self.state['good_count']}"
-        )
+        if count != self.state["good_count"]:
+            raise OperationError(f"restored {count} messages, expected {self.state['good_count']}")
         self.journal.rto_seconds = (_now() - started).total_seconds()
         if out.reached_time is not None:
             self.journal.rpo_seconds = max((self.state["target"] - out.reached_time).total_seconds(), 0.0)
@@ -212,7 +216,10 @@ class _DemoSteps:
             deep=True,
             drkit_argv=[sys.executable, "-m", "drkit"],
         )
-        assert report.ok, "; ".join(f"{r.name}: {r.detail}" for r in report.results if r.failed_critically)
+        if not report.ok:
+            raise OperationError(
+                "; ".join(f"{r.name}: {r.detail}" for r in report.results if r.failed_critically)
+            )
         return f"{len(report.results)} checks passed, restored and compared in {report.seconds:.1f}s"
 
 

@@ -73,7 +73,8 @@ def prepare(ctx: PartContext) -> ServiceEntry:
 
 def seed(ctx: PartContext, stack: Stack) -> None:
     service = stack.services[NAME]
-    assert service.url is not None
+    if service.url is None:
+        raise OperationError("the sandbox's hasura service has no url")
     with HasuraClient(service.url, admin_secret=service.password) as hasura:
         outcome = hasura.replace_metadata(nchat_metadata())
     if not outcome.replaced or outcome.inconsistent:

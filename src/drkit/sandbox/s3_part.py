@@ -20,10 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from drkit.adapters.postgres.client import rows, service_dsn
 from drkit.adapters.repository.codec import sha256
 from drkit.adapters.s3.objects import ObjectStore, endpoint_for
-from drkit.domain.errors import OperationError
+from drkit.domain.errors import DrkitError, OperationError
 from drkit.domain.stack import Service, Stack
 from drkit.infra.atomic import write_atomic
 from drkit.infra.ownership import chown_tree
@@ -153,7 +155,12 @@ def wait_writable(store: ObjectStore, bucket: str, *, timeout: float = READY_TIM
         store.delete(bucket, ".drkit-ready")
         return True
 
-    wait_for(writable, timeout=timeout, what=f"S3 at {store.endpoint.url} to accept writes")
+    wait_for(
+        writable,
+        timeout=timeout,
+        what=f"S3 at {store.endpoint.url} to accept writes",
+        retry_on=(DrkitError, BotoCoreError, ClientError),
+    )
     store.enable_versioning(bucket)
 
 

@@ -219,7 +219,11 @@ class RedisServer:
             return not busy and not int(p.get("aof_rewrite_scheduled", 0))
 
         wait_for(
-            idle, timeout=timeout, what=f"redis at {self.where} to finish its save or rewrite", clock=clock
+            idle,
+            timeout=timeout,
+            what=f"redis at {self.where} to finish its save or rewrite",
+            clock=clock,
+            retry_on=(OperationError,),
         )
 
     def wait_saved(self, before: SaveMark, *, timeout: float, clock: Clock | None = None) -> SaveMark:
@@ -238,7 +242,12 @@ class RedisServer:
             return mark if mark.newer_than(before) else None
 
         return wait_for(
-            saved, timeout=timeout, what=f"BGSAVE on {self.where}", clock=clock, fatal=(_Refused,)
+            saved,
+            timeout=timeout,
+            what=f"BGSAVE on {self.where}",
+            clock=clock,
+            retry_on=(OperationError,),
+            fatal=(_Refused,),
         )
 
     def wait_aof_flushed(self, *, timeout: float, clock: Clock | None = None) -> None:
@@ -255,6 +264,7 @@ class RedisServer:
             timeout=timeout,
             what=f"the AOF buffer of {self.where}",
             clock=clock,
+            retry_on=(OperationError,),
             fatal=(_Refused,),
         )
 
@@ -275,6 +285,7 @@ class RedisServer:
                 timeout=timeout,
                 what=f"redis at {self.where} to load its data",
                 clock=clock,
+                retry_on=(OperationError,),
                 fatal=(_Exited,),
             )
         except _Exited as exc:

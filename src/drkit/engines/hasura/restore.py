@@ -123,6 +123,7 @@ def strict_health(ws: Workspace, hasura: HasuraClient) -> CheckResult:
             timeout=HEALTH_WAIT,
             what="/healthz?strict=true to answer OK",
             clock=ws.clock,
+            retry_on=(HasuraError,),
             fatal=(_Unhealthy,),
         )
     except (OperationError, _Unhealthy) as exc:

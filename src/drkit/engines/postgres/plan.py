@@ -79,8 +79,7 @@ def plan_restore(
     backup_id: str | None = None,
 ) -> RestorePlan:
     backup = choose_backup(backups, target, now, backup_id)
-    pg = backup.postgres
-    assert pg is not None
+    pg = backup.require_postgres()
     size = pg.wal_segment_size
     start = Segment.containing(Lsn.parse(pg.start_lsn), pg.timeline, size)
     stop = Segment.containing(Lsn.parse(pg.stop_lsn), pg.timeline, size)

@@ -128,8 +128,7 @@ def restore(
 
 
 def _prefetch(ws: Workspace, service: Service, chosen: RestorePlan, data_dir: Path) -> Any:
-    pg = chosen.backup.postgres
-    assert pg is not None
+    pg = chosen.backup.require_postgres()
     first = Segment.parse(chosen.first_segment, pg.wal_segment_size)
     last = Segment.parse(chosen.last_segment, pg.wal_segment_size) if chosen.last_segment else None
     return prefetching(archive_for(ws, service), data_dir, first, last, os_user=service.runtime.os_user)
@@ -300,6 +299,7 @@ def _wait_for_promotion(runtime: LocalPostgres, dsn: str, timeout: float) -> dic
             what="recovery to reach its target",
             interval=0.1,
             error=OperationError,
+            retry_on=(OperationError,),
             fatal=(_RecoveryFailed,),
         )
     except _RecoveryFailed as exc:

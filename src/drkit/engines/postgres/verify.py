@@ -24,8 +24,7 @@ from drkit.runtimes.local_postgres import LocalPostgres
 
 
 def verify_wal(ws: Workspace, service: Service, m: Manifest) -> CheckResult:
-    pg = m.postgres
-    assert pg is not None
+    pg = m.require_postgres()
     start = Segment.containing(Lsn.parse(pg.start_lsn), pg.timeline, pg.wal_segment_size)
     stop = Segment.containing(Lsn.parse(pg.stop_lsn), pg.timeline, pg.wal_segment_size)
     report = check_chain(archive_for(ws, service).names(), start, stop)
@@ -41,8 +40,7 @@ def verify_wal(ws: Workspace, service: Service, m: Manifest) -> CheckResult:
 
 def verify_deep(ws: Workspace, service: Service, m: Manifest, drkit_argv: list[str]) -> list[CheckResult]:
     """Restore into a throwaway directory (archiving off), start it, compare row counts."""
-    pg = m.postgres
-    assert pg is not None
+    pg = m.require_postgres()
     scratch_root = ws.state_dir / "verify"
     scratch_root.mkdir(parents=True, exist_ok=True)
     chown_tree(scratch_root, service.runtime.os_user)

@@ -25,6 +25,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from drkit.adapters.meilisearch import MeilisearchError
 from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.checks import CheckResult, Status
@@ -214,6 +215,7 @@ def _wait_healthy(ws: Workspace, service: Service, process: LocalProcess) -> Non
         timeout=timeout,
         what=f"{service.name} to import and answer",
         clock=ws.clock,
+        retry_on=(MeilisearchError,),
         fatal=(_Exited,),
     )
 

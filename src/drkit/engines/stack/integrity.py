@@ -14,6 +14,7 @@ from typing import Protocol
 
 from drkit.adapters.postgres.checks import Finding, Target, parse_builtin, query_number, run_builtin
 from drkit.domain.checks import Expectation, IntegrityCheck, Status
+from drkit.domain.errors import ConfigError
 from drkit.domain.stack import Service, Stack
 from drkit.infra.clock import Clock, SystemClock
 
@@ -171,7 +172,8 @@ def run_check(
             finding = backend.builtin(service, check.database, check.builtin)
             value, reference, detail = float(finding.count), None, _describe_finding(finding)
         else:
-            assert check.query is not None  # the config model requires query or builtin
+            if check.query is None:  # the config model requires query or builtin
+                raise ConfigError(f"integrity check {check.name!r} has neither query nor builtin")
             value = backend.number(service, check.database, check.query)
             reference = None
             if check.expect.equals_query is not None:

@@ -80,7 +80,8 @@ def plan_stack(ws: Workspace, *, set_id: str | None = None, target_time: datetim
         raise UsageError("restore the stack to a set (--set ID) or a time (--all --target-time T)")
     chosen = find_set(ws, set_id) if set_id is not None else None
     moment = chosen.created_at if chosen else target_time
-    assert moment is not None
+    if moment is None:
+        raise UsageError("restore the stack to a set (--set ID) or a time (--all --target-time T)")
     steps: list[PlannedStep] = []
     problems: list[str] = []
     hints: list[str] = []

@@ -86,7 +86,8 @@ def _restore_point(ws: Workspace, pg: Service, name: str) -> Lsn:
     dsn = service_dsn(pg)
     with connect(dsn) as conn:
         row = conn.execute("select pg_create_restore_point(%s)::text", (name,)).fetchone()
-        assert row is not None
+        if row is None:
+            raise OperationError(f"pg_create_restore_point({name!r}) returned nothing")
         lsn = Lsn.parse(row[0])
         stream = pg.postgres is not None and pg.postgres.wal_mode is WalMode.STREAM
         if stream:

@@ -268,6 +268,7 @@ def _start_one(
             interval=0.1,
             max_interval=2.0,
             clock=clock,
+            retry_on=(ProbeFailed, DrkitError),
         )
     except DrkitError as exc:
         return step(StartStatus.UNHEALTHY, exc.message)
