@@ -33,7 +33,7 @@ def backup_cmd(
     Example: drkit backup postgres --type base;  drkit backup --all
     """
     from drkit.engines.core.workspace import open_workspace
-    from drkit.engines.stack.backup import backup_service, backup_targets
+    from drkit.engines.stack.backup import backup_service, choose_services
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
@@ -42,11 +42,7 @@ def backup_cmd(
             raise UsageError("--all backs up every service; name none")
         _backup_set(opts, ws)
         return
-    unknown = [n for n in services or [] if n not in ws.stack.services]
-    if unknown:
-        raise UsageError(f"no service {unknown[0]!r} in {ws.stack.source_path}")
-    chosen = [ws.stack.services[n] for n in services] if services else list(ws.stack.services.values())
-    targets = backup_targets(chosen) if not services else chosen
+    targets = choose_services(ws.stack, services)
     results = []
     for service in targets:
         if opts.dry_run:

@@ -1,15 +1,6 @@
-"""Hasura backups: the metadata (tracked tables, relationships, permissions, actions, ...).
-
-Backup: `export_metadata` version 2, stored as `metadata.json` (zstd, age) with the manifest
-written last. Restore: `replace_metadata`, then `/healthz?strict=true` must pass and a
-fresh export must equal the backup. Hasura keeps its metadata in PostgreSQL (hdb_catalog)
-and checks it against the database's tables, so PostgreSQL must be restored and running
-first; the restore says so when it is not.
-
-By hand: `zstd -dc metadata.json.zst > metadata.json`, then
-`curl -H "X-Hasura-Admin-Secret: $S" -d "{\"type\":\"replace_metadata\",\"version\":2,
-\"args\":{\"metadata\":$(cat metadata.json)}}" http://hasura:8080/v1/metadata`.
-"""
+"""Hasura backups: the metadata (tracked tables, relationships, permissions, actions, ...),
+`export_metadata` version 2, stored as `metadata.json` (zstd, age) with the manifest written
+last. Hasura keeps it in PostgreSQL (hdb_catalog); restoring it is `restore.py`."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ repository only the versions no earlier run copied (objects_catalog), and commit
 whose files are the per-bucket listings. A run with nothing new copies nothing and says
 "0 new versions".
 
-Restore "as of" a time is in objects_restore; `docs/objects.md` is the operator's guide.
+Restore "as of" a time is in restore.py; `docs/objects.md` is the operator's guide.
 """
 
 from __future__ import annotations

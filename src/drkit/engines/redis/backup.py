@@ -1,4 +1,4 @@
-"""Redis backups and restores (the `redis` kind; see kinds.py).
+"""Redis backups (the `redis` kind).
 
 A backup is the server's own files: the RDB from a BGSAVE and, when AOF is on, every base
 and incr file of its Redis 7 multi-part AOF with the AOF manifest, copied at one moment

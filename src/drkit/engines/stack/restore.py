@@ -72,6 +72,10 @@ class StackPlan:
     def target(self) -> str:
         return f"set {self.chosen.set_id}" if self.chosen else f"time {self.moment.isoformat()}"
 
+    @property
+    def question(self) -> str:
+        return f"replace the live data of every service with its state at {self.target}?"
+
 
 def plan_stack(ws: Workspace, *, set_id: str | None = None, target_time: datetime | None = None) -> StackPlan:
     """What each service would be restored from, checked for every service before any is

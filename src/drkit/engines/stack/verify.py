@@ -1,11 +1,13 @@
-"""Verify backups: every stored file against its manifest hash, the WAL a base backup needs,
-and (`deep`) a real restore into a throwaway instance compared with recorded row counts."""
+"""Verify a backup of any kind: every stored file against its manifest hash, then what the
+kind adds (PostgreSQL: the WAL it needs and, deep, a real restore; objects: the listing;
+Redis, deep: a throwaway server loads it)."""
 
 from __future__ import annotations
 
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.stack import Service
+from drkit.engines.core.catalog import find_backup
 from drkit.engines.core.rehash import verify_files
 from drkit.engines.core.types import VerifyReport
 from drkit.engines.core.workspace import Workspace
@@ -41,3 +43,14 @@ def verify_backup(
 
 def _skipped() -> CheckResult:
     return CheckResult("restore", Status.FAILED, "skipped: the backup failed the checks above")
+
+
+def choose_backup_to_verify(
+    ws: Workspace, backup_id: str | None, *, service: str | None = None, deep: bool = False
+) -> tuple[Service, Manifest]:
+    """The backup `drkit verify` checks: by id, else the newest (of every PostgreSQL service
+    unless one is named; the newest *base* backup when deep, the one a restore would use)."""
+    names = [service] if service else [s.name for s in ws.stack.services_of_kind("postgres")]
+    kind = BackupKind.BASE if (backup_id is None and deep) else None
+    manifest = find_backup(ws.repo, ws.stack.name, names, backup_id, kind=kind)
+    return ws.stack.services[manifest.service], manifest
