@@ -23,3 +23,11 @@ def wal_prefix(stack: str, service: str) -> str:
 
 def lock_name(service: str, operation: str) -> str:
     return f"{service}-{operation}"
+
+
+def journals_prefix(stack: str) -> str:
+    return f"{stack}/journals/"
+
+
+def journal_key(stack: str, run_id: str) -> str:
+    return f"{journals_prefix(stack)}{run_id}.json"
