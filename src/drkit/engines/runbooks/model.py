@@ -18,7 +18,10 @@ Say = Callable[[str], None]
 @dataclass
 class StepContext:
     """What a step sees: the workspace, the runbook's parameters and the facts recorded by
-    the steps before it (from the journal, so a resumed run sees the same facts)."""
+    the steps before it (from the journal, so a resumed run sees the same facts). What a
+    later step needs to act on (a path, a backup id) is decided when the runbook is built
+    and passed as a parameter: a step killed after its work but before its journal entry
+    records no facts."""
 
     ws: Workspace
     parameters: dict[str, Any]
