@@ -27,6 +27,7 @@ class StepContext:
     parameters: dict[str, Any]
     facts: dict[str, Any]
     say: Say
+    confirm: Callable[[str], bool] = lambda _question: True  # --yes; the CLI asks on a terminal
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,13 @@ def new_journal(
 
 
 def execute(
-    ws: Workspace, runbook: Runbook, journal: Journal, *, say: Say, on_step: OnStep | None = None
+    ws: Workspace,
+    runbook: Runbook,
+    journal: Journal,
+    *,
+    say: Say,
+    on_step: OnStep | None = None,
+    confirm: Callable[[str], bool] | None = None,
 ) -> Journal:
     """Run every step not yet done; returns the final journal (saved). Stops at the first
     failed critical step (verdict FAILED); the caller adds measures and the final verdict."""
@@ -50,7 +56,7 @@ def execute(
         record = journal.step(step.name)
         if record.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
             continue
-        ctx = StepContext(ws, runbook.parameters, facts, say)
+        ctx = StepContext(ws, runbook.parameters, facts, say, confirm or (lambda _q: True))
         if _completed_before(step, record, ctx):
             detail = record.detail or "had completed before the interruption (its after-check holds)"
             record = replace(record, status=StepStatus.SUCCEEDED, finished_at=ws.clock.now(), detail=detail)
