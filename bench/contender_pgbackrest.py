@@ -152,14 +152,21 @@ def pgbackrest_restore(bench: Bench, pgbr: PgBackRest, label: str) -> None:
     remove(dest)
 
 
-def start_copy(bench: Bench, dest: Path) -> None:
-    """Start the restored copy and replay to consistency, as drkit's restore does (timed
-    apart), until it is promoted; then stop it."""
+def _on_loopback(dest: Path) -> tuple[int, str | None]:
+    """The restored copy set to listen on a free loopback port (and no socket); that port, and
+    the restore_command pgBackRest wrote."""
     auto_conf = (dest / "postgresql.auto.conf").read_text()
     fetch = re.search(r"^restore_command = (.*)$", auto_conf, re.MULTILINE)
     port = free_loopback_port()
     with open(dest / "postgresql.auto.conf", "a") as conf:
         conf.write(f"\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n")
+    return port, fetch.group(1) if fetch else None
+
+
+def start_copy(bench: Bench, dest: Path) -> None:
+    """Start the restored copy and replay to consistency, as drkit's restore does (timed
+    apart), until it is promoted; then stop it."""
+    port, fetch = _on_loopback(dest)
     log_file = bench.restores / "pgbackrest-restore.log"
     started = time.perf_counter()
     bench.running.append(dest)
@@ -182,7 +189,7 @@ def start_copy(bench: Bench, dest: Path) -> None:
             cpu_seconds=start.cpu_seconds,
             machine_busy_seconds=start.machine_busy_seconds,
             notes="recovery to immediate, promote; restore_command as pgBackRest wrote it",
-            details={"phases": phases, "restore_command": fetch.group(1) if fetch else None},
+            details={"phases": phases, "restore_command": fetch},
         )
     )
     bench.stop_server(dest)

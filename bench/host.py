@@ -122,3 +122,4 @@ def wait_promoted(dsn: str, timeout: float) -> None:
         except psycopg.OperationalError:
             pass
         time.sleep(0.1)
+    raise RuntimeError("the restored copy was not promoted in time")

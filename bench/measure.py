@@ -142,6 +142,11 @@ def _without_time_lines(stderr: str, max_rss: int) -> tuple[str, int]:
     return "\n".join(kept), max_rss
 
 
+def _failed(run: Run) -> CommandFailed:
+    tail = "\n".join((run.stderr or run.stdout).strip().splitlines()[-15:])
+    return CommandFailed(f"{' '.join(run.argv)} exited with {run.returncode}:\n{tail}")
+
+
 def run_measured(
     argv: list[str], *, user: str | None = None, cwd: str | Path | None = None, check: bool = True
 ) -> Run:
@@ -182,8 +187,7 @@ def run_measured(
         started_at=started_at,
     )
     if check and run.returncode != 0:
-        tail = "\n".join((run.stderr or run.stdout).strip().splitlines()[-15:])
-        raise CommandFailed(f"{' '.join(run.argv)} exited with {run.returncode}:\n{tail}")
+        raise _failed(run)
     return run
 
 
