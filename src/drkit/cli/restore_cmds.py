@@ -15,6 +15,7 @@ from drkit.domain.recovery import RecoveryTarget, target_from_args
 from drkit.engines.core.workspace import Workspace
 
 if TYPE_CHECKING:
+    from drkit.engines.postgres.logical_restore import PreparedLogicalRestore
     from drkit.engines.postgres.prepare import PreparedRestore
     from drkit.engines.stack.service_restore import PreparedServiceRestore
 
@@ -101,6 +102,15 @@ def restore_cmd(
         False, "--keep-running", help="With --to: leave the restored server running."
     ),
     prefix: str = typer.Option(None, "--prefix", help="Objects: only keys under this prefix."),
+    into_database: str = typer.Option(
+        None, "--database", help="PostgreSQL, logical backup: restore the whole dump into this NEW database."
+    ),
+    tables: list[str] = typer.Option(
+        None, "--table", help="PostgreSQL, logical backup: bring back this dropped table (repeatable)."
+    ),
+    from_database: str = typer.Option(
+        None, "--from-database", help="With --database/--table: which database's dump (when several)."
+    ),
     set_id: str = typer.Option(None, "--set", help="The whole stack, to a set from `drkit backup --all`."),
     all_: bool = typer.Option(False, "--all", help="The whole stack, to --target-time."),
 ) -> None:
@@ -109,6 +119,8 @@ def restore_cmd(
     Examples:
       drkit restore postgres --target-time "2026-02-09 14:30:00Z" --to /srv/pg-restored
       drkit restore redis --yes
+      drkit restore postgres --table nchat_messages            (from the newest logical backup)
+      drkit restore postgres --backup 20261125T020000Z-logical --database nchat_copy
       drkit restore --set 20261125T020000Z-set --yes
     """
     opts = options(ctx)
@@ -120,6 +132,7 @@ def restore_cmd(
     if not service:
         raise UsageError("name a service to restore, or use --set ID / --all --target-time T")
     from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.postgres.logical_restore import PreparedLogicalRestore
     from drkit.engines.postgres.prepare import PreparedRestore
     from drkit.engines.stack.service_restore import prepare_service_restore
 
@@ -134,9 +147,14 @@ def restore_cmd(
         keep_running=keep_running,
         prefix=prefix,
         yes=opts.yes,
+        into_database=into_database,
+        tables=tuple(tables or ()),
+        from_database=from_database,
     )
     if isinstance(prepared, PreparedRestore):
         _restore_postgres(opts, ws, prepared)
+    elif isinstance(prepared, PreparedLogicalRestore):
+        _restore_logical(opts, ws, prepared)
     else:
         _restore_other(opts, ws, prepared)
 
@@ -169,6 +187,20 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore) -
         console.print(f"  the previous data directory is kept at {outcome.moved_aside}")
     if outcome.running:
         console.print(f"  running on port {outcome.port}")
+
+
+def _restore_logical(opts: Options, ws: Workspace, prepared: PreparedLogicalRestore) -> None:
+    if opts.dry_run:
+        console.print(f"would {prepared.summary}")
+        return
+    if prepared.question:
+        _confirm(opts, prepared.question)
+    result = prepared.run(ws)
+    if opts.json:
+        emit_json({"ok": True, **result.__dict__})
+        return
+    what = ", ".join(f"{t} ({n} rows)" for t, n in result.rows.items()) or f"database {result.into}"
+    console.print(f"[green]restored[/green] {what} from {result.backup_id} in {result.seconds:.1f}s")
 
 
 def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestore) -> None:

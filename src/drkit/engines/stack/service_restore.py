@@ -9,11 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 from drkit.domain.errors import UsageError
-from drkit.domain.recovery import RecoveryTarget
+from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import Service
 from drkit.engines.core.registry import ServiceEngine, engine_for
 from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.logical_restore import PreparedLogicalRestore, prepare_logical
 from drkit.engines.postgres.prepare import PreparedRestore, prepare_restore
 
 
@@ -50,10 +51,23 @@ def prepare_service_restore(
     keep_running: bool = False,
     prefix: str | None = None,
     yes: bool = False,
-) -> PreparedRestore | PreparedServiceRestore:
+    into_database: str | None = None,
+    tables: tuple[str, ...] = (),
+    from_database: str | None = None,
+) -> PreparedRestore | PreparedServiceRestore | PreparedLogicalRestore:
     service = ws.stack.services.get(name)
     if service is None:
         raise UsageError(f"no service {name!r} in {ws.stack.source_path}")
+    if service.kind == "postgres" and (into_database or tables):
+        if to or in_place or target.kind is not TargetKind.LATEST:
+            raise UsageError(
+                "--database/--table restore a logical dump as it is: no --to, --in-place or target"
+            )
+        return prepare_logical(
+            ws, service, backup_id=backup_id, into=into_database, tables=tables, from_database=from_database
+        )
+    if into_database or tables:
+        raise UsageError("--database and --table are for PostgreSQL's logical backups")
     if service.kind == "postgres":
         if prefix:
             raise UsageError("--prefix is for object storage, not PostgreSQL")
