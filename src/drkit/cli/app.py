@@ -55,6 +55,7 @@ def _register() -> None:
     from drkit.cli import (
         backup_cmds,
         check_cmds,
+        drill_cmds,
         recover_cmds,
         restore_cmds,
         sandbox_cmds,
@@ -69,6 +70,7 @@ def _register() -> None:
         wal_cmds,
         restore_cmds,
         recover_cmds,
+        drill_cmds,
         check_cmds,
         stack_cmds,
         search_cmds,

@@ -104,7 +104,7 @@ def _run(opts: Options, ws: Workspace, runbook: Runbook, journal: Journal | None
         console.print(f"recovery {journal.run_id}: journal {journals.local_path(ws, journal.run_id)}")
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
     done = execute(
-        ws, runbook, journal, say=say, on_step=None if opts.json else _print_step, confirm=_asker(opts)
+        ws, runbook, journal, say=say, on_step=None if opts.json else print_step, confirm=_asker(opts)
     )
     final = finish(ws, done)
     _report(opts, final)
@@ -121,7 +121,7 @@ def _asker(opts: Options) -> Callable[[str], bool]:
     return ask
 
 
-def _print_step(record: StepRecord) -> None:
+def print_step(record: StepRecord) -> None:
     seconds = f"{record.seconds:.1f}s" if record.seconds is not None else ""
     console.print(
         f"  {status_text(STATUS_STYLE.get(record.status.value, record.status.value))} "

@@ -23,6 +23,12 @@ def write_recovery_settings(data_dir: Path, settings: dict[str, str], *, comment
         stale.rename(data_dir / "recovery.conf.disabled-by-drkit")
 
 
+def archive_command(drkit_argv: list[str], config: str, service: str) -> str:
+    """archive_command that runs `drkit wal-push %p` into the repository of `config`."""
+    parts = [f'"{a}"' for a in drkit_argv]
+    return " ".join([*parts, "--config", f'"{config}"', "wal-push", "--service", service, '"%p"'])
+
+
 def restore_command(drkit_argv: list[str], config: str, service: str) -> str:
     """restore_command that runs `drkit wal-fetch %f %p` (through /bin/sh, so quote paths)."""
     parts = [f'"{a}"' for a in drkit_argv]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from drkit.adapters.postgres.client import connect, service_dsn
-from drkit.adapters.postgres.recovery_conf import restore_command, write_recovery_settings
+from drkit.adapters.postgres.recovery_conf import archive_command, restore_command, write_recovery_settings
 from drkit.adapters.postgres.tarindex import members_from_json
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import OperationError, UsageError
@@ -40,6 +40,9 @@ class RestoreRequest:
     in_place: bool = False
     keep_running: bool = False
     quarantine: bool = True  # a copy restored beside production must not archive into it
+    # In place on another stack's server (a drill's copy restored from production's backups):
+    # archive into this stack's repository, whatever archive_command the backup carries.
+    own_archive: bool = False
     port: int | None = None
     timeout: float = 3600.0
 
@@ -261,6 +264,8 @@ def _configure(
     if pg is not None and pg.server_version >= 140000:
         # One syncfs() instead of an fsync per file when the restored server starts.
         settings["recovery_init_sync_method"] = "syncfs"
+    if request.own_archive and service.postgres and service.postgres.wal_mode is WalMode.ARCHIVE:
+        settings["archive_command"] = archive_command(drkit_argv, ws.stack.source_path, service.name)
     if request.to is not None:
         settings["port"] = str(runtime.port)
         settings["listen_addresses"] = "127.0.0.1"

@@ -39,6 +39,7 @@ class RecoverArgs:
     in_place: bool = False
     copy_back: tuple[str, ...] = ()
     service: str | None = None
+    force_restore: bool = False  # service NAME: restore its newest backup even when it answers
     since: str | None = None  # when the incident began (default: when the recovery starts)
 
 
@@ -56,6 +57,7 @@ def prepare(ws: Workspace, args: RecoverArgs) -> Runbook:
         in_place=args.in_place,
         copy_back=args.copy_back,
         service=args.service,
+        force_restore=args.force_restore,
     )
     parameters = {**parameters, "scenario": args.scenario, "since": args.since}
     runbook: Runbook = module.build(parameters)
@@ -90,7 +92,7 @@ def finish(ws: Workspace, journal: Journal, *, incident: datetime | None = None)
     since = journal.parameters.get("since")
     start = incident or (parse_target_time(str(since)) if since else journal.started_at)
     measures = measure(ws, journal, start)
-    verdict = journal.verdict if journal.verdict is Verdict.FAILED else verdict_of(measures, journal.steps)
+    verdict = journal.verdict if journal.verdict is Verdict.FAILED else verdict_of(measures)
     return save(
         ws,
         replace(
@@ -117,6 +119,8 @@ def measure(ws: Workspace, journal: Journal, incident: datetime) -> tuple[Servic
                 healthy.setdefault(name, record.finished_at)
         elif record.name == "verify" and record.service:
             healthy[record.service] = record.finished_at
+        if record.name == "restore" and record.service and record.facts.get("restored_backup_at"):
+            recovered[record.service] = datetime.fromisoformat(str(record.facts["restored_backup_at"]))
     out = []
     for name, at in healthy.items():
         svc = ws.stack.services.get(name)

@@ -47,11 +47,15 @@ def execute(
     say: Say,
     on_step: OnStep | None = None,
     confirm: Callable[[str], bool] | None = None,
+    keep_with: Workspace | None = None,
 ) -> Journal:
     """Run every step not yet done; returns the final journal (saved). Stops at the first
-    failed critical step (verdict FAILED); the caller adds measures and the final verdict."""
+    failed critical step (verdict FAILED); the caller adds measures and the final verdict.
+    The journal is kept with `keep_with` (default: `ws`): a drill acts on its copy of the stack
+    and keeps its journal with the live stack's."""
+    keeper = keep_with or ws
     facts = _facts(journal)
-    journal = save(ws, replace(journal, verdict=Verdict.RUNNING, finished_at=None, error=None))
+    journal = save(keeper, replace(journal, verdict=Verdict.RUNNING, finished_at=None, error=None))
     for step in runbook.steps:
         record = journal.step(step.name)
         if record.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
@@ -64,17 +68,17 @@ def execute(
             record = replace(record, status=StepStatus.FAILED, detail=f"not started: {reason}")
         else:
             record = replace(record, status=StepStatus.RUNNING, started_at=ws.clock.now(), finished_at=None)
-            journal = save(ws, journal.with_step(record))
+            journal = save(keeper, journal.with_step(record))
             record = _attempt(ws, step, record, ctx)
-        journal = save(ws, journal.with_step(record))
+        journal = save(keeper, journal.with_step(record))
         if on_step is not None:
             on_step(record)
         if record.status is StepStatus.SUCCEEDED:
             facts.update(record.facts)
         elif step.critical:
             failed = replace(journal, verdict=Verdict.FAILED, error=f"{step.name}: {record.detail}")
-            return save(ws, replace(failed, finished_at=ws.clock.now()))
-    return save(ws, replace(journal, finished_at=ws.clock.now()))
+            return save(keeper, replace(failed, finished_at=ws.clock.now()))
+    return save(keeper, replace(journal, finished_at=ws.clock.now()))
 
 
 def save(ws: Workspace, journal: Journal) -> Journal:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from drkit.domain.errors import DrkitError, OperationError, UsageError
+from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.registry import engine_for, has_engine
 from drkit.engines.core.types import RestoreOptions
 from drkit.engines.core.workspace import Workspace
@@ -19,7 +20,9 @@ from drkit.runtimes.factory import runtime_for
 SCENARIO = "service"
 
 
-def plan(ws: Workspace, *, service: str | None = None, **_: Any) -> dict[str, Any]:
+def plan(
+    ws: Workspace, *, service: str | None = None, force_restore: bool = False, **_: Any
+) -> dict[str, Any]:
     if not service:
         raise UsageError("name the failing service: drkit recover service NAME")
     if service not in ws.stack.services:
@@ -27,7 +30,10 @@ def plan(ws: Workspace, *, service: str | None = None, **_: Any) -> dict[str, An
     kind = ws.stack.services[service].kind
     if kind == "postgres":
         raise UsageError("for PostgreSQL use db-corruption (or data-loss --target-time T)")
-    return {"service": service, "kind": kind, "restorable": kind != "postgres" and has_engine(kind)}
+    restorable = has_engine(kind)
+    if force_restore and not restorable:
+        raise UsageError(f"drkit keeps no backup of {service} ({kind}) to restore")
+    return {"service": service, "kind": kind, "restorable": restorable, "force_restore": force_restore}
 
 
 def build(parameters: dict[str, Any]) -> Runbook:
@@ -74,16 +80,26 @@ def _restart(name: str) -> Step:
 
 def _restore(name: str) -> Step:
     def run(ctx: StepContext) -> StepResult:
-        if ctx.facts.get("healthy_after_restart"):
+        if ctx.facts.get("healthy_after_restart") and not ctx.parameters.get("force_restore"):
             return StepResult("not needed: healthy after the restart")
         service = ctx.ws.stack.services[name]
         result = engine_for(service).restore(ctx.ws, service, RestoreOptions(yes=True))
         failed = [c for c in result.checks if c.failed_critically]
         if failed:
             raise OperationError("; ".join(f"{c.name}: {c.detail}" for c in failed))
-        return StepResult(
-            f"restored {result.backup_id}: {result.detail}", {"restored_backup": result.backup_id}
+        taken = next(
+            (
+                m.finished_at
+                for m in list_backups(ctx.ws.repo, ctx.ws.stack.name, name).complete
+                if m.backup_id == result.backup_id
+            ),
+            None,
         )
+        facts = {
+            "restored_backup": result.backup_id,
+            "restored_backup_at": taken.isoformat() if taken else None,
+        }
+        return StepResult(f"restored {result.backup_id}: {result.detail}", facts)
 
     def healthy(ctx: StepContext) -> str | None:
         ok, detail = steps.probe_once(ctx, name)
@@ -91,7 +107,7 @@ def _restore(name: str) -> Step:
 
     return Step(
         "restore",
-        f"if still unhealthy: restore {name}'s newest backup",
+        f"restore {name}'s newest backup (if still unhealthy, or when asked to with --restore)",
         run,
         destructive=True,
         service=name,
