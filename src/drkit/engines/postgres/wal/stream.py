@@ -92,10 +92,12 @@ def wal_stream(
         while not stop.is_set():
             receiver = Child(receivewal_args(login, bin_dir, slot, spool), env=login.env)
             log(f"pg_receivewal started (pid {receiver.pid}, slot {slot}) into {spool}")
-            while receiver.proc.poll() is None and not stop.is_set():
-                pusher.push_ready()
-                stop.wait(poll)
-            code = receiver.stop()
+            try:
+                while receiver.proc.poll() is None and not stop.is_set():
+                    pusher.push_ready()
+                    stop.wait(poll)
+            finally:  # also when pushing fails: no receiver is left behind
+                code = receiver.stop()
             pusher.push_ready()
             if stop.is_set():
                 break
