@@ -58,25 +58,27 @@ class Seen:
     leaks: list[str] = field(default_factory=list)
 
 
-def processes() -> Iterator[tuple[int, str, bytes]]:
-    """(pid, command line, environment) of every process we can read."""
+def processes() -> Iterator[tuple[int, int, str, bytes]]:
+    """(pid, parent pid, command line, environment) of every process we can read."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             environ = (entry / "environ").read_bytes()
-        except OSError:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
-        yield int(entry.name), cmdline, environ
+        yield int(entry.name), ppid, cmdline, environ
 
 
-def look(password: str, seen: Seen) -> None:
-    for pid, cmdline, environ in processes():
+def look(password: str, seen: Seen, drkit_pid: int) -> None:
+    """Every process is searched for the password; the tools that `drkit_pid` started are noted."""
+    for pid, ppid, cmdline, environ in processes():
         if password in cmdline:
             seen.leaks.append(f"/proc/{pid}/cmdline: {cmdline}")
         tool = next((t for t in TOOLS if cmdline.split(" ", 1)[0].endswith("/" + t)), None)
-        if tool:
+        if tool and ppid == drkit_pid:
             seen.tools.add(tool)
             # The operator's own variable (`password: env:...`) is inherited like all of
             # drkit's environment, which is as readable as the tool's: anything else is a leak.
@@ -157,10 +159,12 @@ def test_wal_stream_puts_no_password_on_a_command_line_and_wal_still_arrives(gua
         def streaming() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"wal-stream exited: {said(log)}")
-            return bool(g.box.psql("select count(*) from pg_stat_replication where usename = %s", (ROLE,)))
+            # 'streaming': the receiver itself, not the short --create-slot call before it.
+            sql = "select count(*) from pg_stat_replication where usename = %s and state = 'streaming'"
+            return bool(g.box.psql(sql, (ROLE,)))
 
-        wait_for(streaming, timeout=60, what="pg_receivewal to connect as the guarded role")
-        look(g.password, seen)
+        wait_for(streaming, timeout=60, what="pg_receivewal to stream as the guarded role")
+        look(g.password, seen, proc.pid)
         assert "pg_receivewal" in seen.tools
         assert len(seen.passfiles) == 1
         passfile = Path(next(iter(seen.passfiles)))
@@ -171,7 +175,7 @@ def test_wal_stream_puts_no_password_on_a_command_line_and_wal_still_arrives(gua
         g.box.psql("create table guarded_probe as select generate_series(1, 1000) as id")
         g.box.psql("select pg_switch_wal()")
         wait_for(lambda: segments(g.repo) - before, timeout=60, what="a streamed segment in the archive")
-        look(g.password, seen)  # and still nothing after it has been running a while
+        look(g.password, seen, proc.pid)  # and still nothing after it has been running a while
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -200,7 +204,7 @@ def test_backup_puts_no_password_on_a_command_line_and_succeeds(guarded: Guarded
     try:
 
         def tool_running() -> bool:
-            look(g.password, seen)
+            look(g.password, seen, proc.pid)
             if proc.poll() is not None:
                 raise AssertionError(f"backup ended before {tool} was seen: {said(log)}")
             return tool in seen.tools
@@ -211,7 +215,7 @@ def test_backup_puts_no_password_on_a_command_line_and_succeeds(guarded: Guarded
             lock.rollback()
             lock.close()
     while proc.poll() is None:
-        look(g.password, seen)
+        look(g.password, seen, proc.pid)
     assert seen.leaks == []
     assert proc.returncode == 0, said(log)
     assert g.password not in said(log)
