@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import replace
 
 from drkit.adapters.postgres.basebackup import pg_basebackup_args, stream_base_backup
-from drkit.adapters.postgres.client import make_dsn, service_dsn
+from drkit.adapters.postgres.client import make_dsn, service_dsn, tool_login
 from drkit.adapters.postgres.counts import snapshot_counts
 from drkit.adapters.postgres.dump import dump_args, globals_args, run_dump
 from drkit.adapters.postgres.server import next_xid, server_info
@@ -55,17 +55,19 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
         backup_id = unique_id(ws, service.name, BackupKind.BASE, started)
         directory = backup_dir(ws.stack.name, service.name, backup_id)
         xid_before = next_xid(dsn)
-        args = pg_basebackup_args(
-            dsn, service.runtime.bin_dir, policy.checkpoint, f"drkit {backup_id}", policy.max_rate
-        )
-        streamed = stream_base_backup(
-            args,
-            part_sink(ws, directory, "base", ".tar"),
-            part_size=policy.part_size,
-            parallel=policy.parallel,
-            timeout=6 * 3600,
-            progress=progress,
-        )
+        with tool_login(dsn) as login:
+            args = pg_basebackup_args(
+                login, service.runtime.bin_dir, policy.checkpoint, f"drkit {backup_id}", policy.max_rate
+            )
+            streamed = stream_base_backup(
+                args,
+                part_sink(ws, directory, "base", ".tar"),
+                login=login,
+                part_size=policy.part_size,
+                parallel=policy.parallel,
+                timeout=6 * 3600,
+                progress=progress,
+            )
         index = put_small(ws, directory, TAR_INDEX, members_to_json(streamed.members))
         xid_after, counts = snapshot_counts(dsn, policy.databases or _current_db(dsn))
         manifest = Manifest(
@@ -125,21 +127,25 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
         bin_dir = service.runtime.bin_dir
         for db in databases:
             digest = hashlib.sha256()
-            parts, _raw = run_dump(
-                dump_args(make_dsn(dsn, dbname=db), bin_dir),
-                part_sink(ws, directory, f"{db}.dump"),
-                part_size=policy.part_size,
-                parallel=policy.parallel,
-                observe=digest.update,
-            )
+            with tool_login(make_dsn(dsn, dbname=db)) as login:
+                parts, _raw = run_dump(
+                    dump_args(login, bin_dir),
+                    part_sink(ws, directory, f"{db}.dump"),
+                    login=login,
+                    part_size=policy.part_size,
+                    parallel=policy.parallel,
+                    observe=digest.update,
+                )
             files.extend(parts)
             digests[db] = digest.hexdigest()
-        globals_parts, _ = run_dump(
-            globals_args(dsn, bin_dir),
-            part_sink(ws, directory, "globals.sql"),
-            part_size=policy.part_size,
-            parallel=1,
-        )
+        with tool_login(dsn) as login:
+            globals_parts, _ = run_dump(
+                globals_args(login, bin_dir),
+                part_sink(ws, directory, "globals.sql"),
+                login=login,
+                part_size=policy.part_size,
+                parallel=1,
+            )
         files.extend(globals_parts)
         manifest = Manifest(
             backup_id=backup_id,
