@@ -260,3 +260,23 @@ def test_prefetch_history_markers_come_from_a_stat_that_can_fail(tmp_path: Path)
     with pytest.raises(PermissionError), prefetching(archive, data_dir, first, first, os_user=None):
         pass
     assert not list((data_dir / PREFETCH_DIR).glob(".absent-*")), "no history file called absent"
+
+
+def test_a_timeline_history_file_is_absent_only_when_the_archive_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = FsRepository(tmp_path / "repo")
+    archive = WalArchive(repo, "demo", "postgres", Codec())
+    dest = tmp_path / "RECOVERYHISTORY"
+    assert status(lambda: archive.fetch("00000002.history", dest), capsys) == (1, [])
+    archive.push_bytes("00000002.history", b"1\t0/3000000\tno recovery target specified\n")
+    assert status(lambda: archive.fetch("00000002.history", dest), capsys) == (0, [])
+    assert dest.read_bytes().startswith(b"1\t0/3000000")
+    failing = WalArchive(
+        FailingRepository(tmp_path / "repo", size_error=OSError(errno.EIO, "Input/output error")),
+        "demo",
+        "postgres",
+        Codec(),
+    )
+    code, lines = status(lambda: failing.fetch("00000003.history", dest), capsys)
+    assert code == 126 and len(lines) == 1
