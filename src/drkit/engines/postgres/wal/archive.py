@@ -15,7 +15,7 @@ from pathlib import Path
 
 from drkit.adapters.repository.codec import Codec, sha256
 from drkit.adapters.repository.port import Repository
-from drkit.domain.errors import IntegrityError, OperationError
+from drkit.domain.errors import IntegrityError, OperationError, RepositoryError
 from drkit.domain.wal import (
     PARTIAL_RE,
     SEGMENT_RE,
@@ -97,21 +97,37 @@ class WalArchive:
             raise OperationError(f"{path}: no such WAL file") from exc
         return self.push_bytes(path.name, raw)
 
+    def locate(self, name: str) -> str | None:
+        """The key that holds `name`, from a stat of each key it may have. None only when the
+        repository answers "no such key"; any other failure (permission, I/O, network)
+        raises, so it is never mistaken for the end of the archive."""
+        for suffix in SUFFIXES:
+            key = self._key(name, suffix)
+            try:
+                self.repo.size(key)
+            except FileNotFoundError:
+                continue
+            return key
+        return None
+
     def fetch(self, name: str, dest: Path) -> bool:
-        """Write `name` to `dest`; False if the archive does not hold it. A segment that only
-        exists as `.partial` (the newest, from streaming) is served in its place."""
-        key = self.find(name)
+        """Write `name` to `dest`; False only if the archive does not hold it (see `locate`);
+        every other outcome raises. A segment that only exists as `.partial` (the newest,
+        from streaming) is served in its place."""
+        key = self.locate(name)
         if key is None and SEGMENT_RE.match(name):
-            key = self.find(name + ".partial")
+            key = self.locate(name + ".partial")
         if key is None:
             return False
-        raw = self.codec.decode(self.repo.get(key), name=key)
+        try:
+            stored = self.repo.get(key)
+        except FileNotFoundError as exc:
+            raise RepositoryError(f"{key} is in the archive but could not be read: {exc}") from exc
+        raw = self.codec.decode(stored, name=key)
         recorded = None if key.endswith((".partial.zst", ".partial.zst.age")) else self.recorded_hash(name)
         if recorded is not None and recorded != sha256(raw):
             raise IntegrityError(f"archived {name} does not match its recorded SHA-256; it is damaged")
-        tmp = dest.with_name(dest.name + ".drkit-tmp")
-        tmp.write_bytes(raw)
-        os.replace(tmp, dest)
+        _write(dest, raw, name)
         return True
 
     def names(self) -> set[str]:
@@ -147,6 +163,19 @@ class WalArchive:
         if key:
             self.repo.delete(key)
         self.repo.delete(self._hash_key(name))
+
+
+def _write(dest: Path, raw: bytes, name: str) -> None:
+    """Write beside `dest`, then rename: PostgreSQL never sees a torn segment, and a failed
+    write (a full disk) leaves no temporary file taking the space."""
+    tmp = dest.with_name(dest.name + ".drkit-tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(raw)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OperationError(f"cannot write {name} to {dest}: {exc.strerror or exc}") from exc
 
 
 @dataclass(frozen=True)
