@@ -25,11 +25,11 @@ COMPLETED_BEFORE = "had completed before the interruption (its after-check holds
 WITH_WRITERS = {"services": ("postgres", "hasura", "meilisearch")}
 
 
-def recover(box: SandboxHandle, *args: str, hold: str | None = None, marker: Path | None = None) -> Any:
+def recover(box: SandboxHandle, *args: str, hold: str | None = None) -> Any:
     argv = [sys.executable, "-m", "drkit", "--config", str(box.config_path), "--output", "json", "--yes"]
     env = dict(os.environ)
-    if hold is not None and marker is not None:
-        env["DRKIT_TEST_HOLD"] = f"{hold}={marker}"
+    if hold is not None:
+        env["DRKIT_TEST_HOLD"] = f"{hold}:{box.dir}"
     return subprocess.Popen(
         [*argv, "recover", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -37,8 +37,8 @@ def recover(box: SandboxHandle, *args: str, hold: str | None = None, marker: Pat
 
 def kill_at(box: SandboxHandle, hold: str, *args: str) -> None:
     """Start `drkit recover ARGS`, let it reach `hold`, kill -9 it there."""
-    marker = box.dir / f"held-{hold.replace(':', '-')}"
-    proc = recover(box, *args, hold=hold, marker=marker)
+    marker = box.dir / f"{hold}.reached"
+    proc = recover(box, *args, hold=hold)
     try:
         wait_for(
             lambda: marker.exists() or proc.poll() is not None, timeout=240, what=f"drkit to reach {hold}"
@@ -61,8 +61,8 @@ def test_db_corruption_killed_at_each_destructive_step_resumes_and_never_repeats
     box.psql("insert into recover_probe select generate_series(1, 500)")
     (data_dir / "drkit-test-original").write_text("the corrupted cluster's own directory\n")
 
-    kill_at(box, "after:stop-writers", "db-corruption")
-    for hold in ("after:stop-postgres", "after:move-aside", "before:restore", "after:restore"):
+    kill_at(box, "after-stop-writers", "db-corruption")
+    for hold in ("after-stop-postgres", "after-move-aside", "before-restore", "after-restore"):
         kill_at(box, hold, "--resume")
     done = recover(box, "--resume")
     out, err = done.communicate(timeout=600)

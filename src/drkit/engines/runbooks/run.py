@@ -16,7 +16,7 @@ from drkit.domain.journal import Journal, RunKind, StepRecord, StepStatus, Verdi
 from drkit.engines.core import journals
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.runbooks.model import Check, Runbook, Say, Step, StepContext, StepResult
-from drkit.infra import testhooks
+from drkit.infra.hold import hold
 
 OnStep = Callable[[StepRecord], None]
 
@@ -94,10 +94,10 @@ def _completed_before(step: Step, record: StepRecord, ctx: StepContext) -> bool:
 
 
 def _attempt(ws: Workspace, step: Step, running: StepRecord, ctx: StepContext) -> StepRecord:
-    testhooks.hold(f"before:{step.name}")
+    hold(f"before-{step.name}")
     try:
         result = _with_timeout(step, ctx)
-        testhooks.hold(f"after:{step.name}")
+        hold(f"after-{step.name}")
         if step.after is not None and (reason := _check(step.after, ctx)) is not None:
             raise OperationError(f"it ran, but its check failed: {reason}")
     except (DrkitError, OSError) as exc:
