@@ -7,16 +7,40 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drkit.infra.atomic import write_atomic
+
 
 def quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+RECOVERY_KEYS = frozenset(
+    {
+        "restore_command",
+        "recovery_target",
+        "recovery_target_name",
+        "recovery_target_time",
+        "recovery_target_xid",
+        "recovery_target_lsn",
+        "recovery_target_inclusive",
+        "recovery_target_action",
+        "recovery_target_timeline",
+    }
+)
+
+
 def write_recovery_settings(data_dir: Path, settings: dict[str, str], *, comment: str) -> None:
-    """Append settings (later lines win in postgresql.auto.conf) and create recovery.signal."""
+    """Set these in postgresql.auto.conf and create recovery.signal. Recovery settings left
+    there by an earlier restore (a backup of a restored server carries them) are removed
+    first: a stale recovery_target_name would stop this recovery at the old target."""
+    auto = data_dir / "postgresql.auto.conf"
+    kept = [
+        line
+        for line in (auto.read_text().splitlines(keepends=True) if auto.exists() else [])
+        if line.split("=", 1)[0].strip() not in RECOVERY_KEYS | settings.keys()
+    ]
     lines = [f"\n# {comment}\n"] + [f"{k} = {quote(v)}\n" for k, v in settings.items()]
-    with open(data_dir / "postgresql.auto.conf", "a") as conf:
-        conf.writelines(lines)
+    write_atomic(auto, "".join(kept + lines).encode(), mode=0o600)
     (data_dir / "recovery.signal").touch()
     stale = data_dir / "recovery.conf"
     if stale.exists():
