@@ -120,6 +120,7 @@ class Stack:
     source_path: str = ""
     state_dir: str = ".drkit"
     checks: tuple[IntegrityCheck, ...] = ()
+    host_id: str | None = None  # who this host is in repository leases (engines/core/lease.py)
 
     def service(self, name: str) -> Service:
         return self.services[name]
