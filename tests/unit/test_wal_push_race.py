@@ -21,15 +21,19 @@ def segment_name(n: int) -> str:
     return f"00000001000000000000{n:04X}"
 
 
-def race(archive: WalArchive, name: str, contents: list[bytes]) -> list[PushResult | BaseException]:
-    """Push each content from its own thread, released together."""
+def race(
+    archives: WalArchive | list[WalArchive], name: str, contents: list[bytes]
+) -> list[PushResult | BaseException]:
+    """Push each content from its own thread (through its own archive when given a list),
+    all released together."""
+    each = archives if isinstance(archives, list) else [archives] * len(contents)
     barrier = threading.Barrier(len(contents))
     results: list[PushResult | BaseException] = [RuntimeError("did not run")] * len(contents)
 
     def push(i: int) -> None:
         barrier.wait()
         try:
-            results[i] = archive.push_bytes(name, contents[i])
+            results[i] = each[i].push_bytes(name, contents[i])
         except Exception as exc:  # recorded, asserted on below
             results[i] = exc
 
