@@ -87,8 +87,9 @@ def test_a_push_killed_after_recording_its_hash_is_retried_and_others_are_refuse
     name = segment_name(1)
     # what a push killed between the sidecar and the segment leaves behind
     repo.put(f"demo/postgres/wal/00000001/{name}.sha256", sha256(b"first").encode())
-    with pytest.raises(IntegrityError, match="already archived with different content"):
+    with pytest.raises(IntegrityError, match="another push of .* recorded its hash first") as caught:
         archive.push_bytes(name, b"second")
+    assert caught.value.hint and f"delete demo/postgres/wal/00000001/{name}.sha256" in caught.value.hint
     assert archive.find(name) is None
     assert archive.push_bytes(name, b"first").stored  # PostgreSQL's retry of the same file
     assert stored_matches_recorded(archive, name)

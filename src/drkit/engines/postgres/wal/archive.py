@@ -93,8 +93,16 @@ class WalArchive:
         try:
             self.repo.put(self._hash_key(name), digest.encode(), overwrite=False)
         except FileExistsError:
-            if self.recorded_hash(name) != digest:
+            if self.recorded_hash(name) == digest:
+                return
+            if self.find(name) is not None:
                 raise self._conflict(name) from None
+            raise IntegrityError(
+                f"another push of {name} with different content recorded its hash first and "
+                f"is storing it (or was killed doing so); refusing to store this one",
+                hint=f"if no other cluster archives into {self.repo.location}, delete "
+                f"{self._hash_key(name)} and let the archiver retry",
+            ) from None
 
     def _same_as_archived(self, name: str, existing: str, digest: str) -> PushResult:
         recorded = self.recorded_hash(name)
