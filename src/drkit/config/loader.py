@@ -194,6 +194,7 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         encryption=encryption,
         source_path=str(Path(source.path).resolve()),
         state_dir=state_dir,
+        host_id=model.host_id,
         checks=tuple(_check(c) for c in model.checks),
         smoke=tuple(_smoke(s, services, source) for s in model.smoke),
     )

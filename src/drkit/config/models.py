@@ -173,6 +173,7 @@ class StackModel(Strict):
     version: Literal[1] = 1
     stack: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     state_dir: str | None = None
+    host_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
     repository: str | None = None
     repositories: dict[str, RepositoryModel] = Field(min_length=1)
     encryption: EncryptionModel | None = None

@@ -132,6 +132,7 @@ class Stack:
     state_dir: str = ".drkit"
     checks: tuple[IntegrityCheck, ...] = ()
     smoke: tuple[SmokeCheck, ...] = ()
+    host_id: str | None = None  # who this host is in repository leases (engines/core/lease.py)
 
     def service(self, name: str) -> Service:
         return self.services[name]

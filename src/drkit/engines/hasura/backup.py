@@ -15,14 +15,14 @@ from drkit.domain.stack import Service
 from drkit.engines.core.commit import (
     BackupResult,
     Progress,
+    backup_lock,
     clean_incomplete,
     commit_manifest,
     put_small,
     unique_id,
 )
-from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
-from drkit.infra import locks
 
 METADATA_FILE = "metadata.json"
 
@@ -40,7 +40,7 @@ def canonical(metadata: dict[str, Any]) -> bytes:
 
 def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
     """export_metadata v2 -> metadata.json + manifest (last)."""
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")), client_for(service) as hasura:
+    with backup_lock(ws, service.name), client_for(service) as hasura:
         removed = clean_incomplete(ws, service.name)
         started = ws.clock.now()
         exported = hasura.export_metadata()

@@ -38,7 +38,7 @@ def restore(ws: Workspace, service: Service, options: RestoreOptions) -> Restore
     manifest = choose_backup(ws, service, options)
     metadata = read_metadata(ws, manifest)
     require_postgres(ws, service)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "restore")), client_for(service) as hasura:
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"), client_for(service) as hasura:
         outcome = hasura.replace_metadata(metadata)
         if not outcome.replaced:
             check = CheckResult("replace_metadata", Status.FAILED, _inconsistency(outcome.inconsistent))

@@ -22,15 +22,15 @@ from drkit.domain.stack import PostgresPolicy, Service
 from drkit.engines.core.commit import (
     BackupResult,
     Progress,
+    backup_lock,
     clean_incomplete,
     commit_manifest,
     part_sink,
     put_small,
     unique_id,
 )
-from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
-from drkit.infra import locks
 
 TAR_INDEX = "tarindex.json"
 
@@ -48,7 +48,7 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
     policy = _policy(service)
     dsn = service_dsn(service)
     ws = _with_level(ws, service)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")):
+    with backup_lock(ws, service.name):
         removed = clean_incomplete(ws, service.name)
         info = server_info(dsn)
         started = ws.clock.now()
@@ -116,7 +116,7 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
     dsn = service_dsn(service)
     databases = policy.databases or _current_db(dsn)
     ws = _with_level(ws, service)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")):
+    with backup_lock(ws, service.name):
         removed = clean_incomplete(ws, service.name)
         info = server_info(dsn)
         started = ws.clock.now()

@@ -25,8 +25,9 @@ from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.errors import IntegrityError, NotFoundError, UsageError
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import list_backups
-from drkit.engines.core.layout import backup_dir
+from drkit.engines.core.layout import backup_dir, lock_name
 from drkit.engines.core.workspace import Workspace
+from drkit.infra import locks
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,10 @@ class PreparedLogicalRestore:
         return f"{self.summary}?" if self.tables else None  # a new database overwrites nothing
 
     def run(self, ws: Workspace) -> LogicalRestoreResult:
-        if self.tables:
-            return restore_tables(ws, self.service, self.manifest, self.source, self.tables)
-        return restore_database(ws, self.service, self.manifest, self.source, self.into or "")
+        with locks.exclusive(ws.lock_dir, lock_name(self.service.name), "restore"):
+            if self.tables:
+                return restore_tables(ws, self.service, self.manifest, self.source, self.tables)
+            return restore_database(ws, self.service, self.manifest, self.source, self.into or "")
 
 
 def prepare_logical(

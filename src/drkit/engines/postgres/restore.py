@@ -109,7 +109,7 @@ def restore(
 ) -> RestoreOutcome:
     if request.in_place == (request.to is not None):
         raise UsageError("restore needs exactly one of --to DIR or --in-place")
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "restore")):
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
         chosen = plan(ws, service, request)
         started = ws.clock.now()
         runtime, data_dir, aside = _prepare_target(ws, service, request)

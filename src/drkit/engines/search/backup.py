@@ -20,15 +20,15 @@ from drkit.engines.core import retention
 from drkit.engines.core.commit import (
     BackupResult,
     Progress,
+    backup_lock,
     clean_incomplete,
     commit_manifest,
     part_sink,
     unique_id,
 )
-from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.search.server import DUMP, SNAPSHOT, client_for, server_paths
-from drkit.infra import locks
 from drkit.infra.parts import split_into_parts
 
 KEEP_LAST = 5
@@ -48,7 +48,7 @@ def backup_snapshot(ws: Workspace, service: Service, *, progress: Progress | Non
 
 def _backup(ws: Workspace, service: Service, kind: str, progress: Progress | None) -> BackupResult:
     paths = server_paths(service)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")), client_for(service) as meili:
+    with backup_lock(ws, service.name), client_for(service) as meili:
         removed = clean_incomplete(ws, service.name)
         started = ws.clock.now()
         before = meili.document_counts()

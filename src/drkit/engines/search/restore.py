@@ -46,7 +46,7 @@ def restore(ws: Workspace, service: Service, options: RestoreOptions) -> Restore
     manifest = choose_backup(ws, service, options)
     paths = server_paths(service)
     kind = str(manifest.details.get("artifact", DUMP))
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "restore")):
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
         staged = stage(ws, manifest, paths.db_path.parent / "drkit-import", service.runtime.os_user)
         moved = import_file(ws, service, paths.db_path, f"--import-{kind}", staged)
         staged.unlink(missing_ok=True)

@@ -62,33 +62,62 @@ class WalArchive:
             return None
 
     def push_bytes(self, name: str, raw: bytes) -> PushResult:
+        """Archive `name`. Of racing pushes of different content under one name exactly one
+        wins: the one whose create of the `.sha256` sidecar succeeds (create-if-absent, the
+        one atomic decision); only content with that hash is ever stored as the segment."""
         if not is_wal_file_name(name):
             raise OperationError(f"{name} is not a WAL file name")
-        partial = bool(PARTIAL_RE.match(name))
+        if PARTIAL_RE.match(name):  # partials change in place; no sidecar would stay true
+            key = self._key(name)
+            self.repo.put(key, self.codec.encode(raw), overwrite=True)
+            return PushResult(name, key, stored=True)
         digest = sha256(raw)
         existing = self.find(name)
-        if existing and not partial:
-            recorded = self.recorded_hash(name)
-            if recorded is None:  # archived before hashes were kept: compare the content
-                recorded = sha256(self.codec.decode(self.repo.get(existing), name=existing))
-            if recorded == digest:
-                return PushResult(name, existing, stored=False)
-            raise IntegrityError(
-                f"{name} is already archived with different content; refusing to overwrite "
-                f"it (two clusters archiving into one repository?)"
-            )
+        if existing:
+            return self._same_as_archived(name, existing, digest)
+        self._claim_name(name, digest)
         key = self._key(name)
-        if not partial:  # partials change in place; their hash would race with their content
-            self.repo.put(self._hash_key(name), digest.encode(), overwrite=True)
         try:
-            self.repo.put(key, self.codec.encode(raw), overwrite=partial)
-        except FileExistsError:
-            return self.push_bytes(name, raw)  # lost a race with a concurrent push: compare
+            self.repo.put(key, self.codec.encode(raw), overwrite=False)
+        except FileExistsError:  # a concurrent push of the same content got there first
+            return self._same_as_archived(name, key, digest)
         if SEGMENT_RE.match(name):
             stale = self.find(name + ".partial")
             if stale:
                 self.repo.delete(stale)
         return PushResult(name, key, stored=True)
+
+    def _claim_name(self, name: str, digest: str) -> None:
+        """Record `digest` as the content of `name`, or check it against the one recorded (by a
+        concurrent push, or by a push killed before its segment was stored)."""
+        try:
+            self.repo.put(self._hash_key(name), digest.encode(), overwrite=False)
+        except FileExistsError:
+            if self.recorded_hash(name) == digest:
+                return
+            if self.find(name) is not None:
+                raise self._conflict(name) from None
+            raise IntegrityError(
+                f"another push of {name} with different content recorded its hash first and "
+                f"is storing it (or was killed doing so); refusing to store this one",
+                hint=f"if no other cluster archives into {self.repo.location}, delete "
+                f"{self._hash_key(name)} and let the archiver retry",
+            ) from None
+
+    def _same_as_archived(self, name: str, existing: str, digest: str) -> PushResult:
+        recorded = self.recorded_hash(name)
+        if recorded is None:  # archived before hashes were kept: compare the content
+            recorded = sha256(self.codec.decode(self.repo.get(existing), name=existing))
+        if recorded != digest:
+            raise self._conflict(name)
+        return PushResult(name, existing, stored=False)
+
+    @staticmethod
+    def _conflict(name: str) -> IntegrityError:
+        return IntegrityError(
+            f"{name} is already archived with different content; refusing to overwrite "
+            f"it (two clusters archiving into one repository?)"
+        )
 
     def push(self, path: Path) -> PushResult:
         try:
