@@ -39,6 +39,7 @@ def verify_cmd(
     Example: drkit verify --latest --deep
     """
     from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.ops.status import record_verify
     from drkit.engines.stack.verify import choose_backup_to_verify, verify_backup
 
     opts = options(ctx)
@@ -50,6 +51,7 @@ def verify_cmd(
         console.print(f"would verify {manifest.backup_id}{' (deep)' if deep else ''}")
         return
     report = verify_backup(ws, svc, manifest, deep=deep, drkit_argv=drkit_argv())
+    record_verify(ws, report)  # for `drkit status` and `drkit metrics`
     if opts.json:
         emit_json(
             {

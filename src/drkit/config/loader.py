@@ -15,12 +15,14 @@ from drkit.domain.errors import ConfigError
 from drkit.domain.stack import (
     Encryption,
     HealthProbe,
+    NotifyTarget,
     PostgresPolicy,
     Priority,
     RepositorySpec,
     RuntimeSpec,
     SearchIndex,
     Service,
+    Severity,
     SmokeCheck,
     Stack,
     WalMode,
@@ -197,7 +199,17 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         host_id=model.host_id,
         checks=tuple(_check(c) for c in model.checks),
         smoke=tuple(_smoke(s, services, source) for s in model.smoke),
+        notifications=_notify_targets(model, source, strict),
     )
+
+
+def _notify_targets(model: StackModel, source: PositionedYaml, strict: bool) -> tuple[NotifyTarget, ...]:
+    out = []
+    for i, t in enumerate(model.notifications.targets):
+        url = _secret(t.url, ("notifications", "targets", i, "url"), source, strict)
+        if url is not None:
+            out.append(NotifyTarget(url=url, min_severity=Severity(t.min_severity)))
+    return tuple(out)
 
 
 def _probe(h: HealthModel) -> HealthProbe:

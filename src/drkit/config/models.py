@@ -169,6 +169,17 @@ class SmokeModel(Strict):
     probe: HealthModel
 
 
+class NotifyTargetModel(Strict):
+    """An apprise URL by reference (it holds tokens): `env:NAME`, `file:/path`, `dotenv:`."""
+
+    url: SecretRef
+    min_severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class NotificationsModel(Strict):
+    targets: list[NotifyTargetModel] = []
+
+
 class StackModel(Strict):
     version: Literal[1] = 1
     stack: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -180,6 +191,7 @@ class StackModel(Strict):
     services: dict[str, ServiceModel] = Field(min_length=1)
     checks: list[CheckModel] = []
     smoke: list[SmokeModel] = []
+    notifications: NotificationsModel = NotificationsModel()
 
     @model_validator(mode="after")
     def _references(self) -> StackModel:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
@@ -121,6 +121,27 @@ class RepositorySpec:
     region: str = "us-east-1"
 
 
+class Severity(StrEnum):
+    """How urgent a notification is; a target receives those at or above its minimum."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return ("info", "warning", "critical").index(self.value)
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """Where notifications go: an apprise URL (a secret: it holds tokens) and the least
+    severity it receives."""
+
+    url: str = field(repr=False)
+    min_severity: Severity = Severity.WARNING
+
+
 @dataclass(frozen=True)
 class Stack:
     name: str
@@ -133,6 +154,7 @@ class Stack:
     checks: tuple[IntegrityCheck, ...] = ()
     smoke: tuple[SmokeCheck, ...] = ()
     host_id: str | None = None  # who this host is in repository leases (engines/core/lease.py)
+    notifications: tuple[NotifyTarget, ...] = ()
 
     def service(self, name: str) -> Service:
         return self.services[name]
