@@ -1,0 +1,178 @@
+"""`drkit status` and `drkit metrics` from a repository's manifests and journals, with an
+injected clock: the newest recoverable point against the RPO, the last verify and drill, and
+the exposition parsed back with prometheus_client's parser."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from drkit.config.loader import load_stack
+from drkit.domain.backup import BackupKind, Manifest, StoredFile
+from drkit.domain.checks import CheckResult, Status
+from drkit.domain.journal import Journal, RunKind, ServiceMeasure, StepRecord, StepStatus, Verdict
+from drkit.engines.core.layout import journal_key, manifest_key
+from drkit.engines.core.types import VerifyReport
+from drkit.engines.core.workspace import open_workspace
+from drkit.engines.ops.metrics import METRICS, exposition
+from drkit.engines.ops.status import build_status, record_verify
+from drkit.infra.clock import SystemClock
+from tests.conftest import run_drkit
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
+
+STACK = """\
+version: 1
+stack: demo
+repositories:
+  local:
+    type: fs
+    path: ./repo
+services:
+  cache:
+    kind: redis
+    url: redis://127.0.0.1:1/0
+    rpo: 15m
+    rto: 10m
+  search:
+    kind: meilisearch
+    url: http://127.0.0.1:1
+    rpo: 1h
+"""
+
+
+class Clock(SystemClock):
+    def __init__(self, now: datetime) -> None:
+        self.at = now
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def manifest(service: str, kind: BackupKind, finished: datetime, seconds: float, size: int) -> Manifest:
+    return Manifest(
+        backup_id=f"{finished:%Y%m%dT%H%M%S}Z-{kind.value}",
+        stack="demo",
+        service=service,
+        kind=kind,
+        started_at=finished - timedelta(seconds=seconds),
+        finished_at=finished,
+        files=(StoredFile("data.zst", size, "0" * 64),),
+        tool_versions={},
+    )
+
+
+def drill(service: str, verdict: Verdict, finished: datetime, rto: float) -> Journal:
+    return Journal(
+        run_id=f"{finished:%Y%m%dT%H%M%S}Z-drill-cache-loss",
+        kind=RunKind.DRILL,
+        scenario="cache-loss",
+        stack="demo",
+        started_at=finished - timedelta(minutes=2),
+        finished_at=finished,
+        steps=(StepRecord("restore", "restore", service=service, status=StepStatus.SUCCEEDED),),
+        measures=(ServiceMeasure(service, rto_seconds=rto, rpo_seconds=4.0, rto_target=600, rpo_target=900),),
+        verdict=verdict,
+    )
+
+
+def workspace(tmp_path: Path, now: datetime = NOW, base: datetime = NOW):  # type: ignore[no-untyped-def]
+    """Backups of `cache` 3h and 10min before `base`, of `search` 2h before; clock at `now`."""
+    path = tmp_path / "stack.yaml"
+    path.write_text(STACK)
+    ws = open_workspace(load_stack(path), clock=Clock(now))
+    for m in (
+        manifest("cache", BackupKind.RDB, base - timedelta(hours=3), 2.0, 100),
+        manifest("cache", BackupKind.RDB, base - timedelta(minutes=10), 3.5, 1234),
+        manifest("search", BackupKind.DUMP, base - timedelta(hours=2), 7.0, 999),
+    ):
+        ws.repo.put(manifest_key("demo", m.service, m.backup_id), m.to_json())
+    ws.repo.put("demo/cache/backups/20261130T115900Z-rdb/data.zst", b"x")  # incomplete: not counted
+    old = drill("cache", Verdict.PASSED, NOW - timedelta(days=30), 20.0)
+    new = drill("cache", Verdict.MISSED_TARGET, NOW - timedelta(days=1), 700.0)
+    for j in (old, new):
+        ws.repo.put(journal_key("demo", j.run_id), j.to_json())
+    return ws, path
+
+
+def test_status_from_manifests_journals_and_the_verify_record(tmp_path: Path) -> None:
+    ws, _ = workspace(tmp_path)
+    record_verify(ws, VerifyReport("20261130T115000Z-rdb", "cache", True, (), 1.5))
+    report = build_status(ws)
+    cache, search = report.services
+    assert cache.recoverable_age_seconds == 600 and cache.rpo_target_seconds == 900
+    assert not cache.red
+    assert cache.verify is not None and cache.verify.ok and cache.verify.backup_id == "20261130T115000Z-rdb"
+    assert (
+        cache.drill is not None and cache.drill.verdict == "missed-target" and cache.drill.rto_seconds == 700
+    )
+    assert search.red and "7200s old, more than the RPO target 3600s" in search.problems[0]
+    assert search.drill is None and search.verify is None
+    assert [s.service for s in report.red] == ["search"]
+
+
+def test_the_rpo_turns_red_as_time_passes(tmp_path: Path) -> None:
+    ws, _ = workspace(tmp_path, NOW + timedelta(minutes=4, seconds=59))
+    assert not build_status(ws, services=["cache"]).red
+    ws, _ = workspace(tmp_path, NOW + timedelta(minutes=5, seconds=1))
+    assert build_status(ws, services=["cache"]).red
+
+
+def test_metrics_parse_back_to_the_manifests(tmp_path: Path) -> None:
+    ws, _ = workspace(tmp_path)
+    failed = CheckResult("sha256 of data.zst", Status.FAILED, "differs")
+    record_verify(ws, VerifyReport("x", "cache", False, (failed,), 1.5))
+    text = exposition(lambda: build_status(ws)).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    newest = NOW - timedelta(minutes=10)
+    assert (
+        value("drkit_backup_last_success_timestamp_seconds", service="cache", type="rdb")
+        == newest.timestamp()
+    )
+    assert value("drkit_backup_last_duration_seconds", service="cache", type="rdb") == 3.5
+    assert value("drkit_backup_last_size_bytes", service="cache", type="rdb") == 1234
+    assert value("drkit_backups", service="cache", type="rdb") == 2
+    assert value("drkit_recoverable_point_age_seconds", service="cache") == 600
+    assert value("drkit_rpo_target_seconds", service="search") == 3600
+    assert value("drkit_verify_last_success", service="cache") == 0
+    assert value("drkit_drill_last_success", service="cache") == 0
+    assert value("drkit_drill_rto_seconds", service="cache") == 700
+    assert value("drkit_status_red", service="search") == 1
+    assert value("drkit_status_red", service="cache") == 0
+    assert ("drkit_verify_last_success", (("service", "search"),)) not in samples  # unknown: absent
+
+
+def test_status_command_exits_3_when_red_and_prints_json(tmp_path: Path) -> None:
+    real_now = datetime.now(UTC)
+    _, path = workspace(tmp_path, real_now, base=real_now)
+    result = run_drkit("--output", "json", "status", config=path)
+    assert result.code == 3, result.stderr
+    data = result.json()
+    assert data["red"] is True
+    assert {s["service"]: s["red"] for s in data["services"]} == {"cache": False, "search": True}
+    ok = run_drkit("status", "cache", config=path)
+    assert ok.code == 0, ok.stdout + ok.stderr
+    assert "cache" in ok.stdout
+
+
+def test_contrib_uses_only_metrics_drkit_exports() -> None:
+    exported = set(METRICS)
+    dashboard = (ROOT / "contrib/grafana/drkit-dashboard.json").read_text()
+    json.loads(dashboard)
+    rules = (ROOT / "contrib/prometheus/drkit-alerts.yml").read_text()
+    for text in (dashboard, rules):
+        used = set(re.findall(r"\bdrkit_[a-z_]+", text)) - {"drkit_"}
+        assert used and used <= exported, used - exported
