@@ -176,3 +176,46 @@ def test_contrib_uses_only_metrics_drkit_exports() -> None:
     for text in (dashboard, rules):
         used = set(re.findall(r"\bdrkit_[a-z_]+", text)) - {"drkit_"}
         assert used and used <= exported, used - exported
+
+
+def test_metrics_listen_serves_the_exposition(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from drkit.infra.wait import wait_for
+
+    _, path = workspace(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, "-m", "drkit", "--config", str(path), "metrics", "--listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                return str(resp.read().decode())
+
+        text = wait_for(scrape, timeout=30, what="drkit metrics to serve", retry_on=(OSError,))
+        names = {fam.name for fam in text_string_to_metric_families(text)}
+        assert {"drkit_backup_last_size_bytes", "drkit_status_red"} <= names
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_digest_lists_what_completed_in_the_day(tmp_path: Path) -> None:
+    from drkit.domain.stack import Severity
+    from drkit.engines.ops.notify import digest
+
+    ws, _ = workspace(tmp_path)
+    message = digest(ws, until=NOW - timedelta(minutes=1))
+    lines = message.body.splitlines()
+    assert len(lines) == 4  # 3 backups and the drill of yesterday; not the one of 30 days ago
+    assert sum("backup" in line for line in lines) == 3
+    assert (
+        "drill 20261129T120000Z-drill-cache-loss (cache-loss): missed-target; cache RTO 700.0s" in lines[-1]
+    )
+    assert message.severity is Severity.WARNING  # a drill missed its target
