@@ -219,3 +219,44 @@ def test_digest_lists_what_completed_in_the_day(tmp_path: Path) -> None:
         "drill 20261129T120000Z-drill-cache-loss (cache-loss): missed-target; cache RTO 700.0s" in lines[-1]
     )
     assert message.severity is Severity.WARNING  # a drill missed its target
+
+
+STATEFUL_AND_NOT = """\
+version: 1
+stack: demo
+repositories:
+  local:
+    type: fs
+    path: ./repo
+services:
+  db:
+    kind: postgres
+    dsn: host=127.0.0.1 port=1 dbname=app
+    rpo: 5m
+  hasura:
+    kind: hasura
+    url: http://127.0.0.1:1
+    depends_on: [db]
+    rpo: 1h
+  functions:
+    kind: functions
+    url: http://127.0.0.1:1
+    rpo: 5m
+"""
+
+
+def test_services_keeping_data_elsewhere_inherit_its_point(tmp_path: Path) -> None:
+    path = tmp_path / "stack.yaml"
+    path.write_text(STATEFUL_AND_NOT)
+    now = datetime.now(UTC)
+    ws = open_workspace(load_stack(path), clock=Clock(now + timedelta(minutes=10)))
+    ws.repo.put("demo/db/wal/00000001/000000010000000000000003.zst", b"segment")
+    ws.repo.put("demo/db/wal/00000001/000000010000000000000003.sha256", b"not a segment")
+    report = build_status(ws, probe_server=False)
+    db, functions, hasura = report.services
+    assert db.recoverable_at is not None and abs((db.recoverable_at - now).total_seconds()) < 60
+    assert "newest WAL file in the repository" in db.recoverable_source
+    assert db.red and "more than the RPO target 300s" in db.problems[0]  # 10 minutes, RPO 5m
+    assert hasura.recoverable_at == db.recoverable_at and not hasura.red
+    assert hasura.recoverable_source.startswith("its data lives in db")
+    assert not functions.rpo_applies and not functions.red  # drkit keeps nothing of it

@@ -66,6 +66,7 @@ def _rows(report: StatusReport) -> list[dict[str, Any]]:
                 "recoverable_age_seconds": s.recoverable_age_seconds,
                 "rpo_target_seconds": s.rpo_target_seconds,
                 "rto_target_seconds": s.rto_target_seconds,
+                "rpo_applies": s.rpo_applies,
                 "wal": s.archive,
                 "verify": s.verify,
                 "drill": s.drill,
@@ -86,7 +87,7 @@ def _row(s: ServiceStatus, report: StatusReport) -> tuple[str, ...]:
     backup = (
         f"{last.backup_id} ({_age((report.at - last.finished_at).total_seconds())} ago)" if last else "none"
     )
-    rpo = f"{_age(s.recoverable_age_seconds)} / {_age(s.rpo_target_seconds)}"
+    rpo = f"{_age(s.recoverable_age_seconds)} / {_age(s.rpo_target_seconds)}" if s.rpo_applies else "n/a"
     wal = "-"
     if s.archive is not None:
         a = s.archive

@@ -30,6 +30,7 @@ from drkit.domain.journal import Journal, RunKind, Verdict
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.journals import list_journals
+from drkit.engines.core.registry import has_engine
 from drkit.engines.core.types import VerifyReport
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.ops.pg_capture import ArchiveState, capture_state
@@ -79,6 +80,7 @@ class ServiceStatus:
     drill: DrillRecord | None = None
     copies: Mapping[str, Any] | None = None
     problems: tuple[str, ...] = ()
+    rpo_applies: bool = True  # False: drkit keeps nothing of this service (stateless)
 
     @property
     def last_backup(self) -> Manifest | None:
@@ -101,6 +103,13 @@ class StatusReport:
         return tuple(s for s in self.services if s.red)
 
 
+# Kinds whose data lives in the services they depend on (PostgreSQL): Hasura keeps its
+# metadata in hdb_catalog, hasura-auth its users; a stateless service has nothing of its own.
+DATA_IN_DEPENDENCIES = frozenset({"hasura", "auth"})
+
+Point = tuple[datetime | None, str]
+
+
 def build_status(
     ws: Workspace,
     *,
@@ -109,50 +118,84 @@ def build_status(
     probe_server: bool = True,
 ) -> StatusReport:
     """The status of every service (or those named). `copies`: see HOOK(copies) above."""
-    now = ws.clock.now()
-    journals, _damaged = list_journals(ws)
-    chosen = [ws.stack.services[n] for n in (services or sorted(ws.stack.services))]
-    out = [_service_status(ws, s, now, journals, copies, probe_server) for s in chosen]
-    return StatusReport(ws.stack.name, now, tuple(out))
+    ctx = _Context(ws, ws.clock.now(), list_journals(ws)[0], copies, probe_server)
+    chosen = services or sorted(ws.stack.services)
+    return StatusReport(ws.stack.name, ctx.now, tuple(ctx.status_of(n) for n in chosen))
 
 
-def _service_status(
-    ws: Workspace,
-    service: Service,
-    now: datetime,
-    journals: list[Journal],
-    copies: CopiesProbe | None,
-    probe_server: bool,
-) -> ServiceStatus:
-    backups = list_backups(ws.repo, ws.stack.name, service.name).complete
-    newest = max((m.finished_at for m in backups), default=None)
-    archive: ArchiveState | None = None
-    point, source = newest, "newest backup" if newest else ""
-    if service.kind == "postgres":
-        archive, wal_point, wal_source = capture_state(ws, service, now, probe_server=probe_server)
-        if wal_point is not None and (point is None or wal_point >= point):
-            point, source = wal_point, wal_source
-    age = (now - point).total_seconds() if point is not None else None
-    rpo = service.rpo.total_seconds() if service.rpo is not None else None
-    return ServiceStatus(
-        service=service.name,
-        kind=service.kind,
-        backups=backups,
-        recoverable_at=point,
-        recoverable_source=source,
-        recoverable_age_seconds=age,
-        rpo_target_seconds=rpo,
-        rto_target_seconds=service.rto.total_seconds() if service.rto is not None else None,
-        archive=archive,
-        verify=read_verify(ws, service.name),
-        drill=last_drill(journals, service.name),
-        copies=_copies(ws, service, copies),
-        problems=tuple(_problems(service, age, rpo, archive, has_backup=bool(backups))),
-    )
+@dataclass
+class _Context:
+    ws: Workspace
+    now: datetime
+    journals: list[Journal]
+    copies: CopiesProbe | None
+    probe_server: bool
+    done: dict[str, ServiceStatus] = field(default_factory=dict)
+    visiting: set[str] = field(default_factory=set)
+
+    def status_of(self, name: str) -> ServiceStatus:
+        if name not in self.done:
+            self.visiting.add(name)
+            self.done[name] = self._build(self.ws.stack.services[name])
+            self.visiting.discard(name)
+        return self.done[name]
+
+    def _inherited(self, service: Service) -> Point | None:
+        """The recoverable point of the services holding this one's data (the oldest of them);
+        None when this service keeps its own data or depends on nothing that has any."""
+        if service.kind == "postgres" or (
+            service.kind not in DATA_IN_DEPENDENCIES and has_engine(service.kind)
+        ):
+            return None
+        deps = [self.status_of(d) for d in service.depends_on if d not in self.visiting]
+        deps = [d for d in deps if d.rpo_applies]
+        if not deps:
+            return None
+        oldest = min(deps, key=lambda d: d.recoverable_at.timestamp() if d.recoverable_at else float("-inf"))
+        return oldest.recoverable_at, f"its data lives in {oldest.service}: {oldest.recoverable_source}"
+
+    def _build(self, service: Service) -> ServiceStatus:
+        ws, now = self.ws, self.now
+        backups = list_backups(ws.repo, ws.stack.name, service.name).complete
+        newest = max((m.finished_at for m in backups), default=None)
+        point: Point = (newest, "newest backup" if newest else "")
+        archive: ArchiveState | None = None
+        if service.kind == "postgres":
+            archive, wal_point, wal_source = capture_state(ws, service, now, probe_server=self.probe_server)
+            point = _newer(point, (wal_point, wal_source))
+        inherited = self._inherited(service)
+        if inherited is not None:
+            point = _newer(point, inherited)
+        applies = service.kind == "postgres" or has_engine(service.kind) or inherited is not None
+        at, source = point
+        age = (now - at).total_seconds() if at is not None else None
+        rpo = service.rpo.total_seconds() if service.rpo is not None else None
+        return ServiceStatus(
+            service=service.name,
+            kind=service.kind,
+            backups=backups,
+            recoverable_at=at,
+            recoverable_source=source if applies else "nothing drkit backs up",
+            recoverable_age_seconds=age,
+            rpo_target_seconds=rpo,
+            rto_target_seconds=service.rto.total_seconds() if service.rto is not None else None,
+            archive=archive,
+            verify=read_verify(ws, service.name),
+            drill=last_drill(self.journals, service.name),
+            copies=_copies(ws, service, self.copies),
+            problems=tuple(_problems(service, age, rpo if applies else None, archive)),
+            rpo_applies=applies,
+        )
+
+
+def _newer(a: Point, b: Point) -> Point:
+    if b[0] is not None and (a[0] is None or b[0] >= a[0]):
+        return b
+    return a
 
 
 def _problems(
-    service: Service, age: float | None, rpo: float | None, archive: ArchiveState | None, *, has_backup: bool
+    service: Service, age: float | None, rpo: float | None, archive: ArchiveState | None
 ) -> list[str]:
     out = []
     if archive is not None and archive.failing:
@@ -165,8 +208,6 @@ def _problems(
                 f"{service.name}: newest recoverable point is {age:.0f}s old, more than the RPO target "
                 f"{rpo:.0f}s"
             )
-    elif not has_backup and service.kind == "postgres":
-        out.append(f"{service.name}: no backup")
     return out
 
 
