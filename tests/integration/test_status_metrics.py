@@ -4,6 +4,8 @@ a notification reaches a local receiver, with no secret in it."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -133,3 +135,30 @@ def test_status_turns_red_when_archiving_stops(private_sandbox: SandboxHandle) -
         assert "postgres" in messages[-1]["title"] and "RPO at risk" in messages[-1]["title"]
         assert "WAL archive is failing" in body
         assert PASSWORD not in body and "token-xyz" not in body
+
+
+@pytest.mark.parametrize("private_sandbox", [{"wal_mode": "stream"}], indirect=True)
+def test_status_turns_red_when_the_stream_receiver_stops(private_sandbox: SandboxHandle) -> None:
+    box = private_sandbox
+    config = box.config_path
+    assert run_drkit("backup", "postgres", config=config).code == 0
+
+    def status() -> CliResult:
+        return run_drkit("--output", "json", "status", "postgres", config=config)
+
+    def caught_up() -> CliResult | None:
+        result = status()
+        return result if result.code == 0 and result.json()["services"][0]["wal"]["caught_up"] else None
+
+    wait_for(caught_up, timeout=30, what="the stream receiver to flush everything")
+    receiver_pid = int(box.box.state["wal_stream_pid"])
+    os.kill(receiver_pid, signal.SIGTERM)  # the sandbox's own `drkit wal-stream`
+    box.psql("create table after_receiver_stopped (id int)")
+
+    def red() -> CliResult | None:
+        result = status()
+        return result if result.code == 3 else None
+
+    pg = wait_for(red, timeout=30, what="drkit status to turn red").json()["services"][0]
+    assert pg["wal"]["mode"] == "stream" and pg["wal"]["failing"] is True
+    assert "nothing is receiving on slot 'drkit'" in pg["problems"][0]

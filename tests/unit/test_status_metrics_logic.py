@@ -260,3 +260,19 @@ def test_services_keeping_data_elsewhere_inherit_its_point(tmp_path: Path) -> No
     assert hasura.recoverable_at == db.recoverable_at and not hasura.red
     assert hasura.recoverable_source.startswith("its data lives in db")
     assert not functions.rpo_applies and not functions.red  # drkit keeps nothing of it
+
+
+def test_the_copies_hook_is_called_per_service(tmp_path: Path) -> None:
+    from drkit.domain.errors import RepositoryError
+
+    ws, _ = workspace(tmp_path)
+
+    def copies(_ws: object, service: object) -> dict[str, object]:
+        if getattr(service, "name", "") == "search":
+            raise RepositoryError("offsite bucket unreachable")
+        return {"copies": 3, "repositories": 2, "rule_321": True}
+
+    cache, search = build_status(ws, copies=copies).services  # type: ignore[arg-type]
+    assert cache.copies == {"copies": 3, "repositories": 2, "rule_321": True}
+    assert search.copies == {"error": "offsite bucket unreachable"}
+    assert build_status(ws).services[0].copies is None

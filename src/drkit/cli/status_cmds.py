@@ -109,10 +109,20 @@ def _row(s: ServiceStatus, report: StatusReport) -> tuple[str, ...]:
 
 def _print(report: StatusReport) -> None:
     columns = ["service", "status", "newest backup", "recoverable age / RPO", "WAL", "verify", "drill"]
-    table(f"status of {report.stack}", columns, [_row(s, report) for s in report.services])
+    rows = [_row(s, report) for s in report.services]
+    if any(s.copies is not None for s in report.services):  # HOOK(copies): engines/ops/copies.py
+        columns.append("copies")
+        rows = [(*r, _copies_text(s)) for r, s in zip(rows, report.services, strict=True)]
+    table(f"status of {report.stack}", columns, rows)
     for s in report.services:
         for problem in s.problems:
             console.print(f"[red]{problem}[/red]", soft_wrap=True)
+
+
+def _copies_text(s: ServiceStatus) -> str:
+    if s.copies is None:
+        return "-"
+    return ", ".join(f"{k} {v}" for k, v in s.copies.items())
 
 
 def _notify_red(stack: Stack, report: StatusReport, *, quiet: bool) -> None:
