@@ -40,6 +40,8 @@ def test_metrics_match_real_backups(sandbox: SandboxHandle) -> None:
         result = run_drkit("backup", service, config=sandbox.config_path)
         assert result.code == 0, result.stderr
     switch_and_wait_archived(sandbox.dsn)
+    verified = run_drkit("verify", "--latest", "--service", "redis", config=sandbox.config_path)
+    assert verified.code == 0, verified.stdout + verified.stderr
     listed = run_drkit("--output", "json", "backups", "list", config=sandbox.config_path)
     assert listed.code == 0, listed.stderr
     newest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -73,6 +75,7 @@ def test_metrics_match_real_backups(sandbox: SandboxHandle) -> None:
     assert values[("drkit_wal_archive_failing", pg)] == 0
     assert values[("drkit_recoverable_point_age_seconds", pg)] < 300
     assert values[("drkit_wal_last_archived_timestamp_seconds", pg)] > 0
+    assert values[("drkit_verify_last_success", (("service", "redis"),))] == 1
 
 
 def short_rpo_config(box: SandboxHandle, url_env: str) -> Path:

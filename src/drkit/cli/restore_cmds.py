@@ -9,7 +9,7 @@ import typer
 
 from drkit.cli.context import Options, options
 from drkit.cli.progress import byte_progress
-from drkit.cli.render import console, emit_json, status_text, table
+from drkit.cli.render import console, emit_json, err_console, status_text, table
 from drkit.domain.errors import UsageError
 from drkit.domain.recovery import RecoveryTarget, target_from_args
 from drkit.engines.core.workspace import Workspace
@@ -51,7 +51,8 @@ def verify_cmd(
         console.print(f"would verify {manifest.backup_id}{' (deep)' if deep else ''}")
         return
     report = verify_backup(ws, svc, manifest, deep=deep, drkit_argv=drkit_argv())
-    record_verify(ws, report)  # for `drkit status` and `drkit metrics`
+    if unrecorded := record_verify(ws, report):  # for `drkit status` and `drkit metrics`
+        err_console.print(f"[yellow]{unrecorded}[/yellow]")
     if opts.json:
         emit_json(
             {

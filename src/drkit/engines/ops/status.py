@@ -227,8 +227,9 @@ def _verify_path(ws: Workspace, service: str) -> Path:
     return ws.state_dir / "verify" / f"{service}.json"
 
 
-def record_verify(ws: Workspace, report: VerifyReport) -> None:
-    """Keep the outcome of the newest verify of a service (status and metrics report it)."""
+def record_verify(ws: Workspace, report: VerifyReport) -> str | None:
+    """Keep the outcome of the newest verify of a service (status and metrics report it);
+    why it could not be kept, if so (that does not change the verify's own outcome)."""
     data = {
         "backup_id": report.backup_id,
         "ok": report.ok,
@@ -236,7 +237,12 @@ def record_verify(ws: Workspace, report: VerifyReport) -> None:
         "at": ws.clock.now().isoformat(),
         "seconds": report.seconds,
     }
-    write_atomic(_verify_path(ws, report.service), json.dumps(data).encode(), mode=0o600)
+    path = _verify_path(ws, report.service)
+    try:
+        write_atomic(path, json.dumps(data).encode(), mode=0o600)
+    except OSError as exc:
+        return f"could not record the verify result in {path}: {exc.strerror or exc}"
+    return None
 
 
 def read_verify(ws: Workspace, service: str) -> VerifyRecord | None:
