@@ -81,7 +81,12 @@ def delete_rows(ws: Workspace, service: str | None = None) -> Injected:
         f"deleted the {count} messages of channel {channel}",
         {
             "target_time": target.isoformat() if target else None,
-            "copy_back": [f"nchat_messages where channel_id = '{channel}'"],
+            # The messages, then what ON DELETE CASCADE took with them.
+            "copy_back": [
+                f"nchat_messages where channel_id = '{channel}'",
+                "nchat_attachments where message_id in "
+                f"(select id from nchat_messages where channel_id = '{channel}')",
+            ],
         },
     )
 

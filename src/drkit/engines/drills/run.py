@@ -22,7 +22,7 @@ from drkit import __version__
 from drkit.adapters.postgres.client import connect, service_dsn
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import OperationError, UsageError
-from drkit.domain.journal import Journal, RunKind, StepRecord, Verdict, new_run_id
+from drkit.domain.journal import Journal, RunKind, StepRecord, Verdict, new_run_id, verdict_of
 from drkit.domain.stack import Service, WalMode
 from drkit.domain.wal import Lsn, Segment
 from drkit.engines.core.workspace import Workspace
@@ -131,7 +131,22 @@ def _drill(
     journal = execute(copy, recovery, journal, say=say, on_step=on_step, keep_with=live)
     if journal.verdict is not Verdict.FAILED:
         journal = execute(copy, verify, journal, say=say, on_step=on_step, keep_with=live)
-    return finish(live, save(live, journal), incident=failure_at)
+    measured = finish(live, save(live, journal), incident=failure_at)
+    if measured.verdict is Verdict.FAILED:
+        return measured
+    return save(live, _nothing_lost(measured, sorted(captured), failure_at))
+
+
+def _nothing_lost(journal: Journal, compared: list[str], failure_at: datetime) -> Journal:
+    """Services that came back equal to their state just before the failure lost nothing:
+    their RPO is 0 unless the recovery measured one (a PITR to a time before the failure)."""
+    measures = tuple(
+        replace(m, rpo_seconds=0.0, recovered_to=failure_at)
+        if m.rpo_seconds is None and m.service in compared
+        else m
+        for m in journal.measures
+    )
+    return replace(journal, measures=measures, verdict=verdict_of(measures))
 
 
 def _setup_steps(
