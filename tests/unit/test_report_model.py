@@ -145,3 +145,16 @@ def test_json_is_the_model() -> None:
     }
     assert data["timeline"]["markers"][0] == {"label": "failure injected", "at": 40.0, "kind": "failure"}
     assert len(data["trend_runs"]) == 4
+
+
+def test_rto_counts_from_the_failure_the_incident_or_the_start() -> None:
+    drill = build_report(missed_drill())
+    assert (drill.incident_at, drill.incident_source) == (missed_drill().failure_at, "failure injected")
+    recovery = failed_recovery()
+    assert build_report(recovery).incident_source == "recovery start"
+    assert build_report(recovery).incident_at == recovery.started_at
+    since = replace(recovery, parameters={"since": "2026-11-30 03:55:00Z"})
+    model = build_report(since)
+    assert model.incident_source == "--since"
+    assert model.incident_at is not None and model.incident_at.isoformat() == "2026-11-30T03:55:00+00:00"
+    assert "| RTO/RPO measured from | 2026-11-30 03:55:00 UTC (--since) |" in render_markdown(model)

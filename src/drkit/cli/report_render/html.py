@@ -130,6 +130,7 @@ def _header(model: ReportModel) -> str:
         ("finished", moment(model.finished_at)),
         ("took", duration(model.seconds)),
         ("failure injected", moment(model.failure_at)),
+        ("RTO/RPO measured from", f"{moment(model.incident_at)} ({model.incident_source})"),
     ]
     return "".join(parts) + _table(["", ""], _plain(run), "run")
 

@@ -39,6 +39,7 @@ def build_report(journal: Journal, history: Iterable[Journal] = ()) -> ReportMod
     """The report of `journal`; `history` holds the stored journals (any scenario, any order,
     the journal itself or not) from which the trend is drawn."""
     runs = trend_runs(journal, history)
+    incident_at, source = incident(journal)
     return ReportModel(
         run_id=journal.run_id,
         kind=journal.kind.value,
@@ -50,6 +51,8 @@ def build_report(journal: Journal, history: Iterable[Journal] = ()) -> ReportMod
         finished_at=journal.finished_at,
         seconds=journal.seconds,
         failure_at=journal.failure_at,
+        incident_at=incident_at,
+        incident_source=source,
         error=journal.error,
         services=service_verdicts(journal),
         timeline=timeline(journal),
@@ -74,6 +77,20 @@ def summarize(journal: Journal) -> RunSummary:
         verdict=journal.verdict.value,
         services=service_verdicts(journal),
     )
+
+
+def incident(journal: Journal) -> tuple[datetime | None, str]:
+    """The moment RTO and RPO count from, as the runbook engine measures them: a drill's
+    injected failure, a recovery's `--since` (the incident's start), else its own start."""
+    if journal.failure_at is not None:
+        return journal.failure_at, "failure injected"
+    since = journal.parameters.get("since")
+    if since:
+        try:
+            return datetime.fromisoformat(str(since)), "--since"
+        except ValueError:
+            return None, f"--since {since}"
+    return journal.started_at, f"{journal.kind.value} start"
 
 
 def gauge(metric: str, seconds: float | None, target: float | None) -> Gauge:

@@ -114,6 +114,8 @@ class ReportModel:
     finished_at: datetime | None
     seconds: float | None
     failure_at: datetime | None
+    incident_at: datetime | None  # where RTO and RPO are measured from (None: not known)
+    incident_source: str  # "failure injected", "--since", "recovery start"
     error: str | None
     services: tuple[ServiceVerdict, ...]
     timeline: Timeline
