@@ -158,3 +158,11 @@ def test_rto_counts_from_the_failure_the_incident_or_the_start() -> None:
     assert model.incident_source == "--since"
     assert model.incident_at is not None and model.incident_at.isoformat() == "2026-11-30T03:55:00+00:00"
     assert "| RTO/RPO measured from | 2026-11-30 03:55:00 UTC (--since) |" in render_markdown(model)
+
+
+def test_a_figure_no_run_measured_has_no_trend_and_a_small_figure_still_shows() -> None:
+    drill = missed_drill()
+    no_rpo = replace(drill, measures=(replace(drill.measures[0], rpo_seconds=None), drill.measures[1]))
+    series = [(s.service, s.metric) for s in build_report(no_rpo).trend]
+    assert ("postgres", "RPO") not in series and ("postgres", "RTO") in series
+    assert text_bar(1.4, 600.0, width=24).startswith("█░")

@@ -13,7 +13,7 @@ from drkit.domain.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from drkit.domain.journal import Journal
-    from drkit.engines.reports.model import RunSummary
+    from drkit.engines.reports.model import Gauge, RunSummary
 
 drills_app = typer.Typer(help="The stored drill and recovery journals.", no_args_is_help=True)
 
@@ -96,40 +96,47 @@ def drills_list_cmd(
             }
         )
         return
-    from drkit.cli.report_render.figures import duration
 
-    rows = [
-        (
-            r.run_id,
-            r.kind,
-            r.scenario,
-            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            duration(r.seconds),
-            r.verdict,
-            _measures_text(r),
-        )
-        for r in listing.runs
-    ]
+    rows = [row for r in listing.runs for row in _run_rows(r)]
     title = f"journals of {scenario}" if scenario else "journals"
-    table(title, ["run", "kind", "scenario", "started", "took", "verdict", "RTO / RPO per service"], rows)
+    headers = [
+        "run",
+        "kind",
+        "scenario",
+        "started",
+        "took",
+        "verdict",
+        "service",
+        "RTO / target",
+        "RPO / target",
+    ]
+    table(title, headers, rows)
     if not listing.runs:
         console.print("no journal stored" + (f" for {scenario}" if scenario else ""))
     for damaged in listing.damaged:
         console.print(f"[red]damaged:[/red] {damaged.where}: {damaged.reason}", soft_wrap=True)
 
 
-def _measures_text(run: RunSummary) -> str:
+def _run_rows(run: RunSummary) -> list[tuple[str, ...]]:
+    """The run on its first row, then one row per service (its RTO and RPO against target)."""
     from drkit.cli.report_render.figures import duration
 
-    parts = []
-    for s in run.services:
-        figures = ", ".join(
-            f"{g.metric} {duration(g.seconds)}/{duration(g.target)}" + (" MISSED" if g.missed else "")
-            for g in (s.rto, s.rpo)
-            if g.seconds is not None or g.target is not None
-        )
-        parts.append(f"{s.service}: {figures or s.verdict}")
-    return "; ".join(parts)
+    def figure(g: Gauge) -> str:
+        if g.seconds is None and g.target is None:
+            return "-"
+        return f"{duration(g.seconds)} / {duration(g.target)}" + (" MISSED" if g.missed else "")
+
+    head = (
+        run.run_id,
+        run.kind,
+        run.scenario,
+        f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+        duration(run.seconds),
+        run.verdict,
+    )
+    services = [(s.service, figure(s.rto), figure(s.rpo)) for s in run.services] or [("", "", "")]
+    blank = ("",) * len(head)
+    return [(*(head if i == 0 else blank), *cells) for i, cells in enumerate(services)]
 
 
 def _run_json(run: RunSummary) -> dict[str, object]:

@@ -29,7 +29,7 @@ def text_bar(seconds: float | None, target: float | None, width: int = BAR_CHARS
     if seconds is None:
         return "·" * width
     full = scale_max(seconds, target)
-    filled = round(width * seconds / full)
+    filled = max(1 if seconds > 0 else 0, round(width * seconds / full))
     chars = ["█" if i < filled else "░" for i in range(width)]
     if target is not None:
         chars[min(width - 1, round(width * target / full))] = "┃"

@@ -194,7 +194,8 @@ def trend_runs(journal: Journal, history: Iterable[Journal]) -> list[Journal]:
 
 def trend(journal: Journal, runs: Sequence[Journal]) -> tuple[TrendSeries, ...]:
     """Per service measured in this run or the runs before it, its RTO and its RPO in each run
-    (None where not measured), against the newest target known."""
+    (None where not measured), against the newest target known; a figure no run measured
+    (a service without an RPO) has no series."""
     newest_first = [journal, *reversed(runs)]
     latest: dict[str, ServiceMeasure] = {}
     for run in newest_first:
@@ -205,7 +206,8 @@ def trend(journal: Journal, runs: Sequence[Journal]) -> tuple[TrendSeries, ...]:
         for metric in ("RTO", "RPO"):
             target = measure.rto_target if metric == "RTO" else measure.rpo_target
             points = tuple(_point(run, service, metric, run.run_id == journal.run_id) for run in runs)
-            series.append(TrendSeries(service, metric, target, points))
+            if any(p.seconds is not None for p in points):  # never measured: nothing to draw
+                series.append(TrendSeries(service, metric, target, points))
     return tuple(series)
 
 
