@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from drkit.cli.context import Options, options
-from drkit.cli.render import console, emit_json, table
+from drkit.cli.render import console, emit_json
 from drkit.domain.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -96,10 +96,20 @@ def drills_list_cmd(
             }
         )
         return
-
-    rows = [row for r in listing.runs for row in _run_rows(r)]
     title = f"journals of {scenario}" if scenario else "journals"
-    headers = [
+    _runs_table(title, [row for r in listing.runs for row in _run_rows(r)])
+    if not listing.runs:
+        console.print("no journal stored" + (f" for {scenario}" if scenario else ""))
+    for damaged in listing.damaged:
+        console.print(f"[red]damaged:[/red] {damaged.where}: {damaged.reason}", soft_wrap=True)
+
+
+def _runs_table(title: str, rows: list[tuple[str, ...]]) -> None:
+    """The run id (what `drkit report` takes) and the figures never fold; the rest may."""
+    from rich.table import Table
+
+    out = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for name in (
         "run",
         "kind",
         "scenario",
@@ -109,12 +119,11 @@ def drills_list_cmd(
         "service",
         "RTO / target",
         "RPO / target",
-    ]
-    table(title, headers, rows)
-    if not listing.runs:
-        console.print("no journal stored" + (f" for {scenario}" if scenario else ""))
-    for damaged in listing.damaged:
-        console.print(f"[red]damaged:[/red] {damaged.where}: {damaged.reason}", soft_wrap=True)
+    ):
+        out.add_column(name, no_wrap=name in ("run", "service", "RTO / target", "RPO / target"))
+    for row in rows:
+        out.add_row(*row)
+    console.print(out)
 
 
 def _run_rows(run: RunSummary) -> list[tuple[str, ...]]:
