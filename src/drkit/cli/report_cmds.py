@@ -45,6 +45,8 @@ def report_cmd(
     chosen = fmt or ("json" if opts.json else "html")
     if chosen not in FORMATS:
         raise UsageError(f"--format {chosen}: choose html, md or json")
+    if out is not None and out.is_dir():
+        raise UsageError(f"--out {out} is a directory: name the report file")
     found, history = _load(opts, journal)
     text = render(build_report(found, history), chosen)
     if out is None:

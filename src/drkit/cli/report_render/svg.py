@@ -4,6 +4,7 @@ classes, so the HTML page's <style> is the single place they are set."""
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from drkit.cli.report_render.figures import duration, miss_word, scale_max
@@ -158,5 +159,5 @@ def trend_chart(series: TrendSeries) -> str:
         body.append(
             _text(left + plot_w, height - 8, series.points[-1].started_at.strftime("%Y-%m-%d"), "axis", "end")
         )
-    ident = f"trend-{series.metric.lower()}-{series.service}"
+    ident = f"trend-{series.metric.lower()}-" + re.sub(r"[^A-Za-z0-9_-]", "-", series.service)
     return _svg(ident, "chart trend", width, height, body, f"{series.service} {series.metric} over runs")

@@ -132,7 +132,7 @@ def timeline(journal: Journal) -> Timeline:
     (the run's start or the failure's); the failure and each service's healthy moment as
     markers."""
     moments = [journal.started_at] + ([journal.failure_at] if journal.failure_at else [])
-    origin = min(moments)
+    origin = min(moments + [s.started_at for s in journal.steps if s.started_at is not None])
     last = _last_moment(journal)
 
     def at(moment: datetime) -> float:
