@@ -9,12 +9,14 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from drkit.config.loader import load_stack
-from drkit.domain.journal import Journal
+from drkit.domain.journal import Journal, RunKind, Verdict
 from drkit.engines.core import journals
 from drkit.engines.core.workspace import open_workspace
 from tests.conftest import CliResult
@@ -141,3 +143,51 @@ def test_drills_list_shows_every_run_and_names_the_damaged(stack_dir: Path) -> N
     assert re.search(r"postgres +│ 1m 35s / 1m 00s MISSED +│ 4.2s / 5m 00s", text.stdout), text.stdout
     assert recovery.run_id in text.stdout and "20261120T030000Z-drill-full-outage" not in text.stdout
     assert "damaged:" in text.stdout and "20261101T000000Z-drill-x.json" in text.stdout
+
+
+class SteppingClock:
+    """Each reading is 20 s after the previous one: a slow recovery, without waiting."""
+
+    def __init__(self) -> None:
+        self.moment = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        self.moment += timedelta(seconds=20)
+        return self.moment
+
+    def monotonic(self) -> float:
+        return self.moment.timestamp()
+
+    def sleep(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+def test_the_report_of_a_journal_the_runbook_engine_wrote(stack_dir: Path) -> None:
+    """The real executor and its measures: the journal's shape is the one reports read."""
+    from drkit.engines.runbooks.model import Runbook, Step, StepResult
+    from drkit.engines.runbooks.recover import finish
+    from drkit.engines.runbooks.run import execute, new_journal
+
+    stack = load_stack(stack_dir / "stack.yaml")
+    ws = replace(open_workspace(stack), clock=SteppingClock())
+    runbook = Runbook(
+        "service",
+        (
+            Step("probe", "probe postgres", lambda ctx: StepResult("down"), service="postgres"),
+            Step("restart", "restart postgres", lambda ctx: StepResult("restarted"), service="postgres"),
+            Step("verify", "verify postgres", lambda ctx: StepResult("healthy"), service="postgres"),
+        ),
+        parameters={"scenario": "service", "service": "postgres"},
+    )
+    journal = finish(
+        ws, execute(ws, runbook, new_journal(ws, runbook, RunKind.RECOVERY), say=lambda _m: None)
+    )
+    assert journal.verdict is Verdict.MISSED_TARGET  # over the 1 min RTO of stack.yaml
+
+    result = drkit_in(stack_dir, "report", journal.run_id, "--format", "md")
+    assert result.code == 0, result.stderr
+    rto = journal.measures[0].rto_seconds
+    assert rto is not None and rto > 60
+    assert "**Verdict: MISSED TARGET**" in result.stdout
+    assert re.search(r"^\| postgres \| MISSED \| \d+m \d\ds MISSED \| 1m 00s \|", result.stdout, re.MULTILINE)
+    assert re.search(r"^verify +#+ +20\.0s succeeded$", result.stdout, re.MULTILINE), result.stdout
