@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from drkit.cli.report_render import render_html, render_json, render_markdown
 from drkit.cli.report_render.markdown import text_bar
-from drkit.domain.journal import StepStatus
+from drkit.domain.journal import StepStatus, Verdict
 from drkit.engines.reports.build import build_report
 from drkit.engines.reports.model import FAILED, MET, MISSED, NOT_MEASURED
 from tests.report_journals import PAST_RTO, failed_recovery, missed_drill, past_drills
@@ -166,3 +166,27 @@ def test_a_figure_no_run_measured_has_no_trend_and_a_small_figure_still_shows() 
     series = [(s.service, s.metric) for s in build_report(no_rpo).trend]
     assert ("postgres", "RPO") not in series and ("postgres", "RTO") in series
     assert text_bar(1.4, 600.0, width=24).startswith("█░")
+
+
+def test_a_drill_that_failed_before_any_measure_fails_the_service_it_recovers() -> None:
+    """The drill engine's shape: steps name no service, the scenario's service is a parameter."""
+    drill = missed_drill()
+    steps = tuple(replace(s, service=None) for s in drill.steps[:6])
+    failed = replace(
+        drill,
+        steps=(*steps[:5], replace(steps[5], status=StepStatus.FAILED, detail="recovery stopped")),
+        measures=(),
+        verdict=Verdict.FAILED,
+        parameters={"service": "postgres", "since": None},
+        error="restore: recovery stopped",
+    )
+    model = build_report(failed)
+    assert [(s.service, s.verdict) for s in model.services] == [("postgres", FAILED)]
+    text = render_markdown(model)
+    assert "**Verdict: FAILED**" in text and "Error: restore: recovery stopped" in text
+    assert "Nothing measured: the run did not get as far as a healthy service." in text
+    html = render_html(model)
+    assert '<svg id="measures"' not in html and "nothing measured" in html
+    assert re.search(r'<rect class="step failed" data-step="restore"', html)
+    assert build_report(replace(failed, parameters={})).services == ()
+    assert "The journal names no service." in render_markdown(build_report(replace(failed, parameters={})))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+NO_MEASURE = "nothing measured: the run did not get as far as a healthy service"
+
 
 def duration(seconds: float | None) -> str:
     """`12.3s`, `4m 05s`, `2h 03m`; `-` when not measured."""

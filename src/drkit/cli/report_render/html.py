@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from html import escape
 
 from drkit import __version__
-from drkit.cli.report_render.figures import duration, miss_word, moment
+from drkit.cli.report_render.figures import NO_MEASURE, duration, miss_word, moment
 from drkit.cli.report_render.svg import gantt, measures_chart, trend_chart
 from drkit.engines.reports.model import MISSED, ReportModel, ServiceVerdict
 
@@ -84,7 +84,15 @@ def _gauge_cells(s: ServiceVerdict) -> list[tuple[str, str]]:
     return cells
 
 
+def _measures(model: ReportModel) -> str:
+    if not any(g.seconds is not None for s in model.services for g in (s.rto, s.rpo)):
+        return f'<p class="sub">{NO_MEASURE}</p>'
+    return measures_chart(model.services)
+
+
 def _service_table(model: ReportModel) -> str:
+    if not model.services:
+        return '<p class="sub">the journal names no service</p>'
     rows = [
         [
             (s.service, ""),
@@ -187,7 +195,7 @@ def render_html(model: ReportModel) -> str:
     sections = [
         _header(model),
         "<h2>Verdict per service</h2>" + _service_table(model),
-        "<h2>RTO and RPO against target</h2>" + measures_chart(model.services),
+        "<h2>RTO and RPO against target</h2>" + _measures(model),
         "<h2>Timeline</h2>" + _timeline(model),
         f"<h2>Trend: {escape(model.scenario)}, last {len(model.trend_runs)} runs</h2>" + _trend(model),
         "<h2>Environment</h2>" + env,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from drkit.cli.report_render.figures import duration, miss_word, moment, scale_max
+from drkit.cli.report_render.figures import NO_MEASURE, duration, miss_word, moment, scale_max
 from drkit.engines.reports.model import MISSED, Gauge, ReportModel, Timeline, TrendSeries
 
 BAR_CHARS = 24
@@ -129,10 +129,14 @@ def _services(model: ReportModel) -> list[str]:
         "data recovered to",
     ]
     bars = [_gauge_row(s.service, g) for s in model.services for g in (s.rto, s.rpo)]
+    table = _table(headers, rows) if rows else ["The journal names no service.", ""]
+    return ["## Verdict per service", "", *table, *_bars(bars)]
+
+
+def _bars(bars: list[list[str]]) -> list[str]:
+    if all(row[3] == "-" for row in bars):  # no figure measured
+        return ["## RTO and RPO against target", "", f"{NO_MEASURE.capitalize()}.", ""]
     return [
-        "## Verdict per service",
-        "",
-        *_table(headers, rows),
         "## RTO and RPO against target",
         "",
         "Bars: █ measured, ┃ the target, on the scale of the larger.",

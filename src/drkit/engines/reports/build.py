@@ -99,17 +99,23 @@ def gauge(metric: str, seconds: float | None, target: float | None) -> Gauge:
 
 
 def service_verdicts(journal: Journal) -> tuple[ServiceVerdict, ...]:
-    """One row per service measured or named by a step, measured ones first."""
+    """One row per service measured, named by a step, or named as the run's `service`
+    parameter (the service a scenario recovers), measured ones first. A failed run fails
+    the service it was recovering even when its failed step names none."""
     failed = {s.service for s in journal.steps if s.status is StepStatus.FAILED and s.service}
+    target = journal.parameters.get("service")
+    named = [s.service for s in journal.steps if s.service]
+    if isinstance(target, str):
+        named.append(target)
+        if journal.verdict is Verdict.FAILED:
+            failed.add(target)
     rows = [_measured(m, m.service in failed) for m in journal.measures]
     seen = {m.service for m in journal.measures}
-    for step in journal.steps:
-        if step.service and step.service not in seen:
-            seen.add(step.service)
-            verdict = FAILED if step.service in failed else NOT_MEASURED
-            rows.append(
-                ServiceVerdict(step.service, verdict, gauge("RTO", None, None), gauge("RPO", None, None))
-            )
+    for service in named:
+        if service not in seen:
+            seen.add(service)
+            verdict = FAILED if service in failed else NOT_MEASURED
+            rows.append(ServiceVerdict(service, verdict, gauge("RTO", None, None), gauge("RPO", None, None)))
     return tuple(rows)
 
 
