@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from drkit.domain.wal import Lsn, Segment
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.drills import inject, state
 from drkit.engines.drills.isolate import seed_from_live
+from drkit.engines.drills.state import describe_servers
 from drkit.engines.postgres.wal.stream import archive_for, flush_spool
 from drkit.engines.runbooks.model import Runbook, Step, StepContext, StepResult
 from drkit.engines.runbooks.recover import SCENARIOS, finish
@@ -264,7 +266,8 @@ def _environment(ws: Workspace) -> dict[str, Any]:
     return {
         "drkit": __version__,
         "python": platform.python_version(),
-        "machine": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "machine": f"{platform.system()} {platform.release()} {platform.machine()}, {os.cpu_count()} CPUs",
         "host": platform.node(),
         "services": {n: s.kind for n, s in ws.stack.services.items()},
+        **describe_servers(ws),
     }
