@@ -19,6 +19,7 @@ import psycopg
 from psycopg import errors, sql
 
 from drkit.adapters.postgres.client import connect, make_dsn
+from drkit.domain.errors import OperationError
 
 EXACT_MAX_BYTES = 64 * 1024 * 1024
 COUNT_TIMEOUT_MS = 5000
@@ -71,6 +72,9 @@ def count_tables(conn: psycopg.Connection[Any], db: str, *, exact_max_bytes: int
                 continue
             except (errors.QueryCanceled, errors.LockNotAvailable):
                 pass  # too slow or locked right now: the estimate below
+            except psycopg.Error as exc:  # a damaged page, a missing file, ...
+                first = (str(exc).strip().splitlines() or ["?"])[0]
+                raise OperationError(f"counting the rows of {key} failed: {first}") from exc
         result.counts[key] = int(estimate)
         result.estimated.add(key)
     return result

@@ -13,7 +13,7 @@ from drkit.adapters.postgres.client import service_dsn
 from drkit.adapters.postgres.counts import exact_counts
 from drkit.adapters.postgres.tarindex import members_from_json
 from drkit.domain.backup import Manifest
-from drkit.domain.checks import CheckResult, Status
+from drkit.domain.checks import CheckResult, Status, guard
 from drkit.domain.errors import DrkitError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service
@@ -118,13 +118,13 @@ def _restore_and_check(
         )
         dsn = service_dsn(service, host="127.0.0.1", port=outcome.port)
         results.append(amcheck(service, dsn))
-        counts = exact_counts(dsn, pg.databases or ["postgres"])
         recorded = Recorded(
             pg.row_counts,
             frozenset(m.details.get("row_counts_estimated", ())),
             settled=bool(m.details.get("row_counts_exact", True)),
         )
-        results.extend(compare_counts(recorded, counts))
+        databases = pg.databases or ["postgres"]
+        results += guard("row counts", lambda: compare_counts(recorded, exact_counts(dsn, databases)))
     except DrkitError as exc:
         results.append(CheckResult("restore", Status.FAILED, exc.message))
     finally:
