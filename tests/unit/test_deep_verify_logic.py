@@ -85,3 +85,19 @@ def test_deep_is_refused_where_it_means_nothing(kind: BackupKind, words: str) ->
     with pytest.raises(UsageError, match=words) as refused:
         verify_backup(None, None, m, deep=True, drkit_argv=[])  # type: ignore[arg-type]
     assert int(refused.value.exit_code) == 2
+
+
+def test_a_postgres_without_the_amcheck_extension_is_a_warning_not_corruption(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from drkit.adapters.postgres import amcheck
+    from drkit.infra.proc import Completed
+
+    monkeypatch.setattr(amcheck, "find_tool", lambda name, bin_dir=None: f"/bin/{name}")
+    out = 'pg_amcheck: error: ERROR:  extension "amcheck" is not available\nDETAIL: Could not open ...'
+    monkeypatch.setattr(amcheck, "run", lambda *a, **k: Completed((), 1, "", out))
+    assert amcheck.run_amcheck(None, "host=x").status is Status.WARNING
+    damaged = 'btree index "d.public.t_pkey":\n    ERROR:  item order invariant violated\n'
+    monkeypatch.setattr(amcheck, "run", lambda *a, **k: Completed((), 2, damaged, ""))
+    found = amcheck.run_amcheck(None, "host=x")
+    assert found.status is Status.FAILED and "d.public.t_pkey" in found.detail

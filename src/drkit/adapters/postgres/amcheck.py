@@ -20,17 +20,20 @@ from pathlib import Path
 
 from psycopg import conninfo
 
+from drkit.domain.checks import Status
 from drkit.infra.proc import find_tool, run
 
 AMCHECK_TIMEOUT = 6 * 3600
 # `btree index "db.schema.name":` / `heap table "db.schema.name", block 3, offset 2:`
 FINDING_RE = re.compile(r'^(btree index|heap table|toast table|relation) "([^"]+)"')
 MAX_NAMED = 10
+# PostgreSQL 15+ / older wording when the extension's files are not installed.
+NO_EXTENSION = ('extension "amcheck" is not available', "amcheck.control")
 
 
 @dataclass(frozen=True)
 class Finding:
-    ok: bool
+    status: Status
     detail: str
 
 
@@ -67,15 +70,20 @@ def run_amcheck(bin_dir: str | None, dsn: str, *, jobs: int = 1) -> Finding:
         env=password_env(dsn),
     )
     if proc.returncode == 0:
-        return Finding(True, "pg_amcheck: every heap and btree index of every database is sound")
+        return Finding(Status.OK, "pg_amcheck: every heap and btree index of every database is sound")
     named = corrupt_relations(proc.stdout)
     if named:
         more = f" and {len(named) - MAX_NAMED} more" if len(named) > MAX_NAMED else ""
         first = next((ln.strip() for ln in proc.stdout.splitlines() if "ERROR:" in ln), "")
-        return Finding(False, f"pg_amcheck found corruption in {', '.join(named[:MAX_NAMED])}{more}: {first}")
+        return Finding(
+            Status.FAILED, f"pg_amcheck found corruption in {', '.join(named[:MAX_NAMED])}{more}: {first}"
+        )
     lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
     why = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else "no output")
-    return Finding(False, f"pg_amcheck could not check (exit {proc.returncode}): {why}")
+    if any(marker in ln for ln in lines for marker in NO_EXTENSION):
+        # Not damage: this build of PostgreSQL lacks contrib (some packaged binaries do).
+        return Finding(Status.WARNING, f"not checked: this PostgreSQL has no amcheck extension ({why})")
+    return Finding(Status.FAILED, f"pg_amcheck could not check (exit {proc.returncode}): {why}")
 
 
 def corrupt_relations(output: str) -> list[str]:
@@ -94,7 +102,7 @@ def run_verifybackup(bin_dir: str | None, directory: Path) -> Finding:
         check=False,
     )
     if proc.returncode == 0:
-        return Finding(True, "pg_verifybackup: every file matches the server's backup_manifest")
+        return Finding(Status.OK, "pg_verifybackup: every file matches the server's backup_manifest")
     problems = [
         ln.split("error: ", 1)[-1].strip()
         for ln in (proc.stderr + proc.stdout).splitlines()
@@ -102,4 +110,4 @@ def run_verifybackup(bin_dir: str | None, directory: Path) -> Finding:
     ]
     more = f" (and {len(problems) - MAX_NAMED} more)" if len(problems) > MAX_NAMED else ""
     shown = "; ".join(problems[:MAX_NAMED]) or f"exit {proc.returncode}"
-    return Finding(False, f"pg_verifybackup: {shown}{more}")
+    return Finding(Status.FAILED, f"pg_verifybackup: {shown}{more}")

@@ -91,7 +91,7 @@ def verify_plain(ws: Workspace, service: Service, m: Manifest, dest: Path) -> Ch
         return CheckResult("pg_verifybackup", Status.FAILED, exc.message)
     finally:
         shutil.rmtree(dest, ignore_errors=True)
-    return CheckResult("pg_verifybackup", Status.OK if found.ok else Status.FAILED, found.detail)
+    return CheckResult("pg_verifybackup", found.status, found.detail)
 
 
 def _restore_and_check(
@@ -143,4 +143,4 @@ def _restore_and_check(
 def amcheck(service: Service, dsn: str) -> CheckResult:
     policy = service.postgres
     found = run_amcheck(service.runtime.bin_dir, dsn, jobs=policy.parallel if policy else 1)
-    return CheckResult("amcheck", Status.OK if found.ok else Status.FAILED, found.detail)
+    return CheckResult("amcheck", found.status, found.detail)
