@@ -24,7 +24,7 @@ def test_exact_counts_must_be_equal_and_estimates_only_near() -> None:
     recorded = Recorded({"d:s.small": 10, "d:s.big": 100_000}, frozenset({"d:s.big"}))
     ok = compare_counts(recorded, {"d:s.small": 10, "d:s.big": 110_000})
     assert statuses(ok) == {"row counts": Status.OK}
-    assert "1 big tables within 20%" in ok[0].detail
+    assert "1 big table(s) within 20%" in ok[0].detail
 
     off = compare_counts(recorded, {"d:s.small": 11, "d:s.big": 200_000})
     assert statuses(off) == {"rows d:s.small": Status.FAILED, "rows d:s.big": Status.WARNING}

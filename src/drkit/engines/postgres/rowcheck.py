@@ -63,6 +63,6 @@ def compare_counts(recorded: Recorded, actual: dict[str, int]) -> list[CheckResu
         total = sum(expected[t] for t in exact)
         summary = f"{len(exact)} tables: exact counts equal ({total} rows)"
         if estimated:
-            summary += f"; {len(estimated)} big tables within {ESTIMATE_TOLERANCE:.0%} of their estimates"
+            summary += f"; {len(estimated)} big table(s) within {ESTIMATE_TOLERANCE:.0%} of their estimates"
         results.append(CheckResult("row counts", Status.OK, summary))
     return results

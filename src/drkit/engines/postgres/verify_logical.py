@@ -20,7 +20,7 @@ from drkit.adapters.postgres.scratch import ScratchCluster, init_scratch
 from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status, guard
-from drkit.domain.errors import DrkitError, IntegrityError
+from drkit.domain.errors import DrkitError, IntegrityError, OperationError
 from drkit.domain.stack import RuntimeSpec, Service
 from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
@@ -72,9 +72,11 @@ def _restore_all(
 ) -> CheckResult:
     globals_sql = _fetch(ws, service, m, "globals.sql", scratch / "globals.sql")
     # The scratch superuser exists already: its CREATE ROLE fails and psql goes on.
-    cluster.client(
+    roles = cluster.client(
         "psql", "--dbname=postgres", "--quiet", "--no-psqlrc", f"--file={globals_sql}", timeout=600
     )
+    if roles.returncode != 0:  # psql goes on after SQL errors; this one is fatal
+        raise OperationError(f"restoring the roles (globals.sql) failed: {last_line(roles.stderr)}")
     ignored: list[str] = []
     for i, db in enumerate(databases):
         dump = _fetch(ws, service, m, f"{db}.dump", scratch / f"db{i}.dump")
