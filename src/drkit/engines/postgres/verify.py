@@ -117,7 +117,7 @@ def _restore_and_check(
             )
         )
         dsn = service_dsn(service, host="127.0.0.1", port=outcome.port)
-        results.append(amcheck(service, dsn))
+        results += guard("amcheck", lambda: [amcheck(service, dsn)])
         recorded = Recorded(
             pg.row_counts,
             frozenset(m.details.get("row_counts_estimated", ())),
