@@ -294,3 +294,36 @@ def test_segment_times_come_from_the_wal_not_from_when_files_were_stored() -> No
     names = {seg_name(n) for n in range(2, 5)}
     plan = plan_restore([A], view(names, commits), at(2.5), NOW)
     assert plan.last_segment == seg_name(4)
+
+
+def test_a_time_target_reads_few_segments_of_a_long_archive_and_finds_the_first() -> None:
+    # 2000 segments after backup A, one commit a minute, every third segment without commits.
+    numbers = range(2, 2002)
+    commits = {seg_name(n): hours(1.5) + timedelta(minutes=n) for n in numbers if n % 3}
+    read: list[str] = []
+
+    def last_commit(segment: Segment) -> datetime | None:
+        read.append(segment.name)
+        return commits.get(segment.name)
+
+    archive_view = ArchiveView(frozenset(seg_name(n) for n in numbers), {}, last_commit)
+    target = at(1.5 + 1234.5 / 60)  # between the commits of segments 1234 and 1235 (no commit in 1236)
+    plan = plan_restore([A], archive_view, target, hours(50))
+    assert plan.last_segment == seg_name(1235)
+    assert len(set(read)) <= 40, len(read)
+
+
+@pytest.mark.parametrize("idle", [set(), {3, 4, 5}, {6, 7, 8, 9}, set(range(3, 9))])
+@pytest.mark.parametrize("minute", [0.5, 2.5, 4.5, 6.5, 8.5])
+def test_the_search_agrees_with_reading_every_segment(idle: set[int], minute: float) -> None:
+    numbers = range(2, 10)
+    commits = {seg_name(n): hours(1.5) + timedelta(minutes=n) for n in numbers if n not in idle}
+    archive_view = view({seg_name(n) for n in numbers}, commits)
+    when = hours(1.5) + timedelta(minutes=minute)
+    linear = [n for n in numbers if seg_name(n) in commits and commits[seg_name(n)] > when]
+    if not linear:
+        with pytest.raises(UnreachableTargetError, match="after the end of the WAL archive"):
+            plan_restore([A], archive_view, RecoveryTarget(TargetKind.TIME, time=when), hours(50))
+        return
+    plan = plan_restore([A], archive_view, RecoveryTarget(TargetKind.TIME, time=when), hours(50))
+    assert plan.last_segment == seg_name(linear[0])

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NoReturn
 
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.errors import NotFoundError, UnreachableTargetError
@@ -199,26 +200,51 @@ def _needed_until(archive: ArchiveView, target: RecoveryTarget, path: Path, stop
 
 
 def _segment_after(archive: ArchiveView, when: datetime, path: Path, stop: Segment) -> int:
-    """The first segment on the path (from the backup's end) that records a commit after
-    `when`: recovery stops before that commit. Absent segments are stepped over here; the
-    chain check then names them."""
-    on_it = sorted(
+    """A segment on the path (from the backup's end) that records a commit after `when`:
+    recovery stops before that commit, so the WAL needed ends there. Absent segments are
+    stepped over here; the chain check then names them.
+
+    Commit times rise along the WAL (up to the moment between taking a commit's time and
+    inserting its record), so a binary search finds the first such segment reading about
+    log2(n) segments, not all of them; whatever it returns does record a later commit."""
+    numbers = sorted(
         s.number
         for s in (Segment.parse(n.removesuffix(".partial"), stop.size) for n in archive.names if _is_seg(n))
         if s.number >= stop.number and segment_on_path(path, s.number, stop.size) == s
     )
-    newest: tuple[datetime, Segment] | None = None
-    for number in on_it:
-        segment = segment_on_path(path, number, stop.size)
-        last = archive.last_commit(segment)
-        if last is None:
-            continue
-        if last > when:
-            return number
-        newest = (last, segment) if newest is None or last > newest[0] else newest
+    known: dict[int, datetime | None] = {}
+
+    def last(i: int) -> datetime | None:
+        if i not in known:
+            known[i] = archive.last_commit(segment_on_path(path, numbers[i], stop.size))
+        return known[i]
+
+    def nearest(i: int, floor: int) -> int:
+        """The closest index at or before `i` (not below `floor`) whose segment commits."""
+        while i >= floor and last(i) is None:
+            i -= 1
+        return i
+
+    hi = nearest(len(numbers) - 1, 0)
+    newest = last(hi) if hi >= 0 else None
+    if newest is None or newest <= when:
+        _after_the_end(when, newest, segment_on_path(path, numbers[hi], stop.size) if hi >= 0 else None)
+    lo = 0
+    while lo < hi:  # invariant: last(hi) > when; nothing before lo does
+        mid = (lo + hi) // 2
+        probe = nearest(mid, lo)
+        found = last(probe) if probe >= lo else None
+        if found is not None and found > when:
+            hi = probe
+        else:
+            lo = mid + 1
+    return numbers[hi]
+
+
+def _after_the_end(when: datetime, newest: datetime | None, where: Segment | None) -> NoReturn:
     seen = "no commit recorded after the backup"
-    if newest is not None:
-        seen = f"last commit recorded {newest[0].isoformat()}, in {newest[1].name}"
+    if newest is not None and where is not None:
+        seen = f"last commit recorded {newest.isoformat()}, in {where.name}"
     raise UnreachableTargetError(
         f"target time {when.isoformat()} is after the end of the WAL archive ({seen}); "
         f"recovery stops at the first commit after the target, and none is archived yet",
