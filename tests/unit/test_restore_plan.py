@@ -327,3 +327,12 @@ def test_the_search_agrees_with_reading_every_segment(idle: set[int], minute: fl
         return
     plan = plan_restore([A], archive_view, RecoveryTarget(TargetKind.TIME, time=when), hours(50))
     assert plan.last_segment == seg_name(linear[0])
+
+
+def test_newer_wal_without_its_history_file_is_not_silently_left_behind() -> None:
+    commits = {seg_name(n): hours(n) for n in range(1, 6)} | {seg_name(6, 3): hours(7)}
+    with pytest.raises(UnreachableTargetError, match="not its history file 00000003.history") as exc:
+        plan_restore([A], view(set(commits), commits), RecoveryTarget(), NOW)
+    assert exc.value.hint is not None and "wal-push" in exc.value.hint
+    plan = plan_restore([A], view(set(commits), commits), RecoveryTarget(), NOW, timeline=1)
+    assert plan.last_segment == seg_name(5)

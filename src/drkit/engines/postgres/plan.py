@@ -140,12 +140,26 @@ def choose_line(
                 f"(its history leaves their timelines before they end, or it is not archived)"
             )
         return timeline, fit[-1]
-    known = set(archive.timelines()) | {m.require_postgres().timeline for m in candidates}
+    own = {m.require_postgres().timeline for m in candidates}
+    known = set(archive.timelines()) | own
     for tli in sorted(known, reverse=True):
         fit = [m for m in candidates if _descends(archive.path(tli), m)]
         if fit:
+            _refuse_unknown_branch(archive, tli, own)
             return tli, fit[-1]
     return candidates[-1].require_postgres().timeline, candidates[-1]  # unreachable: own line
+
+
+def _refuse_unknown_branch(archive: ArchiveView, chosen: int, own: set[int]) -> None:
+    """Newer WAL whose history file is missing: restoring the older branch instead would
+    silently drop it, so say so (the history file is in the server's pg_wal)."""
+    newest = max(archive.timelines(), default=chosen)
+    if newest > chosen and newest not in archive.paths and newest not in own:
+        raise UnreachableTargetError(
+            f"WAL of timeline {newest} is archived but not its history file {newest:08X}.history; "
+            f"drkit cannot tell where timeline {newest} left its parent and will not guess the branch",
+            hint=f"archive it from the server: drkit wal-push PGDATA/pg_wal/{newest:08X}.history",
+        )
 
 
 def plan_restore(
