@@ -70,7 +70,7 @@ DAMAGE: dict[str, tuple[bytes, str]] = {
     "20260209T020600Z-base": (with_("20260209T020600Z-base", format=99), "newer than this drkit"),
     "20260209T020700Z-base": (
         with_("20260209T020700Z-base", backup_id="elsewhere"),
-        "not where it is stored",
+        "not the one it is stored as",
     ),
     "20260209T020800Z-base": (b"\xff\xfe not text", "unreadable"),
 }

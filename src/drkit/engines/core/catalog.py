@@ -43,20 +43,22 @@ def list_backups(repo: Repository, stack: str, service: str) -> BackupListing:
             continue
         try:
             manifest = read_manifest(repo, stack, service, backup_id)
-            check_manifest(manifest, stack, service, backup_id)
-        except (RepositoryError, IntegrityError, UnsupportedFormatError, NotFoundError) as exc:
+            check_manifest(manifest, backup_id)
+        except NotFoundError:
+            continue  # pruned since it was listed
+        except (RepositoryError, IntegrityError, UnsupportedFormatError) as exc:
             damaged.append(DamagedBackup(backup_id, exc.message))
             continue
         complete.append(manifest)
     return BackupListing(tuple(complete), tuple(incomplete), tuple(damaged))
 
 
-def check_manifest(m: Manifest, stack: str, service: str, backup_id: str) -> None:
+def check_manifest(m: Manifest, backup_id: str) -> None:
     """What a well-formed manifest can still get wrong and would break every restore that
     looks at it later (a naive time cannot be compared; a bad LSN cannot be planned)."""
     problems = []
-    if (m.backup_id, m.stack, m.service) != (backup_id, stack, service):
-        problems.append(f"it names {m.stack}/{m.service}/{m.backup_id}, not where it is stored")
+    if m.backup_id != backup_id:  # (not the stack: a repository may be moved to a new name)
+        problems.append(f"it names backup {m.backup_id}, not the one it is stored as")
     if m.started_at.tzinfo is None or m.finished_at.tzinfo is None:
         problems.append("its times have no time zone")
     if m.postgres is not None:
