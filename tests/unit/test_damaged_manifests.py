@@ -121,3 +121,27 @@ def test_backups_list_shows_damaged_ones_in_text_and_json(repo: FsRepository, tm
     assert [b["backup_id"] for b in data["backups"]] == list(GOOD)
     assert {d["backup_id"] for d in data["damaged"]} == set(DAMAGE)
     assert all(d["service"] == "postgres" and d["reason"] for d in data["damaged"])
+
+
+def test_one_unreadable_file_is_damaged_but_an_unreadable_repository_is_an_error(
+    repo: FsRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_get = FsRepository.get
+    broken = manifest_key("demo", "postgres", GOOD[0])
+
+    def get_failing_one(self: FsRepository, key: str) -> bytes:
+        if key == broken:
+            raise RepositoryError("cannot read it: I/O error") from OSError(5, "I/O error")
+        return real_get(self, key)
+
+    monkeypatch.setattr(FsRepository, "get", get_failing_one)
+    listing = list_backups(repo, "demo", "postgres")
+    assert [m.backup_id for m in listing.complete] == [GOOD[1]]
+    assert "I/O error" in {d.backup_id: d.reason for d in listing.damaged}[GOOD[0]]
+
+    def get_failing_all(self: FsRepository, key: str) -> bytes:
+        raise RepositoryError("cannot read the repository: I/O error") from OSError(5, "I/O error")
+
+    monkeypatch.setattr(FsRepository, "get", get_failing_all)
+    with pytest.raises(RepositoryError, match="cannot read the repository"):
+        list_backups(repo, "demo", "postgres")

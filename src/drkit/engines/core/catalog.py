@@ -37,6 +37,7 @@ def list_backups(repo: Repository, stack: str, service: str) -> BackupListing:
     complete: list[Manifest] = []
     incomplete: list[str] = []
     damaged: list[DamagedBackup] = []
+    read_errors: list[Exception] = []
     for backup_id, has_manifest in sorted(ids.items()):
         if not has_manifest:
             incomplete.append(backup_id)
@@ -48,8 +49,12 @@ def list_backups(repo: Repository, stack: str, service: str) -> BackupListing:
             continue  # pruned since it was listed
         except (RepositoryError, IntegrityError, UnsupportedFormatError) as exc:
             damaged.append(DamagedBackup(backup_id, exc.message))
+            if isinstance(exc.__cause__, OSError):
+                read_errors.append(exc)
             continue
         complete.append(manifest)
+    if read_errors and len(read_errors) == len(damaged) and not complete:
+        raise read_errors[0]  # the repository, not one file, cannot be read: say that
     return BackupListing(tuple(complete), tuple(incomplete), tuple(damaged))
 
 
