@@ -35,7 +35,7 @@ from drkit.domain.wal import (
 )
 from drkit.engines.postgres.wal.archive import check_path
 
-Path = tuple[TimelineSpan, ...]
+TimelinePath = tuple[TimelineSpan, ...]
 
 
 def _no_commit_times(_segment: Segment) -> datetime | None:
@@ -48,10 +48,10 @@ class ArchiveView:
     file; timeline 1 has none), and the newest commit time recorded in a segment."""
 
     names: frozenset[str]
-    paths: Mapping[int, Path] = field(default_factory=dict)
+    paths: Mapping[int, TimelinePath] = field(default_factory=dict)
     last_commit: Callable[[Segment], datetime | None] = _no_commit_times
 
-    def path(self, timeline: int) -> Path:
+    def path(self, timeline: int) -> TimelinePath:
         return self.paths.get(timeline) or (TimelineSpan(timeline, None, None),)
 
     def timelines(self) -> list[int]:
@@ -71,7 +71,7 @@ class RestorePlan:
     last_segment: str | None
     uses_partial: bool
     timeline: int = 1  # the timeline recovery follows: recovery_target_timeline
-    path: Path = ()  # the spans of timelines from the backup to `timeline`
+    path: TimelinePath = ()  # the spans of timelines from the backup to `timeline`
 
     @property
     def crosses_timelines(self) -> bool:
@@ -122,7 +122,7 @@ def choose_backup(
     return usable_backups(backups, target, now, backup_id)[-1]
 
 
-def _descends(path: Path, m: Manifest) -> bool:
+def _descends(path: TimelinePath, m: Manifest) -> bool:
     pg = m.require_postgres()
     return on_path(path, pg.timeline, Lsn.parse(pg.start_lsn), Lsn.parse(pg.stop_lsn))
 
@@ -202,7 +202,9 @@ def plan_restore(
     )
 
 
-def _needed_until(archive: ArchiveView, target: RecoveryTarget, path: Path, stop: Segment) -> int | None:
+def _needed_until(
+    archive: ArchiveView, target: RecoveryTarget, path: TimelinePath, stop: Segment
+) -> int | None:
     """The number of the last segment the target needs, or None for "all there is"."""
     if target.kind is TargetKind.IMMEDIATE:
         return stop.number
@@ -213,7 +215,7 @@ def _needed_until(archive: ArchiveView, target: RecoveryTarget, path: Path, stop
     return None
 
 
-def _segment_after(archive: ArchiveView, when: datetime, path: Path, stop: Segment) -> int:
+def _segment_after(archive: ArchiveView, when: datetime, path: TimelinePath, stop: Segment) -> int:
     """A segment on the path (from the backup's end) that records a commit after `when`:
     recovery stops before that commit, so the WAL needed ends there. Absent segments are
     stepped over here; the chain check then names them.
