@@ -14,27 +14,32 @@ from drkit.adapters.postgres.counts import exact_counts
 from drkit.adapters.postgres.tarindex import members_from_json
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status, guard
-from drkit.domain.errors import DrkitError
+from drkit.domain.errors import DecryptionError, DrkitError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service
-from drkit.domain.wal import Lsn, Segment
+from drkit.domain.wal import Lsn, Segment, TimelineSpan
 from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import TAR_INDEX
+from drkit.engines.postgres.plan import ArchiveView, choose_line
 from drkit.engines.postgres.restore import RestoreRequest, restore
 from drkit.engines.postgres.rowcheck import Recorded, compare_counts
 from drkit.engines.postgres.tar_restore import restore_parts
-from drkit.engines.postgres.wal.archive import check_chain
+from drkit.engines.postgres.wal.archive import check_chain, check_path, timeline_paths
 from drkit.engines.postgres.wal.stream import archive_for
 from drkit.infra.ownership import chown_tree
 from drkit.runtimes.local_postgres import LocalPostgres
 
 
 def verify_wal(ws: Workspace, service: Service, m: Manifest) -> CheckResult:
+    """The WAL the backup needs to be consistent; then, along the newest timeline that
+    descends from it, how far PITR from it can go (reported, not a failure of the backup)."""
     pg = m.require_postgres()
     start = Segment.containing(Lsn.parse(pg.start_lsn), pg.timeline, pg.wal_segment_size)
     stop = Segment.containing(Lsn.parse(pg.stop_lsn), pg.timeline, pg.wal_segment_size)
-    report = check_chain(archive_for(ws, service).names(), start, stop)
+    archive = archive_for(ws, service)
+    names = archive.names()
+    report = check_chain(names, start, stop)
     if report.missing is not None or report.last is None or report.last.number < stop.number:
         gone = report.missing or (report.last.next() if report.last else start)
         return CheckResult(
@@ -42,7 +47,30 @@ def verify_wal(ws: Workspace, service: Service, m: Manifest) -> CheckResult:
             Status.FAILED,
             f"WAL segment {gone.name} is missing (the backup needs {start.name}..{stop.name})",
         )
-    return CheckResult("wal", Status.OK, f"WAL {start.name}..{stop.name} archived")
+    try:
+        view = ArchiveView(frozenset(names), timeline_paths(archive, names))
+        reach = pitr_reach(view, m, start)
+    except DecryptionError as exc:  # verifying without the key: the backup's own WAL is there
+        reach = f"timeline histories not read ({exc.message})"
+    except DrkitError as exc:
+        return CheckResult("wal", Status.WARNING, f"WAL {start.name}..{stop.name} archived; {exc.message}")
+    return CheckResult("wal", Status.OK, f"WAL {start.name}..{stop.name} archived; {reach}")
+
+
+def pitr_reach(view: ArchiveView, m: Manifest, start: Segment) -> str:
+    """How far the archived WAL carries this backup, following timeline switches."""
+    timeline, _ = choose_line([m], view, None)
+    path = view.path(timeline)
+    report = check_path(set(view.names), path, start)
+    line = "timeline " + " -> ".join(str(s.timeline) for s in path if _after(s, start))
+    reach = report.last.name if report.last else start.name
+    if report.missing is not None:
+        return f"PITR reaches {reach} ({line}); {report.missing.name} is missing, nothing later is reachable"
+    return f"PITR reaches {reach} ({line}){' (partial)' if report.partial_tail else ''}"
+
+
+def _after(span: TimelineSpan, start: Segment) -> bool:
+    return span.end is None or span.end >= start.start
 
 
 def verify_deep(ws: Workspace, service: Service, m: Manifest, drkit_argv: list[str]) -> list[CheckResult]:
