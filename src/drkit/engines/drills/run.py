@@ -118,7 +118,8 @@ def _drill(
     if journal.verdict is Verdict.FAILED:
         return finish(live, journal)
     injected = journal.step("inject-failure")
-    failure_at = injected.finished_at or live.clock.now()
+    when = injected.facts.get("failure_at")
+    failure_at = datetime.fromisoformat(str(when)) if when else injected.finished_at or live.clock.now()
     recovery = _recovery(copy, request, injected.facts)
     verify = Runbook("verify", (_verify_step(captured),))
     journal = replace(
