@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drkit.adapters.postgres.client import connect, service_dsn
-from drkit.domain.errors import DrkitError, OperationError
+from drkit.domain.errors import DrkitError
 from drkit.domain.recovery import RecoveryTarget, TargetKind, parse_target_time
 from drkit.domain.stack import Service, WalMode
 from drkit.engines.postgres.backup import logical_backup
@@ -152,7 +152,6 @@ def restore_in_place_step(backup_id: str, target: RecoveryTarget) -> Step:
         f"restore base backup {backup_id} in place with WAL to {target.describe()}, then start",
         run,
         destructive=True,
-        service=None,
         after=promoted,
         timeout=24 * 3600,
     )
@@ -212,8 +211,3 @@ def _facts(outcome: RestoreOutcome) -> dict[str, object]:
         "timeline": outcome.timeline,
         "postgres_healthy_at": outcome.finished_at.isoformat(),
     }
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise OperationError(message)
