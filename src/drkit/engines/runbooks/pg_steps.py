@@ -5,6 +5,7 @@ checking where a restored server stands."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from drkit.adapters.postgres.client import connect, service_dsn
@@ -53,6 +54,11 @@ def state(service: Service, port: int | None = None) -> tuple[bool, str | None] 
     except DrkitError:
         return None
     return (bool(row[0]), row[1]) if row else None
+
+
+def on(service: str, *steps: Step) -> list[Step]:
+    """These steps act on `service` (the journal and the reports say so)."""
+    return [replace(s, service=service) for s in steps]
 
 
 def emergency_dump_step() -> Step:
