@@ -27,7 +27,7 @@ from drkit.engines.ops.sync import sync
 from drkit.engines.stack.verify import verify_repository
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
-WAL = "sandbox/redis/wal/00000001/000000010000000000000001"
+WAL = "sandbox/postgres/wal/00000001/000000010000000000000001"
 OBJECT = "sandbox/redis/objects/b/packs/run-00000.pack.zst"
 
 
@@ -44,7 +44,10 @@ def _stack(tmp_path: Path, *, encrypt: str | None = None, identity: str | None =
         "state_dir": str(tmp_path / "state"),
         "repository": "local",
         "repositories": {"local": {"type": "fs", "path": str(tmp_path / "repo")}, "copy": copy},
-        "services": {"redis": {"kind": "redis", "url": "redis://127.0.0.1:1"}},
+        "services": {
+            "redis": {"kind": "redis", "url": "redis://127.0.0.1:1"},
+            "postgres": {"kind": "postgres", "dsn": "host=127.0.0.1 port=1"},
+        },
     }
     path = tmp_path / "stack.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -174,3 +177,18 @@ def test_sync_refuses_the_primary_and_an_unknown_repository(tmp_path: Path) -> N
         sync(ws, "local")
     with pytest.raises(UsageError, match="known: copy, local"):
         sync(ws, "elsewhere")
+
+
+def test_verify_repo_finds_a_changed_byte_in_a_wal_segment(tmp_path: Path) -> None:
+    stack = load_stack(_stack(tmp_path))
+    ws = open_workspace(stack)
+    _fill(ws)
+    sync(ws)
+    ws_copy = open_workspace(stack, repository="copy")
+    (wal,) = verify_repository(ws_copy).wal
+    assert wal.status is Status.OK and wal.detail.startswith("1 segments")
+    data = bytearray(ws_copy.repo.get(f"{WAL}.zst"))
+    data[-6] ^= 1
+    ws_copy.repo.put(f"{WAL}.zst", bytes(data))
+    result = verify_repository(ws_copy)
+    assert not result.ok and result.wal[0].status is Status.FAILED and f"{WAL}.zst" in result.wal[0].detail

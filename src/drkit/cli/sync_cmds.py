@@ -57,6 +57,7 @@ def verify_copy(opts: Options, ws: Workspace) -> None:
                     for r in result.backups
                 ],
                 "sets": result.sets,
+                "wal": result.wal,
                 "incomplete": result.incomplete,
             }
         )
@@ -66,7 +67,7 @@ def verify_copy(opts: Options, ws: Workspace) -> None:
             for r in result.backups
             for c in r.results
         ]
-        rows += [("", c.name, status_text(c.status.value), c.detail) for c in result.sets]
+        rows += [("", c.name, status_text(c.status.value), c.detail) for c in (*result.wal, *result.sets)]
         table(f"verify {result.location}", ["backup", "check", "status", "detail"], rows)
         for item in result.incomplete:
             console.print(f"[yellow]incomplete (no manifest, not a backup):[/yellow] {item}")

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drkit.adapters.repository.codec import is_encrypted, sha256
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.checks import CheckResult, Status
+from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import find_backup, list_backups
 from drkit.engines.core.rehash import verify_files
@@ -15,6 +17,7 @@ from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.types import VerifyReport
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.verify import verify_deep, verify_wal
+from drkit.engines.postgres.wal.stream import archive_for
 
 
 def verify_backup(
@@ -67,14 +70,17 @@ class RepositoryVerify:
     backups: tuple[VerifyReport, ...]
     sets: tuple[CheckResult, ...]
     incomplete: tuple[str, ...]
+    wal: tuple[CheckResult, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.backups) and not any(r.failed_critically for r in self.sets)
+        checks = (*self.sets, *self.wal)
+        return all(r.ok for r in self.backups) and not any(r.failed_critically for r in checks)
 
 
 def verify_repository(ws: Workspace) -> RepositoryVerify:
-    """Every manifest's files re-hashed there, the WAL each base backup needs, the listing
+    """Every manifest's files re-hashed there, the WAL each base backup needs (and every
+    archived segment's content against its recorded hash, when it can be read), the listing
     of each objects backup (when it can be read here), and every set's backups present."""
     reports: list[VerifyReport] = []
     present: dict[str, set[str]] = {}
@@ -85,7 +91,8 @@ def verify_repository(ws: Workspace) -> RepositoryVerify:
         incomplete.extend(f"{service.name}/{i}" for i in listing.incomplete)
         reports.extend(_verify_copy(ws, service, m) for m in listing.complete)
     sets = tuple(_set_result(s.set_id, s.backups, present) for s in list_sets(ws))
-    return RepositoryVerify(ws.repo.location, tuple(reports), sets, tuple(incomplete))
+    wal = tuple(wal_contents(ws, s) for s in ws.stack.services_of_kind("postgres"))
+    return RepositoryVerify(ws.repo.location, tuple(reports), sets, tuple(incomplete), wal)
 
 
 def _verify_copy(ws: Workspace, service: Service, m: Manifest) -> VerifyReport:
@@ -102,3 +109,34 @@ def _set_result(set_id: str, backups: dict[str, str], present: dict[str, set[str
     if missing:
         return CheckResult(f"set {set_id}", Status.FAILED, "missing backups: " + ", ".join(missing))
     return CheckResult(f"set {set_id}", Status.OK, f"{len(backups)} backups present")
+
+
+def wal_contents(ws: Workspace, service: Service) -> CheckResult:
+    """Every archived segment with a recorded hash, decoded and re-hashed (those encrypted
+    with no identity here are counted, not read)."""
+    archive = archive_for(ws, service)
+    checked = unread = 0
+    for name in sorted(archive.names()):
+        recorded = archive.recorded_hash(name)
+        key = archive.locate(name)
+        if recorded is None or key is None:
+            continue
+        stored = ws.repo.get(key)
+        if is_encrypted(stored, key) and not ws.codec.identity:
+            unread += 1
+            continue
+        try:
+            intact = sha256(ws.codec.decode(stored, name=key)) == recorded
+        except DrkitError:
+            intact = False
+        if not intact:
+            return CheckResult(
+                f"wal of {service.name}", Status.FAILED, f"{key} does not match its recorded SHA-256"
+            )
+        checked += 1
+    detail = f"{checked} segments match their recorded SHA-256"
+    if unread:
+        return CheckResult(
+            f"wal of {service.name}", Status.WARNING, f"{detail}; {unread} encrypted, not read", False
+        )
+    return CheckResult(f"wal of {service.name}", Status.OK, detail)
