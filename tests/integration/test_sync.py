@@ -131,10 +131,17 @@ def test_a_synced_copy_verifies_alone_and_a_changed_byte_there_is_named(box: San
     data = bytearray(copy.get(victim))
     data[len(data) // 2] ^= 0x01
     copy.put(victim, bytes(data))
-    bad = run_drkit("verify", "--repo", "offsite", config=config)
+    bad = run_drkit("--output", "json", "verify", "--repo", "offsite", config=config)
     assert bad.code == 3, bad.stdout + bad.stderr
-    failed = [line for line in bad.stdout.splitlines() if "failed" in line.lower() and "file" in line]
-    assert any(victim.split("/")[-1] in line for line in failed), bad.stdout
+    failed = [
+        (b["backup_id"], c["name"])
+        for b in bad.json()["backups"]
+        for c in b["results"]
+        if c["status"] == "failed"
+    ]
+    assert failed == [(victim.split("/")[-2], f"file {victim.split('/')[-1]}")], failed
+    text = run_drkit("verify", "--repo", "offsite", config=config)
+    assert text.code == 3 and victim.split("/")[-1] in text.stdout, text.stdout
 
 
 def test_a_killed_sync_resumes_with_what_is_missing_and_the_encrypted_copy_restores(
