@@ -192,3 +192,14 @@ def test_verify_repo_finds_a_changed_byte_in_a_wal_segment(tmp_path: Path) -> No
     ws_copy.repo.put(f"{WAL}.zst", bytes(data))
     result = verify_repository(ws_copy)
     assert not result.ok and result.wal[0].status is Status.FAILED and f"{WAL}.zst" in result.wal[0].detail
+
+
+def test_a_journal_rewritten_since_is_copied_again(tmp_path: Path) -> None:
+    ws = open_workspace(load_stack(_stack(tmp_path)))
+    _fill(ws)
+    sync(ws)
+    ws.repo.put("sandbox/journals/run-1.json", json.dumps({"run": 1, "finished": True}).encode())
+    (again,) = sync(ws)
+    assert again.copied == 1
+    copy = FsRepository(str(tmp_path / "copy"))
+    assert json.loads(copy.get("sandbox/journals/run-1.json"))["finished"] is True

@@ -17,6 +17,7 @@ the backup gets a manifest of its own describing what is stored there (docs/offs
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from drkit.adapters.repository import open_repository
@@ -32,6 +33,7 @@ from drkit.engines.core.workspace import Workspace
 from drkit.infra import locks
 from drkit.infra.hold import hold
 
+SECOND = timedelta(seconds=1)
 ENCRYPTABLE = ".zst"  # stored data; manifests, sets, journals and WAL sidecars stay plain JSON/text
 
 
@@ -71,8 +73,9 @@ class _Copy:
 
     def arrived(self, key: str, src: Entry, dst: Entry | None) -> bool:
         """Puts are atomic: a key that exists holds a whole write. Plain: the same size;
-        encrypted: larger than the plain bytes. Not older than the source (journals change)."""
-        if dst is None or dst.modified < src.modified:
+        encrypted: larger than the plain bytes. Not older than the source (journals change),
+        to the second (S3 keeps whole seconds)."""
+        if dst is None or dst.modified < src.modified - SECOND:
             return False
         if self.recipients and key.endswith(ENCRYPTABLE) and not key.endswith(".age"):
             return dst.size > src.size
