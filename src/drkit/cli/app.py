@@ -62,6 +62,7 @@ def _register() -> None:
         sandbox_cmds,
         search_cmds,
         stack_cmds,
+        sync_cmds,
         wal_cmds,
     )
 
@@ -76,6 +77,7 @@ def _register() -> None:
         check_cmds,
         stack_cmds,
         search_cmds,
+        sync_cmds,
     )
     for module in modules:
         module.register(app)
