@@ -111,7 +111,7 @@ def internal_profile_backup(config: str) -> None:
 
     imports = time.perf_counter() - started
     timers = _Timers()
-    for attribute in ("server_info", "next_xid", "snapshot_counts", "tool_version", "_clean_incomplete"):
+    for attribute in ("server_info", "next_xid", "cheap_counts", "tool_version", "clean_incomplete"):
         timers.wrap(backup_postgres, attribute, f"engine: {attribute}")
     timers.wrap(backup_postgres, "stream_base_backup", "engine: stream_base_backup (all of it)")
     timers.wrap(codec.Codec, "encode", "worker: zstd compress")

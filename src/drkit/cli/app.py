@@ -57,11 +57,13 @@ def _register() -> None:
         check_cmds,
         drill_cmds,
         recover_cmds,
+        report_cmds,
         restore_cmds,
         sandbox_cmds,
         search_cmds,
         stack_cmds,
         status_cmds,
+        sync_cmds,
         wal_cmds,
     )
 
@@ -72,10 +74,12 @@ def _register() -> None:
         restore_cmds,
         recover_cmds,
         drill_cmds,
+        report_cmds,
         check_cmds,
         stack_cmds,
         search_cmds,
         status_cmds,
+        sync_cmds,
     )
     for module in modules:
         module.register(app)

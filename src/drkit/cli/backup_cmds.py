@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from drkit.cli.context import Options, options
 from drkit.cli.progress import byte_progress
@@ -98,19 +99,32 @@ def list_cmd(
     Example: drkit backups list --service postgres
     """
     from drkit.engines.core.catalog import list_backups
+    from drkit.engines.core.set_refs import list_sets
     from drkit.engines.core.workspace import open_workspace
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
+    sets = [] if service else list_sets(ws)
     names = [service] if service else sorted(ws.stack.services)
     manifests: list[Manifest] = []
     incomplete: list[str] = []
+    damaged: list[dict[str, str]] = []
     for name in names:
         listing = list_backups(ws.repo, ws.stack.name, name)
         manifests.extend(listing.complete)
         incomplete.extend(f"{name}/{i}" for i in listing.incomplete)
+        damaged.extend(
+            {"service": name, "backup_id": d.backup_id, "reason": d.reason} for d in listing.damaged
+        )
     if opts.json:
-        emit_json({"backups": [m.to_dict() for m in manifests], "incomplete": incomplete})
+        emit_json(
+            {
+                "backups": [m.to_dict() for m in manifests],
+                "incomplete": incomplete,
+                "damaged": damaged,
+                "sets": [s.to_dict() for s in sets],
+            }
+        )
         return
     rows = [
         (
@@ -128,8 +142,21 @@ def list_cmd(
         console.print(f"no backups in {ws.repo.location}")
     else:
         table(None, ["id", "service", "kind", "finished (UTC)", "stored", "encrypted", "WAL"], rows)
+    if sets:
+        set_rows = [
+            (s.set_id, s.created_at.strftime("%Y-%m-%d %H:%M:%S"), s.restore_point, _refs(s.backups))
+            for s in sets
+        ]
+        table("stack-wide sets", ["set", "moment (UTC)", "restore point", "backups"], set_rows)
     for item in incomplete:
         console.print(f"[yellow]incomplete (no manifest, not a backup):[/yellow] {item}")
+    for bad in damaged:
+        what = escape(f"{bad['service']}/{bad['backup_id']}: {bad['reason']}")
+        console.print(f"[red]damaged (skipped):[/red] {what}", highlight=False)
+
+
+def _refs(backups: dict[str, str]) -> str:
+    return ", ".join(f"{svc}: {backup_id}" for svc, backup_id in sorted(backups.items()))
 
 
 @backups_app.command("show")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
 
 from drkit.cli.context import Options, options
@@ -9,6 +12,9 @@ from drkit.cli.recover_cmds import print_step
 from drkit.cli.render import console, emit_json, table
 from drkit.domain.errors import ExitCode, UsageError
 from drkit.domain.journal import Journal, Verdict
+
+if TYPE_CHECKING:
+    from drkit.engines.core.workspace import Workspace
 
 
 def drill_cmd(
@@ -24,6 +30,7 @@ def drill_cmd(
         "isolated", "--target", help="isolated (a copy restored from the backups) or live (with --yes)."
     ),
     keep: bool = typer.Option(False, "--keep", help="Keep the isolated copy's directory afterwards."),
+    report: str = typer.Option(None, "--report", help="Write each drill's HTML report into this directory."),
 ) -> None:
     """Break a copy of the stack for real, recover it with the scenario's runbook, compare it
     with its state before the failure, and measure each service's RTO and RPO against its
@@ -67,7 +74,28 @@ def drill_cmd(
                 on_step=None if opts.json else print_step,
             )
         )
-    _summary(opts, results)
+    if report:
+        for path in write_reports(ws, results, report):
+            if not opts.json:
+                console.print(f"report: {path}")
+    summary(opts, results)
+
+
+def write_reports(ws: Workspace, results: list[Journal], directory: str) -> list[Path]:
+    """One self-contained HTML report per drill, with the trend of the stored journals."""
+    from drkit.cli.report_render import render
+    from drkit.engines.core.journals import list_journals
+    from drkit.engines.reports.build import build_report
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    history, _damaged = list_journals(ws)
+    paths = []
+    for journal in results:
+        path = out / f"{journal.run_id}.html"
+        path.write_text(render(build_report(journal, history), "html"))
+        paths.append(path)
+    return paths
 
 
 def _chosen(
@@ -80,7 +108,7 @@ def _chosen(
     return list(rotation_set) if all_ else [scenario] if scenario else []
 
 
-def _summary(opts: Options, results: list[Journal]) -> None:
+def summary(opts: Options, results: list[Journal]) -> None:
     if opts.json:
         emit_json([j.to_dict() for j in results])
     else:

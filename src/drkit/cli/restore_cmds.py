@@ -33,10 +33,13 @@ def verify_cmd(
         False, "--deep", help="Also restore into a throwaway instance and compare row counts."
     ),
     service: str = typer.Option(None, "--service", help="Service (default: every postgres)."),
+    repo: str = typer.Option(
+        None, "--repo", help="Check this repository (a copy), alone: every backup and set in it."
+    ),
 ) -> None:
     """Re-hash every file against the manifest and check the WAL it needs; exit 3 on problems.
 
-    Example: drkit verify --latest --deep
+    Example: drkit verify --latest --deep; drkit verify --repo offsite
     """
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.ops.status import record_verify
@@ -45,7 +48,12 @@ def verify_cmd(
     opts = options(ctx)
     if backup_id and latest:
         raise UsageError("give a backup id or --latest, not both")
-    ws = open_workspace(opts.stack())
+    ws = open_workspace(opts.stack(), repository=repo)
+    if repo and not (backup_id or latest or deep):
+        from drkit.cli.sync_cmds import verify_copy
+
+        verify_copy(opts, ws)
+        return
     svc, manifest = choose_backup_to_verify(ws, backup_id, service=service, deep=deep)
     if opts.dry_run:
         console.print(f"would verify {manifest.backup_id}{' (deep)' if deep else ''}")

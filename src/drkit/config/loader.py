@@ -7,7 +7,15 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from drkit.config.models import CheckModel, HealthModel, ServiceModel, SmokeModel, StackModel, parse_size
+from drkit.config.models import (
+    CheckModel,
+    EncryptionModel,
+    HealthModel,
+    ServiceModel,
+    SmokeModel,
+    StackModel,
+    parse_size,
+)
 from drkit.config.secrets import SecretMissing, resolve_secret
 from drkit.config.yaml_source import PositionedYaml
 from drkit.domain.checks import Expectation, IntegrityCheck
@@ -177,15 +185,12 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
             access_key=_secret(r.access_key, ("repositories", name, "access_key"), source, strict),
             secret_key=_secret(r.secret_key, ("repositories", name, "secret_key"), source, strict),
             region=r.region,
+            encryption=_encryption(r.encryption, ("repositories", name, "encryption"), source, strict),
+            offsite=r.offsite,
         )
         for name, r in model.repositories.items()
     }
-    encryption = None
-    if model.encryption is not None:
-        encryption = Encryption(
-            recipients=tuple(model.encryption.recipients),
-            identity=_secret(model.encryption.identity, ("encryption", "identity"), source, strict),
-        )
+    encryption = _encryption(model.encryption, ("encryption",), source, strict)
     services = {n: _service(n, s, source, strict) for n, s in model.services.items()}
     state_dir = _relative(model.state_dir, source.path) or str(Path(source.path).resolve().parent / ".drkit")
     return Stack(
@@ -210,6 +215,15 @@ def _notify_targets(model: StackModel, source: PositionedYaml, strict: bool) -> 
         if url is not None:
             out.append(NotifyTarget(url=url, min_severity=Severity(t.min_severity)))
     return tuple(out)
+
+
+def _encryption(
+    model: EncryptionModel | None, where: tuple[str | int, ...], source: PositionedYaml, strict: bool
+) -> Encryption | None:
+    if model is None:
+        return None
+    identity = _secret(model.identity, (*where, "identity"), source, strict)
+    return Encryption(recipients=tuple(model.recipients), identity=identity)
 
 
 def _probe(h: HealthModel) -> HealthProbe:

@@ -123,6 +123,11 @@ class ServiceModel(Strict):
     buckets: list[str] = []  # s3: buckets to back up (empty: every bucket)
 
 
+class EncryptionModel(Strict):
+    recipients: list[str] = Field(min_length=1)
+    identity: SecretRef | None = None
+
+
 class RepositoryModel(Strict):
     type: Literal["fs", "s3"]
     path: str | None = None
@@ -132,11 +137,8 @@ class RepositoryModel(Strict):
     access_key: SecretRef | None = None
     secret_key: SecretRef | None = None
     region: str = "us-east-1"
-
-
-class EncryptionModel(Strict):
-    recipients: list[str] = Field(min_length=1)
-    identity: SecretRef | None = None
+    encryption: EncryptionModel | None = None  # what `drkit sync` stores here is age-encrypted
+    offsite: bool = False  # another site (s3 repositories count as off-site anyway): 3-2-1
 
 
 class ExpectModel(Strict):

@@ -119,6 +119,13 @@ class RepositorySpec:
     access_key: str | None = None
     secret_key: str | None = None
     region: str = "us-east-1"
+    encryption: Encryption | None = None  # copies stored here must be age-encrypted
+    offsite: bool = False
+
+    @property
+    def is_offsite(self) -> bool:
+        """Another site, for the 3-2-1 rule: marked so, or an S3 bucket."""
+        return self.offsite or self.type == "s3"
 
 
 class Severity(StrEnum):

@@ -244,10 +244,12 @@ def stream_tool(
     timeout: float,
     env: Env | None = None,
     keep: int = STDERR_KEEP,
+    explain: Callable[[str], str] | None = None,
 ) -> T:
     """Run a tool whose stdout is the product: `consume(read)` reads it to the end and its
     result is returned. The tool and its process group are killed on timeout or when
-    `consume` fails; a failed tool is one ToolError naming it and its last stderr line."""
+    `consume` fails; a failed tool is one ToolError naming it and its last stderr line,
+    plus what `explain` finds in its stderr (e.g. the files whose pages failed a checksum)."""
     out_read, out_write = os.pipe()
     try:
         child = Child(args, env=env, stdout=out_write, own_group=True, keep=keep)
@@ -279,7 +281,11 @@ def stream_tool(
         timer.cancel()
         child.stderr.join()
     if code != 0:
-        raise _timed_out(child, timeout) if expired.is_set() else child.failure(code)
+        if expired.is_set():
+            raise _timed_out(child, timeout)
+        failure = child.failure(code)
+        extra = explain(child.stderr.text()) if explain is not None else ""
+        raise ToolError(failure.message + extra) if extra else failure
     return result
 
 

@@ -79,6 +79,7 @@ def stream_base_backup(
         ),
         timeout=timeout,
         env=login.env,
+        explain=damaged_pages,
     )
     start_lsn, stop_lsn, timeline = wal_range(indexer)
     return StreamedBackup(
@@ -89,6 +90,18 @@ def stream_base_backup(
         parts=tuple(parts),
         raw_bytes=total,
     )
+
+
+CHECKSUM_RE = re.compile(r'checksum verification failed in file "([^"]+)", block (\d+)')
+
+
+def damaged_pages(stderr: str) -> str:
+    """The files whose pages failed the server's checksum check while it sent them."""
+    found = [f"{m.group(1)} block {m.group(2)}" for m in CHECKSUM_RE.finditer(stderr)]
+    if not found:
+        return ""
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return f" (data page checksum failures: {', '.join(found[:5])}{more}; the live cluster is damaged)"
 
 
 def wal_range(indexer: TarIndexer) -> tuple[Lsn, Lsn, int]:

@@ -53,6 +53,14 @@ def archive_command(drkit_argv: list[str], config: str, service: str) -> str:
     return " ".join([*parts, "--config", f'"{config}"', "wal-push", "--service", service, '"%p"'])
 
 
+def target_timeline_setting(timeline: int | None) -> dict[str, str]:
+    """recovery_target_timeline: the planned timeline by number, so recovery follows the
+    branch the plan checked (with 'latest', a newer branch archived meanwhile, or one that
+    does not descend from the backup, would be taken or refused instead); 'latest' when
+    no timeline was planned."""
+    return {"recovery_target_timeline": str(timeline) if timeline is not None else "latest"}
+
+
 def restore_command(drkit_argv: list[str], config: str, service: str) -> str:
     """restore_command that runs `drkit wal-fetch %f %p` (through /bin/sh, so quote paths)."""
     parts = [f'"{a}"' for a in drkit_argv]

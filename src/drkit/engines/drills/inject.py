@@ -28,7 +28,7 @@ GARBAGE = bytes(range(256)) * 32  # one 8 KiB page of nonsense
 @dataclass(frozen=True)
 class Injected:
     what: str
-    facts: dict[str, Any]
+    facts: dict[str, Any]  # "failure_at": the moment the failure happened (ISO), for the RTO/RPO
 
 
 def corrupt_relation(ws: Workspace, service: str | None = None) -> Injected:
@@ -42,6 +42,7 @@ def corrupt_relation(ws: Workspace, service: str | None = None) -> Injected:
     path = Path(pg.runtime.data_dir) / str(row[0])
     runtime = LocalPostgres(pg.runtime)
     runtime.stop()
+    at = ws.clock.now()
     size = path.stat().st_size
     offset = (size // 2) // 8192 * 8192
     with path.open("r+b") as fh:
@@ -51,7 +52,8 @@ def corrupt_relation(ws: Workspace, service: str | None = None) -> Injected:
         os.fsync(fh.fileno())
     runtime.start()
     return Injected(
-        f"wrote {len(GARBAGE)} bytes of garbage at offset {offset} of {path}", {"corrupted": str(path)}
+        f"wrote {len(GARBAGE)} bytes of garbage at offset {offset} of {path}",
+        {"corrupted": str(path), "failure_at": at.isoformat()},
     )
 
 
@@ -75,13 +77,20 @@ def delete_rows(ws: Workspace, service: str | None = None) -> Injected:
             what="the server's clock to pass T + 1s",
         )
         conn.execute("delete from nchat_messages where channel_id = %s", (channel,))
+        at = ws.clock.now()
         segment = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()
     _wait_archived(dsn, str(segment[0]) if segment else "")
     return Injected(
         f"deleted the {count} messages of channel {channel}",
         {
             "target_time": target.isoformat() if target else None,
-            "copy_back": [f"nchat_messages where channel_id = '{channel}'"],
+            "failure_at": at.isoformat(),
+            # The messages, then what ON DELETE CASCADE took with them.
+            "copy_back": [
+                f"nchat_messages where channel_id = '{channel}'",
+                "nchat_attachments where message_id in "
+                f"(select id from nchat_messages where channel_id = '{channel}')",
+            ],
         },
     )
 
@@ -89,6 +98,7 @@ def delete_rows(ws: Workspace, service: str | None = None) -> Injected:
 def kill_everything(ws: Workspace, service: str | None = None) -> Injected:
     """kill -9 every service the local runtime runs (a power cut, as far as they can tell)."""
     killed = []
+    at = ws.clock.now()
     for name, svc in ws.stack.services.items():
         runtime = runtime_for(svc, ws.stack.state_dir)
         pid_of: Callable[[], int | None] | None = getattr(runtime, "pid", None)
@@ -105,7 +115,9 @@ def kill_everything(ws: Workspace, service: str | None = None) -> Injected:
         timeout=30,
         what="the killed services to be gone",
     )
-    return Injected(f"kill -9 of {', '.join(killed) or 'nothing'}", {"killed": killed})
+    return Injected(
+        f"kill -9 of {', '.join(killed) or 'nothing'}", {"killed": killed, "failure_at": at.isoformat()}
+    )
 
 
 def flush_redis(ws: Workspace, service: str | None = None) -> Injected:
@@ -116,7 +128,8 @@ def flush_redis(ws: Workspace, service: str | None = None) -> Injected:
     with RedisServer(str(svc.url), password=svc.password) as server:
         before = server.keyspace().total
         server.client().flushall()
-    return Injected(f"FLUSHALL on {name} ({before} keys gone)", {"service": name})
+    at = ws.clock.now().isoformat()
+    return Injected(f"FLUSHALL on {name} ({before} keys gone)", {"service": name, "failure_at": at})
 
 
 def delete_objects(ws: Workspace, service: str | None = None) -> Injected:
@@ -130,7 +143,8 @@ def delete_objects(ws: Workspace, service: str | None = None) -> Injected:
         for key in store.current(bucket):
             store.delete(bucket, key)
             gone += 1
-    return Injected(f"deleted {gone} objects from {name}", {"service": name})
+    at = ws.clock.now().isoformat()
+    return Injected(f"deleted {gone} objects from {name}", {"service": name, "failure_at": at})
 
 
 def _wait_archived(dsn: str, segment: str) -> None:

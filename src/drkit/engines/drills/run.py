@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,12 +23,13 @@ from drkit import __version__
 from drkit.adapters.postgres.client import connect, service_dsn
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import OperationError, UsageError
-from drkit.domain.journal import Journal, RunKind, StepRecord, Verdict, new_run_id
+from drkit.domain.journal import Journal, RunKind, StepRecord, Verdict, new_run_id, verdict_of
 from drkit.domain.stack import Service, WalMode
 from drkit.domain.wal import Lsn, Segment
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.drills import inject, state
 from drkit.engines.drills.isolate import seed_from_live
+from drkit.engines.drills.state import describe_servers
 from drkit.engines.postgres.wal.stream import archive_for, flush_spool
 from drkit.engines.runbooks.model import Runbook, Step, StepContext, StepResult
 from drkit.engines.runbooks.recover import SCENARIOS, finish
@@ -116,7 +118,8 @@ def _drill(
     if journal.verdict is Verdict.FAILED:
         return finish(live, journal)
     injected = journal.step("inject-failure")
-    failure_at = injected.finished_at or live.clock.now()
+    when = injected.facts.get("failure_at")
+    failure_at = datetime.fromisoformat(str(when)) if when else injected.finished_at or live.clock.now()
     recovery = _recovery(copy, request, injected.facts)
     verify = Runbook("verify", (_verify_step(captured),))
     journal = replace(
@@ -131,7 +134,22 @@ def _drill(
     journal = execute(copy, recovery, journal, say=say, on_step=on_step, keep_with=live)
     if journal.verdict is not Verdict.FAILED:
         journal = execute(copy, verify, journal, say=say, on_step=on_step, keep_with=live)
-    return finish(live, save(live, journal), incident=failure_at)
+    measured = finish(live, save(live, journal), incident=failure_at)
+    if measured.verdict is Verdict.FAILED:
+        return measured
+    return save(live, _nothing_lost(measured, sorted(captured), failure_at))
+
+
+def _nothing_lost(journal: Journal, compared: list[str], failure_at: datetime) -> Journal:
+    """Services that came back equal to their state just before the failure lost nothing:
+    their RPO is 0 unless the recovery measured one (a PITR to a time before the failure)."""
+    measures = tuple(
+        replace(m, rpo_seconds=0.0, recovered_to=failure_at)
+        if m.rpo_seconds is None and m.service in compared
+        else m
+        for m in journal.measures
+    )
+    return replace(journal, measures=measures, verdict=verdict_of(measures))
 
 
 def _setup_steps(
@@ -249,7 +267,8 @@ def _environment(ws: Workspace) -> dict[str, Any]:
     return {
         "drkit": __version__,
         "python": platform.python_version(),
-        "machine": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "machine": f"{platform.system()} {platform.release()} {platform.machine()}, {os.cpu_count()} CPUs",
         "host": platform.node(),
         "services": {n: s.kind for n, s in ws.stack.services.items()},
+        **describe_servers(ws),
     }

@@ -18,12 +18,37 @@ from drkit.adapters.postgres.client import connect, service_dsn
 from drkit.adapters.redis.client import RedisServer
 from drkit.adapters.redis.sample import choose_sample, digest_keys
 from drkit.adapters.s3.objects import ObjectStore, configured_buckets, endpoint_for
+from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.search.server import client_for
 
 REDIS_KEYS = 10_000
 State = dict[str, Any]
+
+
+def describe_servers(ws: Workspace) -> dict[str, Any]:
+    """Versions and data sizes, for the report (never fails a drill: what cannot be read is
+    left out)."""
+    out: dict[str, Any] = {"versions": {}, "data_sizes": {}}
+    for name, service in ws.stack.services.items():
+        try:
+            if service.kind == "postgres":
+                with connect(service_dsn(service)) as conn:
+                    row = conn.execute(
+                        "select current_setting('server_version'), pg_database_size(current_database())"
+                    ).fetchone()
+                if row:
+                    out["versions"][name] = f"PostgreSQL {row[0]}"
+                    out["data_sizes"][name] = int(row[1])
+            elif service.kind == "redis" and service.url:
+                with RedisServer(service.url, password=service.password) as server:
+                    info = server.info("server") | server.info("memory")
+                out["versions"][name] = f"Redis {info.get('redis_version')}"
+                out["data_sizes"][name] = int(info.get("used_memory", 0))
+        except DrkitError:
+            continue
+    return out
 
 
 def capture(ws: Workspace) -> dict[str, State]:

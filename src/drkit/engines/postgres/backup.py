@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from drkit.adapters.postgres.basebackup import pg_basebackup_args, stream_base_backup
 from drkit.adapters.postgres.client import make_dsn, service_dsn, tool_login
-from drkit.adapters.postgres.counts import snapshot_counts
+from drkit.adapters.postgres.counts import RowCounts, cheap_counts, exported_snapshot
 from drkit.adapters.postgres.dump import dump_args, globals_args, run_dump
 from drkit.adapters.postgres.server import next_xid, server_info
 from drkit.adapters.postgres.tarindex import members_to_json
@@ -69,7 +69,9 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
                 progress=progress,
             )
         index = put_small(ws, directory, TAR_INDEX, members_to_json(streamed.members))
-        xid_after, counts = snapshot_counts(dsn, policy.databases or _current_db(dsn))
+        counted = cheap_counts(dsn, policy.databases or _current_db(dsn))
+        xid_after = next_xid(dsn)
+        counts = counted.counts
         manifest = Manifest(
             backup_id=backup_id,
             stack=ws.stack.name,
@@ -97,7 +99,9 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
                 "raw_bytes": streamed.raw_bytes,
                 "members": len(streamed.members),
                 "tar_index": index.name,
+                # No transaction wrote between the backup's start and the counts' end.
                 "row_counts_exact": xid_before == xid_after,
+                "row_counts_estimated": sorted(counted.estimated),
             },
         )
         commit_manifest(ws, manifest)
@@ -124,18 +128,24 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
         directory = backup_dir(ws.stack.name, service.name, backup_id)
         files: list[StoredFile] = []
         digests: dict[str, str] = {}
+        counts = RowCounts()
         bin_dir = service.runtime.bin_dir
         for db in databases:
             digest = hashlib.sha256()
-            with tool_login(make_dsn(dsn, dbname=db)) as login:
+            # The counts are taken in the snapshot pg_dump then dumps: they are the dump's.
+            with (
+                exported_snapshot(dsn, db) as (snapshot, counted),
+                tool_login(make_dsn(dsn, dbname=db)) as login,
+            ):
                 parts, _raw = run_dump(
-                    dump_args(login, bin_dir),
+                    [*dump_args(login, bin_dir), f"--snapshot={snapshot}"],
                     part_sink(ws, directory, f"{db}.dump"),
                     login=login,
                     part_size=policy.part_size,
                     parallel=policy.parallel,
                     observe=digest.update,
                 )
+            counts.merge(counted)
             files.extend(parts)
             digests[db] = digest.hexdigest()
         with tool_login(dsn) as login:
@@ -162,6 +172,8 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
                 "databases": list(databases),
                 "server_version": info.version_num,
                 "dump_sha256": digests,
+                "row_counts": counts.counts,
+                "row_counts_estimated": sorted(counts.estimated),
                 "format": "pg_dump -Fc -Z0 split in parts; cat DB.dump.*.zst | zstd -d > DB.dump",
             },
         )

@@ -12,7 +12,12 @@ from typing import Any
 import psycopg
 
 from drkit.adapters.postgres.client import connect, service_dsn
-from drkit.adapters.postgres.recovery_conf import archive_command, restore_command, write_recovery_settings
+from drkit.adapters.postgres.recovery_conf import (
+    archive_command,
+    restore_command,
+    target_timeline_setting,
+    write_recovery_settings,
+)
 from drkit.adapters.postgres.tarindex import members_from_json
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import OperationError, UsageError
@@ -32,8 +37,10 @@ from drkit.engines.postgres.recovery_watch import (
     startup_activity,
 )
 from drkit.engines.postgres.tar_restore import restore_parts
+from drkit.engines.postgres.wal.archive import timeline_paths
 from drkit.engines.postgres.wal.prefetch import prefetch_restore_command, prefetching
 from drkit.engines.postgres.wal.stream import archive_for, flush_spool
+from drkit.engines.postgres.wal.times import CommitTimes
 from drkit.infra import locks
 from drkit.infra.clock import Clock
 from drkit.infra.hold import hold
@@ -57,6 +64,7 @@ class RestoreRequest:
     port: int | None = None
     timeout: float = 3600.0  # the whole recovery, however long it makes progress
     stall: float = 600.0  # recovery that moves no further for this long has failed
+    timeline: int | None = None  # None: the newest timeline that descends from the backup
 
 
 @dataclass(frozen=True)
@@ -78,25 +86,19 @@ class RestoreOutcome:
         return (self.finished_at - self.started_at).total_seconds()
 
 
-def archive_view(ws: Workspace, service: Service) -> ArchiveView:
-    archive = archive_for(ws, service)
-    view: dict[str, datetime] = {}
-    for entry in ws.repo.entries(archive.prefix):
-        base = entry.key.rsplit("/", 1)[-1]
-        for suffix in (".zst.age", ".zst"):
-            if base.endswith(suffix):
-                view[base[: -len(suffix)]] = entry.modified
-                break
-    return ArchiveView(view)
-
-
 def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePlan:
     """Everything checked, nothing touched."""
     policy = service.postgres
     if policy and policy.wal_mode is WalMode.STREAM and request.target.kind is TargetKind.LATEST:
         flush_spool(ws, service)  # the newest WAL may still sit in the local receiver's spool
     backups = list(list_backups(ws.repo, ws.stack.name, service.name).complete)
-    return plan_restore(backups, archive_view(ws, service), request.target, ws.clock.now(), request.backup_id)
+    archive = archive_for(ws, service)
+    names = archive.names()
+    with CommitTimes(archive, service.runtime.bin_dir, ws.state_dir / "wal-times") as times:
+        view = ArchiveView(frozenset(names), timeline_paths(archive, names), times)
+        return plan_restore(
+            backups, view, request.target, ws.clock.now(), request.backup_id, request.timeline
+        )
 
 
 def restore(
@@ -288,7 +290,7 @@ def _configure(
             data_dir, restore_command(drkit_argv, ws.stack.source_path, service.name)
         ),
         **chosen.target.settings(),
-        "recovery_target_timeline": "latest",
+        **target_timeline_setting(chosen.timeline),
     }
     if chosen.target.kind is not TargetKind.LATEST:
         settings["recovery_target_action"] = "promote"

@@ -17,12 +17,16 @@ from drkit.adapters.repository.codec import Codec, sha256
 from drkit.adapters.repository.port import Repository
 from drkit.domain.errors import IntegrityError, OperationError, RepositoryError
 from drkit.domain.wal import (
+    HISTORY_RE,
     PARTIAL_RE,
     SEGMENT_RE,
     Segment,
+    TimelineSpan,
     is_wal_file_name,
     parse_history,
+    segment_on_path,
     timeline_of,
+    timeline_path,
 )
 from drkit.engines.core.layout import wal_prefix
 
@@ -243,3 +247,53 @@ def check_chain(names: set[str], start: Segment, until: Segment | None = None) -
             return ChainReport(start, current, None, True)
         hole = current.number <= highest or (until is not None)
         return ChainReport(start, last, current if hole else None, False)
+
+
+def timeline_paths(archive: WalArchive, names: set[str]) -> dict[int, tuple[TimelineSpan, ...]]:
+    """Each archived timeline's path (from its `.history` file), checked against the hash
+    recorded at push time. A damaged history file is an error naming it: following a
+    wrong path would restore a branch nobody asked for."""
+    paths: dict[int, tuple[TimelineSpan, ...]] = {}
+    for name in sorted(n for n in names if HISTORY_RE.match(n)):
+        key = archive.find(name)
+        if key is None:
+            continue
+        raw = archive.codec.decode(archive.repo.get(key), name=key)
+        recorded = archive.recorded_hash(name)
+        if recorded is not None and recorded != sha256(raw):
+            raise IntegrityError(f"archived {name} does not match its recorded SHA-256; it is damaged")
+        try:
+            paths[timeline_of(name)] = timeline_path(timeline_of(name), parse_history(raw.decode()))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RepositoryError(f"timeline history {name} in the archive is unreadable: {exc}") from exc
+    return paths
+
+
+def check_path(
+    names: set[str], path: tuple[TimelineSpan, ...], start: Segment, until: int | None = None
+) -> ChainReport:
+    """`check_chain` along a timeline path: segment n comes from the timeline recovery
+    reads it from (see `segment_on_path`). A segment missing on a timeline the path has
+    already left is always a hole; on the newest one, only if a later one is archived or
+    `until` (a segment number, inclusive) needs it."""
+    if not path:
+        path = (TimelineSpan(start.timeline, None, None),)
+    present = {n for n in names if SEGMENT_RE.match(n)}
+    partials = {n.removesuffix(".partial") for n in names if PARTIAL_RE.match(n)}
+    on_it = [
+        s.number
+        for s in (Segment.parse(n, start.size) for n in present)
+        if segment_on_path(path, s.number, start.size) == s
+    ]
+    highest = max(on_it, default=start.number - 1)
+    number, last = start.number, None
+    while until is None or number <= until:
+        current = segment_on_path(path, number, start.size)
+        if current.name in present:
+            last, number = current, number + 1
+            continue
+        if current.name in partials:
+            return ChainReport(start, current, None, True)
+        hole = number <= highest or until is not None or current.timeline != path[-1].timeline
+        return ChainReport(start, last, current if hole else None, False)
+    return ChainReport(start, last, None, False)
