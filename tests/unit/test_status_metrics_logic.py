@@ -163,6 +163,9 @@ def test_status_command_exits_3_when_red_and_prints_json(tmp_path: Path) -> None
     data = result.json()
     assert data["red"] is True
     assert {s["service"]: s["red"] for s in data["services"]} == {"cache": False, "search": True}
+    # engines/ops/copies.py wired in: the live data and the one repository; 3-2-1 not met
+    expected = {"copies": 2, "repositories": 1, "offsite": 0, "rule_321": False}
+    assert data["services"][0]["copies"] == expected
     ok = run_drkit("status", "cache", config=path)
     assert ok.code == 0, ok.stdout + ok.stderr
     assert "cache" in ok.stdout
@@ -174,7 +177,7 @@ def test_contrib_uses_only_metrics_drkit_exports() -> None:
     json.loads(dashboard)
     rules = (ROOT / "contrib/prometheus/drkit-alerts.yml").read_text()
     for text in (dashboard, rules):
-        used = set(re.findall(r"\bdrkit_[a-z_]+", text)) - {"drkit_"}
+        used = set(re.findall(r"\bdrkit_[a-z0-9_]+", text)) - {"drkit_"}
         assert used and used <= exported, used - exported
 
 

@@ -27,14 +27,14 @@ def status_cmd(
     Example: drkit status;  drkit status --notify -o json
     """
     from drkit.engines.core.workspace import open_workspace
-    from drkit.engines.ops.status import build_status
+    from drkit.engines.ops.status import build_status, copies_probe
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
     unknown = [s for s in services or [] if s not in ws.stack.services]
     if unknown:
         raise UsageError(f"no service {unknown[0]!r} in {ws.stack.source_path}")
-    report = build_status(ws, services=services or None)
+    report = build_status(ws, services=services or None, copies=copies_probe(ws))
     if opts.json:
         emit_json(
             {"stack": report.stack, "at": report.at, "red": bool(report.red), "services": _rows(report)}
@@ -152,13 +152,13 @@ def metrics_cmd(
     """
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.ops.metrics import exposition, registry_for
-    from drkit.engines.ops.status import build_status
+    from drkit.engines.ops.status import build_status, copies_probe
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
 
     def build() -> StatusReport:
-        return build_status(ws)
+        return build_status(ws, copies=copies_probe(ws))
 
     if once:
         typer.echo(exposition(build).decode(), nl=False)

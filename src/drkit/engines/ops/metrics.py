@@ -48,6 +48,13 @@ METRICS: dict[str, tuple[str, list[str]]] = {
     "drkit_drill_last_timestamp_seconds": ("When the last drill finished.", ["service"]),
     "drkit_drill_rto_seconds": ("RTO measured by the last drill.", ["service"]),
     "drkit_drill_rpo_seconds": ("RPO measured by the last drill.", ["service"]),
+    "drkit_backup_copies": (
+        "Copies of the newest backup, counting the live data (3-2-1: at least 3).",
+        ["service"],
+    ),
+    "drkit_backup_copy_repositories": ("Repositories holding the newest backup.", ["service"]),
+    "drkit_backup_offsite_copies": ("Off-site repositories holding the newest backup.", ["service"]),
+    "drkit_backup_rule_321_met": ("1 when the newest backup meets the 3-2-1 rule.", ["service"]),
     "drkit_status_red": ("1 when the service's RPO is at risk or its WAL capture fails.", ["service"]),
     "drkit_status_timestamp_seconds": ("When this status was computed.", []),
 }
@@ -99,6 +106,11 @@ def _service_metrics(fams: dict[str, GaugeMetricFamily], svc: ServiceStatus) -> 
         put("drkit_drill_last_timestamp_seconds", svc.drill.at.timestamp())
         put("drkit_drill_rto_seconds", svc.drill.rto_seconds)
         put("drkit_drill_rpo_seconds", svc.drill.rpo_seconds)
+    if svc.copies is not None and "error" not in svc.copies:
+        put("drkit_backup_copies", svc.copies.get("copies"))
+        put("drkit_backup_copy_repositories", svc.copies.get("repositories"))
+        put("drkit_backup_offsite_copies", svc.copies.get("offsite"))
+        put("drkit_backup_rule_321_met", 1.0 if svc.copies.get("rule_321") else 0.0)
     put("drkit_status_red", 1.0 if svc.red else 0.0)
 
 

@@ -36,11 +36,36 @@ from drkit.engines.core.workspace import Workspace
 from drkit.engines.ops.pg_capture import ArchiveState, capture_state
 from drkit.infra.atomic import write_atomic
 
-# HOOK(copies): engines/ops/copies.py (3-2-1 copy counts, written in parallel) plugs in here:
-# a callable that answers, for a service, a JSON-able mapping such as
-# {"copies": 3, "repositories": 2, "offsite": 1, "rule_321": true}. build_status stores it
-# as ServiceStatus.copies and `drkit status` shows it; nothing here depends on its shape.
+# HOOK(copies): a callable that answers, for a service, a JSON-able mapping such as
+# {"copies": 3, "repositories": 2, "offsite": 1, "rule_321": true}; build_status stores it as
+# ServiceStatus.copies and `drkit status` shows it. `copies_probe` wires engines/ops/copies.py
+# (3-2-1 copy counts) in; the 3-2-1 rule informs, it does not make a status red.
 CopiesProbe = Callable[[Workspace, Service], Mapping[str, Any]]
+
+
+def copies_probe(ws: Workspace) -> CopiesProbe:
+    """The copies of each service's newest backup across the stack's repositories, counted
+    once (every repository is listed); a repository that cannot be read is reported."""
+    from drkit.engines.ops.copies import copies
+
+    try:
+        found = {c.service: c for c in copies(ws)}
+    except (OSError, DrkitError) as exc:
+        error = str(exc)
+        return lambda _ws, _service: {"error": error}
+
+    def probe(_ws: Workspace, service: Service) -> Mapping[str, Any]:
+        c = found.get(service.name)
+        if c is None or c.backup_id is None:
+            return {"copies": 1, "repositories": 0, "offsite": 0, "rule_321": False}
+        return {
+            "copies": c.copies,
+            "repositories": len(c.repositories),
+            "offsite": len(c.offsite),
+            "rule_321": c.rule_321,
+        }
+
+    return probe
 
 
 @dataclass(frozen=True)
