@@ -36,8 +36,14 @@ def promote(cluster: Cluster, member: Member, *, keep_sync: set[str]) -> None:
     standbys among `keep_sync` (the members that will follow it), else none, so a standby
     that is gone does not block every commit."""
     dsn = cluster.dsn(member)
-    if scalar(dsn, "select pg_is_in_recovery()") and not scalar(dsn, "select pg_promote(true, 60)"):
-        raise OperationError(f"pg_promote() on {member.name} did not complete within 60s")
+    if scalar(dsn, "select pg_is_in_recovery()"):
+        # A primary needs no restore_command, and the archive's lookups (timeline history
+        # files) would only slow the promotion down; the member keeps what it received.
+        with connect(dsn) as conn:
+            conn.execute("alter system reset restore_command")
+            conn.execute("select pg_reload_conf()")
+        if not scalar(dsn, "select pg_promote(true, 60)"):
+            raise OperationError(f"pg_promote() on {member.name} did not complete within 60s")
     names = sync_names(cluster, member.name, up=keep_sync)
     with connect(dsn) as conn:
         conn.execute(sql.SQL("alter system set synchronous_standby_names = {}").format(sql.Literal(names)))

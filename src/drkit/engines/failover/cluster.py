@@ -4,6 +4,7 @@ is the primary now (asked of the members, with the last switch drkit made as the
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -102,7 +103,15 @@ select pg_is_in_recovery(),
 
 
 def probe(cluster: Cluster, member: Member, timeout: float = 3.0) -> Probe:
-    dsn = cluster.dsn(member, connect_timeout=max(1, round(timeout)))
+    """A TCP connect within `timeout` first (libpq's connect_timeout is 2 s at least), then
+    the question to PostgreSQL itself."""
+    host, port = cluster.host_port(member)
+    if not host.startswith("/"):
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            return Probe(member.name, False, error=f"{host}:{port}: {exc.strerror or exc}")
+    dsn = cluster.dsn(member, connect_timeout=max(2, round(timeout)))
     try:
         with connect(dsn) as conn:
             row = conn.execute(PROBE_SQL).fetchone()
