@@ -52,8 +52,20 @@ class Net:
         ip("link", "add", "br0", "type", "bridge", ns=sw)
         ip("link", "set", "br0", "up", ns=sw)
         for host, address in HOSTS.items():
-            ip("link", "add", "eth0", "netns", self.ns(host), "type", "veth", "peer", "name", f"to-{host}",
-               "netns", sw)
+            ip(
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                self.ns(host),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"to-{host}",
+                "netns",
+                sw,
+            )
             ip("link", "set", f"to-{host}", "master", "br0", ns=sw)
             ip("link", "set", f"to-{host}", "up", ns=sw)
             ip("addr", "add", f"{address}/24", "dev", "eth0", ns=self.ns(host))
@@ -105,21 +117,42 @@ class Pair:
         )
 
     def drkit(self, *args: str, timeout: float = 180) -> CliResult:
-        argv = ["ip", "netns", "exec", self.net.ns("c"), sys.executable, "-m", "drkit", "--config",
-                str(self.config), *args]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.net.ns("c"),
+            sys.executable,
+            "-m",
+            "drkit",
+            "--config",
+            str(self.config),
+            *args,
+        ]
         env = {**os.environ, "DRKIT_TEST_REPL_PW": REPL_PW}
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     def popen_drkit(self, *args: str) -> subprocess.Popen[str]:
-        argv = ["ip", "netns", "exec", self.net.ns("c"), sys.executable, "-m", "drkit", "--config",
-                str(self.config), *args]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.net.ns("c"),
+            sys.executable,
+            "-m",
+            "drkit",
+            "--config",
+            str(self.config),
+            *args,
+        ]
         env = {**os.environ, "DRKIT_TEST_REPL_PW": REPL_PW, "COLUMNS": "200"}
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def query(self, host: str, sql: str) -> Any:
         with psycopg.connect(self.sock(host), autocommit=True) as conn:
-            row = conn.execute(sql).fetchone()
+            cur = conn.execute(sql)
+            row = cur.fetchone() if cur.description else None
             return row[0] if row else None
 
     def stop_all(self) -> None:
@@ -132,9 +165,22 @@ class Pair:
         for host in PORTS:
             if (self.data_dir(host) / "postmaster.pid").exists():
                 subprocess.run(
-                    ["runuser", "-u", "postgres", "--", f"{self.bin_dir}/pg_ctl", "stop", "-D",
-                     str(self.data_dir(host)), "-m", "immediate", "-w"],
-                    capture_output=True, timeout=60, check=False,
+                    [
+                        "runuser",
+                        "-u",
+                        "postgres",
+                        "--",
+                        f"{self.bin_dir}/pg_ctl",
+                        "stop",
+                        "-D",
+                        str(self.data_dir(host)),
+                        "-m",
+                        "immediate",
+                        "-w",
+                    ],
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
                 )
 
 
@@ -169,9 +215,25 @@ def make_pair(root: Path, net: Net, *, rpo: str = "5s", window: str = "3s") -> P
     pair = Pair(root, net, root / "stack.yaml", bin_dir)
     chown_tree(root, "postgres")
     subprocess.run(
-        ["runuser", "-u", "postgres", "--", f"{bin_dir}/initdb", "-D", str(pair.data_dir("p1")), "-U",
-         "postgres", "--data-checksums", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
-        check=True, capture_output=True, timeout=120,
+        [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            f"{bin_dir}/initdb",
+            "-D",
+            str(pair.data_dir("p1")),
+            "-U",
+            "postgres",
+            "--data-checksums",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     with open(pair.data_dir("p1") / "postgresql.conf", "a") as conf:
         conf.write(PRIMARY_CONF.format(sock=root / "sock"))
@@ -189,8 +251,15 @@ def make_pair(root: Path, net: Net, *, rpo: str = "5s", window: str = "3s") -> P
 
 def _member_runtime(pair: Pair, host: str) -> dict[str, Any]:
     s = pair.spec(host)
-    return {"type": "local", "data_dir": s.data_dir, "bin_dir": s.bin_dir, "port": s.port,
-            "os_user": s.os_user, "log_file": s.log_file, "exec_prefix": list(s.exec_prefix)}
+    return {
+        "type": "local",
+        "data_dir": s.data_dir,
+        "bin_dir": s.bin_dir,
+        "port": s.port,
+        "os_user": s.os_user,
+        "log_file": s.log_file,
+        "exec_prefix": list(s.exec_prefix),
+    }
 
 
 def _stack(pair: Pair, rpo: str, window: str) -> dict[str, Any]:
@@ -219,9 +288,12 @@ def _stack(pair: Pair, rpo: str, window: str) -> dict[str, Any]:
                         "window": window,
                         "probe_timeout": "1s",
                         "repoint": [
-                            {"type": "pgbouncer", "path": str(pair.root / "pgbouncer.ini"),
-                             "admin_dsn": f"host={pair.root / 'pgb'} port=6432 user=postgres dbname=pgbouncer",
-                             "databases": ["nchat"]}
+                            {
+                                "type": "pgbouncer",
+                                "path": str(pair.root / "pgbouncer.ini"),
+                                "admin_dsn": f"host={pair.root / 'pgb'} port=6432 user=postgres dbname=pgbouncer",
+                                "databases": ["nchat"],
+                            }
                         ],
                     },
                 },
@@ -251,7 +323,8 @@ def _pgbouncer(pair: Pair) -> None:
     chown_tree(pair.root, "postgres")
     pair.pgbouncer = subprocess.Popen(
         ["ip", "netns", "exec", pair.net.ns("c"), "runuser", "-u", "postgres", "--", "pgbouncer", str(ini)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_for(lambda: (pair.root / "pgb" / ".s.PGSQL.6432").exists(), timeout=20, what="pgbouncer's socket")
 

@@ -138,8 +138,10 @@ def test_failover_after_link_cut_writer_continues(pair: Pair) -> None:
     measure = journal["measures"][0]
     steps = ", ".join(f"{st['name']} {_secs(st)}" for st in journal["steps"])
     print(f"\nfailover steps: {steps}")
-    print(f"failover: writer committing on the new primary {rto:.1f}s after the link cut; "
-          f"journal RTO {measure['rto_seconds']:.1f}s, RPO {measure['rpo_seconds']}s ({measure['detail']})")
+    print(
+        f"failover: writer committing on the new primary {rto:.1f}s after the link cut; "
+        f"journal RTO {measure['rto_seconds']:.1f}s, RPO {measure['rpo_seconds']}s ({measure['detail']})"
+    )
     assert rto < 20, rto
     assert measure["rto_seconds"] is not None and measure["rto_seconds"] < 20
     assert measure["rpo_seconds"] is not None
@@ -161,6 +163,8 @@ def test_failover_after_link_cut_writer_continues(pair: Pair) -> None:
 
 @pytest.mark.parametrize("pair", [{"rpo": "2s"}], indirect=True)
 def test_failover_refused_beyond_rpo_then_forced(pair: Pair) -> None:
+    pair.query("p1", "insert into w (n) values (0)")
+    wait_rows(pair, "p2", 1)  # a transaction replayed: the standby's lag is measurable
     pair.query("p2", "select pg_wal_replay_pause()")
     with psycopg.connect(pair.sock("p1"), autocommit=True) as conn:
         for n in range(1, 101):
@@ -178,7 +182,7 @@ def test_failover_refused_beyond_rpo_then_forced(pair: Pair) -> None:
     forced = pair.drkit("-o", "json", "failover", "--to", "pg2", "--force")
     assert forced.code in (0, 4), forced.stdout + forced.stderr
     assert pair.query("p2", "select pg_is_in_recovery()") is False
-    assert pair.query("p2", "select count(*) from w") == 100  # received WAL replayed at promotion
+    assert pair.query("p2", "select count(*) from w") == 101  # received WAL replayed at promotion
     check = json.loads(forced.stdout)["steps"][1]
     assert "forced" in check["detail"]
 
@@ -188,7 +192,8 @@ def test_one_probe_blip_does_not_trigger_failover(pair: Pair) -> None:
     proc = pair.popen_drkit("failover", "--to", "pg2")
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True).start()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True)
+    reader.start()
     seen: list[str] = []
 
     def first_probe_failed() -> bool:
@@ -201,6 +206,8 @@ def test_one_probe_blip_does_not_trigger_failover(pair: Pair) -> None:
     finally:
         pair.net.link("p1", "up")
     proc.wait(60)
+    reader.join(10)
+    first_probe_failed()  # what it said after
     stderr = proc.stderr.read() if proc.stderr else ""
     assert proc.returncode == 1, "".join(seen) + stderr
     assert "answered probe" in "".join(seen) + stderr

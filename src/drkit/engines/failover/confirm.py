@@ -16,7 +16,9 @@ LAG_SQL = """
 select pg_is_in_recovery(),
        pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
        case when pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()
-            then extract(epoch from now() - pg_last_xact_replay_timestamp())::float else 0 end,
+            then coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::float,
+                          'Infinity'::float)
+            else 0 end,
        extract(epoch from pg_last_xact_replay_timestamp())::float
 """
 
@@ -48,7 +50,7 @@ def confirm_down(
 class Lag:
     received: str | None
     replayed: str | None
-    seconds: float  # how far behind its replay is (0 when it replayed all it received)
+    seconds: float  # how far behind its replay is (0: replayed all it received; inf: unknown)
     last_replay_epoch: float | None
 
 
@@ -62,12 +64,17 @@ def candidate_lag(dsn: str) -> Lag:
 
 def check_lag(lag: Lag, max_lag: float | None, *, force: bool) -> str:
     """A sentence for the journal; refuses beyond `max_lag` unless forced."""
-    said = f"received {lag.received}, replayed {lag.replayed}, {lag.seconds:.1f}s behind"
+    behind = (
+        "an unknown time (no transaction replayed yet)"
+        if lag.seconds == float("inf")
+        else f"{lag.seconds:.1f}s"
+    )
+    said = f"received {lag.received}, replayed {lag.replayed}, {behind} behind"
     if max_lag is None or lag.seconds <= max_lag:
         return said
     if force:
         return f"{said}: beyond the {max_lag:.0f}s RPO target, forced"
     raise OperationError(
-        f"the candidate is {lag.seconds:.1f}s behind, beyond the {max_lag:.0f}s RPO target: "
+        f"the candidate is {behind} behind, beyond the {max_lag:.0f}s RPO target: "
         "refusing (--force promotes it anyway)"
     )
