@@ -291,7 +291,8 @@ def _stack(pair: Pair, rpo: str, window: str) -> dict[str, Any]:
                             {
                                 "type": "pgbouncer",
                                 "path": str(pair.root / "pgbouncer.ini"),
-                                "admin_dsn": f"host={pair.root / 'pgb'} port=6432 user=postgres dbname=pgbouncer",
+                                "admin_dsn": f"host={pair.root / 'pgb'} port=6432 user=postgres"
+                                " dbname=pgbouncer",
                                 "databases": ["nchat"],
                             }
                         ],
@@ -326,7 +327,7 @@ def _pgbouncer(pair: Pair) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_for(lambda: (pair.root / "pgb" / ".s.PGSQL.6432").exists(), timeout=20, what="pgbouncer's socket")
+    wait_for((pair.root / "pgb" / ".s.PGSQL.6432").exists, timeout=20, what="pgbouncer's socket")
 
 
 class Writer(threading.Thread):
