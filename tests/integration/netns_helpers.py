@@ -28,6 +28,10 @@ from tests.conftest import CliResult
 HOSTS = {"p1": "10.200.0.1", "p2": "10.200.0.2", "c": "10.200.0.3"}
 PORTS = {"p1": 5441, "p2": 5442}
 REPL_PW = "s3cret:repl\\pw"
+HOOK = (
+    "import os, sys; "
+    "open(sys.argv[1], 'w').write(os.environ['DRKIT_PRIMARY_NAME'] + ' ' + os.environ['DRKIT_PRIMARY_HOST'])"
+)
 
 
 def ip(*args: str, ns: str | None = None) -> None:
@@ -294,7 +298,12 @@ def _stack(pair: Pair, rpo: str, window: str) -> dict[str, Any]:
                                 "admin_dsn": f"host={pair.root / 'pgb'} port=6432 user=postgres"
                                 " dbname=pgbouncer",
                                 "databases": ["nchat"],
-                            }
+                            },
+                            {"type": "env_file", "path": str(pair.root / "app.env"), "key": "POSTGRES_HOST"},
+                            {
+                                "type": "hook",
+                                "command": [sys.executable, "-c", HOOK, str(pair.root / "hook.out")],
+                            },
                         ],
                     },
                 },

@@ -106,6 +106,10 @@ def test_switchover_loses_no_acknowledged_transaction(pair: Pair) -> None:
     journal = result.json()
     assert journal["verdict"] == "passed", journal
     assert journal["measures"][0]["rpo_seconds"] == 0.0
+    print(
+        f"\nswitchover: writers paused {journal['measures'][0]['rto_seconds']:.1f}s, "
+        f"{len(writer.acked)} commits acknowledged"
+    )
     assert pair.query("p2", "select pg_is_in_recovery()") is False
     rows = pair.query("p2", "select count(*) from w")
     assert rows == len(writer.acked), (rows, len(writer.acked), writer.errors)
@@ -154,6 +158,9 @@ def test_failover_after_link_cut_writer_continues(pair: Pair) -> None:
     with pytest.raises(psycopg.OperationalError):
         pair.query("p1", "select 1")
     assert (pair.data_dir("p1") / "standby.signal").exists()
+    # the other repoints: the env file and the hook name the new primary
+    assert "POSTGRES_HOST=10.200.0.2\n" in (pair.root / "app.env").read_text()
+    assert (pair.root / "hook.out").read_text() == "pg2 10.200.0.2"
     # and it rejoins as a standby (pg_rewind, then streaming)
     rejoin = pair.drkit("replica", "rejoin", "postgres")
     assert rejoin.code == 0, rejoin.stdout + rejoin.stderr

@@ -9,28 +9,29 @@ from datetime import datetime
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import Member
 from drkit.engines.failover import actions
-from drkit.engines.failover.cluster import Cluster, current_primary, format_lsn, probe
+from drkit.engines.failover.cluster import Cluster, Probe, current_primary, format_lsn, probe
 from drkit.engines.failover.confirm import candidate_lag, check_lag, confirm_down
 from drkit.engines.failover.repoint import repoint
 from drkit.engines.runbooks.model import Runbook, Step, StepContext, StepResult
 
 
-def choose(cluster: Cluster, old: Member, target: str | None) -> Member:
+def choose(cluster: Cluster, old: Member, target: str | None, seen: dict[str, Probe]) -> Member:
     if target:
         new = cluster.member(target)
         if new.name == old.name:
             raise UsageError(f"{new.name} is the primary being failed over")
         return new
-    up = [m for m in cluster.replication.members if m.name != old.name and probe(cluster, m).up]
+    up = [m for m in cluster.replication.members if m.name != old.name and seen[m.name].up]
     if not up:
         raise OperationError("no standby answers: nothing to fail over to")
-    return max(up, key=lambda m: probe(cluster, m).lsn or 0)
+    return max(up, key=lambda m: seen[m.name].lsn or 0)
 
 
 def build(cluster: Cluster, target: str | None, *, force: bool, since: datetime | None = None) -> Runbook:
-    old = current_primary(cluster)
-    new = choose(cluster, old, target)
     policy = cluster.replication.failover
+    seen = {m.name: probe(cluster, m, policy.probe_timeout) for m in cluster.replication.members}
+    old = current_primary(cluster, seen)
+    new = choose(cluster, old, target, seen)
     rpo = cluster.service.rpo.total_seconds() if cluster.service.rpo else None
     max_lag = policy.max_lag if policy.max_lag is not None else rpo
 

@@ -91,7 +91,8 @@ def write_standby_settings(
     (directory / "standby.signal").touch()
     for stale in ("recovery.signal", "recovery.conf"):
         (directory / stale).unlink(missing_ok=True)
-    chown_tree(directory, member.runtime.os_user)
+    for made in (auto, directory / "standby.signal"):
+        chown_tree(made, member.runtime.os_user)
 
 
 def ensure_slot(cluster: Cluster, primary: Member, slot: str) -> None:
