@@ -207,7 +207,9 @@ host replication replicator 10.200.0.0/24 scram-sha-256
 """
 
 
-def make_pair(root: Path, net: Net, *, rpo: str = "5s", window: str = "3s") -> Pair:
+def make_pair(
+    root: Path, net: Net, *, rpo: str = "5s", window: str = "3s", synchronous: bool = False
+) -> Pair:
     """initdb and start the primary (p1) in its namespace, write stack.yaml, start pgbouncer
     in the client namespace; the standby is built by `drkit replica init pg2`."""
     root.mkdir(parents=True)
@@ -247,7 +249,9 @@ def make_pair(root: Path, net: Net, *, rpo: str = "5s", window: str = "3s") -> P
         conn.execute("create database nchat")
     with psycopg.connect(pair.sock("p1"), autocommit=True) as conn:
         conn.execute("create table w (n int primary key, at timestamptz not null default clock_timestamp())")
-    pair.config.write_text(yaml.safe_dump(_stack(pair, rpo, window), sort_keys=False))
+    stack = _stack(pair, rpo, window)
+    stack["services"]["postgres"]["replication"]["standbys"]["pg2"]["synchronous"] = synchronous
+    pair.config.write_text(yaml.safe_dump(stack, sort_keys=False))
     _pgbouncer(pair)
     chown_tree(root, "postgres")
     return pair

@@ -73,6 +73,7 @@ def wait_rows(pair: Pair, host: str, at_least: int) -> None:
     )
 
 
+@pytest.mark.parametrize("pair", [{"synchronous": True}], indirect=True)
 def test_replica_init_streams_with_slot_and_passfile(pair: Pair) -> None:
     status = pair.drkit("-o", "json", "replica", "status")
     assert status.code == 0, status.stderr
@@ -82,7 +83,8 @@ def test_replica_init_streams_with_slot_and_passfile(pair: Pair) -> None:
     assert members["pg2"]["role"] == "standby"
     assert members["pg2"]["state"] == "streaming"
     assert members["pg2"]["slot_active"] is True
-    assert members["pg2"]["sync_state"] == "async"
+    assert members["pg2"]["sync_state"] == "sync"  # synchronous: true
+    assert pair.query("p1", "show synchronous_standby_names") == "FIRST 1 (pg2)"
     assert isinstance(members["pg2"]["lag_bytes"], int)
     auto = (pair.data_dir("p2") / "postgresql.auto.conf").read_text()
     assert "passfile=" in auto and "primary_slot_name = 'pg2'" in auto and "wal-fetch" in auto
