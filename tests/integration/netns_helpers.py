@@ -159,6 +159,10 @@ class Pair:
             row = cur.fetchone() if cur.description else None
             return row[0] if row else None
 
+    def rows(self, host: str, sql: str) -> list[Any]:
+        with psycopg.connect(self.sock(host), autocommit=True) as conn:
+            return [r[0] for r in conn.execute(sql).fetchall()]
+
     def stop_all(self) -> None:
         if self.pgbouncer is not None:
             self.pgbouncer.terminate()

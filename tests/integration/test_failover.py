@@ -154,7 +154,13 @@ def test_failover_after_link_cut_writer_continues(pair: Pair) -> None:
     assert journal["failure_at"] is not None
     assert pair.query("p2", "select pg_is_in_recovery()") is False
     present = pair.query("p2", "select count(*) from w")
-    assert present >= len(writer.acked) - 1  # at most the commit in flight at the cut was lost
+    have = set(pair.rows("p2", "select n from w"))
+    missing = [(n, at, addr) for n, at, addr in writer.acked if n not in have]
+    # asynchronous replication: only commits acknowledged by the old primary within the
+    # measured RPO before its loss may be missing, and the journal's RPO covers them
+    assert all(addr == HOSTS["p1"] and cut - at <= measure["rpo_seconds"] + 0.05 for n, at, addr in missing)
+    assert not missing or measure["rpo_seconds"] > 0
+    print(f"failover: {len(missing)} acknowledged commit(s) lost (asynchronous replication)")
     # the old primary, link back: stopped (fenced), and marked to come back read-only
     pair.net.link("p1", "up")
     with pytest.raises(psycopg.OperationalError):

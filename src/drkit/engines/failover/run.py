@@ -82,7 +82,10 @@ def _failover(cluster: Cluster, journal: Journal, facts: dict[str, Any]) -> Serv
     recovered = None
     if final is not None and promoted is not None:
         missing = max(0, int(final) - int(promoted))
-        detail = f"WAL lost: {missing} bytes (old primary ended at its shutdown checkpoint)"
+        detail = (
+            f"the old primary's WAL ends {missing} bytes past what the new primary received "
+            "(its shutdown records included); RPO: from the last transaction replayed to the loss"
+        )
         if missing == 0:
             rpo, recovered = 0.0, lost
         elif facts.get("last_replay_epoch"):
