@@ -13,6 +13,7 @@ from drkit.domain.errors import ConfigError, OperationError
 from drkit.engines.failover.cluster import Cluster, format_lsn, parse_lsn, sync_names
 from drkit.engines.failover.confirm import Lag, check_lag, confirm_down
 from drkit.engines.failover.repoint import rewrite_pgbouncer_ini
+from drkit.engines.runbooks.model import StepContext, StepResult
 
 STACK = """\
 version: 1
@@ -147,3 +148,33 @@ def test_pgbouncer_ini_rewrite_touches_only_the_named_entries() -> None:
     assert "; nchat = host=commented" in text and "listen_port = 6432" in text
     everything, n = rewrite_pgbouncer_ini(ini, [], "h", 1)
     assert n == 2 and "other = host=h dbname=other port=1\n" in everything
+
+
+# every member on a closed local port: nothing leaves this machine
+OFFLINE = (
+    STACK.replace("host=10.0.0.1 port=5432", "host=127.0.0.1 port=1")
+    .replace("host=10.0.0.2", "host=127.0.0.1 port=1")
+    .replace("host=10.0.0.3", "host=127.0.0.1 port=1")
+)
+
+
+def _fence_step(tmp_path: Path, *, force: bool) -> StepResult:
+    from drkit.engines.failover.failover import build
+
+    cluster = load(tmp_path, OFFLINE)
+    runbook = build(cluster, "pg2", force=force)
+    step = next(s for s in runbook.steps if s.name == "fence")
+    ctx = StepContext(ws=None, parameters={}, facts={}, say=lambda _m: None)  # type: ignore[arg-type]
+    return step.run(ctx)
+
+
+def test_no_fence_no_failover_without_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drkit.engines.failover import actions
+
+    def unreachable(*_args: object) -> None:
+        raise OperationError("its host does not answer")
+
+    monkeypatch.setattr(actions, "fence", unreachable)
+    with pytest.raises(OperationError, match="can be neither reached nor fenced.*without --force"):
+        _fence_step(tmp_path, force=False)
+    assert "forced" in _fence_step(tmp_path, force=True).detail
