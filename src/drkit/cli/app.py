@@ -57,6 +57,7 @@ def _register() -> None:
         check_cmds,
         drill_cmds,
         recover_cmds,
+        replica_cmds,
         report_cmds,
         restore_cmds,
         sandbox_cmds,
@@ -78,6 +79,7 @@ def _register() -> None:
         check_cmds,
         stack_cmds,
         search_cmds,
+        replica_cmds,
         status_cmds,
         sync_cmds,
     )

@@ -16,6 +16,7 @@ from drkit.config.models import (
     StackModel,
     parse_size,
 )
+from drkit.config.replication import replication, runtime_spec
 from drkit.config.secrets import SecretMissing, resolve_secret
 from drkit.config.yaml_source import PositionedYaml
 from drkit.domain.checks import Expectation, IntegrityCheck
@@ -27,7 +28,6 @@ from drkit.domain.stack import (
     PostgresPolicy,
     Priority,
     RepositorySpec,
-    RuntimeSpec,
     SearchIndex,
     Service,
     Severity,
@@ -134,18 +134,7 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
     return Service(
         name=name,
         kind=m.kind,
-        runtime=RuntimeSpec(
-            type=r.type,
-            container=r.container,
-            unit=r.unit,
-            data_dir=r.data_dir,
-            bin_dir=r.bin_dir,
-            port=r.port,
-            os_user=r.os_user,
-            log_file=r.log_file,
-            command=tuple(r.command),
-            stop_timeout=r.stop_timeout.total_seconds() if r.stop_timeout else None,
-        ),
+        runtime=runtime_spec(r),
         dsn=m.dsn,
         url=m.url,
         # hasura-auth's password is only its canary probe's: a missing one fails that probe
@@ -162,7 +151,13 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
         access_key=_secret(m.access_key, ("services", name, "access_key"), source, strict),
         secret_key=_secret(m.secret_key, ("services", name, "secret_key"), source, strict),
         buckets=tuple(m.buckets),
+        replication=replication(name, m, _replication_password(name, m, source, strict)),
     )
+
+
+def _replication_password(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -> str | None:
+    ref = m.replication.password if m.replication else None
+    return _secret(ref, ("services", name, "replication", "password"), source, strict)
 
 
 def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack:

@@ -43,6 +43,8 @@ class RuntimeModel(Strict):
     log_file: str | None = None
     command: list[str] = []
     stop_timeout: Duration | None = None  # local: SIGKILL after this long (default 60s)
+    # local: runs the server's start command where the server lives, e.g. [ip, netns, exec, db2]
+    exec_prefix: list[str] = []
 
 
 class RetentionModel(Strict):
@@ -95,6 +97,67 @@ class IndexModel(Strict):
     primary_key: str = "id"
 
 
+SLOT = r"^[a-z0-9_]{1,63}$"
+
+
+class StandbyModel(Strict):
+    """A streaming standby of a PostgreSQL service, on a host (runtime) of its own."""
+
+    dsn: str
+    runtime: RuntimeModel
+    slot: str | None = Field(default=None, pattern=SLOT)
+    synchronous: bool = False
+
+
+class RepointModel(Strict):
+    """How clients are told where the primary now is."""
+
+    type: Literal["env_file", "pgbouncer", "haproxy", "hook"]
+    path: str | None = None  # env_file: the file; pgbouncer: its ini file
+    key: str | None = None  # env_file: the variable to rewrite
+    format: str = "{host}"  # env_file: the value ({host}, {port}, {name})
+    restart: list[str] = []  # env_file: services restarted after the rewrite (dependency order)
+    databases: list[str] = []  # pgbouncer: the [databases] entries to repoint (empty: all)
+    admin_dsn: str | None = None  # pgbouncer: its admin console (RELOAD, PAUSE, RESUME)
+    socket: str | None = None  # haproxy: the runtime API socket
+    backend: str | None = None  # haproxy: backend/server to repoint
+    server: str | None = None
+    command: list[str] = []  # hook: run with DRKIT_PRIMARY_NAME/HOST/PORT in its environment
+
+    @model_validator(mode="after")
+    def _complete(self) -> RepointModel:
+        needs = {
+            "env_file": ("path", "key"),
+            "pgbouncer": ("path", "admin_dsn"),
+            "haproxy": ("socket", "backend", "server"),
+            "hook": ("command",),
+        }[self.type]
+        missing = [k for k in needs if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"repoint {self.type} needs {', '.join(missing)}")
+        return self
+
+
+class FailoverModel(Strict):
+    probes: int = Field(default=3, ge=2, le=100)  # failed probes needed to call the primary down
+    window: Duration = timedelta(seconds=6)  # ... spread over this long
+    probe_timeout: Duration = timedelta(seconds=2)
+    max_lag: Duration | None = None  # the most a candidate may lag (default: the service's rpo)
+    fencing: Literal["runtime", "none"] = "runtime"
+    pause: list[str] = []  # writer services paused through their runtime during a switchover
+    repoint: list[RepointModel] = []
+
+
+class ReplicationModel(Strict):
+    user: str = "replicator"
+    password: SecretRef | None = None
+    slot: str | None = Field(default=None, pattern=SLOT)  # the primary's slot when it follows
+    synchronous: bool = False  # the configured primary, when it follows another member
+    restore_from_archive: bool = True  # restore_command from drkit's archive as a fallback
+    standbys: dict[str, StandbyModel] = Field(min_length=1)
+    failover: FailoverModel = FailoverModel()
+
+
 class ServiceModel(Strict):
     kind: Literal[
         "postgres",
@@ -121,6 +184,13 @@ class ServiceModel(Strict):
     access_key: SecretRef | None = None  # s3: the object store's credentials
     secret_key: SecretRef | None = None
     buckets: list[str] = []  # s3: buckets to back up (empty: every bucket)
+    replication: ReplicationModel | None = None  # postgres: streaming standbys, failover
+
+    @model_validator(mode="after")
+    def _replication(self) -> ServiceModel:
+        if self.replication is not None and self.kind != "postgres":
+            raise ValueError("replication is only for services of kind postgres")
+        return self
 
 
 class EncryptionModel(Strict):

@@ -35,6 +35,7 @@ class RuntimeSpec:
     log_file: str | None = None
     command: tuple[str, ...] = ()
     stop_timeout: float | None = None  # seconds before SIGKILL (local processes)
+    exec_prefix: tuple[str, ...] = ()  # local postgres: start the server through this prefix
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,59 @@ class SearchIndex:
 
 
 @dataclass(frozen=True)
+class Member:
+    """One member of a replicated PostgreSQL service: the configured primary (named after
+    the service) or a standby. Which one is primary now is found out, never assumed."""
+
+    name: str
+    dsn: str
+    runtime: RuntimeSpec
+    slot: str
+    synchronous: bool = False
+
+
+@dataclass(frozen=True)
+class Repoint:
+    type: str  # env_file | pgbouncer | haproxy | hook
+    path: str | None = None
+    key: str | None = None
+    format: str = "{host}"
+    restart: tuple[str, ...] = ()
+    databases: tuple[str, ...] = ()
+    admin_dsn: str | None = None
+    socket: str | None = None
+    backend: str | None = None
+    server: str | None = None
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FailoverPolicy:
+    probes: int = 3
+    window: float = 6.0  # seconds
+    probe_timeout: float = 2.0
+    max_lag: float | None = None  # seconds; None: the service's rpo
+    fencing: str = "runtime"
+    pause: tuple[str, ...] = ()
+    repoint: tuple[Repoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class Replication:
+    members: tuple[Member, ...]  # the configured primary first
+    user: str = "replicator"
+    password: str | None = None
+    restore_from_archive: bool = True
+    failover: FailoverPolicy = FailoverPolicy()
+
+    def member(self, name: str) -> Member:
+        for m in self.members:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     kind: str
@@ -98,6 +152,7 @@ class Service:
     access_key: str | None = None
     secret_key: str | None = None
     buckets: tuple[str, ...] = ()
+    replication: Replication | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,77 @@
+"""stack.yaml's `replication:` block of a PostgreSQL service into the domain's Replication."""
+
+from __future__ import annotations
+
+import re
+
+from drkit.config.models import ReplicationModel, RuntimeModel, ServiceModel
+from drkit.domain.errors import ConfigError
+from drkit.domain.stack import FailoverPolicy, Member, Replication, Repoint, RuntimeSpec
+
+
+def runtime_spec(r: RuntimeModel) -> RuntimeSpec:
+    return RuntimeSpec(
+        type=r.type,
+        container=r.container,
+        unit=r.unit,
+        data_dir=r.data_dir,
+        bin_dir=r.bin_dir,
+        port=r.port,
+        os_user=r.os_user,
+        log_file=r.log_file,
+        command=tuple(r.command),
+        stop_timeout=r.stop_timeout.total_seconds() if r.stop_timeout else None,
+        exec_prefix=tuple(r.exec_prefix),
+    )
+
+
+def default_slot(member: str) -> str:
+    """A replication slot name for a member: lower case, [a-z0-9_] only."""
+    return re.sub(r"[^a-z0-9_]", "_", member.lower())[:63]
+
+
+def replication(name: str, m: ServiceModel, password: str | None) -> Replication | None:
+    """None without a `replication:` block. The configured primary is the first member."""
+    r: ReplicationModel | None = m.replication
+    if r is None:
+        return None
+    if not m.dsn:
+        raise ConfigError(f"services.{name}.replication: the service needs a dsn (its primary)")
+    if name in r.standbys:
+        raise ConfigError(f"services.{name}.replication.standbys: a standby cannot be named {name!r}")
+    primary = Member(name, m.dsn, runtime_spec(m.runtime), r.slot or default_slot(name), r.synchronous)
+    standbys = tuple(
+        Member(n, s.dsn, runtime_spec(s.runtime), s.slot or default_slot(n), s.synchronous)
+        for n, s in r.standbys.items()
+    )
+    f = r.failover
+    return Replication(
+        members=(primary, *standbys),
+        user=r.user,
+        password=password,
+        restore_from_archive=r.restore_from_archive,
+        failover=FailoverPolicy(
+            probes=f.probes,
+            window=f.window.total_seconds(),
+            probe_timeout=f.probe_timeout.total_seconds(),
+            max_lag=f.max_lag.total_seconds() if f.max_lag is not None else None,
+            fencing=f.fencing,
+            pause=tuple(f.pause),
+            repoint=tuple(
+                Repoint(
+                    type=p.type,
+                    path=p.path,
+                    key=p.key,
+                    format=p.format,
+                    restart=tuple(p.restart),
+                    databases=tuple(p.databases),
+                    admin_dsn=p.admin_dsn,
+                    socket=p.socket,
+                    backend=p.backend,
+                    server=p.server,
+                    command=tuple(p.command),
+                )
+                for p in f.repoint
+            ),
+        ),
+    )
