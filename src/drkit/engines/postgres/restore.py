@@ -11,7 +11,6 @@ from typing import Any
 
 from drkit.adapters.postgres.client import connect, service_dsn
 from drkit.adapters.postgres.recovery_conf import restore_command, write_recovery_settings
-from drkit.adapters.postgres.tarindex import members_from_json
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
@@ -22,7 +21,7 @@ from drkit.engines.core.layout import backup_dir, lock_name
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import TAR_INDEX
 from drkit.engines.postgres.plan import ArchiveView, RestorePlan, plan_restore
-from drkit.engines.postgres.tar_restore import restore_parts
+from drkit.engines.postgres.tar_restore import read_index, restore_parts
 from drkit.engines.postgres.wal.prefetch import prefetch_restore_command, prefetching
 from drkit.engines.postgres.wal.stream import archive_for, flush_spool
 from drkit.infra import locks
@@ -220,9 +219,7 @@ def _extract(
     progress: Callable[[int], None] | None,
 ) -> None:
     directory = backup_dir(ws.stack.name, service.name, m.backup_id)
-    index_name = str(m.details.get("tar_index", TAR_INDEX + ws.codec.suffix))
-    index_file = m.file(index_name)
-    raw_index = ws.codec.decode(ws.repo.get(f"{directory}/{index_file.name}"), name=index_name)
+    members = read_index(ws.repo, ws.codec, directory, m, TAR_INDEX + ws.codec.suffix)
     parts = [f for f in m.files if f.name.startswith("base.")]
     policy = service.postgres
     restore_parts(
@@ -230,7 +227,7 @@ def _extract(
         ws.codec,
         directory,
         parts,
-        members_from_json(raw_index),
+        members,
         dest,
         parallel=policy.parallel if policy else 2,
         progress=progress,
