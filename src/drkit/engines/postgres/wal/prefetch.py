@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from drkit.adapters.postgres.recovery_conf import shell_word
 from drkit.domain.wal import Segment
 from drkit.engines.postgres.wal.archive import WalArchive
 from drkit.infra.ownership import chown_tree
@@ -30,10 +31,10 @@ def prefetch_restore_command(data_dir: Path, fallback: str) -> str:
     """Copy (PostgreSQL may ask for the same segment twice) and note the request, so the
     prefetcher knows how far recovery got; `.absent-NAME` answers "not in the archive"
     (the history files of future timelines that recovery probes for) without a process."""
-    s = data_dir / PREFETCH_DIR
+    s = shell_word(str(data_dir / PREFETCH_DIR))  # quoted; %f and %p are safe names
     return (
-        f'if [ -f "{s}/%f" ]; then cp "{s}/%f" "%p" && echo "%f" > "{s}/{REQUESTED}"; '
-        f'elif [ -f "{s}/.absent-%f" ]; then exit 1; '
+        f"if [ -f {s}/%f ]; then cp {s}/%f %p && echo %f > {s}/{REQUESTED}; "
+        f"elif [ -f {s}/.absent-%f ]; then exit 1; "
         f"else {fallback}; fi"
     )
 
