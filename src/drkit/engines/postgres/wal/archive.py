@@ -25,6 +25,7 @@ from drkit.domain.wal import (
     timeline_of,
 )
 from drkit.engines.core.layout import wal_prefix
+from drkit.infra.atomic import temp_beside
 
 SUFFIXES = (".zst", ".zst.age")
 
@@ -109,9 +110,14 @@ class WalArchive:
         recorded = None if key.endswith((".partial.zst", ".partial.zst.age")) else self.recorded_hash(name)
         if recorded is not None and recorded != sha256(raw):
             raise IntegrityError(f"archived {name} does not match its recorded SHA-256; it is damaged")
-        tmp = dest.with_name(dest.name + ".drkit-tmp")
-        tmp.write_bytes(raw)
-        os.replace(tmp, dest)
+        fd, tmp = temp_beside(dest)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(raw)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return True
 
     def names(self) -> set[str]:
