@@ -174,6 +174,8 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
             access_key=_secret(r.access_key, ("repositories", name, "access_key"), source, strict),
             secret_key=_secret(r.secret_key, ("repositories", name, "secret_key"), source, strict),
             region=r.region,
+            sign_key=_secret(r.sign_key, ("repositories", name, "sign_key"), source, strict),
+            sign_key_ref=r.sign_key,
         )
         for name, r in model.repositories.items()
     }

@@ -132,6 +132,7 @@ class RepositoryModel(Strict):
     access_key: SecretRef | None = None
     secret_key: SecretRef | None = None
     region: str = "us-east-1"
+    sign_key: SecretRef | None = None  # HMAC-SHA256 key: manifests and sets signed and checked
 
 
 class EncryptionModel(Strict):

@@ -108,6 +108,8 @@ class RepositorySpec:
     access_key: str | None = None
     secret_key: str | None = None
     region: str = "us-east-1"
+    sign_key: str | None = None  # HMAC key for manifests and sets (resolved secret)
+    sign_key_ref: str | None = None  # how it is referenced (set even when it could not be read)
 
 
 @dataclass(frozen=True)

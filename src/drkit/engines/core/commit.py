@@ -74,6 +74,7 @@ def put_small(ws: Workspace, directory: str, stem: str, raw: bytes) -> StoredFil
 
 
 def commit_manifest(ws: Workspace, manifest: Manifest) -> None:
-    """Write the manifest: the commit point. Until this returns, the backup does not exist."""
+    """Write the manifest: the commit point. Until this returns, the backup does not exist.
+    With a sign_key, the workspace's repository writes its signature first (core/signing.py)."""
     key = manifest_key(manifest.stack, manifest.service, manifest.backup_id)
     ws.repo.put(key, manifest.to_json(), overwrite=False)

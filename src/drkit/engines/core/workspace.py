@@ -10,6 +10,7 @@ from drkit.adapters.repository.codec import Codec
 from drkit.adapters.repository.port import Repository
 from drkit.domain.errors import UsageError
 from drkit.domain.stack import Service, Stack
+from drkit.engines.core.signing import with_signing
 from drkit.infra.clock import Clock, SystemClock
 
 
@@ -51,4 +52,5 @@ def open_workspace(stack: Stack, *, clock: Clock | None = None, level: int = 1) 
         recipients=enc.recipients if enc else (),
         identity=enc.identity if enc else None,
     )
-    return Workspace(stack, open_repository(stack.repository), codec, clock or SystemClock())
+    repo = with_signing(open_repository(stack.repository), stack.repository)
+    return Workspace(stack, repo, codec, clock or SystemClock())
