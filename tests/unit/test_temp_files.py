@@ -3,7 +3,11 @@ name must not be written through (drkit runs as root; the directory is the servi
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
+
+import pytest
 
 from drkit.adapters.repository.codec import Codec
 from drkit.adapters.repository.fs import FsRepository
@@ -11,6 +15,7 @@ from drkit.domain.stack import RuntimeSpec, Service
 from drkit.engines.postgres.wal.archive import WalArchive
 from drkit.engines.redis.restore import Placement, _place
 from drkit.infra.atomic import write_atomic
+from drkit.infra.ownership import chown_tree
 
 SEG = "000000010000000000000003"
 
@@ -49,3 +54,16 @@ def test_write_atomic_leaves_no_temporary_file_and_sets_the_mode(tmp_path: Path)
     assert target.read_bytes() == b"{}"
     assert target.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in target.parent.iterdir()] == ["state.json"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_chown_tree_of_a_symlink_to_a_directory_changes_the_link_only(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret").write_text("x")
+    link = tmp_path / "spool"
+    link.symlink_to(elsewhere)
+    chown_tree(link, "postgres")
+    assert (elsewhere / "secret").stat().st_uid == 0
+    assert elsewhere.stat().st_uid == 0
+    assert link.lstat().st_uid == pwd.getpwnam("postgres").pw_uid
