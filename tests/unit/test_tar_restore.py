@@ -20,7 +20,7 @@ from drkit.adapters.repository.fs import FsRepository
 from drkit.domain.backup import BackupKind, Manifest, StoredFile
 from drkit.domain.errors import IntegrityError, OperationError
 from drkit.engines.postgres import tar_restore
-from drkit.engines.postgres.tar_restore import check_members, open_dir, read_index, restore_parts
+from drkit.engines.postgres.tar_restore import OpenDirs, check_members, read_index, restore_parts
 from drkit.infra.parts import split_into_parts
 
 DIRECTORY = "demo/postgres/backups/20260209T143000Z-base"
@@ -367,11 +367,15 @@ def test_directories_are_walked_without_following_symlinks(tmp_path: Path) -> No
     root.mkdir()
     (root / "base").symlink_to(tmp_path / "outside")
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    dirs = OpenDirs(fd, create=True)
     try:
         with pytest.raises(OSError):
-            open_dir(fd, ["base", "1"], create=True)
+            dirs.get(("base", "1"))
+        assert dirs.get(("real", "1")) != fd  # made, without following anything
     finally:
+        dirs.close()
         os.close(fd)
+    assert (root / "real" / "1").is_dir()
     assert list((tmp_path / "outside").iterdir()) == []
 
 
@@ -414,3 +418,13 @@ def test_a_malformed_tar_index_is_an_integrity_error(repo: FsRepository, raw: by
     index = StoredFile("idx", len(stored), sha256(stored), len(raw))
     with pytest.raises(IntegrityError, match="tar index idx is unreadable"):
         read_index(repo, codec, DIRECTORY, _manifest_for(index), "idx")
+
+
+def test_restore_is_whole_when_few_directories_may_stay_open(
+    repo: FsRepository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(OpenDirs, "LIMIT", 1)
+    files = data_dir_files(random.Random(5))
+    parts, members = store(repo, Codec(), build_tar(files))
+    restore_parts(repo, Codec(), DIRECTORY, parts, members, tmp_path / "r", parallel=3)
+    assert tree(tmp_path / "r") == files

@@ -85,46 +85,57 @@ def check_members(members: Iterable[Member]) -> None:
         seen.add(parts)
 
 
-def open_dir(root: int, parts: Iterable[str], *, create: bool = False, mode: int = 0o700) -> int:
-    """An fd of the directory `parts` under `root`, walked one component at a time with
-    O_NOFOLLOW (a symlink anywhere on the way is an error); made on the way if `create`."""
-    fd = os.open(".", _DIR_FLAGS, dir_fd=root)
-    try:
-        for part in parts:
-            if create:
+class OpenDirs:
+    """Directories under the destination, opened one component at a time with O_NOFOLLOW (a
+    symlink anywhere on the way is an error), made on the way if `create`; each kept open
+    while used, at most LIMIT at a time."""
+
+    LIMIT = 128
+
+    def __init__(self, root: int, *, create: bool) -> None:
+        self.root, self.create = root, create
+        self.fds: dict[tuple[str, ...], int] = {}
+
+    def get(self, parts: tuple[str, ...]) -> int:
+        if not parts:
+            return self.root
+        fd = self.fds.get(parts)
+        if fd is None:
+            if len(self.fds) >= self.LIMIT:
+                self.close()
+            parent = self.get(parts[:-1])
+            if self.create:
                 with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, mode, dir_fd=fd)
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                    os.mkdir(parts[-1], 0o700, dir_fd=parent)
+            fd = self.fds[parts] = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
+        return fd
+
+    def close(self) -> None:
+        for fd in self.fds.values():
             os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        self.fds.clear()
 
 
 def _prepare(root: int, members: list[Member]) -> None:
     """Every directory and every file (empty; the workers fill them, in parallel)."""
-    for m in members:
-        parts = member_path(m)
-        try:
-            if m.type == "dir":
-                fd = open_dir(root, parts, create=True)
-                try:
-                    os.fchmod(fd, m.mode & 0o777 or 0o700)
-                finally:
-                    os.close(fd)
-                continue
-            parent = open_dir(root, parts[:-1], create=True)
-            try:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                os.close(os.open(parts[-1], flags, _mode(m), dir_fd=parent))
-            finally:
-                os.close(parent)
-        except OSError as exc:
-            raise IntegrityError(
-                f"cannot restore backup member {m.name!r}: {exc.strerror}; refusing"
-            ) from exc
+    dirs = OpenDirs(root, create=True)
+    try:
+        for m in members:
+            _create(dirs, m)
+    finally:
+        dirs.close()
+
+
+def _create(dirs: OpenDirs, m: Member) -> None:
+    parts = member_path(m)
+    try:
+        if m.type == "dir":
+            os.fchmod(dirs.get(parts), m.mode & 0o777 or 0o700)
+            return
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        os.close(os.open(parts[-1], flags, _mode(m), dir_fd=dirs.get(parts[:-1])))
+    except OSError as exc:
+        raise IntegrityError(f"cannot restore backup member {m.name!r}: {exc.strerror}; refusing") from exc
 
 
 def _mode(m: Member) -> int:
@@ -222,6 +233,7 @@ class _SliceWriter:
         self.view = memoryview(self.buffer)
         self.next = max(bisect.bisect_right(starts, pos) - 1, 0)  # first member not yet done
         self.fds: dict[int, int] = {}
+        self.dirs = OpenDirs(root, create=False)
         self.written = 0
 
     def write(self, n: int) -> None:
@@ -244,12 +256,8 @@ class _SliceWriter:
         fd = self.fds.get(j)
         if fd is None:
             parts = member_path(self.files[j])
-            parent = open_dir(self.root, parts[:-1])
-            try:
-                flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-                fd = self.fds[j] = os.open(parts[-1], flags, dir_fd=parent)
-            finally:
-                os.close(parent)
+            flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = self.fds[j] = os.open(parts[-1], flags, dir_fd=self.dirs.get(parts[:-1]))
         return fd
 
     def _close(self, j: int) -> None:
@@ -260,3 +268,4 @@ class _SliceWriter:
     def close(self) -> None:
         for j in list(self.fds):
             self._close(j)
+        self.dirs.close()
