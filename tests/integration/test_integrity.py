@@ -14,7 +14,7 @@ import yaml
 from psycopg import conninfo
 
 from drkit.adapters.postgres.client import connect, execute
-from drkit.config.nself_preset import nchat_checks
+from drkit.config.nchat_checks import nchat_checks
 from drkit.sandbox.seed import SeedSize, create_schema, seed
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle

@@ -10,9 +10,9 @@ import pytest
 
 from drkit.config.loader import load_stack
 from drkit.domain.backup import BackupKind, Manifest, StoredFile
-from drkit.domain.errors import ConfigError, IntegrityError
+from drkit.domain.errors import ConfigError, IntegrityError, RepositoryError
 from drkit.domain.sets import RestoreSet
-from drkit.engines.core.catalog import list_backups, read_manifest
+from drkit.engines.core.catalog import find_backup, list_backups, read_manifest
 from drkit.engines.core.commit import commit_manifest
 from drkit.engines.core.layout import manifest_key
 from drkit.engines.core.retention import delete_backup
@@ -80,7 +80,13 @@ def test_an_unsigned_manifest_is_refused_when_a_key_is_set(signed: Workspace, tm
     path.parent.mkdir(parents=True)
     path.write_bytes(manifest().to_json())  # what an intruder without the key can write
     with pytest.raises(IntegrityError, match="is not signed, and repository 'local' sign_key"):
-        list_backups(signed.repo, "demo", "cache")
+        read_manifest(signed.repo, "demo", "cache", "20260209T143000Z-rdb")
+    listing = list_backups(signed.repo, "demo", "cache")  # listed as damaged, never as a backup
+    assert listing.complete == ()
+    assert [d.backup_id for d in listing.damaged] == ["20260209T143000Z-rdb"]
+    assert "is not signed" in listing.damaged[0].reason
+    with pytest.raises(RepositoryError, match="20260209T143000Z-rdb is damaged: .* is not signed"):
+        find_backup(signed.repo, "demo", ["cache"], "20260209T143000Z-rdb")
 
 
 def test_a_manifest_signed_with_another_key_is_refused(
@@ -89,8 +95,9 @@ def test_a_manifest_signed_with_another_key_is_refused(
     monkeypatch.setenv("DRKIT_TEST_SIGN_KEY", "another key, also long enough")
     commit_manifest(workspace(tmp_path, "env:DRKIT_TEST_SIGN_KEY"), manifest())
     monkeypatch.setenv("DRKIT_TEST_SIGN_KEY", KEY)
-    with pytest.raises(IntegrityError, match="wrong signature"):
-        list_backups(workspace(tmp_path, "env:DRKIT_TEST_SIGN_KEY").repo, "demo", "cache")
+    listing = list_backups(workspace(tmp_path, "env:DRKIT_TEST_SIGN_KEY").repo, "demo", "cache")
+    assert listing.complete == ()
+    assert "wrong signature" in listing.damaged[0].reason
 
 
 def test_a_signed_manifest_moved_to_another_backup_is_refused(signed: Workspace, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@
 - auth: a canary sign-in, `POST /signin/email-password`; hasura-auth's /healthz answers 200
   without checking anything. The canary's email is the user part of the target URL
   (`http://canary%40example.com@127.0.0.1:4000`), its password the service's `password`.
+- graphql: a query through Hasura's `/v1/graphql` (smoke checks): no `errors` in the answer.
 - tcp: a TCP connect. none: nothing to ask.
 
 `check` never raises: every failure is an unhealthy outcome with the reason.
@@ -36,6 +37,7 @@ DEFAULT_HTTP_PATHS = {
 }
 AUTH_SIGNIN_PATH = "/signin/email-password"
 HASURA_HEALTH_PATH = "/healthz?strict=true"
+GRAPHQL_PATH = "/v1/graphql"
 
 
 class ProbeFailed(Exception):
@@ -84,6 +86,8 @@ def describe_probe(service: Service, probe: HealthProbe) -> str:
             return f"GET {_redact(_url(service, probe))}"
         if probe.type == "s3":
             return f"S3 ListBuckets on {_redact(_url(service, probe))}"
+        if probe.type == "graphql":
+            return f"GraphQL POST {_with_path((service.url or '').rstrip('/'), GRAPHQL_PATH)}"
         if probe.type == "tcp":
             host, port = _host_port(service, probe)
             return f"tcp connect {host}:{port}"
@@ -158,6 +162,28 @@ def _auth(service: Service, probe: HealthProbe, timeout: float) -> str:
     return "canary signed in: " + _judge(response, probe.expect_status, probe.expect_body or "accessToken")
 
 
+def _graphql(service: Service, probe: HealthProbe, timeout: float) -> str:
+    """A GraphQL query through Hasura (`POST /v1/graphql`, the admin secret as the service's
+    password): an answer without `errors`, and with `expect_body` in it when given."""
+    if not probe.target:
+        raise ProbeFailed("a graphql probe needs the query as its target")
+    if not service.url:
+        raise ProbeFailed(f"service {service.name} has no url to query")
+    headers = {"X-Hasura-Admin-Secret": service.password} if service.password else {}
+    url = _with_path(service.url.rstrip("/"), GRAPHQL_PATH)
+    response = httpx.post(url, json={"query": probe.target}, headers=headers, timeout=timeout)
+    verdict = _judge(response, probe.expect_status, probe.expect_body)
+    try:
+        errors = response.json().get("errors")
+    except ValueError as exc:
+        raise ProbeFailed(f"HTTP {response.status_code} but not JSON") from exc
+    if errors:
+        first = errors[0] if isinstance(errors, list) and errors else errors
+        message = first.get("message", first) if isinstance(first, dict) else first
+        raise ProbeFailed(f"GraphQL error: {message}")
+    return f"GraphQL answered ({verdict})"
+
+
 def _tcp(service: Service, probe: HealthProbe, timeout: float) -> str:
     host, port = _host_port(service, probe)
     with socket.create_connection((host, port), timeout=timeout):
@@ -183,6 +209,7 @@ PROBES: dict[str, Callable[[Service, HealthProbe, float], str]] = {
     "tcp": _tcp,
     "none": _none,
     "s3": _s3,
+    "graphql": _graphql,
 }
 
 

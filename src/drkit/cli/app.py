@@ -55,6 +55,9 @@ def _register() -> None:
     from drkit.cli import (
         backup_cmds,
         check_cmds,
+        drill_cmds,
+        recover_cmds,
+        report_cmds,
         restore_cmds,
         sandbox_cmds,
         search_cmds,
@@ -62,7 +65,18 @@ def _register() -> None:
         wal_cmds,
     )
 
-    modules = (sandbox_cmds, backup_cmds, wal_cmds, restore_cmds, check_cmds, stack_cmds, search_cmds)
+    modules = (
+        sandbox_cmds,
+        backup_cmds,
+        wal_cmds,
+        restore_cmds,
+        recover_cmds,
+        drill_cmds,
+        report_cmds,
+        check_cmds,
+        stack_cmds,
+        search_cmds,
+    )
     for module in modules:
         module.register(app)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from drkit.cli.context import Options, options
 from drkit.cli.progress import byte_progress
@@ -33,7 +34,7 @@ def backup_cmd(
     Example: drkit backup postgres --type base;  drkit backup --all
     """
     from drkit.engines.core.workspace import open_workspace
-    from drkit.engines.stack.backup import backup_service, backup_targets
+    from drkit.engines.stack.backup import backup_service, choose_services
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
@@ -42,11 +43,7 @@ def backup_cmd(
             raise UsageError("--all backs up every service; name none")
         _backup_set(opts, ws)
         return
-    unknown = [n for n in services or [] if n not in ws.stack.services]
-    if unknown:
-        raise UsageError(f"no service {unknown[0]!r} in {ws.stack.source_path}")
-    chosen = [ws.stack.services[n] for n in services] if services else list(ws.stack.services.values())
-    targets = backup_targets(chosen) if not services else chosen
+    targets = choose_services(ws.stack, services)
     results = []
     for service in targets:
         if opts.dry_run:
@@ -109,12 +106,16 @@ def list_cmd(
     names = [service] if service else sorted(ws.stack.services)
     manifests: list[Manifest] = []
     incomplete: list[str] = []
+    damaged: list[dict[str, str]] = []
     for name in names:
         listing = list_backups(ws.repo, ws.stack.name, name)
         manifests.extend(listing.complete)
         incomplete.extend(f"{name}/{i}" for i in listing.incomplete)
+        damaged.extend(
+            {"service": name, "backup_id": d.backup_id, "reason": d.reason} for d in listing.damaged
+        )
     if opts.json:
-        emit_json({"backups": [m.to_dict() for m in manifests], "incomplete": incomplete})
+        emit_json({"backups": [m.to_dict() for m in manifests], "incomplete": incomplete, "damaged": damaged})
         return
     rows = [
         (
@@ -134,6 +135,9 @@ def list_cmd(
         table(None, ["id", "service", "kind", "finished (UTC)", "stored", "encrypted", "WAL"], rows)
     for item in incomplete:
         console.print(f"[yellow]incomplete (no manifest, not a backup):[/yellow] {item}")
+    for bad in damaged:
+        what = escape(f"{bad['service']}/{bad['backup_id']}: {bad['reason']}")
+        console.print(f"[red]damaged (skipped):[/red] {what}", highlight=False)
 
 
 @backups_app.command("show")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,10 +11,13 @@ from drkit.cli.context import Options, options
 from drkit.cli.progress import byte_progress
 from drkit.cli.render import console, emit_json, status_text, table
 from drkit.domain.errors import UsageError
-from drkit.domain.recovery import RecoveryTarget, TargetKind, parse_target_time
-from drkit.domain.stack import Service
-from drkit.domain.wal import Lsn
+from drkit.domain.recovery import RecoveryTarget, target_from_args
 from drkit.engines.core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from drkit.engines.postgres.logical_restore import PreparedLogicalRestore
+    from drkit.engines.postgres.prepare import PreparedRestore
+    from drkit.engines.stack.service_restore import PreparedServiceRestore
 
 
 def drkit_argv() -> list[str]:
@@ -35,19 +38,14 @@ def verify_cmd(
 
     Example: drkit verify --latest --deep
     """
-    from drkit.domain.backup import BackupKind
-    from drkit.engines.core.catalog import find_backup
     from drkit.engines.core.workspace import open_workspace
-    from drkit.engines.stack.verify import verify_backup
+    from drkit.engines.stack.verify import choose_backup_to_verify, verify_backup
 
     opts = options(ctx)
     if backup_id and latest:
         raise UsageError("give a backup id or --latest, not both")
     ws = open_workspace(opts.stack())
-    services = [service] if service else [s.name for s in ws.stack.services_of_kind("postgres")]
-    kind = BackupKind.BASE if (backup_id is None and deep) else None
-    manifest = find_backup(ws.repo, ws.stack.name, services, backup_id, kind=kind)
-    svc = ws.stack.services[manifest.service]
+    svc, manifest = choose_backup_to_verify(ws, backup_id, service=service, deep=deep)
     if opts.dry_run:
         console.print(f"would verify {manifest.backup_id}{' (deep)' if deep else ''}")
         return
@@ -76,19 +74,10 @@ def verify_cmd(
 
 
 def _target(time: str | None, lsn: str | None, name: str | None) -> RecoveryTarget:
-    given = [x for x in (time, lsn, name) if x]
-    if len(given) > 1:
-        raise UsageError("give at most one of --target-time, --target-lsn, --target-name")
     try:
-        if time:
-            return RecoveryTarget(TargetKind.TIME, time=parse_target_time(time))
-        if lsn:
-            return RecoveryTarget(TargetKind.LSN, lsn=Lsn.parse(lsn))
+        return target_from_args(time, lsn, name)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    if name:
-        return RecoveryTarget(TargetKind.NAME, name=name)
-    return RecoveryTarget()
 
 
 def restore_cmd(
@@ -113,6 +102,15 @@ def restore_cmd(
         False, "--keep-running", help="With --to: leave the restored server running."
     ),
     prefix: str = typer.Option(None, "--prefix", help="Objects: only keys under this prefix."),
+    into_database: str = typer.Option(
+        None, "--database", help="PostgreSQL, logical backup: restore the whole dump into this NEW database."
+    ),
+    tables: list[str] = typer.Option(
+        None, "--table", help="PostgreSQL, logical backup: bring back this dropped table (repeatable)."
+    ),
+    from_database: str = typer.Option(
+        None, "--from-database", help="With --database/--table: which database's dump (when several)."
+    ),
     set_id: str = typer.Option(None, "--set", help="The whole stack, to a set from `drkit backup --all`."),
     all_: bool = typer.Option(False, "--all", help="The whole stack, to --target-time."),
 ) -> None:
@@ -121,6 +119,8 @@ def restore_cmd(
     Examples:
       drkit restore postgres --target-time "2026-02-09 14:30:00Z" --to /srv/pg-restored
       drkit restore redis --yes
+      drkit restore postgres --table nchat_messages            (from the newest logical backup)
+      drkit restore postgres --backup 20261125T020000Z-logical --database nchat_copy
       drkit restore --set 20261125T020000Z-set --yes
     """
     opts = options(ctx)
@@ -132,59 +132,46 @@ def restore_cmd(
     if not service:
         raise UsageError("name a service to restore, or use --set ID / --all --target-time T")
     from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.postgres.logical_restore import PreparedLogicalRestore
+    from drkit.engines.postgres.prepare import PreparedRestore
+    from drkit.engines.stack.service_restore import prepare_service_restore
 
     ws = open_workspace(opts.stack())
-    if service not in ws.stack.services:
-        raise UsageError(f"no service {service!r} in {ws.stack.source_path}")
-    svc = ws.stack.services[service]
-    if svc.kind != "postgres":
-        _restore_other(opts, ws, svc, backup_id, target_time, to, prefix)
-        return
-    target = _target(target_time, target_lsn, target_name)
-    _restore_postgres(opts, ws, svc, target, backup_id, Path(to) if to else None, in_place, keep_running)
-
-
-def _restore_postgres(
-    opts: Options,
-    ws: Workspace,
-    svc: Service,
-    target: RecoveryTarget,
-    backup_id: str | None,
-    to: Path | None,
-    in_place: bool,
-    keep_running: bool,
-) -> None:
-    from drkit.engines.postgres.restore import RestoreRequest, plan, restore
-
-    if in_place and to is not None:
-        raise UsageError("give --to DIR or --in-place, not both")
-    if not in_place and to is None:
-        raise UsageError("say where to restore: --to DIR (safe, the default way) or --in-place --yes")
-    request = RestoreRequest(
-        target=target, backup_id=backup_id, to=to, in_place=in_place, keep_running=keep_running
+    prepared = prepare_service_restore(
+        ws,
+        service,
+        _target(target_time, target_lsn, target_name),
+        backup_id=backup_id,
+        to=to,
+        in_place=in_place,
+        keep_running=keep_running,
+        prefix=prefix,
+        yes=opts.yes,
+        into_database=into_database,
+        tables=tuple(tables or ()),
+        from_database=from_database,
     )
-    chosen = plan(ws, svc, request)
-    where = f"in place over {svc.runtime.data_dir}" if in_place else f"into {to}"
+    if isinstance(prepared, PreparedRestore):
+        _restore_postgres(opts, ws, prepared)
+    elif isinstance(prepared, PreparedLogicalRestore):
+        _restore_logical(opts, ws, prepared)
+    else:
+        _restore_other(opts, ws, prepared)
+
+
+def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore) -> None:
+    from drkit.engines.postgres.restore import restore
+
     if not opts.json:
-        console.print(
-            f"plan: backup {chosen.backup.backup_id} + WAL {chosen.first_segment}.."
-            f"{chosen.last_segment or '?'} -> {target.describe()}, {where}"
-        )
+        console.print(f"plan: {prepared.summary}")
     if opts.dry_run:
         if opts.json:
-            emit_json(
-                {
-                    "backup_id": chosen.backup.backup_id,
-                    "target": target.describe(),
-                    "first_segment": chosen.first_segment,
-                    "last_segment": chosen.last_segment,
-                }
-            )
+            emit_json(prepared.to_dict())
         return
-    if in_place:
-        _confirm(opts, f"stop {svc.name} and replace {svc.runtime.data_dir} (it is moved aside)?")
-    with byte_progress(f"restoring {chosen.backup.backup_id}", enabled=not opts.json) as progress:
-        outcome = restore(ws, svc, request, drkit_argv=drkit_argv(), progress=progress)
+    if prepared.question:
+        _confirm(opts, prepared.question)
+    with byte_progress(f"restoring {prepared.plan.backup.backup_id}", enabled=not opts.json) as progress:
+        outcome = restore(ws, prepared.service, prepared.request, drkit_argv=drkit_argv(), progress=progress)
     if opts.json:
         emit_json({**outcome.__dict__, "seconds": outcome.seconds})
         return
@@ -202,34 +189,34 @@ def _restore_postgres(
         console.print(f"  running on port {outcome.port}")
 
 
-def _restore_other(
-    opts: Options,
-    ws: Workspace,
-    svc: Service,
-    backup_id: str | None,
-    target_time: str | None,
-    to: str | None,
-    prefix: str | None,
-) -> None:
-    from drkit.engines.core.registry import engine_for
-    from drkit.engines.core.types import RestoreOptions
-
-    when = _target(target_time, None, None).time
-    engine = engine_for(svc)
+def _restore_logical(opts: Options, ws: Workspace, prepared: PreparedLogicalRestore) -> None:
     if opts.dry_run:
-        console.print(f"would restore {svc.name} ({svc.kind}) from {backup_id or 'the newest backup'}")
+        console.print(f"would {prepared.summary}")
         return
-    if not to:
-        _confirm(opts, f"replace the live data of {svc.name}?")
-    options_ = RestoreOptions(backup_id=backup_id, target_time=when, yes=opts.yes, to=to, prefix=prefix)
-    result = engine.restore(ws, svc, options_)
+    if prepared.question:
+        _confirm(opts, prepared.question)
+    result = prepared.run(ws)
+    if opts.json:
+        emit_json({"ok": True, **result.__dict__})
+        return
+    what = ", ".join(f"{t} ({n} rows)" for t, n in result.rows.items()) or f"database {result.into}"
+    console.print(f"[green]restored[/green] {what} from {result.backup_id} in {result.seconds:.1f}s")
+
+
+def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestore) -> None:
+    if opts.dry_run:
+        console.print(f"would {prepared.summary}")
+        return
+    if prepared.question:
+        _confirm(opts, prepared.question)
+    result = prepared.run(ws)
     failed = [c for c in result.checks if c.failed_critically]
     if opts.json:
         emit_json({"ok": not failed, **result.__dict__})
     else:
         console.print(
-            f"[green]restored[/green] {svc.name} from {result.backup_id} in {result.seconds:.1f}s: "
-            f"{result.detail}"
+            f"[green]restored[/green] {prepared.service.name} from {result.backup_id} "
+            f"in {result.seconds:.1f}s: {result.detail}"
         )
         if result.checks:
             table(
@@ -272,7 +259,7 @@ def _restore_stack(opts: Options, set_id: str | None, target_time: str | None, a
                 [(p.service, p.kind, p.backup_id or "(newest copies)", p.detail) for p in stack_plan.steps],
             )
         return
-    _confirm(opts, f"replace the live data of every service with its state at {stack_plan.target}?")
+    _confirm(opts, stack_plan.question)
     say = (lambda _m: None) if opts.json else console.print
     report = restore_stack(ws, stack_plan, drkit_argv=drkit_argv(), say=say)
     if opts.json:

@@ -109,6 +109,30 @@ def health_cmd(
         raise typer.Exit(3)
 
 
+def smoke_cmd(ctx: typer.Context) -> None:
+    """Run the smoke checks of stack.yaml (`smoke:`): does the stack do its job? Exit 3
+    when one fails.
+
+    Example: drkit smoke --output json
+    """
+    from drkit.engines.stack.smoke import run_smoke
+
+    opts = options(ctx)
+    results = run_smoke(opts.stack())
+    if opts.json:
+        emit_json({"ok": not any(r.failed_critically for r in results), "results": results})
+    elif not results:
+        console.print("no smoke checks in stack.yaml (smoke:)")
+    else:
+        table(
+            "smoke",
+            ["check", "status", "detail"],
+            [(r.name, status_text(r.status.value), r.detail) for r in results],
+        )
+    if any(r.failed_critically for r in results):
+        raise typer.Exit(3)
+
+
 def integrity_cmd(
     ctx: typer.Context,
     checks: list[str] = typer.Argument(None, help="Checks to run, by name (default: all)."),
@@ -249,4 +273,5 @@ def register(app: typer.Typer) -> None:
     app.command("stop")(stop_cmd)
     app.command("health")(health_cmd)
     app.command("integrity")(integrity_cmd)
+    app.command("smoke")(smoke_cmd)
     app.command("init")(init_cmd)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from drkit.config.models import CheckModel, ServiceModel, StackModel, parse_size
+from drkit.config.models import CheckModel, HealthModel, ServiceModel, SmokeModel, StackModel, parse_size
 from drkit.config.secrets import SecretMissing, resolve_secret
 from drkit.config.yaml_source import PositionedYaml
 from drkit.domain.checks import Expectation, IntegrityCheck
@@ -21,6 +21,7 @@ from drkit.domain.stack import (
     RuntimeSpec,
     SearchIndex,
     Service,
+    SmokeCheck,
     Stack,
     WalMode,
 )
@@ -119,7 +120,7 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
     health = None
     if m.health is not None:
         h = m.health
-        health = HealthProbe(h.type, h.target, h.expect_status, h.expect_body, h.timeout)
+        health = _probe(h)
     return Service(
         name=name,
         kind=m.kind,
@@ -195,8 +196,23 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         encryption=encryption,
         source_path=str(Path(source.path).resolve()),
         state_dir=state_dir,
+        host_id=model.host_id,
         checks=tuple(_check(c) for c in model.checks),
+        smoke=tuple(_smoke(s, services, source) for s in model.smoke),
     )
+
+
+def _probe(h: HealthModel) -> HealthProbe:
+    return HealthProbe(h.type, h.target, h.expect_status, h.expect_body, h.timeout)
+
+
+def _smoke(s: SmokeModel, services: dict[str, Service], source: PositionedYaml) -> SmokeCheck:
+    if s.service not in services:
+        raise ConfigError(
+            f"{source.path}:{source.line_of(('smoke',)) or '?'}: smoke: check {s.name!r} names "
+            f"unknown service {s.service!r}"
+        )
+    return SmokeCheck(s.name, s.service, _probe(s.probe))
 
 
 def _check(c: CheckModel) -> IntegrityCheck:

@@ -81,7 +81,7 @@ def parse_size(text: str) -> int:
 
 
 class HealthModel(Strict):
-    type: Literal["sql", "redis", "http", "hasura", "auth", "tcp", "none", "s3"]
+    type: Literal["sql", "redis", "http", "hasura", "auth", "tcp", "none", "s3", "graphql"]
     target: str = ""
     expect_status: int = 200
     expect_body: str | None = None
@@ -164,15 +164,23 @@ class CheckModel(Strict):
         return self
 
 
+class SmokeModel(Strict):
+    name: str
+    service: str
+    probe: HealthModel
+
+
 class StackModel(Strict):
     version: Literal[1] = 1
     stack: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     state_dir: str | None = None
+    host_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
     repository: str | None = None
     repositories: dict[str, RepositoryModel] = Field(min_length=1)
     encryption: EncryptionModel | None = None
     services: dict[str, ServiceModel] = Field(min_length=1)
     checks: list[CheckModel] = []
+    smoke: list[SmokeModel] = []
 
     @model_validator(mode="after")
     def _references(self) -> StackModel:

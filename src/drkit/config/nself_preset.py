@@ -21,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from drkit.config.models import StackModel
+from drkit.config.nchat_checks import nchat_checks, nchat_smoke
 from drkit.config.secrets import parse_env_text
 from drkit.domain.errors import ConfigError, UsageError
 from drkit.infra.atomic import write_atomic
@@ -50,13 +51,6 @@ ENABLE_FLAGS = {
     "meilisearch": ("MEILISEARCH_ENABLED", "SEARCH_ENABLED"),
     "monitoring": ("MONITORING_ENABLED", "PROMETHEUS_ENABLED"),
 }
-# Primary keys nchat and hasura-auth always have; add your own indexes to the list.
-NCHAT_INDEXES = (
-    "public.nchat_users_pkey",
-    "public.nchat_channels_pkey",
-    "public.nchat_messages_pkey",
-    "auth.users_pkey",
-)
 
 
 def env_files(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
@@ -123,6 +117,7 @@ def stack_document(env: Mapping[str, str], project_dir: Path) -> dict[str, Any]:
         "repositories": {"local": {"type": "fs", "path": f"/var/backups/drkit/{project}"}},
         "services": services,
         "checks": nchat_checks(),
+        "smoke": nchat_smoke(services),
     }
 
 
@@ -190,57 +185,6 @@ def write_config(config: GeneratedConfig, out: Path, *, overwrite: bool) -> None
     if out.exists() and not overwrite:
         raise UsageError(f"{out} already exists; not replacing it", hint="pass --yes to replace it")
     write_atomic(out, config.text.encode())
-
-
-def nchat_checks() -> list[dict[str, Any]]:
-    """The source's data checks, corrected, plus the built-ins."""
-    return [
-        {
-            "name": "orphaned_messages_by_user",
-            # NULL user_id is a system message (ON DELETE SET NULL), not an orphan.
-            "query": "select count(*) from nchat_messages m where m.user_id is not null "
-            "and not exists (select 1 from nchat_users u where u.id = m.user_id)",
-            "expect": {"equals": 0},
-            "severity": "critical",
-        },
-        {
-            "name": "orphaned_messages_by_channel",
-            "query": "select count(*) from nchat_messages m "
-            "where not exists (select 1 from nchat_channels c where c.id = m.channel_id)",
-            "expect": {"equals": 0},
-            "severity": "critical",
-        },
-        {
-            "name": "future_message_timestamps",
-            "query": "select count(*) from nchat_messages where created_at > now() + interval '1 day'",
-            "expect": {"equals": 0},
-            "severity": "critical",
-        },
-        {
-            "name": "nchat_users_match_auth_users",
-            "query": "select count(*) from nchat_users",
-            "expect": {"equals_query": "select count(*) from auth.users", "tolerance": 0},
-            "severity": "warning",
-        },
-        {"name": "btree_indexes_amcheck", "builtin": "pg_amcheck", "severity": "critical"},
-        {"name": "checksum_failures", "builtin": "checksum_failures", "severity": "critical"},
-        {
-            "name": "expected_indexes",
-            "builtin": f"expected_indexes({', '.join(NCHAT_INDEXES)})",
-            "severity": "critical",
-        },
-        {"name": "invalid_indexes", "builtin": "invalid_indexes", "severity": "warning"},
-        {
-            "name": "unvalidated_constraints",
-            "builtin": "unvalidated_constraints",
-            "severity": "warning",
-        },
-        {
-            "name": "unindexed_foreign_keys",
-            "builtin": "unindexed_foreign_keys",
-            "severity": "warning",
-        },
-    ]
 
 
 def _postgres(env: Mapping[str, str], project: str) -> dict[str, Any]:

@@ -57,3 +57,18 @@ def parse_target_time(text: str) -> datetime:
         raw = raw[:-1] + "+00:00"
     value = datetime.fromisoformat(raw)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def target_from_args(time: str | None, lsn: str | None, name: str | None) -> RecoveryTarget:
+    """At most one of a time, an LSN or a restore point's name; none means latest.
+    ValueError names what is wrong (two given, a time or LSN that does not parse)."""
+    given = [x for x in (time, lsn, name) if x]
+    if len(given) > 1:
+        raise ValueError("give at most one of --target-time, --target-lsn, --target-name")
+    if time:
+        return RecoveryTarget(TargetKind.TIME, time=parse_target_time(time))
+    if lsn:
+        return RecoveryTarget(TargetKind.LSN, lsn=Lsn.parse(lsn))
+    if name:
+        return RecoveryTarget(TargetKind.NAME, name=name)
+    return RecoveryTarget()

@@ -62,6 +62,17 @@ class HealthProbe:
 
 
 @dataclass(frozen=True)
+class SmokeCheck:
+    """After a recovery: does the stack do its job? A named probe against one service
+    (an HTTP request with the expected status and body, a GraphQL query through Hasura, the
+    auth canary sign-in, a SQL query)."""
+
+    name: str
+    service: str
+    probe: HealthProbe
+
+
+@dataclass(frozen=True)
 class SearchIndex:
     name: str
     query: str
@@ -122,6 +133,8 @@ class Stack:
     source_path: str = ""
     state_dir: str = ".drkit"
     checks: tuple[IntegrityCheck, ...] = ()
+    smoke: tuple[SmokeCheck, ...] = ()
+    host_id: str | None = None  # who this host is in repository leases (engines/core/lease.py)
 
     def service(self, name: str) -> Service:
         return self.services[name]

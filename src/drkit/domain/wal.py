@@ -85,16 +85,63 @@ class TimelineSwitch:
 
 
 def parse_history(text: str) -> list[TimelineSwitch]:
-    """Parse a `0000000N.history` file: lines of `parentTLI<TAB>switchpoint<TAB>reason`."""
+    """Parse a `0000000N.history` file: lines of `parentTLI<TAB>switchpoint<TAB>reason`,
+    oldest ancestor first. Parents must rise and switch points must not go back."""
     switches: list[TimelineSwitch] = []
     for line in text.splitlines():
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
-        if len(fields) < 2:
+        if len(fields) < 2 or not fields[0].isdigit():
             raise ValueError(f"bad timeline history line: {line!r}")
-        switches.append(TimelineSwitch(int(fields[0]), Lsn.parse(fields[1])))
+        switch = TimelineSwitch(int(fields[0]), Lsn.parse(fields[1]))
+        if switches and (switch.parent <= switches[-1].parent or switch.switch_lsn < switches[-1].switch_lsn):
+            raise ValueError(f"timeline history out of order at line {line!r}")
+        switches.append(switch)
     return switches
+
+
+@dataclass(frozen=True)
+class TimelineSpan:
+    """The part of a timeline that one history path runs on: WAL from `begin` (None: from
+    the start) up to `end` (None: the newest timeline of the path, open-ended)."""
+
+    timeline: int
+    begin: Lsn | None
+    end: Lsn | None
+
+    def holds(self, lsn: Lsn) -> bool:
+        return (self.begin is None or self.begin <= lsn) and (self.end is None or lsn <= self.end)
+
+
+def timeline_path(timeline: int, history: list[TimelineSwitch]) -> tuple[TimelineSpan, ...]:
+    """The spans recovery follows to reach `timeline`, given that timeline's history file."""
+    spans: list[TimelineSpan] = []
+    begin: Lsn | None = None
+    for switch in history:
+        spans.append(TimelineSpan(switch.parent, begin, switch.switch_lsn))
+        begin = switch.switch_lsn
+    if spans and spans[-1].timeline >= timeline:
+        raise ValueError(f"history of timeline {timeline} names a parent that is not older")
+    spans.append(TimelineSpan(timeline, begin, None))
+    return tuple(spans)
+
+
+def on_path(path: tuple[TimelineSpan, ...], timeline: int, start: Lsn, stop: Lsn) -> bool:
+    """True when WAL `start`..`stop` of `timeline` (a base backup) lies on the path: the
+    path leaves that timeline, if at all, at or after `stop`."""
+    return any(s.timeline == timeline and s.holds(start) and s.holds(stop) for s in path)
+
+
+def segment_on_path(path: tuple[TimelineSpan, ...], number: int, size: int = DEFAULT_SEGMENT_SIZE) -> Segment:
+    """Which timeline's file recovery reads for segment `number`: the newest timeline that
+    began at or before that segment (the switch segment comes from the new timeline, whose
+    copy holds the old WAL up to the switch point)."""
+    timeline = path[0].timeline
+    for span in path:
+        if span.begin is None or span.begin.value // size <= number:
+            timeline = span.timeline
+    return Segment(timeline, number, size)
 
 
 def timeline_of(name: str) -> int:

@@ -21,6 +21,7 @@ import yaml
 
 from drkit.adapters.postgres.client import scalar
 from drkit.config.loader import load_stack
+from drkit.config.nchat_checks import nchat_checks, nchat_smoke
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import RuntimeSpec, Stack
 from drkit.engines.stack.start import check_health, start_services, stop_services
@@ -183,6 +184,8 @@ def _write_config(box: Sandbox, options: SandboxOptions, entries: list[ServiceEn
         "state_dir": str(box.dir / "state"),
         "repositories": {"local": {"type": "fs", "path": str(box.dir / "repo")}},
         "services": {e.name: e.config for e in entries},
+        "checks": nchat_checks(),
+        "smoke": nchat_smoke({e.name: e.config for e in entries}),
     }
     if options.encrypt:
         config["encryption"] = {

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from drkit.adapters.postgres.client import ToolLogin
 from drkit.adapters.postgres.tarindex import Member, TarIndexer
 from drkit.domain.backup import StoredFile
 from drkit.domain.errors import ToolError
 from drkit.domain.wal import Lsn
 from drkit.infra.parts import split_into_parts
-from drkit.infra.proc import find_tool, last_line
+from drkit.infra.proc import find_tool, stream_tool
 
 LABEL_START_RE = re.compile(r"START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)")
 LABEL_TLI_RE = re.compile(r"START TIMELINE: (\d+)")
@@ -39,14 +38,14 @@ class StreamedBackup:
 
 
 def pg_basebackup_args(
-    dsn: str, bin_dir: str | None, checkpoint: str, label: str, max_rate: str | None = None
+    login: ToolLogin, bin_dir: str | None, checkpoint: str, label: str, max_rate: str | None = None
 ) -> list[str]:
     rate = [f"--max-rate={max_rate}"] if max_rate else []
     return [
         find_tool("pg_basebackup", bin_dir),
         *rate,
         "--dbname",
-        dsn,
+        login.dsn,
         "--pgdata",
         "-",
         "--format",
@@ -65,48 +64,23 @@ def stream_base_backup(
     args: list[str],
     sink: PartSink,
     *,
+    login: ToolLogin,
     part_size: int,
     parallel: int,
     timeout: float,
     progress: Callable[[int], None] | None = None,
 ) -> StreamedBackup:
     """Run pg_basebackup, cut its stdout into parts and hand each to `sink` in a worker."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    stderr = proc.stderr
-    stderr_lines: list[str] = []
-    reader = threading.Thread(
-        target=lambda: stderr_lines.extend(
-            line.decode(errors="replace") for line in iter(stderr.readline, b"")
-        ),
-        daemon=True,
-    )
-    reader.start()
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
     indexer = TarIndexer(capture=frozenset({"backup_label", "backup_manifest"}))
-    try:
-        parts, total = split_into_parts(
-            proc.stdout.read,
-            sink,
-            part_size=part_size,
-            parallel=parallel,
-            observe=indexer.feed,
-            progress=progress,
-        )
-        returncode = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        timer.cancel()
-        reader.join(timeout=10)
-    text = "".join(stderr_lines)
-    if returncode != 0:
-        if returncode < 0:
-            raise ToolError(f"pg_basebackup was killed after {timeout:.0f}s (timeout)")
-        raise ToolError(f"pg_basebackup failed: {last_line(text)}")
+    parts, total = stream_tool(
+        args,
+        lambda read: split_into_parts(
+            read, sink, part_size=part_size, parallel=parallel, observe=indexer.feed, progress=progress
+        ),
+        timeout=timeout,
+        env=login.env,
+        explain=damaged_pages,
+    )
     start_lsn, stop_lsn, timeline = wal_range(indexer)
     return StreamedBackup(
         start_lsn=start_lsn,
@@ -116,6 +90,18 @@ def stream_base_backup(
         parts=tuple(parts),
         raw_bytes=total,
     )
+
+
+CHECKSUM_RE = re.compile(r'checksum verification failed in file "([^"]+)", block (\d+)')
+
+
+def damaged_pages(stderr: str) -> str:
+    """The files whose pages failed the server's checksum check while it sent them."""
+    found = [f"{m.group(1)} block {m.group(2)}" for m in CHECKSUM_RE.finditer(stderr)]
+    if not found:
+        return ""
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return f" (data page checksum failures: {', '.join(found[:5])}{more}; the live cluster is damaged)"
 
 
 def wal_range(indexer: TarIndexer) -> tuple[Lsn, Lsn, int]:

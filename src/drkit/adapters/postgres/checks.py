@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from drkit.adapters.postgres.client import connect, make_dsn
+from drkit.adapters.postgres.client import connect, make_dsn, tool_login
 from drkit.domain.errors import OperationError, ToolError, UsageError
 from drkit.domain.stack import Service
 from drkit.infra.proc import find_tool, run
@@ -108,10 +108,9 @@ def _rows(target: Target, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[
 def amcheck_indexes(call: BuiltinCall, target: Target) -> Finding:
     """pg_amcheck on every B-tree index of the database; each corrupt index is one finding."""
     tool = find_tool("pg_amcheck", target.bin_dir or _newest_bin_dir("pg_amcheck"))
-    env = {"PGPASSWORD": target.password} if target.password else None
-    result = run(
-        [tool, "--no-password", "--index=*", target.dsn], timeout=AMCHECK_TIMEOUT, check=False, env=env
-    )
+    with tool_login(target.dsn_with_password) as login:  # no password on its command line
+        args = [tool, "--no-password", "--index=*", login.dsn]
+        result = run(args, timeout=AMCHECK_TIMEOUT, check=False, env=login.env)
     if result.returncode not in (0, 2):
         raise ToolError(_amcheck_trouble(result.stderr or result.stdout))
     items = parse_amcheck_report(result.stdout)

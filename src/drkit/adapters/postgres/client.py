@@ -1,20 +1,40 @@
-"""Queries through psycopg, with a connect timeout and one clear error when the server is down."""
+"""Queries through psycopg, with a connect timeout and one clear error when the server is down;
+connection strings for the client tools (the password handed over off the command line);
+messages that name a connection without its password."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import conninfo
 
-from drkit.domain.errors import OperationError
+from drkit.domain.errors import ConfigError, OperationError
 from drkit.domain.stack import Service
+from drkit.infra.proc import Env, secret_file
+
+_URI_PASSWORD = re.compile(r"://[^:/@\s]*:([^@\s]*)@")
+_KV_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]+)")
+
+
+def _params(dsn: str) -> dict[str, Any]:
+    """The connection string's parameters; an unparsable one is a ConfigError that does not
+    echo it (libpq quotes the offending token, which may be part of a password)."""
+    try:
+        return conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        reason = redact(first_line(exc), *passwords_in(dsn))
+        reason = re.sub(r'"([^"]*)"', lambda m: m[0] if len(m[1]) < 2 else '"***"', reason)
+        raise ConfigError(f"not a valid PostgreSQL connection string: {reason}") from None
 
 
 def make_dsn(dsn: str, *, password: str | None = None, **overrides: Any) -> str:
-    params = conninfo.conninfo_to_dict(dsn)
+    params = _params(dsn)
     if password is not None:
         params["password"] = password
     params.setdefault("connect_timeout", 10)
@@ -31,8 +51,71 @@ def service_dsn(service: Service, **overrides: Any) -> str:
 
 
 def describe(dsn: str) -> str:
-    p = conninfo.conninfo_to_dict(dsn)
+    """host:port/dbname: how a connection string is named in messages (never its password)."""
+    try:
+        p = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(an unparsable connection string)"
     return f"{p.get('host', 'localhost')}:{p.get('port', 5432)}/{p.get('dbname', '')}"
+
+
+def passwords_in(dsn: str) -> list[str]:
+    """Every password a connection string carries, also when libpq cannot parse it."""
+    found = [m.group(1) for m in _URI_PASSWORD.finditer(dsn)]
+    found += [_unquote_kv(m.group(1)) for m in _KV_PASSWORD.finditer(dsn)]
+    found += [unquote(f) for f in found]
+    with suppress(psycopg.ProgrammingError):
+        found.append(str(conninfo.conninfo_to_dict(dsn).get("password") or ""))
+    return [f for f in found if f]
+
+
+def _unquote_kv(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """`text` with every occurrence of each secret replaced by ***."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class ToolLogin:
+    """How a PostgreSQL client tool (pg_dump, pg_basebackup, pg_receivewal) is given a
+    connection: `dsn` for its command line, never with a password, and `env`, which hands
+    the password over (PGPASSFILE naming a 0600 file; PGPASSWORD unset so it cannot win)."""
+
+    dsn: str
+    env: Env = field(default_factory=dict)
+
+
+@contextmanager
+def tool_login(dsn: str) -> Iterator[ToolLogin]:
+    """A ToolLogin for `dsn`, valid inside the `with` (the password file is removed after:
+    a long-running tool keeps its `with` open while it runs)."""
+    params = _params(dsn)
+    password = str(params.pop("password", None) or "")
+    if not password:
+        yield ToolLogin(conninfo.make_conninfo("", **params))
+        return
+    params.pop("passfile", None)  # ours replaces it
+    argv_dsn = conninfo.make_conninfo("", **params)
+    if "\n" in password or "\r" in password:
+        # A passfile holds one password per line: hand over such a password in the
+        # environment instead (still never on a command line).
+        yield ToolLogin(argv_dsn, {"PGPASSWORD": password, "PGPASSFILE": None})
+        return
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    with secret_file(f"*:*:*:*:{escaped}\n".encode(), prefix="drkit-pgpass-") as path:
+        yield ToolLogin(argv_dsn, {"PGPASSFILE": path, "PGPASSWORD": None})
 
 
 @contextmanager
@@ -40,8 +123,11 @@ def connect(dsn: str, *, autocommit: bool = True) -> Iterator[psycopg.Connection
     try:
         conn = psycopg.connect(dsn, autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection refused"
-        raise OperationError(f"cannot connect to PostgreSQL at {describe(dsn)}: {first}") from exc
+        reason = redact(first_line(exc), *passwords_in(dsn)) if str(exc).strip() else "connection refused"
+        raise OperationError(f"cannot connect to PostgreSQL at {describe(dsn)}: {reason}") from exc
+    except psycopg.ProgrammingError:
+        _params(dsn)  # raises the ConfigError that says why, without the connection string
+        raise
     try:
         yield conn
     finally:

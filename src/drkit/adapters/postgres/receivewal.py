@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drkit.adapters.postgres.client import ToolLogin
 from drkit.infra.proc import find_tool
 
 
-def create_slot_args(dsn: str, bin_dir: str | None, slot: str) -> list[str]:
+def create_slot_args(login: ToolLogin, bin_dir: str | None, slot: str) -> list[str]:
     return [
         find_tool("pg_receivewal", bin_dir),
         "--dbname",
-        dsn,
+        login.dsn,
         "--slot",
         slot,
         "--create-slot",
@@ -20,13 +21,13 @@ def create_slot_args(dsn: str, bin_dir: str | None, slot: str) -> list[str]:
     ]
 
 
-def receivewal_args(dsn: str, bin_dir: str | None, slot: str, directory: Path) -> list[str]:
+def receivewal_args(login: ToolLogin, bin_dir: str | None, slot: str, directory: Path) -> list[str]:
     # --synchronous: flush each write at once and report it, so the RPO is ~0.
     # --no-loop: we supervise restarts ourselves (to push what it wrote before restarting).
     return [
         find_tool("pg_receivewal", bin_dir),
         "--dbname",
-        dsn,
+        login.dsn,
         "--slot",
         slot,
         "--directory",

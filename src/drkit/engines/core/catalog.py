@@ -6,14 +6,25 @@ from dataclasses import dataclass
 
 from drkit.adapters.repository.port import Repository
 from drkit.domain.backup import MANIFEST_NAME, BackupKind, Manifest
-from drkit.domain.errors import NotFoundError, RepositoryError
+from drkit.domain.errors import IntegrityError, NotFoundError, RepositoryError, UnsupportedFormatError
+from drkit.domain.wal import Lsn
 from drkit.engines.core.layout import backups_prefix, manifest_key
+
+
+@dataclass(frozen=True)
+class DamagedBackup:
+    """A backup whose manifest cannot be trusted as written: listed with the reason, and
+    skipped, so one bad file never blocks the restores of the others."""
+
+    backup_id: str
+    reason: str
 
 
 @dataclass(frozen=True)
 class BackupListing:
     complete: tuple[Manifest, ...]
     incomplete: tuple[str, ...]  # backup ids with files but no manifest
+    damaged: tuple[DamagedBackup, ...] = ()  # a manifest that is unreadable or inconsistent
 
 
 def list_backups(repo: Repository, stack: str, service: str) -> BackupListing:
@@ -25,12 +36,44 @@ def list_backups(repo: Repository, stack: str, service: str) -> BackupListing:
         ids[backup_id] = ids.get(backup_id, False) or name == MANIFEST_NAME
     complete: list[Manifest] = []
     incomplete: list[str] = []
+    damaged: list[DamagedBackup] = []
+    read_errors: list[Exception] = []
     for backup_id, has_manifest in sorted(ids.items()):
         if not has_manifest:
             incomplete.append(backup_id)
             continue
-        complete.append(read_manifest(repo, stack, service, backup_id))
-    return BackupListing(tuple(complete), tuple(incomplete))
+        try:
+            manifest = read_manifest(repo, stack, service, backup_id)
+            check_manifest(manifest, backup_id)
+        except NotFoundError:
+            continue  # pruned since it was listed
+        except (RepositoryError, IntegrityError, UnsupportedFormatError) as exc:
+            damaged.append(DamagedBackup(backup_id, exc.message))
+            if isinstance(exc.__cause__, OSError):
+                read_errors.append(exc)
+            continue
+        complete.append(manifest)
+    if read_errors and len(read_errors) == len(damaged) and not complete:
+        raise read_errors[0]  # the repository, not one file, cannot be read: say that
+    return BackupListing(tuple(complete), tuple(incomplete), tuple(damaged))
+
+
+def check_manifest(m: Manifest, backup_id: str) -> None:
+    """What a well-formed manifest can still get wrong and would break every restore that
+    looks at it later (a naive time cannot be compared; a bad LSN cannot be planned)."""
+    problems = []
+    if m.backup_id != backup_id:  # (not the stack: a repository may be moved to a new name)
+        problems.append(f"it names backup {m.backup_id}, not the one it is stored as")
+    if m.started_at.tzinfo is None or m.finished_at.tzinfo is None:
+        problems.append("its times have no time zone")
+    if m.postgres is not None:
+        try:
+            for lsn in (m.postgres.start_lsn, m.postgres.stop_lsn):
+                Lsn.parse(lsn)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise RepositoryError(f"manifest of {backup_id} is inconsistent: {'; '.join(problems)}")
 
 
 def read_manifest(repo: Repository, stack: str, service: str, backup_id: str) -> Manifest:
@@ -43,8 +86,9 @@ def read_manifest(repo: Repository, stack: str, service: str, backup_id: str) ->
         raise NotFoundError(f"no backup {backup_id} of {service} in {repo.location}") from exc
     try:
         return Manifest.from_json(raw)
-    except (ValueError, KeyError) as exc:
-        raise RepositoryError(f"manifest of {backup_id} is unreadable: {exc}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise RepositoryError(f"manifest of {backup_id} is unreadable: {detail}") from exc
 
 
 def find_backup(
@@ -57,8 +101,11 @@ def find_backup(
 ) -> Manifest:
     """A backup by id (searching the given services), or the latest one of `kind`."""
     found: list[Manifest] = []
+    damaged: dict[str, str] = {}
     for service in services:
-        found.extend(list_backups(repo, stack, service).complete)
+        listing = list_backups(repo, stack, service)
+        found.extend(listing.complete)
+        damaged.update((d.backup_id, d.reason) for d in listing.damaged)
     if kind is not None:
         found = [m for m in found if m.kind is kind]
     if backup_id is None:
@@ -68,4 +115,6 @@ def find_backup(
     for manifest in found:
         if manifest.backup_id == backup_id:
             return manifest
+    if backup_id in damaged:
+        raise RepositoryError(f"backup {backup_id} is damaged: {damaged[backup_id]}")
     raise NotFoundError(f"no backup {backup_id} in {repo.location}")

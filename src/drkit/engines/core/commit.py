@@ -2,20 +2,25 @@
 
 A backup is written file by file under its directory; the manifest goes last (the commit
 point). A run killed midway leaves files without a manifest: they never list as a backup,
-and the next run of the same service (holding its lock) removes them.
+and the next run of the same service removes them, unless another run may still be
+writing them: its lease (engines/core/lease.py) says so, even from another host.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import BackupKind, Manifest, StoredFile, new_backup_id
+from drkit.domain.errors import OperationError
 from drkit.engines.core.catalog import list_backups
-from drkit.engines.core.layout import backup_dir, backups_prefix, manifest_key
+from drkit.engines.core.layout import backup_dir, backups_prefix, lease_key, lock_name, manifest_key
+from drkit.engines.core.lease import LeaseKeeper, host_id, stale_reason
 from drkit.engines.core.workspace import Workspace
+from drkit.infra import locks
 
 Progress = Callable[[int], None]
 
@@ -30,28 +35,62 @@ class BackupResult:
         return (self.manifest.finished_at - self.manifest.started_at).total_seconds()
 
 
+@contextmanager
+def backup_lock(ws: Workspace, service: str) -> Iterator[LeaseKeeper]:
+    """Hold the service's lock for a backup. Under it, `unique_id` claims the backup's lease
+    (renewed until the lock is left) and `commit_manifest` confirms it is still ours."""
+    with locks.exclusive(ws.lock_dir, lock_name(service), "backup"):
+        keeper = LeaseKeeper(ws.repo, ws.clock, host=host_id(ws.stack.host_id))
+        ws.leases[service] = keeper
+        try:
+            yield keeper
+        finally:
+            del ws.leases[service]
+            keeper.release()
+
+
 def unique_id(
     ws: Workspace, service: str, kind: BackupKind, now: datetime, *, label: str | None = None
 ) -> str:
     """The one backup-id maker: `20261125T020000Z-base`, sorted by time, `-2`, `-3`... when
-    taken. `label` replaces the kind's name in the id (a MeiliSearch snapshot is a dump kind)."""
+    taken. `label` replaces the kind's name in the id (a MeiliSearch snapshot is a dump kind).
+    The id is claimed by creating its lease, before any part is written: two hosts never
+    write one id, and no cleaner removes it while the lease is renewed."""
+    keeper = ws.leases.get(service)
+    if keeper is None:
+        raise OperationError(f"a backup id of {service} is only made under backup_lock()")
     base = new_backup_id(kind, now)
     if label is not None:
         base = base.removesuffix(kind.value) + label
     taken = {key.split("/")[3] for key in ws.repo.list(backups_prefix(ws.stack.name, service))}
     candidate, n = base, 1
-    while candidate in taken:
+    while candidate in taken or not _claim(ws, keeper, service, candidate):
         n += 1
         candidate = f"{base}-{n}"
     return candidate
 
 
+def _claim(ws: Workspace, keeper: LeaseKeeper, service: str, backup_id: str) -> bool:
+    if not keeper.claim(lease_key(ws.stack.name, service, backup_id), backup_id):
+        return False
+    if ws.repo.exists(manifest_key(ws.stack.name, service, backup_id)):
+        keeper.withdraw()  # committed and released between our listing and our claim
+        return False
+    keeper.keep()
+    return True
+
+
 def clean_incomplete(ws: Workspace, service: str) -> tuple[str, ...]:
-    """Remove leftovers of killed runs. Only called while holding the service's backup lock."""
+    """Remove leftovers of killed runs: incomplete backups that no live lease protects.
+    Called under the service's lock; other hosts' runs are known by their leases only."""
     listing = list_backups(ws.repo, ws.stack.name, service)
+    host, now = host_id(ws.stack.host_id), ws.clock.now()
+    removed: list[str] = []
     for backup_id in listing.incomplete:
-        ws.repo.delete_tree(backup_dir(ws.stack.name, service, backup_id))
-    return listing.incomplete
+        if stale_reason(ws.repo, lease_key(ws.stack.name, service, backup_id), host=host, now=now):
+            ws.repo.delete_tree(backup_dir(ws.stack.name, service, backup_id))
+            removed.append(backup_id)
+    return tuple(removed)
 
 
 def part_sink(ws: Workspace, directory: str, stem: str, ext: str = "") -> Callable[[int, bytes], StoredFile]:
@@ -76,5 +115,8 @@ def put_small(ws: Workspace, directory: str, stem: str, raw: bytes) -> StoredFil
 def commit_manifest(ws: Workspace, manifest: Manifest) -> None:
     """Write the manifest: the commit point. Until this returns, the backup does not exist.
     With a sign_key, the workspace's repository writes its signature first (core/signing.py)."""
+    keeper = ws.leases.get(manifest.service)
+    if keeper is not None:
+        keeper.confirm()
     key = manifest_key(manifest.stack, manifest.service, manifest.backup_id)
     ws.repo.put(key, manifest.to_json(), overwrite=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from drkit.domain.backup import MANIFEST_NAME
 
+LEASE_NAME = "lease.json"
+
 
 def backups_prefix(stack: str, service: str) -> str:
     return f"{stack}/{service}/backups/"
@@ -21,5 +23,19 @@ def wal_prefix(stack: str, service: str) -> str:
     return f"{stack}/{service}/wal/"
 
 
-def lock_name(service: str, operation: str) -> str:
-    return f"{service}-{operation}"
+def lease_key(stack: str, service: str, backup_id: str) -> str:
+    """Who is writing a backup in progress, until when (engines/core/lease.py)."""
+    return f"{backup_dir(stack, service, backup_id)}/{LEASE_NAME}"
+
+
+def lock_name(service: str) -> str:
+    """The one host-local lock of a service: its backup, restore, prune and sync take it."""
+    return service
+
+
+def journals_prefix(stack: str) -> str:
+    return f"{stack}/journals/"
+
+
+def journal_key(stack: str, run_id: str) -> str:
+    return f"{journals_prefix(stack)}{run_id}.json"

@@ -1,5 +1,5 @@
-"""Verify backups: every stored file against its manifest hash, the WAL a base backup needs,
-and (`deep`) a real restore into a throwaway instance compared with recorded row counts."""
+"""Re-hash every stored file of a backup against its manifest (the first step of every
+verify, whatever the kind)."""
 
 from __future__ import annotations
 

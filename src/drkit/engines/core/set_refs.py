@@ -1,11 +1,5 @@
-"""Stack-wide restore points: `drkit backup --all` records one moment for every service;
-`drkit restore --set ID` (or `--all --target-time T`) brings each back to it in dependency
-order, then checks the services against each other.
-
-The moment is PostgreSQL's named restore point. Right after it: the Redis snapshot, the
-object-version copy (restored "as of" the set's time), the MeiliSearch dump and the Hasura
-metadata. The set file is written last: a set that failed midway does not exist.
-"""
+"""Reading stack-wide restore points (sets) from the repository: every service engine needs
+this to keep the backups a set refers to; taking and restoring sets is `stack/sets.py`."""
 
 from __future__ import annotations
 

@@ -1,14 +1,5 @@
-"""Which engine backs up and restores each kind of service: an explicit registry, imported
-only when that kind is used (Barman's cloud providers do the same).
-
-Each engine module exposes:
-
-    def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult
-    def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult
-
-PostgreSQL has its own richer entry points (base/logical, PITR) in backup_postgres and
-restore_postgres.
-"""
+"""Types every service engine shares: what a restore is asked (RestoreOptions), what it
+answers (RestoreResult), and a verify's report."""
 
 from __future__ import annotations
 

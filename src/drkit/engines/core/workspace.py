@@ -10,6 +10,7 @@ from drkit.adapters.repository.codec import Codec
 from drkit.adapters.repository.port import Repository
 from drkit.domain.errors import UsageError
 from drkit.domain.stack import Service, Stack
+from drkit.engines.core.lease import LeaseKeeper
 from drkit.engines.core.signing import with_signing
 from drkit.infra.clock import Clock, SystemClock
 
@@ -20,6 +21,8 @@ class Workspace:
     repo: Repository
     codec: Codec
     clock: Clock = field(default_factory=SystemClock)
+    # Per service, while backup_lock() is held: the run's lease on the backup it writes.
+    leases: dict[str, LeaseKeeper] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def lock_dir(self) -> Path:

@@ -1,15 +1,6 @@
-"""Hasura backups: the metadata (tracked tables, relationships, permissions, actions, ...).
-
-Backup: `export_metadata` version 2, stored as `metadata.json` (zstd, age) with the manifest
-written last. Restore: `replace_metadata`, then `/healthz?strict=true` must pass and a
-fresh export must equal the backup. Hasura keeps its metadata in PostgreSQL (hdb_catalog)
-and checks it against the database's tables, so PostgreSQL must be restored and running
-first; the restore says so when it is not.
-
-By hand: `zstd -dc metadata.json.zst > metadata.json`, then
-`curl -H "X-Hasura-Admin-Secret: $S" -d "{\"type\":\"replace_metadata\",\"version\":2,
-\"args\":{\"metadata\":$(cat metadata.json)}}" http://hasura:8080/v1/metadata`.
-"""
+"""Hasura backups: the metadata (tracked tables, relationships, permissions, actions, ...),
+`export_metadata` version 2, stored as `metadata.json` (zstd, age) with the manifest written
+last. Hasura keeps it in PostgreSQL (hdb_catalog); restoring it is `restore.py`."""
 
 from __future__ import annotations
 
@@ -24,14 +15,14 @@ from drkit.domain.stack import Service
 from drkit.engines.core.commit import (
     BackupResult,
     Progress,
+    backup_lock,
     clean_incomplete,
     commit_manifest,
     put_small,
     unique_id,
 )
-from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
-from drkit.infra import locks
 
 METADATA_FILE = "metadata.json"
 
@@ -49,7 +40,7 @@ def canonical(metadata: dict[str, Any]) -> bytes:
 
 def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
     """export_metadata v2 -> metadata.json + manifest (last)."""
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")), client_for(service) as hasura:
+    with backup_lock(ws, service.name), client_for(service) as hasura:
         removed = clean_incomplete(ws, service.name)
         started = ws.clock.now()
         exported = hasura.export_metadata()

@@ -1,10 +1,6 @@
-"""Hasura backups: the metadata (tracked tables, relationships, permissions, actions, ...).
-
-Backup: `export_metadata` version 2, stored as `metadata.json` (zstd, age) with the manifest
-written last. Restore: `replace_metadata`, then `/healthz?strict=true` must pass and a
-fresh export must equal the backup. Hasura keeps its metadata in PostgreSQL (hdb_catalog)
-and checks it against the database's tables, so PostgreSQL must be restored and running
-first; the restore says so when it is not.
+"""Restore Hasura's metadata: `replace_metadata`, then `/healthz?strict=true` must pass and a
+fresh export must equal the backup. Hasura checks metadata against the database's tables,
+so PostgreSQL must be restored and running first; the restore says so when it is not.
 
 By hand: `zstd -dc metadata.json.zst > metadata.json`, then
 `curl -H "X-Hasura-Admin-Secret: $S" -d "{\"type\":\"replace_metadata\",\"version\":2,
@@ -42,7 +38,7 @@ def restore(ws: Workspace, service: Service, options: RestoreOptions) -> Restore
     manifest = choose_backup(ws, service, options)
     metadata = read_metadata(ws, manifest)
     require_postgres(ws, service)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "restore")), client_for(service) as hasura:
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"), client_for(service) as hasura:
         outcome = hasura.replace_metadata(metadata)
         if not outcome.replaced:
             check = CheckResult("replace_metadata", Status.FAILED, _inconsistency(outcome.inconsistent))

@@ -6,7 +6,7 @@ repository only the versions no earlier run copied (objects_catalog), and commit
 whose files are the per-bucket listings. A run with nothing new copies nothing and says
 "0 new versions".
 
-Restore "as of" a time is in objects_restore; `docs/objects.md` is the operator's guide.
+Restore "as of" a time is in restore.py; `docs/objects.md` is the operator's guide.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from drkit.domain.stack import Service, Stack
 from drkit.engines.core.commit import (
     BackupResult,
     Progress,
+    backup_lock,
     clean_incomplete,
     commit_manifest,
     put_small,
     unique_id,
 )
-from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.objects.catalog import (
     Catalog,
@@ -43,7 +44,6 @@ from drkit.engines.objects.catalog import (
     objects_prefix,
 )
 from drkit.engines.objects.copy import BucketIO, Packer, SmallVersion, fetch_version
-from drkit.infra import locks
 
 KEEP_NONCURRENT = 30
 WORKERS = 8
@@ -89,7 +89,7 @@ def backup_buckets(stack: Stack, service: Service, store: ObjectStore) -> tuple[
 def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
     """Copy the versions not copied before; the manifest (last) lists every version."""
     store = _store(service)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")):
+    with backup_lock(ws, service.name):
         removed = clean_incomplete(ws, service.name)
         started = ws.clock.now()
         backup_id = unique_id(ws, service.name, BackupKind.OBJECTS, started)

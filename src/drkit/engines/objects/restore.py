@@ -88,7 +88,7 @@ def restore(ws: Workspace, service: Service, options: RestoreOptions) -> Restore
         raise UsageError(
             f"--to {options.to!r}: objects are restored into a bucket; that is not a bucket name"
         )
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "restore")):
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
         manifest = choose_backup(ws, service, options)
         chosen = _selection(manifest.details.get("buckets", {}), options.prefix)
         if not chosen:

@@ -11,8 +11,8 @@ import hashlib
 from dataclasses import replace
 
 from drkit.adapters.postgres.basebackup import pg_basebackup_args, stream_base_backup
-from drkit.adapters.postgres.client import make_dsn, service_dsn
-from drkit.adapters.postgres.counts import snapshot_counts
+from drkit.adapters.postgres.client import make_dsn, service_dsn, tool_login
+from drkit.adapters.postgres.counts import RowCounts, cheap_counts, exported_snapshot
 from drkit.adapters.postgres.dump import dump_args, globals_args, run_dump
 from drkit.adapters.postgres.server import next_xid, server_info
 from drkit.adapters.postgres.tarindex import members_to_json
@@ -22,15 +22,15 @@ from drkit.domain.stack import PostgresPolicy, Service
 from drkit.engines.core.commit import (
     BackupResult,
     Progress,
+    backup_lock,
     clean_incomplete,
     commit_manifest,
     part_sink,
     put_small,
     unique_id,
 )
-from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
-from drkit.infra import locks
 
 TAR_INDEX = "tarindex.json"
 
@@ -48,26 +48,30 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
     policy = _policy(service)
     dsn = service_dsn(service)
     ws = _with_level(ws, service)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")):
+    with backup_lock(ws, service.name):
         removed = clean_incomplete(ws, service.name)
         info = server_info(dsn)
         started = ws.clock.now()
         backup_id = unique_id(ws, service.name, BackupKind.BASE, started)
         directory = backup_dir(ws.stack.name, service.name, backup_id)
         xid_before = next_xid(dsn)
-        args = pg_basebackup_args(
-            dsn, service.runtime.bin_dir, policy.checkpoint, f"drkit {backup_id}", policy.max_rate
-        )
-        streamed = stream_base_backup(
-            args,
-            part_sink(ws, directory, "base", ".tar"),
-            part_size=policy.part_size,
-            parallel=policy.parallel,
-            timeout=6 * 3600,
-            progress=progress,
-        )
+        with tool_login(dsn) as login:
+            args = pg_basebackup_args(
+                login, service.runtime.bin_dir, policy.checkpoint, f"drkit {backup_id}", policy.max_rate
+            )
+            streamed = stream_base_backup(
+                args,
+                part_sink(ws, directory, "base", ".tar"),
+                login=login,
+                part_size=policy.part_size,
+                parallel=policy.parallel,
+                timeout=6 * 3600,
+                progress=progress,
+            )
         index = put_small(ws, directory, TAR_INDEX, members_to_json(streamed.members))
-        xid_after, counts = snapshot_counts(dsn, policy.databases or _current_db(dsn))
+        counted = cheap_counts(dsn, policy.databases or _current_db(dsn))
+        xid_after = next_xid(dsn)
+        counts = counted.counts
         manifest = Manifest(
             backup_id=backup_id,
             stack=ws.stack.name,
@@ -95,7 +99,9 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
                 "raw_bytes": streamed.raw_bytes,
                 "members": len(streamed.members),
                 "tar_index": index.name,
+                # No transaction wrote between the backup's start and the counts' end.
                 "row_counts_exact": xid_before == xid_after,
+                "row_counts_estimated": sorted(counted.estimated),
             },
         )
         commit_manifest(ws, manifest)
@@ -114,7 +120,7 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
     dsn = service_dsn(service)
     databases = policy.databases or _current_db(dsn)
     ws = _with_level(ws, service)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")):
+    with backup_lock(ws, service.name):
         removed = clean_incomplete(ws, service.name)
         info = server_info(dsn)
         started = ws.clock.now()
@@ -122,24 +128,34 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
         directory = backup_dir(ws.stack.name, service.name, backup_id)
         files: list[StoredFile] = []
         digests: dict[str, str] = {}
+        counts = RowCounts()
         bin_dir = service.runtime.bin_dir
         for db in databases:
             digest = hashlib.sha256()
-            parts, _raw = run_dump(
-                dump_args(make_dsn(dsn, dbname=db), bin_dir),
-                part_sink(ws, directory, f"{db}.dump"),
-                part_size=policy.part_size,
-                parallel=policy.parallel,
-                observe=digest.update,
-            )
+            # The counts are taken in the snapshot pg_dump then dumps: they are the dump's.
+            with (
+                exported_snapshot(dsn, db) as (snapshot, counted),
+                tool_login(make_dsn(dsn, dbname=db)) as login,
+            ):
+                parts, _raw = run_dump(
+                    [*dump_args(login, bin_dir), f"--snapshot={snapshot}"],
+                    part_sink(ws, directory, f"{db}.dump"),
+                    login=login,
+                    part_size=policy.part_size,
+                    parallel=policy.parallel,
+                    observe=digest.update,
+                )
+            counts.merge(counted)
             files.extend(parts)
             digests[db] = digest.hexdigest()
-        globals_parts, _ = run_dump(
-            globals_args(dsn, bin_dir),
-            part_sink(ws, directory, "globals.sql"),
-            part_size=policy.part_size,
-            parallel=1,
-        )
+        with tool_login(dsn) as login:
+            globals_parts, _ = run_dump(
+                globals_args(login, bin_dir),
+                part_sink(ws, directory, "globals.sql"),
+                login=login,
+                part_size=policy.part_size,
+                parallel=1,
+            )
         files.extend(globals_parts)
         manifest = Manifest(
             backup_id=backup_id,
@@ -156,6 +172,8 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
                 "databases": list(databases),
                 "server_version": info.version_num,
                 "dump_sha256": digests,
+                "row_counts": counts.counts,
+                "row_counts_estimated": sorted(counts.estimated),
                 "format": "pg_dump -Fc -Z0 split in parts; cat DB.dump.*.zst | zstd -d > DB.dump",
             },
         )

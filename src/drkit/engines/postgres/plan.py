@@ -1,27 +1,66 @@
-"""Decide a PostgreSQL restore before touching anything: which base backup, which WAL, and
-whether the target can be reached at all (a gap, before the oldest backup, in the future)."""
+"""Decide a PostgreSQL restore before touching anything: which base backup, which timeline,
+which WAL, and whether the target can be reached at all (a gap, before the oldest backup, in
+the future).
+
+Timelines: every PITR or in-place restore starts a new timeline, and its `.history` file
+(archived beside the WAL) names the point where it left its parent. Recovery to a timeline
+follows that path: the parent's segments up to the switch, then the child's from the switch
+segment on. By default the plan follows the newest timeline that descends from a usable
+backup (what PostgreSQL's `recovery_target_timeline = 'latest'` means), and names it.
+
+Time targets: PostgreSQL stops before the first commit (or abort) recorded after the target
+time, so the WAL needed ends in the first segment that records such a commit. Those times
+come from the WAL itself (`last_commit`: the newest commit time recorded in a segment),
+never from when a file was stored: copying a repository changes that.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NoReturn
 
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.errors import NotFoundError, UnreachableTargetError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
-from drkit.domain.wal import PARTIAL_RE, SEGMENT_RE, Lsn, Segment, timeline_of
-from drkit.engines.postgres.wal.archive import check_chain
+from drkit.domain.wal import (
+    PARTIAL_RE,
+    SEGMENT_RE,
+    Lsn,
+    Segment,
+    TimelineSpan,
+    on_path,
+    segment_on_path,
+)
+from drkit.engines.postgres.wal.archive import check_path
+
+TimelinePath = tuple[TimelineSpan, ...]
+
+
+def _no_commit_times(_segment: Segment) -> datetime | None:
+    return None
 
 
 @dataclass(frozen=True)
 class ArchiveView:
-    """What the WAL archive holds: names, and when each was pushed."""
+    """What the WAL archive holds: file names, each timeline's path (from its history
+    file; timeline 1 has none), and the newest commit time recorded in a segment."""
 
-    pushed_at: dict[str, datetime]
+    names: frozenset[str]
+    paths: Mapping[int, TimelinePath] = field(default_factory=dict)
+    last_commit: Callable[[Segment], datetime | None] = _no_commit_times
 
-    @property
-    def names(self) -> set[str]:
-        return set(self.pushed_at)
+    def path(self, timeline: int) -> TimelinePath:
+        return self.paths.get(timeline) or (TimelineSpan(timeline, None, None),)
+
+    def timelines(self) -> list[int]:
+        found = set(self.paths)
+        found.update(int(n[:8], 16) for n in self.names if SEGMENT_RE.match(n) or PARTIAL_RE.match(n))
+        return sorted(found)
+
+    def holds(self, segment: Segment) -> bool:
+        return segment.name in self.names or segment.name + ".partial" in self.names
 
 
 @dataclass(frozen=True)
@@ -31,20 +70,26 @@ class RestorePlan:
     first_segment: str
     last_segment: str | None
     uses_partial: bool
+    timeline: int = 1  # the timeline recovery follows: recovery_target_timeline
+    path: TimelinePath = ()  # the spans of timelines from the backup to `timeline`
+
+    @property
+    def crosses_timelines(self) -> bool:
+        return len({s.timeline for s in self.path}) > 1
 
 
-def choose_backup(
+def usable_backups(
     backups: list[Manifest], target: RecoveryTarget, now: datetime, backup_id: str | None
-) -> Manifest:
+) -> list[Manifest]:
+    """Base backups that end before the target, oldest first (never empty)."""
     base = sorted(
         (m for m in backups if m.kind is BackupKind.BASE and m.postgres),
         key=lambda m: (m.finished_at, m.backup_id),
     )
     if backup_id is not None:
-        chosen = [m for m in base if m.backup_id == backup_id]
-        if not chosen:
+        base = [m for m in base if m.backup_id == backup_id]
+        if not base:
             raise NotFoundError(f"no base backup {backup_id} (PITR needs a base backup)")
-        base = chosen
     if not base:
         raise NotFoundError("no base backup to restore from", hint="take one: drkit backup")
     if target.kind is TargetKind.TIME and target.time is not None:
@@ -58,17 +103,63 @@ def choose_backup(
                 f"target time {target.time.isoformat()} is before the end of the oldest usable "
                 f"backup ({base[0].backup_id}, finished {base[0].finished_at.isoformat()})"
             )
-        return fit[-1]
+        return fit
     if target.kind is TargetKind.LSN and target.lsn is not None:
         lsn = target.lsn
-        fit = [m for m in base if m.postgres and Lsn.parse(m.postgres.stop_lsn) <= lsn]
+        fit = [m for m in base if Lsn.parse(m.require_postgres().stop_lsn) <= lsn]
         if not fit:
             raise UnreachableTargetError(
                 f"target LSN {lsn} is before the end of the oldest usable backup "
-                f"({base[0].backup_id}, ends at {base[0].postgres.stop_lsn if base[0].postgres else '?'})"
+                f"({base[0].backup_id}, ends at {base[0].require_postgres().stop_lsn})"
             )
-        return fit[-1]
-    return base[-1]
+        return fit
+    return base
+
+
+def choose_backup(
+    backups: list[Manifest], target: RecoveryTarget, now: datetime, backup_id: str | None
+) -> Manifest:
+    return usable_backups(backups, target, now, backup_id)[-1]
+
+
+def _descends(path: TimelinePath, m: Manifest) -> bool:
+    pg = m.require_postgres()
+    return on_path(path, pg.timeline, Lsn.parse(pg.start_lsn), Lsn.parse(pg.stop_lsn))
+
+
+def choose_line(
+    candidates: list[Manifest], archive: ArchiveView, timeline: int | None
+) -> tuple[int, Manifest]:
+    """The timeline to follow and the newest backup on its path. Without an explicit
+    timeline: the newest one that descends from a usable backup."""
+    if timeline is not None:
+        fit = [m for m in candidates if _descends(archive.path(timeline), m)]
+        if not fit:
+            raise UnreachableTargetError(
+                f"timeline {timeline} does not descend from any usable base backup "
+                f"(its history leaves their timelines before they end, or it is not archived)"
+            )
+        return timeline, fit[-1]
+    own = {m.require_postgres().timeline for m in candidates}
+    known = set(archive.timelines()) | own
+    for tli in sorted(known, reverse=True):
+        fit = [m for m in candidates if _descends(archive.path(tli), m)]
+        if fit:
+            _refuse_unknown_branch(archive, tli, own)
+            return tli, fit[-1]
+    return candidates[-1].require_postgres().timeline, candidates[-1]  # unreachable: own line
+
+
+def _refuse_unknown_branch(archive: ArchiveView, chosen: int, own: set[int]) -> None:
+    """Newer WAL whose history file is missing: restoring the older branch instead would
+    silently drop it, so say so (the history file is in the server's pg_wal)."""
+    newest = max(archive.timelines(), default=chosen)
+    if newest > chosen and newest not in archive.paths and newest not in own:
+        raise UnreachableTargetError(
+            f"WAL of timeline {newest} is archived but not its history file {newest:08X}.history; "
+            f"drkit cannot tell where timeline {newest} left its parent and will not guess the branch",
+            hint=f"archive it from the server: drkit wal-push PGDATA/pg_wal/{newest:08X}.history",
+        )
 
 
 def plan_restore(
@@ -77,24 +168,27 @@ def plan_restore(
     target: RecoveryTarget,
     now: datetime,
     backup_id: str | None = None,
+    timeline: int | None = None,
 ) -> RestorePlan:
-    backup = choose_backup(backups, target, now, backup_id)
+    tli, backup = choose_line(usable_backups(backups, target, now, backup_id), archive, timeline)
+    path = archive.path(tli)
     pg = backup.require_postgres()
     size = pg.wal_segment_size
     start = Segment.containing(Lsn.parse(pg.start_lsn), pg.timeline, size)
     stop = Segment.containing(Lsn.parse(pg.stop_lsn), pg.timeline, size)
-    until = _needed_until(archive, target, start, stop)
-    report = check_chain(archive.names, start, until)
+    until = _needed_until(archive, target, path, stop)
+    report = check_path(set(archive.names), path, start, until)
+    where = f" on timeline {tli}" if tli != pg.timeline else ""
     if report.missing is not None:
         raise UnreachableTargetError(
             f"WAL segment {report.missing.name} is missing from the archive; restoring backup "
-            f"{backup.backup_id} to {target.describe()} needs it",
+            f"{backup.backup_id} to {target.describe()}{where} needs it",
             hint="choose an earlier target, or a later backup that starts after the gap",
         )
     if report.last is None or report.last.number < stop.number:
-        missing = (report.last.next() if report.last else start).name
+        missing = segment_on_path(path, report.last.number + 1 if report.last else start.number, size)
         raise UnreachableTargetError(
-            f"WAL segment {missing} is missing from the archive; backup {backup.backup_id} "
+            f"WAL segment {missing.name} is missing from the archive; backup {backup.backup_id} "
             f"cannot be made consistent without it"
         )
     return RestorePlan(
@@ -103,34 +197,77 @@ def plan_restore(
         first_segment=start.name,
         last_segment=report.last.name,
         uses_partial=report.partial_tail,
+        timeline=tli,
+        path=path,
     )
 
 
 def _needed_until(
-    archive: ArchiveView, target: RecoveryTarget, start: Segment, stop: Segment
-) -> Segment | None:
-    """The last segment the target needs, or None for "all there is" (latest, a name)."""
+    archive: ArchiveView, target: RecoveryTarget, path: TimelinePath, stop: Segment
+) -> int | None:
+    """The number of the last segment the target needs, or None for "all there is"."""
     if target.kind is TargetKind.IMMEDIATE:
-        return stop
+        return stop.number
     if target.kind is TargetKind.LSN and target.lsn is not None:
-        return max(stop, Segment.containing(target.lsn, start.timeline, start.size))
+        return max(stop.number, target.lsn.value // stop.size)
     if target.kind is TargetKind.TIME and target.time is not None:
-        on_timeline = sorted(
-            (Segment.parse(n.removesuffix(".partial"), start.size), t)
-            for n, t in archive.pushed_at.items()
-            if (SEGMENT_RE.match(n) or PARTIAL_RE.match(n))
-            and timeline_of(n) == start.timeline
-            and Segment.parse(n.removesuffix(".partial"), start.size).number >= stop.number
-        )
-        # A segment pushed at or after the target time holds WAL written up to the target.
-        for segment, pushed in on_timeline:
-            if pushed >= target.time:
-                return max(segment, stop)
-        last = max((t for _s, t in on_timeline), default=None)
-        raise UnreachableTargetError(
-            f"target time {target.time.isoformat()} is after the end of the WAL archive "
-            f"(last segment archived {last.isoformat() if last else 'never'})",
-            hint="if the primary is up, run `select pg_switch_wal()` on it and retry, "
-            "or choose an earlier time",
-        )
+        return _segment_after(archive, target.time, path, stop)
     return None
+
+
+def _segment_after(archive: ArchiveView, when: datetime, path: TimelinePath, stop: Segment) -> int:
+    """A segment on the path (from the backup's end) that records a commit after `when`:
+    recovery stops before that commit, so the WAL needed ends there. Absent segments are
+    stepped over here; the chain check then names them.
+
+    Commit times rise along the WAL (up to the moment between taking a commit's time and
+    inserting its record), so a binary search finds the first such segment reading about
+    log2(n) segments, not all of them; whatever it returns does record a later commit."""
+    numbers = sorted(
+        s.number
+        for s in (Segment.parse(n.removesuffix(".partial"), stop.size) for n in archive.names if _is_seg(n))
+        if s.number >= stop.number and segment_on_path(path, s.number, stop.size) == s
+    )
+    known: dict[int, datetime | None] = {}
+
+    def last(i: int) -> datetime | None:
+        if i not in known:
+            known[i] = archive.last_commit(segment_on_path(path, numbers[i], stop.size))
+        return known[i]
+
+    def nearest(i: int, floor: int) -> int:
+        """The closest index at or before `i` (not below `floor`) whose segment commits."""
+        while i >= floor and last(i) is None:
+            i -= 1
+        return i
+
+    hi = nearest(len(numbers) - 1, 0)
+    newest = last(hi) if hi >= 0 else None
+    if newest is None or newest <= when:
+        _after_the_end(when, newest, segment_on_path(path, numbers[hi], stop.size) if hi >= 0 else None)
+    lo = 0
+    while lo < hi:  # invariant: last(hi) > when; nothing before lo does
+        mid = (lo + hi) // 2
+        probe = nearest(mid, lo)
+        found = last(probe) if probe >= lo else None
+        if found is not None and found > when:
+            hi = probe
+        else:
+            lo = mid + 1
+    return numbers[hi]
+
+
+def _after_the_end(when: datetime, newest: datetime | None, where: Segment | None) -> NoReturn:
+    seen = "no commit recorded after the backup"
+    if newest is not None and where is not None:
+        seen = f"last commit recorded {newest.isoformat()}, in {where.name}"
+    raise UnreachableTargetError(
+        f"target time {when.isoformat()} is after the end of the WAL archive ({seen}); "
+        f"recovery stops at the first commit after the target, and none is archived yet",
+        hint="if the primary is up, commit something (or wait for the next write), run "
+        "`select pg_switch_wal()` on it and retry, or choose an earlier time",
+    )
+
+
+def _is_seg(name: str) -> bool:
+    return bool(SEGMENT_RE.match(name) or PARTIAL_RE.match(name))

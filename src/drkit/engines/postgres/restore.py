@@ -9,8 +9,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from drkit.adapters.postgres.client import connect, service_dsn
-from drkit.adapters.postgres.recovery_conf import restore_command, write_recovery_settings
+from drkit.adapters.postgres.recovery_conf import (
+    archive_command,
+    restore_command,
+    target_timeline_setting,
+    write_recovery_settings,
+)
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
@@ -21,10 +28,21 @@ from drkit.engines.core.layout import backup_dir, lock_name
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import TAR_INDEX
 from drkit.engines.postgres.plan import ArchiveView, RestorePlan, plan_restore
+from drkit.engines.postgres.recovery_watch import (
+    RecoveryState,
+    RecoveryStopped,
+    failure_reason,
+    follow_recovery,
+    startup_activity,
+)
 from drkit.engines.postgres.tar_restore import read_index, restore_parts
+from drkit.engines.postgres.wal.archive import timeline_paths
 from drkit.engines.postgres.wal.prefetch import prefetch_restore_command, prefetching
 from drkit.engines.postgres.wal.stream import archive_for, flush_spool
+from drkit.engines.postgres.wal.times import CommitTimes
 from drkit.infra import locks
+from drkit.infra.clock import Clock
+from drkit.infra.hold import hold
 from drkit.infra.ownership import chown_tree, traversable_by
 from drkit.infra.ports import free_port
 from drkit.infra.wait import wait_for
@@ -39,8 +57,13 @@ class RestoreRequest:
     in_place: bool = False
     keep_running: bool = False
     quarantine: bool = True  # a copy restored beside production must not archive into it
+    # In place on another stack's server (a drill's copy restored from production's backups):
+    # archive into this stack's repository, whatever archive_command the backup carries.
+    own_archive: bool = False
     port: int | None = None
-    timeout: float = 3600.0
+    timeout: float = 3600.0  # the whole recovery, however long it makes progress
+    stall: float = 600.0  # recovery that moves no further for this long has failed
+    timeline: int | None = None  # None: the newest timeline that descends from the backup
 
 
 @dataclass(frozen=True)
@@ -62,25 +85,19 @@ class RestoreOutcome:
         return (self.finished_at - self.started_at).total_seconds()
 
 
-def archive_view(ws: Workspace, service: Service) -> ArchiveView:
-    archive = archive_for(ws, service)
-    view: dict[str, datetime] = {}
-    for entry in ws.repo.entries(archive.prefix):
-        base = entry.key.rsplit("/", 1)[-1]
-        for suffix in (".zst.age", ".zst"):
-            if base.endswith(suffix):
-                view[base[: -len(suffix)]] = entry.modified
-                break
-    return ArchiveView(view)
-
-
 def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePlan:
     """Everything checked, nothing touched."""
     policy = service.postgres
     if policy and policy.wal_mode is WalMode.STREAM and request.target.kind is TargetKind.LATEST:
         flush_spool(ws, service)  # the newest WAL may still sit in the local receiver's spool
     backups = list(list_backups(ws.repo, ws.stack.name, service.name).complete)
-    return plan_restore(backups, archive_view(ws, service), request.target, ws.clock.now(), request.backup_id)
+    archive = archive_for(ws, service)
+    names = archive.names()
+    with CommitTimes(archive, service.runtime.bin_dir, ws.state_dir / "wal-times") as times:
+        view = ArchiveView(frozenset(names), timeline_paths(archive, names), times)
+        return plan_restore(
+            backups, view, request.target, ws.clock.now(), request.backup_id, request.timeline
+        )
 
 
 def restore(
@@ -93,7 +110,7 @@ def restore(
 ) -> RestoreOutcome:
     if request.in_place == (request.to is not None):
         raise UsageError("restore needs exactly one of --to DIR or --in-place")
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "restore")):
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
         chosen = plan(ws, service, request)
         started = ws.clock.now()
         runtime, data_dir, aside = _prepare_target(ws, service, request)
@@ -105,8 +122,10 @@ def restore(
             raise
         dsn = service_dsn(service, host="127.0.0.1" if request.to else None, port=runtime.port)
         with _prefetch(ws, service, chosen, data_dir):
-            runtime.start()
-            reached = _wait_for_promotion(runtime, dsn, request.timeout)
+            hold("start")
+            _start(runtime)
+            hold("recovery")
+            reached = _wait_for_promotion(runtime, dsn, request, ws.clock)
         running = True
         if request.to is not None and not request.keep_running:
             runtime.stop()
@@ -175,30 +194,42 @@ def _prepare_target(
     runtime.stop()
     stamp = ws.clock.now().strftime("%Y%m%dT%H%M%SZ")
     aside = data_dir.with_name(f"{data_dir.name}.before-restore-{stamp}")
+    hold("move-aside")
     if data_dir.exists():
         data_dir.rename(aside)
     return runtime, data_dir, aside if aside.exists() else None
 
 
+STARTING_UP = ("the database system is starting up", "not yet accepting connections")
+
+
 def _archive_current_segment(service: Service) -> None:
     """Before replacing a running server with "latest": close and archive its current WAL
     segment, so the restore loses nothing that was committed (archive mode archives only
-    complete segments)."""
-    dsn = service_dsn(service)
+    complete segments). A server that cannot do it stops the restore: going on would
+    silently drop what it holds. One still in recovery writes no WAL of its own."""
     try:
-        with connect(dsn) as conn:
+        with connect(service_dsn(service)) as conn:
+            state = conn.execute("select pg_is_in_recovery(), current_setting('archive_mode')").fetchone()
+            if state is None or state[0] or state[1] == "off":
+                return  # in recovery; or no archiving (stream mode: the receiver has it)
             row = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()
-            segment = row[0] if row else None
-            if not segment:
-                return
+            segment = str(row[0]) if row else ""
 
             def archived() -> bool:
                 r = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()
                 return bool(r and r[0] and r[0] >= segment)
 
             wait_for(archived, timeout=120, what=f"WAL segment {segment} to be archived")
-    except OperationError:
-        return  # the server is not answering: restore from what the archive holds
+    except (OperationError, psycopg.Error) as exc:
+        if any(s in str(exc) for s in STARTING_UP):
+            return  # still in recovery itself (an interrupted restore): it writes no WAL
+        raise OperationError(
+            f"the running {service.name} server could not archive its current WAL segment "
+            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+            f"restoring to latest now would lose it. Fix archiving (or stop the server "
+            f"yourself to restore from what the archive holds) and rerun"
+        ) from exc
 
 
 def _roll_back(data_dir: Path, aside: Path | None) -> None:
@@ -222,6 +253,12 @@ def _extract(
     members = read_index(ws.repo, ws.codec, directory, m, TAR_INDEX + ws.codec.suffix)
     parts = [f for f in m.files if f.name.startswith("base.")]
     policy = service.postgres
+
+    def step(done: int) -> None:
+        hold("extract")  # a part is written, others are not
+        if progress:
+            progress(done)
+
     restore_parts(
         ws.repo,
         ws.codec,
@@ -230,7 +267,7 @@ def _extract(
         members,
         dest,
         parallel=policy.parallel if policy else 2,
-        progress=progress,
+        progress=step,
     )
     (dest / "log").mkdir(exist_ok=True)
     chown_tree(dest, service.runtime.os_user)
@@ -250,7 +287,7 @@ def _configure(
             data_dir, restore_command(drkit_argv, ws.stack.source_path, service.name)
         ),
         **chosen.target.settings(),
-        "recovery_target_timeline": "latest",
+        **target_timeline_setting(chosen.timeline),
     }
     if chosen.target.kind is not TargetKind.LATEST:
         settings["recovery_target_action"] = "promote"
@@ -258,6 +295,8 @@ def _configure(
     if pg is not None and pg.server_version >= 140000:
         # One syncfs() instead of an fsync per file when the restored server starts.
         settings["recovery_init_sync_method"] = "syncfs"
+    if request.own_archive and service.postgres and service.postgres.wal_mode is WalMode.ARCHIVE:
+        settings["archive_command"] = archive_command(drkit_argv, ws.stack.source_path, service.name)
     if request.to is not None:
         settings["port"] = str(runtime.port)
         settings["listen_addresses"] = "127.0.0.1"
@@ -274,34 +313,36 @@ def _configure(
     chown_tree(data_dir, service.runtime.os_user)
 
 
-def _wait_for_promotion(runtime: LocalPostgres, dsn: str, timeout: float) -> dict[str, Any]:
-    def promoted() -> dict[str, Any] | None:
+def _start(runtime: LocalPostgres) -> None:
+    try:
+        runtime.start()
+    except OperationError:
         if not runtime.is_running():
-            raise _RecoveryFailed(runtime.last_log_line())
-        with connect(dsn) as conn:
-            row = conn.execute(
-                "select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
-                "pg_last_xact_replay_timestamp(), "
-                "case when pg_is_in_recovery() then null else "
-                "('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int end"
-            ).fetchone()
+            raise OperationError(f"recovery stopped: {failure_reason(runtime.log_file)}") from None
+        # pg_ctl stopped waiting (after two minutes); recovery goes on: follow it instead.
+
+
+def _wait_for_promotion(
+    runtime: LocalPostgres, dsn: str, request: RestoreRequest, clock: Clock
+) -> dict[str, Any]:
+    def probe() -> RecoveryState:
+        if not runtime.is_running():
+            raise RecoveryStopped(failure_reason(runtime.log_file))
+        try:
+            with connect(dsn) as conn:
+                row = conn.execute(
+                    "select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+                    "pg_last_xact_replay_timestamp(), "
+                    "case when pg_is_in_recovery() then null else "
+                    "('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int end"
+                ).fetchone()
+        except (OperationError, psycopg.Error):  # not taking connections yet
+            return RecoveryState(position=startup_activity(runtime.pid()))
         if row is None or row[0]:
-            return None
-        return {"lsn": row[1], "time": row[2], "timeline": row[3]}
+            return RecoveryState(position=f"LSN {row[1]}" if row and row[1] else None)
+        return RecoveryState(promoted={"lsn": row[1], "time": row[2], "timeline": row[3]})
 
     try:
-        return wait_for(
-            promoted,
-            timeout=timeout,
-            what="recovery to reach its target",
-            interval=0.1,
-            error=OperationError,
-            retry_on=(OperationError,),
-            fatal=(_RecoveryFailed,),
-        )
-    except _RecoveryFailed as exc:
+        return follow_recovery(probe, limit=request.timeout, stall=request.stall, clock=clock)
+    except RecoveryStopped as exc:
         raise OperationError(f"recovery stopped: {exc}") from exc
-
-
-class _RecoveryFailed(Exception):
-    pass

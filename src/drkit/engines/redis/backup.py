@@ -1,4 +1,4 @@
-"""Redis backups and restores (the `redis` kind; see kinds.py).
+"""Redis backups (the `redis` kind).
 
 A backup is the server's own files: the RDB from a BGSAVE and, when AOF is on, every base
 and incr file of its Redis 7 multi-part AOF with the AOF manifest, copied at one moment
@@ -25,12 +25,13 @@ from drkit.engines.core import retention
 from drkit.engines.core.commit import (
     BackupResult,
     Progress,
+    backup_lock,
     clean_incomplete,
     commit_manifest,
     part_sink,
     unique_id,
 )
-from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.redis.files import (
     FileRecord,
@@ -40,7 +41,6 @@ from drkit.engines.redis.files import (
     require_sound,
     scratch_dir,
 )
-from drkit.infra import locks
 from drkit.infra.parts import split_into_parts
 
 KEEP_LAST = 7
@@ -55,7 +55,7 @@ FORMAT = (
 
 def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
     """BGSAVE (and AOF cut) under a write pause, copy, check, store, commit, prune."""
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")):
+    with backup_lock(ws, service.name):
         removed = clean_incomplete(ws, service.name)
         started = ws.clock.now()
         backup_id = unique_id(ws, service.name, BackupKind.RDB, started)

@@ -1,13 +1,6 @@
-"""Redis backups and restores (the `redis` kind; see kinds.py).
-
-A backup is the server's own files: the RDB from a BGSAVE and, when AOF is on, every base
-and incr file of its Redis 7 multi-part AOF with the AOF manifest, copied at one moment
-(adapters/redis/snapshot.py). Each copy passes redis-check-rdb / redis-check-aof before
-anything is stored, then goes to the repository in zstd (and age) parts; the manifest is
-written last and records the key counts, a sample of key digests, the Redis version and
-whether AOF was on. The newest KEEP_LAST backups of the service are kept (and any that a
-stack-wide set refers to); older ones are removed after the new one is committed.
-"""
+"""What Redis backup, restore and verify share: the record of one server file in a backup,
+opening the configured server, where its files are on this host, a private scratch
+directory, and the redis-check-rdb / redis-check-aof verdicts that refuse a damaged file."""
 
 from __future__ import annotations
 

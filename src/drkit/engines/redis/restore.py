@@ -79,7 +79,7 @@ class Target:
 
 
 def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "restore")):
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
         began = ws.clock.monotonic()
         m = choose_backup(ws, service, options)
         if options.to:

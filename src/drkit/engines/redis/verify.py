@@ -63,7 +63,13 @@ def verify_deep(ws: Workspace, service: Service, m: Manifest) -> list[CheckResul
         with RedisServer(f"redis://127.0.0.1:{port}/0") as server:
             server.wait_loaded(timeout=LOAD_TIMEOUT, alive=runtime.is_running, clock=ws.clock)
             results.append(
-                CheckResult("restore", Status.OK, f"loaded by a throwaway redis-server on port {port}")
+                CheckResult(
+                    "restore",
+                    Status.OK,
+                    f"loaded by a throwaway redis-server on port {port} (deep: every file passed "
+                    "redis-check-rdb/aof, the server loaded them as the backed-up one would; "
+                    "key counts and the recorded sample are compared next)",
+                )
             )
             results += compare_server(server, m, int(ws.clock.now().timestamp() * 1000))
     except DrkitError as exc:

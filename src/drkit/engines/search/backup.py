@@ -1,22 +1,10 @@
 """MeiliSearch backups: dumps (portable to the same or a newer version) and snapshots (same
-version only), taken through the API and restored by restarting the server with
-`--import-dump` / `--import-snapshot` (Meilisearch imports only at launch, into an empty
-database).
+version only), taken through the API.
 
-Backup: `POST /dumps` (or `/snapshots`), wait for the task with a deadline, read the file
-the server wrote into its dump (snapshot) directory on this host, store it in parts
-(zstd, age) with its SHA-256 and every index's document count; manifest last. The last
-KEEP_LAST of each (dumps, snapshots) are kept, plus any a stack-wide set refers to.
-
-Restore (local runtime): verify and stage the file, stop the server through its runtime,
-move its database aside (never deleted), start it once with the import flag, wait for
-health, compare each index's document count with the manifest. If the import fails, the
-previous database is moved back and the server restarted as it was.
-
-Where the server's files are: `--db-path`, `--dump-dir` and `--snapshot-dir` in
-`runtime.command`, else Meilisearch's defaults (`data.ms`, `dumps/`, `snapshots/`)
-relative to `runtime.data_dir` (its working directory). The master key is the service's
-`password` (env:MEILI_MASTER_KEY).
+`POST /dumps` (or `/snapshots`), wait for the task with a deadline, read the file the
+server wrote into its dump (snapshot) directory on this host, store it in parts (zstd, age)
+with its SHA-256 and every index's document count; manifest last. The last KEEP_LAST of
+each (dumps, snapshots) are kept, plus any a stack-wide set refers to.
 """
 
 from __future__ import annotations
@@ -32,15 +20,15 @@ from drkit.engines.core import retention
 from drkit.engines.core.commit import (
     BackupResult,
     Progress,
+    backup_lock,
     clean_incomplete,
     commit_manifest,
     part_sink,
     unique_id,
 )
-from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.search.server import DUMP, SNAPSHOT, client_for, server_paths
-from drkit.infra import locks
 from drkit.infra.parts import split_into_parts
 
 KEEP_LAST = 5
@@ -60,7 +48,7 @@ def backup_snapshot(ws: Workspace, service: Service, *, progress: Progress | Non
 
 def _backup(ws: Workspace, service: Service, kind: str, progress: Progress | None) -> BackupResult:
     paths = server_paths(service)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "backup")), client_for(service) as meili:
+    with backup_lock(ws, service.name), client_for(service) as meili:
         removed = clean_incomplete(ws, service.name)
         started = ws.clock.now()
         before = meili.document_counts()

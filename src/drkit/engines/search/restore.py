@@ -1,22 +1,11 @@
-"""MeiliSearch backups: dumps (portable to the same or a newer version) and snapshots (same
-version only), taken through the API and restored by restarting the server with
-`--import-dump` / `--import-snapshot` (Meilisearch imports only at launch, into an empty
-database).
+"""Restore MeiliSearch from a dump or snapshot: Meilisearch imports only at launch, into an
+empty database (`--import-dump` / `--import-snapshot`).
 
-Backup: `POST /dumps` (or `/snapshots`), wait for the task with a deadline, read the file
-the server wrote into its dump (snapshot) directory on this host, store it in parts
-(zstd, age) with its SHA-256 and every index's document count; manifest last. The last
-KEEP_LAST of each (dumps, snapshots) are kept, plus any a stack-wide set refers to.
-
-Restore (local runtime): verify and stage the file, stop the server through its runtime,
-move its database aside (never deleted), start it once with the import flag, wait for
-health, compare each index's document count with the manifest. If the import fails, the
-previous database is moved back and the server restarted as it was.
-
-Where the server's files are: `--db-path`, `--dump-dir` and `--snapshot-dir` in
-`runtime.command`, else Meilisearch's defaults (`data.ms`, `dumps/`, `snapshots/`)
-relative to `runtime.data_dir` (its working directory). The master key is the service's
-`password` (env:MEILI_MASTER_KEY).
+Verify and stage the file, stop the server through its runtime, move its database aside
+(never deleted), start it once with the import flag, wait for health, compare each index's
+document count with the manifest. If the import fails, the previous database is moved
+back and the server restarted as it was. A local runtime only: drkit must start the
+importing process itself.
 """
 
 from __future__ import annotations
@@ -57,7 +46,7 @@ def restore(ws: Workspace, service: Service, options: RestoreOptions) -> Restore
     manifest = choose_backup(ws, service, options)
     paths = server_paths(service)
     kind = str(manifest.details.get("artifact", DUMP))
-    with locks.exclusive(ws.lock_dir, lock_name(service.name, "restore")):
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
         staged = stage(ws, manifest, paths.db_path.parent / "drkit-import", service.runtime.os_user)
         moved = import_file(ws, service, paths.db_path, f"--import-{kind}", staged)
         staged.unlink(missing_ok=True)

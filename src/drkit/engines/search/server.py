@@ -1,23 +1,6 @@
-"""MeiliSearch backups: dumps (portable to the same or a newer version) and snapshots (same
-version only), taken through the API and restored by restarting the server with
-`--import-dump` / `--import-snapshot` (Meilisearch imports only at launch, into an empty
-database).
-
-Backup: `POST /dumps` (or `/snapshots`), wait for the task with a deadline, read the file
-the server wrote into its dump (snapshot) directory on this host, store it in parts
-(zstd, age) with its SHA-256 and every index's document count; manifest last. The last
-KEEP_LAST of each (dumps, snapshots) are kept, plus any a stack-wide set refers to.
-
-Restore (local runtime): verify and stage the file, stop the server through its runtime,
-move its database aside (never deleted), start it once with the import flag, wait for
-health, compare each index's document count with the manifest. If the import fails, the
-previous database is moved back and the server restarted as it was.
-
-Where the server's files are: `--db-path`, `--dump-dir` and `--snapshot-dir` in
-`runtime.command`, else Meilisearch's defaults (`data.ms`, `dumps/`, `snapshots/`)
-relative to `runtime.data_dir` (its working directory). The master key is the service's
-`password` (env:MEILI_MASTER_KEY).
-"""
+"""Where a MeiliSearch server keeps its files on this host (`--db-path`, `--dump-dir`,
+`--snapshot-dir` in `runtime.command`, else Meilisearch's defaults relative to
+`runtime.data_dir`) and a client for it (the master key is the service's `password`)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,10 @@
-"""Which engine backs up and restores each kind of service: an explicit registry, imported
-only when that kind is used (Barman's cloud providers do the same).
-
-Each engine module exposes:
-
-    def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult
-    def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult
-
-PostgreSQL has its own richer entry points (base/logical, PITR) in backup_postgres and
-restore_postgres.
-"""
+"""One backup of one service, whatever its kind: PostgreSQL's base or logical backup,
+a MeiliSearch snapshot when asked, else the kind's engine from the registry."""
 
 from __future__ import annotations
 
 from drkit.domain.errors import UsageError
-from drkit.domain.stack import Service
+from drkit.domain.stack import Service, Stack
 from drkit.engines.core.commit import BackupResult, Progress
 from drkit.engines.core.registry import engine_for, has_engine
 from drkit.engines.core.workspace import Workspace
@@ -40,3 +31,14 @@ def backup_service(
 
         return backup_snapshot(ws, service, progress=progress)
     return engine_for(service).backup(ws, service, progress=progress)
+
+
+def choose_services(stack: Stack, names: list[str] | None) -> list[Service]:
+    """The services `drkit backup` takes: those named (each must exist), else every service
+    drkit can back up."""
+    if not names:
+        return backup_targets(list(stack.services.values()))
+    unknown = [n for n in names if n not in stack.services]
+    if unknown:
+        raise UsageError(f"no service {unknown[0]!r} in {stack.source_path}")
+    return [stack.services[n] for n in names]

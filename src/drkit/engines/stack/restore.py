@@ -8,7 +8,7 @@ objects as of T), then the services are checked against each other.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from drkit.domain.checks import CheckResult, Status
@@ -72,6 +72,10 @@ class StackPlan:
     def target(self) -> str:
         return f"set {self.chosen.set_id}" if self.chosen else f"time {self.moment.isoformat()}"
 
+    @property
+    def question(self) -> str:
+        return f"replace the live data of every service with its state at {self.target}?"
+
 
 def plan_stack(ws: Workspace, *, set_id: str | None = None, target_time: datetime | None = None) -> StackPlan:
     """What each service would be restored from, checked for every service before any is
@@ -128,10 +132,11 @@ def _postgres_request(
 
 
 def restore_stack(
-    ws: Workspace, stack_plan: StackPlan, *, drkit_argv: list[str], say: Say
+    ws: Workspace, stack_plan: StackPlan, *, drkit_argv: list[str], say: Say, own_archive: bool = False
 ) -> StackRestoreReport:
     """Everything in place, as `plan_stack` planned it: the caller has confirmed (this
-    replaces live data)."""
+    replaces live data). `own_archive`: the backups come from another stack (a drill's copy
+    restored from production's), so PostgreSQL archives into this stack's repository."""
     chosen = stack_plan.chosen
     began = ws.clock.monotonic()
     steps: list[ServiceRecovery] = []
@@ -140,7 +145,9 @@ def restore_stack(
         started = ws.clock.monotonic()
         say(f"restoring {service.name} ...")
         try:
-            backup_id, detail = _restore_one(ws, service, chosen, stack_plan.moment, planned, drkit_argv)
+            backup_id, detail = _restore_one(
+                ws, service, chosen, stack_plan.moment, planned, drkit_argv, own_archive
+            )
             steps.append(
                 ServiceRecovery(service.name, backup_id, ws.clock.monotonic() - started, True, detail)
             )
@@ -166,9 +173,12 @@ def _restore_one(
     moment: datetime,
     planned: PlannedStep,
     drkit_argv: list[str],
+    own_archive: bool,
 ) -> tuple[str, str]:
     if service.kind == "postgres":
-        request = _postgres_request(chosen, moment, service.name, planned.backup_id)
+        request = replace(
+            _postgres_request(chosen, moment, service.name, planned.backup_id), own_archive=own_archive
+        )
         out = restore(ws, service, request, drkit_argv=drkit_argv)
         return (
             out.backup_id,

@@ -17,7 +17,10 @@ Stands for:
 - `X-Hasura-Admin-Secret` on the metadata API when an admin secret is set (401
   `access-denied` otherwise), as with `HASURA_GRAPHQL_ADMIN_SECRET`.
 
-Leaves out: GraphQL itself, sources other than `default` (marked inconsistent), functions,
+- `POST /v1/graphql`: one root field over a tracked table with plain columns and `limit`
+  (hasura_graphql.py), for smoke checks.
+
+Leaves out: the rest of GraphQL, sources other than `default` (marked inconsistent), functions,
 remote schemas, actions, event triggers, metadata versions other than 3, the console.
 
 Run: python -m drkit.sandbox.standins.hasura --port 8080 --dsn "host=... dbname=nchat"
@@ -37,7 +40,7 @@ from typing import Any
 
 import psycopg
 
-from drkit.sandbox.standins import BadRequest, JsonHandler, read_secret_file, serve
+from drkit.sandbox.standins import BadRequest, JsonHandler, hasura_graphql, read_secret_file, serve
 
 VERSION = "v2.0.0-drkit-standin"
 CATALOG_SQL = """
@@ -256,6 +259,9 @@ class HasuraHandler(JsonHandler):
         elif method == "POST" and path == "/v1/metadata":
             if self.authorized():
                 self.metadata_call(self.json_body())
+        elif method == "POST" and path == "/v1/graphql":
+            if self.authorized():
+                self.graphql(self.json_body())
         else:
             self.reply_json(404, {"path": "$", "error": "resource does not exist", "code": "not-found"})
 
@@ -270,6 +276,11 @@ class HasuraHandler(JsonHandler):
             error = "x-hasura-admin-secret/x-hasura-access-key required, but not found"
         self.reply_json(401, {"path": "$", "error": error, "code": "access-denied"})
         return False
+
+    def graphql(self, body: Any) -> None:
+        _version, metadata = self.catalog.read()
+        with self.catalog.connect() as conn:
+            self.reply_json(200, hasura_graphql.answer(conn, metadata, body))
 
     def healthz(self, strict: bool) -> None:
         if not self.catalog.healthy_storage():

@@ -15,14 +15,18 @@ from pathlib import Path
 
 from drkit.adapters.repository.codec import Codec, sha256
 from drkit.adapters.repository.port import Repository
-from drkit.domain.errors import IntegrityError, OperationError
+from drkit.domain.errors import IntegrityError, OperationError, RepositoryError
 from drkit.domain.wal import (
+    HISTORY_RE,
     PARTIAL_RE,
     SEGMENT_RE,
     Segment,
+    TimelineSpan,
     is_wal_file_name,
     parse_history,
+    segment_on_path,
     timeline_of,
+    timeline_path,
 )
 from drkit.engines.core.layout import wal_prefix
 from drkit.infra.atomic import temp_beside
@@ -63,33 +67,62 @@ class WalArchive:
             return None
 
     def push_bytes(self, name: str, raw: bytes) -> PushResult:
+        """Archive `name`. Of racing pushes of different content under one name exactly one
+        wins: the one whose create of the `.sha256` sidecar succeeds (create-if-absent, the
+        one atomic decision); only content with that hash is ever stored as the segment."""
         if not is_wal_file_name(name):
             raise OperationError(f"{name} is not a WAL file name")
-        partial = bool(PARTIAL_RE.match(name))
+        if PARTIAL_RE.match(name):  # partials change in place; no sidecar would stay true
+            key = self._key(name)
+            self.repo.put(key, self.codec.encode(raw), overwrite=True)
+            return PushResult(name, key, stored=True)
         digest = sha256(raw)
         existing = self.find(name)
-        if existing and not partial:
-            recorded = self.recorded_hash(name)
-            if recorded is None:  # archived before hashes were kept: compare the content
-                recorded = sha256(self.codec.decode(self.repo.get(existing), name=existing))
-            if recorded == digest:
-                return PushResult(name, existing, stored=False)
-            raise IntegrityError(
-                f"{name} is already archived with different content; refusing to overwrite "
-                f"it (two clusters archiving into one repository?)"
-            )
+        if existing:
+            return self._same_as_archived(name, existing, digest)
+        self._claim_name(name, digest)
         key = self._key(name)
-        if not partial:  # partials change in place; their hash would race with their content
-            self.repo.put(self._hash_key(name), digest.encode(), overwrite=True)
         try:
-            self.repo.put(key, self.codec.encode(raw), overwrite=partial)
-        except FileExistsError:
-            return self.push_bytes(name, raw)  # lost a race with a concurrent push: compare
+            self.repo.put(key, self.codec.encode(raw), overwrite=False)
+        except FileExistsError:  # a concurrent push of the same content got there first
+            return self._same_as_archived(name, key, digest)
         if SEGMENT_RE.match(name):
             stale = self.find(name + ".partial")
             if stale:
                 self.repo.delete(stale)
         return PushResult(name, key, stored=True)
+
+    def _claim_name(self, name: str, digest: str) -> None:
+        """Record `digest` as the content of `name`, or check it against the one recorded (by a
+        concurrent push, or by a push killed before its segment was stored)."""
+        try:
+            self.repo.put(self._hash_key(name), digest.encode(), overwrite=False)
+        except FileExistsError:
+            if self.recorded_hash(name) == digest:
+                return
+            if self.find(name) is not None:
+                raise self._conflict(name) from None
+            raise IntegrityError(
+                f"another push of {name} with different content recorded its hash first and "
+                f"is storing it (or was killed doing so); refusing to store this one",
+                hint=f"if no other cluster archives into {self.repo.location}, delete "
+                f"{self._hash_key(name)} and let the archiver retry",
+            ) from None
+
+    def _same_as_archived(self, name: str, existing: str, digest: str) -> PushResult:
+        recorded = self.recorded_hash(name)
+        if recorded is None:  # archived before hashes were kept: compare the content
+            recorded = sha256(self.codec.decode(self.repo.get(existing), name=existing))
+        if recorded != digest:
+            raise self._conflict(name)
+        return PushResult(name, existing, stored=False)
+
+    @staticmethod
+    def _conflict(name: str) -> IntegrityError:
+        return IntegrityError(
+            f"{name} is already archived with different content; refusing to overwrite "
+            f"it (two clusters archiving into one repository?)"
+        )
 
     def push(self, path: Path) -> PushResult:
         try:
@@ -98,26 +131,37 @@ class WalArchive:
             raise OperationError(f"{path}: no such WAL file") from exc
         return self.push_bytes(path.name, raw)
 
+    def locate(self, name: str) -> str | None:
+        """The key that holds `name`, from a stat of each key it may have. None only when the
+        repository answers "no such key"; any other failure (permission, I/O, network)
+        raises, so it is never mistaken for the end of the archive."""
+        for suffix in SUFFIXES:
+            key = self._key(name, suffix)
+            try:
+                self.repo.size(key)
+            except FileNotFoundError:
+                continue
+            return key
+        return None
+
     def fetch(self, name: str, dest: Path) -> bool:
-        """Write `name` to `dest`; False if the archive does not hold it. A segment that only
-        exists as `.partial` (the newest, from streaming) is served in its place."""
-        key = self.find(name)
+        """Write `name` to `dest`; False only if the archive does not hold it (see `locate`);
+        every other outcome raises. A segment that only exists as `.partial` (the newest,
+        from streaming) is served in its place."""
+        key = self.locate(name)
         if key is None and SEGMENT_RE.match(name):
-            key = self.find(name + ".partial")
+            key = self.locate(name + ".partial")
         if key is None:
             return False
-        raw = self.codec.decode(self.repo.get(key), name=key)
+        try:
+            stored = self.repo.get(key)
+        except FileNotFoundError as exc:
+            raise RepositoryError(f"{key} is in the archive but could not be read: {exc}") from exc
+        raw = self.codec.decode(stored, name=key)
         recorded = None if key.endswith((".partial.zst", ".partial.zst.age")) else self.recorded_hash(name)
         if recorded is not None and recorded != sha256(raw):
             raise IntegrityError(f"archived {name} does not match its recorded SHA-256; it is damaged")
-        fd, tmp = temp_beside(dest)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(raw)
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        _write(dest, raw, name)
         return True
 
     def names(self) -> set[str]:
@@ -153,6 +197,21 @@ class WalArchive:
         if key:
             self.repo.delete(key)
         self.repo.delete(self._hash_key(name))
+
+
+def _write(dest: Path, raw: bytes, name: str) -> None:
+    """Write beside `dest`, then rename: PostgreSQL never sees a torn segment, and a failed
+    write (a full disk) leaves no temporary file taking the space."""
+    tmp: Path | None = None
+    try:
+        fd, tmp = temp_beside(dest)  # never a fixed name another user could plant a link at
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise OperationError(f"cannot write {name} to {dest}: {exc.strerror or exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -191,3 +250,53 @@ def check_chain(names: set[str], start: Segment, until: Segment | None = None) -
             return ChainReport(start, current, None, True)
         hole = current.number <= highest or (until is not None)
         return ChainReport(start, last, current if hole else None, False)
+
+
+def timeline_paths(archive: WalArchive, names: set[str]) -> dict[int, tuple[TimelineSpan, ...]]:
+    """Each archived timeline's path (from its `.history` file), checked against the hash
+    recorded at push time. A damaged history file is an error naming it: following a
+    wrong path would restore a branch nobody asked for."""
+    paths: dict[int, tuple[TimelineSpan, ...]] = {}
+    for name in sorted(n for n in names if HISTORY_RE.match(n)):
+        key = archive.find(name)
+        if key is None:
+            continue
+        raw = archive.codec.decode(archive.repo.get(key), name=key)
+        recorded = archive.recorded_hash(name)
+        if recorded is not None and recorded != sha256(raw):
+            raise IntegrityError(f"archived {name} does not match its recorded SHA-256; it is damaged")
+        try:
+            paths[timeline_of(name)] = timeline_path(timeline_of(name), parse_history(raw.decode()))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RepositoryError(f"timeline history {name} in the archive is unreadable: {exc}") from exc
+    return paths
+
+
+def check_path(
+    names: set[str], path: tuple[TimelineSpan, ...], start: Segment, until: int | None = None
+) -> ChainReport:
+    """`check_chain` along a timeline path: segment n comes from the timeline recovery
+    reads it from (see `segment_on_path`). A segment missing on a timeline the path has
+    already left is always a hole; on the newest one, only if a later one is archived or
+    `until` (a segment number, inclusive) needs it."""
+    if not path:
+        path = (TimelineSpan(start.timeline, None, None),)
+    present = {n for n in names if SEGMENT_RE.match(n)}
+    partials = {n.removesuffix(".partial") for n in names if PARTIAL_RE.match(n)}
+    on_it = [
+        s.number
+        for s in (Segment.parse(n, start.size) for n in present)
+        if segment_on_path(path, s.number, start.size) == s
+    ]
+    highest = max(on_it, default=start.number - 1)
+    number, last = start.number, None
+    while until is None or number <= until:
+        current = segment_on_path(path, number, start.size)
+        if current.name in present:
+            last, number = current, number + 1
+            continue
+        if current.name in partials:
+            return ChainReport(start, current, None, True)
+        hole = number <= highest or until is not None or current.timeline != path[-1].timeline
+        return ChainReport(start, last, current if hole else None, False)
+    return ChainReport(start, last, None, False)

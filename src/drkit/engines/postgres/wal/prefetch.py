@@ -31,10 +31,14 @@ REQUESTED = ".requested"
 def prefetch_restore_command(data_dir: Path, fallback: str) -> str:
     """Copy (PostgreSQL may ask for the same segment twice) and note the request, so the
     prefetcher knows how far recovery got; `.absent-NAME` answers "not in the archive"
-    (the history files of future timelines that recovery probes for) without a process."""
+    (the prefetcher wrote it after a stat of the archive said so) without a process.
+
+    Exit 1 means "no such file" to PostgreSQL and ends recovery, so only the marker gives it:
+    a copy that fails (a full pg_wal, the file pruned meanwhile) falls back to `wal-fetch`,
+    which exits 126 on any failure and so stops recovery instead of ending it early."""
     s = shell_word(str(data_dir / PREFETCH_DIR))  # quoted; %f and %p are safe names
     return (
-        f"if [ -f {s}/%f ]; then cp {s}/%f %p && echo %f > {s}/{REQUESTED}; "
+        f"if [ -f {s}/%f ] && cp {s}/%f %p; then echo %f > {s}/{REQUESTED} || true; "
         f"elif [ -f {s}/.absent-%f ]; then exit 1; "
         f"else {fallback}; fi"
     )
@@ -64,7 +68,7 @@ def prefetching(
     # and earlier ones (timeline 1 never has one).
     for tli in range(1, first.timeline + 4):
         name = f"{tli:08X}.history"
-        if archive.find(name) is None:
+        if archive.locate(name) is None:  # a stat; a failing repository raises
             _mark(spool / f".absent-{name}")
 
     def requested() -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +14,7 @@ from drkit.domain.stack import Service
 from drkit.domain.wal import PARTIAL_RE, SEGMENT_RE, is_wal_file_name
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.wal.archive import PushResult, WalArchive
-from drkit.infra.proc import run
+from drkit.infra.proc import Child, run
 
 
 def archive_for(ws: Workspace, service: Service) -> WalArchive:
@@ -78,43 +76,34 @@ def wal_stream(
     poll: float = 0.5,
     log: Callable[[str], None] = print,
 ) -> None:
-    """Supervise pg_receivewal (with a replication slot) until `stop` is set."""
-    from drkit.adapters.postgres.client import service_dsn  # psycopg: not on the wal-push path
+    """Supervise pg_receivewal (with a replication slot) until `stop` is set. Its password,
+    if any, is in a 0600 passfile that lives as long as this call, never on its command line."""
+    from drkit.adapters.postgres.client import service_dsn, tool_login  # psycopg: not on wal-push
 
     policy = service.postgres
     slot = policy.slot if policy else "drkit"
-    dsn = service_dsn(service)
     spool = spool_dir(ws, service)
     spool.mkdir(parents=True, exist_ok=True)
     bin_dir = service.runtime.bin_dir
-    run(create_slot_args(dsn, bin_dir, slot), timeout=60)
     pusher = SpoolPusher(archive_for(ws, service), spool)
-    backoff = 1.0
-    while not stop.is_set():
-        proc = subprocess.Popen(
-            receivewal_args(dsn, bin_dir, slot, spool),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        log(f"pg_receivewal started (pid {proc.pid}, slot {slot}) into {spool}")
-        while proc.poll() is None and not stop.is_set():
-            pusher.push_ready()
-            stop.wait(poll)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+    with tool_login(service_dsn(service)) as login:
+        run(create_slot_args(login, bin_dir, slot), timeout=60, env=login.env)
+        backoff = 1.0
+        while not stop.is_set():
+            receiver = Child(receivewal_args(login, bin_dir, slot, spool), env=login.env)
+            log(f"pg_receivewal started (pid {receiver.pid}, slot {slot}) into {spool}")
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
-        pusher.push_ready()
-        if stop.is_set():
-            break
-        log(f"pg_receivewal exited ({proc.returncode}): {err[-1] if err else 'no message'}")
-        stop.wait(backoff)
-        backoff = min(backoff * 2, 30.0)
+                while receiver.proc.poll() is None and not stop.is_set():
+                    pusher.push_ready()
+                    stop.wait(poll)
+            finally:  # also when pushing fails: no receiver is left behind
+                code = receiver.stop()
+            pusher.push_ready()
+            if stop.is_set():
+                break
+            log(f"pg_receivewal exited ({code}): {receiver.last_error()}")
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
     pusher.push_ready()
 
 

@@ -1,0 +1,193 @@
+"""`drkit recover SCENARIO`: a recovery runbook, journaled step by step, resumable."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import typer
+
+from drkit.cli.context import Options, options
+from drkit.cli.render import console, emit_json, status_text, table
+from drkit.domain.errors import ExitCode, UsageError
+from drkit.domain.journal import Journal, StepRecord, Verdict
+
+if TYPE_CHECKING:
+    from drkit.engines.core.workspace import Workspace
+    from drkit.engines.runbooks.model import Runbook
+
+STATUS_STYLE = {"succeeded": "ok", "failed": "failed", "running": "warning", "pending": "warning"}
+
+
+def recover_cmd(
+    ctx: typer.Context,
+    scenario: str = typer.Argument(
+        None, help="db-corruption, full-outage, data-loss, or service (then the service's name)."
+    ),
+    name: str = typer.Argument(None, help="With `service`: the failing service."),
+    target_time: str = typer.Option(
+        None, "--target-time", help="data-loss: the moment just before the loss."
+    ),
+    in_place: bool = typer.Option(False, "--in-place", help="data-loss: restore the live database to T."),
+    copy_back: list[str] = typer.Option(
+        None, "--copy-back", help='data-loss, side by side: "TABLE where CONDITION" (repeatable).'
+    ),
+    since: str = typer.Option(None, "--since", help="When the incident began (for the measured RTO/RPO)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted recovery."),
+    run_id: str = typer.Option(None, "--run", help="With --resume: which recovery (default: the newest)."),
+) -> None:
+    """Run a recovery scenario as journaled steps; `--dry-run` shows the plan.
+
+    Every step is written to a journal (this host and the repository) before and after it
+    runs; a recovery that was interrupted continues with `--resume`, never repeating a
+    completed step. Exit 1 when a step fails, 4 when an RTO/RPO target was missed.
+
+    Examples:
+      drkit --dry-run recover db-corruption
+      drkit recover data-loss --target-time "2026-11-30 14:05:00Z" \\
+            --copy-back "nchat_messages where channel_id = 'c1'"
+      drkit recover service redis --yes
+      drkit recover --resume
+    """
+    from drkit.cli.restore_cmds import drkit_argv
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.runbooks.recover import RecoverArgs, latest_resumable, prepare, rebuild
+
+    opts = options(ctx)
+    ws = open_workspace(opts.stack())
+    if resume:
+        if scenario:
+            raise UsageError("--resume continues the recovery its journal names; give no scenario")
+        journal = latest_resumable(ws, run_id)
+        runbook = rebuild(journal)
+    else:
+        if not scenario:
+            raise UsageError(
+                "name a scenario: db-corruption, full-outage, data-loss, service NAME (or --resume)"
+            )
+        if name and scenario != "service":
+            raise UsageError(f"{scenario} takes no service name")
+        args = RecoverArgs(
+            scenario,
+            tuple(drkit_argv()),
+            target_time=target_time,
+            in_place=in_place,
+            copy_back=tuple(copy_back or ()),
+            service=name,
+            since=since,
+        )
+        runbook = prepare(ws, args)
+        journal = None
+    if opts.dry_run:
+        _show_plan(
+            opts, runbook.scenario, [(s.name, s.title, s.destructive) for s in runbook.steps], runbook.targets
+        )
+        return
+    _run(opts, ws, runbook, journal)
+
+
+def _run(opts: Options, ws: Workspace, runbook: Runbook, journal: Journal | None) -> None:
+    from drkit.domain.journal import RunKind
+    from drkit.engines.core import journals
+    from drkit.engines.runbooks.recover import finish
+    from drkit.engines.runbooks.run import execute, new_journal
+
+    destructive = [s.title for s in runbook.destructive]
+    if journal is None:
+        if destructive:
+            _confirm(opts, "this recovery will:\n  - " + "\n  - ".join(destructive) + "\nproceed?")
+        journal = new_journal(ws, runbook, RunKind.RECOVERY)
+    elif destructive:
+        _confirm(opts, f"resume recovery {journal.run_id} from where it stopped?")
+    if not opts.json:
+        console.print(f"recovery {journal.run_id}: journal {journals.local_path(ws, journal.run_id)}")
+    say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
+    done = execute(
+        ws, runbook, journal, say=say, on_step=None if opts.json else print_step, confirm=_asker(opts)
+    )
+    final = finish(ws, done)
+    _report(opts, final)
+
+
+def _asker(opts: Options) -> Callable[[str], bool]:
+    def ask(question: str) -> bool:
+        if opts.yes:
+            return True
+        if not sys.stdin.isatty():
+            return False
+        return bool(typer.confirm(question))
+
+    return ask
+
+
+def print_step(record: StepRecord) -> None:
+    seconds = f"{record.seconds:.1f}s" if record.seconds is not None else ""
+    console.print(
+        f"  {status_text(STATUS_STYLE.get(record.status.value, record.status.value))} "
+        f"{record.name} {seconds}: {record.detail}"
+    )
+
+
+def _report(opts: Options, journal: Journal) -> None:
+    if opts.json:
+        emit_json(journal.to_dict())
+    else:
+        rows = [
+            (
+                m.service,
+                _secs(m.rto_seconds),
+                _secs(m.rto_target),
+                _secs(m.rpo_seconds),
+                _secs(m.rpo_target),
+                "MISSED" if m.missed else "met",
+            )
+            for m in journal.measures
+        ]
+        if rows:
+            table("measured", ["service", "RTO", "target", "RPO", "target", "verdict"], rows)
+        console.print(
+            f"{journal.verdict.value}: {journal.error or 'recovered and verified'} ({journal.run_id})"
+        )
+    if journal.verdict is Verdict.FAILED or journal.verdict is Verdict.ABORTED:
+        raise typer.Exit(int(ExitCode.FAILED))
+    if journal.verdict is Verdict.MISSED_TARGET:
+        raise typer.Exit(int(ExitCode.TARGET_MISSED))
+
+
+def _show_plan(
+    opts: Options, scenario: str, steps: list[tuple[str, str, bool]], targets: dict[str, object]
+) -> None:
+    if opts.json:
+        emit_json(
+            {
+                "scenario": scenario,
+                "targets": targets,
+                "steps": [{"name": n, "title": t, "destructive": d} for n, t, d in steps],
+            }
+        )
+        return
+    table(
+        f"recover {scenario}: the plan",
+        ["#", "step", "does", "asks"],
+        [(str(i), n, t, "yes" if d else "") for i, (n, t, d) in enumerate(steps, 1)],
+    )
+    for key, value in targets.items():
+        console.print(f"  {key}: {value}")
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def _confirm(opts: Options, question: str) -> None:
+    if opts.yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question.splitlines()[0]} Refusing without --yes (no terminal to ask on)")
+    if not typer.confirm(question):
+        raise typer.Abort()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("recover")(recover_cmd)

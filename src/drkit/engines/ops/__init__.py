@@ -1,0 +1,1 @@
+"""ops: unattended operation: schedules, retention, off-site copies, status, metrics, notifications."""

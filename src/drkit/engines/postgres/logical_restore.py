@@ -1,0 +1,235 @@
+"""Restore from a logical backup (`pg_dump -Fc` per database): a whole dump into a new
+database (`--database NAME`), or chosen tables back into the live database (`--table T`).
+
+Nothing existing is overwritten: the new database must not exist, and a table to bring
+back must be absent (dropped) from the live database. Tables come back with what belongs to
+them (indexes, constraints, triggers): the dump is restored into a scratch database first
+(`drkit_restore_<time>`, dropped afterwards), then `pg_dump -t` of the tables goes into the
+live database in one transaction. Roles (globals.sql) are not applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg import sql
+
+from drkit.adapters.postgres.client import connect, service_dsn
+from drkit.adapters.postgres.pg_restore import dump_tables, restore_dump
+from drkit.adapters.repository.codec import sha256
+from drkit.domain.backup import BackupKind, Manifest
+from drkit.domain.errors import IntegrityError, NotFoundError, UsageError
+from drkit.domain.stack import Service
+from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.workspace import Workspace
+from drkit.infra import locks
+
+
+@dataclass(frozen=True)
+class PreparedLogicalRestore:
+    """`restore postgres --database NAME` or `--table T`: decided, nothing touched yet."""
+
+    service: Service
+    manifest: Manifest
+    source: str
+    into: str | None
+    tables: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        if self.tables:
+            return (
+                f"bring back {', '.join(self.tables)} into {self.source} from logical backup "
+                f"{self.manifest.backup_id}"
+            )
+        return f"restore {self.source}'s dump of {self.manifest.backup_id} into the new database {self.into}"
+
+    @property
+    def question(self) -> str | None:
+        return f"{self.summary}?" if self.tables else None  # a new database overwrites nothing
+
+    def run(self, ws: Workspace) -> LogicalRestoreResult:
+        with locks.exclusive(ws.lock_dir, lock_name(self.service.name), "restore"):
+            if self.tables:
+                return restore_tables(ws, self.service, self.manifest, self.source, self.tables)
+            return restore_database(ws, self.service, self.manifest, self.source, self.into or "")
+
+
+def prepare_logical(
+    ws: Workspace,
+    service: Service,
+    *,
+    backup_id: str | None,
+    into: str | None,
+    tables: tuple[str, ...],
+    from_database: str | None,
+) -> PreparedLogicalRestore:
+    if bool(into) == bool(tables):
+        raise UsageError(
+            "from a logical backup, give --database NEW_NAME (the whole dump) or --table T, not both"
+        )
+    manifest = choose_logical(ws, service, backup_id)
+    return PreparedLogicalRestore(service, manifest, source_database(manifest, from_database), into, tables)
+
+
+@dataclass(frozen=True)
+class LogicalRestoreResult:
+    backup_id: str
+    source_database: str
+    into: str
+    tables: tuple[str, ...]
+    rows: dict[str, int]
+    seconds: float
+
+
+def choose_logical(ws: Workspace, service: Service, backup_id: str | None) -> Manifest:
+    found = [
+        m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.kind is BackupKind.LOGICAL
+    ]
+    if backup_id is not None:
+        for m in found:
+            if m.backup_id == backup_id:
+                return m
+        raise NotFoundError(f"no logical backup {backup_id} of {service.name}", hint="drkit backups list")
+    if not found:
+        raise NotFoundError(
+            f"no logical backup of {service.name}", hint="take one: drkit backup --type logical"
+        )
+    return max(found, key=lambda m: (m.finished_at, m.backup_id))
+
+
+def source_database(manifest: Manifest, wanted: str | None) -> str:
+    databases = [str(d) for d in manifest.details.get("databases", [])]
+    if wanted is not None:
+        if wanted not in databases:
+            raise UsageError(
+                f"{manifest.backup_id} has no dump of {wanted!r} (it has {', '.join(databases)})"
+            )
+        return wanted
+    if len(databases) != 1:
+        raise UsageError(f"{manifest.backup_id} holds {', '.join(databases)}: name one with --from-database")
+    return databases[0]
+
+
+def restore_database(
+    ws: Workspace, service: Service, manifest: Manifest, source: str, into: str
+) -> LogicalRestoreResult:
+    """The dump of `source` into a new database `into` (refused if it exists)."""
+    began = ws.clock.monotonic()
+    admin = service_dsn(service)
+    if _database_exists(admin, into):
+        raise UsageError(f"database {into!r} exists; restore never writes over data: choose another name")
+    with _fetched(ws, manifest, source) as dump:
+        _create_database(admin, into)
+        restore_dump(service_dsn(service, dbname=into), dump, service.runtime.bin_dir)
+    return LogicalRestoreResult(manifest.backup_id, source, into, (), {}, ws.clock.monotonic() - began)
+
+
+def restore_tables(
+    ws: Workspace, service: Service, manifest: Manifest, source: str, tables: tuple[str, ...]
+) -> LogicalRestoreResult:
+    """Bring back tables absent from the live database, with their indexes and constraints."""
+    began = ws.clock.monotonic()
+    live = service_dsn(service, dbname=source)
+    qualified = [t if "." in t else f"public.{t}" for t in tables]
+    present = [t for t in qualified if _table_exists(live, t)]
+    if present:
+        raise UsageError(
+            f"{', '.join(present)} exists in {source}; drkit brings back only tables that are gone "
+            "(rename or drop it first, or restore the whole dump elsewhere with --database NAME)"
+        )
+    scratch = f"drkit_restore_{ws.clock.now():%Y%m%d%H%M%S}"
+    admin = service_dsn(service)
+    with _fetched(ws, manifest, source) as dump:
+        _create_database(admin, scratch)
+        try:
+            restore_dump(service_dsn(service, dbname=scratch), dump, service.runtime.bin_dir)
+            missing = [t for t in qualified if not _table_exists(service_dsn(service, dbname=scratch), t)]
+            if missing:
+                raise NotFoundError(f"{manifest.backup_id} has no table {', '.join(missing)} in {source}")
+            subset = dump.with_suffix(".tables")
+            dump_tables(service_dsn(service, dbname=scratch), qualified, subset, service.runtime.bin_dir)
+            try:
+                restore_dump(live, subset, service.runtime.bin_dir, single_transaction=True)
+            finally:
+                subset.unlink(missing_ok=True)
+        finally:
+            _drop_database(admin, scratch)
+    rows = {t: _count(live, t) for t in qualified}
+    return LogicalRestoreResult(
+        manifest.backup_id, source, source, tuple(qualified), rows, ws.clock.monotonic() - began
+    )
+
+
+class _fetched:
+    """The database's dump, fetched part by part (each checked against its hash), decoded
+    into a private temporary file (0600), checked whole, removed on exit."""
+
+    def __init__(self, ws: Workspace, manifest: Manifest, database: str) -> None:
+        self.ws, self.manifest, self.database = ws, manifest, database
+        self.path: Path | None = None
+
+    def __enter__(self) -> Path:
+        directory = self.ws.state_dir / "tmp"
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, name = tempfile.mkstemp(prefix=f"{self.database}.", suffix=".dump", dir=directory)
+        self.path = Path(name)
+        prefix = f"{self.database}.dump."
+        parts = sorted((f for f in self.manifest.files if f.name.startswith(prefix)), key=lambda f: f.name)
+        if not parts:
+            raise IntegrityError(f"{self.manifest.backup_id} lists no part of {self.database}'s dump")
+        where = backup_dir(self.manifest.stack, self.manifest.service, self.manifest.backup_id)
+        whole = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                stored = self.ws.repo.get(f"{where}/{part.name}")
+                if sha256(stored) != part.sha256:
+                    raise IntegrityError(f"{part.name} of {self.manifest.backup_id} does not match its hash")
+                raw = self.ws.codec.decode(stored, name=part.name)
+                whole.update(raw)
+                out.write(raw)
+        expected = dict(self.manifest.details.get("dump_sha256", {})).get(self.database)
+        if expected and whole.hexdigest() != expected:
+            raise IntegrityError(
+                f"{self.database}'s dump in {self.manifest.backup_id} does not match its hash"
+            )
+        return self.path
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _database_exists(admin: str, name: str) -> bool:
+    with connect(admin) as conn:
+        return conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone() is not None
+
+
+def _create_database(admin: str, name: str) -> None:
+    with connect(admin) as conn:
+        conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(name)))
+
+
+def _drop_database(admin: str, name: str) -> None:
+    with connect(admin) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+def _table_exists(dsn: str, table: str) -> bool:
+    with connect(dsn) as conn:
+        row = conn.execute("select to_regclass(%s) is not null", (table,)).fetchone()
+    return bool(row and row[0])
+
+
+def _count(dsn: str, table: str) -> int:
+    schema, _, name = table.partition(".")
+    with connect(dsn) as conn:
+        row = conn.execute(
+            sql.SQL("select count(*) from {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+        ).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,72 @@
+"""Everything `drkit restore postgres` decides before it asks: where the restore goes, which
+backup and WAL reach the target, and what the operator is asked to confirm. Nothing is
+touched; the CLI shows this, asks, then calls `restore` with the same request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from drkit.domain.errors import UsageError
+from drkit.domain.recovery import RecoveryTarget
+from drkit.domain.stack import Service
+from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.plan import RestorePlan
+from drkit.engines.postgres.restore import RestoreRequest, plan
+
+
+@dataclass(frozen=True)
+class PreparedRestore:
+    service: Service
+    request: RestoreRequest
+    plan: RestorePlan
+
+    @property
+    def where(self) -> str:
+        if self.request.in_place:
+            return f"in place over {self.service.runtime.data_dir}"
+        return f"into {self.request.to}"
+
+    @property
+    def summary(self) -> str:
+        return (
+            f"backup {self.plan.backup.backup_id} + WAL {self.plan.first_segment}.."
+            f"{self.plan.last_segment or '?'} -> {self.request.target.describe()}, {self.where}"
+        )
+
+    @property
+    def question(self) -> str | None:
+        """What must be confirmed (`--yes`) before the restore runs; None: nothing destructive."""
+        if not self.request.in_place:
+            return None
+        return f"stop {self.service.name} and replace {self.service.runtime.data_dir} (it is moved aside)?"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "backup_id": self.plan.backup.backup_id,
+            "target": self.request.target.describe(),
+            "first_segment": self.plan.first_segment,
+            "last_segment": self.plan.last_segment,
+            "in_place": self.request.in_place,
+            "to": str(self.request.to) if self.request.to else None,
+        }
+
+
+def prepare_restore(
+    ws: Workspace,
+    service: Service,
+    target: RecoveryTarget,
+    *,
+    backup_id: str | None = None,
+    to: Path | None = None,
+    in_place: bool = False,
+    keep_running: bool = False,
+) -> PreparedRestore:
+    if in_place and to is not None:
+        raise UsageError("give --to DIR or --in-place, not both")
+    if not in_place and to is None:
+        raise UsageError("say where to restore: --to DIR (safe, the default way) or --in-place --yes")
+    request = RestoreRequest(
+        target=target, backup_id=backup_id, to=to, in_place=in_place, keep_running=keep_running
+    )
+    return PreparedRestore(service, request, plan(ws, service, request))

@@ -1,0 +1,1 @@
+"""runbooks: recovery scenarios as ordered, journaled, resumable steps."""

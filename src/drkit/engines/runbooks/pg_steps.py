@@ -1,0 +1,219 @@
+"""PostgreSQL steps of the recovery scenarios: an emergency dump where the server still
+answers, closing and archiving the current WAL before the server stops, moving the data
+directory aside (never deleted), restoring in place or into a scratch directory, and
+checking where a restored server stands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drkit.adapters.postgres.client import connect, service_dsn
+from drkit.domain.errors import DrkitError, OperationError
+from drkit.domain.recovery import RecoveryTarget, TargetKind, parse_target_time
+from drkit.domain.stack import Service, WalMode
+from drkit.engines.postgres.backup import logical_backup
+from drkit.engines.postgres.restore import RestoreOutcome, RestoreRequest, restore
+from drkit.engines.postgres.wal.stream import flush_spool
+from drkit.engines.runbooks.model import Step, StepContext, StepResult
+from drkit.infra.wait import wait_for
+from drkit.runtimes.local_postgres import LocalPostgres
+
+ARCHIVE_WAIT = 120.0
+
+
+def pg_service(ctx: StepContext) -> Service:
+    return ctx.ws.stack.services[str(ctx.parameters["service"])]
+
+
+def target_of(parameters: dict[str, object]) -> RecoveryTarget:
+    when = parameters.get("target_time")
+    if when:
+        return RecoveryTarget(TargetKind.TIME, time=parse_target_time(str(when)))
+    return RecoveryTarget()
+
+
+def answers(service: Service) -> bool:
+    try:
+        with connect(service_dsn(service, connect_timeout=5)) as conn:
+            conn.execute("select 1")
+    except DrkitError:
+        return False
+    return True
+
+
+def state(service: Service, port: int | None = None) -> tuple[bool, str | None] | None:
+    """(in recovery, last replay or current LSN) of a server that answers; None otherwise."""
+    overrides = {"host": "127.0.0.1", "port": port} if port else {}
+    try:
+        with connect(service_dsn(service, connect_timeout=5, **overrides)) as conn:
+            row = conn.execute(
+                "select pg_is_in_recovery(), case when pg_is_in_recovery() "
+                "then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end::text"
+            ).fetchone()
+    except DrkitError:
+        return None
+    return (bool(row[0]), row[1]) if row else None
+
+
+def emergency_dump_step() -> Step:
+    def run(ctx: StepContext) -> StepResult:
+        service = pg_service(ctx)
+        if not answers(service):
+            return StepResult("the server does not answer: no emergency dump possible")
+        result = logical_backup(ctx.ws, service)
+        return StepResult(
+            f"logical backup {result.manifest.backup_id} taken ({result.seconds:.1f}s): "
+            "what the server still had, restorable table by table",
+            {"emergency_backup": result.manifest.backup_id},
+        )
+
+    return Step(
+        "emergency-dump",
+        "an emergency logical dump of every database, where the server still answers",
+        run,
+        critical=False,
+        timeout=6 * 3600,
+    )
+
+
+def stop_postgres_step() -> Step:
+    """Close the current WAL segment and wait until it is archived (or flush the receiver's
+    spool), so nothing committed is lost, then stop the server through its runtime."""
+
+    def run(ctx: StepContext) -> StepResult:
+        service = pg_service(ctx)
+        closed = close_current_wal(ctx, service)
+        LocalPostgres(service.runtime).stop()
+        return StepResult(f"{closed}; stopped")
+
+    def stopped(ctx: StepContext) -> str | None:
+        return "still running" if LocalPostgres(pg_service(ctx).runtime).is_running() else None
+
+    return Step(
+        "stop-postgres", "archive the current WAL, then stop PostgreSQL", run, destructive=True, after=stopped
+    )
+
+
+def close_current_wal(ctx: StepContext, service: Service) -> str:
+    policy = service.postgres
+    if policy and policy.wal_mode is WalMode.STREAM:
+        flushed = flush_spool(ctx.ws, service)
+        return f"flushed {len(flushed)} streamed segment(s) into the archive"
+    if not answers(service):
+        return "the server does not answer: its last WAL stays in the moved-aside pg_wal"
+    with connect(service_dsn(service)) as conn:
+        row = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()
+        segment = str(row[0]) if row else ""
+
+        def archived() -> bool:
+            r = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()
+            return bool(r and r[0] and r[0] >= segment)
+
+        wait_for(archived, timeout=ARCHIVE_WAIT, what=f"WAL segment {segment} to be archived")
+    return f"WAL up to {segment} archived"
+
+
+def move_aside_step(data_dir: str, aside: str) -> Step:
+    def run(ctx: StepContext) -> StepResult:
+        Path(data_dir).rename(aside)
+        return StepResult(f"{data_dir} is now {aside} (kept; delete it yourself once done)")
+
+    def present(ctx: StepContext) -> str | None:
+        return None if Path(data_dir).exists() else f"{data_dir} does not exist"
+
+    def moved(ctx: StepContext) -> str | None:
+        return None if Path(aside).exists() and not Path(data_dir).exists() else f"{aside} is not in place"
+
+    return Step(
+        "move-aside",
+        f"move the data directory {data_dir} aside to {aside} (never deleted)",
+        run,
+        destructive=True,
+        before=present,
+        after=moved,
+    )
+
+
+def restore_in_place_step(backup_id: str, target: RecoveryTarget) -> Step:
+    def run(ctx: StepContext) -> StepResult:
+        service = pg_service(ctx)
+        request = RestoreRequest(target=target, backup_id=backup_id, in_place=True)
+        outcome = restore(ctx.ws, service, request, drkit_argv=list(ctx.parameters["drkit_argv"]))
+        return StepResult(_described(outcome), _facts(outcome))
+
+    def promoted(ctx: StepContext) -> str | None:
+        now = state(pg_service(ctx))
+        if now is None:
+            return "the server does not answer"
+        return "still in recovery" if now[0] else None
+
+    return Step(
+        "restore",
+        f"restore base backup {backup_id} in place with WAL to {target.describe()}, then start",
+        run,
+        destructive=True,
+        service=None,
+        after=promoted,
+        timeout=24 * 3600,
+    )
+
+
+def restore_scratch_step(backup_id: str, target: RecoveryTarget, scratch: str, port: int) -> Step:
+    """PITR into a scratch directory beside production, left running on a loopback port."""
+
+    def run(ctx: StepContext) -> StepResult:
+        service = pg_service(ctx)
+        if state(service, port) is not None:
+            return StepResult(f"the scratch copy already answers on port {port}")
+        request = RestoreRequest(
+            target=target, backup_id=backup_id, to=Path(scratch), keep_running=True, port=port
+        )
+        outcome = restore(ctx.ws, service, request, drkit_argv=list(ctx.parameters["drkit_argv"]))
+        return StepResult(_described(outcome), _facts(outcome))
+
+    def answering(ctx: StepContext) -> str | None:
+        now = state(pg_service(ctx), port)
+        return None if now is not None and not now[0] else f"the scratch copy on port {port} is not ready"
+
+    return Step(
+        "pitr-scratch",
+        f"restore base backup {backup_id} with WAL to {target.describe()} into {scratch} (port {port})",
+        run,
+        after=answering,
+        timeout=24 * 3600,
+    )
+
+
+def stop_scratch_step(scratch: str, port: int) -> Step:
+    def run(ctx: StepContext) -> StepResult:
+        spec = pg_service(ctx).runtime
+        local = LocalPostgres(
+            type(spec)(type="local", data_dir=scratch, bin_dir=spec.bin_dir, port=port, os_user=spec.os_user)
+        )
+        local.stop()
+        return StepResult(f"scratch copy stopped; its directory {scratch} is kept")
+
+    return Step("stop-scratch", f"stop the scratch copy in {scratch}", run, critical=False, timeout=300)
+
+
+def _described(outcome: RestoreOutcome) -> str:
+    reached = outcome.reached_time.isoformat() if outcome.reached_time else "no transaction replayed"
+    aside = f"; previous data kept at {outcome.moved_aside}" if outcome.moved_aside else ""
+    return (
+        f"restored {outcome.backup_id} to {outcome.target} in {outcome.seconds:.1f}s: "
+        f"LSN {outcome.reached_lsn}, last transaction {reached}, timeline {outcome.timeline}{aside}"
+    )
+
+
+def _facts(outcome: RestoreOutcome) -> dict[str, object]:
+    return {
+        "reached_lsn": outcome.reached_lsn,
+        "reached_time": outcome.reached_time.isoformat() if outcome.reached_time else None,
+        "timeline": outcome.timeline,
+        "postgres_healthy_at": outcome.finished_at.isoformat(),
+    }
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise OperationError(message)

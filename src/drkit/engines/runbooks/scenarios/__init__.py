@@ -1,0 +1,1 @@
+"""The recovery scenarios of the source procedures, corrected (see FIELD-NOTES)."""

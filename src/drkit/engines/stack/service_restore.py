@@ -1,0 +1,87 @@
+"""`drkit restore SERVICE`: what is decided before anything is touched, for any kind.
+PostgreSQL gets its own preparation (a target, a backup, the WAL to reach it); every other
+kind is restored by its engine from the registry with RestoreOptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from drkit.domain.errors import UsageError
+from drkit.domain.recovery import RecoveryTarget, TargetKind
+from drkit.domain.stack import Service
+from drkit.engines.core.registry import ServiceEngine, engine_for
+from drkit.engines.core.types import RestoreOptions, RestoreResult
+from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.logical_restore import PreparedLogicalRestore, prepare_logical
+from drkit.engines.postgres.prepare import PreparedRestore, prepare_restore
+
+
+@dataclass(frozen=True)
+class PreparedServiceRestore:
+    """A restore of a non-PostgreSQL service, ready to run once confirmed."""
+
+    service: Service
+    engine: ServiceEngine
+    options: RestoreOptions
+
+    @property
+    def summary(self) -> str:
+        source = self.options.backup_id or "the newest backup"
+        where = f" into {self.options.to}" if self.options.to else ""
+        return f"restore {self.service.name} ({self.service.kind}) from {source}{where}"
+
+    @property
+    def question(self) -> str | None:
+        return None if self.options.to else f"replace the live data of {self.service.name}?"
+
+    def run(self, ws: Workspace) -> RestoreResult:
+        return self.engine.restore(ws, self.service, self.options)
+
+
+def prepare_service_restore(
+    ws: Workspace,
+    name: str,
+    target: RecoveryTarget,
+    *,
+    backup_id: str | None = None,
+    to: str | None = None,
+    in_place: bool = False,
+    keep_running: bool = False,
+    prefix: str | None = None,
+    yes: bool = False,
+    into_database: str | None = None,
+    tables: tuple[str, ...] = (),
+    from_database: str | None = None,
+) -> PreparedRestore | PreparedServiceRestore | PreparedLogicalRestore:
+    service = ws.stack.services.get(name)
+    if service is None:
+        raise UsageError(f"no service {name!r} in {ws.stack.source_path}")
+    if service.kind == "postgres" and (into_database or tables):
+        if to or in_place or target.kind is not TargetKind.LATEST:
+            raise UsageError(
+                "--database/--table restore a logical dump as it is: no --to, --in-place or target"
+            )
+        return prepare_logical(
+            ws, service, backup_id=backup_id, into=into_database, tables=tables, from_database=from_database
+        )
+    if into_database or tables:
+        raise UsageError("--database and --table are for PostgreSQL's logical backups")
+    if service.kind == "postgres":
+        if prefix:
+            raise UsageError("--prefix is for object storage, not PostgreSQL")
+        return prepare_restore(
+            ws,
+            service,
+            target,
+            backup_id=backup_id,
+            to=Path(to) if to else None,
+            in_place=in_place,
+            keep_running=keep_running,
+        )
+    if target.lsn is not None or target.name is not None:
+        raise UsageError(f"--target-lsn and --target-name are PostgreSQL's; {name} takes --target-time")
+    when: datetime | None = target.time
+    options = RestoreOptions(backup_id=backup_id, target_time=when, yes=yes, to=to, prefix=prefix)
+    return PreparedServiceRestore(service, engine_for(service), options)

@@ -1,0 +1,55 @@
+"""The isolated copy a drill breaks: a sandbox stack of its own (its own directory, ports,
+repository and state), with the live stack's name and its service names, started empty and
+then restored from the live stack's newest set by the drill engine. Removed afterwards
+unless asked to keep it."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drkit.config.loader import load_stack
+from drkit.domain.errors import UsageError
+from drkit.engines.core.workspace import Workspace, open_workspace
+from drkit.sandbox import stack as sandbox_stack
+from drkit.sandbox.seed import SeedSize
+from drkit.sandbox.stack import SandboxOptions, available_parts
+
+MINIMAL_SEED = SeedSize(users=1, channels=1, messages=1, attachments=1)  # replaced by the restore
+
+
+@dataclass
+class IsolatedSandbox:
+    """An Environment (engines.drills.run) built by the sandbox code."""
+
+    keep: bool = False
+    parent: Path | None = None
+    isolated: bool = True
+    root: Path | None = field(default=None, init=False)
+
+    def build(self, live: Workspace) -> Workspace:
+        parts = set(available_parts())
+        wanted = tuple(n for n, s in live.stack.services.items() if n in parts)
+        if "postgres" not in wanted:
+            raise UsageError("an isolated drill copies a stack with a `postgres` service")
+        pg = live.stack.services["postgres"]
+        directory = Path(tempfile.mkdtemp(prefix="drkit-drill-", dir=self.parent or tempfile.gettempdir()))
+        directory.rmdir()
+        self.root = directory
+        options = SandboxOptions(
+            wal_mode=pg.postgres.wal_mode.value if pg.postgres else "archive",
+            seed=MINIMAL_SEED,
+            stack_name=live.stack.name,
+            services=wanted,
+        )
+        box = sandbox_stack.up(directory, options)
+        return open_workspace(load_stack(box.config_path), clock=live.clock)
+
+    def teardown(self) -> None:
+        if self.root is None or not self.root.exists():
+            return
+        sandbox_stack.down(self.root)
+        if not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
