@@ -19,7 +19,7 @@ from drkit.adapters.postgres.recovery_conf import (
     write_recovery_settings,
 )
 from drkit.domain.backup import Manifest
-from drkit.domain.errors import OperationError, UsageError
+from drkit.domain.errors import IntegrityError, OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service, WalMode
 from drkit.domain.wal import Segment
@@ -90,7 +90,11 @@ def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePla
     policy = service.postgres
     if policy and policy.wal_mode is WalMode.STREAM and request.target.kind is TargetKind.LATEST:
         flush_spool(ws, service)  # the newest WAL may still sit in the local receiver's spool
-    backups = list(list_backups(ws.repo, ws.stack.name, service.name).complete)
+    listing = list_backups(ws.repo, ws.stack.name, service.name)
+    for damaged in listing.damaged:
+        if damaged.backup_id == request.backup_id:  # say why it cannot be used, not "no backup"
+            raise IntegrityError(f"backup {damaged.backup_id} cannot be used: {damaged.reason}")
+    backups = list(listing.complete)
     archive = archive_for(ws, service)
     names = archive.names()
     with CommitTimes(archive, service.runtime.bin_dir, ws.state_dir / "wal-times") as times:
