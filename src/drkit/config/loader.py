@@ -182,6 +182,8 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
             region=r.region,
             encryption=_encryption(r.encryption, ("repositories", name, "encryption"), source, strict),
             offsite=r.offsite,
+            sign_key=_secret(r.sign_key, ("repositories", name, "sign_key"), source, strict),
+            sign_key_ref=r.sign_key,
         )
         for name, r in model.repositories.items()
     }

@@ -209,6 +209,7 @@ class RepositoryModel(Strict):
     region: str = "us-east-1"
     encryption: EncryptionModel | None = None  # what `drkit sync` stores here is age-encrypted
     offsite: bool = False  # another site (s3 repositories count as off-site anyway): 3-2-1
+    sign_key: SecretRef | None = None  # HMAC-SHA256 key: manifests and sets signed and checked
 
 
 class ExpectModel(Strict):

@@ -176,6 +176,8 @@ class RepositorySpec:
     region: str = "us-east-1"
     encryption: Encryption | None = None  # copies stored here must be age-encrypted
     offsite: bool = False
+    sign_key: str | None = None  # HMAC key for manifests and sets (resolved secret)
+    sign_key_ref: str | None = None  # how it is referenced (set even when it could not be read)
 
     @property
     def is_offsite(self) -> bool:

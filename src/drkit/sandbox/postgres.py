@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from drkit.adapters.postgres.recovery_conf import pg_shell_command, quote
 from drkit.domain.errors import OperationError
 from drkit.domain.stack import RuntimeSpec
 from drkit.infra.ownership import chown_tree
@@ -60,10 +61,6 @@ class ClusterSpec:
     extra: tuple[tuple[str, str], ...] = ()
 
 
-def quote_conf(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def init_cluster(spec: ClusterSpec) -> None:
     """initdb with data checksums, trust auth on loopback, WAL ready for backups."""
     initdb = find_tool("initdb", spec.bin_dir)
@@ -106,7 +103,7 @@ def init_cluster(spec: ClusterSpec) -> None:
     with open(spec.data_dir / "postgresql.conf", "a") as conf:
         conf.write("\n# drkit sandbox\n")
         for key, value in settings:
-            conf.write(f"{key} = {quote_conf(value)}\n")
+            conf.write(f"{key} = {quote(value)}\n")
     hba = (
         "local all all trust\n"
         "local replication all trust\n"
@@ -128,9 +125,7 @@ def prepare(ctx: PartContext) -> ServiceEntry:
     data_dir = base / "data"
     archive = None
     if ctx.wal_mode == "archive":
-        archive = " ".join(
-            [*(f'"{p}"' for p in drkit_command()), "--config", f'"{ctx.config_path}"', "wal-push", '"%p"']
-        )
+        archive = pg_shell_command([*drkit_command(), "--config", str(ctx.config_path), "wal-push"], "%p")
     init_cluster(ClusterSpec(data_dir, base, port, bin_dir, ctx.os_user, archive))
     log_file = str(ctx.logs / "postgres.log")
     runtime: dict[str, object] = {

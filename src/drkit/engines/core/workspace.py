@@ -11,6 +11,7 @@ from drkit.adapters.repository.port import Repository
 from drkit.domain.errors import UsageError
 from drkit.domain.stack import Service, Stack
 from drkit.engines.core.lease import LeaseKeeper
+from drkit.engines.core.signing import with_signing
 from drkit.infra.clock import Clock, SystemClock
 
 
@@ -61,4 +62,5 @@ def open_workspace(
         recipients=enc.recipients if enc else (),
         identity=enc.identity if enc else None,
     )
-    return Workspace(stack, open_repository(spec), codec, clock or SystemClock())
+    repo = with_signing(open_repository(spec), spec)
+    return Workspace(stack, repo, codec, clock or SystemClock())

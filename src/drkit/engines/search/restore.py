@@ -79,7 +79,7 @@ def choose_backup(ws: Workspace, service: Service, options: RestoreOptions) -> M
 
 def stage(ws: Workspace, manifest: Manifest, directory: Path, os_user: str | None) -> Path:
     """Fetch, check and decode the backup's parts into one file the server can read."""
-    from drkit.infra.atomic import fsync_dir
+    from drkit.infra.atomic import fsync_dir, temp_beside
     from drkit.infra.ownership import chown_tree
 
     try:
@@ -90,11 +90,14 @@ def stage(ws: Workspace, manifest: Manifest, directory: Path, os_user: str | Non
             "server's database, where the server can read it"
         ) from exc
     name = str(manifest.details.get("file", "backup"))
+    if "/" in name or "\0" in name or name.startswith("."):
+        raise IntegrityError(f"{manifest.backup_id}: the manifest names an unsafe file {name!r}; refusing")
     target = directory / f"{manifest.backup_id}-{name}"
-    tmp = target.with_name(f".{target.name}.tmp")
+    fd, tmp = temp_beside(target)
     digest = hashlib.sha256()
     prefix = backup_dir(manifest.stack, manifest.service, manifest.backup_id)
-    with open(tmp, "wb") as out:
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o644)
         for stored in manifest.files:
             data = ws.repo.get(f"{prefix}/{stored.name}")
             if len(data) != stored.size or sha256(data) != stored.sha256:

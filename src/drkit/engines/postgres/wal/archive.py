@@ -29,6 +29,7 @@ from drkit.domain.wal import (
     timeline_path,
 )
 from drkit.engines.core.layout import wal_prefix
+from drkit.infra.atomic import temp_beside
 
 SUFFIXES = (".zst", ".zst.age")
 
@@ -201,13 +202,15 @@ class WalArchive:
 def _write(dest: Path, raw: bytes, name: str) -> None:
     """Write beside `dest`, then rename: PostgreSQL never sees a torn segment, and a failed
     write (a full disk) leaves no temporary file taking the space."""
-    tmp = dest.with_name(dest.name + ".drkit-tmp")
+    tmp: Path | None = None
     try:
-        with open(tmp, "wb") as fh:
+        fd, tmp = temp_beside(dest)  # never a fixed name another user could plant a link at
+        with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
         os.replace(tmp, dest)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise OperationError(f"cannot write {name} to {dest}: {exc.strerror or exc}") from exc
 
 
