@@ -51,6 +51,7 @@ class SandboxOptions:
     seed: SeedSize = field(default_factory=SeedSize)
     stack_name: str = "sandbox"
     services: tuple[str, ...] | None = None  # None: every part that is available
+    pg_bin_dir: str | None = None  # PostgreSQL binaries to run (any major); None: the newest installed
 
 
 @dataclass
@@ -131,7 +132,9 @@ def up(directory: str | Path, options: SandboxOptions = SandboxOptions()) -> San
     box = Sandbox(
         root, {"os_user": os_user, "wal_mode": options.wal_mode, "services": {}, "parts": list(wanted)}
     )
-    ctx = PartContext(root, os_user, options.stack_name, options.wal_mode, options.seed, box.config_path)
+    ctx = PartContext(
+        root, os_user, options.stack_name, options.wal_mode, options.seed, box.config_path, options.pg_bin_dir
+    )
     _write_identity(box, options)
     entries: list[ServiceEntry] = []
     for name in PARTS:
