@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from drkit.adapters.postgres.client import connect, scalar
 from drkit.domain.errors import OperationError
@@ -18,7 +19,7 @@ from tests.integration.pg_helpers import (
     stop_restored,
     switch_and_wait_archived,
 )
-from tests.integration.pg_versions import across_majors
+from tests.integration.pg_versions import across_majors, bin_dir_for
 
 
 def backup(handle: SandboxHandle, *extra: str) -> dict:
@@ -164,3 +165,22 @@ def test_in_place_restore_keeps_the_old_data_directory_beside_the_new(
     assert (aside / "PG_VERSION").is_file() and (data_dir / "PG_VERSION").is_file()
     assert box.psql("select count(*) from in_place_probe where id = 42") == 1
     assert box.psql("select pg_is_in_recovery()") is False
+
+
+def test_a_backup_is_not_restored_with_another_majors_server(pg_sandbox: SandboxHandle) -> None:
+    """Before: the whole backup was written, then PostgreSQL refused to start it."""
+    made = backup(pg_sandbox)
+    config = yaml.safe_load(pg_sandbox.config_path.read_text())
+    other = 18 if pg_sandbox.major != 18 else 15
+    config["services"]["postgres"]["runtime"]["bin_dir"] = bin_dir_for(other)
+    mismatched = pg_sandbox.dir / f"bin-{other}.yaml"
+    mismatched.write_text(yaml.safe_dump(config))
+
+    dest = restore_dir(pg_sandbox.dir, f"as-{other}", pg_sandbox.box.os_user)
+    result = run_drkit(
+        "restore", "postgres", "--backup", made["backup_id"], "--to", str(dest), config=mismatched
+    )
+    assert result.code == 2, result.stderr
+    assert f"backup is of PostgreSQL {pg_sandbox.major}" in result.stderr
+    assert f"is PostgreSQL {other}" in result.stderr
+    assert not dest.exists()
