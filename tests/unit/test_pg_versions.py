@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,25 @@ def test_a_backup_of_another_major_is_refused_naming_both(tmp_path: Path) -> Non
 def test_no_server_binary_to_compare_with_is_not_an_error(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     require_server_major(str(tmp_path / "nowhere"), 180006)
+
+
+def test_sandbox_refuses_a_bin_dir_without_the_server(tmp_path: Path) -> None:
+    from drkit.sandbox.postgres import server_bin_dir
+
+    bin_dir = fake_bin(tmp_path, "pg_ctl", "pg_ctl (PostgreSQL) 18.6")
+    with pytest.raises(UsageError, match="has no executable initdb"):
+        server_bin_dir(bin_dir, None)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the cluster to another user")
+def test_sandbox_refuses_binaries_the_database_user_cannot_execute(tmp_path: Path) -> None:
+    from drkit.sandbox.postgres import server_bin_dir
+
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    for name in ("initdb", "pg_ctl", "postgres"):
+        fake_bin(closed, name, f"{name} (PostgreSQL) 18.6")
+    bin_dir = str(closed / "bin")
+    assert server_bin_dir(bin_dir, None) == bin_dir  # we (root) may
+    with pytest.raises(UsageError, match=f"cannot execute {bin_dir}/postgres"):
+        server_bin_dir(bin_dir, "nobody")
