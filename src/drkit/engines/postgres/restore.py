@@ -18,6 +18,7 @@ from drkit.adapters.postgres.recovery_conf import (
     target_timeline_setting,
     write_recovery_settings,
 )
+from drkit.adapters.postgres.tools import require_server_major
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import IntegrityError, OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
@@ -116,6 +117,7 @@ def restore(
         raise UsageError("restore needs exactly one of --to DIR or --in-place")
     with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
         chosen = plan(ws, service, request)
+        require_server_major(service.runtime.bin_dir, chosen.backup.require_postgres().server_version)
         started = ws.clock.now()
         runtime, data_dir, aside = _prepare_target(ws, service, request)
         try:
