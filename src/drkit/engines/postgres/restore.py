@@ -37,9 +37,9 @@ from drkit.engines.postgres.recovery_watch import (
     startup_activity,
 )
 from drkit.engines.postgres.tar_restore import read_index, restore_parts
-from drkit.engines.postgres.wal.archive import timeline_paths
+from drkit.engines.postgres.wal.archive import archive_for, timeline_paths
 from drkit.engines.postgres.wal.prefetch import prefetch_restore_command, prefetching
-from drkit.engines.postgres.wal.stream import archive_for, flush_spool
+from drkit.engines.postgres.wal.stream import flush_spool
 from drkit.engines.postgres.wal.times import CommitTimes
 from drkit.infra import locks
 from drkit.infra.clock import Clock

@@ -27,7 +27,7 @@ from drkit.engines.core.types import VerifyReport
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.verify import verify_deep, verify_wal
 from drkit.engines.postgres.verify_logical import verify_logical_deep
-from drkit.engines.postgres.wal.stream import archive_for
+from drkit.engines.postgres.wal.archive import archive_for
 
 NO_DEEP = {
     BackupKind.DUMP: (

@@ -16,6 +16,7 @@ from pathlib import Path
 from drkit.adapters.repository.codec import Codec, sha256
 from drkit.adapters.repository.port import Repository
 from drkit.domain.errors import IntegrityError, OperationError, RepositoryError
+from drkit.domain.stack import Service
 from drkit.domain.wal import (
     HISTORY_RE,
     PARTIAL_RE,
@@ -29,6 +30,7 @@ from drkit.domain.wal import (
     timeline_path,
 )
 from drkit.engines.core.layout import wal_prefix
+from drkit.engines.core.workspace import Workspace
 from drkit.infra.atomic import temp_beside
 
 SUFFIXES = (".zst", ".zst.age")
@@ -212,6 +214,11 @@ def _write(dest: Path, raw: bytes, name: str) -> None:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
         raise OperationError(f"cannot write {name} to {dest}: {exc.strerror or exc}") from exc
+
+
+def archive_for(ws: Workspace, service: Service) -> WalArchive:
+    """The WAL archive of a PostgreSQL service in the workspace's repository."""
+    return WalArchive(ws.repo, ws.stack.name, service.name, ws.codec)
 
 
 @dataclass(frozen=True)
