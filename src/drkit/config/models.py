@@ -43,6 +43,10 @@ class RuntimeModel(Strict):
     log_file: str | None = None
     command: list[str] = []
     stop_timeout: Duration | None = None  # local: SIGKILL after this long (default 60s)
+    # compose: the named volume holding the service's data, and where the container mounts it;
+    # the runtime finds its host path with `docker volume inspect` (never a guessed path).
+    volume: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    mount: str | None = Field(default=None, pattern=r"^/")
 
 
 class RetentionModel(Strict):

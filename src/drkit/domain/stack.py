@@ -35,6 +35,8 @@ class RuntimeSpec:
     log_file: str | None = None
     command: tuple[str, ...] = ()
     stop_timeout: float | None = None  # seconds before SIGKILL (local processes)
+    volume: str | None = None  # compose: the named volume with the service's data
+    mount: str | None = None  # compose: where the container mounts that volume
 
 
 @dataclass(frozen=True)
