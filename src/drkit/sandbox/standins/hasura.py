@@ -15,7 +15,12 @@ Stands for:
   500 `ERROR: inconsistent objects in schema`; 500 `ERROR` when the metadata database is
   unreachable. `GET /v1/version`.
 - `X-Hasura-Admin-Secret` on the metadata API when an admin secret is set (401
-  `access-denied` otherwise), as with `HASURA_GRAPHQL_ADMIN_SECRET`.
+  `access-denied` otherwise), as with `HASURA_GRAPHQL_ADMIN_SECRET`; with
+  `HASURA_GRAPHQL_UNAUTHORIZED_ROLE` set, a request without the header is that role and the
+  metadata API answers 400 `restricted access : admin only`.
+- Answers shaped as graphql-engine's (server/src-lib/Hasura/RQL/DDL/Metadata.hs): replace v2
+  `{"is_consistent", "inconsistent_objects"}`, v1 `{"message": "success"}`; reload
+  `{"message", "is_consistent"}` plus `inconsistent_objects` only when there are some.
 
 - `POST /v1/graphql`: one root field over a tracked table with plain columns and `limit`
   (hasura_graphql.py), for smoke checks.
@@ -150,9 +155,8 @@ class Catalog:
                     (json.dumps(metadata),),
                 )
             self.inconsistent = problems
-        if problems:
-            return 200, {"is_consistent": False, "inconsistent_objects": problems}
-        return 200, {"message": "success"}
+        # runReplaceMetadataV2 answers formatInconsistentObjs either way (Metadata.hs)
+        return 200, {"is_consistent": not problems, "inconsistent_objects": problems}
 
     def healthy_storage(self) -> bool:
         try:
@@ -249,6 +253,7 @@ def _problem(kind: str, name: str, reason: str, definition: Any = None) -> dict[
 class HasuraHandler(JsonHandler):
     catalog: Catalog
     admin_secret: str | None = None
+    unauthorized_role: str | None = None  # HASURA_GRAPHQL_UNAUTHORIZED_ROLE
 
     def route(self, method: str) -> None:
         path = self.path_only
@@ -271,6 +276,12 @@ class HasuraHandler(JsonHandler):
         given = self.headers.get("X-Hasura-Admin-Secret")
         if given is not None and hmac.compare_digest(given.encode(), self.admin_secret.encode()):
             return True
+        if given is None and self.unauthorized_role:
+            # the request runs as the unauthorized role, and the metadata API is admin only
+            # (hasura/graphql-engine App.hs, accessDeniedErrMsg)
+            error = "restricted access : admin only"
+            self.reply_json(400, {"path": "$.args", "error": error, "code": "access-denied"})
+            return False
         error = "invalid x-hasura-admin-secret/x-hasura-access-key"
         if given is None:
             error = "x-hasura-admin-secret/x-hasura-access-key required, but not found"
@@ -306,10 +317,13 @@ class HasuraHandler(JsonHandler):
                 self.reply_json(200, out)
             elif kind == "replace_metadata":
                 self.replace(args, version)
-            elif kind in ("reload_metadata", "get_inconsistent_metadata"):
-                problems = self.catalog.reload() if kind == "reload_metadata" else self.catalog.inconsistent
-                out = {"is_consistent": not problems, "inconsistent_objects": problems}
-                self.reply_json(200, {"message": "success", **out} if kind == "reload_metadata" else out)
+            elif kind == "reload_metadata":  # runReloadMetadata: the objects only when there are some
+                problems = self.catalog.reload()
+                listed = {"inconsistent_objects": problems} if problems else {}
+                self.reply_json(200, {"message": "success", "is_consistent": not problems, **listed})
+            elif kind == "get_inconsistent_metadata":
+                problems = self.catalog.inconsistent
+                self.reply_json(200, {"is_consistent": not problems, "inconsistent_objects": problems})
             else:
                 raise BadRequest(
                     {
@@ -340,6 +354,8 @@ class HasuraHandler(JsonHandler):
             allow_inconsistent=bool(args.get("allow_inconsistent_metadata", False)) if v2 else False,
             expected=int(expected) if expected is not None else None,
         )
+        if status == 200 and not v2:
+            out = {"message": "success"}  # runReplaceMetadataV1
         self.reply_json(status, out)
 
 
@@ -359,7 +375,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     if catalog.inconsistent:
         sys.stderr.write(f"WARN: {len(catalog.inconsistent)} inconsistent objects in the metadata\n")
-    handler = type("Handler", (HasuraHandler,), {"catalog": catalog, "admin_secret": secret})
+    role = os.environ.get("HASURA_GRAPHQL_UNAUTHORIZED_ROLE") or None
+    handler = type(
+        "Handler", (HasuraHandler,), {"catalog": catalog, "admin_secret": secret, "unauthorized_role": role}
+    )
     serve(handler, args.host, args.port, name="hasura")
 
 
