@@ -4,6 +4,8 @@ errors, a missing task, and POST /snapshots on a server older than v1.5."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from drkit.adapters.meilisearch import MeilisearchClient, MeilisearchError
@@ -211,3 +213,25 @@ def test_snapshots_before_v1_5_say_so() -> None:
 def test_every_fixture_names_its_source() -> None:
     fixtures = [v for v in globals().values() if isinstance(v, Recorded)]
     assert len(fixtures) >= 10 and all(f.source for f in fixtures)
+
+
+def test_drkit_refuses_a_snapshot_of_another_version_before_touching_anything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Meilisearch loads a snapshot only into the version that wrote it, and says so only when
+    restarted on it; drkit compares the versions first (engines/search/restore.py)."""
+    from types import SimpleNamespace
+
+    from drkit.domain.errors import UsageError
+    from drkit.engines.search import restore as search_restore
+
+    version_16 = Recorded(200, {**VERSION_14.body, "pkgVersion": "1.6.0"}, f"{DOCS}/api/version")
+    monkeypatch.setattr(
+        search_restore, "client_for", lambda s: client(Replay({("GET", "/version"): [version_16]}))
+    )
+    manifest: Any = SimpleNamespace(backup_id="b-snapshot", tool_versions={"meilisearch": "1.5.0"})
+    service: Any = SimpleNamespace(name="meilisearch")
+    with pytest.raises(UsageError, match=r"snapshot of Meilisearch 1.5.0, and meilisearch runs 1.6.0.*dump"):
+        search_restore.same_version_only(service, manifest)
+    manifest.tool_versions["meilisearch"] = "1.6.0"
+    search_restore.same_version_only(service, manifest)  # the same version: no objection
