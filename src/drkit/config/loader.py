@@ -137,6 +137,7 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
             stop_timeout=r.stop_timeout.total_seconds() if r.stop_timeout else None,
             volume=r.volume,
             mount=r.mount,
+            env_file=r.env_file,
         ),
         dsn=m.dsn,
         url=m.url,

@@ -47,6 +47,7 @@ class RuntimeModel(Strict):
     # the runtime finds its host path with `docker volume inspect` (never a guessed path).
     volume: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     mount: str | None = Field(default=None, pattern=r"^/")
+    env_file: str | None = None  # local: KEY=VALUE lines added to the process's environment
 
 
 class RetentionModel(Strict):

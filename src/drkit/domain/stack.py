@@ -37,6 +37,7 @@ class RuntimeSpec:
     stop_timeout: float | None = None  # seconds before SIGKILL (local processes)
     volume: str | None = None  # compose: the named volume with the service's data
     mount: str | None = None  # compose: where the container mounts that volume
+    env_file: str | None = None  # local: variables for the process (secrets off its command line)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ Stands for:
 Leaves out: the rest of GraphQL, sources other than `default` (marked inconsistent), functions,
 remote schemas, actions, event triggers, metadata versions other than 3, the console.
 
-Run: python -m drkit.sandbox.standins.hasura --port 8080 --dsn "host=... dbname=nchat"
-     [--admin-secret-file PATH] (or HASURA_GRAPHQL_ADMIN_SECRET in the environment)
+Run as graphql-engine is run: python -m drkit.sandbox.standins.hasura --database-url
+postgresql://user@host:5432/nchat serve --server-port 8080 [--server-host 127.0.0.1], the
+admin secret in HASURA_GRAPHQL_ADMIN_SECRET (the sandbox gives it through runtime.env_file).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from typing import Any
 
 import psycopg
 
-from drkit.sandbox.standins import BadRequest, JsonHandler, hasura_graphql, read_secret_file, serve
+from drkit.sandbox.standins import BadRequest, JsonHandler, hasura_graphql, serve
 
 VERSION = "v2.0.0-drkit-standin"
 CATALOG_SQL = """
@@ -359,15 +360,29 @@ class HasuraHandler(JsonHandler):
         self.reply_json(status, out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Hasura stand-in (metadata API and /healthz)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--dsn", required=True, help="the PostgreSQL holding hdb_catalog")
-    parser.add_argument("--admin-secret-file", help="file holding the admin secret")
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """graphql-engine's own options: `--database-url URL serve --server-host H --server-port P`,
+    each also from its HASURA_GRAPHQL_* variable; the admin secret and the unauthorized role
+    from HASURA_GRAPHQL_ADMIN_SECRET / HASURA_GRAPHQL_UNAUTHORIZED_ROLE (or their flags)."""
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="graphql-engine", description="Hasura stand-in")
+    parser.add_argument("--database-url", default=env("HASURA_GRAPHQL_DATABASE_URL"))
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve")
+    serve_cmd.add_argument("--server-host", default=env("HASURA_GRAPHQL_SERVER_HOST", "*"))
+    serve_cmd.add_argument("--server-port", type=int, default=int(env("HASURA_GRAPHQL_SERVER_PORT", "8080")))
+    serve_cmd.add_argument("--admin-secret", default=env("HASURA_GRAPHQL_ADMIN_SECRET"))
+    serve_cmd.add_argument("--unauthorized-role", default=env("HASURA_GRAPHQL_UNAUTHORIZED_ROLE"))
     args = parser.parse_args(argv)
-    secret = read_secret_file(args.admin_secret_file) or os.environ.get("HASURA_GRAPHQL_ADMIN_SECRET")
-    catalog = Catalog(args.dsn)
+    if not args.database_url:
+        parser.error("--database-url (or HASURA_GRAPHQL_DATABASE_URL) is required")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    host = "0.0.0.0" if args.server_host == "*" else args.server_host  # noqa: S104 (graphql-engine's default)
+    catalog = Catalog(args.database_url)
     try:
         catalog.init()
     except psycopg.Error as exc:
@@ -375,11 +390,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     if catalog.inconsistent:
         sys.stderr.write(f"WARN: {len(catalog.inconsistent)} inconsistent objects in the metadata\n")
-    role = os.environ.get("HASURA_GRAPHQL_UNAUTHORIZED_ROLE") or None
-    handler = type(
-        "Handler", (HasuraHandler,), {"catalog": catalog, "admin_secret": secret, "unauthorized_role": role}
-    )
-    serve(handler, args.host, args.port, name="hasura")
+    attrs = {
+        "catalog": catalog,
+        "admin_secret": args.admin_secret,
+        "unauthorized_role": args.unauthorized_role,
+    }
+    handler = type("Handler", (HasuraHandler,), attrs)
+    serve(handler, host, args.server_port, name="hasura")
 
 
 if __name__ == "__main__":
