@@ -5,9 +5,8 @@ Stands for:
   `{"resource_version": N, "metadata": {...}}`), `replace_metadata` (version 1 args = the
   metadata; version 2 args = `{"metadata", "allow_inconsistent_metadata",
   "resource_version"}`), `reload_metadata` and `get_inconsistent_metadata`.
-- Metadata kept in PostgreSQL as Hasura keeps it: `hdb_catalog.hdb_metadata(id, metadata
-  json, resource_version)`, one row, so it lives and dies with the database (a PostgreSQL
-  restore brings back the metadata of that moment).
+- Metadata kept in PostgreSQL as Hasura keeps it (`hdb_catalog.hdb_metadata`, one row): a
+  PostgreSQL restore brings back the metadata of that moment.
 - An inconsistency check as Hasura's schema cache does it, at start, on replace and on
   reload: tracked tables and views must exist, relationship and permission columns too.
   A replace with inconsistencies is refused with 400 unless `allow_inconsistent_metadata`.
@@ -19,9 +18,8 @@ Stands for:
   `HASURA_GRAPHQL_UNAUTHORIZED_ROLE` set, a request without the header is that role and the
   metadata API answers 400 `restricted access : admin only`.
 - Answers shaped as graphql-engine's (server/src-lib/Hasura/RQL/DDL/Metadata.hs): replace v2
-  `{"is_consistent", "inconsistent_objects"}`, v1 `{"message": "success"}`; reload
-  `{"message", "is_consistent"}` plus `inconsistent_objects` only when there are some.
-
+  `{"is_consistent", "inconsistent_objects"}`, v1 `{"message": "success"}`; reload lists
+  `inconsistent_objects` only when there are some.
 - `POST /v1/graphql`: one root field over a tracked table with plain columns and `limit`
   (hasura_graphql.py), for smoke checks.
 
@@ -361,9 +359,8 @@ class HasuraHandler(JsonHandler):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """graphql-engine's own options: `--database-url URL serve --server-host H --server-port P`,
-    each also from its HASURA_GRAPHQL_* variable; the admin secret and the unauthorized role
-    from HASURA_GRAPHQL_ADMIN_SECRET / HASURA_GRAPHQL_UNAUTHORIZED_ROLE (or their flags)."""
+    """graphql-engine's own options (`--database-url URL serve --server-port P ...`), each also
+    from its HASURA_GRAPHQL_* variable, as the admin secret and the unauthorized role are."""
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="graphql-engine", description="Hasura stand-in")
     parser.add_argument("--database-url", default=env("HASURA_GRAPHQL_DATABASE_URL"))
