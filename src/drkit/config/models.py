@@ -45,6 +45,11 @@ class RuntimeModel(Strict):
     stop_timeout: Duration | None = None  # local: SIGKILL after this long (default 60s)
     # local: runs the server's start command where the server lives, e.g. [ip, netns, exec, db2]
     exec_prefix: list[str] = []
+    # compose: the named volume holding the service's data, and where the container mounts it;
+    # the runtime finds its host path with `docker volume inspect` (never a guessed path).
+    volume: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    mount: str | None = Field(default=None, pattern=r"^/")
+    env_file: str | None = None  # local: KEY=VALUE lines added to the process's environment
 
 
 class RetentionModel(Strict):

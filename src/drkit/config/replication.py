@@ -22,6 +22,9 @@ def runtime_spec(r: RuntimeModel) -> RuntimeSpec:
         command=tuple(r.command),
         stop_timeout=r.stop_timeout.total_seconds() if r.stop_timeout else None,
         exec_prefix=tuple(r.exec_prefix),
+        volume=r.volume,
+        mount=r.mount,
+        env_file=r.env_file,
     )
 
 

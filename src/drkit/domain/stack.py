@@ -36,6 +36,9 @@ class RuntimeSpec:
     command: tuple[str, ...] = ()
     stop_timeout: float | None = None  # seconds before SIGKILL (local processes)
     exec_prefix: tuple[str, ...] = ()  # local postgres: start the server through this prefix
+    volume: str | None = None  # compose: the named volume with the service's data
+    mount: str | None = None  # compose: where the container mounts that volume
+    env_file: str | None = None  # local: variables for the process (secrets off its command line)
 
 
 @dataclass(frozen=True)
