@@ -56,6 +56,7 @@ def _register() -> None:
         backup_cmds,
         check_cmds,
         drill_cmds,
+        prune_cmds,
         recover_cmds,
         restore_cmds,
         sandbox_cmds,
@@ -74,6 +75,7 @@ def _register() -> None:
         check_cmds,
         stack_cmds,
         search_cmds,
+        prune_cmds,
     )
     for module in modules:
         module.register(app)

@@ -7,7 +7,15 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from drkit.config.models import CheckModel, HealthModel, ServiceModel, SmokeModel, StackModel, parse_size
+from drkit.config.models import (
+    CheckModel,
+    HealthModel,
+    RetentionModel,
+    ServiceModel,
+    SmokeModel,
+    StackModel,
+    parse_size,
+)
 from drkit.config.secrets import SecretMissing, resolve_secret
 from drkit.config.yaml_source import PositionedYaml
 from drkit.domain.checks import Expectation, IntegrityCheck
@@ -18,6 +26,7 @@ from drkit.domain.stack import (
     PostgresPolicy,
     Priority,
     RepositorySpec,
+    Retention,
     RuntimeSpec,
     SearchIndex,
     Service,
@@ -148,11 +157,17 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
         postgres=policy,
         health=health,
         keep_last=m.backup.retention.keep_last if m.backup else None,
+        retention=_retention(m),
         indexes=tuple(SearchIndex(n, i.query, i.primary_key) for n, i in m.indexes.items()),
         access_key=_secret(m.access_key, ("services", name, "access_key"), source, strict),
         secret_key=_secret(m.secret_key, ("services", name, "secret_key"), source, strict),
         buckets=tuple(m.buckets),
     )
+
+
+def _retention(m: ServiceModel) -> Retention:
+    r = m.backup.retention if m.backup else RetentionModel()
+    return Retention(r.keep_last, r.keep_daily, r.keep_weekly, r.keep_monthly)
 
 
 def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack:
