@@ -136,3 +136,22 @@ def test_without_base_backups_only_the_backup_rules_apply(tmp_path: Path) -> Non
         add_base(ws, day, 0, 0, kind=BackupKind.LOGICAL)
     plan = prune(ws, stack.services["postgres"], dry_run=False).plan
     assert [d.rule for d in plan.keep] == ["keep_last"] and len(plan.drop) == 2
+
+
+def test_stack_yaml_retention_reaches_the_service(tmp_path: Path) -> None:
+    from drkit.config.loader import load_stack
+
+    path = tmp_path / "stack.yaml"
+    path.write_text(
+        "version: 1\nstack: s\nrepositories: {r: {type: fs, path: ./repo}}\nservices:\n"
+        "  pg:\n    kind: postgres\n    dsn: host=x\n"
+        "    backup: {retention: {keep_last: 3, keep_monthly: 6}, wal_retention: 2d}\n"
+        "  cache: {kind: redis, url: 'redis://x'}\n"
+    )
+    stack = load_stack(path)
+    assert stack.services["pg"].retention == Retention(
+        keep_last=3, keep_daily=30, keep_weekly=12, keep_monthly=6
+    )
+    assert stack.services["cache"].retention == Retention()
+    assert stack.services["pg"].postgres is not None
+    assert stack.services["pg"].postgres.wal_retention == timedelta(days=2)
