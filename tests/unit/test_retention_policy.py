@@ -107,6 +107,7 @@ def test_the_plan_partitions_the_backups_and_removes_only_what_exists(
     assert kept | dropped == {b.backup_id for b in facts.backups}
     assert {d.name for d in plan.wal_drop} <= set(facts.wal)
     assert plan.wal_kept + len(plan.wal_drop) == len(facts.wal)
+    assert sum(count for _, _, count in plan.wal_runs()) == len(plan.wal_drop)
 
 
 @PROPERTY

@@ -152,9 +152,10 @@ def describe(result: PruneResult) -> list[str]:
     ]
     lines += [f"  keep {d.name}: {d.rule}: {d.why}" for d in p.keep]
     lines += [f"  {verb} {d.name}: {d.rule}: {d.why}" for d in p.drop]
+    for first, last, count in p.wal_runs():
+        lines.append(f"  {verb} WAL {first} .. {last} ({count} files)")
     if p.wal_drop:
-        first, last = p.wal_drop[0], p.wal_drop[-1]
-        lines.append(f"  {verb} WAL {first.name} .. {last.name} ({len(p.wal_drop)} files): {first.why}")
+        lines.append(f"  WAL rule: {p.wal_drop[0].rule}: {p.wal_drop[0].why}")
     state = "incomplete backup" if not result.done else "removed incomplete backup"
     lines += [f"  {state} {i} (no manifest)" for i in result.incomplete]
     return lines

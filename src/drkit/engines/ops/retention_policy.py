@@ -86,6 +86,21 @@ class Plan:
     wal_drop: tuple[Decision, ...]  # WAL files to remove, oldest first
     wal_kept: int
     wal_from: str | None = None  # the first segment the PITR window keeps
+    wal_segment_size: int = DEFAULT_SEGMENT_SIZE
+
+    def wal_runs(self) -> list[tuple[str, str, int]]:
+        """The WAL to remove as runs of consecutive segments: (first, last, how many)."""
+        runs: list[tuple[str, str, int]] = []
+        previous: int | None = None
+        for d in self.wal_drop:
+            number = segment_number(d.name, self.wal_segment_size)
+            if runs and number is not None and previous is not None and number - previous <= 1:
+                first, _, count = runs[-1]
+                runs[-1] = (first, d.name, count + 1)
+            else:
+                runs.append((d.name, d.name, 1))
+            previous = number
+        return runs
 
     @property
     def empty(self) -> bool:
@@ -127,7 +142,7 @@ def decide(facts: Facts, policy: Policy, now: datetime) -> Plan:
         if anchor and anchor.wal
         else None
     )
-    return Plan(facts.service, kept, drop, wal_drop, wal_keep, wal_from)
+    return Plan(facts.service, kept, drop, wal_drop, wal_keep, wal_from, facts.wal_segment_size)
 
 
 def _series(backups: Iterable[BackupFact]) -> dict[str, list[BackupFact]]:
