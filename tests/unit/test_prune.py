@@ -155,3 +155,31 @@ def test_stack_yaml_retention_reaches_the_service(tmp_path: Path) -> None:
     assert stack.services["cache"].retention == Retention()
     assert stack.services["pg"].postgres is not None
     assert stack.services["pg"].postgres.wal_retention == timedelta(days=2)
+
+
+def test_prune_names_an_unknown_repository_or_service(tmp_path: Path) -> None:
+    from tests.conftest import run_drkit
+
+    path = tmp_path / "stack.yaml"
+    path.write_text(
+        "version: 1\nstack: s\nrepositories: {r: {type: fs, path: ./repo}}\n"
+        "services: {pg: {kind: postgres, dsn: host=x}}\n"
+    )
+    bad_repo = run_drkit("prune", "--repo", "offsite", "--dry-run", config=path)
+    assert bad_repo.code == 2 and "no repository 'offsite'" in bad_repo.stderr
+    bad_service = run_drkit("prune", "redis", config=path)
+    assert bad_service.code == 2 and "no service 'redis'" in bad_service.stderr
+    ok = run_drkit("--output", "json", "prune", "--repo", "r", "--dry-run", config=path)
+    assert ok.code == 0, ok.stderr
+    assert ok.json() == [
+        {
+            "service": "pg",
+            "dry_run": True,
+            "keep": [],
+            "drop": [],
+            "wal_drop": [],
+            "wal_kept": 0,
+            "wal_from": None,
+            "incomplete": [],
+        }
+    ]
