@@ -108,6 +108,23 @@ class Plan:
 
 
 def decide(facts: Facts, policy: Policy, now: datetime) -> Plan:
+    anchor = window_anchor(facts.backups, policy.wal_retention, now)
+    reasons = _reasons(facts, policy, anchor)
+    newest_first = sorted(facts.backups, key=lambda b: (b.finished_at, b.backup_id), reverse=True)
+    kept = tuple(reasons[b.backup_id][0] for b in newest_first if b.backup_id in reasons)
+    unkept = _unkept_rule(policy.retention)
+    drop = tuple(
+        Decision(b.backup_id, "unkept", unkept) for b in reversed(newest_first) if b.backup_id not in reasons
+    )
+    wal_keep, wal_drop = _wal(facts, [b for b in newest_first if b.backup_id in reasons], anchor, policy)
+    wal_from = None
+    if anchor is not None and anchor.wal is not None:
+        wal_from = Segment(anchor.wal.timeline, anchor.wal.start, facts.wal_segment_size).name
+    return Plan(facts.service, kept, drop, wal_drop, wal_keep, wal_from, facts.wal_segment_size)
+
+
+def _reasons(facts: Facts, policy: Policy, anchor: BackupFact | None) -> dict[str, list[Decision]]:
+    """Every rule that keeps a backup, by backup id (a backup no rule keeps is absent)."""
     reasons: dict[str, list[Decision]] = {}
 
     def keep(b: BackupFact, rule: str, why: str) -> None:
@@ -126,23 +143,9 @@ def decide(facts: Facts, policy: Policy, now: datetime) -> Plan:
     for s in facts.sets:
         if s.backup_id in by_id:
             keep(by_id[s.backup_id], "set", f"set {s.set_id} refers to it")
-    anchor = window_anchor(facts.backups, policy.wal_retention, now)
     if anchor is not None:
         keep(anchor, "pitr-window", f"PITR into the wal_retention window ({_age(policy)}) starts from it")
-    newest_first = sorted(facts.backups, key=lambda b: (b.finished_at, b.backup_id), reverse=True)
-    kept = tuple(reasons[b.backup_id][0] for b in newest_first if b.backup_id in reasons)
-    unkept = _unkept_rule(policy.retention)
-    drop = tuple(
-        Decision(b.backup_id, "unkept", unkept) for b in reversed(newest_first) if b.backup_id not in reasons
-    )
-    kept_facts = [by_id[d.name] for d in kept]
-    wal_keep, wal_drop = _wal(facts, kept_facts, anchor, policy)
-    wal_from = (
-        Segment(anchor.wal.timeline, anchor.wal.start, facts.wal_segment_size).name
-        if anchor and anchor.wal
-        else None
-    )
-    return Plan(facts.service, kept, drop, wal_drop, wal_keep, wal_from, facts.wal_segment_size)
+    return reasons
 
 
 def _series(backups: Iterable[BackupFact]) -> dict[str, list[BackupFact]]:
