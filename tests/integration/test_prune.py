@@ -24,6 +24,8 @@ from drkit.domain.stack import Retention
 from drkit.domain.wal import Lsn, Segment
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.workspace import open_workspace
+from drkit.engines.objects import backup as objects_backup
+from drkit.engines.objects.verify import verify_objects
 from drkit.engines.ops.prune import prune
 from drkit.engines.ops.retention_policy import segment_number
 from drkit.engines.postgres.wal.archive import WalArchive
@@ -33,6 +35,8 @@ from drkit.infra.wait import wait_for
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
 from tests.integration.pg_helpers import query_dsn, restore_dir, stop_restored, switch_and_wait_archived
+from tests.integration.s3_fixtures import S3Server
+from tests.integration.test_objects import objects_stack
 from tests.prune_fakes import STACK, make_stack, month, wal_numbers, workspace
 
 pytestmark = pytest.mark.integration
@@ -216,3 +220,43 @@ def test_a_simulated_month_keeps_exactly_the_policy_and_what_it_keeps_restores(
         assert _restored_day(box, f"end-{day}", ids[day], m.stop_lsn) == day
     for day in (26, 28, 30):  # PITR into the window, from the backup it starts from
         assert _restored_day(box, f"pitr-{day}", ids[25], marks[day]) == day
+
+
+def test_object_versions_no_kept_backup_lists_are_swept_and_what_is_kept_still_verifies(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    store = s3_server.store()
+    bucket = s3_server.new_bucket("it-prune")
+    store.put(bucket, "a", b"a, first", "text/plain", {})  # small: packed
+    store.put(bucket, "big", b"1" * (3 * 1024 * 1024), "application/octet-stream", {})  # parts
+    ws, service, config = objects_stack(s3_server, tmp_path, bucket)
+    doc = yaml.safe_load(config.read_text())
+    doc["services"]["objects"]["backup"] = {
+        "retention": {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
+    }
+    config.write_text(yaml.safe_dump(doc))
+    ws = open_workspace(load_stack(config))
+    service = ws.stack.services["objects"]
+    objects_backup.backup(ws, service)
+    objects_dir = f"{ws.stack.name}/{service.name}/objects/{bucket}/"
+    first_files = set(ws.repo.list(objects_dir + "packs/")) | set(ws.repo.list(objects_dir + "blobs/"))
+
+    for key, data in (("a", b"a, second"), ("big", b"2" * (3 * 1024 * 1024))):
+        [old] = [v for v in store.versions(bucket, key) if v.key == key]
+        store.put(bucket, key, data, "text/plain", {})
+        store.client.delete_object(Bucket=bucket, Key=key, VersionId=old.version_id)  # expired for good
+    second = objects_backup.backup(ws, service).manifest
+
+    dry = prune(ws, service, dry_run=True)
+    assert dry.objects is not None
+    [planned] = dry.objects
+    assert planned.versions == 2 and {objects_dir + f for f in planned.files} == first_files
+    result = prune(ws, service, dry_run=False)
+    assert [d.name for d in result.plan.keep] == [second.backup_id]
+    left = set(ws.repo.list(objects_dir + "packs/")) | set(ws.repo.list(objects_dir + "blobs/"))
+    assert left and not left & first_files  # the first backup's versions went, nothing else
+    assert [c.status.value for c in verify_objects(ws, service, second, deep=True)] == ["ok"]
+    third = objects_backup.backup(ws, service).manifest
+    assert third.details["new_versions"] == 0  # the catalog still knows every kept version
+    again = prune(ws, service, dry_run=False)
+    assert again.objects is not None and again.objects[0].versions == 0 and not again.objects[0].files

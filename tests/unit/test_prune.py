@@ -181,5 +181,6 @@ def test_prune_names_an_unknown_repository_or_service(tmp_path: Path) -> None:
             "wal_kept": 0,
             "wal_from": None,
             "incomplete": [],
+            "objects": None,
         }
     ]

@@ -9,7 +9,7 @@ and WAL oldest first, segment before its hash sidecar (the archive stays a conti
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
 from dataclasses import dataclass
 
 from drkit.domain.backup import BackupKind, Manifest
@@ -21,12 +21,11 @@ from drkit.engines.core.commit import clean_incomplete
 from drkit.engines.core.layout import backup_dir, lock_name, manifest_key, verified_key
 from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.ops.object_gc import BucketSweep, plan_sweep, sweep
 from drkit.engines.ops.retention_policy import BackupFact, Facts, Plan, Policy, SetFact, WalSpan, decide
 from drkit.engines.postgres.wal.archive import WalArchive
 from drkit.infra import locks
 from drkit.infra.hold import hold
-
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -34,9 +33,22 @@ class PruneResult:
     plan: Plan
     incomplete: tuple[str, ...]  # dry run: incomplete backups; else: the ones removed
     done: bool  # False: a dry run
+    objects: tuple[BucketSweep, ...] | None = None  # object versions swept; None: not swept
+    kind: str = ""  # the service's kind
 
     def to_dict(self) -> dict[str, object]:
         p = self.plan
+        objects = None
+        if self.objects is not None:
+            objects = [
+                {
+                    "bucket": b.bucket,
+                    "versions": b.versions,
+                    "files": len(b.files),
+                    "kept_files": b.kept_files,
+                }
+                for b in self.objects
+            ]
         return {
             "service": p.service,
             "dry_run": not self.done,
@@ -46,6 +58,7 @@ class PruneResult:
             "wal_kept": p.wal_kept,
             "wal_from": p.wal_from,
             "incomplete": list(self.incomplete),
+            "objects": objects,
         }
 
 
@@ -62,12 +75,32 @@ def prune(ws: Workspace, service: Service, *, dry_run: bool) -> PruneResult:
     """Plan (and unless `dry_run`, carry out) the retention of one service."""
     if dry_run:
         incomplete = list_backups(ws.repo, ws.stack.name, service.name).incomplete
-        return PruneResult(plan_service(ws, service), incomplete, done=False)
+        plan = plan_service(ws, service)
+        swept = _objects(ws, service, plan, live_check=False)
+        return PruneResult(plan, incomplete, False, _tuple(swept), service.kind)
     with locks.exclusive(ws.lock_dir, lock_name(service.name), "prune"):
         removed = clean_incomplete(ws, service.name)
         plan = plan_service(ws, service)
         carry_out(ws, plan)
-    return PruneResult(plan, removed, done=True)
+        swept = _objects(ws, service, plan, live_check=True)
+        if swept:
+            sweep(ws, service.name, swept, f"{ws.clock.now():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}")
+    return PruneResult(plan, removed, True, _tuple(swept), service.kind)
+
+
+def _tuple(swept: list[BucketSweep] | None) -> tuple[BucketSweep, ...] | None:
+    return None if swept is None else tuple(swept)
+
+
+def _objects(ws: Workspace, service: Service, plan: Plan, *, live_check: bool) -> list[BucketSweep] | None:
+    """Object-store services: the versions no kept backup lists any more (object_gc.py)."""
+    if service.kind != "s3":
+        return None
+    kept = {d.name for d in plan.keep}
+    manifests = [
+        m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.backup_id in kept
+    ]
+    return plan_sweep(ws, service.name, manifests, live_check=live_check)
 
 
 def plan_service(ws: Workspace, service: Service) -> Plan:
@@ -156,6 +189,13 @@ def describe(result: PruneResult) -> list[str]:
         lines.append(f"  {verb} WAL {first} .. {last} ({count} files)")
     if p.wal_drop:
         lines.append(f"  WAL rule: {p.wal_drop[0].rule}: {p.wal_drop[0].why}")
+    if result.objects is None and result.kind == "s3":
+        lines.append("  object versions: not swept (a backup of this service is in progress)")
+    for b in result.objects or ():
+        lines.append(
+            f"  {verb} {b.versions} object version(s) of bucket {b.bucket} ({len(b.files)} stored "
+            f"file(s); {b.kept_files} stay): no kept backup lists them"
+        )
     state = "incomplete backup" if not result.done else "removed incomplete backup"
     lines += [f"  {state} {i} (no manifest)" for i in result.incomplete]
     return lines
