@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import yaml
 from drkit.adapters.postgres.client import connect
 from drkit.config.loader import load_stack
 from drkit.domain.backup import BackupKind
+from drkit.domain.errors import RepositoryError
 from drkit.domain.stack import Retention
 from drkit.domain.wal import Lsn, Segment
 from drkit.engines.core.catalog import list_backups
@@ -36,7 +38,7 @@ from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
 from tests.integration.pg_helpers import query_dsn, restore_dir, stop_restored, switch_and_wait_archived
 from tests.integration.s3_fixtures import S3Server
-from tests.integration.test_objects import objects_stack
+from tests.integration.test_objects import _FailsAtCommit, objects_stack
 from tests.prune_fakes import STACK, make_stack, month, wal_numbers, workspace
 
 pytestmark = pytest.mark.integration
@@ -245,18 +247,29 @@ def test_object_versions_no_kept_backup_lists_are_swept_and_what_is_kept_still_v
         [old] = [v for v in store.versions(bucket, key) if v.key == key]
         store.put(bucket, key, data, "text/plain", {})
         store.client.delete_object(Bucket=bucket, Key=key, VersionId=old.version_id)  # expired for good
-    second = objects_backup.backup(ws, service).manifest
+    objects_backup.backup(ws, service)
+    store.put(bucket, "c", b"c, copied by a run that never committed", "text/plain", {})
+    with pytest.raises(RepositoryError):
+        objects_backup.backup(replace(ws, repo=_FailsAtCommit(ws.repo)), service)
+
+    waiting = prune(ws, service, dry_run=False)  # the first backup goes; its versions wait
+    assert waiting.objects is not None and waiting.objects[0].waiting
+    assert first_files <= set(ws.repo.list(objects_dir + "packs/")) | set(
+        ws.repo.list(objects_dir + "blobs/")
+    )
+    third = objects_backup.backup(ws, service).manifest
+    assert third.details["new_versions"] == 0  # it lists what the interrupted run copied
 
     dry = prune(ws, service, dry_run=True)
     assert dry.objects is not None
     [planned] = dry.objects
     assert planned.versions == 2 and {objects_dir + f for f in planned.files} == first_files
     result = prune(ws, service, dry_run=False)
-    assert [d.name for d in result.plan.keep] == [second.backup_id]
+    assert [d.name for d in result.plan.keep] == [third.backup_id]
     left = set(ws.repo.list(objects_dir + "packs/")) | set(ws.repo.list(objects_dir + "blobs/"))
     assert left and not left & first_files  # the first backup's versions went, nothing else
-    assert [c.status.value for c in verify_objects(ws, service, second, deep=True)] == ["ok"]
-    third = objects_backup.backup(ws, service).manifest
-    assert third.details["new_versions"] == 0  # the catalog still knows every kept version
+    assert [c.status.value for c in verify_objects(ws, service, third, deep=True)] == ["ok"]
+    fourth = objects_backup.backup(ws, service).manifest
+    assert fourth.details["new_versions"] == 0  # the catalog still knows every kept version
     again = prune(ws, service, dry_run=False)
     assert again.objects is not None and again.objects[0].versions == 0 and not again.objects[0].files

@@ -9,7 +9,6 @@ and WAL oldest first, segment before its hash sidecar (the archive stays a conti
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from drkit.domain.backup import BackupKind, Manifest
@@ -21,7 +20,7 @@ from drkit.engines.core.commit import clean_incomplete
 from drkit.engines.core.layout import backup_dir, lock_name, manifest_key, verified_key
 from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.ops.object_gc import BucketSweep, plan_sweep, sweep
+from drkit.engines.ops.object_gc import BucketSweep, plan_sweep, sweep, sweep_run_id
 from drkit.engines.ops.retention_policy import BackupFact, Facts, Plan, Policy, SetFact, WalSpan, decide
 from drkit.engines.postgres.wal.archive import WalArchive
 from drkit.infra import locks
@@ -46,6 +45,7 @@ class PruneResult:
                     "versions": b.versions,
                     "files": len(b.files),
                     "kept_files": b.kept_files,
+                    "waiting": b.waiting,
                 }
                 for b in self.objects
             ]
@@ -84,7 +84,8 @@ def prune(ws: Workspace, service: Service, *, dry_run: bool) -> PruneResult:
         carry_out(ws, plan)
         swept = _objects(ws, service, plan, live_check=True)
         if swept:
-            sweep(ws, service.name, swept, f"{ws.clock.now():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}")
+            kept = list_backups(ws.repo, ws.stack.name, service.name).complete
+            sweep(ws, service.name, swept, sweep_run_id(list(kept)))
     return PruneResult(plan, removed, True, _tuple(swept), service.kind)
 
 
@@ -192,6 +193,12 @@ def describe(result: PruneResult) -> list[str]:
     if result.objects is None and result.kind == "s3":
         lines.append("  object versions: not swept (a backup of this service is in progress)")
     for b in result.objects or ():
+        if b.waiting:
+            lines.append(
+                f"  object versions of bucket {b.bucket}: not swept until the next backup lists "
+                "what an interrupted one copied"
+            )
+            continue
         lines.append(
             f"  {verb} {b.versions} object version(s) of bucket {b.bucket} ({len(b.files)} stored "
             f"file(s); {b.kept_files} stay): no kept backup lists them"
