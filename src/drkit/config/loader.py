@@ -11,6 +11,7 @@ from drkit.config.models import (
     CheckModel,
     EncryptionModel,
     HealthModel,
+    RetentionModel,
     ServiceModel,
     SmokeModel,
     StackModel,
@@ -28,6 +29,7 @@ from drkit.domain.stack import (
     PostgresPolicy,
     Priority,
     RepositorySpec,
+    Retention,
     SearchIndex,
     Service,
     Severity,
@@ -147,6 +149,7 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
         postgres=policy,
         health=health,
         keep_last=m.backup.retention.keep_last if m.backup else None,
+        retention=_retention(m),
         indexes=tuple(SearchIndex(n, i.query, i.primary_key) for n, i in m.indexes.items()),
         access_key=_secret(m.access_key, ("services", name, "access_key"), source, strict),
         secret_key=_secret(m.secret_key, ("services", name, "secret_key"), source, strict),
@@ -158,6 +161,11 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
 def _replication_password(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -> str | None:
     ref = m.replication.password if m.replication else None
     return _secret(ref, ("services", name, "replication", "password"), source, strict)
+
+
+def _retention(m: ServiceModel) -> Retention:
+    r = m.backup.retention if m.backup else RetentionModel()
+    return Retention(r.keep_last, r.keep_daily, r.keep_weekly, r.keep_monthly)
 
 
 def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack:

@@ -56,6 +56,7 @@ class RetentionModel(Strict):
     keep_last: int | None = Field(default=None, ge=1)
     keep_daily: int = Field(default=30, ge=0)
     keep_weekly: int = Field(default=12, ge=0)
+    keep_monthly: int = Field(default=12, ge=0)
 
 
 class BackupPolicyModel(Strict):

@@ -42,6 +42,18 @@ class RuntimeSpec:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """Which backups `drkit prune` keeps (grandfather-father-son, engines/ops/retention_policy.py):
+    the newest `keep_last`, and the newest of each of the last `keep_daily` days,
+    `keep_weekly` ISO weeks and `keep_monthly` months that have a backup (UTC)."""
+
+    keep_last: int | None = None
+    keep_daily: int = 30
+    keep_weekly: int = 12
+    keep_monthly: int = 12
+
+
+@dataclass(frozen=True)
 class PostgresPolicy:
     wal_mode: WalMode = WalMode.ARCHIVE
     slot: str = "drkit"
@@ -151,6 +163,7 @@ class Service:
     postgres: PostgresPolicy | None = None
     health: HealthProbe | None = None
     keep_last: int | None = None  # backups of this service to keep (backup.retention.keep_last)
+    retention: Retention = Retention()  # what `drkit prune` keeps (backup.retention)
     indexes: tuple[SearchIndex, ...] = ()
     access_key: str | None = None
     secret_key: str | None = None

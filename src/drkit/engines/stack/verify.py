@@ -13,14 +13,17 @@ What `--deep` adds, by kind (docs/postgres.md, docs/redis.md, docs/hasura-and-se
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass
 
 from drkit.adapters.repository.codec import is_encrypted, sha256
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import DrkitError, UsageError
+from drkit.domain.errors import DrkitError, RepositoryError, UsageError
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import find_backup, list_backups
+from drkit.engines.core.layout import verified_key
 from drkit.engines.core.rehash import verify_files
 from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.types import VerifyReport
@@ -72,7 +75,21 @@ def verify_backup(
             results.extend(redis_deep(ws, service, m))
         else:
             results.append(_skipped())
-    return VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)
+    report = VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)
+    if report.ok:
+        record_verified(ws, m, deep=deep)
+    return report
+
+
+def record_verified(ws: Workspace, m: Manifest, *, deep: bool) -> None:
+    """`<backup dir>/verified.json`: `{"verified_at": ISO time, "deep": bool}`, rewritten by
+    each successful verify; retention never removes the newest verified backup. Not part of
+    the manifest (the backup's files are immutable); a verify that fails leaves it as it was."""
+    record = {"verified_at": ws.clock.now().isoformat(), "deep": deep}
+    with contextlib.suppress(OSError, RepositoryError):  # a read-only copy: the verify still counts
+        ws.repo.put(
+            verified_key(m.stack, m.service, m.backup_id), json.dumps(record).encode(), overwrite=True
+        )
 
 
 def _skipped() -> CheckResult:
