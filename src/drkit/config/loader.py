@@ -11,6 +11,7 @@ from drkit.config.models import (
     CheckModel,
     EncryptionModel,
     HealthModel,
+    ScheduleJobModel,
     ServiceModel,
     SmokeModel,
     StackModel,
@@ -28,6 +29,7 @@ from drkit.domain.stack import (
     PostgresPolicy,
     Priority,
     RepositorySpec,
+    ScheduledJob,
     SearchIndex,
     Service,
     Severity,
@@ -200,6 +202,25 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         checks=tuple(_check(c) for c in model.checks),
         smoke=tuple(_smoke(s, services, source) for s in model.smoke),
         notifications=_notify_targets(model, source, strict),
+        schedule=_schedule(model.schedule),
+    )
+
+
+def _schedule(jobs: dict[str, ScheduleJobModel] | None) -> tuple[ScheduledJob, ...] | None:
+    if jobs is None:
+        return None
+    return tuple(
+        ScheduledJob(
+            name=name,
+            cron=j.cron,
+            job=j.job,
+            backup_type=j.type,
+            services=tuple(j.services),
+            to=j.to,
+            deep=j.deep,
+            timeout=j.timeout.total_seconds(),
+        )
+        for name, j in jobs.items()
     )
 
 
