@@ -252,3 +252,22 @@ def test_wal_stream_is_restarted_with_backoff_and_its_lag_watched() -> None:
     assert any(m.severity is Severity.CRITICAL and "keeps failing" in m.title for m in messages)
     falling = [m for m in messages if "falling behind" in m.title]
     assert len(falling) == 1 and "spool keeps growing" in falling[0].body
+
+
+def test_status_red_is_not_a_job_failure_and_supervised_children_stop_with_the_scheduler(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path, [ScheduledJob("status", "*/5 * * * *", "status-notify")], at=T0.replace(second=0))
+    h.job_options.update(code=3, seconds=1)
+    stream = FakeJob(h.clock, 10_000, 0, 1.0)
+    sup = Supervised(
+        "wal-stream postgres", lambda: stream, h.clock, report=lambda *_: None, notify=h.messages.append
+    )  # type: ignore[arg-type]
+    h.scheduler.supervisors = [sup]
+    h.ticks(T0 + timedelta(seconds=30), every=5)
+    last = json.loads(h.state.read_text())["jobs"]["status"]["last"]
+    assert (last["result"], last["exit_code"]) == ("red", 3)
+    assert not [m for m in h.messages if m.severity is Severity.CRITICAL]  # status notified itself
+    h.scheduler.stop_requested.set()
+    h.scheduler.run(grace=10)
+    assert stream.interrupted and not stream.killed

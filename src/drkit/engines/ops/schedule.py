@@ -157,7 +157,8 @@ class Scheduler:
                 self._consider(job, now)
         for sup in self.supervisors:
             sup.check(now)
-        self.state.save(self.state_path)
+        if len(self.events) > before:  # every change of state comes with an event
+            self.state.save(self.state_path)
         return self.events[before:]
 
     def _consider(self, job: ScheduledJob, now: datetime) -> None:

@@ -101,7 +101,8 @@ class Supervised:
     def stop(self, grace: float) -> None:
         if self.handle is not None:
             self.handle.interrupt()
-            self.handle.kill() if _wait(self.handle, grace, self.clock) is None else None
+            if _wait(self.handle, grace, self.clock) is None:
+                self.handle.kill()
             self.handle = None
 
 
