@@ -62,6 +62,7 @@ def _register() -> None:
         report_cmds,
         restore_cmds,
         sandbox_cmds,
+        schedule_cmds,
         search_cmds,
         stack_cmds,
         status_cmds,
@@ -84,6 +85,7 @@ def _register() -> None:
         replica_cmds,
         status_cmds,
         sync_cmds,
+        schedule_cmds,
     )
     for module in modules:
         module.register(app)

@@ -12,6 +12,7 @@ from drkit.config.models import (
     EncryptionModel,
     HealthModel,
     RetentionModel,
+    ScheduleJobModel,
     ServiceModel,
     SmokeModel,
     StackModel,
@@ -30,6 +31,7 @@ from drkit.domain.stack import (
     Priority,
     RepositorySpec,
     Retention,
+    ScheduledJob,
     SearchIndex,
     Service,
     Severity,
@@ -210,6 +212,25 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         checks=tuple(_check(c) for c in model.checks),
         smoke=tuple(_smoke(s, services, source) for s in model.smoke),
         notifications=_notify_targets(model, source, strict),
+        schedule=_schedule(model.schedule),
+    )
+
+
+def _schedule(jobs: dict[str, ScheduleJobModel] | None) -> tuple[ScheduledJob, ...] | None:
+    if jobs is None:
+        return None
+    return tuple(
+        ScheduledJob(
+            name=name,
+            cron=j.cron,
+            job=j.job,
+            backup_type=j.type,
+            services=tuple(j.services),
+            to=j.to,
+            deep=j.deep,
+            timeout=j.timeout.total_seconds(),
+        )
+        for name, j in jobs.items()
     )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from croniter import croniter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from drkit.domain.durations import parse_duration
 
@@ -104,6 +106,7 @@ class IndexModel(Strict):
 
 
 SLOT = r"^[a-z0-9_]{1,63}$"
+_JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class StandbyModel(Strict):
@@ -259,6 +262,28 @@ class NotificationsModel(Strict):
     targets: list[NotifyTargetModel] = []
 
 
+class ScheduleJobModel(Strict):
+    """One job of `schedule:` (see docs/monitoring.md, Schedules)."""
+
+    cron: str
+    job: Literal["backup", "verify", "sync", "drill", "prune", "status-notify", "digest"]
+    type: Literal["base", "logical", "all-set"] = "base"  # backup only
+    services: list[str] = []  # backup only
+    to: str | None = None  # sync only
+    deep: bool = True  # verify only
+    timeout: Duration = timedelta(hours=6)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(
+                f"bad cron expression {value!r}: five fields (minute hour day month weekday), "
+                "like '0 2 * * *'"
+            )
+        return value
+
+
 class StackModel(Strict):
     version: Literal[1] = 1
     stack: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -271,9 +296,18 @@ class StackModel(Strict):
     checks: list[CheckModel] = []
     smoke: list[SmokeModel] = []
     notifications: NotificationsModel = NotificationsModel()
+    schedule: dict[str, ScheduleJobModel] | None = None  # absent: the default jobs
 
     @model_validator(mode="after")
     def _references(self) -> StackModel:
         if self.repository is not None and self.repository not in self.repositories:
             raise ValueError(f"repository {self.repository!r} is not among repositories")
+        for name, job in (self.schedule or {}).items():
+            if not _JOB_NAME.match(name):
+                raise ValueError(f"schedule job name {name!r}: use a-z, 0-9, - and _ (it names units)")
+            if job.to is not None and job.to not in self.repositories:
+                raise ValueError(f"schedule job {name!r}: repository {job.to!r} is not among repositories")
+            for svc in job.services:
+                if svc not in self.services:
+                    raise ValueError(f"schedule job {name!r}: unknown service {svc!r}")
         return self

@@ -222,6 +222,23 @@ class NotifyTarget:
     min_severity: Severity = Severity.WARNING
 
 
+JOB_TYPES = ("backup", "verify", "sync", "drill", "prune", "status-notify", "digest")
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """A job `drkit schedule run` starts at the times of its cron expression (UTC)."""
+
+    name: str
+    cron: str  # five fields: minute hour day-of-month month day-of-week
+    job: str  # one of JOB_TYPES
+    backup_type: str = "base"  # backup: base | logical | all-set
+    services: tuple[str, ...] = ()  # backup: these services (default: every one)
+    to: str | None = None  # sync: this repository (default: every non-primary one)
+    deep: bool = True  # verify: --deep on the newest base backup
+    timeout: float = 6 * 3600.0  # seconds: a run still going after this long is killed
+
+
 @dataclass(frozen=True)
 class Stack:
     name: str
@@ -235,6 +252,7 @@ class Stack:
     smoke: tuple[SmokeCheck, ...] = ()
     host_id: str | None = None  # who this host is in repository leases (engines/core/lease.py)
     notifications: tuple[NotifyTarget, ...] = ()
+    schedule: tuple[ScheduledJob, ...] | None = None  # None: the default jobs
 
     def service(self, name: str) -> Service:
         return self.services[name]
