@@ -109,9 +109,7 @@ def test_failover_after_leader_link_cut_patroni_elects(pc: PatroniCluster) -> No
         measure = journal["measures"][0]
         assert 0 < measure["rto_seconds"] < 60
         assert pc.psql(new, "select pg_is_in_recovery()") == "f"
-        print(
-            f"\npatroni failover {old} -> {new}: RTO {measure['rto_seconds']:.1f}s (link cut to a write)"
-        )
+        print(f"\npatroni failover {old} -> {new}: RTO {measure['rto_seconds']:.1f}s (link cut to a write)")
     finally:
         pc.net.link(old, "up")
     # the old leader rejoins as a replica by Patroni's own doing (pg_rewind when needed)
