@@ -159,3 +159,23 @@ def test_checks_read_patronis_view(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     found = checks_with(tmp_path, monkeypatch, no_leader)
     assert found["patroni:postgres"].status is Status.FAILED
     assert "no running leader" in found["patroni:postgres"].detail
+
+
+def test_the_lost_leader_when_patroni_already_elected_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from drkit.engines.failover.patroni_switch import _lost
+
+    cluster = load(tmp_path, monkeypatch)
+    seen = patroni.view(api(Fake()))
+    members = {m.name: m for m in seen.members}
+    assert _lost(cluster, seen.leader, members) == ("m2", 2)  # nothing recorded: Patroni's leader
+    cluster.record_primary("m3", datetime.now(UTC), "patroni switchover")
+    assert _lost(cluster, seen.leader, members) == ("m3", 1)  # m2 leads on 2: m3 led on 1
+    cluster.record_primary("m2", datetime.now(UTC), "patroni switchover")
+    assert _lost(cluster, seen.leader, members) == ("m2", 2)
+    cluster.state_file.unlink()
+    with pytest.raises(OperationError, match="which one was lost"):
+        _lost(cluster, None, members)

@@ -6,6 +6,7 @@ scenario names are the same, so engines/failover/run.py measures them)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 
@@ -105,15 +106,12 @@ def build_failover(cluster: Cluster, target: str | None, *, since: datetime | No
     """Without --to: confirm the leader is lost and that Patroni elected another by itself.
     With --to: Patroni's POST /failover {candidate} (Patroni checks the candidate's lag)."""
     leader, members = _current(cluster)
-    old = leader.name if leader else cluster.recorded_primary()
-    if old is None:
-        raise OperationError("Patroni shows no leader and drkit recorded none: which one was lost?")
+    old, timeline = _lost(cluster, leader, members)
     if target is not None and target not in members:
         raise UsageError(f"Patroni has no member {target!r} (members: {', '.join(members)})")
     if target == old:
         raise UsageError(f"{target} is the leader being failed over")
     policy, p = cluster.replication.failover, settings(cluster)
-    timeline = leader.timeline if leader else max((m.timeline or 0 for m in members.values()), default=None)
     gone = members.get(old)
 
     def down(ctx: StepContext) -> StepResult:
@@ -174,6 +172,31 @@ def build_failover(cluster: Cluster, target: str | None, *, since: datetime | No
         parameters={"service": cluster.service.name, "from": old, "to": target or "", "via": "patroni"},
         targets={"from": old, "to": target or "Patroni's choice", "via": "patroni", "timeline": timeline},
     )
+
+
+def _lost(
+    cluster: Cluster, leader: PatroniMember | None, members: dict[str, PatroniMember]
+) -> tuple[str, int | None]:
+    """The leader that was lost and its timeline. Patroni may have elected another already
+    (drkit runs after its ttl): then the lost one is the leader drkit last recorded."""
+    recorded = _recorded(cluster)
+    if leader is not None and (recorded is None or recorded == leader.name or recorded not in members):
+        return leader.name, leader.timeline
+    if recorded is None:
+        raise OperationError("Patroni shows no leader and drkit recorded none: which one was lost?")
+    was = members.get(recorded)
+    if was is not None and was.timeline is not None:
+        return recorded, was.timeline if leader is None else min(was.timeline, (leader.timeline or 1) - 1)
+    return recorded, (leader.timeline or 1) - 1 if leader else None
+
+
+def _recorded(cluster: Cluster) -> str | None:
+    """The leader drkit last recorded (Patroni's members are not in stack.yaml)."""
+    try:
+        data = json.loads(cluster.state_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return str(data["primary"]) if isinstance(data, dict) and data.get("primary") else None
 
 
 def _after_switch(cluster: Cluster, target: str | None, *, failover: bool) -> tuple[Step, ...]:
