@@ -115,3 +115,36 @@ def test_failover_after_leader_link_cut_patroni_elects(pc: PatroniCluster) -> No
     # the old leader rejoins as a replica by Patroni's own doing (pg_rewind when needed)
     wait_for(pc.healthy, timeout=90, what=f"{old} to rejoin as a replica", retry_on=(OSError,))
     assert pc.leader() == new
+
+
+def test_geo_failover_runbook_through_patroni_waits_for_an_operator(pc: PatroniCluster) -> None:
+    wait_for(pc.healthy, timeout=60, what="all three members streaming", retry_on=(OSError,))
+    old = pc.leader()
+    cut = datetime.now(UTC)
+    pc.net.link(old, "down")
+    try:
+        # no terminal, no --yes: the automatic steps run, the first manual one is not confirmed
+        first = pc.drkit("-o", "json", "recover", "geo-failover", "--since", cut.isoformat(), timeout=150)
+        assert first.code == 1, first.stdout + first.stderr
+        steps = {s["name"]: s for s in first.json()["steps"]}
+        assert steps["patroni-failover"]["status"] == "succeeded"
+        assert steps["writable"]["status"] == "succeeded"
+        assert steps["update-dns"]["status"] == "failed"
+        assert "not confirmed by an operator" in steps["update-dns"]["detail"]
+        new = pc.leader()
+        assert new != old
+        # --resume --yes: the manual steps are recorded as assumed, never as done
+        again = pc.drkit("-o", "json", "recover", "--resume", "--yes", timeout=60)
+        assert again.code == 0, again.stdout + again.stderr
+        journal = again.json()
+        steps = {s["name"]: s for s in journal["steps"]}
+        for name in ("update-dns", "update-cdn", "notify-users", "monitor-errors", "update-status-page"):
+            assert steps[name]["detail"].startswith("NOT CONFIRMED BY AN OPERATOR"), steps[name]
+        measure = journal["measures"][0]
+        assert 0 < measure["rto_seconds"] < 60
+        assert "the users' RTO is not measured" in measure["detail"]
+        assert pc.leader() == new
+        print(f"\ngeo-failover {old} -> {new}: database RTO {measure['rto_seconds']:.1f}s")
+    finally:
+        pc.net.link(old, "up")
+    wait_for(pc.healthy, timeout=90, what=f"{old} to rejoin as a replica", retry_on=(OSError,))
