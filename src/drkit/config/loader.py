@@ -157,14 +157,14 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
     )
 
 
-def _replication_password(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -> str | None:
-    ref = m.replication.password if m.replication else None
-    return _secret(ref, ("services", name, "replication", "password"), source, strict)
-
-
 def _patroni_auth(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -> str | None:
     ref = m.replication.patroni.auth if m.replication and m.replication.patroni else None
     return _secret(ref, ("services", name, "replication", "patroni", "auth"), source, strict)
+
+
+def _replication_password(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -> str | None:
+    ref = m.replication.password if m.replication else None
+    return _secret(ref, ("services", name, "replication", "password"), source, strict)
 
 
 def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack:
