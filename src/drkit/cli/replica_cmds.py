@@ -82,6 +82,9 @@ def status_cmd(ctx: typer.Context, service: str = SERVICE) -> None:
 
     opts = options(ctx)
     _ws, cluster = _cluster(opts, service)
+    if cluster.replication.patroni is not None:
+        _patroni_status(opts, cluster)
+        return
     primary, members = replica_status(cluster)
     if opts.json:
         emit_json(
@@ -108,6 +111,42 @@ def status_cmd(ctx: typer.Context, service: str = SERVICE) -> None:
     )
 
 
+def _patroni_status(opts: Options, cluster: Cluster) -> None:
+    from drkit.engines.failover.patroni import status
+
+    seen = status(cluster)
+    leader = seen.leader.name if seen.leader else None
+    if opts.json:
+        emit_json(
+            {
+                "service": cluster.service.name,
+                "via": "patroni",
+                "leader": leader,
+                "timeline": seen.timeline,
+                "paused": seen.paused,
+                "members": [m.to_dict() for m in seen.members],
+            }
+        )
+        return
+    rows = [
+        (
+            m.name,
+            m.role,
+            m.state + (f" ({m.error})" if m.error else ""),
+            f"{m.host}:{m.port}",
+            "-" if m.timeline is None else str(m.timeline),
+            "-" if m.lag_bytes is None else str(m.lag_bytes),
+            "-" if m.replay_age is None else f"{m.replay_age:.1f}s",
+            "paused" if m.paused else "",
+        )
+        for m in seen.members
+    ]
+    title = f"{cluster.service.name} (Patroni): leader {leader or 'none'}, timeline {seen.timeline or '-'}"
+    table(
+        title, ["member", "role", "state", "address", "timeline", "lag bytes", "last replay", "replay"], rows
+    )
+
+
 def switchover_cmd(
     ctx: typer.Context,
     to: str = typer.Option(..., "--to", help="The standby to promote."),
@@ -117,10 +156,14 @@ def switchover_cmd(
 
     Example: drkit switchover --to pg2
     """
+    from drkit.engines.failover.patroni_switch import build_switchover
     from drkit.engines.failover.switchover import build
 
     opts = options(ctx)
     ws, cluster = _cluster(opts, service)
+    if cluster.replication.patroni is not None:  # Patroni switches; drkit asks and confirms
+        _execute(opts, ws, cluster, build_switchover(cluster, to))
+        return
     _execute(opts, ws, cluster, build(cluster, to, _restore_command(ws, cluster)))
 
 
@@ -138,10 +181,14 @@ def failover_cmd(
     """
     from drkit.domain.recovery import parse_target_time
     from drkit.engines.failover.failover import build
+    from drkit.engines.failover.patroni_switch import build_failover
 
     opts = options(ctx)
     ws, cluster = _cluster(opts, service)
     lost = parse_target_time(since) if since else None
+    if cluster.replication.patroni is not None:  # Patroni elects and fences; drkit confirms
+        _execute(opts, ws, cluster, build_failover(cluster, to, since=lost))
+        return
     _execute(opts, ws, cluster, build(cluster, to, force=force, since=lost))
 
 

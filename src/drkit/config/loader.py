@@ -156,8 +156,15 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
         access_key=_secret(m.access_key, ("services", name, "access_key"), source, strict),
         secret_key=_secret(m.secret_key, ("services", name, "secret_key"), source, strict),
         buckets=tuple(m.buckets),
-        replication=replication(name, m, _replication_password(name, m, source, strict)),
+        replication=replication(
+            name, m, _replication_password(name, m, source, strict), _patroni_auth(name, m, source, strict)
+        ),
     )
+
+
+def _patroni_auth(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -> str | None:
+    ref = m.replication.patroni.auth if m.replication and m.replication.patroni else None
+    return _secret(ref, ("services", name, "replication", "patroni", "auth"), source, strict)
 
 
 def _replication_password(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -> str | None:

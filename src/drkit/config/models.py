@@ -157,14 +157,30 @@ class FailoverModel(Strict):
     repoint: list[RepointModel] = []
 
 
+class PatroniModel(Strict):
+    """A Patroni cluster runs this service: drkit goes through its REST API, never acts itself."""
+
+    rest: list[str] = Field(min_length=1)  # each member's REST API, http(s)://host:8008
+    auth: SecretRef | None = None  # "user:password" for the REST API's basic auth (its POSTs)
+    timeout: Duration = timedelta(seconds=3)  # per request
+    wait: Duration = timedelta(seconds=60)  # for a new leader after a switchover or failover
+
+
 class ReplicationModel(Strict):
     user: str = "replicator"
     password: SecretRef | None = None
     slot: str | None = Field(default=None, pattern=SLOT)  # the primary's slot when it follows
     synchronous: bool = False  # the configured primary, when it follows another member
     restore_from_archive: bool = True  # restore_command from drkit's archive as a fallback
-    standbys: dict[str, StandbyModel] = Field(min_length=1)
+    standbys: dict[str, StandbyModel] = {}
     failover: FailoverModel = FailoverModel()
+    patroni: PatroniModel | None = None  # the members are then Patroni's
+
+    @model_validator(mode="after")
+    def _members(self) -> ReplicationModel:
+        if not self.standbys and self.patroni is None:
+            raise ValueError("replication needs standbys (or a patroni cluster)")
+        return self
 
 
 class ServiceModel(Strict):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from drkit.config.models import ReplicationModel, RuntimeModel, ServiceModel
+from drkit.config.models import PatroniModel, ReplicationModel, RuntimeModel, ServiceModel
 from drkit.domain.errors import ConfigError
-from drkit.domain.stack import FailoverPolicy, Member, Replication, Repoint, RuntimeSpec
+from drkit.domain.stack import FailoverPolicy, Member, Patroni, Replication, Repoint, RuntimeSpec
 
 
 def runtime_spec(r: RuntimeModel) -> RuntimeSpec:
@@ -33,7 +33,23 @@ def default_slot(member: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", member.lower())[:63]
 
 
-def replication(name: str, m: ServiceModel, password: str | None) -> Replication | None:
+def patroni(p: PatroniModel | None, auth: str | None) -> Patroni | None:
+    """`replication.patroni`: the REST API of each member, its basic auth (user:password)."""
+    if p is None:
+        return None
+    for url in p.rest:
+        if not re.match(r"^https?://[^/\s]+/?$", url):
+            raise ConfigError(f"replication.patroni.rest: {url!r} is not http(s)://host:port")
+    if auth is not None and ":" not in auth:
+        raise ConfigError("replication.patroni.auth: the secret must be user:password")
+    return Patroni(
+        tuple(u.rstrip("/") for u in p.rest), auth, p.timeout.total_seconds(), p.wait.total_seconds()
+    )
+
+
+def replication(
+    name: str, m: ServiceModel, password: str | None, patroni_auth: str | None = None
+) -> Replication | None:
     """None without a `replication:` block. The configured primary is the first member."""
     r: ReplicationModel | None = m.replication
     if r is None:
@@ -53,6 +69,7 @@ def replication(name: str, m: ServiceModel, password: str | None) -> Replication
         user=r.user,
         password=password,
         restore_from_archive=r.restore_from_archive,
+        patroni=patroni(r.patroni, patroni_auth),
         failover=FailoverPolicy(
             probes=f.probes,
             window=f.window.total_seconds(),

@@ -134,12 +134,23 @@ class FailoverPolicy:
 
 
 @dataclass(frozen=True)
+class Patroni:
+    """A Patroni cluster manages the service: drkit reads and asks through its REST API."""
+
+    rest: tuple[str, ...]
+    auth: str | None = None  # user:password (basic auth)
+    timeout: float = 3.0
+    wait: float = 60.0
+
+
+@dataclass(frozen=True)
 class Replication:
     members: tuple[Member, ...]  # the configured primary first
     user: str = "replicator"
     password: str | None = None
     restore_from_archive: bool = True
     failover: FailoverPolicy = FailoverPolicy()
+    patroni: Patroni | None = None
 
     def member(self, name: str) -> Member:
         for m in self.members:

@@ -92,7 +92,10 @@ def _failover(cluster: Cluster, journal: Journal, facts: dict[str, Any]) -> Serv
             recovered = datetime.fromtimestamp(float(facts["last_replay_epoch"]), UTC)
             rpo = max(0.0, (lost - recovered).total_seconds())
     else:
-        detail = "the old primary's last LSN is unknown (not fenced cleanly): RPO not measured"
+        detail = str(
+            facts.get("rpo_note")
+            or "the old primary's last LSN is unknown (not fenced cleanly): RPO not measured"
+        )
     return ServiceMeasure(
         service=cluster.service.name,
         rto_seconds=max(0.0, (healthy - lost).total_seconds()),
