@@ -249,7 +249,7 @@ def _copies(ws: Workspace, service: Service, probe: CopiesProbe | None) -> Mappi
 
 
 def _verify_path(ws: Workspace, service: str) -> Path:
-    return ws.state_dir / "verify" / f"{service}.json"
+    return ws.state_dir / "verify-results" / f"{service}.json"
 
 
 def record_verify(ws: Workspace, report: VerifyReport) -> str | None:
