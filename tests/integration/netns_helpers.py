@@ -41,7 +41,10 @@ def ip(*args: str, ns: str | None = None) -> None:
 
 @dataclass
 class Net:
+    """A switch namespace with a bridge and one namespace per host (name -> address)."""
+
     prefix: str
+    hosts: dict[str, str] = field(default_factory=lambda: dict(HOSTS))
     created: list[str] = field(default_factory=list)
 
     def ns(self, host: str) -> str:
@@ -49,13 +52,13 @@ class Net:
 
     def up(self) -> None:
         sw = self.ns("sw")
-        for name in ("sw", *HOSTS):
+        for name in ("sw", *self.hosts):
             ip("netns", "add", self.ns(name))
             self.created.append(self.ns(name))
             ip("link", "set", "lo", "up", ns=self.ns(name))
         ip("link", "add", "br0", "type", "bridge", ns=sw)
         ip("link", "set", "br0", "up", ns=sw)
-        for host, address in HOSTS.items():
+        for host, address in self.hosts.items():
             ip(
                 "link",
                 "add",

@@ -19,7 +19,7 @@ import yaml
 from drkit.infra.ownership import chown_tree
 from drkit.infra.wait import wait_for
 from tests.conftest import CliResult
-from tests.integration.netns_helpers import ip
+from tests.integration.netns_helpers import Net
 
 MEMBERS = {"m1": "10.200.0.11", "m2": "10.200.0.12", "m3": "10.200.0.13"}
 CLIENT = "10.200.0.20"
@@ -28,49 +28,9 @@ BIN_DIR = "/usr/lib/postgresql/15/bin"
 PATRONI_AUTH = "drkit:patroni-api-pw"
 
 
-@dataclass
-class PNet:
-    prefix: str
-    created: list[str] = field(default_factory=list)
-
-    def ns(self, host: str) -> str:
-        return f"{self.prefix}-{host}"
-
-    def up(self) -> None:
-        sw = self.ns("sw")
-        for name in ("sw", *HOSTS):
-            ip("netns", "add", self.ns(name))
-            self.created.append(self.ns(name))
-            ip("link", "set", "lo", "up", ns=self.ns(name))
-        ip("link", "add", "br0", "type", "bridge", ns=sw)
-        ip("link", "set", "br0", "up", ns=sw)
-        for host, address in HOSTS.items():
-            ip(
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                self.ns(host),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                f"to-{host}",
-                "netns",
-                sw,
-            )
-            ip("link", "set", f"to-{host}", "master", "br0", ns=sw)
-            ip("link", "set", f"to-{host}", "up", ns=sw)
-            ip("addr", "add", f"{address}/24", "dev", "eth0", ns=self.ns(host))
-            ip("link", "set", "eth0", "up", ns=self.ns(host))
-
-    def link(self, host: str, state: str) -> None:
-        ip("link", "set", f"to-{host}", state, ns=self.ns("sw"))
-        ip("link", "set", "eth0", state, ns=self.ns(host))
-
-    def down(self) -> None:
-        for name in reversed(self.created):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30, check=False)
+def PNet(prefix: str) -> Net:
+    """The Patroni test's hosts: three members and a client (etcd, drkit) on one switch."""
+    return Net(prefix, hosts=dict(HOSTS))
 
 
 def member_config(root: Path, name: str) -> dict[str, Any]:
@@ -132,7 +92,7 @@ def member_config(root: Path, name: str) -> dict[str, Any]:
 @dataclass
 class PatroniCluster:
     root: Path
-    net: PNet
+    net: Net
     config: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -282,7 +242,7 @@ def stack(root: Path) -> dict[str, Any]:
     }
 
 
-def make_cluster(root: Path, net: PNet) -> PatroniCluster:
+def make_cluster(root: Path, net: Net) -> PatroniCluster:
     root.mkdir(parents=True)
     for d in (root, root.parent):
         os.chmod(d, 0o755)
