@@ -135,6 +135,7 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
             log_file=r.log_file,
             command=tuple(r.command),
             stop_timeout=r.stop_timeout.total_seconds() if r.stop_timeout else None,
+            volume=r.volume,
         ),
         dsn=m.dsn,
         url=m.url,

@@ -43,6 +43,7 @@ class RuntimeModel(Strict):
     log_file: str | None = None
     command: list[str] = []
     stop_timeout: Duration | None = None  # local: SIGKILL after this long (default 60s)
+    volume: str | None = None  # compose: the named volume holding the service's data
 
 
 class RetentionModel(Strict):

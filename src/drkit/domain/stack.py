@@ -35,6 +35,7 @@ class RuntimeSpec:
     log_file: str | None = None
     command: tuple[str, ...] = ()
     stop_timeout: float | None = None  # seconds before SIGKILL (local processes)
+    volume: str | None = None  # compose: the named volume holding the service's data
 
 
 @dataclass(frozen=True)
