@@ -61,15 +61,35 @@ def build_rootfs_tar() -> Path:
     try:
         root = work / "root"
         subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(root), apt_mirror()],
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                SUITE,
+                str(root),
+                apt_mirror(),
+            ],
             check=True,
             timeout=1800,
             capture_output=True,
         )
         # The data directories the compose file mounts volumes on, owned as nself's images own them.
-        _chroot(root, "install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0700", "/var/lib/postgresql/data")
+        _chroot(
+            root,
+            "install",
+            "-d",
+            "-o",
+            "postgres",
+            "-g",
+            "postgres",
+            "-m",
+            "0700",
+            "/var/lib/postgresql/data",
+        )
         _chroot(root, "install", "-d", "-o", "redis", "-g", "redis", "-m", "0750", "/data")
-        _chroot(root, "install", "-d", "-o", "postgres", "-g", "postgres", "-m", "2775", "/var/run/postgresql")
+        _chroot(
+            root, "install", "-d", "-o", "postgres", "-g", "postgres", "-m", "2775", "/var/run/postgresql"
+        )
         shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
         partial = work / "rootfs.tar"
         subprocess.run(["tar", "-C", str(root), "-cf", str(partial), "."], check=True, timeout=600)
@@ -92,7 +112,9 @@ class DockerEngine:
     def env(self) -> dict[str, str]:
         return {**os.environ, "DOCKER_HOST": self.host}
 
-    def docker(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def docker(
+        self, *args: str, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             ["docker", *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
         )

@@ -114,7 +114,7 @@ def roll_back(root: Path, aside: Path) -> None:
     failed.mkdir(mode=0o700)
     for entry in os.listdir(root):
         if not entry.startswith((ASIDE_PREFIX, ".drkit-failed-restore")):
-            os.rename(root / entry, failed / entry)
+            os.rename(root / entry, failed / entry)  # .drkit-restoring too
     for entry in os.listdir(aside):
         os.rename(aside / entry, root / entry)
     aside.rmdir()
@@ -199,8 +199,7 @@ def restore_in_container(
     hold("move-aside")
     aside = move_aside(target.volume_root, ws.clock.now().strftime("%Y%m%dT%H%M%SZ"))
     try:
-        target.host_dir.mkdir(parents=True, exist_ok=True)
-        extract(target.host_dir)
+        _extract_into(target, extract)
         _configure(chosen, target)
     except BaseException:
         roll_back(target.volume_root, aside)
@@ -221,6 +220,17 @@ def restore_in_container(
         hold("recovery")
         reached = _follow(service, runtime, chosen.backup, timeout=timeout, stall=stall, clock=ws.clock)
     return ContainerRestore(target.host_dir, aside, reached)
+
+
+def _extract_into(target: Target, extract: Callable[[Path], None]) -> None:
+    """Extract beside (restore never writes into an existing directory, and the volume's
+    root is one), then move the files in: renames within the volume."""
+    staging = target.volume_root / ".drkit-restoring"
+    extract(staging)
+    target.host_dir.mkdir(parents=True, exist_ok=True)
+    for entry in os.listdir(staging):
+        os.rename(staging / entry, target.host_dir / entry)
+    staging.rmdir()
 
 
 def _configure(chosen: RestorePlan, target: Target) -> None:

@@ -1,0 +1,145 @@
+"""drkit on an nself-shaped project, through a real Docker engine (its own dockerd).
+
+PostgreSQL listens on a loopback port (host networking) but allows replication only through
+its unix socket inside the container, as nself's does: base backups, dumps and WAL streaming
+must run in the container (`docker exec`). The in-place restore goes into the container's
+named volume.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from drkit.adapters.postgres.client import connect
+from drkit.domain.errors import OperationError
+from drkit.infra.wait import wait_for
+from tests.conftest import CliResult, run_drkit
+from tests.integration.docker_engine import DockerEngine, start_engine, stop_engine
+from tests.integration.docker_project import Project, create_containers, write_project
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    engine = start_engine()
+    yield engine
+    stop_engine(engine)
+
+
+@pytest.fixture(scope="module")
+def project(docker_engine: DockerEngine) -> Iterator[Project]:
+    root = Path(tempfile.mkdtemp(prefix="drkit-nself-", dir="/tmp")) / "shop"
+    proj = write_project(root, "shop", docker_engine.image)
+    create_containers(docker_engine, proj)
+    wait_for(lambda: sql(proj, "select 1") == 1, timeout=120, what="PostgreSQL in its container",
+             retry_on=(OperationError, psycopg.Error))  # fmt: skip
+    yield proj
+    shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def sql(project: Project, query: str) -> Any:
+    with connect(project.dsn) as conn:
+        cur = conn.execute(query)  # type: ignore[arg-type]
+        row = cur.fetchone() if cur.description else None
+        return row[0] if row else None
+
+
+def drkit(project: Project, *args: str, timeout: float = 300) -> CliResult:
+    # drkit's host side reads WAL (pg_waldump) for time targets: the server's major version.
+    path = f"/usr/lib/postgresql/15/bin:{os.environ['PATH']}"
+    env = {"DOCKER_HOST": f"unix://{Path(_engine_root(project))}/docker.sock", "PATH": path}
+    return run_drkit("--debug", *args, config=project.dir / "stack.yaml", timeout=timeout, env=env)
+
+
+_ENGINES: dict[str, str] = {}
+
+
+def _engine_root(project: Project) -> str:
+    return _ENGINES[str(project.dir)]
+
+
+def ok(result: CliResult) -> CliResult:
+    assert result.code == 0, f"exit {result.code}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_nself_project_backup_pitr_and_restore_through_docker(
+    docker_engine: DockerEngine, project: Project
+) -> None:
+    _ENGINES[str(project.dir)] = str(docker_engine.root)
+    env = {"DOCKER_HOST": docker_engine.host}
+    # The premise: replication from outside the container is refused.
+    outside = subprocess.run(
+        ["pg_basebackup", "-d", project.dsn, "-D", "-", "-Ft", "-X", "none"],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert outside.returncode != 0 and b"replication" in outside.stderr
+
+    ok(run_drkit("init", "--preset", "nself", "--project-dir", str(project.dir), env=env))
+    config = project.dir / "stack.yaml"
+    doc = yaml.safe_load(config.read_text())
+    assert set(doc["services"]) == {"postgres", "redis"}
+    assert doc["services"]["postgres"]["runtime"]["container"] == "shop_postgres"
+    # What the preset does not write (yet): where the repository and state are, the port
+    # PostgreSQL listens on inside its container, its volume.
+    doc["repositories"]["local"]["path"] = str(project.dir.parent / "repo")
+    doc["state_dir"] = str(project.dir / ".drkit")
+    pg_runtime = doc["services"]["postgres"]["runtime"]
+    pg_runtime.update(port=project.pg_port, volume="shop_postgres_data")
+    doc["services"]["redis"]["runtime"]["volume"] = "shop_redis_data"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    sql(project, "create table orders (id serial primary key, note text)")
+    sql(project, "insert into orders (note) select 'before' from generate_series(1, 500)")
+    streamer = subprocess.Popen(
+        [sys.executable, "-m", "drkit", "--config", str(config), "wal-stream"],
+        env={**env, **os.environ, "DOCKER_HOST": docker_engine.host},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: sql(project, "select count(*) from pg_stat_replication") == 1, timeout=60,
+                 what="pg_receivewal connected", retry_on=(OperationError, psycopg.Error))  # fmt: skip
+        backup = drkit(project, "--output", "json", "backup", "--all", timeout=600)
+        ok(backup)
+        check = drkit(project, "check")
+        assert check.code in (0, 3), check.stdout + check.stderr
+        sql(project, "insert into orders (note) select 'kept' from generate_series(1, 100)")
+        target = sql(project, "select now()")
+        sql(project, "select pg_sleep(0.2)")
+        sql(project, "insert into orders (note) select 'lost' from generate_series(1, 50)")
+        sql(project, "select pg_switch_wal()")
+        lsn = sql(project, "select pg_current_wal_lsn()::text")
+        wait_for(
+            lambda: sql(project, f"select flush_lsn >= '{lsn}' from pg_stat_replication") is True,
+            timeout=60, what="the receiver to flush", retry_on=(OperationError, psycopg.Error),
+        )  # fmt: skip
+    finally:
+        streamer.send_signal(signal.SIGTERM)
+        out = streamer.communicate(timeout=120)[0]
+    assert streamer.returncode == 0, out
+    when = target.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    restored = drkit(
+        project, "--yes", "restore", "postgres", "--in-place", "--target-time", when, timeout=900
+    )
+    ok(restored)
+    assert sql(project, "select count(*) from orders where note = 'kept'") == 100
+    assert sql(project, "select count(*) from orders where note = 'lost'") == 0
+    volume = docker_engine.docker(
+        "volume", "inspect", "-f", "{{.Mountpoint}}", "shop_postgres_data"
+    ).stdout.strip()
+    asides = [p for p in Path(volume).iterdir() if p.name.startswith(".drkit-before-restore-")]
+    assert len(asides) == 1 and (asides[0] / "PG_VERSION").is_file()
+    assert (Path(volume) / "PG_VERSION").stat().st_uid == (asides[0] / "PG_VERSION").stat().st_uid
+    _ = datetime
