@@ -107,14 +107,7 @@ def write_project(root: Path, name: str, image: str) -> Project:
 def create_containers(engine: DockerEngine, project: Project) -> None:
     """`docker compose up -d`, by hand."""
     name, image = project.name, engine.image
-    uid, gid = (
-        engine.docker("run", "--rm", "--entrypoint", "id", image, f, "postgres").stdout.strip()
-        for f in ("-u", "-g")
-    )
-    project.spool.mkdir(parents=True)
-    import os
-
-    os.chown(project.spool, int(uid), int(gid))
+    project.spool.mkdir(parents=True)  # drkit wal-stream gives it to the container's user
     for volume in ("postgres_data", "redis_data"):
         engine.docker("volume", "create", f"{name}_{volume}")
     engine.docker(

@@ -93,3 +93,21 @@ def stop_inside(host: ToolHost, directory: str, timeout: float = 30.0) -> None:
     except (OSError, ValueError):
         return
     run(host.argv(["kill", "-TERM", str(pid)]), timeout=timeout, check=False)
+
+
+def give_to_container_user(host: ToolHost, directory: str) -> None:
+    """Let the tools' user inside the container write into `directory` (mounted from this
+    host at the same path): chown it to that user's uid and gid, as the container sees them."""
+    import os
+
+    from drkit.domain.errors import OperationError
+    from drkit.infra.proc import run
+
+    if not host.in_container or os.geteuid() != 0:
+        return
+    ids = [run(host.argv(["id", flag]), timeout=60, check=False) for flag in ("-u", "-g")]
+    if any(r.returncode != 0 or not r.stdout.strip().isdigit() for r in ids):
+        raise OperationError(
+            f"cannot read the container user's uid: {ids[0].stderr.strip() or ids[1].stderr.strip()}"
+        )
+    os.chown(directory, int(ids[0].stdout), int(ids[1].stdout))

@@ -79,7 +79,7 @@ def wal_stream(
     """Supervise pg_receivewal (with a replication slot) until `stop` is set. Its password,
     if any, is in a 0600 passfile that lives as long as this call, never on its command line."""
     from drkit.adapters.postgres.client import service_dsn  # psycopg: not on wal-push
-    from drkit.adapters.postgres.toolhost import long_running, stop_inside, tool_host
+    from drkit.adapters.postgres.toolhost import give_to_container_user, long_running, stop_inside, tool_host
 
     policy = service.postgres
     slot = policy.slot if policy else "drkit"
@@ -91,6 +91,7 @@ def wal_stream(
     # container mounts at the same path (docs/nself.md, "Docker and compose").
     with tool_host(service, service_dsn(service)) as host:
         login = host.login
+        give_to_container_user(host, str(spool))
         run(host.argv(create_slot_args(login, bin_dir, slot)), timeout=60, env=login.env)
         backoff = 1.0
         while not stop.is_set():
