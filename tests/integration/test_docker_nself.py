@@ -120,6 +120,11 @@ def test_nself_project_backup_pitr_and_restore_through_docker(
         backup = drkit(project, "--output", "json", "backup", "--all", timeout=600)
         set_id = ok(backup).json()["set_id"]
         redis_client(project).set("cart:1", "after")
+        logical = ok(drkit(project, "--output", "json", "backup", "postgres", "--type", "logical")).json()
+        names = [f["name"] for f in logical[0]["files"]]
+        assert any(n.startswith("shop.dump") for n in names) and any(
+            n.startswith("globals.sql") for n in names
+        )
         check = drkit(project, "check")
         assert check.code in (0, 3), check.stdout + check.stderr
         sql(project, "insert into orders (note) select 'kept' from generate_series(1, 100)")
