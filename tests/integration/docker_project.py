@@ -82,6 +82,7 @@ class Project:
     pg_port: int
     redis_port: int
     spool: Path
+    docker_host: str = ""
 
     @property
     def dsn(self) -> str:

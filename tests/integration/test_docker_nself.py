@@ -42,6 +42,7 @@ def docker_engine() -> Iterator[DockerEngine]:
 def project(docker_engine: DockerEngine) -> Iterator[Project]:
     root = Path(tempfile.mkdtemp(prefix="drkit-nself-", dir="/tmp")) / "shop"
     proj = write_project(root, "shop", docker_engine.image)
+    proj.docker_host = docker_engine.host
     create_containers(docker_engine, proj)
     wait_for(lambda: sql(proj, "select 1") == 1, timeout=120, what="PostgreSQL in its container",
              retry_on=(OperationError, psycopg.Error))  # fmt: skip
@@ -59,15 +60,8 @@ def sql(project: Project, query: str) -> Any:
 def drkit(project: Project, *args: str, timeout: float = 300) -> CliResult:
     # drkit's host side reads WAL (pg_waldump) for time targets: the server's major version.
     path = f"/usr/lib/postgresql/15/bin:{os.environ['PATH']}"
-    env = {"DOCKER_HOST": f"unix://{Path(_engine_root(project))}/docker.sock", "PATH": path}
+    env = {"DOCKER_HOST": project.docker_host, "PATH": path}
     return run_drkit("--debug", *args, config=project.dir / "stack.yaml", timeout=timeout, env=env)
-
-
-_ENGINES: dict[str, str] = {}
-
-
-def _engine_root(project: Project) -> str:
-    return _ENGINES[str(project.dir)]
 
 
 def ok(result: CliResult) -> CliResult:
@@ -78,7 +72,6 @@ def ok(result: CliResult) -> CliResult:
 def test_nself_project_backup_pitr_and_restore_through_docker(
     docker_engine: DockerEngine, project: Project
 ) -> None:
-    _ENGINES[str(project.dir)] = str(docker_engine.root)
     env = {"DOCKER_HOST": docker_engine.host}
     # The premise: replication from outside the container is refused.
     outside = subprocess.run(
