@@ -168,5 +168,13 @@ def stop_engine(engine: DockerEngine) -> None:
     except subprocess.TimeoutExpired:
         engine.proc.kill()
         engine.proc.wait(timeout=30)
-    subprocess.run(["umount", "-R", str(engine.root / "exec")], capture_output=True, timeout=60, check=False)
+    unmount_under(engine.root)
     shutil.rmtree(engine.root, ignore_errors=True)
+
+
+def unmount_under(root: Path) -> None:
+    """What dockerd left mounted under its directories (its netns/default, a volume)."""
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(f"{root}/")]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=60, check=False)
