@@ -28,7 +28,7 @@ from drkit.domain.errors import OperationError
 from drkit.infra.wait import wait_for
 from tests.conftest import CliResult, run_drkit
 from tests.integration.docker_engine import DockerEngine, start_engine, stop_engine
-from tests.integration.docker_project import Project, create_containers, write_project
+from tests.integration.docker_project import PASSWORD, Project, create_containers, write_project
 
 
 @pytest.fixture(scope="session")
@@ -75,8 +75,9 @@ def test_nself_project_backup_pitr_and_restore_through_docker(
     env = {"DOCKER_HOST": docker_engine.host}
     # The premise: replication from outside the container is refused.
     outside = subprocess.run(
-        ["pg_basebackup", "-d", project.dsn, "-D", "-", "-Ft", "-X", "none"],
-        capture_output=True, timeout=60, check=False,
+        ["pg_basebackup", "-d", f"host=127.0.0.1 port={project.pg_port} user=postgres",
+         "-D", "-", "-Ft", "-X", "none"],
+        capture_output=True, timeout=60, check=False, env={**os.environ, "PGPASSWORD": PASSWORD},
     )  # fmt: skip
     assert outside.returncode != 0 and b"replication" in outside.stderr
 
@@ -134,6 +135,10 @@ def test_nself_project_backup_pitr_and_restore_through_docker(
         streamer.send_signal(signal.SIGTERM)
         out = streamer.communicate(timeout=120)[0]
     assert streamer.returncode == 0, out
+    # Stopping drkit's stream stops pg_receivewal inside the container too (killing `docker
+    # exec` alone leaves it running, holding the slot).
+    wait_for(lambda: sql(project, "select count(*) from pg_stat_replication") == 0, timeout=30,
+             what="pg_receivewal gone from the container")  # fmt: skip
     when = target.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     restored = drkit(
         project, "--yes", "restore", "postgres", "--in-place", "--target-time", when, timeout=900

@@ -80,19 +80,21 @@ def long_running(host: ToolHost, args: list[str], directory: str) -> list[str]:
     )
 
 
-def stop_inside(host: ToolHost, directory: str, timeout: float = 30.0) -> None:
-    """Stop the tool `long_running` started inside the container (SIGTERM, by its pid)."""
+def stop_inside(host: ToolHost, directory: str, timeout: float = 30.0) -> str:
+    """Stop the tool `long_running` started inside the container (SIGTERM, by its pid, with
+    the shell's own `kill`: slim images have no kill binary). Returns what went wrong, or ""."""
     from pathlib import Path
 
     from drkit.infra.proc import run
 
     if not host.in_container:
-        return
+        return ""
     try:
         pid = int(Path(directory, PIDFILE).read_text().strip())
-    except (OSError, ValueError):
-        return
-    run(host.argv(["kill", "-TERM", str(pid)]), timeout=timeout, check=False)
+    except (OSError, ValueError) as exc:
+        return f"no pid of the tool in the container ({exc})"
+    result = run(host.argv(["sh", "-c", 'kill -TERM "$1"', "sh", str(pid)]), timeout=timeout, check=False)
+    return "" if result.returncode == 0 else f"kill {pid} in the container: {result.stderr.strip()}"
 
 
 def give_to_container_user(host: ToolHost, directory: str) -> None:

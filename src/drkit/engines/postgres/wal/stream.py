@@ -103,7 +103,9 @@ def wal_stream(
                     pusher.push_ready()
                     stop.wait(poll)
             finally:  # also when pushing fails: no receiver is left behind
-                stop_inside(host, str(spool))
+                problem = stop_inside(host, str(spool))
+                if problem:
+                    log(f"pg_receivewal may still run in the container: {problem}")
                 code = receiver.stop()
             pusher.push_ready()
             if stop.is_set():
