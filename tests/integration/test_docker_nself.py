@@ -170,6 +170,27 @@ def test_nself_project_backup_pitr_and_restore_through_docker(
     assert running(docker_engine, "shop_postgres") and running(docker_engine, "shop_redis")
     assert ok(drkit(project, "integrity")).code == 0
 
+    # A restore that fails midway (a damaged part) puts the volume's old contents back and
+    # keeps the half-written files beside them: nothing deleted.
+    base = next(b for b in backups(project) if b["kind"] == "base")
+    part = next(project.dir.parent.joinpath("repo").rglob(f"{base['backup_id']}/base.*"))
+    part.write_bytes(b"damaged" + part.read_bytes()[7:])
+    failed = drkit(project, "--yes", "restore", "postgres", "--in-place", "--backup", base["backup_id"])
+    assert failed.code == 1 and "SHA-256" in failed.stderr + failed.stdout
+    entries = {p.name for p in Path(volume).iterdir()}
+    assert "PG_VERSION" in entries and any(n.startswith(".drkit-failed-restore-") for n in entries)
+    assert len([n for n in entries if n.startswith(".drkit-before-restore-")]) == 2  # PITR and the set's
+    docker_engine.docker("start", "shop_postgres")
+    wait_for(lambda: sql(project, "select count(*) from orders") == 500, timeout=120,
+             what="the old data back", retry_on=(OperationError, psycopg.Error))  # fmt: skip
+
+
+def backups(project: Project) -> list[dict[str, Any]]:
+    listing: list[dict[str, Any]] = ok(drkit(project, "--output", "json", "backups", "list")).json()[
+        "backups"
+    ]
+    return listing
+
 
 def running(engine: DockerEngine, container: str) -> bool:
     return engine.docker("inspect", "-f", "{{.State.Running}}", container).stdout.strip() == "true"
