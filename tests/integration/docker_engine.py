@@ -102,7 +102,7 @@ def build_rootfs_tar() -> Path:
 @dataclass
 class DockerEngine:
     root: Path
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | None
     image: str
 
     @property
@@ -123,8 +123,46 @@ class DockerEngine:
         return result
 
 
+def _alive(pid: int, name: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == name
+    except OSError:
+        return False
+
+
+def reap_stale_engines() -> None:
+    """A session killed before its teardown leaves its dockerd running: stop those whose
+    owning test process is gone (by the pids they recorded, checked to be dockerd)."""
+    for root in Path("/tmp").glob("drkit-dockerd-*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{owner}").exists():
+            continue
+        try:
+            daemon = int((root / "dockerd.pid").read_text())
+        except (OSError, ValueError):
+            daemon = 0
+        if daemon and _alive(daemon, "dockerd"):
+            stale = DockerEngine(root, None, image="")
+            ids = stale.docker("ps", "-aq", check=False).stdout.split()
+            if ids:
+                stale.docker("rm", "-f", "-v", *ids, check=False)
+            os.kill(daemon, signal.SIGTERM)
+            wait_for(
+                lambda pid=daemon: not _alive(pid, "dockerd"),
+                timeout=60,
+                what=f"stale dockerd {daemon} to exit",
+            )
+        unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def start_engine() -> DockerEngine:
+    reap_stale_engines()
     root = Path(tempfile.mkdtemp(prefix="drkit-dockerd-", dir="/tmp"))
+    (root / "owner.pid").write_text(str(os.getpid()))
     log = (root / "dockerd.log").open("wb")
     proc = subprocess.Popen(
         [
@@ -162,12 +200,14 @@ def stop_engine(engine: DockerEngine) -> None:
     ids = engine.docker("ps", "-aq", check=False).stdout.split()
     if ids:
         engine.docker("rm", "-f", "-v", *ids, timeout=120, check=False)
-    engine.proc.send_signal(signal.SIGTERM)
-    try:
-        engine.proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        engine.proc.kill()
-        engine.proc.wait(timeout=30)
+    proc = engine.proc
+    if proc is not None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
     unmount_under(engine.root)
     shutil.rmtree(engine.root, ignore_errors=True)
 
