@@ -5,8 +5,8 @@ VENV ?= .venv
 # which executes `drkit wal-push` / `drkit wal-fetch` (a pyenv python under /root is not).
 PYTHON_BASE ?= /usr/bin/python3
 PY := $(VENV)/bin/python
-DEB_PACKAGES := postgresql-15 postgresql-client-15 redis-server redis-tools pgbackrest age zstd \
-	python3-venv iproute2 util-linux procps chromium docker.io debootstrap
+DEB_PACKAGES := postgresql-15 postgresql-client-15 redis-server redis-tools pgbackrest age zstd prometheus patroni etcd-server \
+	python3-venv iproute2 util-linux procps chromium pgbouncer docker.io debootstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INSTALL_MODE ?= -e
 

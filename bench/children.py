@@ -141,8 +141,8 @@ def internal_profile_extract(config: str, backup_id: str, dest: str) -> None:
 
     imports = time.perf_counter() - started
     timers = _Timers()
-    timers.wrap(tar_restore, "_prepare", "main: create every file (mkdir, ftruncate)")
-    timers.wrap(tar_restore, "check_member_names", "main: check member names")
+    timers.wrap(tar_restore, "_prepare", "main: create every directory and file")
+    timers.wrap(tar_restore, "check_members", "main: check members")
     timers.wrap(restore_postgres, "chown_tree", "main: chown the tree")
     timers.wrap(restore_postgres, "restore_parts", "main: restore_parts (all of it)")
     timers.wrap(fs.FsRepository, "get", "worker: repository get")

@@ -37,11 +37,13 @@ def query_dsn(port: int, dbname: str = "nchat") -> str:
     return f"host=127.0.0.1 port={port} user=postgres dbname={dbname} connect_timeout=10"
 
 
-def stop_restored(data_dir: Path, os_user: str | None) -> None:
+def stop_restored(data_dir: Path, os_user: str | None, bin_dir: str | None = None) -> None:
+    """Stop a restored copy with its major's pg_ctl (`bin_dir`; default: the newest Debian one)."""
     from drkit.domain.stack import RuntimeSpec
     from drkit.runtimes.local_postgres import LocalPostgres
     from drkit.sandbox.postgres import default_bin_dir
 
-    LocalPostgres(
-        RuntimeSpec(type="local", data_dir=str(data_dir), bin_dir=default_bin_dir(), os_user=os_user)
-    ).stop()
+    spec = RuntimeSpec(
+        type="local", data_dir=str(data_dir), bin_dir=bin_dir or default_bin_dir(), os_user=os_user
+    )
+    LocalPostgres(spec).stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from drkit.infra.wait import wait_for
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
@@ -13,6 +15,7 @@ def test_check_passes_on_a_healthy_sandbox(sandbox: SandboxHandle) -> None:
     names = {r["name"]: r["status"] for r in result.json()["results"]}
     assert names["postgres: wal_level"] == "ok"
     assert names["postgres: archiver"] == "ok"
+    assert names["postgres: replication"] == "ok"
     assert names["repository"] == "ok"
 
 
@@ -33,3 +36,22 @@ def test_check_exits_3_when_archiving_fails(private_sandbox: SandboxHandle) -> N
     assert by_name["postgres: archiver"]["status"] == "failed"
     assert "archiving is failing" in by_name["postgres: archiver"]["detail"]
     assert by_name["postgres: archive_command"]["status"] == "failed"
+
+
+def test_check_names_the_pg_hba_line_when_replication_is_refused(private_sandbox: SandboxHandle) -> None:
+    """Like nself's postgres image: ordinary connections allowed, replication only from inside."""
+    box = private_sandbox
+    hba = Path(box.psql("show hba_file"))
+    hba.write_text(
+        "".join(line + "\n" for line in hba.read_text().splitlines() if " replication " not in line)
+    )
+    box.psql("select pg_reload_conf()")
+    result = run_drkit("--output", "json", "check", config=box.config_path)
+    assert result.code == 3, result.stdout
+    by_name = {r["name"]: r for r in result.json()["results"]}
+    assert by_name["postgres: connect"]["status"] == "ok"
+    replication = by_name["postgres: replication"]
+    assert replication["status"] == "failed"
+    assert "127.0.0.1/32 scram-sha-256`" in replication["detail"]
+    assert replication["detail"].startswith("the server refuses replication connections from drkit")
+    assert "pg_reload_conf()" in replication["detail"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -205,3 +206,32 @@ def test_backup_fails_with_one_clear_line(
         backup_service(hasura.ws, change(hasura.service))
     assert "\n" not in caught.value.message
     assert not hasura.ws.repo.list("it/hasura/backups/")
+
+
+def test_the_stand_in_answers_as_the_recorded_hasura(
+    hasura: HasuraEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in speaks the contracts recorded from graphql-engine (test_contract_hasura):
+    replace v2 and reload shapes, 401 without a secret, and 400 admin-only once
+    HASURA_GRAPHQL_UNAUTHORIZED_ROLE is set (as nself sets it)."""
+    from tests.unit.test_contract_hasura import ADMIN_ONLY, CONSISTENT, NO_SECRET
+
+    url = f"{hasura.service.url}/v1/metadata"
+    secret = {"X-Hasura-Admin-Secret": hasura.service.password or ""}
+    with hasura.client() as client:
+        metadata = client.export_metadata().metadata
+    body = {"type": "replace_metadata", "version": 2, "args": {"metadata": metadata}}
+    assert httpx.post(url, json=body, headers=secret, timeout=30).json() == CONSISTENT.body
+    reload = httpx.post(url, json={"type": "reload_metadata", "args": {}}, headers=secret, timeout=30)
+    assert reload.json() == {"message": "success", "is_consistent": True}
+    anonymous = httpx.post(url, json={"type": "export_metadata", "args": {}}, timeout=30)
+    assert (anonymous.status_code, anonymous.json()) == (NO_SECRET.status, NO_SECRET.body)
+
+    runtime_for(hasura.service, hasura.stack.state_dir).stop()
+    monkeypatch.setenv("HASURA_GRAPHQL_UNAUTHORIZED_ROLE", "public")
+    report = start_services(
+        hasura.stack, ["hasura"], runtime_for=lambda s: runtime_for(s, hasura.stack.state_dir)
+    )
+    assert report.ok, report.failures
+    public = httpx.post(url, json={"type": "export_metadata", "args": {}}, timeout=30)
+    assert (public.status_code, public.json()) == (ADMIN_ONLY.status, ADMIN_ONLY.body)

@@ -18,6 +18,7 @@ from drkit.config.nchat_checks import nchat_checks
 from drkit.sandbox.seed import SeedSize, create_schema, seed
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
+from tests.integration.pg_versions import across_majors
 
 SECRETS = {"POSTGRES_PASSWORD": "unused-with-trust-auth", "DRKIT_AUTH_CANARY_PASSWORD": "x"}
 
@@ -122,6 +123,7 @@ def test_only_named_checks_run(nself_project: tuple[Path, str]) -> None:
     assert unknown.code == 2 and "unknown check(s) no_such_check" in unknown.stderr
 
 
+@pytest.mark.parametrize("private_sandbox", across_majors(amcheck=True), indirect=True)
 def test_amcheck_finds_a_corrupted_index_page(private_sandbox: SandboxHandle) -> None:
     box = private_sandbox
     relation = box.psql("select pg_relation_filepath('nchat_messages_pkey')")

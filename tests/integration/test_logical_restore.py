@@ -9,6 +9,7 @@ import pytest
 from drkit.adapters.postgres.client import connect
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
+from tests.integration.pg_versions import across_majors
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +40,7 @@ def fingerprints(box: SandboxHandle) -> dict[str, str]:
     return out
 
 
+@pytest.mark.parametrize("private_sandbox", across_majors(), indirect=True)
 def test_a_dropped_table_comes_back_and_only_that_table_changes(private_sandbox: SandboxHandle) -> None:
     box = private_sandbox
     assert run_drkit("backup", "postgres", "--type", "logical", config=box.config_path).code == 0
@@ -75,6 +77,7 @@ def test_a_dropped_table_comes_back_and_only_that_table_changes(private_sandbox:
     assert not box.psql("select count(*) from pg_database where datname like %s", ("drkit_restore_%",))
 
 
+@pytest.mark.parametrize("private_sandbox", across_majors(), indirect=True)
 def test_a_whole_dump_goes_into_a_new_database_and_never_over_one(private_sandbox: SandboxHandle) -> None:
     box = private_sandbox
     assert run_drkit("backup", "postgres", "--type", "logical", config=box.config_path).code == 0

@@ -1,4 +1,5 @@
-"""PostgreSQL backups that restore, to any point in time: on a real sandbox PostgreSQL."""
+"""PostgreSQL backups that restore, to any point in time: on a real sandbox PostgreSQL of
+each major of the matrix (pg_sandbox, across_majors: see pg_versions.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from drkit.adapters.postgres.client import connect, scalar
 from drkit.domain.errors import OperationError
@@ -17,6 +19,7 @@ from tests.integration.pg_helpers import (
     stop_restored,
     switch_and_wait_archived,
 )
+from tests.integration.pg_versions import across_majors, bin_dir_for
 
 
 def backup(handle: SandboxHandle, *extra: str) -> dict:
@@ -32,8 +35,9 @@ def restore_json(handle: SandboxHandle, *args: str) -> dict:
 
 
 def test_pitr_to_a_time_between_two_inserts_keeps_exactly_the_earlier_rows(
-    sandbox: SandboxHandle,
+    pg_sandbox: SandboxHandle,
 ) -> None:
+    sandbox = pg_sandbox
     sandbox.psql("create table pitr_probe (id int primary key, at timestamptz default now())")
     backup(sandbox)
     sandbox.psql("insert into pitr_probe (id) values (1)")
@@ -47,16 +51,20 @@ def test_pitr_to_a_time_between_two_inserts_keeps_exactly_the_earlier_rows(
     try:
         with connect(query_dsn(out["port"])) as conn:
             ids = [r[0] for r in conn.execute("select id from pitr_probe order by id")]
+        restored_version = scalar(query_dsn(out["port"]), "show server_version_num")
         assert ids == [1]
         assert out["reached_time"] is not None and out["reached_time"] <= target.replace(" ", "T")
+        assert int(restored_version) // 10000 == sandbox.major
     finally:
-        stop_restored(dest, sandbox.box.os_user)
+        stop_restored(dest, sandbox.box.os_user, sandbox.bin_dir)
 
 
 def test_verify_deep_passes_and_a_changed_byte_in_any_file_fails_naming_it(
-    sandbox: SandboxHandle,
+    pg_sandbox: SandboxHandle,
 ) -> None:
+    sandbox = pg_sandbox
     made = backup(sandbox)
+    assert made["postgres"]["server_version"] // 10000 == sandbox.major
     ok = run_drkit("verify", made["backup_id"], "--deep", config=sandbox.config_path)
     assert ok.code == 0, ok.stdout + ok.stderr
     assert "row counts" in ok.stdout
@@ -77,6 +85,7 @@ def test_verify_deep_passes_and_a_changed_byte_in_any_file_fails_naming_it(
             path.write_bytes(original)
 
 
+@pytest.mark.parametrize("private_sandbox", across_majors(), indirect=True)
 def test_restore_refuses_when_a_needed_wal_segment_is_gone(private_sandbox: SandboxHandle) -> None:
     box = private_sandbox
     backup(box)
@@ -103,7 +112,7 @@ def test_restore_refuses_when_a_needed_wal_segment_is_gone(private_sandbox: Sand
     assert not dest.exists(), "nothing may be touched when the target is unreachable"
 
 
-@pytest.mark.parametrize("private_sandbox", [{"wal_mode": "stream"}], indirect=True)
+@pytest.mark.parametrize("private_sandbox", across_majors(wal_mode="stream"), indirect=True)
 def test_restore_to_latest_with_streamed_wal_loses_no_committed_transaction(
     private_sandbox: SandboxHandle,
 ) -> None:
@@ -134,9 +143,10 @@ def test_restore_to_latest_with_streamed_wal_loses_no_committed_transaction(
         count = scalar(query_dsn(out["port"]), "select count(*) from stream_probe")
         assert count == 50
     finally:
-        stop_restored(dest, box.box.os_user)
+        stop_restored(dest, box.box.os_user, box.bin_dir)
 
 
+@pytest.mark.parametrize("private_sandbox", across_majors(), indirect=True)
 def test_in_place_restore_keeps_the_old_data_directory_beside_the_new(
     private_sandbox: SandboxHandle,
 ) -> None:
@@ -155,3 +165,22 @@ def test_in_place_restore_keeps_the_old_data_directory_beside_the_new(
     assert (aside / "PG_VERSION").is_file() and (data_dir / "PG_VERSION").is_file()
     assert box.psql("select count(*) from in_place_probe where id = 42") == 1
     assert box.psql("select pg_is_in_recovery()") is False
+
+
+def test_a_backup_is_not_restored_with_another_majors_server(pg_sandbox: SandboxHandle) -> None:
+    """Before: the whole backup was written, then PostgreSQL refused to start it."""
+    made = backup(pg_sandbox)
+    config = yaml.safe_load(pg_sandbox.config_path.read_text())
+    other = 18 if pg_sandbox.major != 18 else 15
+    config["services"]["postgres"]["runtime"]["bin_dir"] = bin_dir_for(other)
+    mismatched = pg_sandbox.dir / f"bin-{other}.yaml"
+    mismatched.write_text(yaml.safe_dump(config))
+
+    dest = restore_dir(pg_sandbox.dir, f"as-{other}", pg_sandbox.box.os_user)
+    result = run_drkit(
+        "restore", "postgres", "--backup", made["backup_id"], "--to", str(dest), config=mismatched
+    )
+    assert result.code == 2, result.stderr
+    assert f"backup is of PostgreSQL {pg_sandbox.major}" in result.stderr
+    assert f"is PostgreSQL {other}" in result.stderr
+    assert not dest.exists()

@@ -27,6 +27,7 @@ from drkit.sandbox.postgres import default_bin_dir
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
 from tests.integration.pg_helpers import restore_dir, stop_restored, switch_and_wait_archived
+from tests.integration.pg_versions import across_majors
 
 SEGMENT = 16 * 1024 * 1024
 
@@ -84,6 +85,7 @@ def tmpfs_mounts() -> Iterator[list[Path]]:
         subprocess.run(["umount", "-l", str(point)], timeout=60, check=False)
 
 
+@pytest.mark.parametrize("private_sandbox", across_majors(), indirect=True)
 def test_wal_fetch_into_a_full_pg_wal_stops_the_restore_instead_of_promoting_without_the_tail(
     private_sandbox: SandboxHandle, tmpfs_mounts: list[Path]
 ) -> None:
@@ -133,7 +135,7 @@ def test_wal_fetch_into_a_full_pg_wal_stops_the_restore_instead_of_promoting_wit
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
-        stop_restored(dest, box.box.os_user)
+        stop_restored(dest, box.box.os_user, box.bin_dir)
 
     log = (dest / "log" / "drkit-restore.log").read_text(errors="replace")
     assert "consistent recovery state reached" in log, log  # the failure is in the tail

@@ -16,9 +16,10 @@ from drkit.infra.wait import wait_for
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle
 from tests.integration.pg_helpers import query_dsn, restore_dir, stop_restored
+from tests.integration.pg_versions import across_majors
 
 
-@pytest.mark.parametrize("private_sandbox", [{"encrypt": True}], indirect=True)
+@pytest.mark.parametrize("private_sandbox", across_majors(encrypt=True), indirect=True)
 def test_encrypted_backup_restores_with_the_identity_and_fails_clearly_without(
     private_sandbox: SandboxHandle,
 ) -> None:
@@ -41,7 +42,7 @@ def test_encrypted_backup_restores_with_the_identity_and_fails_clearly_without(
     try:
         assert scalar(query_dsn(port), "select count(*) from nchat_messages") == 1000
     finally:
-        stop_restored(dest, box.box.os_user)
+        stop_restored(dest, box.box.os_user, box.bin_dir)
 
     config = yaml.safe_load(box.config_path.read_text())
     del config["encryption"]["identity"]
@@ -64,6 +65,7 @@ def test_encrypted_backup_restores_with_the_identity_and_fails_clearly_without(
     assert "wrong age identity" in bad.stdout
 
 
+@pytest.mark.parametrize("private_sandbox", across_majors(), indirect=True)
 def test_kill_9_midway_leaves_no_complete_backup_and_the_next_one_succeeds(
     private_sandbox: SandboxHandle,
 ) -> None:

@@ -122,6 +122,7 @@ def write_stack(box: SandboxHandle, directory: Path, *, broken: bool) -> Path:
         services["broken"] = stand_in(script, "http", 503, ["postgres"], {"type": "http", "timeout": "2s"})
         services["needs_broken"] = stand_in(script, "http", 200, ["broken"], {"type": "http"})
     doc["services"] = services
+    doc["smoke"] = [s for s in doc.get("smoke", []) if s["service"] in services]  # of its own services
     path = directory / "stack.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

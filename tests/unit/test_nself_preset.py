@@ -58,6 +58,12 @@ SECRET_VALUES = (
 )
 
 
+@pytest.fixture(autouse=True)
+def clean_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("TARGET_ENV", "NSELF_ENV", "ENV"):
+        monkeypatch.delenv(key, raising=False)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "nchat"
@@ -81,24 +87,22 @@ def secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_env_files_cascade_like_nself(project: Path) -> None:
-    env, files = read_project_env(project)
-    assert [f.name for f in files] == [
-        ".env.dev",
-        ".env.local",
-        ".env.prod",
-        ".env.secrets",
-        ".env",
-    ]
+    loaded = read_project_env(project)
+    env, files = loaded.values, loaded.files
+    # prod: .env.local is a developer's file, read only in dev (env-detection.sh)
+    assert [f.name for f in files] == [".env.dev", ".env.prod", ".env.secrets", ".env"]
     assert env["POSTGRES_PORT"] == "5433"  # .env wins over .env.dev
-    assert env["HASURA_PORT"] == "8081"  # `export` and quotes are read like nself does
+    assert "HASURA_PORT" not in env
     assert env["REDIS_PASSWORD"] == "s3cr3t-redis"  # .env.secrets is read for ENV=prod
+    assert loaded.choice.name == "prod" and loaded.choice.reason == "ENV=prod in .env"
 
 
 def test_dev_projects_skip_the_prod_files(project: Path) -> None:
     (project / ".env").write_text("ENV=dev\n")
-    env, files = read_project_env(project)
-    assert [f.name for f in files] == [".env.dev", ".env.local", ".env"]
-    assert "REDIS_PASSWORD" not in env
+    loaded = read_project_env(project)
+    assert [f.name for f in loaded.files] == [".env.dev", ".env.local", ".env"]
+    assert "REDIS_PASSWORD" not in loaded.values
+    assert loaded.values["HASURA_PORT"] == "8081"  # `export` and quotes are read like nself does
 
 
 def test_generated_config_loads_and_validates(project: Path, tmp_path: Path, secrets_in_env: None) -> None:
@@ -115,19 +119,24 @@ def test_generated_config_loads_and_validates(project: Path, tmp_path: Path, sec
         "functions",
         "meilisearch",
         "monitoring",
+        "nginx",
     ]
     for name, service in stack.services.items():
         assert service.runtime.type == "compose"
         expected = "nchat_prometheus" if name == "monitoring" else f"nchat_{name}"
         assert service.runtime.container == expected
     pg = stack.service("postgres")
-    assert pg.dsn == "host=127.0.0.1 port=5433 user=postgres dbname=nchat"
+    # ENV=prod, POSTGRES_EXPOSE_PORT unset (auto): not published, reached through the container
+    assert pg.dsn == "host=nchat_postgres port=5432 user=postgres dbname=nchat"
     assert pg.password == "prod-password-0001"  # read from .env through a dotenv: reference
     assert stack.service("minio").kind == "s3"
     assert stack.repository.type == "fs"
 
 
-def test_dependency_graph_probes_and_objectives(project: Path, tmp_path: Path, secrets_in_env: None) -> None:
+def test_dependency_graph_probes_and_objectives(
+    project: Path, tmp_path: Path, secrets_in_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NSELF_ENV", "dev")  # the shell wins over ENV=prod in .env: .env.local is read
     out = tmp_path / "stack.yaml"
     write_config(nself_config(project), out, overwrite=False)
     stack = load_stack(out)
@@ -144,7 +153,7 @@ def test_dependency_graph_probes_and_objectives(project: Path, tmp_path: Path, s
     )
     assert probes["auth"].type == "auth"
     assert probes["auth"].target == "http://drkit-canary%40local.nself.org@127.0.0.1:4001"
-    assert probes["minio"].target == "http://127.0.0.1:9100/minio/health/live"
+    assert probes["minio"].target == "http://127.0.0.1:9000/minio/health/live"  # .env.prod not read in dev
     assert probes["meilisearch"].target == "http://127.0.0.1:7700/health"
     assert probes["monitoring"].target == "http://127.0.0.1:9090/-/healthy"
     assert probes["postgres"].type == "sql" and probes["redis"].type == "redis"
@@ -205,7 +214,7 @@ def test_project_name_defaults_to_the_directory(tmp_path: Path) -> None:
     config = nself_config(root)
     assert config.stack == "my-chat"
     assert "container: my-chat_postgres" in config.text
-    assert "dbname=my_chat" in config.text
+    assert "dbname=my-chat" in config.text  # POSTGRES_DB defaults to PROJECT_NAME unchanged
 
 
 def test_refuses_to_overwrite_without_consent(project: Path, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def start(tmp_path: Path) -> Iterator[Start]:
     procs: list[subprocess.Popen[bytes]] = []
     clients: list[MeilisearchClient] = []
 
-    def launch(*flags: str, key: str | None = KEY) -> MeilisearchClient:
+    def launch(*flags: str, key: str | None = KEY, key_flag: bool = True) -> MeilisearchClient:
         port = free_port()
         argv = [
             sys.executable,
@@ -36,7 +36,8 @@ def start(tmp_path: Path) -> Iterator[Start]:
             "--http-addr",
             f"127.0.0.1:{port}",
         ]
-        proc = subprocess.Popen([*argv, *flags, "--master-key", KEY], cwd=tmp_path, stderr=subprocess.DEVNULL)
+        given = ["--master-key", KEY] if key_flag else []
+        proc = subprocess.Popen([*argv, *flags, *given], cwd=tmp_path, stderr=subprocess.DEVNULL)
         procs.append(proc)
         client = MeilisearchClient(f"http://127.0.0.1:{port}", api_key=key, timeout=5)
         clients.append(client)
@@ -125,3 +126,47 @@ def test_snapshot_import(start: Start, tmp_path: Path) -> None:
 
     copy = start("--db-path", "copy.ms", "--import-snapshot", str(snapshot))
     assert copy.document_counts() == {"books": 3}
+
+
+def test_the_key_comes_from_config_toml_in_the_working_directory(start: Start, tmp_path: Path) -> None:
+    """Meilisearch reads ./config.toml (snake_case option names) when no flag or MEILI_*
+    variable gives the option: the sandbox hands the master key over that way."""
+    (tmp_path / "config.toml").write_text(f'master_key = "{KEY}"\n')
+    meili = start(key=None, key_flag=False)
+    with pytest.raises(MeilisearchError, match="wants an API key and none was sent"):
+        meili.document_counts()
+    assert start(key_flag=False).document_counts() == {}
+
+
+def test_payloads_over_the_limit_are_413(start: Start) -> None:
+    """Meilisearch: --http-payload-size-limit (100 MB by default) answers 413 payload_too_large."""
+    meili = start("--http-payload-size-limit", "1 KB")
+    with pytest.raises(MeilisearchError, match=r"larger than the server accepts.*\[payload_too_large\]"):
+        meili.add_documents("books", [{"id": n, "text": "x" * 100} for n in range(20)])
+
+
+def test_snapshot_tasks_have_no_details_and_load_only_into_their_version(
+    start: Start, tmp_path: Path
+) -> None:
+    """meilisearch process_snapshot_creation.rs sets no details; a snapshot of another version
+    is refused at launch ("Your database version ... is incompatible")."""
+    import io
+    import tarfile
+
+    meili = start("--db-path", "live.ms")
+    task = meili.wait_succeeded(meili.create_snapshot(), timeout=10)
+    assert task.details == {}
+    assert "details" not in meili._json("GET", f"/tasks/{task.uid}")
+    other = tmp_path / "other.snapshot"
+    with tarfile.open(other, "w:gz") as tar:
+        for name, data in {"data.json": b"{}", "VERSION": b"1.6.0"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "drkit.sandbox.standins.meilisearch", "--db-path", "new.ms",
+         "--import-snapshot", str(other), "--http-addr", f"127.0.0.1:{free_port()}"],
+        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Your database version (1.6.0) is incompatible" in proc.stderr

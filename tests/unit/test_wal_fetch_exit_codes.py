@@ -5,6 +5,7 @@ without the tail. The same for the prefetch wrapper (a shell one-liner) in front
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from drkit.adapters.repository.fs import FsRepository
 from drkit.cli import entry, wal_light
 from drkit.domain.errors import DecryptionError, IntegrityError, RepositoryError
 from drkit.domain.wal import Segment
+from drkit.engines.postgres.wal import archive as archive_module
 from drkit.engines.postgres.wal.archive import WalArchive
 from drkit.engines.postgres.wal.prefetch import PREFETCH_DIR, prefetch_restore_command, prefetching
 from tests.conftest import run_drkit
@@ -101,15 +103,25 @@ def run_fetch(
     return code
 
 
-def test_a_real_enospc_writing_the_segment_is_126(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_real_enospc_writing_the_segment_is_126(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = FsRepository(tmp_path / "repo")
     WalArchive(repo, "demo", "postgres", Codec()).push_bytes(SEG, segment_bytes())
     dest = tmp_path / "RECOVERYXLOG"
-    # wal-fetch writes DEST.drkit-tmp first: pointed at /dev/full, that write gets ENOSPC.
-    (tmp_path / "RECOVERYXLOG.drkit-tmp").symlink_to("/dev/full")
+    made: list[Path] = []
+
+    def temporary_on_a_full_disk(path: Path) -> tuple[int, Path]:
+        # wal-fetch writes a temporary beside DEST first: here it lies on /dev/full (ENOSPC).
+        tmp = path.with_name(f".{path.name}.full.tmp")
+        tmp.symlink_to("/dev/full")
+        made.append(tmp)
+        return os.open(tmp, os.O_WRONLY), tmp
+
+    monkeypatch.setattr(archive_module, "temp_beside", temporary_on_a_full_disk)
     assert run_fetch(repo, dest, capsys) == 126
     assert not dest.exists()
-    assert not (tmp_path / "RECOVERYXLOG.drkit-tmp").exists(), "the failed temporary is removed"
+    assert made and not made[0].is_symlink(), "the failed temporary is removed"
 
 
 def test_a_destination_directory_that_is_gone_is_126(
@@ -239,8 +251,9 @@ def test_prefetch_copy_into_a_full_disk_then_real_wal_fetch_is_126(tmp_path: Pat
     (spool / SEG).write_bytes(segment_bytes())
     dest = tmp_path / "RECOVERYXLOG"
     dest.symlink_to("/dev/full")
-    (tmp_path / "RECOVERYXLOG.drkit-tmp").symlink_to("/dev/full")
-    fallback = f'"{sys.executable}" -m drkit --config "{tmp_path / "stack.yaml"}" wal-fetch "%f" "%p"'
+    # wal-fetch's own write fails too: files it writes may not grow past 512 bytes (EFBIG).
+    config = tmp_path / "stack.yaml"
+    fallback = f'ulimit -f 1; "{sys.executable}" -m drkit --config "{config}" wal-fetch "%f" "%p"'
     assert run_restore_command(spool.parent, fallback, SEG, dest) == 126
 
 

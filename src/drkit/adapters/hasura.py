@@ -111,10 +111,8 @@ class HasuraClient(HttpApi):
 
     def _call(self, body: dict[str, Any], *, accept: tuple[int, ...] = ()) -> httpx.Response:
         response = self._send("POST", "/v1/metadata", json=body)
-        if response.status_code in (401, 403):
-            raise HasuraError(
-                f"Hasura at {self.url} refused the admin secret: {_error_text(response)}", hint=SECRET_HINT
-            )
+        if response.status_code in (401, 403) or _json(response).get("code") == "access-denied":
+            raise HasuraError(f"Hasura at {self.url} {_refusal(response)}", hint=SECRET_HINT)
         if response.status_code >= 300 and response.status_code not in accept:
             raise HasuraError(
                 f"Hasura {body['type']} failed: HTTP {response.status_code}: {_error_text(response)}"
@@ -145,6 +143,21 @@ def _error_text(response: httpx.Response) -> str:
     if "error" in body:
         return str(body["error"]) + (f" ({body['code']})" if body.get("code") else "")
     return " ".join(response.text.split())[:200] or "(empty answer)"
+
+
+def _refusal(response: httpx.Response) -> str:
+    """Why the metadata API said no (hasura/graphql-engine: 401 `access-denied` for a missing
+    or wrong secret; 400 `restricted access : admin only` when no secret was sent and
+    HASURA_GRAPHQL_UNAUTHORIZED_ROLE made the request that role, as nself configures it)."""
+    error = str(_json(response).get("error", ""))
+    if "admin only" in error:
+        return (
+            f"answered {error!r}: no admin secret was sent, so it treated drkit as its unauthorized "
+            "role (HASURA_GRAPHQL_UNAUTHORIZED_ROLE)"
+        )
+    if "required, but not found" in error:
+        return f"wants an admin secret and none was sent ({error})"
+    return f"refused the admin secret: {_error_text(response)}"
 
 
 def _objects(raw: Any) -> tuple[InconsistentObject, ...]:

@@ -18,7 +18,11 @@ from drkit.infra.clock import Clock
 from drkit.infra.wait import wait_for
 
 FINISHED = ("succeeded", "failed", "canceled")
-KEY_HINT = "set the service's master key: password: env:MEILI_MASTER_KEY"
+KEY_HINT = (
+    "set the service's master key, e.g. password: env:MEILISEARCH_MASTER_KEY "
+    "(nself: SEARCH_API_KEY or MEILISEARCH_MASTER_KEY)"
+)
+SNAPSHOT_ROUTE_SINCE = (1, 5)  # POST /snapshots exists from Meilisearch v1.5
 
 
 class MeilisearchError(OperationError):
@@ -109,7 +113,15 @@ class MeilisearchClient(HttpApi):
         return self._task("POST", "/dumps")
 
     def create_snapshot(self) -> int:
-        return self._task("POST", "/snapshots")
+        """POST /snapshots (Meilisearch v1.5+; older servers only snapshot on a schedule)."""
+        response = self._send("POST", "/snapshots")
+        if response.status_code == 404:
+            version = self.version()
+            raise MeilisearchError(
+                f"MeiliSearch {version} at {self.url} has no POST /snapshots: on-demand snapshots "
+                "need v1.5 or newer; use dumps, or run it with --schedule-snapshot"
+            )
+        return self._task_of(response, "POST", "/snapshots")
 
     def add_documents(
         self, uid: str, documents: list[dict[str, Any]], *, primary_key: str | None = None
@@ -159,7 +171,10 @@ class MeilisearchClient(HttpApi):
 
     # -- plumbing ---------------------------------------------------------------------------
     def _task(self, method: str, path: str, **kwargs: Any) -> int:
-        body = self._json(method, path, **kwargs)
+        return self._task_of(self._send(method, path, **kwargs), method, path)
+
+    def _task_of(self, response: httpx.Response, method: str, path: str) -> int:
+        body = self._judge(response, method, path)
         if "taskUid" not in body:
             raise MeilisearchError(f"MeiliSearch {method} {path} answered without a taskUid")
         return int(body["taskUid"])
@@ -168,9 +183,24 @@ class MeilisearchClient(HttpApi):
         response = self._send(method, path, **kwargs)
         if missing_ok and response.status_code == 404:
             return {}
-        if response.status_code in (401, 403):
+        return self._judge(response, method, path)
+
+    def _judge(self, response: httpx.Response, method: str, path: str) -> dict[str, Any]:
+        """The JSON body of a 2xx answer; Meilisearch's error codes as one clear line."""
+        code = _error_code(response)
+        if response.status_code == 401 or code == "missing_authorization_header":
+            raise MeilisearchError(
+                f"MeiliSearch at {self.url} wants an API key and none was sent: {_error_text(response)}",
+                hint=KEY_HINT,
+            )
+        if response.status_code == 403:
             raise MeilisearchError(
                 f"MeiliSearch at {self.url} refused the API key: {_error_text(response)}", hint=KEY_HINT
+            )
+        if response.status_code == 413:
+            raise MeilisearchError(
+                f"MeiliSearch {method} {path}: the payload is larger than the server accepts "
+                f"(--http-payload-size-limit, 100 MB by default): {_error_text(response)}"
             )
         if response.status_code >= 300:
             raise MeilisearchError(
@@ -193,6 +223,14 @@ class MeilisearchClient(HttpApi):
             raise MeilisearchError(
                 f"MeiliSearch at {self.url} is not reachable: {exc}", hint="is it running? drkit start"
             ) from exc
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("code", "")) if isinstance(body, dict) else ""
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -158,8 +158,56 @@ def _auth(service: Service, probe: HealthProbe, timeout: float) -> str:
         )
     if not service.password:
         raise ProbeFailed(f"no canary password: set services.{service.name}.password (env:NAME)")
-    response = httpx.post(url, json={"email": email, "password": service.password}, timeout=timeout)
-    return "canary signed in: " + _judge(response, probe.expect_status, probe.expect_body or "accessToken")
+    if probe.expect_status != 200 or probe.expect_body:  # the user's own expectation
+        response = httpx.post(url, json={"email": email, "password": service.password}, timeout=timeout)
+        return "canary signed in: " + _judge(response, probe.expect_status, probe.expect_body)
+    return canary_sign_in(url, email, service.password, timeout)
+
+
+# hasura-auth's answers to POST /signin/email-password (nhost/hasura-auth go/controller/errors.go,
+# post_signin_email_password.go): what each says about the service, and what to change.
+SIGNIN_REFUSALS = {
+    "invalid-email-password": "the canary account does not exist or its password differs: create it "
+    "in hasura-auth or fix its password (services.<auth>.password)",
+    "unverified-user": "the canary's email is not verified: verify it, or set "
+    "AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED=false",
+    "disabled-user": "the canary account is disabled (auth.users.disabled): enable it",
+    "invalid-request": "hasura-auth refused the request (with AUTH_CONCEAL_ERRORS every refusal reads so)",
+}
+
+
+def canary_sign_in(
+    url: str, email: str, password: str, timeout: float, *, transport: httpx.BaseTransport | None = None
+) -> str:
+    """Sign the canary in; healthy when hasura-auth checked its password against the database
+    (a session, or an MFA ticket with `session: null`); ProbeFailed naming the fix otherwise."""
+    with httpx.Client(transport=transport, timeout=timeout) as client:
+        response = client.post(url, json={"email": email, "password": password})
+    if response.status_code == 429:
+        raise ProbeFailed(
+            "HTTP 429: hasura-auth's rate limit on /signin refused the canary; probe less often "
+            "or raise AUTH_RATE_LIMIT_BRUTE_FORCE_BURST"
+        )
+    body = _json_object(response)
+    if response.status_code == 200:
+        session = body.get("session")
+        if isinstance(session, dict) and session.get("accessToken"):
+            return "canary signed in: HTTP 200 with a session"
+        mfa = body.get("mfa")
+        if session is None and isinstance(mfa, dict) and mfa.get("ticket"):
+            return "canary's password checked: HTTP 200 with an MFA ticket (session: null)"
+        raise ProbeFailed("HTTP 200 without a session or an MFA ticket")
+    code = str(body.get("error", ""))
+    reason = SIGNIN_REFUSALS.get(code, " ".join(response.text.split())[:120] or "(empty answer)")
+    raise ProbeFailed(f"HTTP {response.status_code} {code}: {reason}".replace("  ", " "))
+
+
+def _json_object(response: httpx.Response) -> dict[str, object]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _graphql(service: Service, probe: HealthProbe, timeout: float) -> str:

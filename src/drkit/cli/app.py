@@ -56,12 +56,17 @@ def _register() -> None:
         backup_cmds,
         check_cmds,
         drill_cmds,
+        prune_cmds,
         recover_cmds,
+        replica_cmds,
         report_cmds,
         restore_cmds,
         sandbox_cmds,
+        schedule_cmds,
         search_cmds,
         stack_cmds,
+        status_cmds,
+        sync_cmds,
         wal_cmds,
     )
 
@@ -76,6 +81,11 @@ def _register() -> None:
         check_cmds,
         stack_cmds,
         search_cmds,
+        prune_cmds,
+        replica_cmds,
+        status_cmds,
+        sync_cmds,
+        schedule_cmds,
     )
     for module in modules:
         module.register(app)

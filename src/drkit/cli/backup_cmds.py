@@ -99,10 +99,12 @@ def list_cmd(
     Example: drkit backups list --service postgres
     """
     from drkit.engines.core.catalog import list_backups
+    from drkit.engines.core.set_refs import list_sets
     from drkit.engines.core.workspace import open_workspace
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
+    sets = [] if service else list_sets(ws)
     names = [service] if service else sorted(ws.stack.services)
     manifests: list[Manifest] = []
     incomplete: list[str] = []
@@ -115,7 +117,14 @@ def list_cmd(
             {"service": name, "backup_id": d.backup_id, "reason": d.reason} for d in listing.damaged
         )
     if opts.json:
-        emit_json({"backups": [m.to_dict() for m in manifests], "incomplete": incomplete, "damaged": damaged})
+        emit_json(
+            {
+                "backups": [m.to_dict() for m in manifests],
+                "incomplete": incomplete,
+                "damaged": damaged,
+                "sets": [s.to_dict() for s in sets],
+            }
+        )
         return
     rows = [
         (
@@ -133,11 +142,21 @@ def list_cmd(
         console.print(f"no backups in {ws.repo.location}")
     else:
         table(None, ["id", "service", "kind", "finished (UTC)", "stored", "encrypted", "WAL"], rows)
+    if sets:
+        set_rows = [
+            (s.set_id, s.created_at.strftime("%Y-%m-%d %H:%M:%S"), s.restore_point, _refs(s.backups))
+            for s in sets
+        ]
+        table("stack-wide sets", ["set", "moment (UTC)", "restore point", "backups"], set_rows)
     for item in incomplete:
         console.print(f"[yellow]incomplete (no manifest, not a backup):[/yellow] {item}")
     for bad in damaged:
         what = escape(f"{bad['service']}/{bad['backup_id']}: {bad['reason']}")
         console.print(f"[red]damaged (skipped):[/red] {what}", highlight=False)
+
+
+def _refs(backups: dict[str, str]) -> str:
+    return ", ".join(f"{svc}: {backup_id}" for svc, backup_id in sorted(backups.items()))
 
 
 @backups_app.command("show")

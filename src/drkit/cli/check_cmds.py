@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from drkit.cli.context import options
 from drkit.cli.render import console, emit_json, status_text, table
+
+if TYPE_CHECKING:
+    from drkit.domain.checks import CheckResult
+    from drkit.engines.core.workspace import Workspace
 
 
 def check_cmd(ctx: typer.Context) -> None:
@@ -20,7 +26,8 @@ def check_cmd(ctx: typer.Context) -> None:
     from drkit.engines.stack.check import run_checks
 
     opts = options(ctx)
-    results = run_checks(open_workspace(opts.stack()))
+    ws = open_workspace(opts.stack())
+    results = run_checks(ws) + _patroni_checks(ws)
     failed = any_critical_failure(results)
     if opts.json:
         emit_json({"ok": not failed, "results": results})
@@ -33,6 +40,18 @@ def check_cmd(ctx: typer.Context) -> None:
         console.print("[red]problems found[/red]" if failed else "[green]all checks passed[/green]")
     if failed:
         raise typer.Exit(3)
+
+
+def _patroni_checks(ws: Workspace) -> list[CheckResult]:
+    """Patroni's view (leader, members, lag, timeline) of each service it runs."""
+    from drkit.engines.failover.cluster import Cluster
+    from drkit.engines.failover.patroni import checks
+
+    out: list[CheckResult] = []
+    for svc in ws.stack.services_of_kind("postgres"):
+        if svc.replication is not None and svc.replication.patroni is not None:
+            out += checks(Cluster(svc, svc.replication, ws.state_dir))
+    return out
 
 
 def register(app: typer.Typer) -> None:

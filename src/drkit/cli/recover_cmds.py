@@ -23,9 +23,11 @@ STATUS_STYLE = {"succeeded": "ok", "failed": "failed", "running": "warning", "pe
 def recover_cmd(
     ctx: typer.Context,
     scenario: str = typer.Argument(
-        None, help="db-corruption, full-outage, data-loss, or service (then the service's name)."
+        None,
+        help="db-corruption, full-outage, data-loss, service (then the service's name), "
+        "or geo-failover (then, optionally, the standby to promote).",
     ),
-    name: str = typer.Argument(None, help="With `service`: the failing service."),
+    name: str = typer.Argument(None, help="With `service`: the failing service; geo-failover: the standby."),
     target_time: str = typer.Option(
         None, "--target-time", help="data-loss: the moment just before the loss."
     ),
@@ -48,14 +50,17 @@ def recover_cmd(
       drkit recover data-loss --target-time "2026-11-30 14:05:00Z" \\
             --copy-back "nchat_messages where channel_id = 'c1'"
       drkit recover service redis --yes
+      drkit recover geo-failover pg2
       drkit recover --resume
     """
     from drkit.cli.restore_cmds import drkit_argv
     from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.failover.geo import provide
     from drkit.engines.runbooks.recover import RecoverArgs, latest_resumable, prepare, rebuild
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
+    provide(ws)  # geo-failover's automatic steps are engines/failover's
     if resume:
         if scenario:
             raise UsageError("--resume continues the recovery its journal names; give no scenario")
@@ -64,9 +69,10 @@ def recover_cmd(
     else:
         if not scenario:
             raise UsageError(
-                "name a scenario: db-corruption, full-outage, data-loss, service NAME (or --resume)"
+                "name a scenario: db-corruption, full-outage, data-loss, service NAME, geo-failover "
+                "(or --resume)"
             )
-        if name and scenario != "service":
+        if name and scenario not in ("service", "geo-failover"):
             raise UsageError(f"{scenario} takes no service name")
         args = RecoverArgs(
             scenario,
@@ -74,7 +80,7 @@ def recover_cmd(
             target_time=target_time,
             in_place=in_place,
             copy_back=tuple(copy_back or ()),
-            service=name,
+            service=name,  # geo-failover: the standby
             since=since,
         )
         runbook = prepare(ws, args)
@@ -111,9 +117,12 @@ def _run(opts: Options, ws: Workspace, runbook: Runbook, journal: Journal | None
 
 
 def _asker(opts: Options) -> Callable[[str], bool]:
+    from drkit.engines.runbooks.model import AssumeYes
+
+    if opts.yes:  # manual steps record it as assumed, not done
+        return AssumeYes()
+
     def ask(question: str) -> bool:
-        if opts.yes:
-            return True
         if not sys.stdin.isatty():
             return False
         return bool(typer.confirm(question))

@@ -9,7 +9,7 @@ import typer
 
 from drkit.cli.context import Options, options
 from drkit.cli.progress import byte_progress
-from drkit.cli.render import console, emit_json, status_text, table
+from drkit.cli.render import console, emit_json, err_console, status_text, table
 from drkit.domain.errors import UsageError
 from drkit.domain.recovery import RecoveryTarget, target_from_args
 from drkit.engines.core.workspace import Workspace
@@ -33,23 +33,34 @@ def verify_cmd(
         False, "--deep", help="Also restore into a throwaway instance and compare row counts."
     ),
     service: str = typer.Option(None, "--service", help="Service (default: every postgres)."),
+    repo: str = typer.Option(
+        None, "--repo", help="Check this repository (a copy), alone: every backup and set in it."
+    ),
 ) -> None:
     """Re-hash every file against the manifest and check the WAL it needs; exit 3 on problems.
 
-    Example: drkit verify --latest --deep
+    Example: drkit verify --latest --deep; drkit verify --repo offsite
     """
     from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.ops.status import record_verify
     from drkit.engines.stack.verify import choose_backup_to_verify, verify_backup
 
     opts = options(ctx)
     if backup_id and latest:
         raise UsageError("give a backup id or --latest, not both")
-    ws = open_workspace(opts.stack())
+    ws = open_workspace(opts.stack(), repository=repo)
+    if repo and not (backup_id or latest or deep):
+        from drkit.cli.sync_cmds import verify_copy
+
+        verify_copy(opts, ws)
+        return
     svc, manifest = choose_backup_to_verify(ws, backup_id, service=service, deep=deep)
     if opts.dry_run:
         console.print(f"would verify {manifest.backup_id}{' (deep)' if deep else ''}")
         return
     report = verify_backup(ws, svc, manifest, deep=deep, drkit_argv=drkit_argv())
+    if unrecorded := record_verify(ws, report):  # for `drkit status` and `drkit metrics`
+        err_console.print(f"[yellow]{unrecorded}[/yellow]")
     if opts.json:
         emit_json(
             {

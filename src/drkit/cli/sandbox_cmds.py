@@ -19,6 +19,9 @@ def up_cmd(
     directory: str = typer.Option(DEFAULT_DIR, "--dir", help="Where the sandbox lives."),
     wal_mode: str = typer.Option("archive", help="archive (archive_command) or stream."),
     encrypt: bool = typer.Option(False, help="Encrypt backups with a generated age key."),
+    pg_bin_dir: str = typer.Option(
+        "", help="PostgreSQL server binaries to run (any major); default: the newest installed."
+    ),
 ) -> None:
     """Start the sandbox (create it first if needed) and write its stack.yaml.
 
@@ -30,7 +33,7 @@ def up_cmd(
     if wal_mode not in ("archive", "stream"):
         raise UsageError(f"--wal-mode must be archive or stream, not {wal_mode!r}")
     opts = options(ctx)
-    box = up(directory, SandboxOptions(wal_mode=wal_mode, encrypt=encrypt))
+    box = up(directory, SandboxOptions(wal_mode=wal_mode, encrypt=encrypt, pg_bin_dir=pg_bin_dir or None))
     if opts.json:
         emit_json(status(box.dir))
         return

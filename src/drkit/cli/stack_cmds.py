@@ -193,9 +193,11 @@ def init_cmd(
         fields = {k: v for k, v in _fields(config).items() if k != "text"}
         emit_json({"path": str(target), **fields})
         return
-    console.print(f"wrote {target} for nself project {config.stack!r}")
-    console.print(f"  services: {', '.join(config.services)}")
-    console.print(f"  checks:   {config.checks}; read {', '.join(config.sources)}")
+    console.print(f"wrote {target} for nself project {config.stack!r}", markup=False)
+    console.print(f"  services: {', '.join(config.services)}", markup=False)
+    console.print(f"  checks:   {config.checks}; read {', '.join(config.sources)}", markup=False)
+    for line in config.findings:
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"next: drkit --config {target} health")
 
 

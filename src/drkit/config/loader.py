@@ -7,7 +7,18 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from drkit.config.models import CheckModel, HealthModel, ServiceModel, SmokeModel, StackModel, parse_size
+from drkit.config.models import (
+    CheckModel,
+    EncryptionModel,
+    HealthModel,
+    RetentionModel,
+    ScheduleJobModel,
+    ServiceModel,
+    SmokeModel,
+    StackModel,
+    parse_size,
+)
+from drkit.config.replication import replication, runtime_spec
 from drkit.config.secrets import SecretMissing, resolve_secret
 from drkit.config.yaml_source import PositionedYaml
 from drkit.domain.checks import Expectation, IntegrityCheck
@@ -15,12 +26,15 @@ from drkit.domain.errors import ConfigError
 from drkit.domain.stack import (
     Encryption,
     HealthProbe,
+    NotifyTarget,
     PostgresPolicy,
     Priority,
     RepositorySpec,
-    RuntimeSpec,
+    Retention,
+    ScheduledJob,
     SearchIndex,
     Service,
+    Severity,
     SmokeCheck,
     Stack,
     WalMode,
@@ -124,19 +138,7 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
     return Service(
         name=name,
         kind=m.kind,
-        runtime=RuntimeSpec(
-            type=r.type,
-            container=r.container,
-            unit=r.unit,
-            data_dir=r.data_dir,
-            bin_dir=r.bin_dir,
-            port=r.port,
-            os_user=r.os_user,
-            log_file=r.log_file,
-            command=tuple(r.command),
-            stop_timeout=r.stop_timeout.total_seconds() if r.stop_timeout else None,
-            volume=r.volume,
-        ),
+        runtime=runtime_spec(r),
         dsn=m.dsn,
         url=m.url,
         # hasura-auth's password is only its canary probe's: a missing one fails that probe
@@ -149,11 +151,30 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
         postgres=policy,
         health=health,
         keep_last=m.backup.retention.keep_last if m.backup else None,
+        retention=_retention(m),
         indexes=tuple(SearchIndex(n, i.query, i.primary_key) for n, i in m.indexes.items()),
         access_key=_secret(m.access_key, ("services", name, "access_key"), source, strict),
         secret_key=_secret(m.secret_key, ("services", name, "secret_key"), source, strict),
         buckets=tuple(m.buckets),
+        replication=replication(
+            name, m, _replication_password(name, m, source, strict), _patroni_auth(name, m, source, strict)
+        ),
     )
+
+
+def _patroni_auth(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -> str | None:
+    ref = m.replication.patroni.auth if m.replication and m.replication.patroni else None
+    return _secret(ref, ("services", name, "replication", "patroni", "auth"), source, strict)
+
+
+def _replication_password(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -> str | None:
+    ref = m.replication.password if m.replication else None
+    return _secret(ref, ("services", name, "replication", "password"), source, strict)
+
+
+def _retention(m: ServiceModel) -> Retention:
+    r = m.backup.retention if m.backup else RetentionModel()
+    return Retention(r.keep_last, r.keep_daily, r.keep_weekly, r.keep_monthly)
 
 
 def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack:
@@ -176,15 +197,14 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
             access_key=_secret(r.access_key, ("repositories", name, "access_key"), source, strict),
             secret_key=_secret(r.secret_key, ("repositories", name, "secret_key"), source, strict),
             region=r.region,
+            encryption=_encryption(r.encryption, ("repositories", name, "encryption"), source, strict),
+            offsite=r.offsite,
+            sign_key=_secret(r.sign_key, ("repositories", name, "sign_key"), source, strict),
+            sign_key_ref=r.sign_key,
         )
         for name, r in model.repositories.items()
     }
-    encryption = None
-    if model.encryption is not None:
-        encryption = Encryption(
-            recipients=tuple(model.encryption.recipients),
-            identity=_secret(model.encryption.identity, ("encryption", "identity"), source, strict),
-        )
+    encryption = _encryption(model.encryption, ("encryption",), source, strict)
     services = {n: _service(n, s, source, strict) for n, s in model.services.items()}
     state_dir = _relative(model.state_dir, source.path) or str(Path(source.path).resolve().parent / ".drkit")
     return Stack(
@@ -198,7 +218,45 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         host_id=model.host_id,
         checks=tuple(_check(c) for c in model.checks),
         smoke=tuple(_smoke(s, services, source) for s in model.smoke),
+        notifications=_notify_targets(model, source, strict),
+        schedule=_schedule(model.schedule),
     )
+
+
+def _schedule(jobs: dict[str, ScheduleJobModel] | None) -> tuple[ScheduledJob, ...] | None:
+    if jobs is None:
+        return None
+    return tuple(
+        ScheduledJob(
+            name=name,
+            cron=j.cron,
+            job=j.job,
+            backup_type=j.type,
+            services=tuple(j.services),
+            to=j.to,
+            deep=j.deep,
+            timeout=j.timeout.total_seconds(),
+        )
+        for name, j in jobs.items()
+    )
+
+
+def _notify_targets(model: StackModel, source: PositionedYaml, strict: bool) -> tuple[NotifyTarget, ...]:
+    out = []
+    for i, t in enumerate(model.notifications.targets):
+        url = _secret(t.url, ("notifications", "targets", i, "url"), source, strict)
+        if url is not None:
+            out.append(NotifyTarget(url=url, min_severity=Severity(t.min_severity)))
+    return tuple(out)
+
+
+def _encryption(
+    model: EncryptionModel | None, where: tuple[str | int, ...], source: PositionedYaml, strict: bool
+) -> Encryption | None:
+    if model is None:
+        return None
+    identity = _secret(model.identity, (*where, "identity"), source, strict)
+    return Encryption(recipients=tuple(model.recipients), identity=identity)
 
 
 def _probe(h: HealthModel) -> HealthProbe:

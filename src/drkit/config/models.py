@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from croniter import croniter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from drkit.domain.durations import parse_duration
 
@@ -43,13 +45,20 @@ class RuntimeModel(Strict):
     log_file: str | None = None
     command: list[str] = []
     stop_timeout: Duration | None = None  # local: SIGKILL after this long (default 60s)
-    volume: str | None = None  # compose: the named volume holding the service's data
+    # local: runs the server's start command where the server lives, e.g. [ip, netns, exec, db2]
+    exec_prefix: list[str] = []
+    # compose: the named volume holding the service's data, and where the container mounts it;
+    # the runtime finds its host path with `docker volume inspect` (never a guessed path).
+    volume: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    mount: str | None = Field(default=None, pattern=r"^/")
+    env_file: str | None = None  # local: KEY=VALUE lines added to the process's environment
 
 
 class RetentionModel(Strict):
     keep_last: int | None = Field(default=None, ge=1)
     keep_daily: int = Field(default=30, ge=0)
     keep_weekly: int = Field(default=12, ge=0)
+    keep_monthly: int = Field(default=12, ge=0)
 
 
 class BackupPolicyModel(Strict):
@@ -96,6 +105,84 @@ class IndexModel(Strict):
     primary_key: str = "id"
 
 
+SLOT = r"^[a-z0-9_]{1,63}$"
+_JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class StandbyModel(Strict):
+    """A streaming standby of a PostgreSQL service, on a host (runtime) of its own."""
+
+    dsn: str
+    runtime: RuntimeModel
+    slot: str | None = Field(default=None, pattern=SLOT)
+    synchronous: bool = False
+
+
+class RepointModel(Strict):
+    """How clients are told where the primary now is."""
+
+    type: Literal["env_file", "pgbouncer", "haproxy", "hook"]
+    path: str | None = None  # env_file: the file; pgbouncer: its ini file
+    key: str | None = None  # env_file: the variable to rewrite
+    format: str = "{host}"  # env_file: the value ({host}, {port}, {name})
+    restart: list[str] = []  # env_file: services restarted after the rewrite (dependency order)
+    databases: list[str] = []  # pgbouncer: the [databases] entries to repoint (empty: all)
+    admin_dsn: str | None = None  # pgbouncer: its admin console (RELOAD, PAUSE, RESUME)
+    socket: str | None = None  # haproxy: the runtime API socket
+    backend: str | None = None  # haproxy: backend/server to repoint
+    server: str | None = None
+    command: list[str] = []  # hook: run with DRKIT_PRIMARY_NAME/HOST/PORT in its environment
+
+    @model_validator(mode="after")
+    def _complete(self) -> RepointModel:
+        needs = {
+            "env_file": ("path", "key"),
+            "pgbouncer": ("path", "admin_dsn"),
+            "haproxy": ("socket", "backend", "server"),
+            "hook": ("command",),
+        }[self.type]
+        missing = [k for k in needs if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"repoint {self.type} needs {', '.join(missing)}")
+        return self
+
+
+class FailoverModel(Strict):
+    probes: int = Field(default=3, ge=2, le=100)  # failed probes needed to call the primary down
+    window: Duration = timedelta(seconds=6)  # ... spread over this long
+    probe_timeout: Duration = timedelta(seconds=2)
+    max_lag: Duration | None = None  # the most a candidate may lag (default: the service's rpo)
+    fencing: Literal["runtime", "none"] = "runtime"
+    pause: list[str] = []  # writer services paused through their runtime during a switchover
+    repoint: list[RepointModel] = []
+
+
+class PatroniModel(Strict):
+    """A Patroni cluster runs this service: drkit goes through its REST API, never acts itself."""
+
+    rest: list[str] = Field(min_length=1)  # each member's REST API, http(s)://host:8008
+    auth: SecretRef | None = None  # "user:password" for the REST API's basic auth (its POSTs)
+    timeout: Duration = timedelta(seconds=3)  # per request
+    wait: Duration = timedelta(seconds=60)  # for a new leader after a switchover or failover
+
+
+class ReplicationModel(Strict):
+    user: str = "replicator"
+    password: SecretRef | None = None
+    slot: str | None = Field(default=None, pattern=SLOT)  # the primary's slot when it follows
+    synchronous: bool = False  # the configured primary, when it follows another member
+    restore_from_archive: bool = True  # restore_command from drkit's archive as a fallback
+    standbys: dict[str, StandbyModel] = {}
+    failover: FailoverModel = FailoverModel()
+    patroni: PatroniModel | None = None  # the members are then Patroni's
+
+    @model_validator(mode="after")
+    def _members(self) -> ReplicationModel:
+        if not self.standbys and self.patroni is None:
+            raise ValueError("replication needs standbys (or a patroni cluster)")
+        return self
+
+
 class ServiceModel(Strict):
     kind: Literal[
         "postgres",
@@ -122,6 +209,18 @@ class ServiceModel(Strict):
     access_key: SecretRef | None = None  # s3: the object store's credentials
     secret_key: SecretRef | None = None
     buckets: list[str] = []  # s3: buckets to back up (empty: every bucket)
+    replication: ReplicationModel | None = None  # postgres: streaming standbys, failover
+
+    @model_validator(mode="after")
+    def _replication(self) -> ServiceModel:
+        if self.replication is not None and self.kind != "postgres":
+            raise ValueError("replication is only for services of kind postgres")
+        return self
+
+
+class EncryptionModel(Strict):
+    recipients: list[str] = Field(min_length=1)
+    identity: SecretRef | None = None
 
 
 class RepositoryModel(Strict):
@@ -133,11 +232,9 @@ class RepositoryModel(Strict):
     access_key: SecretRef | None = None
     secret_key: SecretRef | None = None
     region: str = "us-east-1"
-
-
-class EncryptionModel(Strict):
-    recipients: list[str] = Field(min_length=1)
-    identity: SecretRef | None = None
+    encryption: EncryptionModel | None = None  # what `drkit sync` stores here is age-encrypted
+    offsite: bool = False  # another site (s3 repositories count as off-site anyway): 3-2-1
+    sign_key: SecretRef | None = None  # HMAC-SHA256 key: manifests and sets signed and checked
 
 
 class ExpectModel(Strict):
@@ -170,6 +267,39 @@ class SmokeModel(Strict):
     probe: HealthModel
 
 
+class NotifyTargetModel(Strict):
+    """An apprise URL by reference (it holds tokens): `env:NAME`, `file:/path`, `dotenv:`."""
+
+    url: SecretRef
+    min_severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class NotificationsModel(Strict):
+    targets: list[NotifyTargetModel] = []
+
+
+class ScheduleJobModel(Strict):
+    """One job of `schedule:` (see docs/monitoring.md, Schedules)."""
+
+    cron: str
+    job: Literal["backup", "verify", "sync", "drill", "prune", "status-notify", "digest"]
+    type: Literal["base", "logical", "all-set"] = "base"  # backup only
+    services: list[str] = []  # backup only
+    to: str | None = None  # sync only
+    deep: bool = True  # verify only
+    timeout: Duration = timedelta(hours=6)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(
+                f"bad cron expression {value!r}: five fields (minute hour day month weekday), "
+                "like '0 2 * * *'"
+            )
+        return value
+
+
 class StackModel(Strict):
     version: Literal[1] = 1
     stack: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -181,9 +311,19 @@ class StackModel(Strict):
     services: dict[str, ServiceModel] = Field(min_length=1)
     checks: list[CheckModel] = []
     smoke: list[SmokeModel] = []
+    notifications: NotificationsModel = NotificationsModel()
+    schedule: dict[str, ScheduleJobModel] | None = None  # absent: the default jobs
 
     @model_validator(mode="after")
     def _references(self) -> StackModel:
         if self.repository is not None and self.repository not in self.repositories:
             raise ValueError(f"repository {self.repository!r} is not among repositories")
+        for name, job in (self.schedule or {}).items():
+            if not _JOB_NAME.match(name):
+                raise ValueError(f"schedule job name {name!r}: use a-z, 0-9, - and _ (it names units)")
+            if job.to is not None and job.to not in self.repositories:
+                raise ValueError(f"schedule job {name!r}: repository {job.to!r} is not among repositories")
+            for svc in job.services:
+                if svc not in self.services:
+                    raise ValueError(f"schedule job {name!r}: unknown service {svc!r}")
         return self

@@ -1,12 +1,11 @@
 """`drkit init --preset nself`: a stack.yaml for an nself project, read from its .env files.
 
-nself (nself-org/cli) loads, later files winning: .env.dev, .env.local, then for
-ENV=staging .env.staging, for ENV=prod .env.staging, .env.prod and .env.secrets, and last
-.env. Values are plain KEY=VALUE lines, optionally quoted. Containers are named
-`${PROJECT_NAME}_<service>`, ports are published on 127.0.0.1, and the database is
-`${POSTGRES_DB}` (default: the project name with `-` as `_`).
+How nself picks its environment and merges its files is in `nself_env`; what each service
+looks like (containers `${PROJECT_NAME}_<service>`, named volumes, which flags turn services
+on, whether PostgreSQL is published) in `nself_services`. Both cite nself-org/cli's source.
+This module assembles the document, says what it found, and writes it.
 
-Secrets are written as references (`env:POSTGRES_PASSWORD`), never as values.
+Secrets are written as references (`dotenv:/abs/.env.secrets#POSTGRES_PASSWORD`), never as values.
 """
 
 from __future__ import annotations
@@ -22,13 +21,14 @@ from pydantic import ValidationError
 
 from drkit.config.models import StackModel
 from drkit.config.nchat_checks import nchat_checks, nchat_smoke
+from drkit.config.nself_env import ProjectEnv, read_project_env
+from drkit.config.nself_services import BUILDERS, CANARY_PASSWORD_ENV, HOST, Ctx, enabled, unmanaged
 from drkit.config.secrets import parse_env_text
 from drkit.domain.errors import ConfigError, UsageError
 from drkit.infra.atomic import write_atomic
 
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-HOST = "127.0.0.1"
-CANARY_PASSWORD_ENV = "DRKIT_AUTH_CANARY_PASSWORD"  # noqa: S105 (a variable name, not a secret)
+__all__ = ["CANARY_PASSWORD_ENV", "HOST", "GeneratedConfig", "nself_config", "parse_env_text"]
+__all__ += ["read_project_env", "stack_document", "write_config"]
 
 # RTO / RPO / priority from the source procedures' "Recovery Objectives".
 OBJECTIVES: dict[str, tuple[str | None, str | None, str]] = {
@@ -40,46 +40,9 @@ OBJECTIVES: dict[str, tuple[str | None, str | None, str]] = {
     "meilisearch": ("2h", "1d", "low"),
     "functions": (None, None, "medium"),
     "monitoring": (None, None, "low"),
+    "nginx": (None, None, "high"),
 }
-# The service a flag turns off; postgres is always there.
-ENABLE_FLAGS = {
-    "redis": ("REDIS_ENABLED",),
-    "minio": ("MINIO_ENABLED",),
-    "hasura": ("HASURA_ENABLED",),
-    "auth": ("AUTH_ENABLED",),
-    "functions": ("FUNCTIONS_ENABLED",),
-    "meilisearch": ("MEILISEARCH_ENABLED", "SEARCH_ENABLED"),
-    "monitoring": ("MONITORING_ENABLED", "PROMETHEUS_ENABLED"),
-}
-
-
-def env_files(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
-    """The .env files nself would load for this project, in loading order."""
-    stage = _normalise_env(env.get("NSELF_ENV") or env.get("ENV") or "dev")
-    names = [".env.dev", ".env.local"]
-    if stage == "staging":
-        names.append(".env.staging")
-    elif stage == "prod":
-        names += [".env.staging", ".env.prod", ".env.secrets"]
-    names.append(".env")
-    return [project_dir / n for n in names if (project_dir / n).is_file()]
-
-
-def read_project_env(project_dir: Path) -> tuple[dict[str, str], list[Path]]:
-    """The merged settings of an nself project, and the files they came from."""
-    if not project_dir.is_dir():
-        raise UsageError(f"{project_dir}: not a directory")
-    merged: dict[str, str] = {}
-    # ENV itself may be set in any base file: read them first to know which files apply.
-    for path in env_files(project_dir, {}):
-        merged.update(parse_env_text(path.read_text()))
-    files = env_files(project_dir, merged)
-    merged = {}
-    for path in files:
-        merged.update(parse_env_text(path.read_text()))
-    if not files:
-        raise UsageError(f"{project_dir}: no .env, .env.dev or .env.local here; is it an nself project?")
-    return merged, files
+SECRET_FIELDS = ("password", "access_key", "secret_key")
 
 
 def project_name(env: Mapping[str, str], project_dir: Path) -> str:
@@ -90,45 +53,49 @@ def project_name(env: Mapping[str, str], project_dir: Path) -> str:
     return name or "my-project"
 
 
-def stack_document(env: Mapping[str, str], project_dir: Path) -> dict[str, Any]:
-    """The stack.yaml content for an nself project, as plain data."""
-    project = project_name(env, project_dir)
-    builders = {
-        "postgres": _postgres,
-        "redis": _redis,
-        "minio": _minio,
-        "hasura": _hasura,
-        "auth": _auth,
-        "functions": _functions,
-        "meilisearch": _meilisearch,
-        "monitoring": _monitoring,
-    }
-    enabled = [s for s in builders if s == "postgres" or _enabled(env, s)]
+def stack_document(
+    env: Mapping[str, str], project_dir: Path, notes: list[str] | None = None
+) -> dict[str, Any]:
+    """The stack.yaml content for an nself project, as plain data; `notes` receives what was
+    decided and why (services on/off, how PostgreSQL is reached)."""
+    ctx = Ctx(env, project_name(env, project_dir))
+    chosen = []
+    for name in BUILDERS:
+        on, why = enabled(ctx, name)
+        ctx.notes.append(f"{name}: {'on' if on else 'off'} ({why})")
+        if on:
+            chosen.append(name)
     services = {}
-    for name in enabled:
-        service = builders[name](env, project)
-        service["depends_on"] = [d for d in service.get("depends_on", []) if d in enabled]
+    for name in chosen:
+        service = BUILDERS[name](ctx)
+        service["depends_on"] = [d for d in service.get("depends_on", []) if d in chosen]
         if not service["depends_on"]:
             del service["depends_on"]
         services[name] = {**service, **_objectives(name)}
+    ctx.notes += [f"not managed: {u}" for u in unmanaged(ctx)]
+    if notes is not None:
+        notes += ctx.notes
     return {
         "version": 1,
-        "stack": project,
-        "repositories": {"local": {"type": "fs", "path": f"/var/backups/drkit/{project}"}},
+        "stack": ctx.project,
+        "repositories": {"local": {"type": "fs", "path": f"/var/backups/drkit/{ctx.project}"}},
         "services": services,
         "checks": nchat_checks(),
         "smoke": nchat_smoke(services),
     }
 
 
-def render(doc: dict[str, Any], sources: list[Path]) -> str:
-    read = ", ".join(p.name for p in sources) or "(none)"
+def render(doc: dict[str, Any], project: ProjectEnv, findings: list[str]) -> str:
+    read = ", ".join(p.name for p in project.files) or "(none)"
+    found = "".join(f"#   {line}\n" for line in findings)
     header = f"""# Written by `drkit init --preset nself` from {read}.
+# Environment {project.choice.name}: {project.choice.reason}.
 # Secrets are references, resolved when drkit runs (dotenv: reads them from your .env files).
 # The auth probe signs in as a canary account: create that user in hasura-auth and
 # export {CANARY_PASSWORD_ENV} with its password (until then the auth probe reports it).
 # Keep the repository on another disk, and add an off-site (s3) one.
-"""
+# What init found:
+{found}"""
     return header + yaml.safe_dump(doc, sort_keys=False, width=100)
 
 
@@ -142,42 +109,67 @@ def validate(text: str, label: str) -> None:
 
 @dataclass(frozen=True)
 class GeneratedConfig:
-    """A stack.yaml ready to write, with what it was made from."""
+    """A stack.yaml ready to write, with what it was made from and what init found."""
 
     text: str
     stack: str
     services: tuple[str, ...]
     checks: int
     sources: tuple[str, ...]
+    environment: str = "dev"
+    findings: tuple[str, ...] = ()
 
 
-def nself_config(project_dir: Path) -> GeneratedConfig:
-    """Read an nself project and produce its stack.yaml (validated, not yet written)."""
-    env, sources = read_project_env(project_dir)
-    doc = stack_document(env, project_dir)
-    _point_secrets_at_env_files(doc, sources)
-    text = render(doc, sources)
+def nself_config(project_dir: Path, shell: Mapping[str, str] | None = None) -> GeneratedConfig:
+    """Read an nself project and produce its stack.yaml (validated, not yet written).
+    `shell` is the environment nself would see (default: this process's)."""
+    project = read_project_env(project_dir, shell)
+    notes: list[str] = [f"environment: {project.choice.name} ({project.choice.reason})"]
+    notes.append("files: " + " -> ".join(p.name for p in project.files))
+    doc = stack_document(project.values, project_dir, notes)
+    notes += _point_secrets_at_env_files(doc, project)
+    notes += _undetermined(doc)
+    text = render(doc, project, notes)
     validate(text, str(project_dir))
     return GeneratedConfig(
         text=text,
         stack=doc["stack"],
         services=tuple(doc["services"]),
         checks=len(doc["checks"]),
-        sources=tuple(str(p) for p in sources),
+        sources=tuple(str(p) for p in project.files),
+        environment=project.choice.name,
+        findings=tuple(notes),
     )
 
 
-def _point_secrets_at_env_files(doc: dict[str, Any], sources: list[Path]) -> None:
+def _point_secrets_at_env_files(doc: dict[str, Any], project: ProjectEnv) -> list[str]:
     """`env:KEY` -> `dotenv:/abs/.env#KEY` when the project's env files define KEY (the last
-    file that does wins, as nself merges them), so drkit runs without exporting anything."""
-    for service in doc["services"].values():
-        ref = service.get("password")
-        if not isinstance(ref, str) or not ref.startswith("env:"):
-            continue
-        key = ref.removeprefix("env:")
-        defining = [p for p in sources if key in parse_env_text(p.read_text())]
-        if defining:
-            service["password"] = f"dotenv:{defining[-1].resolve()}#{key}"
+    file that does wins, as nself merges them), so drkit runs without exporting anything.
+    Returns one line per secret saying where it was found (never its value)."""
+    found = []
+    for name, service in doc["services"].items():
+        for fld in SECRET_FIELDS:
+            ref = service.get(fld)
+            if not isinstance(ref, str) or not ref.startswith("env:"):
+                continue
+            key = ref.removeprefix("env:")
+            defining = project.defined_in(key)
+            if defining is not None:
+                service[fld] = f"dotenv:{defining.resolve()}#{key}"
+                found.append(f"secret: {name}.{fld} = {key} from {defining.name}")
+            else:
+                found.append(
+                    f"secret: {name}.{fld} = {key}: not in the .env files; export it before running drkit"
+                )
+    return found
+
+
+def _undetermined(doc: dict[str, Any]) -> list[str]:
+    volumes = [s["runtime"]["volume"] for s in doc["services"].values() if s["runtime"].get("volume")]
+    return [
+        "unknown: the host paths of volumes " + ", ".join(volumes) + " (found with `docker volume inspect`)",
+        "unknown: whether pg_hba.conf lets drkit replicate (`drkit check` tells, and how to fix it)",
+    ]
 
 
 def write_config(config: GeneratedConfig, out: Path, *, overwrite: bool) -> None:
@@ -185,114 +177,6 @@ def write_config(config: GeneratedConfig, out: Path, *, overwrite: bool) -> None
     if out.exists() and not overwrite:
         raise UsageError(f"{out} already exists; not replacing it", hint="pass --yes to replace it")
     write_atomic(out, config.text.encode())
-
-
-def _postgres(env: Mapping[str, str], project: str) -> dict[str, Any]:
-    db = env.get("POSTGRES_DB") or project.replace("-", "_")
-    user = env.get("POSTGRES_USER") or "postgres"
-    port = _port(env, "POSTGRES_PORT", default=5432)
-    return {
-        "kind": "postgres",
-        "runtime": _compose(project, "postgres"),
-        "dsn": f"host={HOST} port={port} user={user} dbname={db}",
-        "password": "env:POSTGRES_PASSWORD",
-        # crash recovery after an unclean stop can take a while
-        "health": {"type": "sql", "timeout": "2m"},
-        "backup": {"wal_mode": "stream", "databases": [db]},
-    }
-
-
-def _redis(env: Mapping[str, str], project: str) -> dict[str, Any]:
-    service: dict[str, Any] = {
-        "kind": "redis",
-        "runtime": _compose(project, "redis"),
-        "url": f"redis://{HOST}:{_port(env, 'REDIS_PORT', default=6379)}/0",
-        "health": {"type": "redis"},
-    }
-    if env.get("REDIS_PASSWORD"):
-        service["password"] = "env:REDIS_PASSWORD"  # noqa: S105 (a reference, not a secret)
-    return service
-
-
-def _minio(env: Mapping[str, str], project: str) -> dict[str, Any]:
-    url = f"http://{HOST}:{_port(env, 'MINIO_PORT', default=9000)}"
-    return {
-        "kind": "s3",
-        "runtime": _compose(project, "minio"),
-        "url": url,
-        "health": {"type": "http", "target": f"{url}/minio/health/live"},
-    }
-
-
-def _hasura(env: Mapping[str, str], project: str) -> dict[str, Any]:
-    url = f"http://{HOST}:{_port(env, 'HASURA_PORT', default=8080)}"
-    return {
-        "kind": "hasura",
-        "runtime": _compose(project, "hasura"),
-        "url": url,
-        "depends_on": ["postgres"],
-        # strict: fails on inconsistent metadata, which a plain /healthz does not
-        "health": {"type": "hasura", "target": f"{url}/healthz?strict=true"},
-        **({"password": "env:HASURA_GRAPHQL_ADMIN_SECRET"} if env.get("HASURA_GRAPHQL_ADMIN_SECRET") else {}),
-    }
-
-
-def _auth(env: Mapping[str, str], project: str) -> dict[str, Any]:
-    port = _port(env, "AUTH_PORT", default=4000)
-    domain = env.get("BASE_DOMAIN", "")
-    email = f"drkit-canary@{domain if '.' in domain else 'example.com'}"
-    return {
-        "kind": "auth",
-        "runtime": _compose(project, "auth"),
-        "url": f"http://{HOST}:{port}",
-        "password": f"env:{CANARY_PASSWORD_ENV}",
-        # auth tracks its tables through Hasura's metadata API when it starts
-        "depends_on": ["postgres", "hasura"],
-        # /healthz answers 200 without checking anything: sign in a canary instead
-        "health": {"type": "auth", "target": f"http://{email.replace('@', '%40')}@{HOST}:{port}"},
-    }
-
-
-def _functions(env: Mapping[str, str], project: str) -> dict[str, Any]:
-    url = f"http://{HOST}:{_port(env, 'FUNCTIONS_PORT', default=3008)}"
-    return {
-        "kind": "functions",
-        "runtime": _compose(project, "functions"),
-        "url": url,
-        "depends_on": ["postgres", "hasura"],
-        "health": {"type": "http", "target": f"{url}/healthz"},
-    }
-
-
-def _meilisearch(env: Mapping[str, str], project: str) -> dict[str, Any]:
-    url = f"http://{HOST}:{_port(env, 'SEARCH_PORT', 'MEILISEARCH_PORT', default=7700)}"
-    runtime = _compose(project, "meilisearch")
-    # dumps are written inside the container's volume; drkit reads them from the host
-    runtime["data_dir"] = f"/var/lib/docker/volumes/{project}_meilisearch_data/_data"
-    service: dict[str, Any] = {
-        "kind": "meilisearch",
-        "runtime": runtime,
-        "url": url,
-        "depends_on": ["postgres"],
-        "health": {"type": "http", "target": f"{url}/health"},
-    }
-    if env.get("MEILI_MASTER_KEY"):
-        service["password"] = "env:MEILI_MASTER_KEY"  # noqa: S105 (a reference, not a secret)
-    return service
-
-
-def _monitoring(env: Mapping[str, str], project: str) -> dict[str, Any]:
-    url = f"http://{HOST}:{_port(env, 'PROMETHEUS_PORT', default=9090)}"
-    return {
-        "kind": "monitoring",
-        "runtime": _compose(project, "prometheus"),
-        "url": url,
-        "health": {"type": "http", "target": f"{url}/-/healthy"},
-    }
-
-
-def _compose(project: str, service: str) -> dict[str, Any]:
-    return {"type": "compose", "container": f"{project}_{service}"}
 
 
 def _objectives(name: str) -> dict[str, Any]:
@@ -303,34 +187,3 @@ def _objectives(name: str) -> dict[str, Any]:
     if rpo:
         out["rpo"] = rpo
     return out
-
-
-def _enabled(env: Mapping[str, str], service: str) -> bool:
-    """On unless a flag for it says false (nself writes them; a missing one means default)."""
-    flags = [env[f].strip().lower() for f in ENABLE_FLAGS[service] if f in env]
-    provider = env.get("SEARCH_PROVIDER", "meilisearch").strip().lower() or "meilisearch"
-    if service == "meilisearch" and provider != "meilisearch":
-        return env.get("MEILISEARCH_ENABLED", "").strip().lower() == "true"
-    return not flags or not all(f == "false" for f in flags)
-
-
-def _port(env: Mapping[str, str], *keys: str, default: int) -> int:
-    """The first of `keys` that is set, as a port number."""
-    key = next((k for k in keys if env.get(k, "").strip()), keys[0])
-    raw = env.get(key, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ConfigError(f"{key}={raw!r} in the project's .env is not a port number")
-    return int(raw)
-
-
-def _normalise_env(value: str) -> str:
-    value = value.strip().lower()
-    if value in ("development", "develop", "devel", "dev"):
-        return "dev"
-    if value in ("production", "prod"):
-        return "prod"
-    if value in ("staging", "stage"):
-        return "staging"
-    return value

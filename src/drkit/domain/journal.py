@@ -27,6 +27,7 @@ JOURNAL_FORMAT = 1
 class RunKind(StrEnum):
     RECOVERY = "recovery"
     DRILL = "drill"
+    FAILOVER = "failover"  # a switchover or a failover of a replicated PostgreSQL service
 
 
 class StepStatus(StrEnum):

@@ -13,7 +13,7 @@ def chown_tree(path: Path, os_user: str | None) -> None:
     if not os_user or os.geteuid() != 0:
         return
     entry = pwd.getpwnam(os_user)
-    if not path.is_dir():
+    if path.is_symlink() or not path.is_dir():  # a link to a directory: the link only
         os.lchown(path, entry.pw_uid, entry.pw_gid)
         return
     for dirpath, dirnames, filenames in os.walk(path):

@@ -48,9 +48,20 @@ class LocalPostgres:
         ]
         if self._options():
             args += ["-o", self._options()]
-        proc = run(args, timeout=150, check=False, os_user=self.spec.os_user)
+        proc = run(self._where(args), timeout=150, check=False, os_user=self._user())
         if proc.returncode != 0:
             raise OperationError(f"PostgreSQL in {self.data_dir} did not start: {self.last_log_line()}")
+
+    def _where(self, args: list[str]) -> list[str]:
+        """The start command through runtime.exec_prefix (e.g. `ip netns exec db2`: the
+        server listens where it lives), switching user after the prefix."""
+        if not self.spec.exec_prefix:
+            return args
+        user = self.spec.os_user if self.spec.os_user and os.geteuid() == 0 else None
+        return [*self.spec.exec_prefix, *(["runuser", "-u", user, "--"] if user else []), *args]
+
+    def _user(self) -> str | None:
+        return None if self.spec.exec_prefix else self.spec.os_user
 
     def stop(self, timeout: float = 60.0) -> None:
         if not self.is_running():

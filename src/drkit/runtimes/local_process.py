@@ -12,6 +12,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from drkit.config.secrets import parse_env_text
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import RuntimeSpec
 from drkit.infra.atomic import write_atomic
@@ -57,6 +58,7 @@ class LocalProcess:
                     user=who.user,
                     group=who.group,
                     extra_groups=who.extra_groups,
+                    env=self._environment(),
                 )
             except OSError as exc:
                 raise OperationError(
@@ -64,6 +66,17 @@ class LocalProcess:
                 ) from exc
         started = _start_time(proc.pid) or ""
         write_atomic(self.pid_file, f"{proc.pid} {started}\n".encode())
+
+    def _environment(self) -> dict[str, str] | None:
+        """This process's environment plus runtime.env_file's variables (how a secret reaches a
+        server that takes it from its environment, as graphql-engine does, off its command line)."""
+        if not self.spec.env_file:
+            return None
+        try:
+            text = Path(self.spec.env_file).read_text()
+        except OSError as exc:
+            raise OperationError(f"cannot start {self.name}: {self.spec.env_file}: {exc.strerror}") from exc
+        return {**os.environ, **parse_env_text(text)}
 
     def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM to the process group; SIGKILL if it is still there after `timeout`

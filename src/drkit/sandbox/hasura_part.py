@@ -8,10 +8,12 @@ import secrets
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
 from drkit.adapters.hasura import HasuraClient
+from drkit.adapters.postgres.client import dsn_param
 from drkit.domain.errors import OperationError
 from drkit.domain.stack import Stack
 from drkit.infra.atomic import write_atomic
@@ -32,26 +34,42 @@ def postgres_dsn(config_path: Path) -> str:
     raise OperationError(f"no PostgreSQL in {config_path}: prepare it before Hasura")
 
 
+def database_url(dsn: str) -> str:
+    """A libpq keyword DSN as the postgresql:// URL graphql-engine's --database-url takes."""
+    user, host = dsn_param(dsn, "user") or "postgres", dsn_param(dsn, "host") or "127.0.0.1"
+    port, dbname = dsn_param(dsn, "port") or "5432", dsn_param(dsn, "dbname") or user
+    if host.startswith("/"):  # a socket directory goes in the query string
+        return f"postgresql://{quote(user)}@:{port}/{quote(dbname)}?host={quote(host)}"
+    return f"postgresql://{quote(user)}@{host}:{port}/{quote(dbname)}"
+
+
 def prepare(ctx: PartContext) -> ServiceEntry:
     port = ctx.port()
     base = ctx.service_dir(NAME)
     url = f"http://127.0.0.1:{port}"
     secret_file = base / "admin-secret"
-    write_atomic(secret_file, secrets.token_urlsafe(24).encode(), mode=0o600)
+    secret = secrets.token_urlsafe(24)
+    write_atomic(secret_file, secret.encode(), mode=0o600)
+    # graphql-engine takes its admin secret from the environment: runtime.env_file carries it,
+    # so the command line holds only flags the real binary accepts.
+    env_file = base / "hasura.env"
+    write_atomic(env_file, f"HASURA_GRAPHQL_ADMIN_SECRET={secret}\n".encode(), mode=0o600)
     command = [
         sys.executable,
         "-m",
         "drkit.sandbox.standins.hasura",
-        "--port",
+        "--database-url",
+        database_url(postgres_dsn(ctx.config_path)),
+        "serve",
+        "--server-host",
+        "127.0.0.1",
+        "--server-port",
         str(port),
-        "--dsn",
-        postgres_dsn(ctx.config_path),
-        "--admin-secret-file",
-        str(secret_file),
     ]
     runtime: dict[str, Any] = {
         "type": "local",
         "command": command,
+        "env_file": str(env_file),
         "data_dir": str(base),
         "log_file": str(ctx.logs / f"{NAME}.log"),
     }

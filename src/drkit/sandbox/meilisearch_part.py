@@ -24,7 +24,11 @@ def prepare(ctx: PartContext) -> ServiceEntry:
     base = ctx.service_dir(NAME)
     url = f"http://127.0.0.1:{port}"
     key_file = base / "master-key"
-    write_atomic(key_file, secrets.token_urlsafe(24).encode(), mode=0o600)  # >= 16 bytes, as required
+    key = secrets.token_urlsafe(24)  # >= 16 bytes, as Meilisearch requires
+    write_atomic(key_file, key.encode(), mode=0o600)
+    # Meilisearch reads ./config.toml from its working directory (runtime.data_dir): the key
+    # reaches it there, never on a command line, and a real `meilisearch` reads it the same way.
+    write_atomic(base / "config.toml", f'master_key = "{key}"\n'.encode(), mode=0o600)
     command = [
         sys.executable,
         "-m",
@@ -37,8 +41,6 @@ def prepare(ctx: PartContext) -> ServiceEntry:
         str(base / "dumps"),
         "--snapshot-dir",
         str(base / "snapshots"),
-        "--master-key-file",
-        str(key_file),
     ]
     runtime: dict[str, Any] = {
         "type": "local",

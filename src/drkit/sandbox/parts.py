@@ -30,6 +30,7 @@ class PartContext:
     wal_mode: str = "archive"
     seed: SeedSize = field(default_factory=SeedSize)
     config_path: Path = Path("stack.yaml")
+    pg_bin_dir: str | None = None  # PostgreSQL server binaries; None: the newest Debian ones
 
     def service_dir(self, name: str) -> Path:
         path = self.dir / name

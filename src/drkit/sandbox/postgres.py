@@ -14,9 +14,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from drkit.domain.errors import OperationError
+from drkit.adapters.postgres.recovery_conf import pg_shell_command, quote
+from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import RuntimeSpec
-from drkit.infra.ownership import chown_tree
+from drkit.infra.ownership import chown_tree, traversable_by
 from drkit.infra.proc import find_tool, run
 from drkit.sandbox.parts import PartContext, ServiceEntry
 
@@ -34,6 +35,32 @@ def default_bin_dir() -> str:
         "PostgreSQL server binaries (initdb) not found",
         hint="install them: apt-get install postgresql-15 (make deps does it)",
     )
+
+
+SERVER_TOOLS = ("initdb", "pg_ctl", "postgres")
+
+
+def server_bin_dir(requested: str | None, os_user: str | None) -> str:
+    """The server binaries the sandbox runs: `requested` (any major: Debian's, a wheel's, a
+    build's) or the newest Debian ones. The database user must be able to execute them."""
+    bin_dir = os.path.abspath(requested) if requested else default_bin_dir()
+    for tool in SERVER_TOOLS:
+        if not os.access(os.path.join(bin_dir, tool), os.X_OK):
+            raise UsageError(f"{bin_dir} has no executable {tool}: not a PostgreSQL server bin_dir")
+    blocked = traversable_by(Path(bin_dir) / "postgres", os_user)
+    if blocked is not None:
+        raise UsageError(
+            f"the database user {os_user} cannot execute {bin_dir}/postgres ({blocked} is closed to it)",
+            hint="put the PostgreSQL binaries (or the venv holding them) somewhere world-readable",
+        )
+    return bin_dir
+
+
+def server_major(bin_dir: str) -> int:
+    """18 for `postgres (PostgreSQL) 18.6`."""
+    from drkit.adapters.postgres.tools import major, tool_version
+
+    return major(tool_version("postgres", bin_dir))
 
 
 def default_os_user() -> str | None:
@@ -58,10 +85,6 @@ class ClusterSpec:
     os_user: str | None
     archive_command: str | None
     extra: tuple[tuple[str, str], ...] = ()
-
-
-def quote_conf(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def init_cluster(spec: ClusterSpec) -> None:
@@ -106,7 +129,7 @@ def init_cluster(spec: ClusterSpec) -> None:
     with open(spec.data_dir / "postgresql.conf", "a") as conf:
         conf.write("\n# drkit sandbox\n")
         for key, value in settings:
-            conf.write(f"{key} = {quote_conf(value)}\n")
+            conf.write(f"{key} = {quote(value)}\n")
     hba = (
         "local all all trust\n"
         "local replication all trust\n"
@@ -123,14 +146,12 @@ def prepare(ctx: PartContext) -> ServiceEntry:
     from drkit.sandbox.seed import create_schema, seed
 
     port = ctx.port()
-    bin_dir = default_bin_dir()
+    bin_dir = server_bin_dir(ctx.pg_bin_dir, ctx.os_user)
     base = ctx.service_dir("postgres")
     data_dir = base / "data"
     archive = None
     if ctx.wal_mode == "archive":
-        archive = " ".join(
-            [*(f'"{p}"' for p in drkit_command()), "--config", f'"{ctx.config_path}"', "wal-push", '"%p"']
-        )
+        archive = pg_shell_command([*drkit_command(), "--config", str(ctx.config_path), "wal-push"], "%p")
     init_cluster(ClusterSpec(data_dir, base, port, bin_dir, ctx.os_user, archive))
     log_file = str(ctx.logs / "postgres.log")
     runtime: dict[str, object] = {
@@ -165,9 +186,8 @@ def prepare(ctx: PartContext) -> ServiceEntry:
         "priority": "critical",
         "backup": {"wal_mode": ctx.wal_mode, "databases": ["nchat"], "checkpoint": "fast"},
     }
-    return ServiceEntry(
-        "postgres", config, dsn, {"port": port, "data_dir": str(data_dir), "bin_dir": bin_dir, "dsn": dsn}
-    )
+    state = {"port": port, "data_dir": str(data_dir), "bin_dir": bin_dir, "dsn": dsn}
+    return ServiceEntry("postgres", config, dsn, {**state, "major": server_major(bin_dir)})
 
 
 def drkit_command() -> list[str]:

@@ -1,8 +1,19 @@
 -- An nchat-like schema, as nself's nchat has it (FIELD-NOTES): hasura-auth's users and
 -- refresh tokens in schema auth; the app's tables copy users (no foreign key to auth.users);
 -- nchat_messages.user_id is nullable with ON DELETE SET NULL (a NULL is a system message).
-create extension if not exists pgcrypto;
-create extension if not exists amcheck;
+-- pgcrypto as nself creates it, amcheck for `drkit check` and verify --deep: each only where the
+-- server ships it (PostgreSQL builds from wheels may lack contrib; gen_random_uuid() is core).
+do $$
+declare
+    wanted text;
+begin
+    foreach wanted in array array['pgcrypto', 'amcheck'] loop
+        if exists (select 1 from pg_available_extensions where name = wanted) then
+            execute format('create extension if not exists %I', wanted);
+        end if;
+    end loop;
+end
+$$;
 create schema if not exists auth;
 
 create table auth.users (

@@ -32,7 +32,7 @@ from drkit.infra.wait import wait_for
 from drkit.runtimes.factory import runtime_for
 from drkit.runtimes.local_postgres import LocalPostgres
 from drkit.sandbox.parts import PartContext, ServiceEntry
-from drkit.sandbox.postgres import default_os_user, drkit_command
+from drkit.sandbox.postgres import default_os_user, drkit_command, server_bin_dir
 from drkit.sandbox.seed import SeedSize
 
 STATE_FILE = "sandbox.json"
@@ -51,6 +51,7 @@ class SandboxOptions:
     seed: SeedSize = field(default_factory=SeedSize)
     stack_name: str = "sandbox"
     services: tuple[str, ...] | None = None  # None: every part that is available
+    pg_bin_dir: str | None = None  # PostgreSQL binaries to run (any major); None: the newest installed
 
 
 @dataclass
@@ -122,6 +123,7 @@ def up(directory: str | Path, options: SandboxOptions = SandboxOptions()) -> San
     if root.exists() and any(root.iterdir()):
         raise UsageError(f"{root} exists and is not empty; choose a new --dir")
     os_user = default_os_user()
+    server_bin_dir(options.pg_bin_dir, os_user)  # a wrong --pg-bin-dir is refused before anything exists
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # noqa: S103 - the database user must traverse it; secrets are 0600
     for sub in ("repo", "state", "logs"):
@@ -131,7 +133,9 @@ def up(directory: str | Path, options: SandboxOptions = SandboxOptions()) -> San
     box = Sandbox(
         root, {"os_user": os_user, "wal_mode": options.wal_mode, "services": {}, "parts": list(wanted)}
     )
-    ctx = PartContext(root, os_user, options.stack_name, options.wal_mode, options.seed, box.config_path)
+    ctx = PartContext(
+        root, os_user, options.stack_name, options.wal_mode, options.seed, box.config_path, options.pg_bin_dir
+    )
     _write_identity(box, options)
     entries: list[ServiceEntry] = []
     for name in PARTS:

@@ -59,6 +59,14 @@ def describe(dsn: str) -> str:
     return f"{p.get('host', 'localhost')}:{p.get('port', 5432)}/{p.get('dbname', '')}"
 
 
+def dsn_param(dsn: str, key: str) -> str:
+    """One parameter of a connection string (host, user, ...), or "" when unset or unparsable."""
+    try:
+        return str(conninfo.conninfo_to_dict(dsn).get(key) or "")
+    except psycopg.ProgrammingError:
+        return ""
+
+
 def passwords_in(dsn: str) -> list[str]:
     """Every password a connection string carries, also when libpq cannot parse it."""
     found = [m.group(1) for m in _URI_PASSWORD.finditer(dsn)]

@@ -17,7 +17,7 @@ BLOCK = 512
 @dataclass(frozen=True)
 class Member:
     name: str
-    type: str  # "file", "dir", "symlink"
+    type: str  # "file", "dir", "symlink"; or "hardlink", "chardev", "blockdev", "fifo", "other"
     mode: int
     size: int
     offset: int  # offset of the member's data in the uncompressed stream
@@ -78,7 +78,7 @@ class TarIndexer:
             raise ValueError(f"corrupt tar header at offset {data_offset - BLOCK}: {exc}") from exc
         if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.XGLTYPE):
             raise ValueError(f"unsupported tar extension header for {info.name!r}")
-        kind = "dir" if info.isdir() else "symlink" if info.issym() else "file"
+        kind = member_kind(info)
         size = info.size if kind == "file" else 0
         member = Member(info.name.rstrip("/"), kind, info.mode, size, data_offset, info.linkname)
         self.members.append(member)
@@ -92,9 +92,43 @@ class TarIndexer:
         return members_to_json(self.members)
 
 
+def member_kind(info: tarfile.TarInfo) -> str:
+    """What a restore would have to create. Only "file" and "dir" are ever restored; the
+    others are recorded as what they are so that a restore can refuse them by name."""
+    if info.isreg():
+        return "file"
+    if info.isdir():
+        return "dir"
+    if info.issym():
+        return "symlink"
+    if info.islnk():
+        return "hardlink"
+    if info.ischr():
+        return "chardev"
+    if info.isblk():
+        return "blockdev"
+    if info.isfifo():
+        return "fifo"
+    return "other"
+
+
 def members_to_json(members: list[Member] | tuple[Member, ...]) -> bytes:
     return json.dumps([asdict(m) for m in members], separators=(",", ":")).encode()
 
 
 def members_from_json(raw: bytes) -> list[Member]:
-    return [Member(**m) for m in json.loads(raw)]
+    """Members as stored; ValueError when the index is not a list of well-formed members."""
+    try:
+        items = json.loads(raw)
+        if not isinstance(items, list):
+            raise ValueError("not a list")
+        members = [Member(**m) for m in items]
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a tar index: {exc}") from exc
+    for m in members:
+        ints = (m.mode, m.size, m.offset)
+        if not (isinstance(m.name, str) and isinstance(m.type, str) and isinstance(m.linkname, str)):
+            raise ValueError(f"malformed member {m.name!r}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints):
+            raise ValueError(f"malformed member {m.name!r}")
+    return members

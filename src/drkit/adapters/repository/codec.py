@@ -35,7 +35,7 @@ class Codec:
         return data
 
     def decode(self, stored: bytes, *, name: str, encrypted: bool | None = None) -> bytes:
-        if encrypted if encrypted is not None else name.endswith(".age"):
+        if encrypted if encrypted is not None else is_encrypted(stored, name):
             stored = decrypt(stored, self.identity, name=name)
         try:
             out: bytes = zstandard.ZstdDecompressor().decompress(stored, max_output_size=1 << 31)
@@ -49,7 +49,7 @@ class Codec:
         One reused buffer that stays in the CPU cache between decompression and the write
         that copies it out: writing a whole 16 MiB part at once is about half as fast here.
         """
-        if name.endswith(".age"):
+        if is_encrypted(stored, name):
             stored = decrypt(stored, self.identity, name=name)
         reader = zstandard.ZstdDecompressor().stream_reader(stored, read_size=len(buffer))
         with reader:
@@ -61,6 +61,15 @@ class Codec:
                 if not n:
                     return
                 yield n
+
+
+AGE_MAGIC = b"age-encryption.org/"
+
+
+def is_encrypted(stored: bytes, name: str = "") -> bool:
+    """age data: by its name (`.age`), or by its header (`drkit sync` keeps a plain
+    repository's names when it encrypts a copy: docs/offsite.md)."""
+    return name.endswith(".age") or stored[: len(AGE_MAGIC)] == AGE_MAGIC
 
 
 def sha256(data: bytes) -> str:

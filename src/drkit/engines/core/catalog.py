@@ -77,6 +77,8 @@ def check_manifest(m: Manifest, backup_id: str) -> None:
 
 
 def read_manifest(repo: Repository, stack: str, service: str, backup_id: str) -> Manifest:
+    """The manifest; with a sign_key, the workspace's repository has checked its signature
+    before it is parsed (an IntegrityError otherwise: core/signing.py)."""
     key = manifest_key(stack, service, backup_id)
     try:
         raw = repo.get(key)

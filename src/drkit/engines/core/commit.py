@@ -113,7 +113,8 @@ def put_small(ws: Workspace, directory: str, stem: str, raw: bytes) -> StoredFil
 
 
 def commit_manifest(ws: Workspace, manifest: Manifest) -> None:
-    """Write the manifest: the commit point. Until this returns, the backup does not exist."""
+    """Write the manifest: the commit point. Until this returns, the backup does not exist.
+    With a sign_key, the workspace's repository writes its signature first (core/signing.py)."""
     keeper = ws.leases.get(manifest.service)
     if keeper is not None:
         keeper.confirm()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from drkit.domain.backup import MANIFEST_NAME
 
 LEASE_NAME = "lease.json"
+VERIFIED_NAME = "verified.json"
 
 
 def backups_prefix(stack: str, service: str) -> str:
@@ -26,6 +27,12 @@ def wal_prefix(stack: str, service: str) -> str:
 def lease_key(stack: str, service: str, backup_id: str) -> str:
     """Who is writing a backup in progress, until when (engines/core/lease.py)."""
     return f"{backup_dir(stack, service, backup_id)}/{LEASE_NAME}"
+
+
+def verified_key(stack: str, service: str, backup_id: str) -> str:
+    """The last successful `drkit verify` of a backup (when, how deep); retention keeps the
+    newest verified backup (engines/ops/retention_policy.py)."""
+    return f"{backup_dir(stack, service, backup_id)}/{VERIFIED_NAME}"
 
 
 def lock_name(service: str) -> str:

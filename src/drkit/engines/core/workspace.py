@@ -11,6 +11,7 @@ from drkit.adapters.repository.port import Repository
 from drkit.domain.errors import UsageError
 from drkit.domain.stack import Service, Stack
 from drkit.engines.core.lease import LeaseKeeper
+from drkit.engines.core.signing import with_signing
 from drkit.infra.clock import Clock, SystemClock
 
 
@@ -47,11 +48,19 @@ class Workspace:
         return candidates[0]
 
 
-def open_workspace(stack: Stack, *, clock: Clock | None = None, level: int = 1) -> Workspace:
-    enc = stack.encryption
+def open_workspace(
+    stack: Stack, *, clock: Clock | None = None, level: int = 1, repository: str | None = None
+) -> Workspace:
+    """The stack on its primary repository, or on another one (`repository`: a copy's name)."""
+    if repository is not None and repository not in stack.repositories:
+        known = ", ".join(sorted(stack.repositories))
+        raise UsageError(f"no repository {repository!r} in {stack.source_path} (known: {known})")
+    spec = stack.repositories[repository or stack.primary_repository]
+    enc = spec.encryption or stack.encryption
     codec = Codec(
         level=level,
         recipients=enc.recipients if enc else (),
         identity=enc.identity if enc else None,
     )
-    return Workspace(stack, open_repository(stack.repository), codec, clock or SystemClock())
+    repo = with_signing(open_repository(spec), spec)
+    return Workspace(stack, repo, codec, clock or SystemClock())

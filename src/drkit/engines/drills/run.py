@@ -30,7 +30,8 @@ from drkit.engines.core.workspace import Workspace
 from drkit.engines.drills import inject, state
 from drkit.engines.drills.isolate import seed_from_live
 from drkit.engines.drills.state import describe_servers
-from drkit.engines.postgres.wal.stream import archive_for, flush_spool
+from drkit.engines.postgres.wal.archive import archive_for
+from drkit.engines.postgres.wal.stream import flush_spool
 from drkit.engines.runbooks.model import Runbook, Step, StepContext, StepResult
 from drkit.engines.runbooks.recover import SCENARIOS, finish
 from drkit.engines.runbooks.run import OnStep, execute, save

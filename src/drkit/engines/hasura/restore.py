@@ -25,9 +25,12 @@ from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.hasura.backup import METADATA_FILE, canonical, client_for
 from drkit.infra import locks
+from drkit.infra.clock import Clock
 from drkit.infra.wait import wait_for
 
 HEALTH_WAIT = 30.0  # Hasura rebuilds its schema cache on replace; give strict health a moment
+REMOTE_WAIT = 120.0  # functions (serving remote schemas) may still be starting
+SERVED = frozenset({"remote_schema", "remote_schema_permission"})  # objects another service serves
 
 
 def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
@@ -39,21 +42,59 @@ def restore(ws: Workspace, service: Service, options: RestoreOptions) -> Restore
     metadata = read_metadata(ws, manifest)
     require_postgres(ws, service)
     with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"), client_for(service) as hasura:
-        outcome = hasura.replace_metadata(metadata)
-        if not outcome.replaced:
-            check = CheckResult("replace_metadata", Status.FAILED, _inconsistency(outcome.inconsistent))
+        replaced = replace_for_restore(ws.clock, hasura, metadata, manifest.backup_id)
+        if replaced[0].status is Status.FAILED:
             detail = "metadata NOT replaced: it does not match the database (PostgreSQL at another point?)"
             return RestoreResult(
-                service.name, manifest.backup_id, ws.clock.monotonic() - began, detail, (check,)
+                service.name, manifest.backup_id, ws.clock.monotonic() - began, detail, replaced
             )
-        checks = (
-            CheckResult("replace_metadata", Status.OK, f"replaced with {manifest.backup_id}"),
-            strict_health(ws, hasura),
-            matches_backup(hasura, metadata),
-        )
+        checks = (*replaced, strict_health(ws, hasura), matches_backup(hasura, metadata))
     seconds = ws.clock.monotonic() - began
     detail = f"metadata of {manifest.finished_at.isoformat()} replaced in {seconds:.1f}s"
     return RestoreResult(service.name, manifest.backup_id, seconds, detail, checks)
+
+
+def replace_for_restore(
+    clock: Clock, hasura: HasuraClient, metadata: dict[str, Any], backup_id: str
+) -> tuple[CheckResult, ...]:
+    """replace_metadata; when Hasura refuses it only because remote schemas are unreachable
+    (served by `functions`, which starts after Hasura), replace with
+    allow_inconsistent_metadata and reload until they answer, so the restore ends consistent.
+    Actions need no such wait: Hasura calls their handlers only when they are queried."""
+    outcome = hasura.replace_metadata(metadata)
+    if outcome.replaced:
+        return (CheckResult("replace_metadata", Status.OK, f"replaced with {backup_id}"),)
+    if not outcome.inconsistent or not all(o.type in SERVED for o in outcome.inconsistent):
+        return (CheckResult("replace_metadata", Status.FAILED, _inconsistency(outcome.inconsistent)),)
+    hasura.replace_metadata(metadata, allow_inconsistent=True)
+    first = CheckResult(
+        "replace_metadata",
+        Status.OK,
+        f"replaced with {backup_id}, allowing {len(outcome.inconsistent)} unreachable remote schema(s)",
+    )
+    return first, reload_until_consistent(clock, hasura)
+
+
+def reload_until_consistent(clock: Clock, hasura: HasuraClient) -> CheckResult:
+    """reload_metadata (remote schemas included) until nothing is inconsistent, or say what is."""
+    last: list[tuple[InconsistentObject, ...]] = [()]
+
+    def consistent() -> bool:
+        last[0] = hasura.reload_metadata()
+        return not last[0]
+
+    try:
+        wait_for(
+            consistent, timeout=REMOTE_WAIT, what="remote schemas to answer", clock=clock, max_interval=2.0
+        )
+    except OperationError:
+        return CheckResult(
+            "remote schemas",
+            Status.FAILED,
+            f"{_inconsistency(last[0])} after {REMOTE_WAIT:.0f}s: start the service that serves them "
+            "(functions), then `drkit restore` hasura again or reload its metadata",
+        )
+    return CheckResult("remote schemas", Status.OK, "reloaded: every remote schema answers")
 
 
 def choose_backup(ws: Workspace, service: Service, options: RestoreOptions) -> Manifest:

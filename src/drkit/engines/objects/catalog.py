@@ -185,10 +185,17 @@ class Catalog:
         written first: a crash in between leaves duplicates, never a gap)."""
         if len(self._segments) < COMPACT_AFTER:
             return
-        self._put(f"{self.run_id}-compact", dict(self.known))
+        self.replace_with(dict(self.known), "compact")
+
+    def replace_with(self, entries: dict[str, StoredVersion], label: str) -> None:
+        """Write `entries` as one segment, then delete the segments read at load time: what
+        compaction does, and what pruning does to forget the versions whose storage goes."""
+        if entries:
+            self._put(f"{self.run_id}-{label}", entries)
         for key in self._segments:
             self.ws.repo.delete(key)
         self._segments = []
+        self.known = dict(entries)
 
 
 def state_at(records: Iterable[VersionRecord], moment: datetime | None) -> dict[str, VersionRecord]:

@@ -6,9 +6,10 @@ not hide the others.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
-from drkit.adapters.postgres.client import connect, rows, service_dsn
+from drkit.adapters.postgres.client import connect, dsn_param, rows, service_dsn
 from drkit.adapters.postgres.server import ServerInfo, server_info
 from drkit.adapters.postgres.tools import major, tool_version
 from drkit.domain.checks import CheckResult, Status, guard
@@ -32,9 +33,12 @@ def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
     try:
         info = server_info(dsn)
     except DrkitError as exc:
-        return [CheckResult(f"{service.name}: connect", FAIL, exc.message)]
+        return [
+            CheckResult(f"{service.name}: connect", FAIL, exc.message + connect_fix(service, exc.message))
+        ]
     results = [CheckResult(f"{service.name}: connect", OK, info.version.split(",")[0])]
     results += _settings(service, info)
+    results += guard(f"{service.name}: replication", lambda: _replication(service))
     policy = service.postgres
     if policy is not None and policy.wal_mode is WalMode.STREAM:
         results += guard(f"{service.name}: wal stream", lambda: _stream(service, dsn))
@@ -74,6 +78,58 @@ def _settings(service: Service, info: ServerInfo) -> list[CheckResult]:
         )
     )
     return out
+
+
+def connect_fix(service: Service, message: str) -> str:
+    """What to change when drkit cannot reach a compose-run PostgreSQL (nself publishes it on
+    127.0.0.1 only with POSTGRES_EXPOSE_PORT=true, or auto with ENV=dev)."""
+    runtime = service.runtime
+    if runtime.type != "compose":
+        return ""
+    host = dsn_param(service.dsn or "", "host")
+    container = runtime.container or "the container"
+    if host in ("127.0.0.1", "localhost", "::1", ""):
+        return (
+            f". Is the port published? nself publishes PostgreSQL on 127.0.0.1 only with "
+            f"POSTGRES_EXPOSE_PORT=true (or auto with ENV=dev): set it in .env and run "
+            f"`nself build && nself restart`, or reach it through {container} "
+            f"(dsn host={container} port=5432)"
+        )
+    if "translate host name" in message or "Name or service not known" in message:
+        return (
+            f". {host} is a name on the compose network, not reachable from this host: drkit must "
+            f"run the PostgreSQL tools through {container}, or publish the port with "
+            "POSTGRES_EXPOSE_PORT=true and use dsn host=127.0.0.1"
+        )
+    return ""
+
+
+def _replication(service: Service) -> list[CheckResult]:
+    """pg_basebackup and pg_receivewal open replication connections, which pg_hba.conf allows
+    separately from ordinary ones (the postgres image allows them only from inside the container)."""
+    name, user = f"{service.name}: replication", dsn_param(service.dsn or "", "user") or "postgres"
+    try:
+        with connect(service_dsn(service, replication="true")):
+            pass
+    except DrkitError as exc:
+        if "pg_hba.conf" not in exc.message and "replication" not in exc.message:
+            return [CheckResult(name, FAIL, exc.message)]
+        found = re.search(r'host "([^"]+)"', exc.message)
+        source = f"{found[1]}/32" if found else "<drkit's address>/32"
+        where = "pg_hba.conf in the server's data directory"
+        rt = service.runtime
+        if rt.volume:
+            where = f"{rt.mount or '/var/lib/postgresql/data'}/pg_hba.conf (volume {rt.volume})"
+        return [
+            CheckResult(
+                name,
+                FAIL,
+                f"the server refuses replication connections from drkit, so pg_basebackup and "
+                f"pg_receivewal cannot run: add the line `host replication {user} {source} scram-sha-256` "
+                f"to {where}, then `select pg_reload_conf()`",
+            )
+        ]
+    return [CheckResult(name, OK, f"pg_hba.conf allows replication connections for {user}")]
 
 
 def _archiving(service: Service, dsn: str, info: ServerInfo) -> list[CheckResult]:

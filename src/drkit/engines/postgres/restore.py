@@ -18,9 +18,9 @@ from drkit.adapters.postgres.recovery_conf import (
     target_timeline_setting,
     write_recovery_settings,
 )
-from drkit.adapters.postgres.tarindex import members_from_json
+from drkit.adapters.postgres.tools import require_server_major
 from drkit.domain.backup import Manifest
-from drkit.domain.errors import OperationError, UsageError
+from drkit.domain.errors import IntegrityError, OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service, WalMode
 from drkit.domain.wal import Segment
@@ -36,10 +36,10 @@ from drkit.engines.postgres.recovery_watch import (
     follow_recovery,
     startup_activity,
 )
-from drkit.engines.postgres.tar_restore import restore_parts
-from drkit.engines.postgres.wal.archive import timeline_paths
+from drkit.engines.postgres.tar_restore import read_index, restore_parts
+from drkit.engines.postgres.wal.archive import archive_for, timeline_paths
 from drkit.engines.postgres.wal.prefetch import prefetch_restore_command, prefetching
-from drkit.engines.postgres.wal.stream import archive_for, flush_spool
+from drkit.engines.postgres.wal.stream import flush_spool
 from drkit.engines.postgres.wal.times import CommitTimes
 from drkit.infra import locks
 from drkit.infra.clock import Clock
@@ -91,7 +91,11 @@ def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePla
     policy = service.postgres
     if policy and policy.wal_mode is WalMode.STREAM and request.target.kind is TargetKind.LATEST:
         flush_spool(ws, service)  # the newest WAL may still sit in the local receiver's spool
-    backups = list(list_backups(ws.repo, ws.stack.name, service.name).complete)
+    listing = list_backups(ws.repo, ws.stack.name, service.name)
+    for damaged in listing.damaged:
+        if damaged.backup_id == request.backup_id:  # say why it cannot be used, not "no backup"
+            raise IntegrityError(f"backup {damaged.backup_id} cannot be used: {damaged.reason}")
+    backups = list(listing.complete)
     archive = archive_for(ws, service)
     names = archive.names()
     with CommitTimes(archive, service.runtime.bin_dir, ws.state_dir / "wal-times") as times:
@@ -113,6 +117,7 @@ def restore(
         raise UsageError("restore needs exactly one of --to DIR or --in-place")
     with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
         chosen = plan(ws, service, request)
+        require_server_major(service.runtime.bin_dir, chosen.backup.require_postgres().server_version)
         started = ws.clock.now()
         if request.in_place and service.runtime.type == "compose":
             return _restore_container(ws, service, request, chosen, started, progress)
@@ -294,9 +299,7 @@ def _extract(
     progress: Callable[[int], None] | None,
 ) -> None:
     directory = backup_dir(ws.stack.name, service.name, m.backup_id)
-    index_name = str(m.details.get("tar_index", TAR_INDEX + ws.codec.suffix))
-    index_file = m.file(index_name)
-    raw_index = ws.codec.decode(ws.repo.get(f"{directory}/{index_file.name}"), name=index_name)
+    members = read_index(ws.repo, ws.codec, directory, m, TAR_INDEX + ws.codec.suffix)
     parts = [f for f in m.files if f.name.startswith("base.")]
     policy = service.postgres
 
@@ -310,7 +313,7 @@ def _extract(
         ws.codec,
         directory,
         parts,
-        members_from_json(raw_index),
+        members,
         dest,
         parallel=policy.parallel if policy else 2,
         progress=step,

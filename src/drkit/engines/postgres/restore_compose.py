@@ -33,9 +33,8 @@ from drkit.domain.wal import Segment
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.plan import RestorePlan
 from drkit.engines.postgres.recovery_watch import RecoveryState, RecoveryStopped, follow_recovery
-from drkit.engines.postgres.wal.archive import WalArchive
+from drkit.engines.postgres.wal.archive import WalArchive, archive_for
 from drkit.engines.postgres.wal.prefetch import PREFETCH_DIR, prefetch_restore_command, prefetching
-from drkit.engines.postgres.wal.stream import archive_for
 from drkit.infra.clock import Clock
 from drkit.infra.hold import hold
 from drkit.infra.proc import run

@@ -2,58 +2,162 @@
 
 Each worker fetches one part, checks its SHA-256 against the manifest, decrypts and
 decompresses it, and writes the slice of every file that lies in it at the right offset
-(the tar index says where each member's data starts). Member names are checked first: an
-absolute path, a `..`, or a path through a symlink is refused before anything is written.
+(the tar index says where each member's data starts).
+
+Repository content is untrusted input. The tar index is checked against its SHA-256 in the
+manifest before it is used, and every member before anything is written: only regular
+files and directories are restored (pg_basebackup writing one tar stream to stdout never
+holds anything else: it cannot include other tablespaces, and writes pg_wal as a
+directory), with relative names free of `..`, each name once. Everything is created under
+the destination relative to an open directory, without following symlinks: directories are
+opened with O_NOFOLLOW, files created with O_CREAT | O_EXCL | O_NOFOLLOW.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from drkit.adapters.postgres.tarindex import Member
+from drkit.adapters.postgres.tarindex import Member, members_from_json
 from drkit.adapters.repository.codec import Codec, sha256
 from drkit.adapters.repository.port import Repository
-from drkit.domain.backup import StoredFile
+from drkit.domain.backup import Manifest, StoredFile
 from drkit.domain.errors import IntegrityError, OperationError
 
+RESTORED_TYPES = ("file", "dir")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-def check_member_names(members: list[Member]) -> None:
-    links = {m.name for m in members if m.type == "symlink"}
+
+def read_index(
+    repo: Repository, codec: Codec, directory: str, manifest: Manifest, default: str
+) -> list[Member]:
+    """The backup's tar index, once its SHA-256 matches the one the manifest records."""
+    name = str(manifest.details.get("tar_index", default))
+    try:
+        index = manifest.file(name)
+    except KeyError as exc:
+        raise IntegrityError(f"the manifest of {manifest.backup_id} lists no tar index {name}") from exc
+    stored = _get_checked(repo, directory, index, what="tar index")
+    try:
+        return members_from_json(codec.decode(stored, name=index.name))
+    except ValueError as exc:
+        raise IntegrityError(f"tar index {index.name} is unreadable ({exc}); refusing to restore") from exc
+
+
+def _get_checked(repo: Repository, directory: str, stored_file: StoredFile, *, what: str) -> bytes:
+    name = stored_file.name
+    if "/" in name or name in ("", ".", "..") or "\0" in name:
+        raise IntegrityError(f"the manifest names a {what} {name!r} outside the backup; refusing to restore")
+    try:
+        stored = repo.get(f"{directory}/{name}")
+    except FileNotFoundError as exc:
+        raise IntegrityError(f"{what} {name} is missing") from exc
+    if sha256(stored) != stored_file.sha256:
+        raise IntegrityError(f"{what} {name} does not match its SHA-256 in the manifest; refusing to restore")
+    return stored
+
+
+def member_path(m: Member) -> tuple[str, ...]:
+    """The member's path components; IntegrityError for anything that could leave the target."""
+    path = PurePosixPath(m.name)
+    if not m.name or "\0" in m.name or path.is_absolute() or ".." in path.parts or not path.parts:
+        raise IntegrityError(f"backup holds an unsafe path {m.name!r}; refusing to restore")
+    return path.parts
+
+
+def check_members(members: Iterable[Member]) -> None:
+    """Refuse, naming the member, anything but uniquely named files and directories."""
+    seen: set[tuple[str, ...]] = set()
     for m in members:
-        path = PurePosixPath(m.name)
-        if path.is_absolute() or ".." in path.parts or not m.name:
-            raise IntegrityError(f"backup holds an unsafe path {m.name!r}; refusing to restore")
-        for parent in path.parents:
-            if str(parent) in links:
-                raise IntegrityError(f"backup writes {m.name!r} through a symlink; refusing")
+        parts = member_path(m)
+        if m.type not in RESTORED_TYPES:
+            target = f" to {m.linkname!r}" if m.linkname else ""
+            raise IntegrityError(
+                f"backup member {m.name!r} is a {m.type}{target}; a PostgreSQL base backup holds "
+                f"only files and directories; refusing to restore"
+            )
+        if parts in seen:
+            raise IntegrityError(f"backup member {m.name!r} appears twice; refusing to restore")
+        seen.add(parts)
 
 
-def _prepare(dest: Path, members: list[Member]) -> None:
-    """Directories, symlinks and empty files; files with data are created by the workers
-    that write them (in parallel, no pre-sizing)."""
-    made: set[Path] = set()
-    for m in members:
-        target = dest / m.name
+class OpenDirs:
+    """Directories under the destination, opened one component at a time with O_NOFOLLOW (a
+    symlink anywhere on the way is an error), made on the way if `create`; each kept open
+    while used, at most LIMIT at a time."""
+
+    LIMIT = 128
+
+    def __init__(self, root: int, *, create: bool) -> None:
+        self.root, self.create = root, create
+        self.fds: dict[tuple[str, ...], int] = {}
+
+    def get(self, parts: tuple[str, ...]) -> int:
+        if not parts:
+            return self.root
+        fd = self.fds.get(parts)
+        if fd is None:
+            if len(self.fds) >= self.LIMIT:
+                self.close()
+            parent = self.get(parts[:-1])
+            if self.create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(parts[-1], 0o700, dir_fd=parent)
+            fd = self.fds[parts] = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
+        return fd
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
+def _prepare(root: int, members: list[Member]) -> None:
+    """Every directory and every file (empty; the workers fill them, in parallel)."""
+    dirs = OpenDirs(root, create=True)
+    try:
+        for m in members:
+            _create(dirs, m)
+    finally:
+        dirs.close()
+
+
+def _create(dirs: OpenDirs, m: Member) -> None:
+    parts = member_path(m)
+    try:
         if m.type == "dir":
-            target.mkdir(parents=True, exist_ok=True)
-            os.chmod(target, m.mode & 0o7777 or 0o700)
-            made.add(target)
-            continue
-        if target.parent not in made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            made.add(target.parent)
-        if m.type == "symlink":
-            os.symlink(m.linkname, target)
-        elif m.size == 0:
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _mode(m)))
+            os.fchmod(dirs.get(parts), m.mode & 0o777 or 0o700)
+            return
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        os.close(os.open(parts[-1], flags, _mode(m), dir_fd=dirs.get(parts[:-1])))
+    except OSError as exc:
+        raise IntegrityError(f"cannot restore backup member {m.name!r}: {exc.strerror}; refusing") from exc
 
 
 def _mode(m: Member) -> int:
-    return m.mode & 0o7777 or 0o600
+    return m.mode & 0o777 or 0o600
+
+
+def _make_dest(dest: Path) -> int:
+    """Create `dest` (it must not exist) and open it without following symlinks."""
+    try:
+        dest.mkdir(mode=0o700, parents=False)
+    except FileExistsError as exc:
+        raise OperationError(f"{dest} already exists; restore never writes over data") from exc
+    except FileNotFoundError as exc:
+        raise OperationError(f"{dest.parent} does not exist") from exc
+    try:
+        root = os.open(dest, _DIR_FLAGS)
+    except OSError as exc:
+        raise OperationError(f"{dest} changed while it was being created ({exc.strerror})") from exc
+    if os.fstat(root).st_uid != os.geteuid():
+        os.close(root)
+        raise OperationError(f"{dest} changed while it was being created (another owner)")
+    return root
 
 
 def restore_parts(
@@ -68,14 +172,25 @@ def restore_parts(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write the archive into `dest` (must not exist). Returns the bytes of data written."""
-    check_member_names(members)
+    check_members(members)
+    root = _make_dest(dest)
     try:
-        dest.mkdir(mode=0o700, parents=False)
-    except FileExistsError as exc:
-        raise OperationError(f"{dest} already exists; restore never writes over data") from exc
-    except FileNotFoundError as exc:
-        raise OperationError(f"{dest.parent} does not exist") from exc
-    _prepare(dest, members)
+        _prepare(root, members)
+        return _fill(repo, codec, directory, parts, members, root, parallel, progress)
+    finally:
+        os.close(root)
+
+
+def _fill(
+    repo: Repository,
+    codec: Codec,
+    directory: str,
+    parts: list[StoredFile],
+    members: list[Member],
+    root: int,
+    parallel: int,
+    progress: Callable[[int], None] | None,
+) -> int:
     files = sorted((m for m in members if m.type == "file" and m.size), key=lambda m: m.offset)
     starts = [m.offset for m in files]
     offsets = [0]
@@ -85,14 +200,8 @@ def restore_parts(
 
     def work(i: int) -> int:
         part = parts[i]
-        key = f"{directory}/{part.name}"
-        try:
-            stored = repo.get(key)
-        except FileNotFoundError as exc:
-            raise IntegrityError(f"backup file {part.name} is missing") from exc
-        if sha256(stored) != part.sha256:
-            raise IntegrityError(f"backup file {part.name} does not match its SHA-256")
-        writer = _SliceWriter(dest, files, starts, offsets[i])
+        stored = _get_checked(repo, directory, part, what="backup file")
+        writer = _SliceWriter(root, files, starts, offsets[i])
         try:
             for n in codec.decode_into(stored, writer.buffer, name=part.name):
                 writer.write(n)
@@ -114,16 +223,17 @@ def restore_parts(
 
 class _SliceWriter:
     """Writes consecutive pieces of the tar stream's data into the files they belong to,
-    each file opened once per part."""
+    each file opened once per part (it exists already; opened without following symlinks)."""
 
     PIECE = 1 << 20
 
-    def __init__(self, dest: Path, files: list[Member], starts: list[int], pos: int) -> None:
-        self.dest, self.files, self.pos = dest, files, pos
+    def __init__(self, root: int, files: list[Member], starts: list[int], pos: int) -> None:
+        self.root, self.files, self.pos = root, files, pos
         self.buffer = bytearray(self.PIECE)
         self.view = memoryview(self.buffer)
         self.next = max(bisect.bisect_right(starts, pos) - 1, 0)  # first member not yet done
         self.fds: dict[int, int] = {}
+        self.dirs = OpenDirs(root, create=False)
         self.written = 0
 
     def write(self, n: int) -> None:
@@ -145,8 +255,9 @@ class _SliceWriter:
     def _fd(self, j: int) -> int:
         fd = self.fds.get(j)
         if fd is None:
-            m = self.files[j]
-            fd = self.fds[j] = os.open(self.dest / m.name, os.O_WRONLY | os.O_CREAT, _mode(m))
+            parts = member_path(self.files[j])
+            flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = self.fds[j] = os.open(parts[-1], flags, dir_fd=self.dirs.get(parts[:-1]))
         return fd
 
     def _close(self, j: int) -> None:
@@ -157,3 +268,4 @@ class _SliceWriter:
     def close(self) -> None:
         for j in list(self.fds):
             self._close(j)
+        self.dirs.close()

@@ -25,8 +25,7 @@ from drkit.engines.postgres.plan import ArchiveView, choose_line
 from drkit.engines.postgres.restore import RestoreRequest, restore
 from drkit.engines.postgres.rowcheck import Recorded, compare_counts
 from drkit.engines.postgres.tar_restore import restore_parts
-from drkit.engines.postgres.wal.archive import check_chain, check_path, timeline_paths
-from drkit.engines.postgres.wal.stream import archive_for
+from drkit.engines.postgres.wal.archive import archive_for, check_chain, check_path, timeline_paths
 from drkit.infra.ownership import chown_tree
 from drkit.runtimes.local_postgres import LocalPostgres
 

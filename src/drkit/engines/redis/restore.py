@@ -49,7 +49,7 @@ from drkit.engines.redis.files import (
     scratch_dir,
 )
 from drkit.infra import locks
-from drkit.infra.atomic import fsync_dir
+from drkit.infra.atomic import fsync_dir, temp_beside
 from drkit.infra.ownership import chown_tree
 from drkit.infra.wait import wait_for
 from drkit.runtimes.factory import runtime_for
@@ -307,14 +307,21 @@ def _place(staging: Path, placements: list[Placement], data_dir: Path, service: 
     for p in placements:
         dest = data_dir / p.dest
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.drkit-tmp")
-        if p.src is not None:
-            shutil.copyfile(staging / p.src, tmp)
-        else:
-            tmp.write_bytes(p.content or b"")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        tmp.rename(dest)
+        fd, tmp = temp_beside(dest)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                if p.src is not None:
+                    with open(staging / p.src, "rb") as src:
+                        shutil.copyfileobj(src, fh)
+                else:
+                    fh.write(p.content or b"")
+                fh.flush()
+                os.fchmod(fh.fileno(), 0o644)
+                os.fsync(fh.fileno())
+            tmp.rename(dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         fsync_dir(dest.parent)
     for top in {p.dest.split("/")[0] for p in placements}:
         _give(data_dir / top, data_dir, service)

@@ -15,6 +15,14 @@ from drkit.engines.core.workspace import Workspace
 Say = Callable[[str], None]
 
 
+class AssumeYes:
+    """--yes (and runs with no one to ask): every question answered yes without asking. A step
+    that needs a human's action (a manual step) tells this apart and records it as assumed."""
+
+    def __call__(self, _question: str) -> bool:
+        return True
+
+
 @dataclass
 class StepContext:
     """What a step sees: the workspace, the runbook's parameters and the facts recorded by
@@ -27,7 +35,7 @@ class StepContext:
     parameters: dict[str, Any]
     facts: dict[str, Any]
     say: Say
-    confirm: Callable[[str], bool] = lambda _question: True  # --yes; the CLI asks on a terminal
+    confirm: Callable[[str], bool] = field(default_factory=AssumeYes)  # the CLI asks on a terminal
 
 
 @dataclass(frozen=True)

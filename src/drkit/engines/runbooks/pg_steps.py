@@ -5,10 +5,11 @@ checking where a restored server stands."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from drkit.adapters.postgres.client import connect, service_dsn
-from drkit.domain.errors import DrkitError, OperationError
+from drkit.domain.errors import DrkitError
 from drkit.domain.recovery import RecoveryTarget, TargetKind, parse_target_time
 from drkit.domain.stack import Service, WalMode
 from drkit.engines.postgres.backup import logical_backup
@@ -53,6 +54,11 @@ def state(service: Service, port: int | None = None) -> tuple[bool, str | None] 
     except DrkitError:
         return None
     return (bool(row[0]), row[1]) if row else None
+
+
+def on(service: str, *steps: Step) -> list[Step]:
+    """These steps act on `service` (the journal and the reports say so)."""
+    return [replace(s, service=service) for s in steps]
 
 
 def emergency_dump_step() -> Step:
@@ -152,7 +158,6 @@ def restore_in_place_step(backup_id: str, target: RecoveryTarget) -> Step:
         f"restore base backup {backup_id} in place with WAL to {target.describe()}, then start",
         run,
         destructive=True,
-        service=None,
         after=promoted,
         timeout=24 * 3600,
     )
@@ -212,8 +217,3 @@ def _facts(outcome: RestoreOutcome) -> dict[str, object]:
         "timeline": outcome.timeline,
         "postgres_healthy_at": outcome.finished_at.isoformat(),
     }
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise OperationError(message)

@@ -20,13 +20,14 @@ from drkit.engines.core import journals
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.runbooks.model import Runbook
 from drkit.engines.runbooks.run import save
-from drkit.engines.runbooks.scenarios import data_loss, db_corruption, full_outage, service
+from drkit.engines.runbooks.scenarios import data_loss, db_corruption, full_outage, geo_failover, service
 
 SCENARIOS: dict[str, ModuleType] = {
     "db-corruption": db_corruption,
     "full-outage": full_outage,
     "data-loss": data_loss,
     "service": service,
+    "geo-failover": geo_failover,
 }
 RESTORE_STEPS = ("restore", "pitr-scratch")
 
@@ -91,7 +92,9 @@ def finish(ws: Workspace, journal: Journal, *, incident: datetime | None = None)
     """Add the measures and the verdict; save."""
     since = journal.parameters.get("since")
     start = incident or (parse_target_time(str(since)) if since else journal.started_at)
-    measures = measure(ws, journal, start)
+    module = SCENARIOS.get(str(journal.parameters.get("scenario")))
+    custom = getattr(module, "measure", None)  # a scenario that measures itself (geo-failover)
+    measures: tuple[ServiceMeasure, ...] = (custom or measure)(ws, journal, start)
     verdict = journal.verdict if journal.verdict is Verdict.FAILED else verdict_of(measures)
     return save(
         ws,

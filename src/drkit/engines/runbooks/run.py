@@ -15,7 +15,7 @@ from drkit.domain.errors import DrkitError, OperationError
 from drkit.domain.journal import Journal, RunKind, StepRecord, StepStatus, Verdict, new_run_id
 from drkit.engines.core import journals
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.runbooks.model import Check, Runbook, Say, Step, StepContext, StepResult
+from drkit.engines.runbooks.model import AssumeYes, Check, Runbook, Say, Step, StepContext, StepResult
 from drkit.infra.hold import hold
 
 OnStep = Callable[[StepRecord], None]
@@ -60,7 +60,7 @@ def execute(
         record = journal.step(step.name)
         if record.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
             continue
-        ctx = StepContext(ws, runbook.parameters, facts, say, confirm or (lambda _q: True))
+        ctx = StepContext(ws, runbook.parameters, facts, say, confirm or AssumeYes())
         if _completed_before(step, record, ctx):
             detail = record.detail or "had completed before the interruption (its after-check holds)"
             record = replace(record, status=StepStatus.SUCCEEDED, finished_at=ws.clock.now(), detail=detail)

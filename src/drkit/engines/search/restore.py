@@ -24,7 +24,7 @@ from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, lock_name
 from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.search.server import DUMP, client_for, server_paths
+from drkit.engines.search.server import DUMP, SNAPSHOT, client_for, server_paths
 from drkit.infra import locks
 from drkit.runtimes.local_process import LocalProcess
 
@@ -46,6 +46,8 @@ def restore(ws: Workspace, service: Service, options: RestoreOptions) -> Restore
     manifest = choose_backup(ws, service, options)
     paths = server_paths(service)
     kind = str(manifest.details.get("artifact", DUMP))
+    if kind == SNAPSHOT:
+        same_version_only(service, manifest)
     with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
         staged = stage(ws, manifest, paths.db_path.parent / "drkit-import", service.runtime.os_user)
         moved = import_file(ws, service, paths.db_path, f"--import-{kind}", staged)
@@ -56,6 +58,25 @@ def restore(ws: Workspace, service: Service, options: RestoreOptions) -> Restore
     if moved is not None:
         detail += f"; the previous database is kept at {moved}"
     return RestoreResult(service.name, manifest.backup_id, seconds, detail, checks)
+
+
+def same_version_only(service: Service, manifest: Manifest) -> None:
+    """Meilisearch loads a snapshot only into the version that wrote it, and finds out only once
+    the server is stopped and restarting: drkit refuses first, before anything is touched."""
+    made_by = manifest.tool_versions.get("meilisearch")
+    try:
+        with client_for(service) as meili:
+            running = meili.version()
+    except MeilisearchError as exc:
+        raise OperationError(
+            f"{manifest.backup_id} is a snapshot, which loads only into Meilisearch {made_by}; drkit "
+            f"cannot ask {service.name} its version ({exc.message}): start it, or restore a dump"
+        ) from exc
+    if made_by and running != made_by:
+        raise UsageError(
+            f"{manifest.backup_id} is a snapshot of Meilisearch {made_by}, and {service.name} runs "
+            f"{running}: snapshots load only into the same version; restore a dump instead"
+        )
 
 
 def choose_backup(ws: Workspace, service: Service, options: RestoreOptions) -> Manifest:
@@ -79,7 +100,7 @@ def choose_backup(ws: Workspace, service: Service, options: RestoreOptions) -> M
 
 def stage(ws: Workspace, manifest: Manifest, directory: Path, os_user: str | None) -> Path:
     """Fetch, check and decode the backup's parts into one file the server can read."""
-    from drkit.infra.atomic import fsync_dir
+    from drkit.infra.atomic import fsync_dir, temp_beside
     from drkit.infra.ownership import chown_tree
 
     try:
@@ -90,11 +111,14 @@ def stage(ws: Workspace, manifest: Manifest, directory: Path, os_user: str | Non
             "server's database, where the server can read it"
         ) from exc
     name = str(manifest.details.get("file", "backup"))
+    if "/" in name or "\0" in name or name.startswith("."):
+        raise IntegrityError(f"{manifest.backup_id}: the manifest names an unsafe file {name!r}; refusing")
     target = directory / f"{manifest.backup_id}-{name}"
-    tmp = target.with_name(f".{target.name}.tmp")
+    fd, tmp = temp_beside(target)
     digest = hashlib.sha256()
     prefix = backup_dir(manifest.stack, manifest.service, manifest.backup_id)
-    with open(tmp, "wb") as out:
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o644)
         for stored in manifest.files:
             data = ws.repo.get(f"{prefix}/{stored.name}")
             if len(data) != stored.size or sha256(data) != stored.sha256:

@@ -23,7 +23,7 @@ from drkit.engines.core.registry import has_engine
 from drkit.engines.core.set_refs import set_key
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import base_backup
-from drkit.engines.postgres.wal.stream import archive_for
+from drkit.engines.postgres.wal.archive import archive_for
 from drkit.engines.stack.backup import backup_service
 from drkit.engines.stack.graph import ServiceGraph
 from drkit.infra import locks

@@ -13,16 +13,24 @@ What `--deep` adds, by kind (docs/postgres.md, docs/redis.md, docs/hasura-and-se
 
 from __future__ import annotations
 
+import contextlib
+import json
+from dataclasses import dataclass
+
+from drkit.adapters.repository.codec import is_encrypted, sha256
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import UsageError
+from drkit.domain.errors import DrkitError, RepositoryError, UsageError
 from drkit.domain.stack import Service
-from drkit.engines.core.catalog import find_backup
+from drkit.engines.core.catalog import find_backup, list_backups
+from drkit.engines.core.layout import verified_key
 from drkit.engines.core.rehash import verify_files
+from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.types import VerifyReport
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.verify import verify_deep, verify_wal
 from drkit.engines.postgres.verify_logical import verify_logical_deep
+from drkit.engines.postgres.wal.archive import archive_for
 
 NO_DEEP = {
     BackupKind.DUMP: (
@@ -67,7 +75,21 @@ def verify_backup(
             results.extend(redis_deep(ws, service, m))
         else:
             results.append(_skipped())
-    return VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)
+    report = VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)
+    if report.ok:
+        record_verified(ws, m, deep=deep)
+    return report
+
+
+def record_verified(ws: Workspace, m: Manifest, *, deep: bool) -> None:
+    """`<backup dir>/verified.json`: `{"verified_at": ISO time, "deep": bool}`, rewritten by
+    each successful verify; retention never removes the newest verified backup. Not part of
+    the manifest (the backup's files are immutable); a verify that fails leaves it as it was."""
+    record = {"verified_at": ws.clock.now().isoformat(), "deep": deep}
+    with contextlib.suppress(OSError, RepositoryError):  # a read-only copy: the verify still counts
+        ws.repo.put(
+            verified_key(m.stack, m.service, m.backup_id), json.dumps(record).encode(), overwrite=True
+        )
 
 
 def _skipped() -> CheckResult:
@@ -83,3 +105,83 @@ def choose_backup_to_verify(
     kind = BackupKind.BASE if (backup_id is None and deep) else None
     manifest = find_backup(ws.repo, ws.stack.name, names, backup_id, kind=kind)
     return ws.stack.services[manifest.service], manifest
+
+
+@dataclass(frozen=True)
+class RepositoryVerify:
+    """`drkit verify --repo NAME`: every backup of one repository (a copy), on its own."""
+
+    location: str
+    backups: tuple[VerifyReport, ...]
+    sets: tuple[CheckResult, ...]
+    incomplete: tuple[str, ...]
+    wal: tuple[CheckResult, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        checks = (*self.sets, *self.wal)
+        return all(r.ok for r in self.backups) and not any(r.failed_critically for r in checks)
+
+
+def verify_repository(ws: Workspace) -> RepositoryVerify:
+    """Every manifest's files re-hashed there, the WAL each base backup needs (and every
+    archived segment's content against its recorded hash, when it can be read), the listing
+    of each objects backup (when it can be read here), and every set's backups present."""
+    reports: list[VerifyReport] = []
+    present: dict[str, set[str]] = {}
+    incomplete: list[str] = []
+    for service in ws.stack.services.values():
+        listing = list_backups(ws.repo, ws.stack.name, service.name)
+        present[service.name] = {m.backup_id for m in listing.complete}
+        incomplete.extend(f"{service.name}/{i}" for i in listing.incomplete)
+        reports.extend(_verify_copy(ws, service, m) for m in listing.complete)
+    sets = tuple(_set_result(s.set_id, s.backups, present) for s in list_sets(ws))
+    wal = tuple(wal_contents(ws, s) for s in ws.stack.services_of_kind("postgres"))
+    return RepositoryVerify(ws.repo.location, tuple(reports), sets, tuple(incomplete), wal)
+
+
+def _verify_copy(ws: Workspace, service: Service, m: Manifest) -> VerifyReport:
+    if m.kind is BackupKind.OBJECTS and m.encrypted and not ws.codec.identity:
+        started = ws.clock.monotonic()
+        unread = CheckResult("objects", Status.WARNING, "encrypted, no identity here: not read", False)
+        results = (*verify_files(ws, m), unread)
+        return VerifyReport(m.backup_id, m.service, False, results, ws.clock.monotonic() - started)
+    return verify_backup(ws, service, m, deep=False, drkit_argv=[])
+
+
+def _set_result(set_id: str, backups: dict[str, str], present: dict[str, set[str]]) -> CheckResult:
+    missing = [f"{svc}/{b}" for svc, b in sorted(backups.items()) if b not in present.get(svc, set())]
+    if missing:
+        return CheckResult(f"set {set_id}", Status.FAILED, "missing backups: " + ", ".join(missing))
+    return CheckResult(f"set {set_id}", Status.OK, f"{len(backups)} backups present")
+
+
+def wal_contents(ws: Workspace, service: Service) -> CheckResult:
+    """Every archived segment with a recorded hash, decoded and re-hashed (those encrypted
+    with no identity here are counted, not read)."""
+    archive = archive_for(ws, service)
+    checked = unread = 0
+    for name in sorted(archive.names()):
+        recorded = archive.recorded_hash(name)
+        key = archive.locate(name)
+        if recorded is None or key is None:
+            continue
+        stored = ws.repo.get(key)
+        if is_encrypted(stored, key) and not ws.codec.identity:
+            unread += 1
+            continue
+        try:
+            intact = sha256(ws.codec.decode(stored, name=key)) == recorded
+        except DrkitError:
+            intact = False
+        if not intact:
+            return CheckResult(
+                f"wal of {service.name}", Status.FAILED, f"{key} does not match its recorded SHA-256"
+            )
+        checked += 1
+    detail = f"{checked} segments match their recorded SHA-256"
+    if unread:
+        return CheckResult(
+            f"wal of {service.name}", Status.WARNING, f"{detail}; {unread} encrypted, not read", False
+        )
+    return CheckResult(f"wal of {service.name}", Status.OK, detail)

@@ -24,17 +24,19 @@ MAX_BODY = 200 * 1024 * 1024
 
 
 class BadRequest(Exception):
-    """The request cannot be parsed; the handler answers 400 with `body`."""
+    """The request cannot be taken; the handler answers `status` (400) with `body`."""
 
-    def __init__(self, body: Any) -> None:
+    def __init__(self, body: Any, status: int = 400) -> None:
         super().__init__(str(body))
         self.body = body
+        self.status = status
 
 
 class JsonHandler(BaseHTTPRequestHandler):
     """Shared request plumbing. Subclasses implement `route(method)`."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, so clients reuse their connection
+    payload_limit = MAX_BODY
     server_version = "drkit-standin"
     body: bytes = b""
 
@@ -63,9 +65,12 @@ class JsonHandler(BaseHTTPRequestHandler):
             self.body = self._read_body()
             self.route(method)
         except BadRequest as exc:
-            self.reply_json(400, exc.body)
+            self.reply_json(exc.status, exc.body)
         except Exception as exc:  # a stand-in answers 500 rather than dropping the connection
             self.reply_json(500, {"message": f"internal error: {exc}", "code": "internal"})
+
+    def too_large(self) -> BadRequest:
+        return BadRequest({"message": "payload too large", "code": "payload_too_large"})
 
     @property
     def path_only(self) -> str:
@@ -77,9 +82,9 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
+        if length > self.payload_limit:
             self.close_connection = True
-            raise BadRequest({"message": "payload too large", "code": "payload_too_large"})
+            raise self.too_large()
         return self.rfile.read(length) if length else b""
 
     def json_body(self) -> Any:

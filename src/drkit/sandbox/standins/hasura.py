@@ -5,9 +5,8 @@ Stands for:
   `{"resource_version": N, "metadata": {...}}`), `replace_metadata` (version 1 args = the
   metadata; version 2 args = `{"metadata", "allow_inconsistent_metadata",
   "resource_version"}`), `reload_metadata` and `get_inconsistent_metadata`.
-- Metadata kept in PostgreSQL as Hasura keeps it: `hdb_catalog.hdb_metadata(id, metadata
-  json, resource_version)`, one row, so it lives and dies with the database (a PostgreSQL
-  restore brings back the metadata of that moment).
+- Metadata kept in PostgreSQL as Hasura keeps it (`hdb_catalog.hdb_metadata`, one row): a
+  PostgreSQL restore brings back the metadata of that moment.
 - An inconsistency check as Hasura's schema cache does it, at start, on replace and on
   reload: tracked tables and views must exist, relationship and permission columns too.
   A replace with inconsistencies is refused with 400 unless `allow_inconsistent_metadata`.
@@ -15,16 +14,21 @@ Stands for:
   500 `ERROR: inconsistent objects in schema`; 500 `ERROR` when the metadata database is
   unreachable. `GET /v1/version`.
 - `X-Hasura-Admin-Secret` on the metadata API when an admin secret is set (401
-  `access-denied` otherwise), as with `HASURA_GRAPHQL_ADMIN_SECRET`.
-
+  `access-denied` otherwise), as with `HASURA_GRAPHQL_ADMIN_SECRET`; with
+  `HASURA_GRAPHQL_UNAUTHORIZED_ROLE` set, a request without the header is that role and the
+  metadata API answers 400 `restricted access : admin only`.
+- Answers shaped as graphql-engine's (server/src-lib/Hasura/RQL/DDL/Metadata.hs): replace v2
+  `{"is_consistent", "inconsistent_objects"}`, v1 `{"message": "success"}`; reload lists
+  `inconsistent_objects` only when there are some.
 - `POST /v1/graphql`: one root field over a tracked table with plain columns and `limit`
   (hasura_graphql.py), for smoke checks.
 
 Leaves out: the rest of GraphQL, sources other than `default` (marked inconsistent), functions,
 remote schemas, actions, event triggers, metadata versions other than 3, the console.
 
-Run: python -m drkit.sandbox.standins.hasura --port 8080 --dsn "host=... dbname=nchat"
-     [--admin-secret-file PATH] (or HASURA_GRAPHQL_ADMIN_SECRET in the environment)
+Run as graphql-engine is run: python -m drkit.sandbox.standins.hasura --database-url
+postgresql://user@host:5432/nchat serve --server-port 8080 [--server-host 127.0.0.1], the
+admin secret in HASURA_GRAPHQL_ADMIN_SECRET (the sandbox gives it through runtime.env_file).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from typing import Any
 
 import psycopg
 
-from drkit.sandbox.standins import BadRequest, JsonHandler, hasura_graphql, read_secret_file, serve
+from drkit.sandbox.standins import BadRequest, JsonHandler, hasura_graphql, serve
 
 VERSION = "v2.0.0-drkit-standin"
 CATALOG_SQL = """
@@ -150,9 +154,8 @@ class Catalog:
                     (json.dumps(metadata),),
                 )
             self.inconsistent = problems
-        if problems:
-            return 200, {"is_consistent": False, "inconsistent_objects": problems}
-        return 200, {"message": "success"}
+        # runReplaceMetadataV2 answers formatInconsistentObjs either way (Metadata.hs)
+        return 200, {"is_consistent": not problems, "inconsistent_objects": problems}
 
     def healthy_storage(self) -> bool:
         try:
@@ -249,6 +252,7 @@ def _problem(kind: str, name: str, reason: str, definition: Any = None) -> dict[
 class HasuraHandler(JsonHandler):
     catalog: Catalog
     admin_secret: str | None = None
+    unauthorized_role: str | None = None  # HASURA_GRAPHQL_UNAUTHORIZED_ROLE
 
     def route(self, method: str) -> None:
         path = self.path_only
@@ -271,6 +275,12 @@ class HasuraHandler(JsonHandler):
         given = self.headers.get("X-Hasura-Admin-Secret")
         if given is not None and hmac.compare_digest(given.encode(), self.admin_secret.encode()):
             return True
+        if given is None and self.unauthorized_role:
+            # the request runs as the unauthorized role, and the metadata API is admin only
+            # (hasura/graphql-engine App.hs, accessDeniedErrMsg)
+            error = "restricted access : admin only"
+            self.reply_json(400, {"path": "$.args", "error": error, "code": "access-denied"})
+            return False
         error = "invalid x-hasura-admin-secret/x-hasura-access-key"
         if given is None:
             error = "x-hasura-admin-secret/x-hasura-access-key required, but not found"
@@ -306,10 +316,13 @@ class HasuraHandler(JsonHandler):
                 self.reply_json(200, out)
             elif kind == "replace_metadata":
                 self.replace(args, version)
-            elif kind in ("reload_metadata", "get_inconsistent_metadata"):
-                problems = self.catalog.reload() if kind == "reload_metadata" else self.catalog.inconsistent
-                out = {"is_consistent": not problems, "inconsistent_objects": problems}
-                self.reply_json(200, {"message": "success", **out} if kind == "reload_metadata" else out)
+            elif kind == "reload_metadata":  # runReloadMetadata: the objects only when there are some
+                problems = self.catalog.reload()
+                listed = {"inconsistent_objects": problems} if problems else {}
+                self.reply_json(200, {"message": "success", "is_consistent": not problems, **listed})
+            elif kind == "get_inconsistent_metadata":
+                problems = self.catalog.inconsistent
+                self.reply_json(200, {"is_consistent": not problems, "inconsistent_objects": problems})
             else:
                 raise BadRequest(
                     {
@@ -340,18 +353,33 @@ class HasuraHandler(JsonHandler):
             allow_inconsistent=bool(args.get("allow_inconsistent_metadata", False)) if v2 else False,
             expected=int(expected) if expected is not None else None,
         )
+        if status == 200 and not v2:
+            out = {"message": "success"}  # runReplaceMetadataV1
         self.reply_json(status, out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Hasura stand-in (metadata API and /healthz)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--dsn", required=True, help="the PostgreSQL holding hdb_catalog")
-    parser.add_argument("--admin-secret-file", help="file holding the admin secret")
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """graphql-engine's own options (`--database-url URL serve --server-port P ...`), each also
+    from its HASURA_GRAPHQL_* variable, as the admin secret and the unauthorized role are."""
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="graphql-engine", description="Hasura stand-in")
+    parser.add_argument("--database-url", default=env("HASURA_GRAPHQL_DATABASE_URL"))
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve")
+    serve_cmd.add_argument("--server-host", default=env("HASURA_GRAPHQL_SERVER_HOST", "*"))
+    serve_cmd.add_argument("--server-port", type=int, default=int(env("HASURA_GRAPHQL_SERVER_PORT", "8080")))
+    serve_cmd.add_argument("--admin-secret", default=env("HASURA_GRAPHQL_ADMIN_SECRET"))
+    serve_cmd.add_argument("--unauthorized-role", default=env("HASURA_GRAPHQL_UNAUTHORIZED_ROLE"))
     args = parser.parse_args(argv)
-    secret = read_secret_file(args.admin_secret_file) or os.environ.get("HASURA_GRAPHQL_ADMIN_SECRET")
-    catalog = Catalog(args.dsn)
+    if not args.database_url:
+        parser.error("--database-url (or HASURA_GRAPHQL_DATABASE_URL) is required")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    host = "0.0.0.0" if args.server_host == "*" else args.server_host  # noqa: S104 (graphql-engine's default)
+    catalog = Catalog(args.database_url)
     try:
         catalog.init()
     except psycopg.Error as exc:
@@ -359,8 +387,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     if catalog.inconsistent:
         sys.stderr.write(f"WARN: {len(catalog.inconsistent)} inconsistent objects in the metadata\n")
-    handler = type("Handler", (HasuraHandler,), {"catalog": catalog, "admin_secret": secret})
-    serve(handler, args.host, args.port, name="hasura")
+    attrs = {
+        "catalog": catalog,
+        "admin_secret": args.admin_secret,
+        "unauthorized_role": args.unauthorized_role,
+    }
+    handler = type("Handler", (HasuraHandler,), attrs)
+    serve(handler, host, args.server_port, name="hasura")
 
 
 if __name__ == "__main__":

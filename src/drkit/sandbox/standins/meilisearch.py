@@ -17,7 +17,7 @@ Stands for:
   `--ignore-dump-if-db-exists`; the server listens only once the import is done),
   `--import-snapshot` (with `--ignore-snapshot-if-db-exists`, `--ignore-missing-snapshot`),
   `--master-key` (`Authorization: Bearer <key>` on every route but /health; 401 without
-  it, 403 with a wrong one).
+  it, 403 with a wrong one), `--config-file-path`, `--http-payload-size-limit`.
 
 File formats are the stand-in's own, modelled on the real ones but not compatible with
 them: a dump is a tar.gz of `metadata.json` and `indexes/<uid>/{metadata.json,
@@ -27,7 +27,11 @@ settings.json,documents.jsonl}`; a snapshot is a tar.gz of the database director
 Leaves out: search, API keys other than the master key, filters, task lists and
 cancelation, resuming tasks a restart interrupted (they are marked failed), NDJSON/CSV
 payloads, the task queue and keys in dumps. Stand-in only: `--task-delay S` holds each task
-in `processing` for S seconds; `--master-key-file PATH` keeps the key out of `ps`.
+in `processing` for S seconds. Options come as Meilisearch takes them: a flag, else
+`MEILI_<NAME>`, else the TOML config file (`--config-file-path`, or `./config.toml` in the
+working directory: how the sandbox gives the master key without putting it on a command
+line); `--http-payload-size-limit` (100 MB) answers 413 `payload_too_large`. A snapshot
+loads only into the version that wrote it; snapshot tasks have no `details`.
 """
 
 from __future__ import annotations
@@ -38,11 +42,12 @@ import os
 import sys
 import tarfile
 import threading
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drkit.sandbox.standins import JsonHandler, read_secret_file, serve
+from drkit.sandbox.standins import BadRequest, JsonHandler, serve
 from drkit.sandbox.standins.meilisearch_store import (
     UID_RE,
     VERSION,
@@ -66,6 +71,15 @@ class MeiliHandler(JsonHandler):
                 self.reply_json(*self.answer(method, parts))
         except MeiliError as exc:
             self.reply_json(exc.status, exc.body())
+
+    def too_large(self) -> BadRequest:
+        size = (
+            f"{self.payload_limit // 1000**2} MB"
+            if self.payload_limit >= 1000**2
+            else f"{self.payload_limit} B"
+        )
+        message = f"The provided payload reached the size limit. The maximum accepted payload size is {size}."
+        return BadRequest(MeiliError(413, "payload_too_large", message).body(), status=413)
 
     def authorized(self) -> bool:
         if self.master_key is None:
@@ -137,7 +151,7 @@ class MeiliHandler(JsonHandler):
         if route == ("POST", "dumps"):
             return store.enqueue("dumpCreation", None, {"dumpUid": None}, store.dump)
         if route == ("POST", "snapshots"):
-            return store.enqueue("snapshotCreation", None, {}, store.snapshot)
+            return store.enqueue("snapshotCreation", None, None, store.snapshot)
         raise MeiliError(404, "not_found", f"{route[0]} {self.path_only} is not a route the stand-in serves.")
 
     def page(self, results: list[Any]) -> dict[str, Any]:
@@ -196,14 +210,25 @@ def fatal(message: str) -> None:
     sys.exit(1)
 
 
+# Options as Meilisearch takes them: a flag, else MEILI_<NAME> in the environment, else
+# <name> in the config file (--config-file-path, MEILI_CONFIG_FILE_PATH, or ./config.toml in the
+# working directory), else the default.
+DEFAULTS = {
+    "http_addr": "localhost:7700",
+    "db_path": "./data.ms",
+    "dump_dir": "dumps/",
+    "snapshot_dir": "snapshots/",
+    "master_key": None,
+    "http_payload_size_limit": "100 MB",
+}
+SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="MeiliSearch stand-in (tasks, documents, dumps, snapshots)")
-    p.add_argument("--http-addr", default="127.0.0.1:7700")
-    p.add_argument("--db-path", default="data.ms")
-    p.add_argument("--dump-dir", default="dumps")
-    p.add_argument("--snapshot-dir", default="snapshots")
-    p.add_argument("--master-key", default=os.environ.get("MEILI_MASTER_KEY"))
-    p.add_argument("--master-key-file")
+    p.add_argument("--config-file-path")
+    for name in DEFAULTS:
+        p.add_argument("--" + name.replace("_", "-"))
     imports = p.add_mutually_exclusive_group()
     imports.add_argument("--import-dump")
     imports.add_argument("--import-snapshot")
@@ -211,7 +236,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                  "ignore-missing-snapshot"):  # fmt: skip
         p.add_argument(f"--{flag}", action="store_true")
     p.add_argument("--task-delay", type=float, default=0.0, help="stand-in only: seconds in `processing`")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    config = read_config(args.config_file_path or os.environ.get("MEILI_CONFIG_FILE_PATH"))
+    for name, default in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, os.environ.get(f"MEILI_{name.upper()}") or config.get(name, default))
+    args.http_payload_size_limit = parse_size(str(args.http_payload_size_limit))
+    return args
+
+
+def read_config(explicit: str | None) -> dict[str, Any]:
+    """The TOML config file: the one named (which must exist), or ./config.toml if there."""
+    path = Path(explicit or "config.toml")
+    if not path.is_file():
+        if explicit:
+            fatal(f"unable to open config file {explicit}")
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        fatal(f"invalid config file {path}: {exc}")
+        return {}
+
+
+def parse_size(text: str) -> int:
+    raw = text.strip().lower().replace(" ", "")
+    number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = raw[len(number) :] or "b"
+    if not number.isdigit() or unit not in SIZE_UNITS:
+        fatal(f"invalid size {text!r} for --http-payload-size-limit")
+    return int(number) * SIZE_UNITS[unit]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -224,8 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         fatal(f"cannot open or import the database: {exc}")
     worker = threading.Thread(target=store.work, name="scheduler", daemon=True)
     worker.start()
-    key = read_secret_file(args.master_key_file) or args.master_key
-    handler = type("Handler", (MeiliHandler,), {"store": store, "master_key": key})
+    attrs = {"store": store, "master_key": args.master_key, "payload_limit": args.http_payload_size_limit}
+    handler = type("Handler", (MeiliHandler,), attrs)
 
     def stop() -> None:
         store.stopping.set()

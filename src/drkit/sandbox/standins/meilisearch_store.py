@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-VERSION = "1.0.0-drkit-standin"
+VERSION = "1.5.0-drkit-standin"  # POST /snapshots exists from v1.5
 UID_RE = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
 DOC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,511}$")
 DUMP_MEMBER = re.compile(r"^indexes/([A-Za-z0-9_-]{1,400})/(metadata\.json|settings\.json|documents\.jsonl)$")
@@ -148,12 +148,14 @@ class Store:
         _write_atomic(self.db_path / "VERSION", VERSION.encode())
 
     def enqueue(
-        self, kind: str, index_uid: str | None, details: dict[str, Any], action: Action
+        self, kind: str, index_uid: str | None, details: dict[str, Any] | None, action: Action
     ) -> dict[str, Any]:
         with self.lock:
             task = {"uid": len(self.tasks), "indexUid": index_uid, "status": "enqueued", "type": kind,
                     "canceledBy": None, "details": details, "error": None, "duration": None,
                     "enqueuedAt": now_iso(), "startedAt": None, "finishedAt": None}  # fmt: skip
+            if details is None:  # the task view skips a None details (snapshotCreation)
+                del task["details"]
             self.tasks.append(task)
         self.pending.put((task, action))
         return {k: task[k] for k in ("indexUid", "status", "type", "enqueuedAt")} | {"taskUid": task["uid"]}
@@ -174,7 +176,9 @@ class Store:
 
     def _run(self, task: dict[str, Any], action: Action) -> None:
         try:
-            task["details"] = {**task["details"], **action()}
+            found = action()
+            if "details" in task:
+                task["details"] = {**task["details"], **found}
             self._finish(task)
         except MeiliError as exc:
             self._finish(task, error=exc)
@@ -285,13 +289,22 @@ class Store:
 
 
 def restore_snapshot(path: Path, db_path: Path) -> None:
-    db_path.mkdir(parents=True, exist_ok=True)
+    """Unpack a snapshot; like Meilisearch, only one written by this very version."""
     with tarfile.open(path, "r:gz") as tar:
+        members = {}
         for name in ("data.json", "VERSION"):
             fh = tar.extractfile(name)
             if fh is None:
                 raise ValueError(f"not a snapshot: no {name}")
-            _write_atomic(db_path / name, fh.read())
+            members[name] = fh.read()
+    found = members["VERSION"].decode(errors="replace").strip()
+    if found != VERSION:
+        raise ValueError(
+            f"Your database version ({found}) is incompatible with your current engine version ({VERSION})"
+        )
+    db_path.mkdir(parents=True, exist_ok=True)
+    for name, data in members.items():
+        _write_atomic(db_path / name, data)
 
 
 def _targz(members: dict[str, str]) -> bytes:

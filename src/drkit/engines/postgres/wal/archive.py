@@ -16,6 +16,7 @@ from pathlib import Path
 from drkit.adapters.repository.codec import Codec, sha256
 from drkit.adapters.repository.port import Repository
 from drkit.domain.errors import IntegrityError, OperationError, RepositoryError
+from drkit.domain.stack import Service
 from drkit.domain.wal import (
     HISTORY_RE,
     PARTIAL_RE,
@@ -29,6 +30,8 @@ from drkit.domain.wal import (
     timeline_path,
 )
 from drkit.engines.core.layout import wal_prefix
+from drkit.engines.core.workspace import Workspace
+from drkit.infra.atomic import temp_beside
 
 SUFFIXES = (".zst", ".zst.age")
 
@@ -201,14 +204,21 @@ class WalArchive:
 def _write(dest: Path, raw: bytes, name: str) -> None:
     """Write beside `dest`, then rename: PostgreSQL never sees a torn segment, and a failed
     write (a full disk) leaves no temporary file taking the space."""
-    tmp = dest.with_name(dest.name + ".drkit-tmp")
+    tmp: Path | None = None
     try:
-        with open(tmp, "wb") as fh:
+        fd, tmp = temp_beside(dest)  # never a fixed name another user could plant a link at
+        with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
         os.replace(tmp, dest)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise OperationError(f"cannot write {name} to {dest}: {exc.strerror or exc}") from exc
+
+
+def archive_for(ws: Workspace, service: Service) -> WalArchive:
+    """The WAL archive of a PostgreSQL service in the workspace's repository."""
+    return WalArchive(ws.repo, ws.stack.name, service.name, ws.codec)
 
 
 @dataclass(frozen=True)

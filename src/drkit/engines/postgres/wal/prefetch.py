@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from drkit.adapters.postgres.recovery_conf import shell_word
 from drkit.domain.wal import Segment
 from drkit.engines.postgres.wal.archive import WalArchive
+from drkit.infra.atomic import temp_beside
 from drkit.infra.ownership import chown_tree
 
 PREFETCH_DIR = "drkit-prefetch"
@@ -34,12 +36,17 @@ def prefetch_restore_command(data_dir: Path, fallback: str) -> str:
     Exit 1 means "no such file" to PostgreSQL and ends recovery, so only the marker gives it:
     a copy that fails (a full pg_wal, the file pruned meanwhile) falls back to `wal-fetch`,
     which exits 126 on any failure and so stops recovery instead of ending it early."""
-    s = data_dir / PREFETCH_DIR
+    s = shell_word(str(data_dir / PREFETCH_DIR))  # quoted; %f and %p are safe names
     return (
-        f'if [ -f "{s}/%f" ] && cp "{s}/%f" "%p"; then echo "%f" > "{s}/{REQUESTED}" || true; '
-        f'elif [ -f "{s}/.absent-%f" ]; then exit 1; '
+        f"if [ -f {s}/%f ] && cp {s}/%f %p; then echo %f > {s}/{REQUESTED} || true; "
+        f"elif [ -f {s}/.absent-%f ]; then exit 1; "
         f"else {fallback}; fi"
     )
+
+
+def _mark(path: Path) -> None:
+    """An empty marker file, not created through a symlink (the spool is the database user's)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
 
 
 @contextmanager
@@ -62,7 +69,7 @@ def prefetching(
     for tli in range(1, first.timeline + 4):
         name = f"{tli:08X}.history"
         if archive.locate(name) is None:  # a stat; a failing repository raises
-            (spool / f".absent-{name}").touch()
+            _mark(spool / f".absent-{name}")
 
     def requested() -> str:
         try:
@@ -86,10 +93,14 @@ def prefetching(
             if len(ahead) >= window:
                 stop.wait(0.05)
                 continue
-            tmp = spool / f".{current.name}.tmp"
+            # The spool belongs to the database's OS user: a private temporary name, never a
+            # fixed one it could plant a symlink at.
+            fd, tmp = temp_beside(spool / current.name)
+            os.close(fd)
             try:
                 if not archive.fetch(current.name, tmp):
-                    (spool / f".absent-{current.name}").touch()  # the end of the archive
+                    tmp.unlink(missing_ok=True)
+                    _mark(spool / f".absent-{current.name}")  # the end of the archive
                     return
                 chown_tree(tmp, os_user)
                 os.replace(tmp, spool / current.name)

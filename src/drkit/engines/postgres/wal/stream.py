@@ -1,4 +1,6 @@
-"""WAL use cases: push (archive_command), fetch (restore_command), and the stream receiver."""
+"""WAL streaming: `drkit wal-stream` supervises pg_receivewal through a replication slot and
+moves what it writes (complete segments, the current partial) from a local spool into the
+archive; a restore flushes the spool first."""
 
 from __future__ import annotations
 
@@ -13,20 +15,8 @@ from drkit.domain.errors import OperationError
 from drkit.domain.stack import Service
 from drkit.domain.wal import PARTIAL_RE, SEGMENT_RE, is_wal_file_name
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.postgres.wal.archive import PushResult, WalArchive
+from drkit.engines.postgres.wal.archive import WalArchive, archive_for
 from drkit.infra.proc import Child, run
-
-
-def archive_for(ws: Workspace, service: Service) -> WalArchive:
-    return WalArchive(ws.repo, ws.stack.name, service.name, ws.codec)
-
-
-def wal_push(ws: Workspace, service: Service, path: Path) -> PushResult:
-    return archive_for(ws, service).push(path)
-
-
-def wal_fetch(ws: Workspace, service: Service, name: str, dest: Path) -> bool:
-    return archive_for(ws, service).fetch(name, dest)
 
 
 def spool_dir(ws: Workspace, service: Service) -> Path:

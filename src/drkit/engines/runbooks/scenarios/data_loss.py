@@ -80,9 +80,12 @@ def build(parameters: dict[str, Any]) -> Runbook:
     if parameters["in_place"]:
         chosen = [
             steps.stop_step("stop-writers", writers, "nothing may write while the database goes back to T"),
-            pg_steps.stop_postgres_step(),
-            pg_steps.move_aside_step(parameters["data_dir"], parameters["aside"]),
-            pg_steps.restore_in_place_step(parameters["backup_id"], target),
+            *pg_steps.on(
+                parameters["service"],
+                pg_steps.stop_postgres_step(),
+                pg_steps.move_aside_step(parameters["data_dir"], parameters["aside"]),
+                pg_steps.restore_in_place_step(parameters["backup_id"], target),
+            ),
             steps.integrity_step(),
             steps.start_step("start-writers", writers, "in dependency order"),
         ]
@@ -90,7 +93,10 @@ def build(parameters: dict[str, Any]) -> Runbook:
         scratch, port = parameters["scratch"], int(parameters["port"])
         chosen = [
             steps.pause_step("pause-writers", writers),
-            pg_steps.restore_scratch_step(parameters["backup_id"], target, scratch, port),
+            *pg_steps.on(
+                parameters["service"],
+                pg_steps.restore_scratch_step(parameters["backup_id"], target, scratch, port),
+            ),
             *(copy_back_step(i, spec, port) for i, spec in enumerate(parameters["copy_back"], 1)),
             pg_steps.stop_scratch_step(scratch, port),
             steps.integrity_step(),

@@ -49,10 +49,13 @@ def build(parameters: dict[str, Any]) -> Runbook:
         SCENARIO,
         (
             steps.stop_step("stop-writers", writers, "nothing may write while the database is replaced"),
-            pg_steps.emergency_dump_step(),
-            pg_steps.stop_postgres_step(),
-            pg_steps.move_aside_step(parameters["data_dir"], parameters["aside"]),
-            pg_steps.restore_in_place_step(parameters["backup_id"], RecoveryTarget()),
+            *pg_steps.on(
+                parameters["service"],
+                pg_steps.emergency_dump_step(),
+                pg_steps.stop_postgres_step(),
+                pg_steps.move_aside_step(parameters["data_dir"], parameters["aside"]),
+                pg_steps.restore_in_place_step(parameters["backup_id"], RecoveryTarget()),
+            ),
             steps.integrity_step(),
             steps.start_step("start-dependents", writers, "in dependency order"),
             steps.smoke_step(),

@@ -1,0 +1,50 @@
+"""`drkit prune`: remove what the retention policy no longer keeps (docs/retention.md)."""
+
+from __future__ import annotations
+
+import typer
+
+from drkit.cli.context import options
+from drkit.cli.render import console, emit_json
+from drkit.domain.errors import UsageError
+
+
+def prune_cmd(
+    ctx: typer.Context,
+    services: list[str] = typer.Argument(None, help="Services to prune (default: every one)."),
+    repo: str = typer.Option(None, "--repo", help="Repository to prune (default: the primary one)."),
+) -> None:
+    """Remove backups and WAL the retention policy no longer keeps, under each service's lock.
+
+    `--dry-run` lists what would go and the rule that decided; nothing is changed.
+
+    Example: drkit prune --dry-run;  drkit prune postgres --output json
+    """
+    from dataclasses import replace
+
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.ops.prune import describe, prune
+
+    opts = options(ctx)
+    stack = opts.stack()
+    if repo is not None:
+        if repo not in stack.repositories:
+            known = ", ".join(sorted(stack.repositories))
+            raise UsageError(f"no repository {repo!r} in {stack.source_path} (known: {known})")
+        stack = replace(stack, primary_repository=repo)
+    unknown = [n for n in services or () if n not in stack.services]
+    if unknown:
+        raise UsageError(f"no service {unknown[0]!r} in {stack.source_path}")
+    ws = open_workspace(stack)
+    names = list(services) if services else sorted(stack.services)
+    results = [prune(ws, stack.services[name], dry_run=opts.dry_run) for name in names]
+    if opts.json:
+        emit_json([r.to_dict() for r in results])
+        return
+    for result in results:
+        for line in describe(result):
+            console.print(line, soft_wrap=True, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prune")(prune_cmd)

@@ -1,0 +1,259 @@
+"""`drkit status`, `drkit metrics` and `drkit notify test|digest`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import typer
+
+from drkit.cli.context import Options, options
+from drkit.cli.render import console, emit_json, err_console, table
+from drkit.domain.errors import UsageError
+from drkit.domain.stack import Severity, Stack
+from drkit.engines.ops.status import ServiceStatus, StatusReport
+
+notify_app = typer.Typer(help="Send notifications to the targets in stack.yaml (apprise URLs).")
+
+
+def status_cmd(
+    ctx: typer.Context,
+    services: list[str] = typer.Argument(None, help="Services to show (default: every one)."),
+    notify: bool = typer.Option(False, "--notify", help="Send what is red to the notification targets."),
+) -> None:
+    """Per service: newest backup, newest recoverable point against the RPO, WAL capture, last
+    verify and drill; exit 3 when a recoverable point is older than its RPO or archiving fails.
+
+    Example: drkit status;  drkit status --notify -o json
+    """
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.ops.status import build_status, copies_probe
+
+    opts = options(ctx)
+    ws = open_workspace(opts.stack())
+    unknown = [s for s in services or [] if s not in ws.stack.services]
+    if unknown:
+        raise UsageError(f"no service {unknown[0]!r} in {ws.stack.source_path}")
+    report = build_status(ws, services=services or None, copies=copies_probe(ws))
+    if opts.json:
+        emit_json(
+            {"stack": report.stack, "at": report.at, "red": bool(report.red), "services": _rows(report)}
+        )
+    else:
+        _print(report)
+    if notify:
+        _notify_red(opts.stack(), report, quiet=opts.json)
+    if report.red:
+        raise typer.Exit(3)
+
+
+def _rows(report: StatusReport) -> list[dict[str, Any]]:
+    out = []
+    for s in report.services:
+        last = s.last_backup
+        out.append(
+            {
+                "service": s.service,
+                "kind": s.kind,
+                "red": s.red,
+                "problems": list(s.problems),
+                "last_backup": None
+                if last is None
+                else {"backup_id": last.backup_id, "kind": last.kind, "finished_at": last.finished_at},
+                "last_backup_age_seconds": (report.at - last.finished_at).total_seconds() if last else None,
+                "recoverable_at": s.recoverable_at,
+                "recoverable_source": s.recoverable_source,
+                "recoverable_age_seconds": s.recoverable_age_seconds,
+                "rpo_target_seconds": s.rpo_target_seconds,
+                "rto_target_seconds": s.rto_target_seconds,
+                "rpo_applies": s.rpo_applies,
+                "wal": s.archive,
+                "verify": s.verify,
+                "drill": s.drill,
+                "copies": dict(s.copies) if s.copies is not None else None,
+            }
+        )
+    return out
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return str(timedelta(seconds=round(seconds)))
+
+
+def _row(s: ServiceStatus, report: StatusReport) -> tuple[str, ...]:
+    last = s.last_backup
+    backup = (
+        f"{last.backup_id} ({_age((report.at - last.finished_at).total_seconds())} ago)" if last else "none"
+    )
+    rpo = f"{_age(s.recoverable_age_seconds)} / {_age(s.rpo_target_seconds)}" if s.rpo_applies else "n/a"
+    wal = "-"
+    if s.archive is not None:
+        a = s.archive
+        state = (
+            "[red]FAILING[/red]"
+            if a.failing
+            else ("caught up" if a.caught_up else f"lag {_age(a.lag_seconds)}")
+        )
+        wal = f"{a.mode}: {state}"
+    verify = "-" if s.verify is None else ("[green]ok[/green]" if s.verify.ok else "[red]failed[/red]")
+    drill = "-"
+    if s.drill is not None:
+        d = s.drill
+        drill = f"{d.verdict}" + (f" RTO {d.rto_seconds:.1f}s" if d.rto_seconds is not None else "")
+        drill += f" RPO {d.rpo_seconds:.1f}s" if d.rpo_seconds is not None else ""
+    verdict = "[red]RED[/red]" if s.red else "[green]ok[/green]"
+    return (s.service, verdict, backup, rpo, wal, verify, drill)
+
+
+def _print(report: StatusReport) -> None:
+    columns = ["service", "status", "newest backup", "recoverable age / RPO", "WAL", "verify", "drill"]
+    rows = [_row(s, report) for s in report.services]
+    if any(s.copies is not None for s in report.services):  # HOOK(copies): engines/ops/copies.py
+        columns.append("copies")
+        rows = [(*r, _copies_text(s)) for r, s in zip(rows, report.services, strict=True)]
+    table(f"status of {report.stack}", columns, rows)
+    for s in report.services:
+        for problem in s.problems:
+            console.print(f"[red]{problem}[/red]", soft_wrap=True)
+
+
+def _copies_text(s: ServiceStatus) -> str:
+    if s.copies is None:
+        return "-"
+    return ", ".join(f"{k} {v}" for k, v in s.copies.items())
+
+
+def _notify_red(stack: Stack, report: StatusReport, *, quiet: bool) -> None:
+    from drkit.engines.ops.notify import failure_message, send
+
+    message = failure_message(report)
+    if message is None:
+        return
+    if not stack.notifications:
+        err_console.print("no notification targets in stack.yaml (notifications.targets): nothing sent")
+        return
+    for d in send(stack, message):
+        if not quiet and not d.skipped:
+            console.print(f"notified {d.target}" if d.sent else f"[red]could not notify {d.target}[/red]")
+
+
+def metrics_cmd(
+    ctx: typer.Context,
+    listen: str = typer.Option(
+        "127.0.0.1:9188", "--listen", help="HOST:PORT to serve /metrics on.", metavar="HOST:PORT"
+    ),
+    once: bool = typer.Option(False, "--once", help="Print one scrape to stdout and exit."),
+) -> None:
+    """Serve the status as Prometheus metrics (computed afresh on every scrape).
+
+    Example: drkit metrics --listen 0.0.0.0:9188;  drkit metrics --once
+    """
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.ops.metrics import exposition, registry_for
+    from drkit.engines.ops.status import build_status, copies_probe
+
+    opts = options(ctx)
+    ws = open_workspace(opts.stack())
+
+    def build() -> StatusReport:
+        return build_status(ws, copies=copies_probe(ws))
+
+    if once:
+        typer.echo(exposition(build).decode(), nl=False)
+        return
+    _serve(listen, registry_for(build))
+
+
+def _serve(listen: str, registry: Any) -> None:
+    import threading
+
+    from prometheus_client import start_http_server
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--listen {listen!r}: give HOST:PORT, like 127.0.0.1:9188")
+    try:
+        server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+    console.print(f"serving drkit metrics on http://{listen}/metrics")
+    try:
+        threading.Event().wait()
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@notify_app.command("test")
+def notify_test_cmd(
+    ctx: typer.Context,
+    severity: str = typer.Option("critical", "--severity", help="info, warning or critical."),
+) -> None:
+    """Send a test message to every target that takes this severity; exit 1 if one fails.
+
+    Example: drkit notify test --severity warning
+    """
+    from drkit.engines.ops.notify import test_message
+    from drkit.infra.clock import SystemClock
+
+    opts = options(ctx)
+    stack = opts.stack()
+    _deliver(opts, stack, test_message(stack, _severity(severity), SystemClock().now()))
+
+
+@notify_app.command("digest")
+def notify_digest_cmd(
+    ctx: typer.Context,
+    print_only: bool = typer.Option(False, "--print", help="Print the digest; send nothing."),
+) -> None:
+    """Send the digest of the last 24 hours: backups taken, drills and recoveries run.
+
+    Example: drkit notify digest --print
+    """
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.ops.notify import digest
+
+    opts = options(ctx)
+    ws = open_workspace(opts.stack())
+    message = digest(ws, until=ws.clock.now())
+    if print_only:
+        console.print(f"{message.title}\n{message.body}", soft_wrap=True, markup=False)
+        return
+    _deliver(opts, ws.stack, message)
+
+
+def _severity(text: str) -> Severity:
+    try:
+        return Severity(text)
+    except ValueError:
+        raise UsageError(f"--severity {text!r}: use info, warning or critical") from None
+
+
+def _deliver(opts: Options, stack: Stack, message: Any) -> None:
+    from drkit.domain.errors import OperationError
+    from drkit.engines.ops.notify import send
+
+    if not stack.notifications:
+        raise UsageError("no notification targets in stack.yaml (notifications.targets)")
+    deliveries = send(stack, message)
+    if opts.json:
+        emit_json(deliveries)
+    else:
+        for d in deliveries:
+            state = (
+                "skipped (below its min_severity)"
+                if d.skipped
+                else ("sent" if d.sent else "[red]FAILED[/red]")
+            )
+            console.print(f"{d.target}: {state}")
+    failed = [d.target for d in deliveries if not d.sent and not d.skipped]
+    if failed:
+        raise OperationError(f"could not notify {', '.join(failed)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status_cmd)
+    app.command("metrics")(metrics_cmd)
+    app.add_typer(notify_app, name="notify")

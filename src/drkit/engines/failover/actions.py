@@ -1,0 +1,129 @@
+"""The acts a switchover, a failover and a rejoin are made of."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from psycopg import sql
+
+from drkit.adapters.postgres.client import connect, execute, rows, scalar
+from drkit.domain.errors import DrkitError, OperationError
+from drkit.domain.stack import Member
+from drkit.engines.failover import standby
+from drkit.engines.failover.cluster import Cluster, parse_lsn, sync_names
+from drkit.infra.clock import Clock
+from drkit.infra.wait import wait_for
+
+
+def replayed_lsn(cluster: Cluster, member: Member) -> int:
+    found = scalar(cluster.dsn(member), "select pg_last_wal_replay_lsn()::text")
+    value = parse_lsn(found)
+    if value is None:
+        raise OperationError(f"{member.name} is not replaying WAL (not a standby?)")
+    return value
+
+
+def wait_replayed(cluster: Cluster, member: Member, lsn: int, timeout: float) -> int:
+    def reached() -> int | None:
+        got = replayed_lsn(cluster, member)
+        return got if got >= lsn else None
+
+    return wait_for(reached, timeout=timeout, what=f"{member.name} to replay up to the primary's end")
+
+
+def promote(cluster: Cluster, member: Member, *, keep_sync: set[str]) -> None:
+    """pg_promote(), then synchronous_standby_names for the new primary: its synchronous
+    standbys among `keep_sync` (the members that will follow it), else none, so a standby
+    that is gone does not block every commit."""
+    dsn = cluster.dsn(member)
+    if scalar(dsn, "select pg_is_in_recovery()"):
+        # A primary needs no restore_command, and the archive's lookups (timeline history
+        # files) would only slow the promotion down; the member keeps what it received.
+        with connect(dsn) as conn:
+            conn.execute("alter system reset restore_command")
+            conn.execute("select pg_reload_conf()")
+        if not scalar(dsn, "select pg_promote(true, 60)"):
+            raise OperationError(f"pg_promote() on {member.name} did not complete within 60s")
+    names = sync_names(cluster, member.name, up=keep_sync)
+    with connect(dsn) as conn:
+        conn.execute(sql.SQL("alter system set synchronous_standby_names = {}").format(sql.Literal(names)))
+        conn.execute("select pg_reload_conf()")
+
+
+def write_check(cluster: Cluster, member: Member, clock: Clock, timeout: float = 30.0) -> datetime:
+    """A transaction that takes a transaction id commits on the member: it accepts writes."""
+
+    def commit() -> datetime:
+        with connect(cluster.dsn(member), autocommit=False) as conn:
+            conn.execute("select pg_current_xact_id()")
+            conn.commit()
+        return clock.now()
+
+    return wait_for(commit, timeout=timeout, what=f"{member.name} to accept writes", retry_on=(DrkitError,))
+
+
+def follow(cluster: Cluster, member: Member, primary: Member, restore_command: str | None) -> str:
+    """Make a stopped former primary (or a stray member) a standby of `primary`: pg_rewind
+    when its history diverged, standby.signal and primary_conninfo, its slot, start."""
+    runtime = cluster.runtime(member)
+    if runtime.is_running():
+        runtime.stop()
+    rewound = standby.rewind(cluster, member, primary)
+    standby.write_standby_settings(cluster, member, primary, restore_command)
+    standby.ensure_slot(cluster, primary, member.slot)
+    runtime.start()
+    return f"{rewound}; standby of {primary.name} on slot {member.slot}"
+
+
+def wait_streaming(cluster: Cluster, member: Member, primary: Member, timeout: float) -> str:
+    query = "select state from pg_stat_replication where application_name = %s"
+
+    def streaming() -> str | None:
+        found = rows(cluster.dsn(primary), query, (member.name,))
+        return str(found[0][0]) if found and found[0][0] == "streaming" else None
+
+    return wait_for(
+        streaming,
+        timeout=timeout,
+        what=f"{member.name} to stream from {primary.name}",
+        retry_on=(DrkitError,),
+    )
+
+
+def fence(cluster: Cluster, member: Member, timeout: float) -> tuple[str, int | None]:
+    """Stop a lost primary through its runtime so it cannot take writes when it comes back:
+    a fast (clean) stop first, whose control file then tells where its WAL ended; an
+    immediate stop when that hangs. A local one is also marked standby (standby.signal):
+    restarted, it comes back read-only until `drkit replica rejoin`."""
+    runtime = cluster.runtime(member)
+    local = member.runtime.type == "local" and bool(member.runtime.data_dir)
+    how = "stopped"
+    try:
+        runtime.stop(timeout=timeout)
+    except DrkitError:
+        if not local:
+            raise
+        standby.stop_now(member)
+        how = "stopped (immediate)"
+    if not local:
+        return f"{how} through its runtime ({runtime.description})", None
+    end = standby.shutdown_lsn(member)
+    (standby.data_dir(member) / "standby.signal").touch()
+    return f"{how} and marked standby (standby.signal)", end
+
+
+def set_sync(cluster: Cluster, primary: Member, names: str) -> None:
+    with connect(cluster.dsn(primary)) as conn:
+        conn.execute(sql.SQL("alter system set synchronous_standby_names = {}").format(sql.Literal(names)))
+        conn.execute("select pg_reload_conf()")
+
+
+def current_lsn(cluster: Cluster, primary: Member) -> int:
+    value = parse_lsn(scalar(cluster.dsn(primary), "select pg_current_wal_lsn()::text"))
+    if value is None:
+        raise OperationError(f"{primary.name}: no current WAL position")
+    return value
+
+
+def checkpoint(cluster: Cluster, member: Member) -> None:
+    execute(cluster.dsn(member), "checkpoint")

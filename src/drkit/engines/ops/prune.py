@@ -1,0 +1,208 @@
+"""`drkit prune`: gather one service's facts from the repository, decide (retention_policy.py),
+and carry the plan out under the service's lock.
+
+Safe to kill at any moment: a backup goes manifest first (from then on it does not exist;
+what a kill leaves is an incomplete backup, which `clean_incomplete` removes on the next
+prune or backup), backups before WAL (a kill never leaves a listed backup without its WAL),
+and WAL oldest first, segment before its hash sidecar (the archive stays a contiguous tail).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drkit.domain.backup import BackupKind, Manifest
+from drkit.domain.errors import RepositoryError
+from drkit.domain.stack import Service
+from drkit.domain.wal import DEFAULT_SEGMENT_SIZE, Lsn, Segment
+from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.commit import clean_incomplete
+from drkit.engines.core.layout import backup_dir, lock_name, manifest_key, verified_key
+from drkit.engines.core.set_refs import list_sets
+from drkit.engines.core.workspace import Workspace
+from drkit.engines.ops.object_gc import BucketSweep, plan_sweep, sweep, sweep_run_id
+from drkit.engines.ops.retention_policy import BackupFact, Facts, Plan, Policy, SetFact, WalSpan, decide
+from drkit.engines.postgres.wal.archive import WalArchive
+from drkit.infra import locks
+from drkit.infra.hold import hold
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    plan: Plan
+    incomplete: tuple[str, ...]  # dry run: incomplete backups; else: the ones removed
+    done: bool  # False: a dry run
+    objects: tuple[BucketSweep, ...] | None = None  # object versions swept; None: not swept
+    kind: str = ""  # the service's kind
+
+    def to_dict(self) -> dict[str, object]:
+        p = self.plan
+        objects = None
+        if self.objects is not None:
+            objects = [
+                {
+                    "bucket": b.bucket,
+                    "versions": b.versions,
+                    "files": len(b.files),
+                    "kept_files": b.kept_files,
+                    "waiting": b.waiting,
+                }
+                for b in self.objects
+            ]
+        return {
+            "service": p.service,
+            "dry_run": not self.done,
+            "keep": [_decision(d) for d in p.keep],
+            "drop": [_decision(d) for d in p.drop],
+            "wal_drop": [_decision(d) for d in p.wal_drop],
+            "wal_kept": p.wal_kept,
+            "wal_from": p.wal_from,
+            "incomplete": list(self.incomplete),
+            "objects": objects,
+        }
+
+
+def _decision(d: object) -> dict[str, str]:
+    return {k: str(v) for k, v in vars(d).items()}
+
+
+def policy_of(service: Service) -> Policy:
+    wal = service.postgres.wal_retention if service.kind == "postgres" and service.postgres else None
+    return Policy(service.retention, wal)
+
+
+def prune(ws: Workspace, service: Service, *, dry_run: bool) -> PruneResult:
+    """Plan (and unless `dry_run`, carry out) the retention of one service."""
+    if dry_run:
+        incomplete = list_backups(ws.repo, ws.stack.name, service.name).incomplete
+        plan = plan_service(ws, service)
+        swept = _objects(ws, service, plan, live_check=False)
+        return PruneResult(plan, incomplete, False, _tuple(swept), service.kind)
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "prune"):
+        removed = clean_incomplete(ws, service.name)
+        plan = plan_service(ws, service)
+        carry_out(ws, plan)
+        swept = _objects(ws, service, plan, live_check=True)
+        if swept:
+            kept = list_backups(ws.repo, ws.stack.name, service.name).complete
+            sweep(ws, service.name, swept, sweep_run_id(list(kept)))
+    return PruneResult(plan, removed, True, _tuple(swept), service.kind)
+
+
+def _tuple(swept: list[BucketSweep] | None) -> tuple[BucketSweep, ...] | None:
+    return None if swept is None else tuple(swept)
+
+
+def _objects(ws: Workspace, service: Service, plan: Plan, *, live_check: bool) -> list[BucketSweep] | None:
+    """Object-store services: the versions no kept backup lists any more (object_gc.py)."""
+    if service.kind != "s3":
+        return None
+    kept = {d.name for d in plan.keep}
+    manifests = [
+        m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.backup_id in kept
+    ]
+    return plan_sweep(ws, service.name, manifests, live_check=live_check)
+
+
+def plan_service(ws: Workspace, service: Service) -> Plan:
+    return decide(gather(ws, service), policy_of(service), ws.clock.now())
+
+
+def carry_out(ws: Workspace, plan: Plan) -> None:
+    stack, service = ws.stack.name, plan.service
+    for n, doomed in enumerate(plan.drop):
+        ws.repo.delete(manifest_key(stack, service, doomed.name))
+        if n == 0:
+            hold("prune-deleting")
+        ws.repo.delete_tree(backup_dir(stack, service, doomed.name))
+    if plan.wal_drop:
+        archive = WalArchive(ws.repo, stack, service, ws.codec)
+        for wal in plan.wal_drop:
+            archive.delete(wal.name)
+
+
+def gather(ws: Workspace, service: Service) -> Facts:
+    """The facts retention decides from. Sets that cannot be read stop the prune: deleting
+    without knowing what a set needs could break it."""
+    manifests = list_backups(ws.repo, ws.stack.name, service.name).complete
+    size = next((m.postgres.wal_segment_size for m in manifests if m.postgres), DEFAULT_SEGMENT_SIZE)
+    try:
+        sets = list_sets(ws)
+    except (ValueError, KeyError) as exc:
+        raise RepositoryError(f"a set in {ws.repo.location} is unreadable ({exc}); pruning nothing") from exc
+    by_id = {m.backup_id: m for m in manifests}
+    set_facts = []
+    for s in sets:
+        backup_id = s.backups.get(service.name)
+        if backup_id is None:
+            continue
+        until = _set_until(by_id.get(backup_id), s.restore_point_lsn, size)
+        set_facts.append(SetFact(s.set_id, backup_id, until))
+    wal: tuple[str, ...] = ()
+    if service.kind == "postgres":
+        wal = tuple(sorted(_wal_names(ws, service.name)))
+    backups = tuple(_fact(ws, m, size) for m in manifests)
+    return Facts(service.name, backups, tuple(set_facts), wal, size)
+
+
+def _fact(ws: Workspace, m: Manifest, size: int) -> BackupFact:
+    span = None
+    if m.kind is BackupKind.BASE and m.postgres is not None:
+        p = m.postgres
+        start = Segment.containing(Lsn.parse(p.start_lsn), p.timeline, size).number
+        stop = Segment.containing(Lsn.parse(p.stop_lsn), p.timeline, size).number
+        span = WalSpan(p.timeline, start, stop)
+    series = m.kind.value + (f":{m.details['artifact']}" if "artifact" in m.details else "")
+    verified = ws.repo.exists(verified_key(m.stack, m.service, m.backup_id))
+    return BackupFact(m.backup_id, series, m.finished_at, verified, span)
+
+
+def _set_until(m: Manifest | None, lsn: str, size: int) -> int | None:
+    if m is None or m.postgres is None or not lsn:
+        return None
+    try:
+        return Segment.containing(Lsn.parse(lsn), m.postgres.timeline, size).number
+    except ValueError:
+        return None
+
+
+def _wal_names(ws: Workspace, service: str) -> set[str]:
+    """Archived WAL names, and names whose hash sidecar outlived the segment (a killed prune
+    or push): those go with their range too."""
+    archive = WalArchive(ws.repo, ws.stack.name, service, ws.codec)
+    names = archive.names()
+    for key in ws.repo.list(archive.prefix):
+        base = key.rsplit("/", 1)[-1]
+        if base.endswith(".sha256"):
+            names.add(base.removesuffix(".sha256"))
+    return names
+
+
+def describe(result: PruneResult) -> list[str]:
+    """Text lines for `drkit prune`: what goes (or went) and the rule that decided."""
+    p, verb = result.plan, ("removed" if result.done else "would remove")
+    lines = [
+        f"{p.service}: {verb} {len(p.drop)} backup(s), {len(p.wal_drop)} WAL file(s); keeping {len(p.keep)}"
+    ]
+    lines += [f"  keep {d.name}: {d.rule}: {d.why}" for d in p.keep]
+    lines += [f"  {verb} {d.name}: {d.rule}: {d.why}" for d in p.drop]
+    for first, last, count in p.wal_runs():
+        lines.append(f"  {verb} WAL {first} .. {last} ({count} files)")
+    if p.wal_drop:
+        lines.append(f"  WAL rule: {p.wal_drop[0].rule}: {p.wal_drop[0].why}")
+    if result.objects is None and result.kind == "s3":
+        lines.append("  object versions: not swept (a backup of this service is in progress)")
+    for b in result.objects or ():
+        if b.waiting:
+            lines.append(
+                f"  object versions of bucket {b.bucket}: not swept until the next backup lists "
+                "what an interrupted one copied"
+            )
+            continue
+        lines.append(
+            f"  {verb} {b.versions} object version(s) of bucket {b.bucket} ({len(b.files)} stored "
+            f"file(s); {b.kept_files} stay): no kept backup lists them"
+        )
+    state = "incomplete backup" if not result.done else "removed incomplete backup"
+    lines += [f"  {state} {i} (no manifest)" for i in result.incomplete]
+    return lines

@@ -1,0 +1,218 @@
+"""Off-site copies: `drkit sync` copies the primary repository's committed backups, WAL,
+objects data, sets and journals to another repository, incrementally and resumably.
+
+Order, so that a copy killed at any moment is never mistaken for more than it is:
+per service (under its lock) first everything outside `backups/` (WAL with its `.sha256`
+sidecars after the segments, objects data with the catalog after the packs and blobs),
+then each committed backup: its files, each re-hashed at the destination, and its manifest
+last (the commit point there too). Sets and journals follow. A backup whose manifest has
+not arrived is an incomplete backup at the destination; the next run copies only what is
+missing. Backups still being written at the source (no manifest, a lease) are not copied.
+
+A destination with `encryption:` gets age-encrypted data. A plain source file is encrypted
+as stored (the zstd frame inside stays byte for byte the source's) under the same key, and
+the backup gets a manifest of its own describing what is stored there (docs/offsite.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from drkit.adapters.repository import open_repository
+from drkit.adapters.repository.codec import decrypt, encrypt, is_encrypted, sha256
+from drkit.adapters.repository.port import Entry, Repository
+from drkit.domain.backup import MANIFEST_NAME, Manifest, StoredFile
+from drkit.domain.errors import IntegrityError, RepositoryError, UsageError
+from drkit.domain.stack import Encryption, RepositorySpec
+from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.layout import backup_dir, backups_prefix, journals_prefix, lock_name
+from drkit.engines.core.set_refs import sets_prefix
+from drkit.engines.core.workspace import Workspace
+from drkit.infra import locks
+from drkit.infra.hold import hold
+
+SECOND = timedelta(seconds=1)
+ENCRYPTABLE = ".zst"  # stored data; manifests, sets, journals and WAL sidecars stay plain JSON/text
+
+
+@dataclass
+class SyncReport:
+    repository: str
+    location: str
+    encrypted: bool
+    copied: int = 0  # files written
+    skipped: int = 0  # files already there
+    bytes: int = 0  # bytes written
+    backups: list[str] = field(default_factory=list)  # backups committed there by this run
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Copy:
+    """One run's copy to one repository."""
+
+    ws: Workspace
+    dst: Repository
+    encryption: Encryption | None
+    report: SyncReport
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return self.encryption.recipients if self.encryption else ()
+
+    def transform(self, key: str, data: bytes) -> bytes:
+        """The bytes to store at the destination for a source blob."""
+        if self.recipients and key.endswith(ENCRYPTABLE) and not is_encrypted(data, key):
+            return encrypt(data, self.recipients)
+        return data
+
+    def arrived(self, key: str, src: Entry, dst: Entry | None) -> bool:
+        """Puts are atomic: a key that exists holds a whole write. Plain: the same size;
+        encrypted: larger than the plain bytes. Not older than the source (journals change),
+        to the second (S3 keeps whole seconds)."""
+        if dst is None or dst.modified < src.modified - SECOND:
+            return False
+        if self.recipients and key.endswith(ENCRYPTABLE) and not key.endswith(".age"):
+            return dst.size > src.size
+        return dst.size == src.size
+
+    def put(self, key: str, data: bytes) -> str:
+        """Write, read back, re-hash: the SHA-256 of what is stored there."""
+        self.dst.put(key, data)
+        expected = sha256(data)
+        if sha256(self.dst.get(key)) != expected:
+            raise RepositoryError(f"{key} reads back different from what was written to {self.dst.location}")
+        self.report.copied += 1
+        self.report.bytes += len(data)
+        return expected
+
+    def mirror(self, prefix: str, *, exclude: str | None = None) -> None:
+        """Every blob under `prefix` (but `exclude`) that is not there yet; sidecars and
+        catalogs after the data they describe."""
+        there = {e.key: e for e in self.dst.entries(prefix)}
+        for src in sorted(self.ws.repo.entries(prefix), key=_order):
+            if exclude and src.key.startswith(exclude):
+                continue
+            if self.arrived(src.key, src, there.get(src.key)):
+                self.report.skipped += 1
+                continue
+            try:
+                data = self.ws.repo.get(src.key)
+            except FileNotFoundError:  # removed since it was listed (prune, a catalog compaction)
+                continue
+            self.put(src.key, self.transform(src.key, data))
+
+
+def _order(entry: Entry) -> tuple[int, str]:
+    last = entry.key.endswith(".sha256") or "/catalog/" in entry.key
+    return (1 if last else 0, entry.key)
+
+
+def targets(ws: Workspace, to: str | None) -> list[RepositorySpec]:
+    stack = ws.stack
+    if to is not None:
+        if to not in stack.repositories:
+            known = ", ".join(sorted(stack.repositories))
+            raise UsageError(f"no repository {to!r} in {stack.source_path} (known: {known})")
+        if to == stack.primary_repository:
+            raise UsageError(f"{to!r} is the primary repository: sync copies from it to another")
+        return [stack.repositories[to]]
+    chosen = [r for n, r in sorted(stack.repositories.items()) if n != stack.primary_repository]
+    if not chosen:
+        raise UsageError(
+            f"{stack.source_path} has one repository: add another (an off-site bucket) to sync to"
+        )
+    return chosen
+
+
+def sync(ws: Workspace, to: str | None = None) -> list[SyncReport]:
+    """Copy to `to`, or to every repository but the primary."""
+    return [sync_to(ws, spec) for spec in targets(ws, to)]
+
+
+def sync_to(ws: Workspace, spec: RepositorySpec) -> SyncReport:
+    started = ws.clock.monotonic()
+    dst = open_repository(spec)
+    report = SyncReport(spec.name, dst.location, spec.encryption is not None)
+    run = _Copy(ws, dst, spec.encryption, report)
+    stack = ws.stack.name
+    for service in sorted(ws.stack.services):
+        with locks.exclusive(ws.lock_dir, lock_name(service), "sync"):
+            run.mirror(f"{stack}/{service}/", exclude=backups_prefix(stack, service))
+            _copy_backups(run, service)
+    run.mirror(sets_prefix(stack))
+    run.mirror(journals_prefix(stack))
+    report.seconds = ws.clock.monotonic() - started
+    return report
+
+
+def _copy_backups(run: _Copy, service: str) -> None:
+    stack = run.ws.stack.name
+    there = {m.backup_id for m in list_backups(run.dst, stack, service).complete}
+    for manifest in list_backups(run.ws.repo, stack, service).complete:
+        if manifest.backup_id in there:  # committed there: its files and manifest
+            run.report.skipped += len(manifest.files) + 1
+            continue
+        _copy_backup(run, manifest)
+        run.report.backups.append(f"{service}/{manifest.backup_id}")
+
+
+def _copy_backup(run: _Copy, m: Manifest) -> None:
+    directory = backup_dir(m.stack, m.service, m.backup_id)
+    there = {e.key: e for e in run.dst.entries(f"{directory}/")}
+    stored = tuple(_copy_file(run, m, f, there) for f in m.files)
+    if stored == m.files:  # the same bytes: the source's own manifest, byte for byte
+        raw = run.ws.repo.get(f"{directory}/{MANIFEST_NAME}")
+    else:
+        raw = _copy_manifest(run, m, stored).to_json()
+    run.put(f"{directory}/{MANIFEST_NAME}", raw)
+
+
+def _copy_manifest(run: _Copy, m: Manifest, stored: tuple[StoredFile, ...]) -> Manifest:
+    """What is stored at the destination: its hashes, `encrypted`, and the source's hashes
+    of the plain (zstd) bytes inside each age file, to check them after decrypting."""
+    copy = {
+        "from": run.ws.stack.primary_repository,
+        "stored_sha256": {f.name: f.sha256 for f in m.files},
+        "stored_size": {f.name: f.size for f in m.files},
+    }
+    return replace(m, files=stored, encrypted=True, details={**m.details, "encrypted_copy": copy})
+
+
+def _copy_file(run: _Copy, m: Manifest, f: StoredFile, there: dict[str, Entry]) -> StoredFile:
+    key = f"{backup_dir(m.stack, m.service, m.backup_id)}/{f.name}"
+    if key in there:
+        kept = _already_there(run, key, f)
+        if kept is not None:
+            run.report.skipped += 1
+            return kept
+    data = run.ws.repo.get(key)
+    if len(data) != f.size or sha256(data) != f.sha256:
+        raise IntegrityError(
+            f"{key} in {run.ws.repo.location} does not match its manifest: not copied",
+            hint=f"drkit verify {m.backup_id}",
+        )
+    out = run.transform(key, data)
+    digest = run.put(key, out)
+    hold("sync-copying")  # tests: a kill here leaves a backup without its manifest there
+    return replace(f, size=len(out), sha256=digest)
+
+
+def _already_there(run: _Copy, key: str, f: StoredFile) -> StoredFile | None:
+    """A file an interrupted run wrote: read it (no write) and check it against the source
+    manifest: the same bytes, or (encrypted) age data that decrypts to them when the
+    destination's identity is known here."""
+    data = run.dst.get(key)
+    if len(data) == f.size and sha256(data) == f.sha256:
+        return f
+    if not run.recipients or not is_encrypted(data, key):
+        return None
+    identity = run.encryption.identity if run.encryption else None
+    if identity is not None and sha256(decrypt(data, identity, name=key)) != f.sha256:
+        return None
+    return replace(f, size=len(data), sha256=sha256(data))

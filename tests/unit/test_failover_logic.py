@@ -1,0 +1,180 @@
+"""Failover's decisions without servers: the replication config, the probes over a window
+(a blip does not trigger), the lag against the RPO, pgbouncer's ini rewrite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from drkit.config.loader import load_stack
+from drkit.domain.errors import ConfigError, OperationError
+from drkit.engines.failover.cluster import Cluster, format_lsn, parse_lsn, sync_names
+from drkit.engines.failover.confirm import Lag, check_lag, confirm_down
+from drkit.engines.failover.repoint import rewrite_pgbouncer_ini
+from drkit.engines.runbooks.model import StepContext, StepResult
+
+STACK = """\
+version: 1
+stack: demo
+repositories: {local: {type: fs, path: ./repo}}
+services:
+  postgres:
+    kind: postgres
+    dsn: host=10.0.0.1 port=5432 dbname=app
+    rpo: 5s
+    runtime: {type: local, data_dir: /srv/pg1, exec_prefix: [ip, netns, exec, db1]}
+    replication:
+      synchronous: true
+      standbys:
+        pg2:
+          dsn: host=10.0.0.2 dbname=app
+          runtime: {type: local, data_dir: /srv/pg2}
+          synchronous: true
+        Pg-3:
+          dsn: host=10.0.0.3 dbname=app
+          runtime: {type: local, data_dir: /srv/pg3}
+      failover:
+        probes: 4
+        window: 8s
+        repoint:
+          - {type: pgbouncer, path: /etc/pgbouncer/pgbouncer.ini, admin_dsn: "host=/run/pgb dbname=pgbouncer"}
+          - {type: hook, command: [/usr/local/bin/repoint]}
+"""
+
+
+def load(tmp_path: Path, text: str = STACK) -> Cluster:
+    path = tmp_path / "stack.yaml"
+    path.write_text(text)
+    stack = load_stack(path)
+    svc = stack.service("postgres")
+    assert svc.replication is not None
+    return Cluster(svc, svc.replication, tmp_path)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def test_replication_config_members_slots_and_policy(tmp_path: Path) -> None:
+    cluster = load(tmp_path)
+    names = [m.name for m in cluster.replication.members]
+    assert names == ["postgres", "pg2", "Pg-3"]
+    assert cluster.member("Pg-3").slot == "pg_3"
+    assert cluster.member("postgres").runtime.exec_prefix == ("ip", "netns", "exec", "db1")
+    policy = cluster.replication.failover
+    assert (policy.probes, policy.window, policy.max_lag) == (4, 8.0, None)
+    assert [r.type for r in policy.repoint] == ["pgbouncer", "hook"]
+    assert cluster.host_port(cluster.member("pg2")) == ("10.0.0.2", 5432)
+    assert sync_names(cluster, "postgres") == "FIRST 1 (pg2)"
+    assert sync_names(cluster, "pg2") == "FIRST 1 (postgres)"
+    assert sync_names(cluster, "pg2", up=set()) == ""
+
+
+def test_replication_config_errors_name_the_key(tmp_path: Path) -> None:
+    bad_repoint = STACK.replace(
+        "{type: hook, command: [/usr/local/bin/repoint]}", "{type: env_file, path: .env}"
+    )
+    with pytest.raises(ConfigError, match=r"failover.repoint.1.*needs key"):
+        load(tmp_path, bad_repoint)
+    not_pg = STACK.replace("kind: postgres", "kind: redis")
+    with pytest.raises(ConfigError, match="replication is only for services of kind postgres"):
+        load(tmp_path, not_pg)
+    one_probe = STACK.replace("probes: 4", "probes: 1")
+    with pytest.raises(ConfigError, match="probes"):
+        load(tmp_path, one_probe)
+
+
+def test_every_probe_must_fail_over_the_window() -> None:
+    clock = FakeClock()
+    said: list[str] = []
+    answers = iter([False, False, False, False])
+    first = confirm_down(lambda: next(answers), probes=4, window=9.0, clock=clock, say=said.append)
+    assert first == datetime.fromtimestamp(0, UTC)
+    assert clock.t == pytest.approx(9.0)  # spread over the window
+    assert len(said) == 4
+
+
+def test_a_one_probe_blip_does_not_trigger() -> None:
+    clock = FakeClock()
+    answers = iter([False, True, False])
+    with pytest.raises(OperationError, match="answered probe 2/3"):
+        confirm_down(lambda: next(answers), probes=3, window=6.0, clock=clock, say=lambda _m: None)
+
+
+def test_lag_against_the_rpo() -> None:
+    caught_up = Lag("0/3000000", "0/3000000", 0.0, None)
+    assert "0.0s behind" in check_lag(caught_up, 5.0, force=False)
+    behind = Lag("0/5000000", "0/3000000", 12.5, 1.0)
+    with pytest.raises(OperationError, match="12.5s behind, beyond the 5s RPO target"):
+        check_lag(behind, 5.0, force=False)
+    assert "forced" in check_lag(behind, 5.0, force=True)
+    unknown = Lag("0/5000000", "0/3000000", float("inf"), None)
+    with pytest.raises(OperationError, match="unknown time"):
+        check_lag(unknown, 5.0, force=False)
+    assert "behind" in check_lag(behind, None, force=False)  # no target: no limit
+
+
+def test_lsn_round_trip() -> None:
+    assert parse_lsn("1/A0") == (1 << 32) + 0xA0
+    assert format_lsn(parse_lsn("16/B374D848")) == "16/B374D848"
+    assert parse_lsn(None) is None
+
+
+def test_pgbouncer_ini_rewrite_touches_only_the_named_entries() -> None:
+    ini = (
+        "[databases]\n"
+        "nchat = host=10.0.0.1 port=5432 dbname=nchat\n"
+        "other = host=10.9.9.9 dbname=other\n"
+        "; nchat = host=commented\n"
+        "[pgbouncer]\n"
+        "listen_port = 6432\n"
+    )
+    text, changed = rewrite_pgbouncer_ini(ini, ["nchat"], "10.0.0.2", 5433)
+    assert changed == 1
+    assert "nchat = host=10.0.0.2 port=5433 dbname=nchat\n" in text
+    assert "other = host=10.9.9.9 dbname=other\n" in text
+    assert "; nchat = host=commented" in text and "listen_port = 6432" in text
+    everything, n = rewrite_pgbouncer_ini(ini, [], "h", 1)
+    assert n == 2 and "other = host=h dbname=other port=1\n" in everything
+
+
+# every member on a closed local port: nothing leaves this machine
+OFFLINE = (
+    STACK.replace("host=10.0.0.1 port=5432", "host=127.0.0.1 port=1")
+    .replace("host=10.0.0.2", "host=127.0.0.1 port=1")
+    .replace("host=10.0.0.3", "host=127.0.0.1 port=1")
+)
+
+
+def _fence_step(tmp_path: Path, *, force: bool) -> StepResult:
+    from drkit.engines.failover.failover import build
+
+    cluster = load(tmp_path, OFFLINE)
+    runbook = build(cluster, "pg2", force=force)
+    step = next(s for s in runbook.steps if s.name == "fence")
+    ctx = StepContext(ws=None, parameters={}, facts={}, say=lambda _m: None)  # type: ignore[arg-type]
+    return step.run(ctx)
+
+
+def test_no_fence_no_failover_without_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drkit.engines.failover import actions
+
+    def unreachable(*_args: object) -> None:
+        raise OperationError("its host does not answer")
+
+    monkeypatch.setattr(actions, "fence", unreachable)
+    with pytest.raises(OperationError, match="can be neither reached nor fenced.*without --force"):
+        _fence_step(tmp_path, force=False)
+    assert "forced" in _fence_step(tmp_path, force=True).detail
