@@ -108,6 +108,8 @@ def _replication(service: Service) -> list[CheckResult]:
     """pg_basebackup and pg_receivewal open replication connections, which pg_hba.conf allows
     separately from ordinary ones (the postgres image allows them only from inside the container)."""
     name, user = f"{service.name}: replication", dsn_param(service.dsn or "", "user") or "postgres"
+    if service.runtime.type == "compose":
+        return [_replication_in_container(service, name, user)]
     try:
         with connect(service_dsn(service, replication="true")):
             pass
@@ -130,6 +132,28 @@ def _replication(service: Service) -> list[CheckResult]:
             )
         ]
     return [CheckResult(name, OK, f"pg_hba.conf allows replication connections for {user}")]
+
+
+def _replication_in_container(service: Service, name: str, user: str) -> CheckResult:
+    """compose: drkit runs pg_basebackup and pg_receivewal in the container (docs/nself.md,
+    "Docker and compose"), so try a replication connection there, over its socket."""
+    from drkit.adapters.postgres.toolhost import tool_host
+    from drkit.infra.proc import last_line, run
+
+    with tool_host(service, service_dsn(service)) as host:
+        args = ["psql", "-X", "-A", "-t", "-d", f"{host.login.dsn} replication=true", "-c", "IDENTIFY_SYSTEM"]
+        result = run(host.argv(args), timeout=60, check=False)
+    container = service.runtime.container
+    if result.returncode == 0:
+        return CheckResult(
+            name, OK, f"replication connections allowed inside {container} (drkit's tools run there)"
+        )
+    return CheckResult(
+        name,
+        FAIL,
+        f"a replication connection inside {container} failed ({last_line(result.stderr, result.stdout)}): "
+        f"pg_hba.conf needs `local replication {user} trust` (the postgres image has it)",
+    )
 
 
 def _archiving(service: Service, dsn: str, info: ServerInfo) -> list[CheckResult]:
