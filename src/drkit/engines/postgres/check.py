@@ -106,10 +106,19 @@ def connect_fix(service: Service, message: str) -> str:
 
 def _replication(service: Service) -> list[CheckResult]:
     """pg_basebackup and pg_receivewal open replication connections, which pg_hba.conf allows
-    separately from ordinary ones (the postgres image allows them only from inside the container)."""
+    separately from ordinary ones (the postgres image allows them only from inside the container).
+    For compose, drkit runs those tools inside the container: refused from this host but
+    allowed in there is fine."""
     name, user = f"{service.name}: replication", dsn_param(service.dsn or "", "user") or "postgres"
-    if service.runtime.type == "compose":
-        return [_replication_in_container(service, name, user)]
+    results = _replication_from_host(service, name, user)
+    if results[0].status is FAIL and service.runtime.type == "compose":
+        inside = _replication_in_container(service, name, user)
+        if inside.status is OK:
+            return [inside]
+    return results
+
+
+def _replication_from_host(service: Service, name: str, user: str) -> list[CheckResult]:
     try:
         with connect(service_dsn(service, replication="true")):
             pass
@@ -140,10 +149,22 @@ def _replication_in_container(service: Service, name: str, user: str) -> CheckRe
     from drkit.adapters.postgres.toolhost import tool_host
     from drkit.infra.proc import last_line, run
 
-    with tool_host(service, service_dsn(service)) as host:
-        args = ["psql", "-X", "-A", "-t", "-d", f"{host.login.dsn} replication=true", "-c", "IDENTIFY_SYSTEM"]
-        result = run(host.argv(args), timeout=60, check=False)
     container = service.runtime.container
+    try:
+        with tool_host(service, service_dsn(service)) as host:
+            args = [
+                "psql",
+                "-X",
+                "-A",
+                "-t",
+                "-d",
+                f"{host.login.dsn} replication=true",
+                "-c",
+                "IDENTIFY_SYSTEM",
+            ]
+            result = run(host.argv(args), timeout=60, check=False)
+    except DrkitError as exc:
+        return CheckResult(name, FAIL, f"cannot try replication inside {container}: {exc.message}")
     if result.returncode == 0:
         return CheckResult(
             name, OK, f"replication connections allowed inside {container} (drkit's tools run there)"
