@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON_BASE ?= /usr/bin/python3
 PY := $(VENV)/bin/python
 DEB_PACKAGES := postgresql-15 postgresql-client-15 redis-server redis-tools pgbackrest age zstd prometheus patroni etcd-server \
-	python3-venv iproute2 util-linux procps chromium pgbouncer
+	python3-venv iproute2 util-linux procps chromium pgbouncer docker.io debootstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INSTALL_MODE ?= -e
 

@@ -77,3 +77,44 @@ class ComposeRuntime:
         """The last `tail` lines the container wrote (stdout and stderr, with timestamps)."""
         result = self._docker("logs", "--tail", str(tail), "--timestamps", self.container)
         return result.stdout + result.stderr
+
+    def volume_mount(self, destination: str | None = None) -> tuple[str, str]:
+        """(volume name, container path) of the named volume mounted at `destination`, or
+        of runtime.volume, or of the container's only named volume."""
+        mounts = [m for m in self.inspect().get("Mounts") or [] if m.get("Type") == "volume"]
+        wanted = self.spec.volume
+        for m in mounts:
+            if (wanted and m.get("Name") == wanted) or (destination and m.get("Destination") == destination):
+                return str(m["Name"]), str(m["Destination"])
+        if not wanted and not destination and len(mounts) == 1:
+            return str(mounts[0]["Name"]), str(mounts[0]["Destination"])
+        names = ", ".join(str(m.get("Name")) for m in mounts) or "none"
+        raise OperationError(
+            f"container {self.container}: cannot tell its data volume (named volumes: {names}); "
+            "set runtime.volume"
+        )
+
+    def volume_path(self, volume: str) -> str:
+        """Where the volume's files are on this host, as the daemon says (`docker volume
+        inspect`): Docker Desktop, rootless Docker and custom data roots differ."""
+        result = self._docker("volume", "inspect", "-f", "{{.Mountpoint}}", volume)
+        path = result.stdout.strip()
+        if not path.startswith("/"):
+            raise OperationError(f"docker volume inspect {volume}: no mount point ({path!r})")
+        return path
+
+    def env(self) -> dict[str, str]:
+        """The container's configured environment (Config.Env)."""
+        pairs = self.inspect().get("Config", {}).get("Env") or []
+        return dict(str(p).split("=", 1) for p in pairs if "=" in str(p))
+
+    def image_ids(self, user: str) -> tuple[int, int]:
+        """uid and gid of `user` in the container's image (a throwaway container: `id`)."""
+        image = str(self.inspect().get("Config", {}).get("Image") or "")
+        ids = []
+        for flag in ("-u", "-g"):
+            result = self._docker("run", "--rm", "--network", "none", "--entrypoint", "id", image, flag, user)
+            ids.append(result.stdout.strip())
+        if not all(i.isdigit() for i in ids):
+            raise OperationError(f"image {image}: no user {user} ({ids})")
+        return int(ids[0]), int(ids[1])

@@ -11,11 +11,12 @@ import hashlib
 from dataclasses import replace
 
 from drkit.adapters.postgres.basebackup import pg_basebackup_args, stream_base_backup
-from drkit.adapters.postgres.client import make_dsn, service_dsn, tool_login
+from drkit.adapters.postgres.client import make_dsn, service_dsn
 from drkit.adapters.postgres.counts import RowCounts, cheap_counts, exported_snapshot
 from drkit.adapters.postgres.dump import dump_args, globals_args, run_dump
 from drkit.adapters.postgres.server import next_xid, server_info
 from drkit.adapters.postgres.tarindex import members_to_json
+from drkit.adapters.postgres.toolhost import tool_host
 from drkit.adapters.postgres.tools import tool_version
 from drkit.domain.backup import BackupKind, Manifest, PostgresInfo, StoredFile
 from drkit.domain.stack import PostgresPolicy, Service
@@ -55,14 +56,14 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
         backup_id = unique_id(ws, service.name, BackupKind.BASE, started)
         directory = backup_dir(ws.stack.name, service.name, backup_id)
         xid_before = next_xid(dsn)
-        with tool_login(dsn) as login:
+        with tool_host(service, dsn) as host:
             args = pg_basebackup_args(
-                login, service.runtime.bin_dir, policy.checkpoint, f"drkit {backup_id}", policy.max_rate
+                host.login, service.runtime.bin_dir, policy.checkpoint, f"drkit {backup_id}", policy.max_rate
             )
             streamed = stream_base_backup(
-                args,
+                host.argv(args),
                 part_sink(ws, directory, "base", ".tar"),
-                login=login,
+                login=host.login,
                 part_size=policy.part_size,
                 parallel=policy.parallel,
                 timeout=6 * 3600,
@@ -135,12 +136,12 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
             # The counts are taken in the snapshot pg_dump then dumps: they are the dump's.
             with (
                 exported_snapshot(dsn, db) as (snapshot, counted),
-                tool_login(make_dsn(dsn, dbname=db)) as login,
+                tool_host(service, make_dsn(dsn, dbname=db)) as host,
             ):
                 parts, _raw = run_dump(
-                    [*dump_args(login, bin_dir), f"--snapshot={snapshot}"],
+                    host.argv([*dump_args(host.login, bin_dir), f"--snapshot={snapshot}"]),
                     part_sink(ws, directory, f"{db}.dump"),
-                    login=login,
+                    login=host.login,
                     part_size=policy.part_size,
                     parallel=policy.parallel,
                     observe=digest.update,
@@ -148,11 +149,11 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
             counts.merge(counted)
             files.extend(parts)
             digests[db] = digest.hexdigest()
-        with tool_login(dsn) as login:
+        with tool_host(service, dsn) as host:
             globals_parts, _ = run_dump(
-                globals_args(login, bin_dir),
+                host.argv(globals_args(host.login, bin_dir)),
                 part_sink(ws, directory, "globals.sql"),
-                login=login,
+                login=host.login,
                 part_size=policy.part_size,
                 parallel=1,
             )

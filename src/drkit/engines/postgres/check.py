@@ -106,8 +106,19 @@ def connect_fix(service: Service, message: str) -> str:
 
 def _replication(service: Service) -> list[CheckResult]:
     """pg_basebackup and pg_receivewal open replication connections, which pg_hba.conf allows
-    separately from ordinary ones (the postgres image allows them only from inside the container)."""
+    separately from ordinary ones (the postgres image allows them only from inside the container).
+    For compose, drkit runs those tools inside the container: refused from this host but
+    allowed in there is fine."""
     name, user = f"{service.name}: replication", dsn_param(service.dsn or "", "user") or "postgres"
+    results = _replication_from_host(service, name, user)
+    if results[0].status is FAIL and service.runtime.type == "compose":
+        inside = _replication_in_container(service, name, user)
+        if inside.status is OK:
+            return [inside]
+    return results
+
+
+def _replication_from_host(service: Service, name: str, user: str) -> list[CheckResult]:
     try:
         with connect(service_dsn(service, replication="true")):
             pass
@@ -130,6 +141,40 @@ def _replication(service: Service) -> list[CheckResult]:
             )
         ]
     return [CheckResult(name, OK, f"pg_hba.conf allows replication connections for {user}")]
+
+
+def _replication_in_container(service: Service, name: str, user: str) -> CheckResult:
+    """compose: drkit runs pg_basebackup and pg_receivewal in the container (docs/nself.md,
+    "Docker and compose"), so try a replication connection there, over its socket."""
+    from drkit.adapters.postgres.toolhost import tool_host
+    from drkit.infra.proc import last_line, run
+
+    container = service.runtime.container
+    try:
+        with tool_host(service, service_dsn(service)) as host:
+            args = [
+                "psql",
+                "-X",
+                "-A",
+                "-t",
+                "-d",
+                f"{host.login.dsn} replication=true",
+                "-c",
+                "IDENTIFY_SYSTEM",
+            ]
+            result = run(host.argv(args), timeout=60, check=False)
+    except DrkitError as exc:
+        return CheckResult(name, FAIL, f"cannot try replication inside {container}: {exc.message}")
+    if result.returncode == 0:
+        return CheckResult(
+            name, OK, f"replication connections allowed inside {container} (drkit's tools run there)"
+        )
+    return CheckResult(
+        name,
+        FAIL,
+        f"a replication connection inside {container} failed ({last_line(result.stderr, result.stdout)}): "
+        f"pg_hba.conf needs `local replication {user} trust` (the postgres image has it)",
+    )
 
 
 def _archiving(service: Service, dsn: str, info: ServerInfo) -> list[CheckResult]:

@@ -4,7 +4,7 @@ default) or in place (the old data directory is moved aside, never deleted)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,8 @@ def restore(
         chosen = plan(ws, service, request)
         require_server_major(service.runtime.bin_dir, chosen.backup.require_postgres().server_version)
         started = ws.clock.now()
+        if request.in_place and service.runtime.type == "compose":
+            return _restore_container(ws, service, request, chosen, started, progress)
         runtime, data_dir, aside = _prepare_target(ws, service, request)
         try:
             _extract(ws, service, chosen.backup, data_dir, progress)
@@ -149,6 +151,47 @@ def restore(
             running=running,
             port=runtime.port,
         )
+
+
+def _restore_container(
+    ws: Workspace,
+    service: Service,
+    request: RestoreRequest,
+    chosen: RestorePlan,
+    started: datetime,
+    progress: Callable[[int], None] | None,
+) -> RestoreOutcome:
+    """In place in a compose container's volume (engines/postgres/restore_compose.py)."""
+    from drkit.engines.postgres.restore_compose import restore_in_container
+
+    done = restore_in_container(
+        ws,
+        service,
+        chosen,
+        extract=lambda dest: _extract(
+            ws,
+            replace(service, runtime=replace(service.runtime, os_user=None)),
+            chosen.backup,
+            dest,
+            progress,
+        ),
+        archive_current=lambda: _archive_current_segment(service),
+        timeout=request.timeout,
+        stall=request.stall,
+    )
+    return RestoreOutcome(
+        backup_id=chosen.backup.backup_id,
+        target=chosen.target.describe(),
+        data_dir=str(done.data_dir),
+        moved_aside=str(done.aside),
+        reached_lsn=done.reached.get("lsn"),
+        reached_time=done.reached.get("time"),
+        timeline=done.reached.get("timeline"),
+        started_at=started,
+        finished_at=ws.clock.now(),
+        running=True,
+        port=service.runtime.port,
+    )
 
 
 def _prefetch(ws: Workspace, service: Service, chosen: RestorePlan, data_dir: Path) -> Any:

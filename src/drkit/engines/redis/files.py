@@ -54,8 +54,17 @@ def open_server(service: Service) -> RedisServer:
 
 def host_dir(service: Service) -> Path | None:
     """Where this host sees the server's files: runtime.data_dir when set (a container's
-    volume), else the server's own CONFIG GET dir."""
-    return Path(service.runtime.data_dir) if service.runtime.data_dir else None
+    volume), for a compose container its data volume's mount point (`docker volume
+    inspect`), else the server's own CONFIG GET dir."""
+    if service.runtime.data_dir:
+        return Path(service.runtime.data_dir)
+    if service.runtime.type == "compose":
+        from drkit.runtimes.compose import ComposeRuntime
+
+        runtime = ComposeRuntime(service.runtime, name=service.name)
+        volume, _mounted_at = runtime.volume_mount()
+        return Path(runtime.volume_path(volume))
+    return None
 
 
 def scratch_dir(ws: Workspace, service: Service, name: str) -> Path:

@@ -68,7 +68,8 @@ def wal_stream(
 ) -> None:
     """Supervise pg_receivewal (with a replication slot) until `stop` is set. Its password,
     if any, is in a 0600 passfile that lives as long as this call, never on its command line."""
-    from drkit.adapters.postgres.client import service_dsn, tool_login  # psycopg: not on wal-push
+    from drkit.adapters.postgres.client import service_dsn  # psycopg: not on wal-push
+    from drkit.adapters.postgres.toolhost import give_to_container_user, long_running, stop_inside, tool_host
 
     policy = service.postgres
     slot = policy.slot if policy else "drkit"
@@ -76,17 +77,25 @@ def wal_stream(
     spool.mkdir(parents=True, exist_ok=True)
     bin_dir = service.runtime.bin_dir
     pusher = SpoolPusher(archive_for(ws, service), spool)
-    with tool_login(service_dsn(service)) as login:
-        run(create_slot_args(login, bin_dir, slot), timeout=60, env=login.env)
+    # compose: pg_receivewal runs in the container and writes into the spool, which the
+    # container mounts at the same path (docs/nself.md, "Docker and compose").
+    with tool_host(service, service_dsn(service)) as host:
+        login = host.login
+        give_to_container_user(host, str(spool))
+        run(host.argv(create_slot_args(login, bin_dir, slot)), timeout=60, env=login.env)
         backoff = 1.0
         while not stop.is_set():
-            receiver = Child(receivewal_args(login, bin_dir, slot, spool), env=login.env)
+            args = long_running(host, receivewal_args(login, bin_dir, slot, spool), str(spool))
+            receiver = Child(args, env=login.env)
             log(f"pg_receivewal started (pid {receiver.pid}, slot {slot}) into {spool}")
             try:
                 while receiver.proc.poll() is None and not stop.is_set():
                     pusher.push_ready()
                     stop.wait(poll)
             finally:  # also when pushing fails: no receiver is left behind
+                problem = stop_inside(host, str(spool))
+                if problem:
+                    log(f"pg_receivewal may still run in the container: {problem}")
                 code = receiver.stop()
             pusher.push_ready()
             if stop.is_set():

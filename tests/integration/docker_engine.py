@@ -1,0 +1,220 @@
+"""A real Docker engine for the tests: a private dockerd, and a locally built image.
+
+No image registry is reachable, so the image is a Debian rootfs built with `debootstrap`
+(PostgreSQL 15 and Redis from Debian) and loaded with `docker import`. The rootfs tarball is
+cached on disk, keyed by what goes into it, so CI builds it once (about 2 minutes cold).
+Each test session starts its own dockerd on its own socket, data root and exec root, and
+stops it at the end; DOCKER_HOST points drkit (and the tests) at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from drkit.infra.wait import wait_for
+
+PACKAGES = ("postgresql-15", "redis-server")
+SUITE = "bookworm"
+RECIPE_VERSION = "1"  # bump when the steps below change what the image holds
+CACHE_DIR = Path(os.environ.get("DRKIT_TEST_IMAGE_CACHE", "/var/cache/drkit-test-images"))
+
+
+def apt_mirror() -> str:
+    """The machine's configured Debian mirror (deb822 or one-line sources)."""
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in sources:
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if line.startswith("URIs:") and len(words) > 1 and "security" not in words[1]:
+                return words[1]
+            if len(words) > 2 and words[0] == "deb" and "security" not in words[1]:
+                return words[1]
+    return "http://deb.debian.org/debian"
+
+
+def recipe_key() -> str:
+    text = "\n".join([RECIPE_VERSION, SUITE, *PACKAGES])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _chroot(root: Path, *argv: str) -> None:
+    subprocess.run(["chroot", str(root), *argv], check=True, timeout=300, capture_output=True)
+
+
+def build_rootfs_tar() -> Path:
+    """The cached rootfs tarball, built with debootstrap when missing."""
+    key = recipe_key()
+    tarball = CACHE_DIR / f"nself-debian-{key}.tar"
+    if tarball.is_file():
+        return tarball
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="drkit-rootfs-", dir=CACHE_DIR))
+    try:
+        root = work / "root"
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                SUITE,
+                str(root),
+                apt_mirror(),
+            ],
+            check=True,
+            timeout=1800,
+            capture_output=True,
+        )
+        # The data directories the compose file mounts volumes on, owned as nself's images own them.
+        _chroot(
+            root,
+            "install",
+            "-d",
+            "-o",
+            "postgres",
+            "-g",
+            "postgres",
+            "-m",
+            "0700",
+            "/var/lib/postgresql/data",
+        )
+        _chroot(root, "install", "-d", "-o", "redis", "-g", "redis", "-m", "0750", "/data")
+        _chroot(
+            root, "install", "-d", "-o", "postgres", "-g", "postgres", "-m", "2775", "/var/run/postgresql"
+        )
+        shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
+        partial = work / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(root), "-cf", str(partial), "."], check=True, timeout=600)
+        partial.rename(tarball)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return tarball
+
+
+@dataclass
+class DockerEngine:
+    root: Path
+    proc: subprocess.Popen[bytes] | None
+    image: str
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.root}/docker.sock"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.host}
+
+    def docker(
+        self, *args: str, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["docker", *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)}: {result.stderr.strip()}")
+        return result
+
+
+def _alive(pid: int, name: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == name
+    except OSError:
+        return False
+
+
+def reap_stale_engines() -> None:
+    """A session killed before its teardown leaves its dockerd running: stop those whose
+    owning test process is gone (by the pids they recorded, checked to be dockerd)."""
+    for root in Path("/tmp").glob("drkit-dockerd-*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{owner}").exists():
+            continue
+        try:
+            daemon = int((root / "dockerd.pid").read_text())
+        except (OSError, ValueError):
+            daemon = 0
+        if daemon and _alive(daemon, "dockerd"):
+            stale = DockerEngine(root, None, image="")
+            ids = stale.docker("ps", "-aq", check=False).stdout.split()
+            if ids:
+                stale.docker("rm", "-f", "-v", *ids, check=False)
+            os.kill(daemon, signal.SIGTERM)
+            wait_for(
+                lambda pid=daemon: not _alive(pid, "dockerd"),
+                timeout=60,
+                what=f"stale dockerd {daemon} to exit",
+            )
+        unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def start_engine() -> DockerEngine:
+    reap_stale_engines()
+    root = Path(tempfile.mkdtemp(prefix="drkit-dockerd-", dir="/tmp"))
+    (root / "owner.pid").write_text(str(os.getpid()))
+    log = (root / "dockerd.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            "dockerd",
+            "--host",
+            f"unix://{root}/docker.sock",
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "--pidfile",
+            str(root / "dockerd.pid"),
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    engine = DockerEngine(root, proc, image=f"drkit-test/nself-debian:{recipe_key()}")
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dockerd exited ({proc.returncode}); see {root}/dockerd.log")
+        return engine.docker("version", timeout=10, check=False).returncode == 0
+
+    wait_for(ready, timeout=60, what="dockerd answers")
+    tarball = build_rootfs_tar()
+    engine.docker("import", str(tarball), engine.image, timeout=600)
+    return engine
+
+
+def stop_engine(engine: DockerEngine) -> None:
+    ids = engine.docker("ps", "-aq", check=False).stdout.split()
+    if ids:
+        engine.docker("rm", "-f", "-v", *ids, timeout=120, check=False)
+    proc = engine.proc
+    if proc is not None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+    unmount_under(engine.root)
+    shutil.rmtree(engine.root, ignore_errors=True)
+
+
+def unmount_under(root: Path) -> None:
+    """What dockerd left mounted under its directories (its netns/default, a volume)."""
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(f"{root}/")]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=60, check=False)

@@ -1,0 +1,90 @@
+"""PostgreSQL tools run in a compose container: the argument list, the secret's path, and
+the in-place restore's file moves inside a volume (never a delete)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from drkit.adapters.container import env_file_text
+from drkit.adapters.postgres.toolhost import inside_dsn, tool_host
+from drkit.domain.errors import ConfigError
+from drkit.domain.stack import RuntimeSpec, Service
+from drkit.engines.postgres.restore_compose import move_aside, roll_back, serve_once, wait_for_file_command
+
+SECRET = "pa:ss w0rd#"
+
+
+def compose_service(tmp_path: Path) -> Service:
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\nexit 0\n")
+    docker.chmod(0o755)
+    spec = RuntimeSpec(type="compose", container="shop_postgres", bin_dir=str(tmp_path), port=5433)
+    return Service(name="postgres", kind="postgres", runtime=spec)
+
+
+def test_the_password_goes_in_a_0600_env_file_never_on_the_command_line(tmp_path: Path) -> None:
+    dsn = f"host=127.0.0.1 port=15432 user=postgres dbname=shop password='{SECRET}'"
+    with tool_host(compose_service(tmp_path), dsn) as host:
+        argv = host.argv(["/usr/lib/postgresql/15/bin/pg_basebackup", "--dbname", host.login.dsn, "-D", "-"])
+        assert argv[:2] == [str(tmp_path / "docker"), "exec"]
+        assert argv[argv.index("--user") + 1] == "postgres"
+        assert argv[argv.index("shop_postgres") + 1] == "pg_basebackup"  # the container's own
+        assert not any(SECRET in a or "pa:ss" in a for a in argv)
+        env_file = Path(argv[argv.index("--env-file") + 1])
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+        assert env_file.read_text() == f"PGPASSWORD={SECRET}\n"
+        assert "host=/var/run/postgresql" in host.login.dsn and "port=5433" in host.login.dsn
+    assert not env_file.exists()
+
+
+def test_inside_dsn_uses_the_socket_and_drops_the_password() -> None:
+    inner, password = inside_dsn("host=db.example port=6543 user=u dbname=d password=x sslmode=require", None)
+    assert password == "x"
+    assert "password" not in inner and "sslmode" not in inner and "db.example" not in inner
+    assert "host=/var/run/postgresql" in inner and "port=5432" in inner and "dbname=d" in inner
+
+
+def test_env_file_refuses_a_value_with_a_line_break() -> None:
+    with pytest.raises(ConfigError, match="line break"):
+        env_file_text({"PGPASSWORD": "a\nB=c"})
+
+
+def test_move_aside_and_roll_back_keep_every_file(tmp_path: Path) -> None:
+    (tmp_path / "PG_VERSION").write_text("15\n")
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "1").write_text("old")
+    aside = move_aside(tmp_path, "20260101T000000Z")
+    assert sorted(os.listdir(tmp_path)) == [aside.name]
+    (tmp_path / "PG_VERSION").write_text("half-written")
+    roll_back(tmp_path, aside)
+    assert (tmp_path / "PG_VERSION").read_text() == "15\n" and (tmp_path / "base" / "1").read_text() == "old"
+    failed = [p for p in tmp_path.iterdir() if p.name.startswith(".drkit-failed-restore-")]
+    assert len(failed) == 1 and (failed[0] / "PG_VERSION").read_text() == "half-written"
+
+
+class FakeArchive:
+    def __init__(self, held: dict[str, bytes]) -> None:
+        self.held = held
+
+    def fetch(self, name: str, dest: Path) -> bool:
+        if name not in self.held:
+            return False
+        dest.write_bytes(self.held[name])
+        return True
+
+
+def test_serving_answers_each_request_with_the_file_or_its_absence(tmp_path: Path) -> None:
+    (tmp_path / ".want-00000002.history").touch()
+    (tmp_path / ".want-00000003.history").touch()
+    serve_once(
+        FakeArchive({"00000002.history": b"1\t0/3000000\tno reason\n"}), tmp_path, os.getuid(), os.getgid()
+    )  # type: ignore[arg-type]
+    assert (tmp_path / "00000002.history").read_bytes().startswith(b"1\t")
+    assert (tmp_path / ".absent-00000003.history").exists()
+    assert not list(tmp_path.glob(".want-*"))
+    command = wait_for_file_command("/var/lib/postgresql/data/drkit-prefetch")
+    assert "exit 126" in command and ".want-%f" in command  # a timeout stops recovery, never ends it
