@@ -39,6 +39,23 @@ def ip(*args: str, ns: str | None = None) -> None:
     subprocess.run(argv, check=True, capture_output=True, timeout=30)
 
 
+def drkit_argv_in(ns: str, config: Path, args: tuple[str, ...]) -> list[str]:
+    """`drkit --config CONFIG ARGS` run inside namespace `ns` (the test's client host)."""
+    return ["ip", "netns", "exec", ns, sys.executable, "-m", "drkit", "--config", str(config), *args]
+
+
+def drkit_in(ns: str, config: Path, args: tuple[str, ...], env: dict[str, str], timeout: float) -> CliResult:
+    proc = subprocess.run(
+        drkit_argv_in(ns, config, args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **env},
+        check=False,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
 @dataclass
 class Net:
     """A switch namespace with a bridge and one namespace per host (name -> address)."""
@@ -124,35 +141,10 @@ class Pair:
         )
 
     def drkit(self, *args: str, timeout: float = 180) -> CliResult:
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            self.net.ns("c"),
-            sys.executable,
-            "-m",
-            "drkit",
-            "--config",
-            str(self.config),
-            *args,
-        ]
-        env = {**os.environ, "DRKIT_TEST_REPL_PW": REPL_PW}
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
-        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+        return drkit_in(self.net.ns("c"), self.config, args, {"DRKIT_TEST_REPL_PW": REPL_PW}, timeout)
 
     def popen_drkit(self, *args: str) -> subprocess.Popen[str]:
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            self.net.ns("c"),
-            sys.executable,
-            "-m",
-            "drkit",
-            "--config",
-            str(self.config),
-            *args,
-        ]
+        argv = drkit_argv_in(self.net.ns("c"), self.config, args)
         env = {**os.environ, "DRKIT_TEST_REPL_PW": REPL_PW, "COLUMNS": "200"}
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 

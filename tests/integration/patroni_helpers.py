@@ -19,7 +19,7 @@ import yaml
 from drkit.infra.ownership import chown_tree
 from drkit.infra.wait import wait_for
 from tests.conftest import CliResult
-from tests.integration.netns_helpers import Net
+from tests.integration.netns_helpers import Net, drkit_in
 
 MEMBERS = {"m1": "10.200.0.11", "m2": "10.200.0.12", "m3": "10.200.0.13"}
 CLIENT = "10.200.0.20"
@@ -173,21 +173,9 @@ class PatroniCluster:
         return c
 
     def drkit(self, *args: str, timeout: float = 180) -> CliResult:
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            self.net.ns("c"),
-            sys.executable,
-            "-m",
-            "drkit",
-            "--config",
-            str(self.config),
-            *args,
-        ]
-        env = {**os.environ, "DRKIT_TEST_PATRONI_AUTH": PATRONI_AUTH, "COLUMNS": "200"}
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
-        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+        return drkit_in(
+            self.net.ns("c"), self.config, args, {"DRKIT_TEST_PATRONI_AUTH": PATRONI_AUTH}, timeout
+        )
 
     def psql(self, name: str, sql: str) -> str:
         argv = [

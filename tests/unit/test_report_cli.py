@@ -69,7 +69,7 @@ def stack_dir(tmp_path: Path) -> Path:
     for run in past_drills():
         ws.repo.put(f"demo/journals/{run.run_id}.json", run.to_json(), overwrite=True)
     ws.repo.put("demo/journals/20261101T000000Z-drill-x.json", b'{"run_id": "torn', overwrite=True)
-    journals.save(ws, missed_drill(), to_repository=False)
+    journals.save_local(ws, missed_drill())
     (tmp_path / "state" / "journals" / "20261102T000000Z-drill-y.json").write_text('{"run_id": "y"}')
     return tmp_path
 
@@ -124,7 +124,8 @@ def test_report_of_an_unknown_run_or_format(stack_dir: Path, tmp_path: Path) -> 
 def test_drills_list_shows_every_run_and_names_the_damaged(stack_dir: Path) -> None:
     recovery = failed_recovery()
     ws = open_workspace(load_stack(stack_dir / "stack.yaml"))
-    journals.save(ws, recovery)
+    journals.save_local(ws, recovery)
+    assert journals.try_save_remote(ws, recovery) is None
     result = drkit_in(stack_dir, "--output", "json", "drills", "list")
     assert result.code == 0, result.stderr
     data = json.loads(result.stdout)

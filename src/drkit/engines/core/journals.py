@@ -18,14 +18,10 @@ def local_path(ws: Workspace, run_id: str) -> Path:
     return ws.state_dir / "journals" / f"{run_id}.json"
 
 
-def save(ws: Workspace, journal: Journal, *, to_repository: bool = True) -> Path:
-    """Write the journal here (atomically, fsynced) and, unless told not to, to the
-    repository. A repository that cannot be written does not stop a recovery: the local
-    copy is the one that counts for --resume; the error is returned to be reported."""
+def save_local(ws: Workspace, journal: Journal) -> Path:
+    """Write the journal on this host, atomically and fsynced: the copy `--resume` reads."""
     path = local_path(ws, journal.run_id)
     write_atomic(path, journal.to_json(), mode=0o600)
-    if to_repository:
-        ws.repo.put(journal_key(ws.stack.name, journal.run_id), journal.to_json(), overwrite=True)
     return path
 
 

@@ -84,7 +84,7 @@ def execute(
 def save(ws: Workspace, journal: Journal) -> Journal:
     """This host first (what --resume reads), then the repository, best effort: a repository
     that cannot be written must not stop a recovery."""
-    journals.save(ws, journal, to_repository=False)
+    journals.save_local(ws, journal)
     journals.try_save_remote(ws, journal)
     return journal
 
