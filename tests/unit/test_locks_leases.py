@@ -16,7 +16,7 @@ import pytest
 
 from drkit.adapters.repository.codec import Codec
 from drkit.adapters.repository.fs import FsRepository
-from drkit.domain.backup import BackupKind
+from drkit.domain.backup import BackupKind, backup_id_order
 from drkit.domain.errors import LockedError, OperationError
 from drkit.domain.stack import RepositorySpec, RuntimeSpec, Service, Stack
 from drkit.engines.core.commit import backup_lock, clean_incomplete, unique_id
@@ -167,6 +167,28 @@ def test_a_backup_claims_its_id_with_a_lease_and_releases_it(tmp_path: Path) -> 
         other_keeper.release()
         assert clean_incomplete(other, "pg") == ()
     assert not ws.repo.exists(lease_key("s", "pg", first))
+
+
+def test_ids_of_one_second_keep_sorting_by_time_after_the_first_is_pruned(tmp_path: Path) -> None:
+    """An id freed by prune is not made again below a later id of the same second (the
+    object sweep compares run ids to tell an interrupted run's copies from a pruned one's)."""
+    ws = workspace(tmp_path)
+    t = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+    made = []
+    for _ in range(3):
+        with backup_lock(ws, "pg"):
+            made.append(unique_id(ws, "pg", BackupKind.OBJECTS, t))
+            ws.repo.put(f"s/pg/backups/{made[-1]}/manifest.json", b"{}")
+    assert made == ["20261130T040000Z-objects", "20261130T040000Z-objects-2", "20261130T040000Z-objects-3"]
+    ws.repo.delete(f"s/pg/backups/{made[0]}/manifest.json")  # pruned
+    with backup_lock(ws, "pg"):
+        again = unique_id(ws, "pg", BackupKind.OBJECTS, t)
+    assert again == "20261130T040000Z-objects-4"
+    assert sorted([*made, again, "20261130T040000Z-objects-10"], key=backup_id_order) == [
+        *made,
+        again,
+        "20261130T040000Z-objects-10",
+    ]
 
 
 def test_an_id_is_only_made_under_the_backup_lock(tmp_path: Path) -> None:

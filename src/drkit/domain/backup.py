@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -149,6 +150,17 @@ class Manifest:
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
         return cls.from_dict(json.loads(raw))
+
+
+_ID_SUFFIX = re.compile(r"^(?P<base>.+?)(?:-(?P<n>\d+))?$")
+
+
+def backup_id_order(backup_id: str) -> tuple[str, int]:
+    """Sort key of backup ids made in one second: `S-base` < `S-base-2` < `S-base-10`."""
+    match = _ID_SUFFIX.match(backup_id)
+    if match is None:
+        return backup_id, 1
+    return match.group("base"), int(match.group("n") or 1)
 
 
 def new_backup_id(kind: BackupKind, now: datetime) -> str:

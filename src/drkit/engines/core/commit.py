@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from drkit.adapters.repository.codec import sha256
-from drkit.domain.backup import BackupKind, Manifest, StoredFile, new_backup_id
+from drkit.domain.backup import BackupKind, Manifest, StoredFile, backup_id_order, new_backup_id
 from drkit.domain.errors import OperationError
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, backups_prefix, lease_key, lock_name, manifest_key
@@ -53,9 +53,10 @@ def unique_id(
     ws: Workspace, service: str, kind: BackupKind, now: datetime, *, label: str | None = None
 ) -> str:
     """The one backup-id maker: `20261125T020000Z-base`, sorted by time, `-2`, `-3`... when
-    taken. `label` replaces the kind's name in the id (a MeiliSearch snapshot is a dump kind).
-    The id is claimed by creating its lease, before any part is written: two hosts never
-    write one id, and no cleaner removes it while the lease is renewed."""
+    taken (compare them with `backup_id_order`). `label` replaces the kind's name in the id
+    (a MeiliSearch snapshot is a dump kind). The id is claimed by creating its lease, before
+    any part is written: two hosts never write one id, and no cleaner removes it while the
+    lease is renewed."""
     keeper = ws.leases.get(service)
     if keeper is None:
         raise OperationError(f"a backup id of {service} is only made under backup_lock()")
@@ -63,7 +64,10 @@ def unique_id(
     if label is not None:
         base = base.removesuffix(kind.value) + label
     taken = {key.split("/")[3] for key in ws.repo.list(backups_prefix(ws.stack.name, service))}
-    candidate, n = base, 1
+    # Never below an id of this second that is still there: a pruned `S-base` must not be
+    # made again after `S-base-2`, or ids stop sorting by time (object_gc relies on it).
+    n = 1 + max((backup_id_order(t)[1] for t in taken if backup_id_order(t)[0] == base), default=0)
+    candidate = base if n == 1 else f"{base}-{n}"
     while candidate in taken or not _claim(ws, keeper, service, candidate):
         n += 1
         candidate = f"{base}-{n}"

@@ -21,7 +21,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from drkit.domain.backup import BackupKind, Manifest
+from drkit.domain.backup import BackupKind, Manifest, backup_id_order
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.objects.catalog import Catalog, StoredVersion, objects_prefix
@@ -52,19 +52,22 @@ def plan_sweep(
         return None
     listed = [m for m in kept if m.kind is BackupKind.OBJECTS]
     buckets = sorted({b for m in listed for b in m.details.get("buckets", {})})
-    newest = max((m.backup_id for m in listed), default="")
+    newest = max((m.backup_id for m in listed), key=backup_id_order, default="")
     return [_bucket(ws, service, bucket, listed, newest) for bucket in buckets]
 
 
 def sweep_run_id(kept: list[Manifest]) -> str:
     """The run a sweep writes its catalog segment as: the newest kept backup's, so it never
     looks like a run newer than that backup (see `waiting`)."""
-    return max((m.backup_id for m in kept if m.kind is BackupKind.OBJECTS), default="sweep")
+    return max(
+        (m.backup_id for m in kept if m.kind is BackupKind.OBJECTS), key=backup_id_order, default="sweep"
+    )
 
 
 def _newer_run(segment: str, newest: str) -> bool:
     match = SEGMENT_RE.match(segment)
-    return match is None or match.group("run") > newest  # unknown names: assume a live run
+    # unknown names: assume a live run
+    return match is None or backup_id_order(match.group("run")) > backup_id_order(newest)
 
 
 def _storage(stored: StoredVersion) -> set[str]:
