@@ -19,6 +19,7 @@ from drkit.domain.stack import Stack
 from drkit.sandbox import stack as sandbox_stack
 from drkit.sandbox.seed import SeedSize
 from drkit.sandbox.stack import Sandbox, SandboxOptions
+from tests.integration.docker_engine import DockerEngine, start_engine, stop_engine
 from tests.integration.pg_versions import bin_dir_for, majors
 from tests.integration.s3_fixtures import s3_server  # noqa: F401 - a fixture
 
@@ -109,3 +110,11 @@ def private_sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxHandle]:
     handle = make_sandbox("drkit-it-own-", **params)
     yield handle
     destroy_sandbox(handle)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """A private dockerd (own socket, data root) with the locally built test image; once per session."""
+    engine = start_engine()
+    yield engine
+    stop_engine(engine)

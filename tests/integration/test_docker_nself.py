@@ -27,15 +27,8 @@ from drkit.adapters.postgres.client import connect
 from drkit.domain.errors import OperationError
 from drkit.infra.wait import wait_for
 from tests.conftest import CliResult, run_drkit
-from tests.integration.docker_engine import DockerEngine, start_engine, stop_engine
+from tests.integration.docker_engine import DockerEngine
 from tests.integration.docker_project import PASSWORD, Project, create_containers, write_project
-
-
-@pytest.fixture(scope="session")
-def docker_engine() -> Iterator[DockerEngine]:
-    engine = start_engine()
-    yield engine
-    stop_engine(engine)
 
 
 @pytest.fixture(scope="module")
