@@ -31,6 +31,12 @@ def drill_cmd(
     ),
     keep: bool = typer.Option(False, "--keep", help="Keep the isolated copy's directory afterwards."),
     report: str = typer.Option(None, "--report", help="Write each drill's HTML report into this directory."),
+    pg_bin_dir: str = typer.Option(
+        None,
+        "--pg-bin-dir",
+        help="PostgreSQL server binaries for the isolated copy (default: the live runtime's bin_dir, "
+        "else /usr/lib/postgresql/MAJOR/bin for the major of the newest base backup).",
+    ),
 ) -> None:
     """Break a copy of the stack for real, recover it with the scenario's runbook, compare it
     with its state before the failure, and measure each service's RTO and RPO against its
@@ -62,7 +68,7 @@ def drill_cmd(
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
     results: list[Journal] = []
     for name in chosen:
-        env = IsolatedSandbox(keep=keep) if target == "isolated" else LiveEnvironment()
+        env = IsolatedSandbox(keep=keep, pg_bin_dir=pg_bin_dir) if target == "isolated" else LiveEnvironment()
         if not opts.json:
             console.print(f"[bold]drill {name}[/bold] ({target})")
         results.append(

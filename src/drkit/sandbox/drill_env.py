@@ -5,13 +5,16 @@ unless asked to keep it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from drkit.config.loader import load_stack
+from drkit.domain.backup import BackupKind
 from drkit.domain.errors import UsageError
+from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.workspace import Workspace, open_workspace
 from drkit.sandbox import stack as sandbox_stack
 from drkit.sandbox.seed import SeedSize
@@ -27,6 +30,7 @@ class IsolatedSandbox:
     keep: bool = False
     parent: Path | None = None
     isolated: bool = True
+    pg_bin_dir: str | None = None  # the server binaries the copy runs; None: chosen by `copy_bin_dir`
     root: Path | None = field(default=None, init=False)
 
     def build(self, live: Workspace) -> Workspace:
@@ -43,6 +47,7 @@ class IsolatedSandbox:
             seed=MINIMAL_SEED,
             stack_name=live.stack.name,
             services=wanted,
+            pg_bin_dir=copy_bin_dir(live, self.pg_bin_dir),
         )
         box = sandbox_stack.up(directory, options)
         return open_workspace(load_stack(box.config_path), clock=live.clock)
@@ -53,3 +58,30 @@ class IsolatedSandbox:
         sandbox_stack.down(self.root)
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def copy_bin_dir(live: Workspace, requested: str | None) -> str | None:
+    """PostgreSQL binaries of the major the live stack's newest base backup was taken on: the
+    one asked for, the live runtime's own `bin_dir`, or Debian's for that major. A copy
+    restored with another major's binaries would be refused (the data directory's
+    PG_VERSION), so a missing major is named here, before anything is built."""
+    if requested:
+        return requested
+    pg = live.stack.services["postgres"]
+    if pg.runtime.bin_dir:
+        return pg.runtime.bin_dir
+    bases = [
+        m for m in list_backups(live.repo, live.stack.name, "postgres").complete if m.kind is BackupKind.BASE
+    ]
+    if not bases:
+        return None  # nothing to restore: the drill says so itself
+    newest = max(bases, key=lambda m: (m.finished_at, m.backup_id)).require_postgres()
+    major = newest.server_version // 10000
+    debian = f"/usr/lib/postgresql/{major}/bin"
+    if os.access(os.path.join(debian, "initdb"), os.X_OK):
+        return debian
+    raise UsageError(
+        f"the newest PostgreSQL base backup is of PostgreSQL {major}; the isolated copy needs "
+        f"PostgreSQL {major}'s server binaries (initdb, pg_ctl, postgres) on this host",
+        hint=f"install postgresql-{major}, or pass --pg-bin-dir DIR (a directory holding them)",
+    )
