@@ -1,17 +1,23 @@
 """An nself-shaped project on a real Docker engine: its `.env*` files and compose file, and
 its containers and named volumes, created with plain `docker` (Debian ships no `docker
 compose` v2 plugin; the compose file is what nself would write, the containers are what
-`docker compose up` would make of it, on host networking on loopback ports).
+`docker compose up` would make of it).
 
-PostgreSQL's pg_hba.conf lets replication in only through the container's unix socket, as
-nself's does: drkit's tools must run inside the container.
+PostgreSQL is on the project's own bridge network and publishes no port (nself's prod
+default): the host reaches it only at its address on that network, as drkit does (`docker
+inspect`). Its pg_hba.conf lets replication in only through the container's unix socket, as
+nself's does: drkit's tools must run inside the container. Redis is published on loopback,
+as nself publishes it (host networking stands for `127.0.0.1:${REDIS_PORT}:6379`).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from drkit.domain.errors import OperationError
 from drkit.infra.ports import free_port
 from tests.integration.docker_engine import DockerEngine
 
@@ -24,13 +30,15 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   /usr/lib/postgresql/15/bin/initdb -D "$PGDATA" -U postgres --pwfile=/tmp/pw -E UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host=scram-sha-256 >/dev/null
   rm -f /tmp/pw
-  # nself: replication only from inside the container
+  # nself: replication only from inside the container; the postgres image's
+  # `host all all all scram-sha-256` for everything else
   sed -i '/^host[[:space:]]*replication/d' "$PGDATA/pg_hba.conf"
+  echo 'host all all all scram-sha-256' >> "$PGDATA/pg_hba.conf"
   /usr/lib/postgresql/15/bin/pg_ctl -D "$PGDATA" -o "-c listen_addresses= -c port=$PGPORT" -w start >/dev/null
   psql -X -q -p "$PGPORT" -d postgres -c "create database \"$POSTGRES_DB\""
   /usr/lib/postgresql/15/bin/pg_ctl -D "$PGDATA" -w stop >/dev/null
 fi
-exec /usr/lib/postgresql/15/bin/postgres -D "$PGDATA" -c listen_addresses=127.0.0.1 -c port="$PGPORT" \
+exec /usr/lib/postgresql/15/bin/postgres -D "$PGDATA" -c listen_addresses='*' -c port="$PGPORT" \
   -c unix_socket_directories=/var/run/postgresql
 """
 
@@ -43,7 +51,8 @@ services:
     container_name: ${{PROJECT_NAME}}_postgres
     user: postgres
     stop_signal: SIGINT
-    network_mode: host
+    networks: [default]
+    expose: ["5432"]
     environment:
       PGDATA: /var/lib/postgresql/data
       POSTGRES_DB: ${{POSTGRES_DB}}
@@ -58,6 +67,9 @@ services:
     command: redis-server --appendonly yes --dir /data --bind 127.0.0.1 --port ${{REDIS_PORT}}
     volumes:
       - redis_data:/data
+networks:
+  default:
+    name: ${{PROJECT_NAME}}_network
 volumes:
   postgres_data:
     name: ${{PROJECT_NAME}}_postgres_data
@@ -79,22 +91,35 @@ services:
 class Project:
     dir: Path
     name: str
-    pg_port: int
     redis_port: int
     spool: Path
     docker_host: str = ""
 
     @property
+    def pg_address(self) -> str:
+        """PostgreSQL's address on the project network, asked each time (a restart may move it)."""
+        fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        found = subprocess.run(
+            ["docker", "inspect", "-f", fmt, f"{self.name}_postgres"],
+            capture_output=True, text=True, timeout=30, check=False,
+            env={**os.environ, "DOCKER_HOST": self.docker_host},
+        )  # fmt: skip
+        address = found.stdout.strip()
+        if found.returncode != 0 or not address:
+            raise OperationError(f"{self.name}_postgres has no address: {found.stderr.strip()}")
+        return address
+
+    @property
     def dsn(self) -> str:
-        return f"host=127.0.0.1 port={self.pg_port} user=postgres dbname={self.name} password={PASSWORD}"
+        return f"host={self.pg_address} port=5432 user=postgres dbname={self.name} password={PASSWORD}"
 
 
 def write_project(root: Path, name: str, image: str) -> Project:
     root.mkdir(parents=True)
-    project = Project(root, name, free_port(), free_port(), root / ".drkit" / "wal-spool" / "postgres")
+    project = Project(root, name, free_port(), root / ".drkit" / "wal-spool" / "postgres")
     (root / ".env").write_text(
         f"PROJECT_NAME={name}\nENV=prod\nPOSTGRES_DB={name}\nPOSTGRES_USER=postgres\n"
-        f"POSTGRES_PORT={project.pg_port}\nREDIS_ENABLED=true\nREDIS_PORT={project.redis_port}\n"
+        f"POSTGRES_EXPOSE_PORT=false\nREDIS_ENABLED=true\nREDIS_PORT={project.redis_port}\n"
         "HASURA_ENABLED=false\nAUTH_ENABLED=false\nFUNCTIONS_ENABLED=false\nMINIO_ENABLED=false\n"
         "MEILISEARCH_ENABLED=false\nMONITORING_ENABLED=false\n"
     )
@@ -111,9 +136,11 @@ def create_containers(engine: DockerEngine, project: Project) -> None:
     project.spool.mkdir(parents=True)  # drkit wal-stream gives it to the container's user
     for volume in ("postgres_data", "redis_data"):
         engine.docker("volume", "create", f"{name}_{volume}")
+    # docker picks the subnet from its default pools, avoiding networks this host already routes
+    engine.docker("network", "create", "--driver", "bridge", f"{name}_network")
     engine.docker(
         "run", "-d", "--name", f"{name}_postgres", "--user", "postgres", "--stop-signal", "SIGINT",
-        "--network", "host", "-e", "PGDATA=/var/lib/postgresql/data", "-e", f"PGPORT={project.pg_port}",
+        "--network", f"{name}_network", "-e", "PGDATA=/var/lib/postgresql/data", "-e", "PGPORT=5432",
         "-e", f"POSTGRES_DB={name}", "-e", f"POSTGRES_PASSWORD={PASSWORD}",
         "-v", f"{name}_postgres_data:/var/lib/postgresql/data", "-v", f"{project.spool}:{project.spool}",
         "--entrypoint", "sh", image, "-c", PG_INIT,

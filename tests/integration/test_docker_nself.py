@@ -1,9 +1,11 @@
 """drkit on an nself-shaped project, through a real Docker engine (its own dockerd).
 
-PostgreSQL listens on a loopback port (host networking) but allows replication only through
-its unix socket inside the container, as nself's does: base backups, dumps and WAL streaming
-must run in the container (`docker exec`). The in-place restore goes into the container's
-named volume.
+PostgreSQL publishes no port (nself's prod default): it is on the project's bridge network
+only, and drkit reaches it there with the `stack.yaml` the preset wrote unchanged
+(`host=shop_postgres`: drkit dials the address docker gives). It allows replication only
+through its unix socket inside the container, as nself's does: base backups, dumps and WAL
+streaming must run in the container (`docker exec`). The in-place restore goes into the
+container's named volume.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def test_nself_project_backup_pitr_and_restore_through_docker(
     env = {"DOCKER_HOST": docker_engine.host}
     # The premise: replication from outside the container is refused.
     outside = subprocess.run(
-        ["pg_basebackup", "-d", f"host=127.0.0.1 port={project.pg_port} user=postgres",
+        ["pg_basebackup", "-d", f"host={project.pg_address} port=5432 user=postgres",
          "-D", "-", "-Ft", "-X", "none"],
         capture_output=True, timeout=60, check=False, env={**os.environ, "PGPASSWORD": PASSWORD},
     )  # fmt: skip
@@ -81,15 +83,14 @@ def test_nself_project_backup_pitr_and_restore_through_docker(
     # nginx is always on in nself; this project has no nginx container (no image for it here).
     doc["services"] = {k: v for k, v in doc["services"].items() if k in ("postgres", "redis")}
     assert doc["services"]["postgres"]["runtime"]["container"] == "shop_postgres"
-    # What the preset does not write (yet): where the repository and state are, the port
-    # PostgreSQL listens on inside its container, its volume.
+    # The preset's PostgreSQL entry as written: the container's name, its volume, no port.
+    pg = doc["services"]["postgres"]
+    assert pg["dsn"] == "host=shop_postgres port=5432 user=postgres dbname=shop"
+    assert pg["runtime"]["volume"] == "shop_postgres_data" and "port" not in pg["runtime"]
+    assert doc["state_dir"] == str((project.dir / ".drkit").resolve())
+    assert doc["services"]["redis"]["runtime"]["volume"] == "shop_redis_data"
+    # Where the repository goes is the operator's choice (the preset suggests /var/backups).
     doc["repositories"]["local"]["path"] = str(project.dir.parent / "repo")
-    doc["state_dir"] = str(project.dir / ".drkit")
-    # PostgreSQL listens on loopback here (host networking), not on the compose network.
-    doc["services"]["postgres"]["dsn"] = f"host=127.0.0.1 port={project.pg_port} user=postgres dbname=shop"
-    pg_runtime = doc["services"]["postgres"]["runtime"]
-    pg_runtime.update(port=project.pg_port, volume="shop_postgres_data")
-    doc["services"]["redis"]["runtime"]["volume"] = "shop_redis_data"
     doc["checks"] = [
         {"name": "orders_present", "service": "postgres", "query": "select count(*) from orders",
          "expect": {"at_least": 500}},
@@ -116,8 +117,11 @@ def test_nself_project_backup_pitr_and_restore_through_docker(
         assert any(n.startswith("shop.dump") for n in names) and any(
             n.startswith("globals.sql") for n in names
         )
-        check = drkit(project, "check")
+        check = drkit(project, "--output", "json", "check")
         assert check.code == 0, check.stdout + check.stderr
+        results = {c["name"]: c for c in check.json()["results"]}
+        assert results["postgres: connect"]["status"] == "ok"  # SQL from the host, no port published
+        assert results["postgres: wal spool"]["status"] == "ok"  # the override mounts the spool
         sql(project, "insert into orders (note) select 'kept' from generate_series(1, 100)")
         target = sql(project, "select now()")
         sql(project, "select pg_sleep(0.2)")

@@ -67,10 +67,23 @@ def test_unpublished_port_names_the_nself_setting() -> None:
     assert "dsn host=nchat_postgres" in fix
 
 
-def test_network_name_unreachable_from_the_host_says_so() -> None:
+def test_container_without_an_address_says_docker_gave_none() -> None:
     message = 'cannot connect to PostgreSQL at nchat_postgres:5432/nchat: could not translate host name "x"'
     fix = check.connect_fix(nself_pg("nchat_postgres"), message)
-    assert "through nchat_postgres" in fix and "POSTGRES_EXPOSE_PORT=true" in fix
+    assert "docker inspect nchat_postgres" in fix and "is the container running" in fix
+    assert "POSTGRES_EXPOSE_PORT=true" in fix
+
+
+def test_container_address_unreachable_names_docker_desktop() -> None:
+    message = "cannot connect to PostgreSQL at nchat_postgres:5432/nchat: timeout expired"
+    fix = check.connect_fix(nself_pg("nchat_postgres"), message)
+    assert "Docker Desktop" in fix and "dsn host=127.0.0.1" in fix
+
+
+def test_another_unresolvable_name_points_at_the_container() -> None:
+    message = 'cannot connect to PostgreSQL at db:5432/nchat: could not translate host name "db"'
+    fix = check.connect_fix(nself_pg("db"), message)
+    assert "dsn host=nchat_postgres" in fix and "POSTGRES_EXPOSE_PORT=true" in fix
 
 
 def test_local_runtimes_get_no_nself_advice() -> None:

@@ -131,6 +131,12 @@ def test_generated_config_loads_and_validates(project: Path, tmp_path: Path, sec
     assert pg.password == "prod-password-0001"  # read from .env through a dotenv: reference
     assert stack.service("minio").kind == "s3"
     assert stack.repository.type == "fs"
+    # The state directory is the project's, wherever stack.yaml goes, and init says what the
+    # container must mount for the WAL stream (the same path on both sides).
+    assert stack.state_dir == str(project.resolve() / ".drkit")
+    spool = project.resolve() / ".drkit" / "wal-spool" / "postgres"
+    [mount] = [f for f in nself_config(project).findings if "wal-stream" in f]
+    assert f"`- {spool}:{spool}`" in mount and "docker-compose.override.yml" in mount
 
 
 def test_dependency_graph_probes_and_objectives(

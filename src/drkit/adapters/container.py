@@ -7,14 +7,17 @@ reads and sends to the daemon over its socket; the file lives as long as the `wi
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from drkit.domain.errors import ConfigError, UsageError
+from drkit.domain.errors import ConfigError, ToolError, UsageError
 from drkit.domain.stack import RuntimeSpec
-from drkit.infra.proc import find_tool, secret_file
+from drkit.infra.proc import find_tool, run, secret_file
+
+INSPECT_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,66 @@ def container_exec(
         return
     with secret_file(env_file_text(env), prefix="drkit-envfile-") as path:
         yield ContainerExec(docker, spec.container, user, path)
+
+
+def names_container(spec: RuntimeSpec, host: str) -> bool:
+    """Whether a connection's host is the compose container itself (a name only the compose
+    network resolves), as the nself preset writes for an unpublished PostgreSQL."""
+    return spec.type == "compose" and bool(spec.container) and host == spec.container
+
+
+def container_address(spec: RuntimeSpec) -> str | None:
+    """The address this host reaches the container's own ports at, without a published port:
+    127.0.0.1 on host networking, else its address on its (first, by name) network, which a
+    Linux host routes to through the network's bridge. None when docker cannot say (the
+    container is missing or stopped, docker is down): the caller dials the name, and fails
+    with libpq's own message. Docker Desktop's container addresses live in a VM the host
+    cannot reach: publish the port there."""
+    if not spec.container:
+        return None
+    fmt = "{{json .HostConfig.NetworkMode}} {{json .NetworkSettings.Networks}}"
+    try:
+        docker = find_tool("docker", spec.bin_dir)
+        result = run([docker, "inspect", "-f", fmt, spec.container], timeout=INSPECT_TIMEOUT, check=False)
+    except ToolError:
+        return None
+    if result.returncode != 0:
+        return None
+    return _address(result.stdout)
+
+
+def container_mounts(spec: RuntimeSpec) -> list[tuple[str, str]] | None:
+    """(source on this host, destination in the container) of every mount; None when docker
+    cannot say (no such container, docker down)."""
+    if not spec.container:
+        return None
+    try:
+        docker = find_tool("docker", spec.bin_dir)
+        result = run(
+            [docker, "inspect", "-f", "{{json .Mounts}}", spec.container],
+            timeout=INSPECT_TIMEOUT,
+            check=False,
+        )
+        mounts = json.loads(result.stdout) if result.returncode == 0 else None
+    except (ToolError, json.JSONDecodeError):
+        return None
+    if not isinstance(mounts, list):
+        return None
+    return [(str(m.get("Source", "")), str(m.get("Destination", ""))) for m in mounts if isinstance(m, dict)]
+
+
+def _address(inspected: str) -> str | None:
+    mode_text, _, networks_text = inspected.strip().partition(" ")
+    try:
+        mode, networks = json.loads(mode_text), json.loads(networks_text or "null")
+    except json.JSONDecodeError:
+        return None
+    if mode == "host":
+        return "127.0.0.1"
+    if not isinstance(networks, dict):
+        return None
+    for name in sorted(networks):
+        address = (networks[name] or {}).get("IPAddress")
+        if isinstance(address, str) and address:
+            return address
+    return None

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 from psycopg import conninfo
 
-from drkit.adapters.postgres.client import describe, make_dsn, scalar
+from drkit.adapters.postgres.client import describe, make_dsn, scalar, service_dsn
 from drkit.domain.stack import HealthProbe, Service
 
 PROBE_ATTEMPT_TIMEOUT = 10.0
@@ -117,7 +117,11 @@ def probe_timeout(probe: HealthProbe) -> float:
 
 
 def _sql(service: Service, probe: HealthProbe, timeout: float) -> str:
-    dsn = make_dsn(_dsn(service, probe), password=service.password, connect_timeout=max(1, int(timeout)))
+    seconds = max(1, int(timeout))
+    if probe.target:
+        dsn = make_dsn(probe.target, password=service.password, connect_timeout=seconds)
+    else:  # the service's own DSN, dialed as drkit dials it everywhere (a compose container's address)
+        dsn = service_dsn(service, connect_timeout=seconds)
     value = scalar(dsn, "select 1")
     if value != 1:
         raise ProbeFailed(f"select 1 returned {value!r}")

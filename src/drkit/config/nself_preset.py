@@ -73,11 +73,21 @@ def stack_document(
             del service["depends_on"]
         services[name] = {**service, **_objectives(name)}
     ctx.notes += [f"not managed: {u}" for u in unmanaged(ctx)]
+    state_dir = project_dir.resolve() / ".drkit"
+    if "postgres" in services:
+        spool = state_dir / "wal-spool" / "postgres"
+        ctx.notes.append(
+            f"postgres: `drkit wal-stream` runs pg_receivewal inside {ctx.project}_postgres and it "
+            f"writes into {spool}, which the container must mount at the same path: add "
+            f"`- {spool}:{spool}` under services.postgres.volumes in docker-compose.override.yml, "
+            "then `nself restart` (`drkit check` tells whether it is mounted)"
+        )
     if notes is not None:
         notes += ctx.notes
     return {
         "version": 1,
         "stack": ctx.project,
+        "state_dir": str(state_dir),
         "repositories": {"local": {"type": "fs", "path": f"/var/backups/drkit/{ctx.project}"}},
         "services": services,
         "checks": nchat_checks(),

@@ -19,7 +19,7 @@ from drkit.domain.backup import StoredFile
 from drkit.domain.errors import ToolError
 from drkit.domain.wal import Lsn
 from drkit.infra.parts import split_into_parts
-from drkit.infra.proc import find_tool, stream_tool
+from drkit.infra.proc import stream_tool
 
 LABEL_START_RE = re.compile(r"START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)")
 LABEL_TLI_RE = re.compile(r"START TIMELINE: (\d+)")
@@ -42,7 +42,7 @@ def pg_basebackup_args(
 ) -> list[str]:
     rate = [f"--max-rate={max_rate}"] if max_rate else []
     return [
-        find_tool("pg_basebackup", bin_dir),
+        login.tool("pg_basebackup", bin_dir),
         *rate,
         "--dbname",
         login.dsn,

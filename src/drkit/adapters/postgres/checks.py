@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from drkit.adapters.postgres.client import connect, make_dsn, tool_login
+from drkit.adapters.postgres.client import connect, make_dsn, service_dsn, tool_login, without_password
 from drkit.domain.errors import OperationError, ToolError, UsageError
 from drkit.domain.stack import Service
 from drkit.infra.proc import find_tool, run
@@ -56,7 +56,9 @@ class Target:
     def of(cls, service: Service, database: str | None) -> Target:
         if not service.dsn:
             raise UsageError(f"service {service.name} has no dsn: data checks need PostgreSQL")
-        return cls(make_dsn(service.dsn, dbname=database), service.password, service.runtime.bin_dir)
+        # service_dsn: dialed as everywhere else (a compose container's address)
+        dsn = without_password(service_dsn(service, dbname=database))
+        return cls(dsn, service.password, service.runtime.bin_dir)
 
     @property
     def dsn_with_password(self) -> str:

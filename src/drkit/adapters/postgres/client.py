@@ -14,9 +14,10 @@ from urllib.parse import unquote
 import psycopg
 from psycopg import conninfo
 
+from drkit.adapters.container import container_address, names_container
 from drkit.domain.errors import ConfigError, OperationError
 from drkit.domain.stack import Service
-from drkit.infra.proc import Env, secret_file
+from drkit.infra.proc import Env, find_tool, secret_file
 
 _URI_PASSWORD = re.compile(r"://[^:/@\s]*:([^@\s]*)@")
 _KV_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]+)")
@@ -47,7 +48,20 @@ def service_dsn(service: Service, **overrides: Any) -> str:
     its `dsn` with its password (from its secret reference) and any overrides."""
     if not service.dsn:
         raise OperationError(f"service {service.name} has no dsn configured")
+    params = _params(service.dsn)
+    host = str(params.get("host") or "")
+    dialed_elsewhere = "hostaddr" in params or overrides.get("host") or overrides.get("hostaddr")
+    if not dialed_elsewhere and names_container(service.runtime, host):
+        # `host=<project>_postgres`: a name only the compose network knows. Dial the
+        # container's address instead (libpq's hostaddr; host stays for messages and TLS).
+        overrides = {"hostaddr": container_address(service.runtime), **overrides}
     return make_dsn(service.dsn, password=service.password, **overrides)
+
+
+def without_password(dsn: str) -> str:
+    """The connection string with its password taken out (to keep the password apart)."""
+    params = {k: v for k, v in _params(dsn).items() if k != "password" and v is not None}
+    return conninfo.make_conninfo("", **params)
 
 
 def describe(dsn: str) -> str:
@@ -103,6 +117,12 @@ class ToolLogin:
 
     dsn: str
     env: Env = field(default_factory=dict)
+    in_container: bool = False  # the tool runs in the server's container: its own PATH finds it
+
+    def tool(self, name: str, bin_dir: str | None) -> str:
+        """The tool to run: by name in the container (the host needs no copy of it), else
+        found in `bin_dir` or on PATH."""
+        return name if self.in_container else find_tool(name, bin_dir)
 
 
 @contextmanager

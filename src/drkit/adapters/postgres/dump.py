@@ -7,12 +7,12 @@ from collections.abc import Callable
 from drkit.adapters.postgres.client import ToolLogin
 from drkit.domain.backup import StoredFile
 from drkit.infra.parts import split_into_parts
-from drkit.infra.proc import find_tool, stream_tool
+from drkit.infra.proc import stream_tool
 
 
 def dump_args(login: ToolLogin, bin_dir: str | None) -> list[str]:
     return [
-        find_tool("pg_dump", bin_dir),
+        login.tool("pg_dump", bin_dir),
         "--format=custom",
         "--compress=0",
         "--no-password",
@@ -22,7 +22,7 @@ def dump_args(login: ToolLogin, bin_dir: str | None) -> list[str]:
 
 
 def globals_args(login: ToolLogin, bin_dir: str | None) -> list[str]:
-    return [find_tool("pg_dumpall", bin_dir), "--globals-only", "--no-password", "--dbname", login.dsn]
+    return [login.tool("pg_dumpall", bin_dir), "--globals-only", "--no-password", "--dbname", login.dsn]
 
 
 def run_dump(

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from drkit.adapters.postgres.client import ToolLogin
-from drkit.infra.proc import find_tool
 
 
 def create_slot_args(login: ToolLogin, bin_dir: str | None, slot: str) -> list[str]:
     return [
-        find_tool("pg_receivewal", bin_dir),
+        login.tool("pg_receivewal", bin_dir),
         "--dbname",
         login.dsn,
         "--slot",
@@ -25,7 +24,7 @@ def receivewal_args(login: ToolLogin, bin_dir: str | None, slot: str, directory:
     # --synchronous: flush each write at once and report it, so the RPO is ~0.
     # --no-loop: we supervise restarts ourselves (to push what it wrote before restarting).
     return [
-        find_tool("pg_receivewal", bin_dir),
+        login.tool("pg_receivewal", bin_dir),
         "--dbname",
         login.dsn,
         "--slot",

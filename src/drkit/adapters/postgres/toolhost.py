@@ -18,7 +18,9 @@ from psycopg import conninfo
 
 from drkit.adapters.container import container_exec
 from drkit.adapters.postgres.client import ToolLogin, tool_login
+from drkit.adapters.postgres.tools import parse_tool_version, tool_version
 from drkit.domain.stack import Service
+from drkit.infra.proc import run
 
 SOCKET_DIR = "/var/run/postgresql"
 CONTAINER_PORT = 5432
@@ -32,6 +34,12 @@ class ToolHost:
     login: ToolLogin
     in_container: bool = False
     container_argv: tuple[str, ...] = ()
+
+    def version(self, name: str, bin_dir: str | None) -> str:
+        """The version of the tool that really runs (the container's own, for compose)."""
+        if not self.in_container:
+            return tool_version(name, bin_dir)
+        return parse_tool_version(run(self.argv([name, "--version"]), timeout=30).stdout)
 
     def argv(self, args: list[str]) -> list[str]:
         if not self.in_container:
@@ -63,7 +71,7 @@ def tool_host(service: Service, dsn: str) -> Iterator[ToolHost]:
     env = {"PGPASSWORD": password} if password else None
     with container_exec(spec, user=spec.os_user or CONTAINER_USER, env=env) as box:
         prefix = box.wrap(["tool"])[:-1]
-        yield ToolHost(ToolLogin(inner), in_container=True, container_argv=tuple(prefix))
+        yield ToolHost(ToolLogin(inner, in_container=True), in_container=True, container_argv=tuple(prefix))
 
 
 PIDFILE = ".drkit-receiver.pid"
@@ -85,8 +93,6 @@ def stop_inside(host: ToolHost, directory: str, timeout: float = 30.0) -> str:
     the shell's own `kill`: slim images have no kill binary). Returns what went wrong, or ""."""
     from pathlib import Path
 
-    from drkit.infra.proc import run
-
     if not host.in_container:
         return ""
     try:
@@ -103,7 +109,6 @@ def give_to_container_user(host: ToolHost, directory: str) -> None:
     import os
 
     from drkit.domain.errors import OperationError
-    from drkit.infra.proc import run
 
     if not host.in_container or os.geteuid() != 0:
         return

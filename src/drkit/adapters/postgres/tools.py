@@ -13,7 +13,11 @@ from drkit.infra.proc import find_tool, run
 @cache
 def tool_version(name: str, bin_dir: str | None = None) -> str:
     """`15.18` for `pg_basebackup (PostgreSQL) 15.18 (Debian ...)`, `18` for `18beta1`."""
-    out = run([find_tool(name, bin_dir), "--version"], timeout=30).stdout
+    return parse_tool_version(run([find_tool(name, bin_dir), "--version"], timeout=30).stdout)
+
+
+def parse_tool_version(out: str) -> str:
+    """`15.18` for `pg_basebackup (PostgreSQL) 15.18 (Debian ...)`."""
     match = re.search(r"\)\s*(\d+(?:\.\d+)*)", out) or re.search(r"(\d+(?:\.\d+)*)", out)
     return match.group(1) if match else out.strip()
 

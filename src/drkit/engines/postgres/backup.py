@@ -17,7 +17,6 @@ from drkit.adapters.postgres.dump import dump_args, globals_args, run_dump
 from drkit.adapters.postgres.server import next_xid, server_info
 from drkit.adapters.postgres.tarindex import members_to_json
 from drkit.adapters.postgres.toolhost import tool_host
-from drkit.adapters.postgres.tools import tool_version
 from drkit.domain.backup import BackupKind, Manifest, PostgresInfo, StoredFile
 from drkit.domain.stack import PostgresPolicy, Service
 from drkit.engines.core.commit import (
@@ -60,6 +59,7 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
             args = pg_basebackup_args(
                 host.login, service.runtime.bin_dir, policy.checkpoint, f"drkit {backup_id}", policy.max_rate
             )
+            tool_versions = {"pg_basebackup": host.version("pg_basebackup", service.runtime.bin_dir)}
             streamed = stream_base_backup(
                 host.argv(args),
                 part_sink(ws, directory, "base", ".tar"),
@@ -81,7 +81,7 @@ def base_backup(ws: Workspace, service: Service, *, progress: Progress | None = 
             started_at=started,
             finished_at=ws.clock.now(),
             files=(*streamed.parts, index),
-            tool_versions={"pg_basebackup": tool_version("pg_basebackup", service.runtime.bin_dir)},
+            tool_versions=tool_versions,
             compression=f"zstd-{ws.codec.level}",
             encrypted=ws.codec.encrypted,
             postgres=PostgresInfo(
@@ -150,6 +150,7 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
             files.extend(parts)
             digests[db] = digest.hexdigest()
         with tool_host(service, dsn) as host:
+            dump_version = host.version("pg_dump", bin_dir)
             globals_parts, _ = run_dump(
                 host.argv(globals_args(host.login, bin_dir)),
                 part_sink(ws, directory, "globals.sql"),
@@ -166,7 +167,7 @@ def logical_backup(ws: Workspace, service: Service, *, progress: Progress | None
             started_at=started,
             finished_at=ws.clock.now(),
             files=tuple(files),
-            tool_versions={"pg_dump": tool_version("pg_dump", bin_dir)},
+            tool_versions={"pg_dump": dump_version},
             compression=f"zstd-{ws.codec.level}",
             encrypted=ws.codec.encrypted,
             details={

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from drkit.adapters.container import container_mounts
 from drkit.adapters.postgres.client import connect, dsn_param, rows, service_dsn
 from drkit.adapters.postgres.server import ServerInfo, server_info
 from drkit.adapters.postgres.tools import major, tool_version
@@ -16,6 +17,7 @@ from drkit.domain.checks import CheckResult, Status, guard
 from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service, WalMode
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.wal.stream import spool_dir
 
 OK, WARN, FAIL = Status.OK, Status.WARNING, Status.FAILED
 
@@ -42,6 +44,8 @@ def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
     policy = service.postgres
     if policy is not None and policy.wal_mode is WalMode.STREAM:
         results += guard(f"{service.name}: wal stream", lambda: _stream(service, dsn))
+        if service.runtime.type == "compose":
+            results += guard(f"{service.name}: wal spool", lambda: [_spool_mounted(ws, service)])
     else:
         results += guard(f"{service.name}: archiving", lambda: _archiving(service, dsn, info))
     results += guard(f"{service.name}: tools", lambda: _tools(service, info))
@@ -95,11 +99,26 @@ def connect_fix(service: Service, message: str) -> str:
             f"`nself build && nself restart`, or reach it through {container} "
             f"(dsn host={container} port=5432)"
         )
+    publish = (
+        "publish the port on loopback instead: POSTGRES_EXPOSE_PORT=true in .env, "
+        "`nself build && nself restart`, and dsn host=127.0.0.1 port=$POSTGRES_PORT"
+    )
+    if host == runtime.container and ("translate host name" in message or "not known" in message):
+        return (
+            f". {host} is the container's name on the compose network; drkit dials the address "
+            f"`docker inspect {host}` gives, and docker gave none: is the container running, and "
+            "does drkit reach the right docker (DOCKER_HOST)? Or " + publish
+        )
+    if host == runtime.container:
+        return (
+            f". drkit dialed {host}'s address on its compose network (from `docker inspect`); "
+            "a Linux host reaches it through the network's bridge, Docker Desktop and rootless "
+            "Docker do not: " + publish
+        )
     if "translate host name" in message or "Name or service not known" in message:
         return (
-            f". {host} is a name on the compose network, not reachable from this host: drkit must "
-            f"run the PostgreSQL tools through {container}, or publish the port with "
-            "POSTGRES_EXPOSE_PORT=true and use dsn host=127.0.0.1"
+            f". {host} is a name this host cannot resolve: name the container itself "
+            f"(dsn host={container}: drkit finds its address with docker), or " + publish
         )
     return ""
 
@@ -290,6 +309,24 @@ def _stream(service: Service, dsn: str) -> list[CheckResult]:
         )
     )
     return out
+
+
+def _spool_mounted(ws: Workspace, service: Service) -> CheckResult:
+    """pg_receivewal runs in the container and writes into drkit's spool: the container must
+    mount it at the same path (docs/nself.md, the compose override)."""
+    name, spool = f"{service.name}: wal spool", str(spool_dir(ws, service))
+    mounts = container_mounts(service.runtime)
+    if mounts is None:
+        return CheckResult(name, FAIL, f"docker cannot inspect {service.runtime.container}")
+    if any(dest == spool for _source, dest in mounts):
+        return CheckResult(name, OK, f"{service.runtime.container} mounts {spool}")
+    return CheckResult(
+        name,
+        FAIL,
+        f"{service.runtime.container} does not mount {spool}, where pg_receivewal (run inside it) "
+        f"writes: add `- {spool}:{spool}` under services.{service.name}.volumes in "
+        "docker-compose.override.yml and recreate the container (`nself restart`)",
+    )
 
 
 def _tools(service: Service, info: ServerInfo) -> list[CheckResult]:
