@@ -184,6 +184,11 @@ def test_nself_project_backup_pitr_and_restore_through_docker(
     docker_engine.docker("start", "shop_postgres")
     wait_for(lambda: sql(project, "select count(*) from orders") == 500, timeout=120,
              what="the old data back", retry_on=(OperationError, psycopg.Error))  # fmt: skip
+    # What the restores kept inside PGDATA is named by check: the next base backup carries it.
+    checked = {c["name"]: c for c in drkit(project, "--output", "json", "check").json()["results"]}
+    kept = checked["postgres: old data kept"]
+    assert kept["status"] == "warning" and ".drkit-failed-restore-" in kept["detail"]
+    assert all(name in kept["detail"] for name in entries if name.startswith(".drkit-before-restore-"))
 
 
 def backups(project: Project) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 from drkit.adapters.container import container_mounts
 from drkit.adapters.postgres.client import connect, dsn_param, rows, service_dsn
@@ -17,7 +18,9 @@ from drkit.domain.checks import CheckResult, Status, guard
 from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service, WalMode
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.restore_compose import ASIDE_PREFIX, FAILED_PREFIX
 from drkit.engines.postgres.wal.stream import spool_dir
+from drkit.runtimes.compose import ComposeRuntime
 
 OK, WARN, FAIL = Status.OK, Status.WARNING, Status.FAILED
 
@@ -46,6 +49,8 @@ def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
         results += guard(f"{service.name}: wal stream", lambda: _stream(service, dsn))
         if service.runtime.type == "compose":
             results += guard(f"{service.name}: wal spool", lambda: [_spool_mounted(ws, service)])
+    if service.runtime.type == "compose" and service.runtime.volume:
+        results += guard(f"{service.name}: old data kept", lambda: [_kept_asides(service)])
     else:
         results += guard(f"{service.name}: archiving", lambda: _archiving(service, dsn, info))
     results += guard(f"{service.name}: tools", lambda: _tools(service, info))
@@ -326,6 +331,24 @@ def _spool_mounted(ws: Workspace, service: Service) -> CheckResult:
         f"{service.runtime.container} does not mount {spool}, where pg_receivewal (run inside it) "
         f"writes: add `- {spool}:{spool}` under services.{service.name}.volumes in "
         "docker-compose.override.yml and recreate the container (`nself restart`)",
+    )
+
+
+def _kept_asides(service: Service) -> CheckResult:
+    """An in-place restore keeps the old contents inside the volume, which nself mounts as
+    PGDATA: every base backup carries them until the operator deletes them."""
+    name, volume = f"{service.name}: old data kept", service.runtime.volume or ""
+    root = Path(ComposeRuntime(service.runtime, name=service.name).volume_path(volume))
+    kept = sorted(p.name for p in root.iterdir() if p.name.startswith((ASIDE_PREFIX, FAILED_PREFIX)))
+    if not kept:
+        return CheckResult(name, OK, f"nothing left by a restore in volume {volume}")
+    return CheckResult(
+        name,
+        WARN,
+        f"{', '.join(kept)} in volume {volume} ({root}): kept by earlier restores inside the data "
+        "directory, so every base backup carries them too; once the restored data is checked, "
+        "delete them",
+        critical=False,
     )
 
 

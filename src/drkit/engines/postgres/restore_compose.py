@@ -41,6 +41,7 @@ from drkit.infra.proc import run
 from drkit.runtimes.compose import ComposeRuntime
 
 ASIDE_PREFIX = ".drkit-before-restore-"
+FAILED_PREFIX = ".drkit-failed-restore-"
 WANT = ".want-"
 WAIT_SECONDS = 600
 
@@ -102,17 +103,17 @@ def move_aside(root: Path, stamp: str) -> Path:
     aside = root / f"{ASIDE_PREFIX}{stamp}"
     aside.mkdir(mode=0o700)
     for entry in os.listdir(root):
-        if not entry.startswith((ASIDE_PREFIX, ".drkit-failed-restore")):
+        if not entry.startswith((ASIDE_PREFIX, FAILED_PREFIX)):
             os.rename(root / entry, aside / entry)
     return aside
 
 
 def roll_back(root: Path, aside: Path) -> None:
     """Put the old contents back; keep the half-written ones in `.drkit-failed-restore/`."""
-    failed = root / f".drkit-failed-restore-{aside.name[len(ASIDE_PREFIX) :]}"
+    failed = root / f"{FAILED_PREFIX}{aside.name[len(ASIDE_PREFIX) :]}"
     failed.mkdir(mode=0o700)
     for entry in os.listdir(root):
-        if not entry.startswith((ASIDE_PREFIX, ".drkit-failed-restore")):
+        if not entry.startswith((ASIDE_PREFIX, FAILED_PREFIX)):
             os.rename(root / entry, failed / entry)  # .drkit-restoring too
     for entry in os.listdir(aside):
         os.rename(aside / entry, root / entry)
