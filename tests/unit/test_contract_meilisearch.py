@@ -1,6 +1,7 @@
 """drkit's MeiliSearch client against answers recorded from Meilisearch's documentation and
 source (not from drkit's stand-in): the task lifecycle of dumps and snapshots, its auth
-errors, a missing task, and POST /snapshots on a server older than v1.5."""
+errors, a missing task, POST /snapshots on a server older than v1.5, and settings whose
+embedder apiKey the server masks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from drkit.adapters.meilisearch import MeilisearchClient, MeilisearchError
+from drkit.adapters.meilisearch import (
+    MeilisearchClient,
+    MeilisearchError,
+    mask_secret,
+    masked_embedder_keys,
+)
 from tests.unit.contract_replay import Recorded, Replay
 
 DOCS = "https://www.meilisearch.com/docs/reference"
@@ -155,6 +161,70 @@ VERSION_14 = Recorded(
     f"{DOCS}/api/version",
 )
 
+# GET /indexes/{uid}/settings after an embedder was set with apiKey "My super secret value you
+# will never guess": the key comes back masked (v1.8+, SecretPolicy::HideSecrets)
+SOURCE_MASK = (
+    "meilisearch/meilisearch crates/meilisearch/tests/settings/get_settings.rs "
+    "(secrets_are_hidden_in_settings); the rule: crates/meilisearch-types/src/settings.rs hide_secret"
+)
+SETTINGS_MASKED_KEY = Recorded(
+    200,
+    {
+        "displayedAttributes": ["*"],
+        "searchableAttributes": ["*"],
+        "filterableAttributes": [],
+        "sortableAttributes": [],
+        "rankingRules": ["words", "typo", "proximity", "attributeRank", "sort", "wordPosition", "exactness"],
+        "stopWords": [],
+        "nonSeparatorTokens": [],
+        "separatorTokens": [],
+        "dictionary": [],
+        "synonyms": {},
+        "distinctAttribute": None,
+        "proximityPrecision": "byWord",
+        "typoTolerance": {
+            "enabled": True,
+            "minWordSizeForTypos": {"oneTypo": 5, "twoTypos": 9},
+            "disableOnWords": [],
+            "disableOnAttributes": [],
+            "disableOnNumbers": False,
+        },
+        "faceting": {"maxValuesPerFacet": 100, "sortFacetValuesBy": {"*": "alpha"}},
+        "pagination": {"maxTotalHits": 1000},
+        "embedders": {
+            "default": {
+                "source": "rest",
+                "apiKey": "My suXXXXXX...",
+                "dimensions": 4,
+                "documentTemplate": "{% for field in fields %}"
+                "{% if field.is_searchable and field.value != nil %}"
+                "{{ field.name }}: {{ field.value }}\n{% endif %}{% endfor %}",
+                "documentTemplateMaxBytes": 400,
+                "url": "https://localhost:7777",
+                "request": "{{text}}",
+                "response": "{{embedding}}",
+                "headers": {},
+            }
+        },
+        "searchCutoffMs": None,
+        "localizedAttributes": None,
+        "facetSearch": True,
+        "prefixSearch": "indexingTime",
+    },
+    SOURCE_MASK,
+)
+# GET /indexes/{uid} (docs: reference/api/indexes, "Get one index")
+INDEX_MESSAGES = Recorded(
+    200,
+    {
+        "uid": "messages",
+        "createdAt": "2022-02-10T07:45:15.628261Z",
+        "updatedAt": "2022-02-21T15:28:43.496574Z",
+        "primaryKey": "id",
+    },
+    f"{DOCS}/api/indexes",
+)
+
 
 def client(replay: Replay, key: str | None = "masterKey-0123456789") -> MeilisearchClient:
     return MeilisearchClient("http://meili:7700", api_key=key, transport=replay.transport())
@@ -235,3 +305,40 @@ def test_drkit_refuses_a_snapshot_of_another_version_before_touching_anything(
         search_restore.same_version_only(service, manifest)
     manifest.tool_versions["meilisearch"] = "1.6.0"
     search_restore.same_version_only(service, manifest)  # the same version: no objection
+
+
+def test_a_masked_embedder_key_is_recognized_as_the_server_masks_it() -> None:
+    """drkit's copy of the rule gives the recorded mask and the vectors of Meilisearch's own
+    test_hide_secret (crates/meilisearch-types/src/settings.rs)."""
+    replay = Replay({("GET", "/indexes/messages/settings"): [SETTINGS_MASKED_KEY]})
+    settings = client(replay).get_settings("messages")
+    assert masked_embedder_keys(settings) == {"default": "My suXXXXXX..."}
+    assert mask_secret("My super secret value you will never guess") == "My suXXXXXX..."
+    assert mask_secret("123456789") == "XXX..."
+    assert mask_secret("123456789012345678901234567890") == "12345XXXXXX..."
+    assert mask_secret("ひらがな6789012345678901234567890") == "ひらXXXXXX..."
+    clear = {"embedders": {"default": {**settings["embedders"]["default"], "apiKey": "sk-0123456789abcdef"}}}
+    assert masked_embedder_keys(clear) == {}  # a server before v1.8 answered the key itself
+
+
+def test_rebuild_never_patches_a_masked_key_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """engines/search/rebuild.py copies the live index's settings into the rebuilt one: with
+    the recorded masked key it refuses, naming the embedder, and sends no write at all."""
+    from types import SimpleNamespace
+
+    from drkit.domain.errors import UsageError
+    from drkit.engines.search import rebuild
+
+    replay = Replay(
+        {
+            ("GET", "/indexes/messages"): [INDEX_MESSAGES],
+            ("GET", "/indexes/messages/settings"): [SETTINGS_MASKED_KEY],
+        }
+    )
+    monkeypatch.setattr(rebuild, "client_for", lambda service: client(replay))
+    monkeypatch.setattr(rebuild, "postgres_dsn", lambda stack, service: "postgresql://unused")
+    source = rebuild.IndexSource("select id from messages")
+    stack: Any = SimpleNamespace()
+    with pytest.raises(UsageError, match=r"embedder 'default' \(My suXXXXXX...\) only masked"):
+        rebuild.rebuild_index(stack, SimpleNamespace(name="meilisearch"), "messages", source)
+    assert {r.method for r in replay.sent} == {"GET"}

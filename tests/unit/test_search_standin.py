@@ -170,3 +170,52 @@ def test_snapshot_tasks_have_no_details_and_load_only_into_their_version(
     )  # fmt: skip
     assert proc.returncode == 1
     assert "Your database version (1.6.0) is incompatible" in proc.stderr
+
+
+SECRET = "My super secret value you will never guess"  # meilisearch tests/settings/get_settings.rs
+EMBEDDER = {
+    "source": "rest",
+    "url": "https://localhost:7777",
+    "apiKey": SECRET,
+    "dimensions": 4,
+    "request": "{{text}}",
+    "response": "{{embedding}}",
+}
+
+
+def test_settings_reads_mask_embedder_keys_and_dumps_keep_them(start: Start, tmp_path: Path) -> None:
+    """meilisearch-types settings.rs `hide_secrets`: GET /indexes/{uid}/settings, GET
+    .../settings/embedders and a settingsUpdate task's details show an embedder's apiKey
+    masked ("My suXXXXXX..."); the server keeps the key, and dumps carry it (RevealSecrets)."""
+    import json
+    import tarfile
+
+    meili = start()
+    meili.wait_succeeded(meili.create_index("books", primary_key="id"), timeout=10)
+    embedders = {"embedders": {"default": EMBEDDER}}
+    task = meili.wait_succeeded(meili.update_settings("books", embedders), timeout=10)
+    shown = {**EMBEDDER, "apiKey": "My suXXXXXX..."}
+    assert meili.get_settings("books")["embedders"] == {"default": shown}
+    assert meili._json("GET", "/indexes/books/settings/embedders") == {"default": shown}
+    assert task.details["embedders"] == {"default": shown}
+    assert SECRET not in str(meili._json("GET", f"/tasks/{task.uid}"))
+    stored = json.loads((tmp_path / "data.ms" / "data.json").read_text())
+    assert stored["indexes"][0]["settings"]["embedders"]["default"]["apiKey"] == SECRET
+    dump = meili.wait_succeeded(meili.create_dump(), timeout=10)
+    with tarfile.open(tmp_path / "dumps" / f"{dump.details['dumpUid']}.dump") as tar:
+        member = tar.extractfile("indexes/books/settings.json")
+        assert member is not None
+        assert json.loads(member.read())["embedders"]["default"]["apiKey"] == SECRET
+
+
+def test_settings_patched_back_as_read_lose_the_key(start: Start, tmp_path: Path) -> None:
+    """What the masking means for a client: Meilisearch stores whatever apiKey a PATCH
+    carries, so settings written back as read replace the key with its mask."""
+    import json
+
+    meili = start()
+    meili.wait_succeeded(meili.update_settings("books", {"embedders": {"default": EMBEDDER}}), timeout=10)
+    meili.wait_succeeded(meili.update_settings("copy", meili.get_settings("books")), timeout=10)
+    stored = json.loads((tmp_path / "data.ms" / "data.json").read_text())
+    keys = {i["uid"]: i["settings"]["embedders"]["default"]["apiKey"] for i in stored["indexes"]}
+    assert keys == {"books": SECRET, "copy": "My suXXXXXX..."}

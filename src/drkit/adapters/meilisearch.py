@@ -7,6 +7,7 @@ is one clear line: unreachable, the key refused, or Meilisearch's own error mess
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,12 @@ KEY_HINT = (
     "(nself: SEARCH_API_KEY or MEILISEARCH_MASTER_KEY)"
 )
 SNAPSHOT_ROUTE_SINCE = (1, 5)  # POST /snapshots exists from Meilisearch v1.5
+# Meilisearch (v1.8+) never returns an embedder's apiKey: every settings read masks it
+# (meilisearch/meilisearch crates/meilisearch-types/src/settings.rs `hide_secret`): by the
+# key's length in bytes, keep its first 0 (< 10), 2 (< 20), 3 (< 30) or 5 bytes (rounded up
+# to a character boundary), then "XXX...", "XXXX...", "XXXXX..." or "XXXXXX...".
+SECRET_MASKS = ((10, 0, "XXX..."), (20, 2, "XXXX..."), (30, 3, "XXXXX..."), (None, 5, "XXXXXX..."))
+MASKED = re.compile(r"^.{0,5}X{3,6}\.\.\.$", re.DOTALL)
 
 
 class MeilisearchError(OperationError):
@@ -63,6 +70,28 @@ class IndexInfo:
     primary_key: str | None
 
 
+def mask_secret(secret: str) -> str:
+    """How Meilisearch shows `secret` in a settings read."""
+    raw = secret.encode()
+    keep, tail = next((k, t) for limit, k, t in SECRET_MASKS if limit is None or len(raw) < limit)
+    while keep < len(raw) and raw[keep] & 0xC0 == 0x80:
+        keep += 1
+    return raw[:keep].decode() + tail
+
+
+def masked_embedder_keys(settings: dict[str, Any]) -> dict[str, str]:
+    """Embedder name -> its apiKey, for the embedders whose apiKey in these settings (as
+    read from the server) is Meilisearch's mask rather than a key."""
+    embedders = settings.get("embedders")
+    if not isinstance(embedders, dict):
+        return {}
+    return {
+        str(name): str(e["apiKey"])
+        for name, e in embedders.items()
+        if isinstance(e, dict) and isinstance(e.get("apiKey"), str) and MASKED.match(e["apiKey"])
+    }
+
+
 class MeilisearchClient(HttpApi):
     def __init__(
         self,
@@ -99,6 +128,8 @@ class MeilisearchClient(HttpApi):
         return IndexInfo(str(body["uid"]), body.get("primaryKey")) if body else None
 
     def get_settings(self, uid: str) -> dict[str, Any]:
+        """The index's settings as Meilisearch shows them: embedders' apiKeys masked
+        (`masked_embedder_keys`); never PATCH them back as they are."""
         return self._json("GET", f"/indexes/{uid}/settings")
 
     def get_documents(self, uid: str, *, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:

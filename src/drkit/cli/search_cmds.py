@@ -30,6 +30,12 @@ def rebuild_cmd(
     service: str = typer.Option(
         None, "--service", "-s", help="The meilisearch service (default: the only one)."
     ),
+    embedder_key: list[str] = typer.Option(
+        [],
+        "--embedder-key",
+        help="NAME=env:VAR (or file:/path, dotenv:/path#KEY): the apiKey of the live index's "
+        "embedder NAME, which MeiliSearch shows only masked. Repeatable; never the key itself.",
+    ),
 ) -> None:
     """Rebuild INDEX from PostgreSQL: the fallback when no dump can be restored. Fills a fresh
     index beside the live one and swaps it in; exit 3 if the counts then differ.
@@ -37,18 +43,22 @@ def rebuild_cmd(
     Example: drkit search rebuild messages --batch-size 2000
     """
     from drkit.engines.search.rebuild import rebuild_index, source_for
+    from drkit.engines.search.secrets import parse_key_refs
 
     opts = options(ctx)
     stack = opts.stack()
     svc = _service(stack, service)
     source = source_for(index, query, primary_key, svc)
+    keys = parse_key_refs(embedder_key)
     if opts.dry_run:
         console.print(
             f"would rebuild {svc.name} index {index!r} from: {source.query} (key {source.primary_key})"
         )
         return
     with _count_progress(f"rebuilding {index}", enabled=not opts.json) as progress:
-        result = rebuild_index(stack, svc, index, source, batch_size=batch_size, progress=progress)
+        result = rebuild_index(
+            stack, svc, index, source, batch_size=batch_size, progress=progress, embedder_keys=keys
+        )
     if opts.json:
         emit_json({"ok": result.ok, **result.__dict__})
     else:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors
 
 from drkit.adapters.postgres.client import connect, make_dsn
 from drkit.domain.errors import OperationError
@@ -32,9 +32,12 @@ LOCK_TIMEOUT_MS = 1000
 
 # Every user table (partitioned ones with their partitions' sizes and estimates summed). Sizes
 # come from pg_class.relpages (as of the last VACUUM/ANALYZE), not pg_relation_size(), which
-# would wait for the lock of a table a migration holds.
+# would wait for the lock of a table a migration holds. The count statement is quoted by the
+# server (format %I), so a name is never split or re-encoded by drkit: a schema may hold a dot,
+# and a SQL_ASCII database's names any bytes (psycopg answers its text as bytes).
 TABLES_SQL = """
 select n.nspname || '.' || c.relname,
+  format('select count(*) from %I.%I', n.nspname, c.relname),
   coalesce(sum(p.relpages::bigint * current_setting('block_size')::bigint), 0)::bigint,
   coalesce(sum(case when p.reltuples >= 0 then p.reltuples
                     else coalesce(pg_stat_get_live_tuples(p.oid), 0) end), 0)::bigint
@@ -43,7 +46,7 @@ left join lateral (select c.oid as relid union select relid from pg_partition_tr
 left join pg_class p on p.oid = t.relid and p.relkind = 'r'
 where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
   and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'
-group by 1
+group by c.oid, n.nspname, c.relname
 order by 1
 """
 
@@ -60,9 +63,15 @@ class RowCounts:
         self.estimated |= other.estimated
 
 
-def _count_query(table: str) -> sql.Composed:
-    schema, _, name = table.partition(".")
-    return sql.SQL("select count(*) from {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+def _name(value: str | bytes) -> str:
+    """A table's name for the counts' keys. A SQL_ASCII database answers bytes: UTF-8 is read
+    as such, any other byte is escaped (`caf\\xe9`), the same at backup and at verify time."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+
+
+def _statement(conn: psycopg.Connection[Any], value: str | bytes) -> bytes:
+    """The count statement, as the server's bytes (sent back unchanged)."""
+    return value if isinstance(value, bytes) else value.encode(conn.info.encoding)
 
 
 def count_tables(conn: psycopg.Connection[Any], db: str, *, exact_max_bytes: int) -> RowCounts:
@@ -70,12 +79,12 @@ def count_tables(conn: psycopg.Connection[Any], db: str, *, exact_max_bytes: int
     savepoint per table, so a timeout loses only that count)."""
     result = RowCounts()
     tables = conn.execute(TABLES_SQL).fetchall()
-    for table, size, estimate in tables:
-        key = f"{db}:{table}"
+    for table, statement, size, estimate in tables:
+        key = f"{db}:{_name(table)}"
         if int(size) <= exact_max_bytes:
             try:
                 with conn.transaction():
-                    row = conn.execute(_count_query(table)).fetchone()
+                    row = conn.execute(_statement(conn, statement)).fetchone()
                 result.counts[key] = int(row[0]) if row else 0
                 continue
             except (errors.QueryCanceled, errors.LockNotAvailable):

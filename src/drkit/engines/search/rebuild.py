@@ -5,13 +5,14 @@ whatever the table's size), in batches; each batch is one documents task, waited
 before the next is sent. When the index exists, the rebuild fills a fresh index with the
 live one's settings and swaps it in at the end (`POST /swap-indexes`): searches keep
 working on the old documents until then, and a rebuild that fails midway leaves the live
-index as it was.
+index as it was. Meilisearch masks embedders' API keys when it returns settings: a live index
+with one is rebuilt only when each key is given by reference (engines/search/secrets.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -22,6 +23,7 @@ from drkit.adapters.postgres.client import connect, scalar, service_dsn
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import DrkitError, UsageError
 from drkit.domain.stack import Service, Stack
+from drkit.engines.search.secrets import settings_to_copy
 from drkit.engines.search.server import client_for
 from drkit.infra.clock import Clock, SystemClock
 
@@ -97,7 +99,10 @@ def rebuild_index(
     batch_size: int = 1000,
     progress: Progress | None = None,
     clock: Clock | None = None,
+    embedder_keys: Mapping[str, str] | None = None,
 ) -> RebuildResult:
+    """Fill `index` from `source`; beside the live index (with its settings, each masked
+    embedder key given by reference in `embedder_keys`) and swapped in, if there is one."""
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     clock = clock or SystemClock()
@@ -106,7 +111,9 @@ def rebuild_index(
     with client_for(service) as meili:
         live = meili.get_index(index)
         target = index + REBUILD_SUFFIX if live else index
-        _prepare(meili, target, source.primary_key, settings_from=index if live else None, clock=clock)
+        # read and checked before anything is touched: a masked key is refused here
+        settings = settings_to_copy(meili.get_settings(index) if live else {}, index, embedder_keys or {})
+        _prepare(meili, target, source.primary_key, settings=settings if live else None, clock=clock)
         rows = batches = 0
         for batch in _batches(dsn, source.query, batch_size):
             meili.wait_succeeded(
@@ -150,7 +157,7 @@ def search_count_checks(stack: Stack) -> list[CheckResult]:
 
 
 def _prepare(
-    meili: MeilisearchClient, target: str, primary_key: str, *, settings_from: str | None, clock: Clock
+    meili: MeilisearchClient, target: str, primary_key: str, *, settings: dict[str, Any] | None, clock: Clock
 ) -> None:
     """An empty target index with the primary key (and the live index's settings)."""
     if meili.get_index(target) is not None:  # what an interrupted rebuild left, or stale documents
@@ -158,10 +165,8 @@ def _prepare(
     meili.wait_succeeded(
         meili.create_index(target, primary_key=primary_key), timeout=TASK_TIMEOUT, clock=clock
     )
-    if settings_from is not None:
-        settings = meili.get_settings(settings_from)
-        if settings:
-            meili.wait_succeeded(meili.update_settings(target, settings), timeout=TASK_TIMEOUT, clock=clock)
+    if settings:
+        meili.wait_succeeded(meili.update_settings(target, settings), timeout=TASK_TIMEOUT, clock=clock)
 
 
 def _batches(dsn: str, query: str, size: int) -> Iterator[list[dict[str, Any]]]:

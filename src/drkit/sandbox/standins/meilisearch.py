@@ -3,7 +3,10 @@
 Stands for:
 - `GET /health` (public) `{"status": "available"}`; `GET /version`; `GET /stats`.
 - Indexes: `GET|POST /indexes`, `GET|DELETE /indexes/{uid}`, `GET /indexes/{uid}/stats`
-  (`numberOfDocuments`), `GET|PATCH /indexes/{uid}/settings`, `POST /swap-indexes`.
+  (`numberOfDocuments`), `GET|PATCH /indexes/{uid}/settings`, `GET .../settings/embedders`,
+  `POST /swap-indexes`. Settings reads (and a settingsUpdate task's details) mask every
+  embedder's `apiKey` as Meilisearch does (`hide_secrets` in meilisearch_store.py); dumps and
+  snapshots keep it.
 - Documents: `POST` (add or replace) and `PUT` (add or update) `/indexes/{uid}/documents`
   with `?primaryKey=`, primary-key inference and id checks as Meilisearch does them;
   `GET ...?limit&offset&fields`; `DELETE` (clear all).
@@ -54,6 +57,7 @@ from drkit.sandbox.standins.meilisearch_store import (
     Index,
     MeiliError,
     Store,
+    hide_secrets,
     restore_snapshot,
 )
 
@@ -104,7 +108,10 @@ class MeiliHandler(JsonHandler):
                 ("GET", "indexes"): lambda: self.page([i.view() for i in store.indexes.values()]),
                 ("GET", "indexes", "{uid}"): lambda: store.index(uid).view(),
                 ("GET", "indexes", "{uid}", "stats"): lambda: store.index(uid).stats(store.indexing(uid)),
-                ("GET", "indexes", "{uid}", "settings"): lambda: store.index(uid).settings,
+                ("GET", "indexes", "{uid}", "settings"): lambda: hide_secrets(store.index(uid).settings),
+                ("GET", "indexes", "{uid}", "settings", "embedders"): lambda: hide_secrets(
+                    store.index(uid).settings
+                ).get("embedders", {}),
                 ("GET", "indexes", "{uid}", "documents"): lambda: self.documents(store.index(uid)),
                 ("GET", "tasks", "{uid}"): lambda: self.task(uid),
             }
@@ -141,7 +148,7 @@ class MeiliHandler(JsonHandler):
         if route == ("PATCH", "indexes", "{uid}", "settings"):
             settings = body if isinstance(body, dict) else {}
             return store.enqueue(
-                "settingsUpdate", uid, dict(settings), lambda: store.update_settings(uid, settings)
+                "settingsUpdate", uid, hide_secrets(settings), lambda: store.update_settings(uid, settings)
             )
         if route == ("POST", "swap-indexes"):
             pairs = [list(p["indexes"]) for p in (body or [])]

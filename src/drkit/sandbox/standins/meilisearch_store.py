@@ -96,6 +96,42 @@ class Index:
 PK_HINT = "Please specify the primary key manually using the `primaryKey` query parameter."
 
 
+# Meilisearch never returns an embedder's `apiKey` in clear: GET /indexes/{uid}/settings (and
+# every /settings/<name> route, e.g. /settings/embedders) reads them with
+# SecretPolicy::HideSecrets, and a settingsUpdate task's details are hidden the same way;
+# dumps (and snapshots) keep them (SecretPolicy::RevealSecrets). The rule, from
+# meilisearch/meilisearch crates/meilisearch-types/src/settings.rs (`Settings::hide_secrets`,
+# `hide_secret(secret, 0)`; routes/indexes/settings.rs `get_all`, task_view.rs; commit
+# f82d05607 "Hide secrets in settings and task queue", v1.8): for each embedder whose
+# `apiKey` is set, by the key's length in bytes, keep 0 (< 10), 2 (< 20), 3 (< 30) or 5 bytes
+# (rounded up to a character boundary) and append "XXX...", "XXXX...", "XXXXX..." or
+# "XXXXXX..."; e.g. "My super secret value you will never guess" -> "My suXXXXXX...".
+# This is the stand-in's own copy of the rule, kept apart from drkit's client on purpose.
+MASKS = ((10, 0, "XXX..."), (20, 2, "XXXX..."), (30, 3, "XXXXX..."))
+
+
+def hide_secret(secret: str) -> str:
+    raw = secret.encode()
+    keep, tail = next(((k, t) for limit, k, t in MASKS if len(raw) < limit), (5, "XXXXXX..."))
+    while keep < len(raw) and raw[keep] & 0xC0 == 0x80:  # ceil_char_boundary
+        keep += 1
+    return raw[:keep].decode() + tail
+
+
+def hide_secrets(settings: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `settings` as Meilisearch shows it: every embedder's apiKey masked."""
+    embedders = settings.get("embedders")
+    if not isinstance(embedders, dict):
+        return dict(settings)
+    shown = {
+        name: {**e, "apiKey": hide_secret(e["apiKey"])}
+        if isinstance(e, dict) and isinstance(e.get("apiKey"), str)
+        else e
+        for name, e in embedders.items()
+    }
+    return {**settings, "embedders": shown}
+
+
 def infer_primary_key(docs: list[dict[str, Any]]) -> str:
     """The one attribute ending in `id`, as Meilisearch infers it; else the error it gives."""
     candidates = [k for k in (docs[0] if docs else {}) if k.lower().endswith("id")]
