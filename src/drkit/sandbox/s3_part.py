@@ -36,7 +36,7 @@ NAME = "s3"
 BUCKET = "nchat-uploads"
 ACCESS_KEY = "drkit"
 PORT_NAMES = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 180.0  # weed (master, volume, filer, s3) is slow to start on a loaded 2-core machine
 
 
 def weed_binary() -> str:
