@@ -180,7 +180,7 @@ def _require_signed_source(ws: Workspace, dst: SigningRepository, name: str) -> 
         raise ConfigError(
             f"repository {name!r} has a sign_key and the source repository {primary!r} has none: "
             f"its manifests and sets are unsigned, and sync copies nothing unchecked into a signed "
-            f"repository; give {primary!r} a sign_key (then take new backups) or remove {name!r}'s"
+            f"repository; give {primary!r} a sign_key (then take new backups) or remove the one of {name!r}"
         )
 
 
