@@ -25,12 +25,14 @@ from drkit.config.loader import load_stack
 from drkit.domain.backup import Manifest, StoredFile
 from drkit.domain.errors import IntegrityError
 from drkit.domain.sets import RestoreSet
-from drkit.domain.stack import Service, Stack
+from drkit.domain.stack import Retention, Service, Stack
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, manifest_key
+from drkit.engines.core.retention import delete_backup
 from drkit.engines.core.set_refs import set_key
 from drkit.engines.core.types import RestoreOptions
 from drkit.engines.core.workspace import Workspace, open_workspace
+from drkit.engines.ops.prune import prune
 from drkit.engines.redis import backup as redis_backup
 from drkit.engines.redis import restore as redis_restore
 from drkit.engines.stack.start import start_services, stop_services
@@ -301,26 +303,43 @@ class SteppingClock(SystemClock):
         return self.current
 
 
-def test_keeps_the_last_seven_and_what_a_set_refers_to(private_redis: PrivateRedis) -> None:
-    box = private_redis
-    ws = dataclasses.replace(box.workspace(), clock=SteppingClock(datetime(2026, 1, 1, tzinfo=UTC)))
-    ids = [redis_backup.backup(ws, box.service).manifest.backup_id for _ in range(3)]
-    held = RestoreSet(
-        "s1", "redistest", datetime(2026, 1, 1, tzinfo=UTC), "p", "0/0", {"redis": ids[0]}, ws.clock.now()
-    )
-    ws.repo.put(set_key("redistest", "s1"), held.to_json())
-    ids += [redis_backup.backup(ws, box.service).manifest.backup_id for _ in range(6)]
+def _ids(ws: Workspace) -> list[str]:
+    return [m.backup_id for m in list_backups(ws.repo, "redistest", "redis").complete]
 
-    kept = [m.backup_id for m in list_backups(ws.repo, "redistest", "redis").complete]
-    assert kept == sorted([ids[0], *ids[-7:]]), "the newest 7, and the one the set uses"
-    assert not ws.repo.list(backup_dir("redistest", "redis", ids[1]) + "/"), "pruned files are gone"
-    last = Manifest.from_json(ws.repo.get(manifest_key("redistest", "redis", ids[-1])))
-    assert last.details["retention"]["removed"] == [ids[1]]
+
+def test_backups_remove_nothing_and_prune_keeps_a_weekly_snapshot_and_a_set_member(
+    private_redis: PrivateRedis,
+) -> None:
+    """A backup removes no other backup (it used to keep only its newest 7, so the snapshot
+    GFS keeps for its week was gone before `drkit prune` could keep it): prune alone decides,
+    with keep_last 7 by default for Redis, and never removes what a set refers to."""
+    box = private_redis
+    week1 = dataclasses.replace(box.workspace(), clock=SteppingClock(datetime(2026, 1, 5, 10, tzinfo=UTC)))
+    in_set = redis_backup.backup(week1, box.service).manifest.backup_id
+    held = RestoreSet("s1", "redistest", week1.clock.now(), "p", "0/0", {"redis": in_set}, week1.clock.now())
+    week1.repo.put(set_key("redistest", "s1"), held.to_json())
+    week1 = dataclasses.replace(week1, clock=SteppingClock(datetime(2026, 1, 6, 10, tzinfo=UTC)))
+    weekly = redis_backup.backup(week1, box.service).manifest.backup_id
+    ws = dataclasses.replace(week1, clock=SteppingClock(datetime(2026, 1, 12, 10, tzinfo=UTC)))
+    later = [redis_backup.backup(ws, box.service).manifest.backup_id for _ in range(8)]
+
+    assert _ids(ws) == sorted([in_set, weekly, *later]), "a backup removed another"
+    last = Manifest.from_json(ws.repo.get(manifest_key("redistest", "redis", later[-1])))
+    assert "retention" not in last.details
 
     # A clock stepped back (NTP, a restored VM) makes the newest backup look oldest: kept anyway.
     skewed = dataclasses.replace(ws, clock=SteppingClock(datetime(2025, 1, 1, tzinfo=UTC)))
     newest = redis_backup.backup(skewed, box.service).manifest.backup_id
-    assert newest in [m.backup_id for m in list_backups(ws.repo, "redistest", "redis").complete]
+    assert newest in _ids(ws)
+    delete_backup(ws, "redis", newest)
+
+    gfs = dataclasses.replace(box.service, retention=Retention(keep_daily=0, keep_weekly=2, keep_monthly=0))
+    result = prune(ws, gfs, dry_run=False)
+    rules = {d.name: d.rule for d in result.plan.keep}
+    assert rules == {**{i: "keep_last" for i in later[-7:]}, weekly: "keep_weekly", in_set: "set"}
+    assert [d.name for d in result.plan.drop] == [later[0]]
+    assert _ids(ws) == sorted([in_set, weekly, *later[-7:]])
+    assert not ws.repo.list(backup_dir("redistest", "redis", later[0]) + "/"), "pruned files are gone"
 
 
 def test_a_backup_under_write_load_is_one_consistent_moment(private_redis: PrivateRedis) -> None:

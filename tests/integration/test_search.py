@@ -29,6 +29,7 @@ from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.set_refs import set_key
 from drkit.engines.core.types import RestoreOptions
 from drkit.engines.core.workspace import Workspace, open_workspace
+from drkit.engines.ops.prune import prune
 from drkit.engines.search import backup as search_backup
 from drkit.engines.search import restore as search_restore
 from drkit.engines.search.rebuild import search_count_checks
@@ -156,9 +157,13 @@ def test_snapshot_backup_and_restore(search: SearchEnv) -> None:
     assert "snapshot of" in restored.detail
 
 
-def test_keep_the_last_five_dumps_and_any_a_set_needs(search: SearchEnv) -> None:
-    """Stands for: the source's "Retention: last 5" for search backups. Older dumps go, newest
-    first kept; a dump a stack-wide set refers to stays whatever its age."""
+def test_backups_remove_nothing_and_prune_keeps_the_last_five_dumps_and_any_a_set_needs(
+    search: SearchEnv,
+) -> None:
+    """Stands for: the source's "Retention: last 5" for search backups, now applied by
+    `drkit prune` alone (keep_last 5 when nothing is configured): a backup removes no other
+    backup; prune removes older dumps, newest first kept, and a dump a stack-wide set refers
+    to stays whatever its age."""
     ws = search.ws
     first = backup_service(ws, search.service).manifest.backup_id
     now = datetime.now(UTC)
@@ -166,10 +171,16 @@ def test_keep_the_last_five_dumps_and_any_a_set_needs(search: SearchEnv) -> None
     ws.repo.put(set_key("it", pinned.set_id), pinned.to_json())
     ids = [first] + [backup_service(ws, search.service).manifest.backup_id for _ in range(6)]
 
-    kept = {m.backup_id for m in list_backups(ws.repo, "it", "meilisearch").complete}
+    def kept() -> set[str]:
+        return {m.backup_id for m in list_backups(ws.repo, "it", "meilisearch").complete}
 
     assert len(set(ids)) == 7
-    assert kept == {first, *ids[-5:]}
+    assert kept() == set(ids), "a backup removed another"
+
+    result = prune(ws, search.service, dry_run=False)
+
+    assert {d.name for d in result.plan.drop} == {ids[1]}
+    assert kept() == {first, *ids[-5:]}
     assert not ws.repo.list(f"it/meilisearch/backups/{ids[1]}/")  # every file gone, not only the manifest
 
 

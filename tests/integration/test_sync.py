@@ -31,7 +31,11 @@ from drkit.adapters.repository.port import Repository
 from drkit.adapters.repository.s3 import S3Repository
 from drkit.adapters.s3.objects import ObjectStore, endpoint_for
 from drkit.config.loader import load_stack
+from drkit.domain.sets import RestoreSet
 from drkit.domain.stack import RepositorySpec
+from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.set_refs import set_key
+from drkit.engines.core.workspace import open_workspace
 from drkit.infra.wait import wait_for
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle, destroy_sandbox, make_sandbox
@@ -53,11 +57,11 @@ def box() -> Iterator[SandboxHandle]:
 
 
 def _with_copy(
-    box: SandboxHandle, *, encrypt: bool = False, only_copy: bool = False
+    box: SandboxHandle, *, encrypt: bool = False, only_copy: bool = False, sign_key: Path | None = None
 ) -> tuple[Path, Repository]:
     """A stack.yaml beside the sandbox's with a repository `offsite`: a new bucket on the
-    sandbox's S3 server (age-encrypted when asked). `only_copy`: the copy is its only
-    repository (what a restore elsewhere would have)."""
+    sandbox's S3 server (age-encrypted when asked, signing with `sign_key` when given).
+    `only_copy`: the copy is its only repository (what a restore elsewhere would have)."""
     endpoint = endpoint_for(box.stack.services["s3"])
     bucket = f"offsite-{uuid.uuid4().hex[:8]}"
     ObjectStore(endpoint).create_bucket(bucket)
@@ -78,6 +82,8 @@ def _with_copy(
             "recipients": [str(key.to_public())],
             "identity": f"file:{box.dir / 'offsite-key.txt'}",
         }
+    if sign_key is not None:
+        offsite["sign_key"] = f"file:{sign_key}"
     config = yaml.safe_load(box.config_path.read_text())
     config["repositories"]["offsite"] = offsite
     config["repository"] = config.get("repository") or next(iter(config["repositories"]))
@@ -142,6 +148,58 @@ def test_a_synced_copy_verifies_alone_and_a_changed_byte_there_is_named(box: San
     assert failed == [(victim.split("/")[-2], f"file {victim.split('/')[-1]}")], failed
     text = run_drkit("verify", "--repo", "offsite", config=config)
     assert text.code == 3 and victim.split("/")[-1] in text.stdout, text.stdout
+
+
+def _key(path: Path) -> Path:
+    path.write_text(os.urandom(24).hex() + "\n")
+    return path
+
+
+def test_a_copy_to_a_signed_bucket_is_signed_there_and_an_unsigned_source_is_refused(
+    box: SandboxHandle, tmp_path: Path
+) -> None:
+    """The bucket signs with its own key: sync checks each manifest's and set's signature at
+    the source, signs it there, and `verify --repo` accepts the copy. From the sandbox's
+    repository, which signs nothing, it copies nothing and says why."""
+    config, copy = _with_copy(box, sign_key=_key(tmp_path / "offsite.key"))
+    refused = run_drkit("sync", "--to", "offsite", config=config)
+    assert refused.code == 2, refused.stdout + refused.stderr
+    assert "repository 'offsite' has a sign_key and the source repository" in refused.stderr
+    assert not copy.list("sandbox/")
+
+    signed = yaml.safe_load(config.read_text())
+    signed["state_dir"] = str(tmp_path / "state")
+    signed["repositories"]["signed"] = {
+        "type": "fs",
+        "path": str(tmp_path / "signed-repo"),
+        "sign_key": f"file:{_key(tmp_path / 'local.key')}",
+    }
+    signed["repository"] = "signed"
+    signed_config = tmp_path / "stack.yaml"
+    signed_config.write_text(yaml.safe_dump(signed, sort_keys=False))
+    for service, kind in (("s3", "base"), ("postgres", "logical")):  # (a base backup's WAL goes elsewhere)
+        taken = run_drkit("backup", service, "--type", kind, config=signed_config)
+        assert taken.code == 0, taken.stdout + taken.stderr
+    ws = open_workspace(load_stack(signed_config))
+    (objects,) = list_backups(ws.repo, "sandbox", "s3").complete
+    now = ws.clock.now()
+    held = RestoreSet("20260101T000000Z-set", "sandbox", now, "none", "0/0", {"s3": objects.backup_id}, now)
+    ws.repo.put(set_key("sandbox", held.set_id), held.to_json())  # signed, as `backup --all` writes it
+
+    synced = run_drkit("--output", "json", "sync", "--to", "offsite", config=signed_config)
+    assert synced.code == 0, synced.stdout + synced.stderr
+    (report,) = synced.json()["repositories"]
+    assert {b.split("/")[0] for b in report["backups"]} == {"postgres", "s3"} and not report["not_copied"]
+    manifests = [k for k in copy.list("sandbox/") if k.endswith("/manifest.json") or "/sets/" in k]
+    source = FsRepository(str(tmp_path / "signed-repo"))
+    for key in (k for k in manifests if not k.endswith(".sig")):
+        assert copy.exists(key + ".sig") and copy.get(key + ".sig") != source.get(key + ".sig"), key
+
+    checked = run_drkit("verify", "--repo", "offsite", config=signed_config)
+    assert checked.code == 0, checked.stdout + checked.stderr
+    listed = run_drkit("--output", "json", "backups", "list", config=_copy_only(signed_config))
+    assert listed.code == 0 and listed.json()["sets"], listed.stdout + listed.stderr
+    assert not listed.json().get("damaged"), listed.stdout
 
 
 def test_a_killed_sync_resumes_with_what_is_missing_and_the_encrypted_copy_restores(

@@ -157,6 +157,27 @@ def test_stack_yaml_retention_reaches_the_service(tmp_path: Path) -> None:
     assert stack.services["pg"].postgres.wal_retention == timedelta(days=2)
 
 
+def test_redis_and_meilisearch_keep_their_old_keep_last_unless_one_is_configured(tmp_path: Path) -> None:
+    """Their backups no longer remove older ones: prune's keep_last stands for the old default
+    (7 and 5); a configured keep_last wins; other kinds get no keep_last; GFS applies to all."""
+    from drkit.config.loader import load_stack
+    from drkit.engines.ops.prune import policy_of
+
+    path = tmp_path / "stack.yaml"
+    path.write_text(
+        "version: 1\nstack: s\nrepositories: {r: {type: fs, path: ./repo}}\nservices:\n"
+        "  cache: {kind: redis, url: 'redis://x'}\n"
+        "  search: {kind: meilisearch, url: 'http://x'}\n"
+        "  sessions: {kind: redis, url: 'redis://y', backup: {retention: {keep_last: 2, keep_weekly: 4}}}\n"
+        "  pg: {kind: postgres, dsn: host=x}\n"
+    )
+    services = load_stack(path).services
+    assert policy_of(services["cache"]).retention == Retention(keep_last=7)
+    assert policy_of(services["search"]).retention == Retention(keep_last=5)
+    assert policy_of(services["sessions"]).retention == Retention(keep_last=2, keep_weekly=4)
+    assert policy_of(services["pg"]).retention == Retention()
+
+
 def test_prune_names_an_unknown_repository_or_service(tmp_path: Path) -> None:
     from tests.conftest import run_drkit
 

@@ -271,3 +271,17 @@ def test_status_red_is_not_a_job_failure_and_supervised_children_stop_with_the_s
     h.scheduler.stop_requested.set()
     h.scheduler.run(grace=10)
     assert stream.interrupted and not stream.killed
+
+
+def test_a_schedule_with_backups_and_no_prune_warns_once_at_start(tmp_path: Path) -> None:
+    """No backup removes another: without a prune job the repository only grows."""
+    h = Harness(tmp_path, [every_minute()])
+    h.scheduler.stop_requested.set()
+    h.scheduler.run()
+    assert [(e.job, e.kind) for e in h.scheduler.events] == [("prune", "warning")]
+    assert [(m.title, m.severity) for m in h.messages] == [("schedule: no prune job", Severity.WARNING)]
+
+    pruned = Harness(tmp_path / "p", [every_minute(), ScheduledJob("prune", "30 3 * * *", "prune")])
+    pruned.scheduler.stop_requested.set()
+    pruned.scheduler.run()
+    assert pruned.scheduler.events == [] and pruned.messages == []

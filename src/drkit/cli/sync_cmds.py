@@ -40,6 +40,8 @@ def sync_cmd(
             f"{r.copied} files copied ({human_bytes(r.bytes)}), {r.skipped} already there, "
             f"{len(r.backups)} backups committed, in {r.seconds:.1f}s"
         )
+        for item in r.not_copied:
+            console.print(f"  not copied (its manifest is damaged at the source): {item}", markup=False)
 
 
 def verify_copy(opts: Options, ws: Workspace) -> None:

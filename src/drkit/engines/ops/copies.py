@@ -3,7 +3,8 @@ at least 3 copies counting the live data, on at least 2 repositories (media), at
 them off-site (a repository marked `offsite: true`, or an S3 bucket).
 
 `count_copies` decides from plain facts (pure, unit-tested); `copies(ws)` gathers them from
-the repositories: a copy is complete where the backup's manifest is (the commit point).
+the repositories: a copy is complete where the backup's manifest is (the commit point) and,
+in a repository with a sign_key, correctly signed (what `drkit verify --repo` accepts).
 `drkit status` shows the result.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from drkit.adapters.repository import open_repository
 from drkit.domain.stack import RepositorySpec
 from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.signing import with_signing
 from drkit.engines.core.workspace import Workspace
 
 MIN_COPIES = 3  # the live data counts as one
@@ -65,7 +67,7 @@ def copies(ws: Workspace) -> list[ServiceCopies]:
     stack = ws.stack
     holdings: dict[str, dict[str, frozenset[str]]] = {}
     for name, spec in stack.repositories.items():
-        repo = ws.repo if name == stack.primary_repository else open_repository(spec)
+        repo = ws.repo if name == stack.primary_repository else with_signing(open_repository(spec), spec)
         holdings[name] = {
             svc: frozenset(m.backup_id for m in list_backups(repo, stack.name, svc).complete)
             for svc in stack.services

@@ -9,7 +9,7 @@ and WAL oldest first, segment before its hash sidecar (the archive stays a conti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.errors import RepositoryError
@@ -23,6 +23,8 @@ from drkit.engines.core.workspace import Workspace
 from drkit.engines.ops.object_gc import BucketSweep, plan_sweep, sweep, sweep_run_id
 from drkit.engines.ops.retention_policy import BackupFact, Facts, Plan, Policy, SetFact, WalSpan, decide
 from drkit.engines.postgres.wal.archive import WalArchive
+from drkit.engines.redis import backup as redis_backup
+from drkit.engines.search import backup as search_backup
 from drkit.infra import locks
 from drkit.infra.hold import hold
 
@@ -66,9 +68,18 @@ def _decision(d: object) -> dict[str, str]:
     return {k: str(v) for k, v in vars(d).items()}
 
 
+# keep_last when backup.retention.keep_last is not set: Redis and MeiliSearch backups used to
+# keep only their newest N themselves; prune is now the one place backups go, with that default.
+DEFAULT_KEEP_LAST = {"redis": redis_backup.KEEP_LAST, "meilisearch": search_backup.KEEP_LAST}
+
+
 def policy_of(service: Service) -> Policy:
     wal = service.postgres.wal_retention if service.kind == "postgres" and service.postgres else None
-    return Policy(service.retention, wal)
+    retention = service.retention
+    default = DEFAULT_KEEP_LAST.get(service.kind)
+    if retention.keep_last is None and default is not None:
+        retention = replace(retention, keep_last=default)
+    return Policy(retention, wal)
 
 
 def prune(ws: Workspace, service: Service, *, dry_run: bool) -> PruneResult:

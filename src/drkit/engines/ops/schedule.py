@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from drkit.domain.stack import ScheduledJob, Severity
 from drkit.engines.ops.notify import Message
-from drkit.engines.ops.schedule_jobs import due_slots
+from drkit.engines.ops.schedule_jobs import due_slots, unpruned
 from drkit.infra.atomic import write_atomic
 from drkit.infra.clock import Clock
 
@@ -255,6 +255,7 @@ class Scheduler:
     def run(self, *, once: bool = False, poll: float = 1.0, grace: float = 90.0) -> None:
         """Tick until `stop_requested` (SIGTERM); with `once`, start what is due now, wait for
         it and return. Either way running jobs are finished or aborted before returning."""
+        self._warn_unpruned()
         started = False
         while not self.stop_requested.is_set():
             self.tick(start_new=not (once and started))
@@ -263,6 +264,17 @@ class Scheduler:
                 break
             self.clock.sleep(poll)
         self.shutdown(grace, poll=min(poll, 0.2))
+
+    def _warn_unpruned(self) -> None:
+        """No backup removes another (`drkit prune` alone does): a schedule of one's own with
+        backup jobs and no prune job lets the repository grow forever. Said once per start."""
+        if not unpruned(self.jobs):
+            return
+        detail = "backup jobs and no prune job: no backup is ever removed (add a `job: prune`)"
+        event = Event(self.clock.now(), "prune", "warning", detail)
+        self.events.append(event)
+        self.report(event)
+        self.notify(Message("schedule: no prune job", detail, Severity.WARNING))
 
     def shutdown(self, grace: float, *, poll: float = 0.2) -> None:
         """Ask every running job to abort cleanly; kill what is left after `grace` seconds."""

@@ -38,6 +38,11 @@ def default_jobs(stack: Stack) -> tuple[ScheduledJob, ...]:
     return tuple(jobs)
 
 
+def unpruned(jobs: Sequence[ScheduledJob]) -> bool:
+    """Backups taken and never removed: `drkit prune` is the one place backups go."""
+    return any(j.job == "backup" for j in jobs) and not any(j.job == "prune" for j in jobs)
+
+
 def jobs_of(stack: Stack) -> tuple[ScheduledJob, ...]:
     return default_jobs(stack) if stack.schedule is None else stack.schedule
 

@@ -9,6 +9,11 @@ last (the commit point there too). Sets and journals follow. A backup whose mani
 not arrived is an incomplete backup at the destination; the next run copies only what is
 missing. Backups still being written at the source (no manifest, a lease) are not copied.
 
+A destination with `sign_key` gets manifests and sets signed with its own key, each checked
+first against the source's signature (the source must sign too: an unsigned or wrongly
+signed one is never copied there), so `drkit verify --repo` accepts the copy. A destination
+without one gets the source's signatures as they are, beside the unchanged manifests and sets.
+
 A destination with `encryption:` gets age-encrypted data. A plain source file is encrypted
 as stored (the zstd frame inside stays byte for byte the source's) under the same key, and
 the backup gets a manifest of its own describing what is stored there (docs/offsite.md).
@@ -24,11 +29,12 @@ from drkit.adapters.repository import open_repository
 from drkit.adapters.repository.codec import decrypt, encrypt, is_encrypted, sha256
 from drkit.adapters.repository.port import Entry, Repository
 from drkit.domain.backup import MANIFEST_NAME, Manifest, StoredFile
-from drkit.domain.errors import IntegrityError, RepositoryError, UsageError
+from drkit.domain.errors import ConfigError, IntegrityError, RepositoryError, UsageError
 from drkit.domain.stack import Encryption, RepositorySpec
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, backups_prefix, journals_prefix, lock_name
 from drkit.engines.core.set_refs import sets_prefix
+from drkit.engines.core.signing import SIGNATURE_SUFFIX, SigningRepository, is_signed_key, with_signing
 from drkit.engines.core.workspace import Workspace
 from drkit.infra import locks
 from drkit.infra.hold import hold
@@ -46,6 +52,7 @@ class SyncReport:
     skipped: int = 0  # files already there
     bytes: int = 0  # bytes written
     backups: list[str] = field(default_factory=list)  # backups committed there by this run
+    not_copied: list[str] = field(default_factory=list)  # damaged at the source: "service/id: why"
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,6 +67,7 @@ class _Copy:
     dst: Repository
     encryption: Encryption | None
     report: SyncReport
+    signed: bool = False  # the destination signs (and checks) manifests and sets with its key
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -98,14 +106,23 @@ class _Copy:
         for src in sorted(self.ws.repo.entries(prefix), key=_order):
             if exclude and src.key.startswith(exclude):
                 continue
-            if self.arrived(src.key, src, there.get(src.key)):
+            if self.signed and is_signature(src.key):
+                continue  # the destination signs with its own key as it stores the object
+            unsigned = self.signed and is_signed_key(src.key) and src.key + SIGNATURE_SUFFIX not in there
+            if self.arrived(src.key, src, there.get(src.key)) and not unsigned:
                 self.report.skipped += 1
                 continue
             try:
-                data = self.ws.repo.get(src.key)
+                data = self.ws.repo.get(src.key)  # a signed source checks the signature
             except FileNotFoundError:  # removed since it was listed (prune, a catalog compaction)
                 continue
+            except IntegrityError as exc:
+                raise IntegrityError(f"{exc.message}: not copied to {self.dst.location}") from exc
             self.put(src.key, self.transform(src.key, data))
+
+
+def is_signature(key: str) -> bool:
+    return key.endswith(SIGNATURE_SUFFIX) and is_signed_key(key.removesuffix(SIGNATURE_SUFFIX))
 
 
 def _order(entry: Entry) -> tuple[int, str]:
@@ -137,9 +154,11 @@ def sync(ws: Workspace, to: str | None = None) -> list[SyncReport]:
 
 def sync_to(ws: Workspace, spec: RepositorySpec) -> SyncReport:
     started = ws.clock.monotonic()
-    dst = open_repository(spec)
+    dst = with_signing(open_repository(spec), spec)
+    if isinstance(dst, SigningRepository):
+        _require_signed_source(ws, dst, spec.name)
     report = SyncReport(spec.name, dst.location, spec.encryption is not None)
-    run = _Copy(ws, dst, spec.encryption, report)
+    run = _Copy(ws, dst, spec.encryption, report, signed=isinstance(dst, SigningRepository))
     stack = ws.stack.name
     for service in sorted(ws.stack.services):
         with locks.exclusive(ws.lock_dir, lock_name(service), "sync"):
@@ -151,10 +170,26 @@ def sync_to(ws: Workspace, spec: RepositorySpec) -> SyncReport:
     return report
 
 
+def _require_signed_source(ws: Workspace, dst: SigningRepository, name: str) -> None:
+    """A signed destination takes only manifests and sets whose source signature checked out:
+    the source must sign, and the destination's key must be readable here."""
+    if dst.signer.key is None:
+        raise ConfigError(f"{dst.signer.source} is not readable: sync signs what it copies there")
+    if not isinstance(ws.repo, SigningRepository):
+        primary = ws.stack.primary_repository
+        raise ConfigError(
+            f"repository {name!r} has a sign_key and the source repository {primary!r} has none: "
+            f"its manifests and sets are unsigned, and sync copies nothing unchecked into a signed "
+            f"repository; give {primary!r} a sign_key (then take new backups) or remove the one of {name!r}"
+        )
+
+
 def _copy_backups(run: _Copy, service: str) -> None:
     stack = run.ws.stack.name
     there = {m.backup_id for m in list_backups(run.dst, stack, service).complete}
-    for manifest in list_backups(run.ws.repo, stack, service).complete:
+    source = list_backups(run.ws.repo, stack, service)
+    run.report.not_copied += [f"{service}/{d.backup_id}: {d.reason}" for d in source.damaged]
+    for manifest in source.complete:
         if manifest.backup_id in there:  # committed there: its files and manifest
             run.report.skipped += len(manifest.files) + 1
             continue
@@ -166,11 +201,22 @@ def _copy_backup(run: _Copy, m: Manifest) -> None:
     directory = backup_dir(m.stack, m.service, m.backup_id)
     there = {e.key: e for e in run.dst.entries(f"{directory}/")}
     stored = tuple(_copy_file(run, m, f, there) for f in m.files)
-    if stored == m.files:  # the same bytes: the source's own manifest, byte for byte
-        raw = run.ws.repo.get(f"{directory}/{MANIFEST_NAME}")
+    key = f"{directory}/{MANIFEST_NAME}"
+    if stored == m.files:  # the same bytes: the source's own manifest (signature checked there)
+        raw = run.ws.repo.get(key)
+        if not run.signed:  # the source's signature, if any, goes with it (before it, as there)
+            _copy_signature(run, key)
     else:
         raw = _copy_manifest(run, m, stored).to_json()
-    run.put(f"{directory}/{MANIFEST_NAME}", raw)
+    run.put(key, raw)  # a signed destination signs it first with its own key
+
+
+def _copy_signature(run: _Copy, key: str) -> None:
+    try:
+        signature = run.ws.repo.get(key + SIGNATURE_SUFFIX)
+    except FileNotFoundError:
+        return
+    run.put(key + SIGNATURE_SUFFIX, signature)
 
 
 def _copy_manifest(run: _Copy, m: Manifest, stored: tuple[StoredFile, ...]) -> Manifest:

@@ -5,8 +5,8 @@ and incr file of its Redis 7 multi-part AOF with the AOF manifest, copied at one
 (adapters/redis/snapshot.py). Each copy passes redis-check-rdb / redis-check-aof before
 anything is stored, then goes to the repository in zstd (and age) parts; the manifest is
 written last and records the key counts, a sample of key digests, the Redis version and
-whether AOF was on. The newest KEEP_LAST backups of the service are kept (and any that a
-stack-wide set refers to); older ones are removed after the new one is committed.
+whether AOF was on. A backup removes no other backup: `drkit prune` does, by the service's
+retention (keep_last defaults to KEEP_LAST for Redis: engines/ops/prune.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from drkit.adapters.redis.snapshot import Snapshot, StagedFile, take_snapshot
 from drkit.domain.backup import BackupKind, Manifest, StoredFile
 from drkit.domain.errors import IntegrityError
 from drkit.domain.stack import Service
-from drkit.engines.core import retention
 from drkit.engines.core.commit import (
     BackupResult,
     Progress,
@@ -43,7 +42,7 @@ from drkit.engines.redis.files import (
 )
 from drkit.infra.parts import split_into_parts
 
-KEEP_LAST = 7
+KEEP_LAST = 7  # prune's keep_last for Redis when backup.retention.keep_last is not set
 SAVE_TIMEOUT = 3600.0
 PART_SIZE = 16 * 1024 * 1024
 PARALLEL = 2
@@ -54,7 +53,7 @@ FORMAT = (
 
 
 def backup(ws: Workspace, service: Service, *, progress: Progress | None = None) -> BackupResult:
-    """BGSAVE (and AOF cut) under a write pause, copy, check, store, commit, prune."""
+    """BGSAVE (and AOF cut) under a write pause, copy, check, store, commit."""
     with backup_lock(ws, service.name):
         removed = clean_incomplete(ws, service.name)
         started = ws.clock.now()
@@ -70,8 +69,6 @@ def backup(ws: Workspace, service: Service, *, progress: Progress | None = None)
             stored, records = _store(ws, service, backup_id, staging, snap.files, progress)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        keep = service.keep_last or KEEP_LAST
-        superseded = retention.superseded(ws, service.name, keep - 1, _is_rdb)
         manifest = Manifest(
             backup_id=backup_id,
             stack=ws.stack.name,
@@ -83,11 +80,9 @@ def backup(ws: Workspace, service: Service, *, progress: Progress | None = None)
             tool_versions={"redis": snap.version},
             compression=f"zstd-{ws.codec.level}",
             encrypted=ws.codec.encrypted,
-            details=_details(snap, records, verdicts, superseded, keep),
+            details=_details(snap, records, verdicts),
         )
         commit_manifest(ws, manifest)
-        for old in superseded:
-            retention.delete_backup(ws, service.name, old)
         return BackupResult(manifest, removed)
 
 
@@ -95,8 +90,6 @@ def _details(
     snap: Snapshot,
     records: list[FileRecord],
     verdicts: list[Verdict],
-    superseded: tuple[str, ...],
-    keep: int = KEEP_LAST,
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -109,7 +102,6 @@ def _details(
         "config": snap.layout.to_dict(),
         "files": [r.to_dict() for r in records],
         "checks": {v.file: v.detail for v in verdicts},
-        "retention": {"keep_last": keep, "removed": list(superseded)},
     }
 
 
@@ -148,7 +140,3 @@ def _offset(progress: Progress | None, base: int) -> Callable[[int], None] | Non
     if progress is None:
         return None
     return lambda n: progress(base + n)
-
-
-def _is_rdb(m: Manifest) -> bool:
-    return m.kind is BackupKind.RDB

@@ -3,8 +3,9 @@ version only), taken through the API.
 
 `POST /dumps` (or `/snapshots`), wait for the task with a deadline, read the file the
 server wrote into its dump (snapshot) directory on this host, store it in parts (zstd, age)
-with its SHA-256 and every index's document count; manifest last. The last KEEP_LAST of
-each (dumps, snapshots) are kept, plus any a stack-wide set refers to.
+with its SHA-256 and every index's document count; manifest last. A backup removes no
+other backup: `drkit prune` does (keep_last defaults to KEEP_LAST per series: dumps,
+snapshots; engines/ops/prune.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 from drkit.domain.backup import BackupKind, Manifest, StoredFile
 from drkit.domain.errors import OperationError
 from drkit.domain.stack import Service
-from drkit.engines.core import retention
 from drkit.engines.core.commit import (
     BackupResult,
     Progress,
@@ -31,7 +31,7 @@ from drkit.engines.core.workspace import Workspace
 from drkit.engines.search.server import DUMP, SNAPSHOT, client_for, server_paths
 from drkit.infra.parts import split_into_parts
 
-KEEP_LAST = 5
+KEEP_LAST = 5  # prune's keep_last for MeiliSearch when backup.retention.keep_last is not set
 TASK_TIMEOUT = 3600.0  # a dump of a large instance takes a while; a stuck task must not hang forever
 PART_SIZE = 16 * 1024 * 1024
 
@@ -88,9 +88,6 @@ def _backup(ws: Workspace, service: Service, kind: str, progress: Progress | Non
         if kind == DUMP:  # it is in the repository now; dumps would otherwise fill the server's disk
             with contextlib.suppress(OSError):  # not ours to delete (another OS user): it stays
                 source.unlink(missing_ok=True)
-        retention.keep_last(
-            ws, service.name, service.keep_last or KEEP_LAST, lambda m: m.details.get("artifact") == kind
-        )
         return BackupResult(manifest, removed)
 
 
