@@ -84,7 +84,7 @@ def test_prune_killed_after_its_first_delete_then_run_again_ends_as_an_uninterru
 
     dry = run_drkit("--output", "json", "prune", "--dry-run", config=config)
     assert dry.code == 0, dry.stderr
-    planned = dry.json()[0]
+    planned = dry.json()["services"][0]
     doomed = [d["name"] for d in planned["drop"]]
     assert len(doomed) == 31 and planned["wal_drop"][0]["rule"] == "wal_retention"
     assert all(d["rule"] == "unkept" for d in planned["drop"])
@@ -116,7 +116,7 @@ def test_prune_killed_after_its_first_delete_then_run_again_ends_as_an_uninterru
     assert _tree(killed / "repo") == _tree(twin / "repo")
     assert wal_numbers(ws) >= set(range(390, 400))
     final = run_drkit("--output", "json", "prune", "--dry-run", config=config)
-    assert final.json()[0]["drop"] == [] and final.json()[0]["wal_drop"] == []
+    assert final.json()["services"][0]["drop"] == [] and final.json()["services"][0]["wal_drop"] == []
 
 
 class SimClock:

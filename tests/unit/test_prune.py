@@ -4,6 +4,7 @@ exactly the plan goes, a dry run changes nothing, the lock, sets and verify mark
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,9 +15,10 @@ from drkit.domain.errors import LockedError, RepositoryError
 from drkit.domain.stack import Retention
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, lock_name, verified_key
-from drkit.engines.core.set_refs import set_key
+from drkit.engines.core.set_refs import list_sets, set_key
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.ops.prune import describe, prune
+from drkit.engines.ops.set_retention import describe_sets, prune_sets
 from drkit.infra import locks
 from tests.prune_fakes import STACK, T0, add_base, add_set, make_stack, month, wal_numbers, workspace
 
@@ -192,16 +194,58 @@ def test_prune_names_an_unknown_repository_or_service(tmp_path: Path) -> None:
     assert bad_service.code == 2 and "no service 'redis'" in bad_service.stderr
     ok = run_drkit("--output", "json", "prune", "--repo", "r", "--dry-run", config=path)
     assert ok.code == 0, ok.stderr
-    assert ok.json() == [
-        {
-            "service": "pg",
-            "dry_run": True,
-            "keep": [],
-            "drop": [],
-            "wal_drop": [],
-            "wal_kept": 0,
-            "wal_from": None,
-            "incomplete": [],
-            "objects": None,
-        }
-    ]
+    assert ok.json() == {
+        "sets": {"dry_run": True, "keep": [], "drop": []},
+        "services": [
+            {
+                "service": "pg",
+                "dry_run": True,
+                "keep": [],
+                "drop": [],
+                "wal_drop": [],
+                "wal_kept": 0,
+                "wal_from": None,
+                "incomplete": [],
+                "objects": None,
+            }
+        ],
+    }
+
+
+def test_sets_have_their_own_retention_and_stop_pinning_what_they_named(tmp_path: Path) -> None:
+    """`backup --all` writes a set every day; kept forever, sets would keep every backup. The
+    sets' retention (here the same rules as the service's) drops old sets first, then the
+    service's prune removes what no kept set names. A dry run plans exactly the real run."""
+    stack = replace(make_stack(tmp_path, POLICY, timedelta(days=10)), set_retention=POLICY)
+    ws = workspace(stack, NOW)
+    ids = month(ws)
+    set_ids = [add_set(ws, ids[day], day, until=10 * day + 1) for day in range(40)]
+    service = ws.stack.services["postgres"]
+    root = Path(str(ws.repo.location))
+    before = _files(root)
+
+    planned_sets = prune_sets(ws, dry_run=True)
+    planned = prune(ws, service, dry_run=True, unkept_sets=planned_sets.dropped)
+    assert _files(root) == before
+    # keep_last 2: 39, 38; keep_daily 7: 33..39; keep_weekly 3: 39, 38, 31; keep_monthly 2: 39, 30
+    kept_days = [30, 31, 33, 34, 35, 36, 37, 38, 39]
+    assert sorted(set_ids.index(d.name) for d in planned_sets.keep) == kept_days
+    assert [d.name for d in planned_sets.drop] == [set_ids[d] for d in range(40) if d not in kept_days]
+    assert "would remove 31 set(s); keeping 9" in describe_sets(planned_sets)[0]
+
+    done_sets = prune_sets(ws, dry_run=False)
+    done = prune(ws, service, dry_run=False)
+    assert done_sets.drop == planned_sets.drop and done.plan.drop == planned.plan.drop
+    assert sorted(s.set_id for s in list_sets(ws)) == [set_ids[d] for d in kept_days]
+    assert _days(ws) == [29, 30, 31, 33, 34, 35, 36, 37, 38, 39]  # as without sets: none pins more
+
+
+def test_the_newest_set_stays_whatever_the_rules(tmp_path: Path) -> None:
+    nothing = Retention(keep_last=None, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    stack = replace(make_stack(tmp_path, POLICY, timedelta(days=10)), set_retention=nothing)
+    ws = workspace(stack, NOW)
+    ids = month(ws, days=3)
+    newest = [add_set(ws, ids[day], day, until=10 * day + 1) for day in range(3)][-1]
+    plan = prune_sets(ws, dry_run=False)
+    assert [d.name for d in plan.keep] == [newest] and plan.keep[0].rule == "newest"
+    assert [s.set_id for s in list_sets(ws)] == [newest]

@@ -14,7 +14,9 @@ def prune_cmd(
     services: list[str] = typer.Argument(None, help="Services to prune (default: every one)."),
     repo: str = typer.Option(None, "--repo", help="Repository to prune (default: the primary one)."),
 ) -> None:
-    """Remove backups and WAL the retention policy no longer keeps, under each service's lock.
+    """Remove stack-wide sets, backups and WAL the retention policy no longer keeps, under
+    each service's lock. Sets first (`sets: {retention: ...}`; the newest always stays): a
+    backup a kept set names stays.
 
     `--dry-run` lists what would go and the rule that decided; nothing is changed.
 
@@ -24,6 +26,7 @@ def prune_cmd(
 
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.ops.prune import describe, prune
+    from drkit.engines.ops.set_retention import describe_sets, prune_sets
 
     opts = options(ctx)
     stack = opts.stack()
@@ -37,10 +40,15 @@ def prune_cmd(
         raise UsageError(f"no service {unknown[0]!r} in {stack.source_path}")
     ws = open_workspace(stack)
     names = list(services) if services else sorted(stack.services)
-    results = [prune(ws, stack.services[name], dry_run=opts.dry_run) for name in names]
+    sets = prune_sets(ws, dry_run=opts.dry_run)
+    results = [
+        prune(ws, stack.services[name], dry_run=opts.dry_run, unkept_sets=sets.dropped) for name in names
+    ]
     if opts.json:
-        emit_json([r.to_dict() for r in results])
+        emit_json({"sets": sets.to_dict(), "services": [r.to_dict() for r in results]})
         return
+    for line in describe_sets(sets):
+        console.print(line, soft_wrap=True, markup=False)
     for result in results:
         for line in describe(result):
             console.print(line, soft_wrap=True, markup=False)

@@ -173,7 +173,10 @@ def _replication_password(name: str, m: ServiceModel, source: PositionedYaml, st
 
 
 def _retention(m: ServiceModel) -> Retention:
-    r = m.backup.retention if m.backup else RetentionModel()
+    return _retention_of(m.backup.retention if m.backup else RetentionModel())
+
+
+def _retention_of(r: RetentionModel) -> Retention:
     return Retention(r.keep_last, r.keep_daily, r.keep_weekly, r.keep_monthly)
 
 
@@ -220,6 +223,7 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         smoke=tuple(_smoke(s, services, source) for s in model.smoke),
         notifications=_notify_targets(model, source, strict),
         schedule=_schedule(model.schedule),
+        set_retention=_retention_of(model.sets.retention),
     )
 
 

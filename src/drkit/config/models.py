@@ -300,6 +300,10 @@ class ScheduleJobModel(Strict):
         return value
 
 
+class SetsModel(Strict):
+    retention: RetentionModel = RetentionModel()
+
+
 class StackModel(Strict):
     version: Literal[1] = 1
     stack: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -313,6 +317,7 @@ class StackModel(Strict):
     smoke: list[SmokeModel] = []
     notifications: NotificationsModel = NotificationsModel()
     schedule: dict[str, ScheduleJobModel] | None = None  # absent: the default jobs
+    sets: SetsModel = SetsModel()  # stack-wide restore points (`drkit backup --all`)
 
     @model_validator(mode="after")
     def _references(self) -> StackModel:

@@ -264,6 +264,7 @@ class Stack:
     host_id: str | None = None  # who this host is in repository leases (engines/core/lease.py)
     notifications: tuple[NotifyTarget, ...] = ()
     schedule: tuple[ScheduledJob, ...] | None = None  # None: the default jobs
+    set_retention: Retention = Retention()  # which stack-wide sets `drkit prune` keeps
 
     def service(self, name: str) -> Service:
         return self.services[name]

@@ -82,16 +82,20 @@ def policy_of(service: Service) -> Policy:
     return Policy(retention, wal)
 
 
-def prune(ws: Workspace, service: Service, *, dry_run: bool) -> PruneResult:
-    """Plan (and unless `dry_run`, carry out) the retention of one service."""
+def prune(
+    ws: Workspace, service: Service, *, dry_run: bool, unkept_sets: frozenset[str] = frozenset()
+) -> PruneResult:
+    """Plan (and unless `dry_run`, carry out) the retention of one service. `unkept_sets`: sets
+    the sets' retention drops (set_retention.py), which then keep nothing (a dry run's; a
+    real run removed them already)."""
     if dry_run:
         incomplete = list_backups(ws.repo, ws.stack.name, service.name).incomplete
-        plan = plan_service(ws, service)
+        plan = plan_service(ws, service, unkept_sets)
         swept = _objects(ws, service, plan, live_check=False)
         return PruneResult(plan, incomplete, False, _tuple(swept), service.kind)
     with locks.exclusive(ws.lock_dir, lock_name(service.name), "prune"):
         removed = clean_incomplete(ws, service.name)
-        plan = plan_service(ws, service)
+        plan = plan_service(ws, service, unkept_sets)
         carry_out(ws, plan)
         swept = _objects(ws, service, plan, live_check=True)
         if swept:
@@ -115,8 +119,8 @@ def _objects(ws: Workspace, service: Service, plan: Plan, *, live_check: bool) -
     return plan_sweep(ws, service.name, manifests, live_check=live_check)
 
 
-def plan_service(ws: Workspace, service: Service) -> Plan:
-    return decide(gather(ws, service), policy_of(service), ws.clock.now())
+def plan_service(ws: Workspace, service: Service, unkept_sets: frozenset[str] = frozenset()) -> Plan:
+    return decide(gather(ws, service, unkept_sets), policy_of(service), ws.clock.now())
 
 
 def carry_out(ws: Workspace, plan: Plan) -> None:
@@ -132,7 +136,7 @@ def carry_out(ws: Workspace, plan: Plan) -> None:
             archive.delete(wal.name)
 
 
-def gather(ws: Workspace, service: Service) -> Facts:
+def gather(ws: Workspace, service: Service, unkept_sets: frozenset[str] = frozenset()) -> Facts:
     """The facts retention decides from. Sets that cannot be read stop the prune: deleting
     without knowing what a set needs could break it."""
     manifests = list_backups(ws.repo, ws.stack.name, service.name).complete
@@ -145,7 +149,7 @@ def gather(ws: Workspace, service: Service) -> Facts:
     set_facts = []
     for s in sets:
         backup_id = s.backups.get(service.name)
-        if backup_id is None:
+        if backup_id is None or s.set_id in unkept_sets:
             continue
         until = _set_until(by_id.get(backup_id), s.restore_point_lsn, size)
         set_facts.append(SetFact(s.set_id, backup_id, until))

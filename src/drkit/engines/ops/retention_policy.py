@@ -132,7 +132,7 @@ def _reasons(facts: Facts, policy: Policy, anchor: BackupFact | None) -> dict[st
 
     for members in _series(facts.backups).values():
         newest_first = sorted(members, key=lambda b: (b.finished_at, b.backup_id), reverse=True)
-        for b, rule, why in _gfs(newest_first, policy.retention):
+        for b, rule, why in gfs(newest_first, policy.retention):
             keep(b, rule, why)
         verified = next((b for b in newest_first if b.verified), None)
         if verified is not None:
@@ -180,7 +180,7 @@ PERIODS: tuple[tuple[str, Period, str], ...] = (
 )
 
 
-def _gfs(newest_first: list[BackupFact], r: Retention) -> list[tuple[BackupFact, str, str]]:
+def gfs(newest_first: list[BackupFact], r: Retention) -> list[tuple[BackupFact, str, str]]:
     out: list[tuple[BackupFact, str, str]] = []
     if r.keep_last:
         out.extend((b, "keep_last", f"among the newest {r.keep_last}") for b in newest_first[: r.keep_last])
