@@ -150,7 +150,6 @@ def _service(name: str, m: ServiceModel, source: PositionedYaml, strict: bool) -
         priority=Priority(m.priority),
         postgres=policy,
         health=health,
-        keep_last=m.backup.retention.keep_last if m.backup else None,
         retention=_retention(m),
         indexes=tuple(SearchIndex(n, i.query, i.primary_key) for n, i in m.indexes.items()),
         access_key=_secret(m.access_key, ("services", name, "access_key"), source, strict),

@@ -173,7 +173,6 @@ class Service:
     priority: Priority = Priority.MEDIUM
     postgres: PostgresPolicy | None = None
     health: HealthProbe | None = None
-    keep_last: int | None = None  # backups of this service to keep (backup.retention.keep_last)
     retention: Retention = Retention()  # what `drkit prune` keeps (backup.retention)
     indexes: tuple[SearchIndex, ...] = ()
     access_key: str | None = None
