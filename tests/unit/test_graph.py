@@ -12,6 +12,7 @@ from drkit.adapters.probes import ProbeOutcome, default_probe, describe_probe
 from drkit.domain.errors import ConfigError, OperationError, UsageError
 from drkit.domain.stack import HealthProbe, RepositorySpec, RuntimeSpec, Service, Stack
 from drkit.engines.stack.graph import ServiceGraph
+from drkit.engines.stack.paused import dependents_paused
 from drkit.engines.stack.start import check_health, start_services, stop_services
 
 NSELF = {
@@ -266,3 +267,48 @@ def test_probe_descriptions_name_what_is_asked() -> None:
     auth = Service(name="a", kind="auth", runtime=RuntimeSpec(type="local"), url="http://127.0.0.1:4000")
     canary = HealthProbe("auth", "http://canary%40example.com@127.0.0.1:4000")
     assert describe_probe(auth, canary) == ("canary sign-in POST http://127.0.0.1:4000/signin/email-password")
+
+
+# --- dependents paused around an in-place restore -------------------------------------
+
+
+def test_running_dependents_are_stopped_first_and_started_again_in_order() -> None:
+    world = World()
+    world.running = set(NSELF) - {"functions"}  # functions was not running: left alone
+    stack = make_stack(NSELF)
+    with dependents_paused(stack, "postgres", runtime_for=world.runtime, prober=world.probe) as paused:
+        assert paused.services == ("hasura", "auth", "meilisearch")
+        assert world.running == {"postgres", "redis", "minio", "monitoring"}
+        world.events.append(("restore", "postgres"))
+    stops = [n for a, n in world.events[: world.events.index(("restore", "postgres"))] if a == "stop"]
+    assert stops.index("auth") < stops.index("hasura")  # dependents before what they need
+    starts = [n for a, n in world.events[world.events.index(("restore", "postgres")) :] if a == "start"]
+    assert starts.index("hasura") < starts.index("auth")
+    assert "functions" not in starts and world.running == set(NSELF) - {"functions"}
+    assert paused.started is not None and paused.started.ok
+
+
+def test_a_failed_restore_leaves_the_dependents_stopped_and_says_so() -> None:
+    world = World()
+    world.running = set(NSELF)
+    with (
+        pytest.raises(OperationError) as failed,
+        dependents_paused(make_stack(NSELF), "hasura", runtime_for=world.runtime, prober=world.probe),
+    ):
+        raise OperationError("the backup's part 3 is damaged")
+    assert world.running == set(NSELF) - {"auth", "functions"}
+    assert failed.value.hint is not None and "auth, functions (which depend on hasura) stay stopped" in (
+        failed.value.hint
+    )
+
+
+def test_a_dependent_that_does_not_stop_means_nothing_is_restored() -> None:
+    world = World(stuck={"auth"})
+    world.running = set(NSELF)
+    restored = []
+    with (
+        pytest.raises(OperationError, match="could not stop auth"),
+        dependents_paused(make_stack(NSELF), "postgres", runtime_for=world.runtime, prober=world.probe),
+    ):
+        restored.append(True)
+    assert not restored

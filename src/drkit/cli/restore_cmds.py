@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
@@ -10,14 +12,16 @@ import typer
 from drkit.cli.context import Options, options
 from drkit.cli.progress import byte_progress
 from drkit.cli.render import console, emit_json, err_console, status_text, table
-from drkit.domain.errors import UsageError
+from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, target_from_args
 from drkit.engines.core.workspace import Workspace
 
 if TYPE_CHECKING:
     from drkit.engines.postgres.logical_restore import PreparedLogicalRestore
     from drkit.engines.postgres.prepare import PreparedRestore
+    from drkit.engines.stack.paused import Paused
     from drkit.engines.stack.service_restore import PreparedServiceRestore
+    from drkit.engines.stack.start import ServiceStep
 
 
 def drkit_argv() -> list[str]:
@@ -122,6 +126,12 @@ def restore_cmd(
     from_database: str = typer.Option(
         None, "--from-database", help="With --database/--table: which database's dump (when several)."
     ),
+    leave_dependents: bool = typer.Option(
+        False,
+        "--leave-dependents",
+        help="Do not stop the running services that depend on this one while its live data is "
+        "replaced (by default they stop first and start again in order after).",
+    ),
     set_id: str = typer.Option(None, "--set", help="The whole stack, to a set from `drkit backup --all`."),
     all_: bool = typer.Option(False, "--all", help="The whole stack, to --target-time."),
 ) -> None:
@@ -163,28 +173,36 @@ def restore_cmd(
         from_database=from_database,
     )
     if isinstance(prepared, PreparedRestore):
-        _restore_postgres(opts, ws, prepared)
+        _restore_postgres(opts, ws, prepared, pause=not leave_dependents)
     elif isinstance(prepared, PreparedLogicalRestore):
         _restore_logical(opts, ws, prepared)
     else:
-        _restore_other(opts, ws, prepared)
+        _restore_other(opts, ws, prepared, pause=not leave_dependents)
 
 
-def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore) -> None:
+def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *, pause: bool) -> None:
     from drkit.engines.postgres.restore import restore
 
     if not opts.json:
         console.print(f"plan: {prepared.summary}")
+    in_place = prepared.request.in_place
     if opts.dry_run:
+        would_pause = _would_pause(ws, prepared.service.name, enabled=pause and in_place)
         if opts.json:
-            emit_json(prepared.to_dict())
+            emit_json({**prepared.to_dict(), "would_pause": list(would_pause)})
+        elif would_pause:
+            console.print(f"would stop {', '.join(would_pause)} first and start them again after")
         return
     if prepared.question:
         _confirm(opts, prepared.question)
-    with byte_progress(f"restoring {prepared.plan.backup.backup_id}", enabled=not opts.json) as progress:
+    with (
+        _dependents_paused(opts, ws, prepared.service.name, enabled=pause and in_place) as paused,
+        byte_progress(f"restoring {prepared.plan.backup.backup_id}", enabled=not opts.json) as progress,
+    ):
         outcome = restore(ws, prepared.service, prepared.request, drkit_argv=drkit_argv(), progress=progress)
     if opts.json:
-        emit_json({**outcome.__dict__, "seconds": outcome.seconds})
+        emit_json({**outcome.__dict__, "seconds": outcome.seconds, "dependents": _paused_json(paused)})
+        _dependents_exit(paused)
         return
     console.print(
         f"[green]restored[/green] {outcome.backup_id} to {outcome.target} "
@@ -198,6 +216,7 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore) -
         console.print(f"  the previous data directory is kept at {outcome.moved_aside}")
     if outcome.running:
         console.print(f"  running on port {outcome.port}")
+    _dependents_exit(paused)
 
 
 def _restore_logical(opts: Options, ws: Workspace, prepared: PreparedLogicalRestore) -> None:
@@ -214,16 +233,20 @@ def _restore_logical(opts: Options, ws: Workspace, prepared: PreparedLogicalRest
     console.print(f"[green]restored[/green] {what} from {result.backup_id} in {result.seconds:.1f}s")
 
 
-def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestore) -> None:
+def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestore, *, pause: bool) -> None:
+    live = prepared.options.to is None
     if opts.dry_run:
         console.print(f"would {prepared.summary}")
+        if would_pause := _would_pause(ws, prepared.service.name, enabled=pause and live):
+            console.print(f"would stop {', '.join(would_pause)} first and start them again after")
         return
     if prepared.question:
         _confirm(opts, prepared.question)
-    result = prepared.run(ws)
+    with _dependents_paused(opts, ws, prepared.service.name, enabled=pause and live) as paused:
+        result = prepared.run(ws)
     failed = [c for c in result.checks if c.failed_critically]
     if opts.json:
-        emit_json({"ok": not failed, **result.__dict__})
+        emit_json({"ok": not failed, **result.__dict__, "dependents": _paused_json(paused)})
     else:
         console.print(
             f"[green]restored[/green] {prepared.service.name} from {result.backup_id} "
@@ -235,8 +258,55 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
                 ["check", "status", "detail"],
                 [(c.name, status_text(c.status.value), c.detail) for c in result.checks],
             )
+    _dependents_exit(paused)
     if failed:
         raise typer.Exit(3)
+
+
+@contextmanager
+def _dependents_paused(opts: Options, ws: Workspace, name: str, *, enabled: bool) -> Iterator[Paused]:
+    """The running services that depend on `name` stop before its live data is replaced and
+    start again in order after (engines/stack/paused.py); `--leave-dependents` skips it."""
+    from drkit.engines.stack.paused import Paused, dependents_paused
+    from drkit.runtimes.factory import runtime_for
+
+    if not enabled:
+        yield Paused(())
+        return
+    state_dir = ws.stack.state_dir
+    step = None if opts.json else _say_step
+    with dependents_paused(
+        ws.stack, name, runtime_for=lambda s: runtime_for(s, state_dir), on_step=step
+    ) as paused:
+        yield paused
+
+
+def _would_pause(ws: Workspace, name: str, *, enabled: bool) -> tuple[str, ...]:
+    from drkit.engines.stack.paused import running_dependents
+    from drkit.runtimes.factory import runtime_for
+
+    if not enabled:
+        return ()
+    return running_dependents(ws.stack, name, lambda s: runtime_for(s, ws.stack.state_dir))
+
+
+def _say_step(s: ServiceStep) -> None:
+    console.print(f"  {s.status:<9} {s.service} ({s.seconds:.1f}s) {s.detail}", markup=False)
+
+
+def _paused_json(paused: Paused) -> dict[str, object]:
+    started = paused.started
+    return {"paused": list(paused.services), "started_ok": None if started is None else started.ok}
+
+
+def _dependents_exit(paused: Paused) -> None:
+    """A dependent that did not come back healthy is a failed recovery (exit 1)."""
+    if paused.started is not None and not paused.started.ok:
+        bad = ", ".join(s.service for s in paused.started.failures)
+        raise OperationError(
+            f"restored, but {bad} did not come back healthy after it",
+            hint="see `drkit health`, then `drkit start` them",
+        )
 
 
 def _restore_stack(opts: Options, set_id: str | None, target_time: str | None, all_: bool) -> None:
