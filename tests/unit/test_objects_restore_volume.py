@@ -4,12 +4,20 @@ the whole restore runs against a real Docker engine in tests/integration/test_do
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import RuntimeSpec, Service
-from drkit.engines.objects.restore_volume import VolumeTarget, _failed_after_move, move_aside, volume_target
+from drkit.engines.core.types import RestoreOptions
+from drkit.engines.objects.restore_volume import (
+    VolumeTarget,
+    _failed_after_move,
+    check_backup,
+    move_aside,
+    volume_target,
+)
 
 
 def test_move_aside_moves_every_entry_but_earlier_aside_folders(tmp_path: Path) -> None:
@@ -50,3 +58,13 @@ def test_a_failure_after_the_move_says_where_the_old_data_is() -> None:
     assert str(aside) in error.message and "S3 did not answer" in error.message
     assert "/data/drkit-before-restore-20261130T080000Z" in error.message
     assert error.hint is not None and "docker stop shop_minio" in error.hint
+
+
+def test_in_place_refuses_when_only_some_buckets_are_backed_up() -> None:
+    service = Service(
+        "minio", "s3", RuntimeSpec(type="compose", container="shop_minio"), url="http://127.0.0.1:9000",
+        buckets=("uploads",),
+    )  # fmt: skip
+    manifest = SimpleNamespace(backup_id="20261130T080000Z-objects", details={"buckets": {"uploads": {}}})
+    with pytest.raises(UsageError, match="only the buckets uploads are backed up"):
+        check_backup(None, service, manifest, RestoreOptions())  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from drkit.adapters.s3.objects import ObjectStore, endpoint_for
+from drkit.adapters.s3.objects import ObjectStore, configured_buckets, endpoint_for
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import Status
 from drkit.domain.errors import DrkitError, IntegrityError, OperationError, UsageError
@@ -114,6 +114,14 @@ def check_backup(ws: Workspace, service: Service, manifest: Manifest, options: R
     """Refuse before anything is touched: listings, stored files, then every version to be
     restored read back and hashed."""
     refused = f"in-place restore of {manifest.backup_id} refused ({service.name} was not touched)"
+    if configured_buckets(service):
+        raise UsageError(
+            f"{refused}: only the buckets {', '.join(configured_buckets(service))} are backed up, and "
+            "--in-place empties the whole volume",
+            hint="restore without --in-place (through the S3 API), or back up every bucket",
+        )
+    if not manifest.details.get("buckets"):
+        raise UsageError(f"{refused}: the backup holds no bucket")
     failed = [r for r in verify_objects(ws, service, manifest) if r.status is Status.FAILED]
     if failed:
         raise IntegrityError(f"{refused}: {failed[0].name}: {failed[0].detail}")

@@ -117,8 +117,11 @@ def _plan_one(ws: Workspace, service: Service, chosen: RestoreSet | None, moment
     else:
         backup_id = _newest_before(ws, service, moment)
     detail = f"objects as of {moment.isoformat()}" if backup_id is None else f"backup {backup_id}"
-    if _into_volume(service):
-        detail += f", into the emptied volume of {service.runtime.container} (moved aside)"
+    if _into_volume(service):  # docker is asked now: a missing volume refuses the whole stack
+        from drkit.engines.objects.restore_volume import volume_target
+
+        target = volume_target(service)
+        detail += f", into the emptied volume {target.volume} of {target.container} (moved aside)"
     return PlannedStep(service.name, service.kind, backup_id, detail)
 
 
