@@ -160,8 +160,8 @@ def _stop(service: Service, runtime: ComposeRuntime) -> None:
         )
     except OperationError as exc:
         raise OperationError(
-            f"{service.name} still answers at {service.url} after {runtime.description} was stopped: "
-            "it is not run by that container; nothing was moved (start the container again)"
+            f"{service.name} still answers at {endpoint_for(service).url} after {runtime.description} "
+            "was stopped: it is not run by that container; nothing was moved (start the container again)"
         ) from exc
 
 
