@@ -111,7 +111,10 @@ def restore_cmd(
         "(objects) instead of the live one.",
     ),
     in_place: bool = typer.Option(
-        False, "--in-place", help="PostgreSQL: replace the live data directory (moved aside, never deleted)."
+        False,
+        "--in-place",
+        help="PostgreSQL: replace the live data directory; objects in a container: start over from "
+        "its emptied volume (the old contents moved aside, never deleted).",
     ),
     keep_running: bool = typer.Option(
         False, "--keep-running", help="With --to: leave the restored server running."
@@ -140,6 +143,7 @@ def restore_cmd(
     Examples:
       drkit restore postgres --target-time "2026-02-09 14:30:00Z" --to /srv/pg-restored
       drkit restore redis --yes
+      drkit restore minio --in-place --yes                     (nself's MinIO, into its volume)
       drkit restore postgres --table nchat_messages            (from the newest logical backup)
       drkit restore postgres --backup 20261125T020000Z-logical --database nchat_copy
       drkit restore --set 20261125T020000Z-set --yes

@@ -81,26 +81,33 @@ class _BucketPlan:
 
 
 def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
-    """Plan every bucket first (refusing before anything is written), then restore."""
-    began = ws.clock.monotonic()
-    store = ObjectStore(endpoint_for(service))
+    """Plan every bucket first (refusing before anything is written), then restore. (Into a
+    container's emptied volume: restore_volume.py.)"""
     if options.to and not BUCKET_NAME.match(options.to):
         raise UsageError(
             f"--to {options.to!r}: objects are restored into a bucket; that is not a bucket name"
         )
     with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
-        manifest = choose_backup(ws, service, options)
-        chosen = _selection(manifest.details.get("buckets", {}), options.prefix)
-        if not chosen:
-            raise UsageError(f"backup {manifest.backup_id} holds no bucket under {options.prefix!r}")
-        if options.to and len(chosen) > 1:
-            raise UsageError(
-                f"backup {manifest.backup_id} holds {len(chosen)} buckets; restore one into "
-                f"--to {options.to} with --prefix BUCKET[/KEYS]"
-            )
-        plans = [_plan(ws, service, store, manifest, bucket, keys, options) for bucket, keys in chosen]
-        moment = options.target_time.isoformat() if options.target_time else f"backup {manifest.backup_id}"
-        done = [_execute(plan, moment) for plan in plans]
+        return restore_locked(ws, service, options, choose_backup(ws, service, options))
+
+
+def restore_locked(
+    ws: Workspace, service: Service, options: RestoreOptions, manifest: Manifest
+) -> RestoreResult:
+    """The restore itself, from `manifest`, under the service's restore lock."""
+    began = ws.clock.monotonic()
+    store = ObjectStore(endpoint_for(service))
+    chosen = _selection(manifest.details.get("buckets", {}), options.prefix)
+    if not chosen:
+        raise UsageError(f"backup {manifest.backup_id} holds no bucket under {options.prefix!r}")
+    if options.to and len(chosen) > 1:
+        raise UsageError(
+            f"backup {manifest.backup_id} holds {len(chosen)} buckets; restore one into "
+            f"--to {options.to} with --prefix BUCKET[/KEYS]"
+        )
+    plans = [_plan(ws, service, store, manifest, bucket, keys, options) for bucket, keys in chosen]
+    moment = options.target_time.isoformat() if options.target_time else f"backup {manifest.backup_id}"
+    done = [_execute(plan, moment) for plan in plans]
     return RestoreResult(
         service=service.name,
         backup_id=manifest.backup_id,

@@ -117,7 +117,16 @@ def _plan_one(ws: Workspace, service: Service, chosen: RestoreSet | None, moment
     else:
         backup_id = _newest_before(ws, service, moment)
     detail = f"objects as of {moment.isoformat()}" if backup_id is None else f"backup {backup_id}"
+    if _into_volume(service):  # docker is asked now: a missing volume refuses the whole stack
+        from drkit.engines.objects.restore_volume import volume_target
+
+        target = volume_target(service)
+        detail += f", into the emptied volume {target.volume} of {target.container} (moved aside)"
     return PlannedStep(service.name, service.kind, backup_id, detail)
+
+
+def _into_volume(service: Service) -> bool:
+    return service.kind == "s3" and service.runtime.type == "compose" and bool(service.runtime.volume)
 
 
 def _postgres_request(
@@ -185,7 +194,12 @@ def _restore_one(
             f"{request.target.describe()} reached at {out.reached_lsn} in {out.seconds:.1f}s",
         )
     options = RestoreOptions(backup_id=planned.backup_id, target_time=moment, yes=True)
-    result = engine_for(service).restore(ws, service, options)
+    if _into_volume(service):  # object storage in a container starts over, as Redis's does
+        from drkit.engines.objects.restore_volume import restore_in_place
+
+        result = restore_in_place(ws, service, options)
+    else:
+        result = engine_for(service).restore(ws, service, options)
     failed = [c for c in result.checks if c.status is Status.FAILED]
     if failed:
         raise _StepFailed(f"{failed[0].name}: {failed[0].detail}")

@@ -25,18 +25,24 @@ class PreparedServiceRestore:
     service: Service
     engine: ServiceEngine
     options: RestoreOptions
+    in_place: str | None = None  # objects --in-place: what happens to the container and volume
 
     @property
     def summary(self) -> str:
         source = self.options.backup_id or "the newest backup"
         where = f" into {self.options.to}" if self.options.to else ""
-        return f"restore {self.service.name} ({self.service.kind}) from {source}{where}"
+        steps = f": {self.in_place}" if self.in_place else ""
+        return f"restore {self.service.name} ({self.service.kind}) from {source}{where}{steps}"
 
     @property
     def question(self) -> str | None:
         return None if self.options.to else f"replace the live data of {self.service.name}?"
 
     def run(self, ws: Workspace) -> RestoreResult:
+        if self.in_place:
+            from drkit.engines.objects.restore_volume import restore_in_place
+
+            return restore_in_place(ws, self.service, self.options)
         return self.engine.restore(ws, self.service, self.options)
 
 
@@ -83,5 +89,26 @@ def prepare_service_restore(
     if target.lsn is not None or target.name is not None:
         raise UsageError(f"--target-lsn and --target-name are PostgreSQL's; {name} takes --target-time")
     when: datetime | None = target.time
+    if service.kind == "s3" and in_place:
+        return _objects_in_place(service, backup_id, when, to, prefix, yes)
     options = RestoreOptions(backup_id=backup_id, target_time=when, yes=yes, to=to, prefix=prefix)
     return PreparedServiceRestore(service, engine_for(service), options)
+
+
+def _objects_in_place(
+    service: Service,
+    backup_id: str | None,
+    when: datetime | None,
+    to: str | None,
+    prefix: str | None,
+    yes: bool,
+) -> PreparedServiceRestore:
+    """Object storage into its container's emptied volume: where that is, asked of docker now."""
+    from drkit.engines.objects.restore_volume import volume_target
+
+    if to or prefix:
+        raise UsageError(
+            "--in-place restores every bucket of the backup into the emptied volume: no --to or --prefix"
+        )
+    options = RestoreOptions(backup_id=backup_id, target_time=when, yes=yes)
+    return PreparedServiceRestore(service, engine_for(service), options, volume_target(service).plan())
