@@ -276,7 +276,7 @@ def test_running_dependents_are_stopped_first_and_started_again_in_order() -> No
     world = World()
     world.running = set(NSELF) - {"functions"}  # functions was not running: left alone
     stack = make_stack(NSELF)
-    with dependents_paused(stack, "postgres", runtime_for=world.runtime, prober=world.probe) as paused:
+    with dependents_paused(stack, ["postgres"], runtime_for=world.runtime, prober=world.probe) as paused:
         assert paused.services == ("hasura", "auth", "meilisearch")
         assert world.running == {"postgres", "redis", "minio", "monitoring"}
         world.events.append(("restore", "postgres"))
@@ -293,7 +293,7 @@ def test_a_failed_restore_leaves_the_dependents_stopped_and_says_so() -> None:
     world.running = set(NSELF)
     with (
         pytest.raises(OperationError) as failed,
-        dependents_paused(make_stack(NSELF), "hasura", runtime_for=world.runtime, prober=world.probe),
+        dependents_paused(make_stack(NSELF), ["hasura"], runtime_for=world.runtime, prober=world.probe),
     ):
         raise OperationError("the backup's part 3 is damaged")
     assert world.running == set(NSELF) - {"auth", "functions"}
@@ -308,7 +308,19 @@ def test_a_dependent_that_does_not_stop_means_nothing_is_restored() -> None:
     restored = []
     with (
         pytest.raises(OperationError, match="could not stop auth"),
-        dependents_paused(make_stack(NSELF), "postgres", runtime_for=world.runtime, prober=world.probe),
+        dependents_paused(make_stack(NSELF), ["postgres"], runtime_for=world.runtime, prober=world.probe),
     ):
         restored.append(True)
     assert not restored
+
+
+def test_a_stack_restore_pauses_only_what_it_does_not_restore_and_resumes_only_when_sound() -> None:
+    world = World()
+    world.running = set(NSELF)
+    restored = ["postgres", "redis", "minio", "hasura", "meilisearch"]
+    with dependents_paused(
+        make_stack(NSELF), restored, runtime_for=world.runtime, prober=world.probe
+    ) as paused:
+        assert paused.services == ("auth", "functions")  # nothing of theirs to restore, they use it
+        paused.resume = False  # a service failed to restore
+    assert world.running == set(NSELF) - {"auth", "functions"} and paused.started is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -152,7 +152,7 @@ def restore_cmd(
     if set_id or all_:
         if service:
             raise UsageError("--set/--all restore every service; name none")
-        _restore_stack(opts, set_id, target_time, all_)
+        _restore_stack(opts, set_id, target_time, all_, pause=not leave_dependents)
         return
     if not service:
         raise UsageError("name a service to restore, or use --set ID / --all --target-time T")
@@ -191,7 +191,7 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *
         console.print(f"plan: {prepared.summary}")
     in_place = prepared.request.in_place
     if opts.dry_run:
-        would_pause = _would_pause(ws, prepared.service.name, enabled=pause and in_place)
+        would_pause = _would_pause(ws, [prepared.service.name], enabled=pause and in_place)
         if opts.json:
             emit_json({**prepared.to_dict(), "would_pause": list(would_pause)})
         elif would_pause:
@@ -200,7 +200,7 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *
     if prepared.question:
         _confirm(opts, prepared.question)
     with (
-        _dependents_paused(opts, ws, prepared.service.name, enabled=pause and in_place) as paused,
+        _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and in_place) as paused,
         byte_progress(f"restoring {prepared.plan.backup.backup_id}", enabled=not opts.json) as progress,
     ):
         outcome = restore(ws, prepared.service, prepared.request, drkit_argv=drkit_argv(), progress=progress)
@@ -241,12 +241,12 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
     live = prepared.options.to is None
     if opts.dry_run:
         console.print(f"would {prepared.summary}")
-        if would_pause := _would_pause(ws, prepared.service.name, enabled=pause and live):
+        if would_pause := _would_pause(ws, [prepared.service.name], enabled=pause and live):
             console.print(f"would stop {', '.join(would_pause)} first and start them again after")
         return
     if prepared.question:
         _confirm(opts, prepared.question)
-    with _dependents_paused(opts, ws, prepared.service.name, enabled=pause and live) as paused:
+    with _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and live) as paused:
         result = prepared.run(ws)
     failed = [c for c in result.checks if c.failed_critically]
     if opts.json:
@@ -268,7 +268,9 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
 
 
 @contextmanager
-def _dependents_paused(opts: Options, ws: Workspace, name: str, *, enabled: bool) -> Iterator[Paused]:
+def _dependents_paused(
+    opts: Options, ws: Workspace, names: Sequence[str], *, enabled: bool
+) -> Iterator[Paused]:
     """The running services that depend on `name` stop before its live data is replaced and
     start again in order after (engines/stack/paused.py); `--leave-dependents` skips it."""
     from drkit.engines.stack.paused import Paused, dependents_paused
@@ -280,18 +282,18 @@ def _dependents_paused(opts: Options, ws: Workspace, name: str, *, enabled: bool
     state_dir = ws.stack.state_dir
     step = None if opts.json else _say_step
     with dependents_paused(
-        ws.stack, name, runtime_for=lambda s: runtime_for(s, state_dir), on_step=step
+        ws.stack, names, runtime_for=lambda s: runtime_for(s, state_dir), on_step=step
     ) as paused:
         yield paused
 
 
-def _would_pause(ws: Workspace, name: str, *, enabled: bool) -> tuple[str, ...]:
+def _would_pause(ws: Workspace, names: Sequence[str], *, enabled: bool) -> tuple[str, ...]:
     from drkit.engines.stack.paused import running_dependents
     from drkit.runtimes.factory import runtime_for
 
     if not enabled:
         return ()
-    return running_dependents(ws.stack, name, lambda s: runtime_for(s, ws.stack.state_dir))
+    return running_dependents(ws.stack, names, lambda s: runtime_for(s, ws.stack.state_dir))
 
 
 def _say_step(s: ServiceStep) -> None:
@@ -313,7 +315,9 @@ def _dependents_exit(paused: Paused) -> None:
         )
 
 
-def _restore_stack(opts: Options, set_id: str | None, target_time: str | None, all_: bool) -> None:
+def _restore_stack(
+    opts: Options, set_id: str | None, target_time: str | None, all_: bool, *, pause: bool
+) -> None:
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.stack.restore import plan_stack, restore_stack
 
@@ -343,12 +347,18 @@ def _restore_stack(opts: Options, set_id: str | None, target_time: str | None, a
                 ["service", "kind", "from", "to"],
                 [(p.service, p.kind, p.backup_id or "(newest copies)", p.detail) for p in stack_plan.steps],
             )
+            if would_pause := _would_pause(ws, [p.service for p in stack_plan.steps], enabled=pause):
+                console.print(f"would stop {', '.join(would_pause)} first and start them again after")
         return
+    restored = [p.service for p in stack_plan.steps]
     _confirm(opts, stack_plan.question)
     say = (lambda _m: None) if opts.json else console.print
-    report = restore_stack(ws, stack_plan, drkit_argv=drkit_argv(), say=say)
+    # What has nothing to restore but uses what is restored (auth, functions) stops first.
+    with _dependents_paused(opts, ws, restored, enabled=pause) as paused:
+        report = restore_stack(ws, stack_plan, drkit_argv=drkit_argv(), say=say)
+        paused.resume = all(s.ok for s in report.steps)  # a failed service: they stay stopped
     if opts.json:
-        emit_json({"ok": report.ok, **report.__dict__})
+        emit_json({"ok": report.ok, **report.__dict__, "dependents": _paused_json(paused)})
     else:
         table(
             f"stack restored to {report.target}",
@@ -366,7 +376,12 @@ def _restore_stack(opts: Options, set_id: str | None, target_time: str | None, a
             + f" in {report.seconds:.1f}s"
         )
     if not all(s.ok for s in report.steps):
+        if paused.services:
+            err_console.print(
+                f"{', '.join(paused.services)} stay stopped: `drkit start` them once it is sound"
+            )
         raise typer.Exit(1)
+    _dependents_exit(paused)
     if not report.ok:
         raise typer.Exit(3)
 

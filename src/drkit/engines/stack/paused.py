@@ -1,4 +1,5 @@
-"""The services that depend on one being restored in place: stopped first (dependents before
+"""The services that depend on those being restored in place (and are not restored
+themselves): stopped first (dependents before
 what they need), started again in dependency order with their health checked once it is
 back (the source's "stop dependent services, restore, start them in order"). Hasura, auth
 and functions must not write into, or cache, a database being replaced under them.
@@ -10,7 +11,7 @@ service is sound.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -35,24 +36,27 @@ class Paused:
     services: tuple[str, ...]
     stopped: StackReport | None = None
     started: StackReport | None = field(default=None)
+    resume: bool = True  # the caller sets it False when what it restored is not sound
 
 
-def running_dependents(stack: Stack, name: str, runtime_for: RuntimeFor) -> tuple[str, ...]:
-    """The services that need `name`, transitively, and run now (in stack order)."""
-    dependents = ServiceGraph.from_stack(stack).with_dependents([name]) - {name}
+def running_dependents(stack: Stack, names: Sequence[str], runtime_for: RuntimeFor) -> tuple[str, ...]:
+    """The services that need any of `names`, transitively, are not among them, and run now
+    (in stack order)."""
+    dependents = ServiceGraph.from_stack(stack).with_dependents(names) - set(names)
     return tuple(n for n in stack.services if n in dependents and runtime_for(stack.services[n]).is_running())
 
 
 @contextmanager
 def dependents_paused(
     stack: Stack,
-    name: str,
+    names: Sequence[str],
     *,
     runtime_for: RuntimeFor,
     prober: Prober = default_prober,
     on_step: Callable[[ServiceStep], None] | None = None,
 ) -> Iterator[Paused]:
-    paused = Paused(running_dependents(stack, name, runtime_for))
+    name = ", ".join(names)
+    paused = Paused(running_dependents(stack, names, runtime_for))
     if not paused.services:
         yield paused
         return
@@ -69,6 +73,8 @@ def dependents_paused(
         note = f"{', '.join(paused.services)} (which depend on {name}) stay stopped: `drkit start` them"
         exc.hint = f"{exc.hint}; {note}" if exc.hint else note
         raise
+    if not paused.resume:
+        return
     paused.started = start_services(
         stack, paused.services, runtime_for=runtime_for, prober=prober, on_step=on_step
     )
