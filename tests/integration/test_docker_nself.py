@@ -122,6 +122,7 @@ def test_nself_project_backup_pitr_and_restore_through_docker(
         results = {c["name"]: c for c in check.json()["results"]}
         assert results["postgres: connect"]["status"] == "ok"  # SQL from the host, no port published
         assert results["postgres: wal spool"]["status"] == "ok"  # the override mounts the spool
+        assert "in shop_postgres" in results["postgres: pg_basebackup"]["detail"]  # the container's own
         sql(project, "insert into orders (note) select 'kept' from generate_series(1, 100)")
         target = sql(project, "select now()")
         sql(project, "select pg_sleep(0.2)")

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from pathlib import Path
 
-from drkit.adapters.container import container_mounts
 from drkit.adapters.postgres.client import connect, dsn_param, rows, service_dsn
 from drkit.adapters.postgres.server import ServerInfo, server_info
+from drkit.adapters.postgres.toolhost import tool_host
 from drkit.adapters.postgres.tools import major, tool_version
 from drkit.domain.checks import CheckResult, Status, guard
 from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service, WalMode
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.postgres.restore_compose import ASIDE_PREFIX, FAILED_PREFIX
-from drkit.engines.postgres.wal.stream import spool_dir
-from drkit.runtimes.compose import ComposeRuntime
+from drkit.engines.postgres.check_compose import kept_asides, spool_mounted
 
 OK, WARN, FAIL = Status.OK, Status.WARNING, Status.FAILED
 
@@ -48,9 +45,9 @@ def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
     if policy is not None and policy.wal_mode is WalMode.STREAM:
         results += guard(f"{service.name}: wal stream", lambda: _stream(service, dsn))
         if service.runtime.type == "compose":
-            results += guard(f"{service.name}: wal spool", lambda: [_spool_mounted(ws, service)])
+            results += guard(f"{service.name}: wal spool", lambda: [spool_mounted(ws, service)])
     if service.runtime.type == "compose" and service.runtime.volume:
-        results += guard(f"{service.name}: old data kept", lambda: [_kept_asides(service)])
+        results += guard(f"{service.name}: old data kept", lambda: [kept_asides(service)])
     else:
         results += guard(f"{service.name}: archiving", lambda: _archiving(service, dsn, info))
     results += guard(f"{service.name}: tools", lambda: _tools(service, info))
@@ -170,7 +167,6 @@ def _replication_from_host(service: Service, name: str, user: str) -> list[Check
 def _replication_in_container(service: Service, name: str, user: str) -> CheckResult:
     """compose: drkit runs pg_basebackup and pg_receivewal in the container (docs/nself.md,
     "Docker and compose"), so try a replication connection there, over its socket."""
-    from drkit.adapters.postgres.toolhost import tool_host
     from drkit.infra.proc import last_line, run
 
     container = service.runtime.container
@@ -316,54 +312,49 @@ def _stream(service: Service, dsn: str) -> list[CheckResult]:
     return out
 
 
-def _spool_mounted(ws: Workspace, service: Service) -> CheckResult:
-    """pg_receivewal runs in the container and writes into drkit's spool: the container must
-    mount it at the same path (docs/nself.md, the compose override)."""
-    name, spool = f"{service.name}: wal spool", str(spool_dir(ws, service))
-    mounts = container_mounts(service.runtime)
-    if mounts is None:
-        return CheckResult(name, FAIL, f"docker cannot inspect {service.runtime.container}")
-    if any(dest == spool for _source, dest in mounts):
-        return CheckResult(name, OK, f"{service.runtime.container} mounts {spool}")
-    return CheckResult(
-        name,
-        FAIL,
-        f"{service.runtime.container} does not mount {spool}, where pg_receivewal (run inside it) "
-        f"writes: add `- {spool}:{spool}` under services.{service.name}.volumes in "
-        "docker-compose.override.yml and recreate the container (`nself restart`)",
-    )
-
-
-def _kept_asides(service: Service) -> CheckResult:
-    """An in-place restore keeps the old contents inside the volume, which nself mounts as
-    PGDATA: every base backup carries them until the operator deletes them."""
-    name, volume = f"{service.name}: old data kept", service.runtime.volume or ""
-    root = Path(ComposeRuntime(service.runtime, name=service.name).volume_path(volume))
-    kept = sorted(p.name for p in root.iterdir() if p.name.startswith((ASIDE_PREFIX, FAILED_PREFIX)))
-    if not kept:
-        return CheckResult(name, OK, f"nothing left by a restore in volume {volume}")
-    return CheckResult(
-        name,
-        WARN,
-        f"{', '.join(kept)} in volume {volume} ({root}): kept by earlier restores inside the data "
-        "directory, so every base backup carries them too; once the restored data is checked, "
-        "delete them",
-        critical=False,
-    )
-
-
 def _tools(service: Service, info: ServerInfo) -> list[CheckResult]:
+    """The client tools where they run (in the container for compose: the host needs none of
+    them), and pg_waldump on this host, which reads WAL for time targets."""
     server_major = info.version_num // 10000
+    tools = ("pg_basebackup", "pg_dump", "pg_receivewal")
+    where = ""
+    if service.runtime.type == "compose":
+        with tool_host(service, service_dsn(service)) as host:
+            versions = {tool: host.version(tool, service.runtime.bin_dir) for tool in tools}
+        where = f" in {service.runtime.container}"
+    else:
+        versions = {tool: tool_version(tool, service.runtime.bin_dir) for tool in tools}
     out = []
-    for tool in ("pg_basebackup", "pg_dump", "pg_receivewal"):
-        version = tool_version(tool, service.runtime.bin_dir)
+    for tool, version in versions.items():
         ok = major(version) >= server_major
         out.append(
             CheckResult(
                 f"{service.name}: {tool}",
                 OK if ok else FAIL,
-                f"{tool} {version} for server {server_major}"
+                f"{tool} {version}{where} for server {server_major}"
                 + ("" if ok else " (a client older than the server cannot back it up)"),
             )
         )
-    return out
+    return [*out, _waldump(service, server_major)]
+
+
+def _waldump(service: Service, server_major: int) -> CheckResult:
+    name = f"{service.name}: pg_waldump"
+    fix = (
+        f"install PostgreSQL {server_major}'s binaries on this host (Debian: postgresql-{server_major}) "
+        "or set runtime.bin_dir to them"
+    )
+    try:
+        version = tool_version("pg_waldump", service.runtime.bin_dir)
+    except DrkitError:
+        return CheckResult(
+            name, WARN, f"not found on this host: restores to a time cannot read WAL; {fix}", critical=False
+        )
+    if major(version) != server_major:
+        return CheckResult(
+            name,
+            WARN,
+            f"pg_waldump {version} cannot read server {server_major}'s WAL (time targets need it); {fix}",
+            critical=False,
+        )
+    return CheckResult(name, OK, f"pg_waldump {version} for server {server_major} (restores to a time)")
