@@ -16,7 +16,7 @@ from drkit.adapters.postgres.counts import exact_counts
 from drkit.adapters.postgres.tarindex import members_from_json
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status, guard
-from drkit.domain.errors import DecryptionError, DrkitError
+from drkit.domain.errors import DecryptionError, DrkitError, IntegrityError, RepositoryError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service
 from drkit.domain.wal import Lsn, Segment, TimelineSpan, segment_on_path
@@ -69,6 +69,8 @@ def verify_wal(
         reach = pitr_reach(view, m, start)
     except DecryptionError as exc:  # verifying without the key: the backup's own WAL is there
         reach = Reach(f"timeline histories not read ({exc.message})", ())
+    except (IntegrityError, RepositoryError) as exc:  # a damaged history: every plan stops on it
+        return [CheckResult("wal", Status.FAILED, f"WAL {start.name}..{stop.name} archived; {exc.message}")]
     except DrkitError as exc:
         reach = Reach(exc.message, (), failed=True)
     rehash = rehash or WalRehash(archive, pg.wal_segment_size)

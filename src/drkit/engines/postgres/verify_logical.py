@@ -13,6 +13,7 @@ for big tables, within a tolerance). The scratch cluster is stopped and deleted 
 
 from __future__ import annotations
 
+import re
 import shutil
 
 from drkit.adapters.postgres.counts import exact_counts
@@ -23,7 +24,7 @@ from drkit.domain.checks import CheckResult, Status, guard
 from drkit.domain.errors import DrkitError, IntegrityError, OperationError, ToolError
 from drkit.domain.stack import RuntimeSpec, Service
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.postgres.logical_restore import fetched, fetched_dump
+from drkit.engines.postgres.logical_restore import PART_RE, fetched, fetched_dump
 from drkit.engines.postgres.rowcheck import Recorded, compare_counts
 from drkit.engines.postgres.verify import scratch_dir
 from drkit.infra.ports import free_port
@@ -31,6 +32,20 @@ from drkit.infra.proc import last_line
 from drkit.runtimes.local_postgres import LocalPostgres
 
 RESTORE_TIMEOUT = 6 * 3600
+
+
+def verify_logical_layout(m: Manifest) -> CheckResult:
+    """What a restore of a logical backup looks for besides the stored bytes (which `verify`
+    re-hashes): the databases it lists, each with its dump's parts, and the roles' file."""
+    databases = [str(d) for d in m.details.get("databases", [])]
+    if not databases:
+        return CheckResult("layout", Status.FAILED, "the backup lists no database dump")
+    names = [f.name for f in m.files]
+    for stem in [*(f"{db}.dump" for db in databases), "globals.sql"]:
+        pattern = re.compile(re.escape(stem) + PART_RE)
+        if not any(pattern.fullmatch(n) for n in names):
+            return CheckResult("layout", Status.FAILED, f"the manifest lists no part of {stem}")
+    return CheckResult("layout", Status.OK, f"dumps of {', '.join(databases)} and globals.sql")
 
 
 def verify_logical_deep(ws: Workspace, service: Service, m: Manifest) -> list[CheckResult]:

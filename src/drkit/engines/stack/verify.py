@@ -28,7 +28,7 @@ from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.types import VerifyReport
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.verify import verify_deep, verify_tar_index, verify_wal
-from drkit.engines.postgres.verify_logical import verify_logical_deep
+from drkit.engines.postgres.verify_logical import verify_logical_deep, verify_logical_layout
 from drkit.engines.postgres.wal.archive import archive_for
 from drkit.engines.postgres.wal_check import WalRehash
 
@@ -91,8 +91,12 @@ def verify_backup(
             results.extend(verify_deep(ws, service, m, drkit_argv))
         elif deep:
             results.append(_skipped())
-    elif m.kind is BackupKind.LOGICAL and deep:
-        results.extend(verify_logical_deep(ws, service, m) if files_ok else [_skipped()])
+    elif m.kind is BackupKind.LOGICAL:
+        layout = verify_logical_layout(m)
+        results.append(layout)
+        if deep:
+            sound = files_ok and layout.status is not Status.FAILED
+            results.extend(verify_logical_deep(ws, service, m) if sound else [_skipped()])
     elif m.kind is BackupKind.OBJECTS:
         from drkit.engines.objects.verify import verify_objects
 
