@@ -161,7 +161,9 @@ def test_a_failed_logical_restore_drops_the_database_it_created_or_names_it(
         logical_restore.restore_new_database(admin, admin, "copy", Path("/x.dump"), None)
     assert 'relation "t" does not exist' in left.value.message
     assert "the database copy drkit created is left on db:5432/postgres" in left.value.message
-    assert left.value.hint == "remove it: psql -d postgres -c 'DROP DATABASE \"copy\" WITH (FORCE)'"
+    assert left.value.hint == (
+        "remove it: psql -h db -p 5432 -d postgres -c 'DROP DATABASE \"copy\" WITH (FORCE)'"
+    )
 
 
 def _manifest(ws: Workspace, service: str, backup_id: str, kind: BackupKind, **details: Any) -> Manifest:

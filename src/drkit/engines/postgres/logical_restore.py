@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from drkit.adapters.postgres.client import connect, describe, first_line, service_dsn
+from drkit.adapters.postgres.client import connect, describe, dsn_param, first_line, service_dsn
 from drkit.adapters.postgres.pg_restore import dump_tables, restore_dump
 from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import BackupKind, Manifest
@@ -245,8 +245,15 @@ def _drop_or_name(admin: str, name: str, cause: BaseException | None) -> None:
         raise OperationError(
             f"{before}the database {name} drkit created is left on {describe(admin)} "
             f"(dropping it failed: {reason})",
-            hint=f"remove it: psql -d postgres -c 'DROP DATABASE \"{name}\" WITH (FORCE)'",
+            hint=f"remove it: {_drop_command(admin, name)}",
         ) from exc
+
+
+def _drop_command(admin: str, name: str) -> str:
+    where = [f"{flag} {value}" for flag, key in (("-h", "host"), ("-p", "port"), ("-U", "user"))
+             if (value := dsn_param(admin, key))]  # fmt: skip
+    quoted = name.replace('"', '""')
+    return " ".join(["psql", *where, "-d postgres -c", f"'DROP DATABASE \"{quoted}\" WITH (FORCE)'"])
 
 
 def _database_exists(admin: str, name: str) -> bool:
