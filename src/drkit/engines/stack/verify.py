@@ -1,13 +1,20 @@
-"""Verify backups: every stored file against its manifest hash, then per kind.
+"""Verify backups: everything a restore of one reads, re-read and checked, then per kind.
 
-What `--deep` adds, by kind (docs/postgres.md, docs/redis.md, docs/hasura-and-search.md):
+Without `--deep`: every stored file against its manifest hash; base backups also the tar
+index and every WAL segment a restore replays (decoded, against its recorded hash); logical
+and Redis backups the layout a restore follows; objects backups every pack and part, each
+version against its SHA-256. A backup is recorded as verified (verified.json, which
+retention keeps) only when all of that passed and nothing was left unread.
+
+What `--deep` adds, by kind (docs/postgres.md, docs/redis.md, docs/objects.md,
+docs/hasura-and-search.md):
 - base (PostgreSQL physical): pg_verifybackup on the extracted files, then a restore into a
   throwaway instance: pg_amcheck (heap and btree) on every database, row counts compared.
-- logical (pg_dump): every dump restored into a scratch cluster, row counts compared with
-  those taken in the dump's own snapshot.
+- logical (pg_dump): every dump restored into a scratch cluster with the real restore's
+  pg_restore rules, row counts compared with those taken in the dump's own snapshot.
 - rdb (Redis): the files through redis-check-rdb/aof, loaded by a throwaway redis-server,
   key counts and the recorded sample compared.
-- objects (S3): every version's content re-hashed.
+- objects (S3): each bucket restored into a scratch bucket and compared, then removed.
 - dump (MeiliSearch) and metadata (Hasura): refused (exit 2), see NO_DEEP.
 """
 
