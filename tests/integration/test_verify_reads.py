@@ -13,7 +13,11 @@ from typing import Any
 import pytest
 
 from drkit.adapters.postgres.client import connect
+from drkit.domain.errors import IntegrityError
 from drkit.domain.wal import Lsn, Segment
+from drkit.engines.core.catalog import list_backups
+from drkit.engines.objects import backup as objects_backup
+from drkit.engines.objects import verify as objects_verify
 from tests.conftest import CliResult, run_drkit
 from tests.integration.conftest import SandboxHandle
 from tests.integration.pg_helpers import switch_and_wait_archived
@@ -173,3 +177,28 @@ def test_deep_verify_of_an_objects_backup_restores_into_a_scratch_bucket_and_rem
     restored = results[f"restore of {bucket}"]
     assert restored["status"] == "ok" and "30 objects restored into a scratch bucket" in restored["detail"]
     assert set(s3_server.store().buckets()) == buckets, "the scratch bucket is removed"
+
+
+def test_a_deep_objects_verify_that_fails_midway_still_removes_its_scratch_bucket(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = s3_server.store()
+    bucket = s3_server.new_bucket("vr-midway")
+    store.put(bucket, "a.txt", b"a", "text/plain", {})
+    ws, service, _config = objects_stack(s3_server, tmp_path, bucket)
+    m = objects_backup.backup(ws, service).manifest
+    assert list_backups(ws.repo, ws.stack.name, service.name).complete
+    before = set(store.buckets())
+
+    def restores_half(ws: Any, service: Any, options: Any, manifest: Any) -> None:
+        store.create_bucket(options.to)
+        store.enable_versioning(options.to)
+        store.put(options.to, "a.txt", b"a", "text/plain", {})
+        store.delete(options.to, "a.txt")  # a version and a delete marker to remove
+        raise IntegrityError("the server went away halfway")
+
+    monkeypatch.setattr(objects_verify, "restore_locked", restores_half)
+    results = objects_verify.verify_objects(ws, service, m, deep=True)
+    assert [r.status.value for r in results] == ["ok", "failed"], results
+    assert "the server went away halfway" in results[1].detail
+    assert set(store.buckets()) == before, "the scratch bucket is removed, every version of it"
