@@ -60,7 +60,17 @@ def _backup(ws: Workspace, backup_id: str, *, commit: bool = True) -> Manifest:
     directory = f"sandbox/redis/backups/{backup_id}"
     ws.repo.put(f"{directory}/dump.rdb.zst", stored)
     files = (StoredFile("dump.rdb.zst", len(stored), sha256(stored), len(raw)),)
-    m = Manifest(backup_id, "sandbox", "redis", BackupKind.RDB, T0, T0, files, {"redis": "7"})
+    record = {
+        "path": "dump.rdb",
+        "role": "rdb",
+        "size": len(raw),
+        "sha256": sha256(raw),
+        "parts": ["dump.rdb.zst"],
+    }
+    details = {"files": [record]}  # what a restore follows (verify checks it)
+    m = Manifest(
+        backup_id, "sandbox", "redis", BackupKind.RDB, T0, T0, files, {"redis": "7"}, details=details
+    )
     if commit:
         ws.repo.put(f"{directory}/manifest.json", m.to_json())
     else:
@@ -186,7 +196,7 @@ def test_verify_repo_finds_a_changed_byte_in_a_wal_segment(tmp_path: Path) -> No
     sync(ws)
     ws_copy = open_workspace(stack, repository="copy")
     (wal,) = verify_repository(ws_copy).wal
-    assert wal.status is Status.OK and wal.detail.startswith("1 segments")
+    assert wal.status is Status.OK and wal.detail.startswith("1 WAL file(s) re-read and intact")
     data = bytearray(ws_copy.repo.get(f"{WAL}.zst"))
     data[-6] ^= 1
     ws_copy.repo.put(f"{WAL}.zst", bytes(data))

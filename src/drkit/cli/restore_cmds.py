@@ -34,16 +34,23 @@ def verify_cmd(
     backup_id: str = typer.Argument(None, help="Backup id (default: --latest)."),
     latest: bool = typer.Option(False, "--latest", help="Verify the newest backup."),
     deep: bool = typer.Option(
-        False, "--deep", help="Also restore into a throwaway instance and compare row counts."
+        False,
+        "--deep",
+        help="Also restore it somewhere disposable and compare: PostgreSQL into a throwaway "
+        "instance (row counts, amcheck), Redis into a throwaway server, objects into a scratch bucket.",
     ),
-    service: str = typer.Option(None, "--service", help="Service (default: every postgres)."),
+    service: str = typer.Option(
+        None, "--service", help="Service whose newest backup to verify (default: every postgres)."
+    ),
     repo: str = typer.Option(
         None, "--repo", help="Check this repository (a copy), alone: every backup and set in it."
     ),
 ) -> None:
-    """Re-hash every file against the manifest and check the WAL it needs; exit 3 on problems.
+    """Re-read everything a restore of the backup reads (every file against the manifest, the
+    WAL segments it needs, object packs) and check it; exit 3 on problems. Only a backup that
+    passes, every part read, is recorded as verified (what retention keeps).
 
-    Example: drkit verify --latest --deep; drkit verify --repo offsite
+    Example: drkit verify --latest --deep; drkit verify --service s3 --deep; drkit verify --repo offsite
     """
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.ops.status import record_verify
@@ -72,6 +79,7 @@ def verify_cmd(
                 "service": report.service,
                 "deep": deep,
                 "ok": report.ok,
+                "verified": report.verified,  # recorded in verified.json: what retention keeps
                 "seconds": report.seconds,
                 "results": report.results,
             }
@@ -83,6 +91,10 @@ def verify_cmd(
             [(r.name, status_text(r.status.value), r.detail) for r in report.results],
         )
         verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
+        if report.ok and not report.complete:
+            verdict = (
+                "[yellow]ok so far, not recorded as verified: part of it could not be read here[/yellow]"
+            )
         console.print(f"{verdict} in {report.seconds:.1f}s")
     if not report.ok:
         raise typer.Exit(3)

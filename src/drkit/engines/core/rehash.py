@@ -13,6 +13,8 @@ from drkit.engines.core.workspace import Workspace
 def verify_files(ws: Workspace, m: Manifest) -> list[CheckResult]:
     directory = backup_dir(m.stack, m.service, m.backup_id)
     results: list[CheckResult] = []
+    if not m.files:  # every kind stores at least one file; a restore would find nothing
+        return [CheckResult("files", Status.FAILED, "the manifest lists no files")]
     bad = 0
     for f in m.files:
         key = f"{directory}/{f.name}"
