@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 
 from drkit.adapters.repository.codec import is_encrypted, sha256
+from drkit.adapters.repository.port import Stray
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import DrkitError, RepositoryError, UsageError
@@ -116,17 +117,25 @@ class RepositoryVerify:
     sets: tuple[CheckResult, ...]
     incomplete: tuple[str, ...]
     wal: tuple[CheckResult, ...] = ()
+    strays: tuple[Stray, ...] = ()  # not blobs: links and special files (damage), leftovers
+
+    @property
+    def damage(self) -> tuple[Stray, ...]:
+        return tuple(s for s in self.strays if not s.kind.leftover)
 
     @property
     def ok(self) -> bool:
         checks = (*self.sets, *self.wal)
-        return all(r.ok for r in self.backups) and not any(r.failed_critically for r in checks)
+        healthy = all(r.ok for r in self.backups) and not self.damage
+        return healthy and not any(r.failed_critically for r in checks)
 
 
 def verify_repository(ws: Workspace) -> RepositoryVerify:
     """Every manifest's files re-hashed there, the WAL each base backup needs (and every
     archived segment's content against its recorded hash, when it can be read), the listing
-    of each objects backup (when it can be read here), and every set's backups present."""
+    of each objects backup (when it can be read here), every set's backups present, and
+    whatever in the stack's tree is not a blob: links and special files (damage: never
+    followed, never copied) and leftovers of killed writes (prune removes them)."""
     reports: list[VerifyReport] = []
     present: dict[str, set[str]] = {}
     incomplete: list[str] = []
@@ -137,7 +146,8 @@ def verify_repository(ws: Workspace) -> RepositoryVerify:
         reports.extend(_verify_copy(ws, service, m) for m in listing.complete)
     sets = tuple(_set_result(s.set_id, s.backups, present) for s in list_sets(ws))
     wal = tuple(wal_contents(ws, s) for s in ws.stack.services_of_kind("postgres"))
-    return RepositoryVerify(ws.repo.location, tuple(reports), sets, tuple(incomplete), wal)
+    strays = tuple(ws.repo.strays(f"{ws.stack.name}/"))
+    return RepositoryVerify(ws.repo.location, tuple(reports), sets, tuple(incomplete), wal, strays)
 
 
 def _verify_copy(ws: Workspace, service: Service, m: Manifest) -> VerifyReport:
