@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 from drkit.adapters.repository.codec import sha256
 from drkit.adapters.s3.objects import CurrentObject, ObjectStore, endpoint_for
-from drkit.domain.backup import BackupKind, Manifest
+from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import IntegrityError, NotFoundError, UsageError
+from drkit.domain.errors import IntegrityError, UsageError
 from drkit.domain.stack import Service
-from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.restore_choice import choose_for_restore
 from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.objects.catalog import (
@@ -40,22 +40,8 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 def choose_backup(ws: Workspace, service: Service, options: RestoreOptions) -> Manifest:
     """The backup named, else the first one taken at or after T (it knew every version up to
-    T), else the newest."""
-    found = [
-        m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.kind is BackupKind.OBJECTS
-    ]
-    if options.backup_id:
-        for manifest in found:
-            if manifest.backup_id == options.backup_id:
-                return manifest
-        raise NotFoundError(f"no objects backup {options.backup_id} of {service.name} in {ws.repo.location}")
-    if not found:
-        raise NotFoundError(f"no objects backup of {service.name} in {ws.repo.location}")
-    moment = options.target_time
-    later = [m for m in found if moment is not None and m.started_at >= moment]
-    if later:
-        return min(later, key=lambda m: (m.started_at, m.backup_id))
-    return max(found, key=lambda m: (m.finished_at, m.backup_id))
+    T), else the newest: the one rule of core/choose.py."""
+    return choose_for_restore(ws, service, options).manifest
 
 
 def _selection(buckets: Iterable[str], prefix: str | None) -> list[tuple[str, str]]:

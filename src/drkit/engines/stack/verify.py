@@ -104,7 +104,7 @@ def choose_backup_to_verify(
     unless one is named; the newest *base* backup when deep, the one a restore would use)."""
     names = [service] if service else [s.name for s in ws.stack.services_of_kind("postgres")]
     kind = BackupKind.BASE if (backup_id is None and deep) else None
-    manifest = find_backup(ws.repo, ws.stack.name, names, backup_id, kind=kind)
+    manifest = find_backup(ws.repo, ws.stack.name, names, backup_id, kind=kind, now=ws.clock.now())
     return ws.stack.services[manifest.service], manifest
 
 
