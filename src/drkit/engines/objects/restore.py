@@ -2,9 +2,12 @@
 delete marker is newer, into the same or another bucket, every object verified by SHA-256.
 
 Every bucket is planned before anything is written, so a refusal (a non-empty target
-without `yes`) leaves everything untouched. With `yes` the target is made equal to the
-state at T under the prefix restored: objects replaced, keys that did not exist at T
-deleted; the target is versioned first, so both stay as noncurrent versions.
+without `yes`) leaves everything untouched. The buckets written are the ones the
+configuration names (`buckets:`, or `--to`), never one holding a drkit repository: the
+bucket names in a backup come from the repository, which others may write. With `yes` the
+target is made equal to the state at T under the prefix restored: objects replaced, keys
+that did not exist at T deleted; the target is versioned first, so both stay as
+noncurrent versions.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from drkit.adapters.repository.codec import sha256
-from drkit.adapters.s3.objects import CurrentObject, ObjectStore, endpoint_for
+from drkit.adapters.s3.objects import CurrentObject, ObjectStore, configured_buckets, endpoint_for
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import IntegrityError, UsageError
-from drkit.domain.stack import Service
+from drkit.domain.stack import Service, Stack
 from drkit.engines.core.layout import backup_dir, lock_name
 from drkit.engines.core.restore_choice import choose_for_restore
 from drkit.engines.core.types import RestoreOptions, RestoreResult
@@ -91,6 +94,7 @@ def restore_locked(
             f"backup {manifest.backup_id} holds {len(chosen)} buckets; restore one into "
             f"--to {options.to} with --prefix BUCKET[/KEYS]"
         )
+    check_targets(ws.stack, service, manifest, [b for b, _ in chosen], options.to)
     plans = [_plan(ws, service, store, manifest, bucket, keys, options) for bucket, keys in chosen]
     moment = options.target_time.isoformat() if options.target_time else f"backup {manifest.backup_id}"
     done = [_execute(plan, moment) for plan in plans]
@@ -101,6 +105,36 @@ def restore_locked(
         detail="; ".join(d for d, _ in done),
         checks=tuple(c for _, c in done),
     )
+
+
+def repository_buckets(stack: Stack) -> dict[str, str]:
+    """Buckets holding a drkit repository of the stack: bucket -> repository name."""
+    return {r.bucket: name for name, r in stack.repositories.items() if r.type == "s3" and r.bucket}
+
+
+def check_targets(stack: Stack, service: Service, m: Manifest, buckets: list[str], to: str | None) -> None:
+    """Refuse, before anything is written, a target the configuration does not name: a bucket
+    name in the backup that is not one, or not among the service's `buckets`, and any bucket
+    that holds one of drkit's repositories (restoring with --yes deletes what the backup
+    does not list: the repository itself)."""
+    ours = repository_buckets(stack)
+    configured = configured_buckets(service)
+    for bucket in buckets:
+        if not BUCKET_NAME.match(bucket):
+            raise IntegrityError(
+                f"backup {m.backup_id} names bucket {bucket!r}, which is not a bucket name; refusing"
+            )
+        if to is None and configured and bucket not in configured:
+            raise IntegrityError(
+                f"backup {m.backup_id} names bucket {bucket}, which services.{service.name} does not back up "
+                f"({', '.join(configured)}); a restore writes only into the buckets the configuration names"
+            )
+        target = to or bucket
+        if target in ours:
+            raise UsageError(
+                f"bucket {target} holds drkit's repository {ours[target]!r}: a restore never writes into it",
+                hint="restore into another bucket with --to",
+            )
 
 
 def read_listing(ws: Workspace, manifest: Manifest, bucket: str) -> list[VersionRecord]:
