@@ -20,9 +20,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from drkit.adapters.redis.aof import is_plain_name
 from drkit.adapters.redis.client import Layout
-from drkit.domain.errors import IntegrityError, OperationError, UsageError
+from drkit.domain.errors import OperationError, UsageError
+from drkit.domain.names import require_plain_name
 from drkit.domain.stack import Service
 from drkit.engines.redis.files import host_dir, open_server
 
@@ -69,12 +69,7 @@ def find_target(service: Service) -> Target:
 
 def require_plain(layout: Layout, source: str) -> None:
     for key in ("dbfilename", "appendfilename", "appenddirname"):
-        name = str(getattr(layout, key))
-        if not is_plain_name(name):
-            raise IntegrityError(
-                f"{key} {name!r} from {source} is not a plain file name: a restore writes only "
-                "inside the server's data directory; refusing (nothing was touched)"
-            )
+        require_plain_name(str(getattr(layout, key)), f"{key} from {source}")
 
 
 def configured_layout(service: Service) -> tuple[Layout, str]:

@@ -30,12 +30,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from drkit.adapters.redis.aof import is_plain_name, manifest_name, rdb_as_base
+from drkit.adapters.redis.aof import manifest_name, rdb_as_base
 from drkit.adapters.redis.client import Layout
 from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import IntegrityError, OperationError, UsageError
+from drkit.domain.names import is_plain_name
 from drkit.domain.stack import Service
 from drkit.engines.core.layout import backup_dir, lock_name
 from drkit.engines.core.restore_choice import choose_for_restore

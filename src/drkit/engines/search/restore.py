@@ -19,6 +19,7 @@ from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import IntegrityError, OperationError, UsageError
+from drkit.domain.names import require_plain_name
 from drkit.domain.stack import Service
 from drkit.engines.core.layout import backup_dir, lock_name
 from drkit.engines.core.restore_choice import choose_for_restore
@@ -95,9 +96,7 @@ def stage(ws: Workspace, manifest: Manifest, directory: Path, os_user: str | Non
             f"cannot stage the import in {directory} ({exc.strerror}): drkit writes it beside the "
             "server's database, where the server can read it"
         ) from exc
-    name = str(manifest.details.get("file", "backup"))
-    if "/" in name or "\0" in name or name.startswith("."):
-        raise IntegrityError(f"{manifest.backup_id}: the manifest names an unsafe file {name!r}; refusing")
+    name = require_plain_name(str(manifest.details.get("file", "backup")), f"{manifest.backup_id}: file")
     target = directory / f"{manifest.backup_id}-{name}"
     fd, tmp = temp_beside(target)
     digest = hashlib.sha256()
