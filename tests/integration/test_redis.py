@@ -541,3 +541,27 @@ def test_a_future_dated_backup_turns_status_red_and_is_not_chosen_by_restore(
         f"chose {first.backup_id}" in restored.stdout and f"passed over {second.backup_id}" in restored.stdout
     )
     assert box.client().get("marker") == b"first"
+
+
+def test_a_planted_link_in_the_repository_is_never_followed_by_restore(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """A stored part replaced by a link to a file with the same bytes (anywhere on the host):
+    followed, drkit running as root would read whatever the link names. Refused, named,
+    before the server is touched; verify names it too."""
+    box = private_redis
+    ws = box.workspace()
+    m = redis_backup.backup(ws, box.service).manifest
+    part = Path(str(ws.repo.location)) / backup_dir(m.stack, m.service, m.backup_id) / "dump.rdb.00000.zst"
+    elsewhere = tmp_path / "elsewhere.zst"
+    shutil.copyfile(part, elsewhere)
+    part.unlink()
+    os.symlink(elsewhere, part)
+    box.client().set("marker", "after the backup")
+
+    result = run_drkit("--yes", "restore", "redis", config=box.config_path)
+    assert result.code == 1, result.stdout + result.stderr
+    assert "dump.rdb.00000.zst" in result.stderr and "symbolic link" in result.stderr
+    assert box.client().get("marker") == b"after the backup"  # the server was not touched
+    verified = run_drkit("verify", m.backup_id, "--service", "redis", config=box.config_path)
+    assert verified.code == 3 and "symbolic link" in verified.stdout
