@@ -40,7 +40,12 @@ def list_backups(repo: Repository, stack: str, service: str) -> BackupListing:
     incomplete: list[str] = []
     damaged: list[DamagedBackup] = []
     read_errors: list[Exception] = []
-    for backup_id, has_manifest in sorted(ids.items()):
+    for backup_id, listed in sorted(ids.items()):
+        try:  # not listed: absent, or not a stored file (a link planted in its place)
+            has_manifest = listed or repo.exists(manifest_key(stack, service, backup_id))
+        except (RepositoryError, IntegrityError) as exc:
+            damaged.append(DamagedBackup(backup_id, exc.message))  # never cleaned up as incomplete
+            continue
         if not has_manifest:
             incomplete.append(backup_id)
             continue
