@@ -213,3 +213,48 @@ def test_a_journal_rewritten_since_is_copied_again(tmp_path: Path) -> None:
     assert again.copied == 1
     copy = FsRepository(str(tmp_path / "copy"))
     assert json.loads(copy.get("sandbox/journals/run-1.json"))["finished"] is True
+
+
+def test_a_planted_link_is_never_copied_and_verify_repo_lists_every_link_and_leftover(
+    tmp_path: Path,
+) -> None:
+    """The database user can write the repository; drkit runs as root. A link planted there
+    (a file and a directory) must not carry a secret off-site, and `verify --repo` names it."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root's secret")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.zst").write_bytes(b"more secrets")
+    ws = open_workspace(load_stack(_stack(tmp_path)))
+    _fill(ws)
+    repo = tmp_path / "repo" / "sandbox"
+    os.symlink(secret, repo / "redis" / "notes.zst")
+    os.symlink(outside, repo / "postgres" / "wal" / "00000002")
+    (repo / "postgres" / "wal" / "00000001" / ".000000010000000000000002.zst.1a2b3c4d.tmp").write_bytes(
+        b"torn"
+    )
+
+    (report,) = sync(ws)
+    copied = tmp_path / "copy" / "sandbox"
+    assert not (copied / "redis" / "notes.zst").exists()
+    assert not (copied / "postgres" / "wal" / "00000002").exists()
+    assert not [
+        p for p in copied.rglob("*") if p.is_file() and p.read_bytes() in (b"root's secret", b"more secrets")
+    ]
+    assert any("notes.zst" in item for item in report.not_files)
+
+    result = verify_repository(ws)
+    assert not result.ok
+    found = {(s.key, s.kind.value) for s in result.strays}
+    assert found == {
+        ("sandbox/redis/notes.zst", "link"),
+        ("sandbox/postgres/wal/00000002", "link"),
+        ("sandbox/postgres/wal/00000001/.000000010000000000000002.zst.1a2b3c4d.tmp", "temporary"),
+    }
+    assert {s.key for s in result.damage} == {"sandbox/redis/notes.zst", "sandbox/postgres/wal/00000002"}
+    from tests.conftest import run_drkit
+
+    cli = run_drkit("verify", "--repo", "local", config=tmp_path / "stack.yaml")
+    assert cli.code == 3, cli.stdout + cli.stderr
+    assert "sandbox/redis/notes.zst: symbolic link to" in cli.stdout
+    assert ".000000010000000000000002.zst.1a2b3c4d.tmp: temporary file" in cli.stdout

@@ -256,13 +256,16 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
         if would_pause := _would_pause(ws, [prepared.service.name], enabled=pause and live):
             console.print(f"would stop {', '.join(would_pause)} first and start them again after")
         return
+    chosen = prepared.choice.describe() if prepared.choice else None
+    if chosen and not opts.json:
+        console.print(chosen, markup=False)
     if prepared.question:
         _confirm(opts, prepared.question)
     with _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and live) as paused:
         result = prepared.run(ws)
     failed = [c for c in result.checks if c.failed_critically]
     if opts.json:
-        emit_json({"ok": not failed, **result.__dict__, "dependents": _paused_json(paused)})
+        emit_json({"ok": not failed, **result.__dict__, "chosen": chosen, "dependents": _paused_json(paused)})
     else:
         console.print(
             f"[green]restored[/green] {prepared.service.name} from {result.backup_id} "

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from drkit.adapters.repository.port import Entry, Repository
+from drkit.adapters.repository.port import Entry, Repository, Stray
 from drkit.domain.backup import MANIFEST_NAME
 from drkit.domain.errors import ConfigError, IntegrityError
 from drkit.domain.stack import RepositorySpec
@@ -114,6 +114,17 @@ class SigningRepository:
 
     def delete_tree(self, prefix: str) -> None:
         self.inner.delete_tree(prefix)
+
+    def strays(self, prefix: str) -> builtins.list[Stray]:
+        return self.inner.strays(prefix)
+
+    def remove_stray(self, stray: Stray) -> None:
+        self.inner.remove_stray(stray)
+
+    def replace_if(self, key: str, data: bytes, *, expected: bytes) -> bool:
+        if is_signed_key(key):  # a signed object is only ever written with its signature
+            raise IntegrityError(f"{key} is signed: it is never replaced in place")
+        return self.inner.replace_if(key, data, expected=expected)
 
     def check_writable(self) -> None:
         self.inner.check_writable()

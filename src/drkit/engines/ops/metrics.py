@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from drkit.domain.backup import Manifest
+from drkit.engines.core.choose import order
 from drkit.engines.ops.status import ServiceStatus, StatusReport
 
 METRICS: dict[str, tuple[str, list[str]]] = {
@@ -76,7 +77,7 @@ def _service_metrics(fams: dict[str, GaugeMetricFamily], svc: ServiceStatus) -> 
         if value is not None:
             fams[metric].add_metric([name, *extra], float(value))
 
-    for kind, newest, count in _newest_by_kind(svc.backups):
+    for kind, newest, count in _newest_by_kind(svc.believed):
         put("drkit_backup_last_success_timestamp_seconds", newest.finished_at.timestamp(), kind)
         put(
             "drkit_backup_last_duration_seconds",
@@ -119,7 +120,7 @@ def _newest_by_kind(backups: tuple[Manifest, ...]) -> Iterator[tuple[str, Manife
     for m in backups:
         by_kind.setdefault(m.kind.value, []).append(m)
     for kind, ms in sorted(by_kind.items()):
-        yield kind, max(ms, key=lambda m: (m.finished_at, m.backup_id)), len(ms)
+        yield kind, max(ms, key=order), len(ms)
 
 
 class StatusCollector(Collector):

@@ -53,6 +53,7 @@ class SyncReport:
     bytes: int = 0  # bytes written
     backups: list[str] = field(default_factory=list)  # backups committed there by this run
     not_copied: list[str] = field(default_factory=list)  # damaged at the source: "service/id: why"
+    not_files: list[str] = field(default_factory=list)  # links, fifos at the source: never copied
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +167,8 @@ def sync_to(ws: Workspace, spec: RepositorySpec) -> SyncReport:
             _copy_backups(run, service)
     run.mirror(sets_prefix(stack))
     run.mirror(journals_prefix(stack))
+    # Links and special files are not blobs: never listed, so never copied; named here.
+    report.not_files = [f"{s.key}: {s.detail}" for s in ws.repo.strays(f"{stack}/") if not s.kind.leftover]
     report.seconds = ws.clock.monotonic() - started
     return report
 

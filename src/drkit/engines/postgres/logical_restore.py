@@ -32,6 +32,7 @@ from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.errors import DrkitError, IntegrityError, NotFoundError, OperationError, UsageError
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.choose import choose_backup
 from drkit.engines.core.layout import backup_dir, lock_name
 from drkit.engines.core.workspace import Workspace
 from drkit.infra import locks
@@ -97,19 +98,16 @@ class LogicalRestoreResult:
 
 
 def choose_logical(ws: Workspace, service: Service, backup_id: str | None) -> Manifest:
+    """The newest logical backup, or the one named: the one rule of core/choose.py."""
     found = [
         m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.kind is BackupKind.LOGICAL
     ]
-    if backup_id is not None:
-        for m in found:
-            if m.backup_id == backup_id:
-                return m
-        raise NotFoundError(f"no logical backup {backup_id} of {service.name}", hint="drkit backups list")
-    if not found:
+    if not found and backup_id is None:
         raise NotFoundError(
             f"no logical backup of {service.name}", hint="take one: drkit backup --type logical"
         )
-    return max(found, key=lambda m: (m.finished_at, m.backup_id))
+    what, where = f"logical backup of {service.name}", ws.repo.location
+    return choose_backup(found, now=ws.clock.now(), what=what, where=where, backup_id=backup_id).manifest
 
 
 def source_database(manifest: Manifest, wanted: str | None) -> str:

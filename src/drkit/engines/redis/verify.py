@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import shutil
 
-from drkit.adapters.redis.aof import is_plain_name
 from drkit.adapters.redis.client import Layout, RedisServer
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import DrkitError
+from drkit.domain.names import is_plain_name
 from drkit.domain.stack import RuntimeSpec, Service
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.redis.compare import compare_server

@@ -12,12 +12,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import DrkitError, OperationError, UsageError
+from drkit.domain.errors import DrkitError, NotFoundError, OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.sets import RestoreSet
 from drkit.domain.stack import Service
-from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.registry import engine_for
+from drkit.engines.core.restore_choice import choose_for_restore
 from drkit.engines.core.set_refs import find_set
 from drkit.engines.core.types import RestoreOptions
 from drkit.engines.core.workspace import Workspace
@@ -209,12 +209,11 @@ def _restore_one(
 def _newest_before(ws: Workspace, service: Service, moment: datetime) -> str | None:
     if service.kind == "s3":
         return None  # objects are restored "as of" the moment from the newest copy
-    found = [
-        m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.finished_at <= moment
-    ]
-    if not found:
-        raise _StepFailed(f"no backup of {service.name} at or before {moment.isoformat()}")
-    return found[-1].backup_id
+    try:  # the one rule (core/choose.py): newest at or before the moment, never future-dated
+        choice = choose_for_restore(ws, service, RestoreOptions(target_time=moment))
+    except NotFoundError as exc:
+        raise _StepFailed(exc.message) from exc
+    return choice.manifest.backup_id
 
 
 class _StepFailed(DrkitError):

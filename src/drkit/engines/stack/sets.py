@@ -19,6 +19,7 @@ from drkit.domain.sets import RestoreSet, new_set_id
 from drkit.domain.stack import Service, WalMode
 from drkit.domain.wal import Lsn, Segment
 from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.choose import newest
 from drkit.engines.core.registry import has_engine
 from drkit.engines.core.set_refs import set_key
 from drkit.engines.core.workspace import Workspace
@@ -75,8 +76,9 @@ def backup_set(ws: Workspace, *, say: Say, drkit_argv: list[str]) -> RestoreSet:
 def _base_backup_for_set(ws: Workspace, pg: Service, say: Say) -> str:
     listing = list_backups(ws.repo, ws.stack.name, pg.name)
     bases = [m for m in listing.complete if m.kind is BackupKind.BASE]
-    if bases:
-        return bases[-1].backup_id
+    chosen = newest(bases, ws.clock.now())  # the one rule: a future-dated backup is not the newest
+    if chosen is not None:
+        return chosen.backup_id
     say("no base backup yet: taking one")
     return base_backup(ws, pg).manifest.backup_id
 

@@ -24,6 +24,7 @@ import contextlib
 import json
 from dataclasses import dataclass, field
 
+from drkit.adapters.repository.port import Stray
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.checks import CheckResult, Status, any_critical_failure
 from drkit.domain.errors import RepositoryError, UsageError
@@ -146,13 +147,14 @@ def choose_backup_to_verify(
     if service is not None and service not in ws.stack.services:
         raise UsageError(f"no service {service!r} in the stack (it has {', '.join(ws.stack.services)})")
     postgres = [s.name for s in ws.stack.services_of_kind("postgres")]
+    now = ws.clock.now()
     if backup_id is not None:
         names = [service] if service else [*postgres, *(n for n in ws.stack.services if n not in postgres)]
-        manifest = find_backup(ws.repo, ws.stack.name, names, backup_id)
+        manifest = find_backup(ws.repo, ws.stack.name, names, backup_id, now=now)
     else:
         names = [service] if service else postgres
         kind = BackupKind.BASE if deep and all(n in postgres for n in names) else None
-        manifest = find_backup(ws.repo, ws.stack.name, names, None, kind=kind)
+        manifest = find_backup(ws.repo, ws.stack.name, names, None, kind=kind, now=now)
     return ws.stack.services[manifest.service], manifest
 
 
@@ -165,18 +167,26 @@ class RepositoryVerify:
     sets: tuple[CheckResult, ...]
     incomplete: tuple[str, ...]
     wal: tuple[CheckResult, ...] = ()
+    strays: tuple[Stray, ...] = ()  # not blobs: links and special files (damage), leftovers
+
+    @property
+    def damage(self) -> tuple[Stray, ...]:
+        return tuple(s for s in self.strays if not s.kind.leftover)
 
     @property
     def ok(self) -> bool:
         checks = (*self.sets, *self.wal)
-        return all(r.ok for r in self.backups) and not any(r.failed_critically for r in checks)
+        healthy = all(r.ok for r in self.backups) and not self.damage
+        return healthy and not any(r.failed_critically for r in checks)
 
 
 def verify_repository(ws: Workspace) -> RepositoryVerify:
     """Every manifest's files re-hashed there, the WAL each base backup needs (and every
     archived segment's content against its recorded hash, when it can be read; each segment
-    read once), the packs and parts of each objects backup (when they can be read here), and
-    every set's backups present."""
+    read once), the packs and parts of each objects backup (when they can be read here), every
+    set's backups present, and whatever in the stack's tree is not a blob: links and special
+    files (damage: never followed, never copied) and leftovers of killed writes (prune removes
+    them)."""
     reports: list[VerifyReport] = []
     present: dict[str, set[str]] = {}
     incomplete: list[str] = []
@@ -191,7 +201,8 @@ def verify_repository(ws: Workspace) -> RepositoryVerify:
     sets = tuple(_set_result(s.set_id, s.backups, present) for s in list_sets(ws))
     pg = ws.stack.services_of_kind("postgres")
     wal_checks = tuple(wal_contents(ws, s, shared.wal.get(s.name)) for s in pg)
-    return RepositoryVerify(ws.repo.location, tuple(reports), sets, tuple(incomplete), wal_checks)
+    strays = tuple(ws.repo.strays(f"{ws.stack.name}/"))
+    return RepositoryVerify(ws.repo.location, tuple(reports), sets, tuple(incomplete), wal_checks, strays)
 
 
 def _set_result(set_id: str, backups: dict[str, str], present: dict[str, set[str]]) -> CheckResult:
