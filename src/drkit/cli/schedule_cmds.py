@@ -40,7 +40,7 @@ def run_cmd(
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.ops.notify import digest
     from drkit.engines.ops.schedule import STATE_FILE, Event, Scheduler
-    from drkit.engines.ops.schedule_jobs import job_args, jobs_of
+    from drkit.engines.ops.schedule_jobs import job_args, job_locks, jobs_of
     from drkit.engines.ops.schedule_supervise import ChildHandle, stream_supervisors
     from drkit.infra.locks import exclusive
 
@@ -72,6 +72,7 @@ def run_cmd(
         digest=lambda now: digest(ws, until=now),
         report=report,
         supervisors=sups,
+        needs=lambda job: job_locks(ws.stack, job),
     )
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop_requested.set())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop_requested.set())

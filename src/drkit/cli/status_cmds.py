@@ -67,6 +67,7 @@ def _rows(report: StatusReport) -> list[dict[str, Any]]:
                 "rpo_target_seconds": s.rpo_target_seconds,
                 "rto_target_seconds": s.rto_target_seconds,
                 "rpo_applies": s.rpo_applies,
+                "rpo_from": s.rpo_from,
                 "wal": s.archive,
                 "verify": s.verify,
                 "drill": s.drill,
@@ -88,6 +89,8 @@ def _row(s: ServiceStatus, report: StatusReport) -> tuple[str, ...]:
         f"{last.backup_id} ({_age((report.at - last.finished_at).total_seconds())} ago)" if last else "none"
     )
     rpo = f"{_age(s.recoverable_age_seconds)} / {_age(s.rpo_target_seconds)}" if s.rpo_applies else "n/a"
+    if s.rpo_applies and s.rpo_from:
+        rpo += f" ({s.rpo_from}'s)"
     wal = "-"
     if s.archive is not None:
         a = s.archive

@@ -38,6 +38,7 @@ from drkit.domain.stack import (
     SmokeCheck,
     Stack,
     WalMode,
+    with_inherited_rpo,
 )
 
 DEFAULT_CONFIG_NAMES = ("stack.yaml", "drkit.yaml")
@@ -207,7 +208,7 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         for name, r in model.repositories.items()
     }
     encryption = _encryption(model.encryption, ("encryption",), source, strict)
-    services = {n: _service(n, s, source, strict) for n, s in model.services.items()}
+    services = with_inherited_rpo({n: _service(n, s, source, strict) for n, s in model.services.items()})
     state_dir = _relative(model.state_dir, source.path) or str(Path(source.path).resolve().parent / ".drkit")
     return Stack(
         name=model.stack,
@@ -223,6 +224,7 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         notifications=_notify_targets(model, source, strict),
         schedule=_schedule(model.schedule),
         set_retention=_retention_of(model.sets.retention),
+        set_base_max_age=model.sets.base_max_age,
     )
 
 

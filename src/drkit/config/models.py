@@ -302,6 +302,9 @@ class ScheduleJobModel(Strict):
 
 class SetsModel(Strict):
     retention: RetentionModel = RetentionModel()
+    # `backup --all` takes a fresh PostgreSQL base backup when the newest is older than this
+    # (a nightly set then restores from that night's base); a younger one is reused.
+    base_max_age: Duration = timedelta(hours=12)
 
 
 class StackModel(Strict):

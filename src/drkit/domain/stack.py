@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 
@@ -179,6 +179,37 @@ class Service:
     secret_key: str | None = None
     buckets: tuple[str, ...] = ()
     replication: Replication | None = None
+    rpo_from: str | None = None  # the service whose RPO this one inherits (its data lives there)
+
+    @property
+    def rpo_seconds(self) -> float | None:
+        """The RPO target in seconds; None: no target (0 is a target: no loss at all)."""
+        return self.rpo.total_seconds() if self.rpo is not None else None
+
+    @property
+    def rto_seconds(self) -> float | None:
+        return self.rto.total_seconds() if self.rto is not None else None
+
+
+# Kinds whose data lives in the PostgreSQL they depend on: Hasura keeps its metadata in
+# hdb_catalog, hasura-auth its users and sessions. Their RPO is that PostgreSQL's.
+DATA_IN_DEPENDENCIES = frozenset({"hasura", "auth"})
+
+
+def with_inherited_rpo(services: dict[str, Service]) -> dict[str, Service]:
+    """One meaning of `rpo` for every service: the most data a disaster may cost it. A service
+    of a kind whose data lives in its PostgreSQL dependencies (DATA_IN_DEPENDENCIES) and
+    that sets no `rpo` inherits the tightest of theirs (`rpo_from` names it)."""
+    out = dict(services)
+    for name, svc in services.items():
+        if svc.rpo is not None or svc.kind not in DATA_IN_DEPENDENCIES:
+            continue
+        holders = [services[d] for d in svc.depends_on if d in services and services[d].kind == "postgres"]
+        targets = [(h.rpo, h.name) for h in holders if h.rpo is not None]
+        if targets:
+            rpo, source = min(targets)
+            out[name] = replace(svc, rpo=rpo, rpo_from=source)
+    return out
 
 
 @dataclass(frozen=True)
@@ -264,6 +295,7 @@ class Stack:
     notifications: tuple[NotifyTarget, ...] = ()
     schedule: tuple[ScheduledJob, ...] | None = None  # None: the default jobs
     set_retention: Retention = Retention()  # which stack-wide sets `drkit prune` keeps
+    set_base_max_age: timedelta = timedelta(hours=12)  # `backup --all` reuses a younger base backup
 
     def service(self, name: str) -> Service:
         return self.services[name]

@@ -27,7 +27,7 @@ from typing import Any
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import DrkitError
 from drkit.domain.journal import Journal, RunKind, Verdict
-from drkit.domain.stack import Service
+from drkit.domain.stack import DATA_IN_DEPENDENCIES, Service
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.journals import list_journals
 from drkit.engines.core.registry import has_engine
@@ -106,6 +106,7 @@ class ServiceStatus:
     copies: Mapping[str, Any] | None = None
     problems: tuple[str, ...] = ()
     rpo_applies: bool = True  # False: drkit keeps nothing of this service (stateless)
+    rpo_from: str | None = None  # the target is inherited from this service (its data is there)
 
     @property
     def last_backup(self) -> Manifest | None:
@@ -130,7 +131,7 @@ class StatusReport:
 
 # Kinds whose data lives in the services they depend on (PostgreSQL): Hasura keeps its
 # metadata in hdb_catalog, hasura-auth its users; a stateless service has nothing of its own.
-DATA_IN_DEPENDENCIES = frozenset({"hasura", "auth"})
+# (domain/stack.py: they inherit that PostgreSQL's rpo too.)
 
 Point = tuple[datetime | None, str]
 
@@ -194,7 +195,7 @@ class _Context:
         applies = service.kind == "postgres" or has_engine(service.kind) or inherited is not None
         at, source = point
         age = (now - at).total_seconds() if at is not None else None
-        rpo = service.rpo.total_seconds() if service.rpo is not None else None
+        rpo = service.rpo_seconds
         return ServiceStatus(
             service=service.name,
             kind=service.kind,
@@ -210,6 +211,7 @@ class _Context:
             copies=_copies(ws, service, self.copies),
             problems=tuple(_problems(service, age, rpo if applies else None, archive)),
             rpo_applies=applies,
+            rpo_from=service.rpo_from,
         )
 
 

@@ -133,8 +133,8 @@ def measure(ws: Workspace, journal: Journal, incident: datetime) -> tuple[Servic
                 service=name,
                 rto_seconds=max(0.0, (at - incident).total_seconds()),
                 rpo_seconds=max(0.0, (incident - reached).total_seconds()) if reached else None,
-                rto_target=svc.rto.total_seconds() if svc and svc.rto else None,
-                rpo_target=svc.rpo.total_seconds() if svc and svc.rpo else None,
+                rto_target=svc.rto_seconds if svc else None,
+                rpo_target=svc.rpo_seconds if svc else None,
                 healthy_at=at,
                 recovered_to=reached,
             )

@@ -73,11 +73,18 @@ def backup_set(ws: Workspace, *, say: Say, drkit_argv: list[str]) -> RestoreSet:
 
 
 def _base_backup_for_set(ws: Workspace, pg: Service, say: Say) -> str:
+    """The newest base backup when it is younger than `sets.base_max_age`; else a fresh one
+    (a nightly set then restores from that night's base, not from a month of WAL)."""
     listing = list_backups(ws.repo, ws.stack.name, pg.name)
     bases = [m for m in listing.complete if m.kind is BackupKind.BASE]
     if bases:
-        return bases[-1].backup_id
-    say("no base backup yet: taking one")
+        newest = max(bases, key=lambda m: m.finished_at)
+        age = ws.clock.now() - newest.finished_at
+        if age <= ws.stack.set_base_max_age:
+            return newest.backup_id
+        say(f"the newest base backup {newest.backup_id} is {age} old (sets.base_max_age): taking one")
+    else:
+        say("no base backup yet: taking one")
     return base_backup(ws, pg).manifest.backup_id
 
 
