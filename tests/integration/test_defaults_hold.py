@@ -136,3 +136,42 @@ def test_the_default_schedule_through_a_night_fails_no_job_on_a_lock_and_writes_
     assert len(list_sets(ws)) > sets_before
     drill = run_drkit("--dry-run", "drill", "--rotation", config=full.config_path)
     assert drill.code == 0 and "restored from set" in drill.stdout, drill.stdout + drill.stderr
+
+
+def test_backup_with_postgres_down_backs_up_the_others_and_exits_1(full: SandboxHandle) -> None:
+    """(Last in this module: it stops PostgreSQL.)"""
+    from drkit.engines.core.catalog import list_backups
+    from drkit.runtimes.local_postgres import LocalPostgres
+
+    stack = full.stack
+    ws = open_workspace(stack)
+    # Hasura's metadata is read from PostgreSQL (as Hasura does): it fails too, and says why
+    others = [n for n in stack.services if n not in ("postgres", "hasura")]
+
+    def counts() -> dict[str, int]:
+        return {n: len(list_backups(ws.repo, stack.name, n).complete) for n in stack.services}
+
+    LocalPostgres(stack.services["postgres"].runtime).stop()
+    before = counts()
+    result = run_drkit("-o", "json", "backup", config=full.config_path, timeout=600)
+    assert result.code == 1, result.stdout + result.stderr
+    by_service = {entry["service"]: entry for entry in result.json()}
+    assert set(by_service) == set(stack.services)
+    assert not by_service["postgres"]["ok"] and by_service["postgres"]["error"]
+    assert all(by_service[n]["ok"] for n in others), by_service
+    assert "hasura keeps its data in postgres, which failed above" in by_service["hasura"]["error"]
+    after = counts()
+    assert after["postgres"] == before["postgres"]
+    assert all(after[n] == before[n] + 1 for n in others), (before, after)
+    # the table an operator reads
+    text = run_drkit("backup", config=full.config_path, timeout=600)
+    assert text.code == 1
+    assert "backup results" in text.stdout and "FAILED" in text.stdout
+    assert "2 of 5 service(s) not backed up: postgres, hasura" in text.stderr
+    # a set cannot be made without PostgreSQL: none is written, the others are backed up anyway
+    sets_before = len(list_sets(ws))
+    before = counts()
+    result = run_drkit("backup", "--all", config=full.config_path, timeout=600)
+    assert result.code == 1 and "no set written" in result.stderr, result.stdout + result.stderr
+    assert len(list_sets(ws)) == sets_before
+    assert all(counts()[n] == before[n] + 1 for n in others)

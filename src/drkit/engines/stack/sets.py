@@ -19,12 +19,13 @@ from drkit.domain.sets import RestoreSet, new_set_id
 from drkit.domain.stack import Service, WalMode
 from drkit.domain.wal import Lsn, Segment
 from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.commit import BackupResult
 from drkit.engines.core.registry import has_engine
 from drkit.engines.core.set_refs import set_key
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import base_backup
 from drkit.engines.postgres.wal.archive import archive_for
-from drkit.engines.stack.backup import backup_service
+from drkit.engines.stack.backup import ServiceOutcome, backup_each, describe_error
 from drkit.engines.stack.graph import ServiceGraph
 from drkit.infra import locks
 from drkit.infra.wait import wait_for
@@ -43,27 +44,51 @@ def ordered_services(ws: Workspace) -> list[Service]:
     ]
 
 
-def backup_set(ws: Workspace, *, say: Say, drkit_argv: list[str]) -> RestoreSet:
+def backup_set(
+    ws: Workspace,
+    *,
+    say: Say,
+    drkit_argv: list[str],
+    on_done: Callable[[ServiceOutcome], None] | None = None,
+) -> RestoreSet:
+    """Take the set. A service that fails does not stop the others (each is backed up and
+    reported through `on_done`), but a set must hold every service: then no set is written
+    and the error names what failed."""
     del drkit_argv  # restores need it; taking a set does not
     services = ordered_services(ws)
     postgres = [s for s in services if s.kind == "postgres"]
     if len(postgres) != 1:
         raise OperationError("a stack-wide set needs exactly one PostgreSQL service")
     pg = postgres[0]
+    others = [s for s in services if s.kind != "postgres"]
     with locks.exclusive(ws.lock_dir, "stack-set"):
-        base = _base_backup_for_set(ws, pg, say)
-        created = ws.clock.now()
-        set_id = new_set_id(created)
-        point = f"drkit-{set_id}"
-        lsn = _restore_point(ws, pg, point)
+        started = ws.clock.monotonic()
+        try:
+            base, taken = _base_backup_for_set(ws, pg, say)
+            created = ws.clock.now()
+            set_id = new_set_id(created)
+            point = f"drkit-{set_id}"
+            lsn = _restore_point(ws, pg, point)
+        except Exception as exc:  # the set cannot be made; the other services are still backed up
+            failed = ServiceOutcome(
+                pg.name, pg.kind, ws.clock.monotonic() - started, error=describe_error(exc)
+            )
+            if on_done is not None:
+                on_done(failed)
+            rest = backup_each(ws, others, on_done=on_done, before=(failed,))
+            raise _incomplete([failed, *rest]) from exc
         say(f"PostgreSQL restore point {point} at {lsn}")
+        done = ServiceOutcome(pg.name, pg.kind, ws.clock.monotonic() - started, taken, reused=base)
+        if on_done is not None:
+            on_done(done)
+        outcomes = backup_each(ws, others, on_done=on_done)
+        if not all(o.ok for o in outcomes):
+            raise _incomplete(outcomes)
         backups = {pg.name: base}
-        for service in services:
-            if service.kind == "postgres":
-                continue
-            result = backup_service(ws, service)
-            backups[service.name] = result.manifest.backup_id
-            say(f"{service.name}: {result.manifest.backup_id}")
+        for outcome in outcomes:
+            if outcome.backup_id is not None:
+                backups[outcome.service] = outcome.backup_id
+                say(f"{outcome.service}: {outcome.backup_id}")
         record = RestoreSet(set_id, ws.stack.name, created, point, str(lsn), backups, ws.clock.now())
         try:
             ws.repo.put(set_key(ws.stack.name, set_id), record.to_json(), overwrite=False)
@@ -72,20 +97,32 @@ def backup_set(ws: Workspace, *, say: Say, drkit_argv: list[str]) -> RestoreSet:
         return record
 
 
-def _base_backup_for_set(ws: Workspace, pg: Service, say: Say) -> str:
+def _incomplete(outcomes: list[ServiceOutcome]) -> OperationError:
+    failed = [o for o in outcomes if not o.ok]
+    done = [o.service for o in outcomes if o.ok]
+    return OperationError(
+        "no set written (a set holds every service): "
+        + "; ".join(f"{o.service} failed: {o.error}" for o in failed)
+        + (f". Backed up anyway: {', '.join(done)}" if done else "")
+    )
+
+
+def _base_backup_for_set(ws: Workspace, pg: Service, say: Say) -> tuple[str, BackupResult | None]:
     """The newest base backup when it is younger than `sets.base_max_age`; else a fresh one
-    (a nightly set then restores from that night's base, not from a month of WAL)."""
+    (a nightly set then restores from that night's base, not from a month of WAL). The
+    backup's id, and its result when it was taken now."""
     listing = list_backups(ws.repo, ws.stack.name, pg.name)
     bases = [m for m in listing.complete if m.kind is BackupKind.BASE]
     if bases:
         newest = max(bases, key=lambda m: m.finished_at)
         age = ws.clock.now() - newest.finished_at
         if age <= ws.stack.set_base_max_age:
-            return newest.backup_id
+            return newest.backup_id, None
         say(f"the newest base backup {newest.backup_id} is {age} old (sets.base_max_age): taking one")
     else:
         say("no base backup yet: taking one")
-    return base_backup(ws, pg).manifest.backup_id
+    result = base_backup(ws, pg)
+    return result.manifest.backup_id, result
 
 
 def _restore_point(ws: Workspace, pg: Service, name: str) -> Lsn:
