@@ -58,7 +58,7 @@ def test_services_keeping_their_data_in_postgres_inherit_its_rpo(tmp_path: Path)
 def test_an_rpo_below_postgres_for_hasura_is_a_warning_naming_the_fix(tmp_path: Path) -> None:
     status, detail = results(tmp_path, hasura=", rpo: 0s")["hasura"]
     assert status is Status.WARNING
-    assert "rpo 0.0s is below postgres's 5m00s" in detail and "Remove its `rpo`" in detail
+    assert "rpo 0s is below postgres's 5m00s" in detail and "Remove its `rpo`" in detail
 
 
 @pytest.mark.parametrize("rpo", ["0s"])

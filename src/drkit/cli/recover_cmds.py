@@ -36,6 +36,12 @@ def recover_cmd(
         None, "--copy-back", help='data-loss, side by side: "TABLE where CONDITION" (repeatable).'
     ),
     since: str = typer.Option(None, "--since", help="When the incident began (for the measured RTO/RPO)."),
+    emergency_dump: bool = typer.Option(
+        True,
+        "--emergency-dump/--no-emergency-dump",
+        help="db-corruption: first take a logical dump of what the damaged server still answers "
+        "(pinned, kept by prune). Skip it when time matters more than that evidence.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted recovery."),
     run_id: str = typer.Option(None, "--run", help="With --resume: which recovery (default: the newest)."),
 ) -> None:
@@ -44,6 +50,10 @@ def recover_cmd(
     Every step is written to a journal (this host and the repository) before and after it
     runs; a recovery that was interrupted continues with `--resume`, never repeating a
     completed step. Exit 1 when a step fails, 4 when an RTO/RPO target was missed.
+
+    With --yes, a --target-time later than the archive's last commit (a minute ago, on a
+    live primary) makes drkit close the primary's current WAL segment and wait until it is
+    archived, showing the segment it waits for.
 
     Examples:
       drkit --dry-run recover db-corruption
@@ -82,8 +92,10 @@ def recover_cmd(
             copy_back=tuple(copy_back or ()),
             service=name,  # geo-failover: the standby
             since=since,
+            switch_wal=opts.yes and not opts.dry_run,
+            emergency_dump=emergency_dump,
         )
-        runbook = prepare(ws, args)
+        runbook = prepare(ws, args, say=None if opts.json else lambda m: console.print(f"    {m}"))
         journal = None
     if opts.dry_run:
         _show_plan(

@@ -26,6 +26,10 @@ from drkit.engines.ops.schedule_jobs import backup_gap
 OK, WARN = Status.OK, Status.WARNING
 
 
+def _d(delta: timedelta) -> str:
+    return "0s" if not delta else format_duration(delta)
+
+
 def check_objectives(ws: Workspace) -> list[CheckResult]:
     """One result per service with an `rpo` (a warning never fails `check`)."""
     out: list[CheckResult] = []
@@ -59,12 +63,12 @@ def _postgres(svc: Service, rpo: timedelta) -> CheckResult:
     if synchronous or (floor is not None and rpo >= floor) or (floor is None and rpo > timedelta(0)):
         how = "a synchronous standby" if synchronous else ("WAL streaming" if stream else "WAL archiving")
         extra = "" if stream or synchronous else " (archive_timeout is checked against it above)"
-        return _result(svc, OK, f"{format_duration(rpo)}, held by {how}{extra}")
+        return _result(svc, OK, f"{_d(rpo)}, held by {how}{extra}")
     capture = "WAL streaming loses about a second" if stream else "WAL archiving loses up to archive_timeout"
     return _result(
         svc,
         WARN,
-        f"rpo {format_duration(rpo)} is below what WAL capture can deliver: {capture}; only a "
+        f"rpo {_d(rpo)} is below what WAL capture can deliver: {capture}; only a "
         "synchronous standby (replication: synchronous: true) comes close to no loss, so `drkit "
         "status` stays red. Set the rpo the capture holds (e.g. 1m)",
     )
@@ -72,22 +76,18 @@ def _postgres(svc: Service, rpo: timedelta) -> CheckResult:
 
 def _inherited(svc: Service, rpo: timedelta, holders: list[Service]) -> CheckResult:
     if svc.rpo_from is not None:
-        return _result(
-            svc, OK, f"{format_duration(rpo)}, {svc.rpo_from}'s (its data lives there; no rpo of its own)"
-        )
+        return _result(svc, OK, f"{_d(rpo)}, {svc.rpo_from}'s (its data lives there; no rpo of its own)")
     floor = max((h.rpo for h in holders if h.rpo is not None), default=None)
     if floor is not None and rpo < floor:
         names = ", ".join(h.name for h in holders)
         return _result(
             svc,
             WARN,
-            f"rpo {format_duration(rpo)} is below {names}'s {format_duration(floor)}: {svc.name} keeps "
+            f"rpo {_d(rpo)} is below {names}'s {_d(floor)}: {svc.name} keeps "
             f"its data in {names}, so its newest recoverable point is {names}'s and `drkit status` "
             f"stays red. Remove its `rpo` (it then inherits {names}'s)",
         )
-    return _result(
-        svc, OK, f"{format_duration(rpo)} (its data lives in {', '.join(h.name for h in holders)})"
-    )
+    return _result(svc, OK, f"{_d(rpo)} (its data lives in {', '.join(h.name for h in holders)})")
 
 
 def _scheduled(stack: Stack, svc: Service, rpo: timedelta) -> CheckResult:
@@ -96,17 +96,15 @@ def _scheduled(stack: Stack, svc: Service, rpo: timedelta) -> CheckResult:
         return _result(
             svc,
             WARN,
-            f"rpo {format_duration(rpo)}, but no scheduled job backs {svc.name} up: its newest "
+            f"rpo {_d(rpo)}, but no scheduled job backs {svc.name} up: its newest "
             "recoverable point moves only when someone runs `drkit backup`",
         )
     if gap > rpo:
         return _result(
             svc,
             WARN,
-            f"rpo {format_duration(rpo)} is shorter than the {format_duration(gap)} between two "
+            f"rpo {_d(rpo)} is shorter than the {_d(gap)} between two "
             f"scheduled backups of {svc.name}: `drkit status` turns red between them. Back it up more "
             f"often (a `schedule:` job with services: [{svc.name}]) or raise its rpo",
         )
-    return _result(
-        svc, OK, f"{format_duration(rpo)}; the schedule backs it up at least every {format_duration(gap)}"
-    )
+    return _result(svc, OK, f"{_d(rpo)}; the schedule backs it up at least every {_d(gap)}")

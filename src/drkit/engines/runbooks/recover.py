@@ -8,6 +8,7 @@ the service was verified healthy; RPO from the incident back to the newest data 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import ModuleType
@@ -42,10 +43,14 @@ class RecoverArgs:
     service: str | None = None
     force_restore: bool = False  # service NAME: restore its newest backup even when it answers
     since: str | None = None  # when the incident began (default: when the recovery starts)
+    switch_wal: bool = False  # --yes: a time target past the archive closes the primary's WAL segment
+    emergency_dump: bool = True  # db-corruption: take the emergency logical dump first
 
 
-def prepare(ws: Workspace, args: RecoverArgs) -> Runbook:
-    """Plan and build; nothing is touched. Refuses what cannot work before any step runs."""
+def prepare(ws: Workspace, args: RecoverArgs, *, say: Callable[[str], None] | None = None) -> Runbook:
+    """Plan and build; nothing is touched (but with `switch_wal`, the primary's current WAL
+    segment may be closed and archived, which loses nothing). Refuses what cannot work before
+    any step runs."""
     module = SCENARIOS.get(args.scenario)
     if module is None:
         raise UsageError(f"no scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})")
@@ -59,6 +64,9 @@ def prepare(ws: Workspace, args: RecoverArgs) -> Runbook:
         copy_back=args.copy_back,
         service=args.service,
         force_restore=args.force_restore,
+        switch_wal=args.switch_wal,
+        emergency_dump=args.emergency_dump,
+        say=say,
     )
     parameters = {**parameters, "scenario": args.scenario, "since": args.since}
     runbook: Runbook = module.build(parameters)

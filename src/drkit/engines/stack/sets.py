@@ -12,19 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from drkit.adapters.postgres.client import connect, service_dsn
-from drkit.adapters.postgres.server import server_info
 from drkit.domain.backup import BackupKind
 from drkit.domain.errors import OperationError, RepositoryError
 from drkit.domain.sets import RestoreSet, new_set_id
 from drkit.domain.stack import Service, WalMode
-from drkit.domain.wal import Lsn, Segment
+from drkit.domain.wal import Lsn
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.commit import BackupResult
 from drkit.engines.core.registry import has_engine
 from drkit.engines.core.set_refs import set_key
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import base_backup
-from drkit.engines.postgres.wal.archive import archive_for
+from drkit.engines.postgres.switch_wal import switch_wal_and_wait
 from drkit.engines.stack.backup import ServiceOutcome, backup_each, describe_error
 from drkit.engines.stack.graph import ServiceGraph
 from drkit.infra import locks
@@ -127,37 +126,20 @@ def _base_backup_for_set(ws: Workspace, pg: Service, say: Say) -> tuple[str, Bac
 
 def _restore_point(ws: Workspace, pg: Service, name: str) -> Lsn:
     """Create the named restore point and wait until the WAL holding it is captured."""
+    stream = pg.postgres is not None and pg.postgres.wal_mode is WalMode.STREAM
+    if not stream:  # close the segment holding it and wait until the repository has it
+        switched = switch_wal_and_wait(ws, pg, restore_point=name)
+        return Lsn.parse(str(switched.restore_point_lsn))
     dsn = service_dsn(pg)
     with connect(dsn) as conn:
         row = conn.execute("select pg_create_restore_point(%s)::text", (name,)).fetchone()
         if row is None:
             raise OperationError(f"pg_create_restore_point({name!r}) returned nothing")
         lsn = Lsn.parse(row[0])
-        stream = pg.postgres is not None and pg.postgres.wal_mode is WalMode.STREAM
-        if stream:
-            flushed = "select coalesce(max(flush_lsn) >= %s::pg_lsn, false) from pg_stat_replication"
-            wait_for(
-                lambda: bool(conn.execute(flushed, (str(lsn),)).fetchone()[0]),  # type: ignore[index]
-                timeout=120,
-                what="the WAL receiver to flush the restore point",
-            )
-            return lsn
-        conn.execute("select pg_switch_wal()")
-    size = server_info(dsn).wal_segment_size
-    timeline = _timeline(dsn)
-    segment = Segment.containing(lsn, timeline, size).name
-    archive = archive_for(ws, pg)
-    wait_for(
-        lambda: archive.find(segment) is not None,
-        timeout=120,
-        what=f"WAL segment {segment} (holding the restore point) to be archived",
-    )
-    return lsn
-
-
-def _timeline(dsn: str) -> int:
-    with connect(dsn) as conn:
-        row = conn.execute(
-            "select ('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int"
-        ).fetchone()
-        return int(row[0]) if row else 1
+        flushed = "select coalesce(max(flush_lsn) >= %s::pg_lsn, false) from pg_stat_replication"
+        wait_for(
+            lambda: bool(conn.execute(flushed, (str(lsn),)).fetchone()[0]),  # type: ignore[index]
+            timeout=120,
+            what="the WAL receiver to flush the restore point",
+        )
+        return lsn
