@@ -159,6 +159,7 @@ def list_cmd(
     Example: drkit backups list --service postgres
     """
     from drkit.engines.core.catalog import list_backups
+    from drkit.engines.core.pins import Pin, pins_of
     from drkit.engines.core.set_refs import list_sets
     from drkit.engines.core.workspace import open_workspace
 
@@ -169,9 +170,11 @@ def list_cmd(
     manifests: list[Manifest] = []
     incomplete: list[str] = []
     damaged: list[dict[str, str]] = []
+    pins: dict[str, Pin] = {}  # `drkit backups keep`, and incident evidence
     for name in names:
         listing = list_backups(ws.repo, ws.stack.name, name)
         manifests.extend(listing.complete)
+        pins.update(pins_of(ws, name, [m.backup_id for m in listing.complete]))
         incomplete.extend(f"{name}/{i}" for i in listing.incomplete)
         damaged.extend(
             {"service": name, "backup_id": d.backup_id, "reason": d.reason} for d in listing.damaged
@@ -179,14 +182,17 @@ def list_cmd(
     if opts.json:
         emit_json(
             {
-                "backups": [m.to_dict() for m in manifests],
+                "backups": [
+                    {**m.to_dict(), "pin": pins[m.backup_id].to_dict() if m.backup_id in pins else None}
+                    for m in manifests
+                ],
                 "incomplete": incomplete,
                 "damaged": damaged,
                 "sets": [s.to_dict() for s in sets],
             }
         )
         return
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             m.backup_id,
             m.service,
@@ -198,10 +204,17 @@ def list_cmd(
         )
         for m in manifests
     ]
+    columns = ["id", "service", "kind", "finished (UTC)", "stored", "encrypted", "WAL"]
+    if pins:  # what is kept whatever retention says, and why
+        columns.append("pinned")
+        rows = [
+            (*r, pins[m.backup_id].describe() if m.backup_id in pins else "")
+            for r, m in zip(rows, manifests, strict=True)
+        ]
     if not rows:
         console.print(f"no backups in {ws.repo.location}")
     else:
-        table(None, ["id", "service", "kind", "finished (UTC)", "stored", "encrypted", "WAL"], rows)
+        table(None, columns, rows)
     if sets:
         set_rows = [
             (s.set_id, s.created_at.strftime("%Y-%m-%d %H:%M:%S"), s.restore_point, _refs(s.backups))

@@ -167,6 +167,7 @@ def _report(opts: Options, journal: Journal) -> None:
         ]
         if rows:
             table("measured", ["service", "RTO", "target", "RPO", "target", "verdict"], rows)
+        _breakdown(journal)
         console.print(
             f"{journal.verdict.value}: {journal.error or 'recovered and verified'} ({journal.run_id})"
         )
@@ -174,6 +175,21 @@ def _report(opts: Options, journal: Journal) -> None:
         raise typer.Exit(int(ExitCode.FAILED))
     if journal.verdict is Verdict.MISSED_TARGET:
         raise typer.Exit(int(ExitCode.TARGET_MISSED))
+
+
+def _breakdown(journal: Journal) -> None:
+    from drkit.engines.runbooks.recover import rto_breakdown
+
+    shares = rto_breakdown(journal)
+    if shares:
+        table(
+            "RTO breakdown: where the time went",
+            ["step", "took", "share"],
+            [
+                (t.step, t.note or _secs(t.seconds), f"{t.share:.0%}" if t.seconds is not None else "-")
+                for t in shares
+            ],
+        )
 
 
 def _show_plan(

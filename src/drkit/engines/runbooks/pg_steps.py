@@ -12,6 +12,7 @@ from drkit.adapters.postgres.client import connect, service_dsn
 from drkit.domain.errors import DrkitError
 from drkit.domain.recovery import RecoveryTarget, TargetKind, parse_target_time
 from drkit.domain.stack import Service, WalMode
+from drkit.engines.core.pins import pin
 from drkit.engines.postgres.backup import logical_backup
 from drkit.engines.postgres.restore import RestoreOutcome, RestoreRequest, restore
 from drkit.engines.postgres.switch_wal import switch_wal_and_wait
@@ -67,9 +68,14 @@ def emergency_dump_step() -> Step:
         if not answers(service):
             return StepResult("the server does not answer: no emergency dump possible")
         result = logical_backup(ctx.ws, service)
+        # incident evidence: pinned, so the next prune does not remove it (`backups keep --release`)
+        scenario = ctx.parameters.get("scenario", "db-corruption")
+        made = pin(
+            ctx.ws, result.manifest, reason=f"emergency dump of the {scenario} recovery of {service.name}"
+        )
         return StepResult(
             f"logical backup {result.manifest.backup_id} taken ({result.seconds:.1f}s): "
-            "what the server still had, restorable table by table",
+            f"what the server still had, restorable table by table; pinned ({made.reason})",
             {"emergency_backup": result.manifest.backup_id},
         )
 

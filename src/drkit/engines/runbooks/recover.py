@@ -161,3 +161,26 @@ def _recovered_to(params: dict[str, Any], record: StepRecord) -> datetime | None
 
 def _names(params: dict[str, Any]) -> list[str]:
     return [str(n) for n in params.get("writers", params.get("services", []))]
+
+
+@dataclass(frozen=True)
+class TimeShare:
+    step: str
+    seconds: float | None  # None: skipped
+    share: float  # of the time from the first step's start to the last step's end
+    note: str = ""
+
+
+def rto_breakdown(journal: Journal) -> list[TimeShare]:
+    """Where a recovery's time went, step by step (the emergency dump shows what it cost,
+    or that it was skipped with --no-emergency-dump)."""
+    timed = [r for r in journal.steps if r.started_at is not None and r.finished_at is not None]
+    if not timed:
+        return []
+    first = min(r.started_at for r in timed if r.started_at is not None)
+    last = max(r.finished_at for r in timed if r.finished_at is not None)
+    total = max((last - first).total_seconds(), 1e-9)
+    out = [TimeShare(r.name, r.seconds, (r.seconds or 0.0) / total) for r in timed]
+    if journal.parameters.get("emergency_dump") is False:
+        out.insert(0, TimeShare("emergency-dump", None, 0.0, "skipped (--no-emergency-dump)"))
+    return out
