@@ -14,6 +14,7 @@ from drkit.domain.errors import ExitCode, UsageError
 from drkit.domain.journal import Journal, StepRecord, Verdict
 
 if TYPE_CHECKING:
+    from drkit.domain.stack import Stack
     from drkit.engines.core.workspace import Workspace
     from drkit.engines.runbooks.model import Runbook
 
@@ -70,6 +71,8 @@ def recover_cmd(
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
+    if not opts.json:  # who to call comes first, before anything can go wrong
+        print_escalation(ws.stack)
     provide(ws)  # geo-failover's automatic steps are engines/failover's
     if resume:
         if scenario:
@@ -103,6 +106,16 @@ def recover_cmd(
         )
         return
     _run(opts, ws, runbook, journal)
+
+
+def print_escalation(stack: Stack) -> None:
+    """The escalation path and emergency contacts from stack.yaml, in a box (none: nothing)."""
+    from drkit.engines.ops.notify import escalation_lines
+
+    lines = escalation_lines(stack)
+    if lines:
+        console.print("\n".join(lines), markup=False, soft_wrap=True)
+        console.print()
 
 
 def _run(opts: Options, ws: Workspace, runbook: Runbook, journal: Journal | None) -> None:

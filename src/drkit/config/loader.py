@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from drkit.config.escalation import escalation
 from drkit.config.models import (
     CheckModel,
     EncryptionModel,
@@ -225,6 +226,7 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         schedule=_schedule(model.schedule),
         set_retention=_retention_of(model.sets.retention),
         set_base_max_age=model.sets.base_max_age,
+        **escalation(model),
     )
 
 
@@ -251,7 +253,7 @@ def _notify_targets(model: StackModel, source: PositionedYaml, strict: bool) -> 
     for i, t in enumerate(model.notifications.targets):
         url = _secret(t.url, ("notifications", "targets", i, "url"), source, strict)
         if url is not None:
-            out.append(NotifyTarget(url=url, min_severity=Severity(t.min_severity)))
+            out.append(NotifyTarget(url, Severity(t.min_severity), t.hours, t.critical_any_time))
     return tuple(out)
 
 
