@@ -12,6 +12,7 @@ from drkit.config.loader import load_stack
 from drkit.domain.stack import ScheduledJob, Severity
 from drkit.engines.ops.schedule import Scheduler
 from drkit.engines.ops.schedule_jobs import backup_gap, default_jobs, job_args, job_locks, jobs_of
+from tests.conftest import run_drkit
 from tests.unit.test_schedule import Harness
 
 AT_TWO = datetime(2026, 11, 2, 1, 59, 50, tzinfo=UTC)  # a Monday, just before 02:00
@@ -159,3 +160,12 @@ def test_what_each_job_locks(tmp_path: Path) -> None:
     assert job_locks(stack, jobs["prune"]) == every | {"stack-set"}
     assert job_locks(stack, jobs["verify"]) == every
     assert job_locks(stack, jobs["status"]) == job_locks(stack, jobs["digest"]) == frozenset()
+
+
+def test_dry_run_of_the_weekly_drill_checks_that_a_set_exists(tmp_path: Path) -> None:
+    """The rotation drill restores an isolated copy from the newest set: without one, the
+    dry run says so (exit 1) instead of promising a drill that would fail."""
+    path = write(tmp_path, STACK)
+    result = run_drkit("--dry-run", "drill", "--rotation", config=path)
+    assert result.code == 1
+    assert "no stack-wide set" in result.stderr and "drkit backup --all" in result.stderr

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from drkit.domain.backup import Manifest
 from drkit.domain.journal import Journal, RunKind, Verdict
 from drkit.domain.stack import NotifyTarget, Severity, Stack
 from drkit.engines.core.catalog import list_backups
@@ -162,12 +163,11 @@ def digest(ws: Workspace, *, until: datetime, period: timedelta = timedelta(days
     since = until - period
     lines: list[str] = []
     for name in sorted(ws.stack.services):
-        for m in list_backups(ws.repo, ws.stack.name, name).complete:
-            if since < m.finished_at <= until:
-                lines.append(
-                    f"backup {m.backup_id} of {name} ({m.kind.value}): {m.stored_bytes} bytes stored in "
-                    f"{(m.finished_at - m.started_at).total_seconds():.0f}s"
-                )
+        done = [
+            m for m in list_backups(ws.repo, ws.stack.name, name).complete if since < m.finished_at <= until
+        ]
+        for kind in sorted({m.kind for m in done}):
+            lines += _backup_lines(name, [m for m in done if m.kind is kind])
     journals, _damaged = list_journals(ws)
     lines += [_journal_line(j) for j in journals if j.finished_at and since < j.finished_at <= until]
     failed = any(_journal_failed(j) for j in journals if j.finished_at and since < j.finished_at <= until)
@@ -175,6 +175,27 @@ def digest(ws: Workspace, *, until: datetime, period: timedelta = timedelta(days
     severity = Severity.WARNING if failed or not lines else Severity.INFO
     title = f"drkit {ws.stack.name}: daily digest to {until:%Y-%m-%d %H:%M} UTC ({len(lines)} item(s))"
     return Message(title, body, severity)
+
+
+FREQUENT = 3  # more backups of one kind in the period than this: one summary line
+
+
+def _backup_lines(service: str, done: list[Manifest]) -> list[str]:
+    """One line per backup; a service backed up every few minutes (a short rpo) gets one
+    line for the lot, not a hundred."""
+
+    def line(m: Manifest) -> str:
+        return (
+            f"backup {m.backup_id} of {service} ({m.kind.value}): {m.stored_bytes} bytes stored in "
+            f"{(m.finished_at - m.started_at).total_seconds():.0f}s"
+        )
+
+    if len(done) <= FREQUENT:
+        return [line(m) for m in done]
+    newest = max(done, key=lambda m: (m.finished_at, m.backup_id))
+    total = sum(m.stored_bytes for m in done)
+    summary = f"{len(done)} {newest.kind.value} backups of {service} ({total} bytes stored)"
+    return [f"{summary}; the newest: {line(newest)}"]
 
 
 def _journal_failed(j: Journal) -> bool:
