@@ -169,3 +169,12 @@ def test_dry_run_of_the_weekly_drill_checks_that_a_set_exists(tmp_path: Path) ->
     result = run_drkit("--dry-run", "drill", "--rotation", config=path)
     assert result.code == 1
     assert "no stack-wide set" in result.stderr and "drkit backup --all" in result.stderr
+
+
+def test_install_as_timers_or_crontab_warns_of_jobs_that_would_meet_on_a_lock(tmp_path: Path) -> None:
+    path = write(tmp_path, STACK)
+    result = run_drkit("schedule", "install", "--crontab", config=path)
+    assert result.code == 0
+    assert "warning: backup and logical-daily (both need postgres) start together" in result.stderr
+    assert "`schedule run` queues them" in result.stderr
+    assert "status" not in result.stderr  # status needs no lock

@@ -148,7 +148,7 @@ def install_cmd(
 
     Example: drkit schedule install --dry-run;  drkit schedule install --crontab | crontab -
     """
-    from drkit.engines.ops.schedule_jobs import crontab_lines, service_unit, timer_units
+    from drkit.engines.ops.schedule_jobs import collisions, crontab_lines, service_unit, timer_units
     from drkit.infra.atomic import write_atomic
 
     if systemd + timers + crontab > 1:
@@ -156,6 +156,13 @@ def install_cmd(
     opts = options(ctx)
     stack = opts.stack()
     drkit = _drkit(stack)
+    if timers or crontab:  # only `schedule run` queues jobs that need one lock
+        for pair in collisions(stack):
+            err_console.print(
+                f"warning: {pair} start together: as separate {'timers' if timers else 'crontab lines'} "
+                "one fails on the lock; `schedule run` queues them (or give them other times)",
+                markup=False,
+            )
     if crontab:
         console.print("\n".join(crontab_lines(stack, drkit)), markup=False, soft_wrap=True)
         return

@@ -92,18 +92,39 @@ def job_locks(stack: Stack, job: ScheduledJob) -> frozenset[str]:
     return frozenset()  # status-notify, digest: read-only and quick
 
 
+def collisions(stack: Stack) -> list[str]:
+    """Jobs that start at the same minute and need a common lock: `schedule run` queues one
+    behind the other; separate timers or crontab lines would fail one on the lock."""
+    times = {job.name: _week(job) for job in jobs_of(stack)}
+    jobs = list(jobs_of(stack))
+    out = []
+    for i, a in enumerate(jobs):
+        for b in jobs[i + 1 :]:
+            shared = job_locks(stack, a) & job_locks(stack, b)
+            if shared and times[a.name] & times[b.name]:
+                out.append(f"{a.name} and {b.name} (both need {', '.join(sorted(shared))})")
+    return out
+
+
+WEEK = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday: the times of one week (any week does)
+
+
+def _week(job: ScheduledJob) -> set[datetime]:
+    """The job's times in one week: [WEEK, WEEK + 7 days)."""
+    it = croniter(job.cron, WEEK - timedelta(microseconds=1))
+    out = set()
+    while (t := it.get_next(datetime)) < WEEK + timedelta(days=7):
+        out.add(t)
+    return out
+
+
 def backup_gap(stack: Stack, service: str, jobs: Sequence[ScheduledJob] | None = None) -> timedelta | None:
     """The longest time between two scheduled backups of `service` over a week (UTC); None
     when no scheduled job backs it up."""
     times: set[datetime] = set()
-    start = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday; any week does
-    end = start + timedelta(days=7)
     for job in jobs if jobs is not None else jobs_of(stack):
-        if job.job != "backup" or service not in job_locks(stack, job):
-            continue
-        it = croniter(job.cron, start - timedelta(microseconds=1))
-        while (t := it.get_next(datetime)) <= end:
-            times.add(t)
+        if job.job == "backup" and service in job_locks(stack, job):
+            times |= _week(job)
     if not times:
         return None
     ordered = sorted(times)
