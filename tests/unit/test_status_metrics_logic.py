@@ -224,6 +224,22 @@ def test_digest_lists_what_completed_in_the_day(tmp_path: Path) -> None:
     assert message.severity is Severity.WARNING  # a drill missed its target
 
 
+def test_digest_sums_up_a_service_backed_up_every_few_minutes(tmp_path: Path) -> None:
+    """A 15-minute rpo means a backup every 10 minutes: the digest says so once, not 144 lines."""
+    from drkit.engines.ops.notify import digest
+
+    ws, _ = workspace(tmp_path)
+    for n in range(1, 145):
+        m = manifest("cache", BackupKind.RDB, NOW - timedelta(minutes=10 * n, seconds=30), 1.0, 10)
+        ws.repo.put(manifest_key("demo", m.service, m.backup_id), m.to_json())
+    lines = digest(ws, until=NOW).body.splitlines()
+    cache = [line for line in lines if "of cache" in line]
+    assert len(cache) == 1
+    assert cache[0].startswith("145 rdb backups of cache (")  # 143 + 2; the 144th is 24h00m30s old
+    assert "the newest: backup 20261130T115000Z-rdb of cache" in cache[0]
+    assert sum("of search" in line for line in lines) == 1
+
+
 STATEFUL_AND_NOT = """\
 version: 1
 stack: demo

@@ -187,6 +187,9 @@ def restore_cmd(
         into_database=into_database,
         tables=tuple(tables or ()),
         from_database=from_database,
+        switch_wal=(lambda m: None if opts.json else console.print(m))
+        if opts.yes and not opts.dry_run
+        else None,
     )
     if isinstance(prepared, PreparedRestore):
         _restore_postgres(opts, ws, prepared, pause=not leave_dependents)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from drkit.config.escalation import escalation
 from drkit.config.models import (
     CheckModel,
     EncryptionModel,
@@ -38,6 +39,7 @@ from drkit.domain.stack import (
     SmokeCheck,
     Stack,
     WalMode,
+    with_inherited_rpo,
 )
 
 DEFAULT_CONFIG_NAMES = ("stack.yaml", "drkit.yaml")
@@ -207,7 +209,7 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         for name, r in model.repositories.items()
     }
     encryption = _encryption(model.encryption, ("encryption",), source, strict)
-    services = {n: _service(n, s, source, strict) for n, s in model.services.items()}
+    services = with_inherited_rpo({n: _service(n, s, source, strict) for n, s in model.services.items()})
     state_dir = _relative(model.state_dir, source.path) or str(Path(source.path).resolve().parent / ".drkit")
     return Stack(
         name=model.stack,
@@ -223,6 +225,8 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         notifications=_notify_targets(model, source, strict),
         schedule=_schedule(model.schedule),
         set_retention=_retention_of(model.sets.retention),
+        set_base_max_age=model.sets.base_max_age,
+        **escalation(model),
     )
 
 
@@ -249,7 +253,7 @@ def _notify_targets(model: StackModel, source: PositionedYaml, strict: bool) -> 
     for i, t in enumerate(model.notifications.targets):
         url = _secret(t.url, ("notifications", "targets", i, "url"), source, strict)
         if url is not None:
-            out.append(NotifyTarget(url=url, min_severity=Severity(t.min_severity)))
+            out.append(NotifyTarget(url, Severity(t.min_severity), t.hours, t.critical_any_time))
     return tuple(out)
 
 

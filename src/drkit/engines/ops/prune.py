@@ -27,6 +27,7 @@ from drkit.engines.core.commit import clean_incomplete
 from drkit.engines.core.layout import backup_dir, lock_name, manifest_key, verified_key
 from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.ops.keep import pinned_reason
 from drkit.engines.ops.leftovers import Leftover, describe_leftovers, sweep_leftovers
 from drkit.engines.ops.object_gc import BucketSweep, plan_sweep, sweep, sweep_run_id
 from drkit.engines.ops.retention_policy import BackupFact, Facts, Plan, Policy, SetFact, WalSpan, decide
@@ -269,7 +270,7 @@ def _fact(ws: Workspace, m: Manifest, size: int) -> BackupFact:
         span = WalSpan(p.timeline, start, stop)
     series = m.kind.value + (f":{m.details['artifact']}" if "artifact" in m.details else "")
     verified = ws.repo.exists(verified_key(m.stack, m.service, m.backup_id))
-    return BackupFact(m.backup_id, series, m.finished_at, verified, span)
+    return BackupFact(m.backup_id, series, m.finished_at, verified, span, pinned_reason(ws, m))
 
 
 def _set_until(m: Manifest | None, lsn: str, size: int) -> int | None:

@@ -32,7 +32,7 @@ from typing import Any
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import DrkitError
 from drkit.domain.journal import Journal, RunKind, Verdict
-from drkit.domain.stack import Service
+from drkit.domain.stack import DATA_IN_DEPENDENCIES, Service
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.choose import Unproven, newest, order, unproven_backups
 from drkit.engines.core.journals import list_journals
@@ -119,6 +119,8 @@ class ServiceStatus:
         doubted = {u.backup_id for u in self.unproven}
         return tuple(m for m in self.backups if m.backup_id not in doubted)
 
+    rpo_from: str | None = None  # the target is inherited from this service (its data is there)
+
     @property
     def last_backup(self) -> Manifest | None:
         """The newest complete backup whose times are believed (the one a restore takes)."""
@@ -143,7 +145,7 @@ class StatusReport:
 
 # Kinds whose data lives in the services they depend on (PostgreSQL): Hasura keeps its
 # metadata in hdb_catalog, hasura-auth its users; a stateless service has nothing of its own.
-DATA_IN_DEPENDENCIES = frozenset({"hasura", "auth"})
+# (domain/stack.py: they inherit that PostgreSQL's rpo too.)
 
 Point = tuple[datetime | None, str]
 
@@ -208,7 +210,7 @@ class _Context:
         applies = service.kind == "postgres" or has_engine(service.kind) or inherited is not None
         at, source = point
         age = (now - at).total_seconds() if at is not None else None
-        rpo = service.rpo.total_seconds() if service.rpo is not None else None
+        rpo = service.rpo_seconds
         return ServiceStatus(
             service=service.name,
             kind=service.kind,
@@ -225,6 +227,7 @@ class _Context:
             problems=tuple(_problems(service, age, rpo if applies else None, archive, doubted)),
             rpo_applies=applies,
             unproven=doubted,
+            rpo_from=service.rpo_from,
         )
 
 

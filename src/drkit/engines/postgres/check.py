@@ -17,6 +17,7 @@ from drkit.domain.checks import CheckResult, Status, guard
 from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service, WalMode
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.check_archive import archive_proof
 from drkit.engines.postgres.check_compose import kept_asides, spool_mounted
 
 OK, WARN, FAIL = Status.OK, Status.WARNING, Status.FAILED
@@ -50,6 +51,7 @@ def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
         results += guard(f"{service.name}: old data kept", lambda: [kept_asides(service)])
     else:
         results += guard(f"{service.name}: archiving", lambda: _archiving(service, dsn, info))
+    results += guard(f"{service.name}: archiving proof", lambda: archive_proof(ws, service, info))
     results += guard(f"{service.name}: tools", lambda: _tools(service, info))
     return results
 

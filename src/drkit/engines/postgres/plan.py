@@ -261,12 +261,18 @@ def _after_the_end(when: datetime, newest: datetime | None, where: Segment | Non
     seen = "no commit recorded after the backup"
     if newest is not None and where is not None:
         seen = f"last commit recorded {newest.isoformat()}, in {where.name}"
-    raise UnreachableTargetError(
+    raise AfterArchiveEnd(
         f"target time {when.isoformat()} is after the end of the WAL archive ({seen}); "
         f"recovery stops at the first commit after the target, and none is archived yet",
-        hint="if the primary is up, commit something (or wait for the next write), run "
-        "`select pg_switch_wal()` on it and retry, or choose an earlier time",
+        hint="with --yes drkit closes the primary's current WAL segment (and commits an empty "
+        "transaction when nothing was committed since) and waits until it is archived; "
+        "or choose an earlier time",
     )
+
+
+class AfterArchiveEnd(UnreachableTargetError):
+    """A time target later than the last archived commit: the primary may still hold what
+    reaches it in its current WAL segment (engines/postgres/switch_wal.py)."""
 
 
 def _is_seg(name: str) -> bool:

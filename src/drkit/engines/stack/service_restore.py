@@ -4,6 +4,7 @@ kind is restored by its engine from the registry with RestoreOptions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +66,7 @@ def prepare_service_restore(
     into_database: str | None = None,
     tables: tuple[str, ...] = (),
     from_database: str | None = None,
+    switch_wal: Callable[[str], None] | None = None,
 ) -> PreparedRestore | PreparedServiceRestore | PreparedLogicalRestore:
     service = ws.stack.services.get(name)
     if service is None:
@@ -90,6 +92,8 @@ def prepare_service_restore(
             to=Path(to) if to else None,
             in_place=in_place,
             keep_running=keep_running,
+            switch_wal=switch_wal is not None,  # --yes: switch WAL on the primary when the target needs it
+            say=switch_wal,
         )
     if target.lsn is not None or target.name is not None:
         raise UsageError(f"--target-lsn and --target-name are PostgreSQL's; {name} takes --target-time")
