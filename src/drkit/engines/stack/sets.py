@@ -55,8 +55,8 @@ def backup_set(ws: Workspace, *, say: Say, drkit_argv: list[str]) -> RestoreSet:
         created = ws.clock.now()
         set_id = new_set_id(created)
         point = f"drkit-{set_id}"
-        lsn = _restore_point(ws, pg, point)
-        say(f"PostgreSQL restore point {point} at {lsn}")
+        lsn, timeline = _restore_point(ws, pg, point)
+        say(f"PostgreSQL restore point {point} at {lsn} on timeline {timeline}")
         backups = {pg.name: base}
         for service in services:
             if service.kind == "postgres":
@@ -64,7 +64,8 @@ def backup_set(ws: Workspace, *, say: Say, drkit_argv: list[str]) -> RestoreSet:
             result = backup_service(ws, service)
             backups[service.name] = result.manifest.backup_id
             say(f"{service.name}: {result.manifest.backup_id}")
-        record = RestoreSet(set_id, ws.stack.name, created, point, str(lsn), backups, ws.clock.now())
+        finished = ws.clock.now()
+        record = RestoreSet(set_id, ws.stack.name, created, point, str(lsn), backups, finished, timeline)
         try:
             ws.repo.put(set_key(ws.stack.name, set_id), record.to_json(), overwrite=False)
         except FileExistsError as exc:
@@ -81,9 +82,11 @@ def _base_backup_for_set(ws: Workspace, pg: Service, say: Say) -> str:
     return base_backup(ws, pg).manifest.backup_id
 
 
-def _restore_point(ws: Workspace, pg: Service, name: str) -> Lsn:
-    """Create the named restore point and wait until the WAL holding it is captured."""
+def _restore_point(ws: Workspace, pg: Service, name: str) -> tuple[Lsn, int]:
+    """Create the named restore point and wait until the WAL holding it is captured; its
+    position and timeline (a later PITR may leave that branch: the restore follows it)."""
     dsn = service_dsn(pg)
+    timeline = _timeline(dsn)
     with connect(dsn) as conn:
         row = conn.execute("select pg_create_restore_point(%s)::text", (name,)).fetchone()
         if row is None:
@@ -97,10 +100,9 @@ def _restore_point(ws: Workspace, pg: Service, name: str) -> Lsn:
                 timeout=120,
                 what="the WAL receiver to flush the restore point",
             )
-            return lsn
+            return lsn, timeline
         conn.execute("select pg_switch_wal()")
     size = server_info(dsn).wal_segment_size
-    timeline = _timeline(dsn)
     segment = Segment.containing(lsn, timeline, size).name
     archive = archive_for(ws, pg)
     wait_for(
@@ -108,7 +110,7 @@ def _restore_point(ws: Workspace, pg: Service, name: str) -> Lsn:
         timeout=120,
         what=f"WAL segment {segment} (holding the restore point) to be archived",
     )
-    return lsn
+    return lsn, timeline
 
 
 def _timeline(dsn: str) -> int:
