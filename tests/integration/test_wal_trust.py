@@ -1,0 +1,158 @@
+"""wal-fetch knows the archive it reads, and with a sign_key replays only signed WAL: run as
+PostgreSQL runs it (its OS user, in its data directory), against a real cluster's archive."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drkit.adapters.repository.codec import Codec, sha256
+from drkit.infra.ownership import chown_tree
+from tests.conftest import CliResult, run_drkit
+from tests.integration.conftest import SandboxHandle
+from tests.integration.pg_helpers import query_dsn, restore_dir, stop_restored, switch_and_wait_archived
+
+
+def as_database_user(box: SandboxHandle, cwd: Path, *args: str) -> CliResult:
+    """`drkit ARGS` as restore_command runs: the database's OS user, in a data directory."""
+    argv = [sys.executable, "-m", "drkit", *args]
+    if box.box.os_user and os.geteuid() == 0:
+        argv = ["runuser", "-u", box.box.os_user, "--", *argv]
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def data_dir(box: SandboxHandle) -> Path:
+    return Path(box.stack.services["postgres"].runtime.data_dir or "")
+
+
+def archived_segment(box: SandboxHandle) -> str:
+    wal = box.dir / "repo" / "sandbox" / "postgres" / "wal" / "00000001"
+    return sorted(p.name.removesuffix(".zst") for p in wal.glob("0*.zst") if "partial" not in p.name)[-1]
+
+
+def config_with_repository(box: SandboxHandle, path: Path) -> Path:
+    config = yaml.safe_load(box.config_path.read_text())
+    config["repositories"]["local"]["path"] = str(path)
+    out = path.parent / f"stack-{path.name}.yaml"
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    chown_tree(out, box.box.os_user)
+    return out
+
+
+@pytest.fixture
+def elsewhere(sandbox: SandboxHandle) -> Iterator[Path]:
+    """A directory the database user can reach, for configs and another cluster."""
+    path = Path(tempfile.mkdtemp(prefix="drkit-it-wal-trust-", dir="/tmp"))
+    chown_tree(path, sandbox.box.os_user)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_wal_fetch_refuses_a_missing_empty_or_foreign_archive(
+    sandbox: SandboxHandle, elsewhere: Path
+) -> None:
+    box = sandbox
+    switch_and_wait_archived(box.dsn)
+    name = archived_segment(box)
+    config = str(box.config_path)
+    ours = as_database_user(box, data_dir(box), "--config", config, "wal-fetch", name, str(elsewhere / "a"))
+    assert ours.code == 0, ours.stderr
+
+    other = elsewhere / "other-cluster"
+    initdb = Path(box.bin_dir) / "initdb"
+    argv = [str(initdb), "-D", str(other), "--no-sync"]
+    if box.box.os_user and os.geteuid() == 0:
+        argv = ["runuser", "-u", box.box.os_user, "--", *argv]
+    subprocess.run(argv, check=True, capture_output=True, timeout=120)
+    foreign = as_database_user(box, other, "--config", config, "wal-fetch", name, str(elsewhere / "b"))
+    assert foreign.code == 126, foreign.stdout + foreign.stderr
+    assert "another cluster's archive" in foreign.stderr and len(foreign.stderr.splitlines()) == 1
+
+    (elsewhere / "mnt").mkdir()
+    chown_tree(elsewhere / "mnt", box.box.os_user)
+    for repo in (elsewhere / "not-there", elsewhere / "mnt"):  # missing; an empty mount point
+        cfg = str(config_with_repository(box, repo))
+        result = as_database_user(
+            box, data_dir(box), "--config", cfg, "wal-fetch", name, str(elsewhere / "c")
+        )
+        assert result.code == 126, result.stdout + result.stderr
+        assert "missing or empty" in result.stderr
+    assert not (elsewhere / "b").exists() and not (elsewhere / "c").exists()
+
+    checked = run_drkit("--output", "json", "check", config=box.config_path)
+    identity = [r for r in json.loads(checked.stdout)["results"] if "WAL archive identity" in r["name"]]
+    assert identity and identity[0]["status"] == "ok", identity
+
+
+SIGN_KEY = "c0ffee0123456789abcdef0123456789abcdef0123456789"
+
+
+def test_a_signed_archive_restores_and_a_forged_segment_stops_recovery(
+    private_sandbox: SandboxHandle,
+) -> None:
+    box = private_sandbox
+    key = box.dir / "sign.key"
+    key.write_text(SIGN_KEY + "\n")
+    chown_tree(key, box.box.os_user)
+    config = yaml.safe_load(box.config_path.read_text())
+    original = box.config_path.read_text()
+    config["repositories"]["local"]["sign_key"] = f"file:{key}"
+    box.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        switch_and_wait_archived(box.dsn)  # from here on, every segment is pushed signed
+        made = run_drkit("--output", "json", "backup", config=box.config_path)
+        assert made.code == 0, made.stderr
+        box.psql("create table signed_probe (id int primary key)")
+        box.psql("insert into signed_probe select generate_series(1, 100)")
+        last = switch_and_wait_archived(box.dsn)
+        tli = box.dir / "repo" / "sandbox" / "postgres" / "wal" / "00000001"
+        assert (tli / f"{last}.sha256").read_text().splitlines()[1].startswith("hmac-sha256:")
+
+        good = restore_dir(box.dir, "signed-ok", box.box.os_user)
+        out = run_drkit(
+            "--output",
+            "json",
+            "restore",
+            "postgres",
+            "--to",
+            str(good),
+            "--keep-running",
+            config=box.config_path,
+        )
+        assert out.code == 0, out.stdout + out.stderr
+        port = json.loads(out.stdout[out.stdout.index("{") :])["port"]
+        try:
+            from drkit.adapters.postgres.client import connect
+
+            with connect(query_dsn(port)) as conn:
+                assert conn.execute("select count(*) from signed_probe").fetchone() == (100,)
+        finally:
+            stop_restored(good, box.box.os_user, box.bin_dir)
+
+        # An intruder with write access rewrites the segment and recomputes its hash sidecar.
+        stored = tli / f"{last}.zst"
+        raw = bytearray(Codec().decode(stored.read_bytes(), name=last))
+        raw[8192 + 100 : 8192 + 108] = b"intruder"
+        stored.write_bytes(Codec().encode(bytes(raw)))
+        (tli / f"{last}.sha256").write_text(sha256(bytes(raw)))
+        fetched = as_database_user(
+            box, good, "--config", str(box.config_path), "wal-fetch", last, str(good / "x")
+        )
+        assert fetched.code == 126 and "not signed" in fetched.stderr, fetched.stdout + fetched.stderr
+
+        forged = restore_dir(box.dir, "signed-forged", box.box.os_user)
+        refused = run_drkit("restore", "postgres", "--to", str(forged), config=box.config_path)
+        assert refused.code == 1, refused.stdout + refused.stderr
+        assert "not signed" in refused.stderr or "FATAL" in refused.stderr, refused.stderr
+    finally:
+        box.config_path.write_text(original)  # the sandbox's own code reads it to stop it
