@@ -160,3 +160,11 @@ def test_a_home_relative_repository_path_means_one_directory_for_every_user(
         monkeypatch.setenv("HOME", home)
         spec = load_stack(cfg).repository
         assert spec.path == f"{owner.pw_dir}/drkit-backups"
+
+
+def test_a_restore_plan_refuses_a_backup_of_another_cluster_than_the_archive(tmp_path: Path) -> None:
+    archive = WalArchive(FsRepository(tmp_path / "repo"), "demo", "postgres", Codec())
+    archive.push_bytes(SEG, wal(SEG))
+    archive.guard.require_system(str(OURS), "backup B")
+    with pytest.raises(IntegrityError, match=f"backup B is of system {THEIRS}"):
+        archive.guard.require_system(str(THEIRS), "backup B")

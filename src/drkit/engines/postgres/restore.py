@@ -108,7 +108,11 @@ def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePla
         now = ws.clock.now()
         point = target_point(ws, service, target, archive, view, backups)  # a name: found, or refused
         timeline = resolve_timeline(backups, view, target, now, request.backup_id, point)
-        return plan_restore(backups, view, target, now, request.backup_id, timeline, point)
+        chosen = plan_restore(backups, view, target, now, request.backup_id, timeline, point)
+    archive.guard.require_system(
+        chosen.backup.require_postgres().system_identifier, f"backup {chosen.backup.backup_id}"
+    )
+    return chosen
 
 
 def restore(

@@ -219,6 +219,17 @@ class IdentityGuard:
                 )
         self.known, self._checked = known, True
 
+    def require_system(self, system_identifier: str, what: str) -> None:
+        """Plan: the archive, when it has an identity, holds the WAL of `what`'s cluster (a
+        backup of another cluster restores from its own archive, never from this one)."""
+        known = self.read()
+        if known is not None and known.system_identifier != system_identifier:
+            raise IntegrityError(
+                f"{what} is of system {system_identifier}, but the WAL archive at {self.where()} "
+                f"holds {known.describe()}'s WAL: its recovery could not use it",
+                hint="check the repository path, stack and service names in the configuration",
+            )
+
     def confirm_absent(self, name: str) -> None:
         """Before a fetch answers "no such file": the archive itself is still there. A missing
         repository, an unmounted mount point, or a path that means another directory for this
