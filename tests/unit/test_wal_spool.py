@@ -127,3 +127,20 @@ def test_the_container_command_stops_recovery_on_an_error_and_a_timeout() -> Non
     command = request_command("/var/lib/postgresql/data/drkit-prefetch", 600)
     assert ".want-%f" in command and ".absent-%f" in command and ".error-%f" in command
     assert command.count("exit 126") == 2 and "exit 1;" in command
+
+
+def test_prefetch_follows_the_plans_timeline_path_across_a_switch(tmp_path: Path) -> None:
+    from drkit.domain.wal import Lsn, TimelineSpan
+
+    names = ["000000010000000000000002", "000000010000000000000003"]
+    names += ["000000020000000000000004", "000000020000000000000005"]
+    archive = archive_with(tmp_path, *names, "000000010000000000000004")  # the old branch's too
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    switch = Lsn.parse("0/4000100")
+    path = (TimelineSpan(1, None, switch), TimelineSpan(2, switch, None))
+    first, last = Segment.parse(names[0], SIZE), Segment.parse(names[-1], SIZE)
+    with prefetching(archive, data_dir, first, last, os_user=None, path=path):
+        spool = data_dir / PREFETCH_DIR
+        wait((spool / ".absent-000000020000000000000006").is_file, "the end of timeline 2")
+        assert sorted(p.name for p in spool.iterdir() if not p.name.startswith(".")) == names

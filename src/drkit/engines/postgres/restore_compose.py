@@ -143,7 +143,7 @@ def restore_in_container(
     first = Segment.parse(chosen.first_segment, pg.wal_segment_size)
     last = Segment.parse(chosen.last_segment, pg.wal_segment_size) if chosen.last_segment else None
     owner = (target.uid, target.gid)
-    with prefetching(archive, target.host_dir, first, last, os_user=None, owner=owner):
+    with prefetching(archive, target.host_dir, first, last, os_user=None, owner=owner, path=chosen.path):
         hold("start")
         runtime.start()
         hold("recovery")

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from drkit.adapters.postgres.recovery_conf import shell_word
-from drkit.domain.wal import Segment
+from drkit.domain.wal import Segment, TimelineSpan
 from drkit.engines.postgres.wal.archive import WalArchive
 from drkit.engines.postgres.wal.identity import read_data_dir
 from drkit.engines.postgres.wal.spool import ABSENT, REQUESTED, SpoolDir, SpoolServer
@@ -54,10 +54,12 @@ def prefetching(
     os_user: str | None,
     owner: tuple[int, int] | None = None,
     window: int = 16,
+    path: tuple[TimelineSpan, ...] = (),
 ) -> Iterator[SpoolServer]:
     """Serve WAL into `data_dir`'s spool while the body runs (the server is started there).
     The spool and its files belong to `owner` (uid, gid), else to `os_user`. What is served
-    is checked against the cluster in `data_dir` (the restored backup's pg_control)."""
+    is checked against the cluster in `data_dir` (the restored backup's pg_control). `path`:
+    the plan's timeline path, so prefetch follows recovery across a timeline switch."""
     if owner is None and os_user:
         entry = pwd.getpwnam(os_user)
         owner = (entry.pw_uid, entry.pw_gid)
@@ -67,7 +69,7 @@ def prefetching(
     try:
         spool.clear()
         local = archive.for_cluster(read_data_dir(data_dir))
-        server = SpoolServer(local, spool, first, last, window)
+        server = SpoolServer(local, spool, first, last, window, path)
         server.mark_absent_histories()
         worker = threading.Thread(target=server.run, args=(stop,), name="wal-spool", daemon=True)
         worker.start()

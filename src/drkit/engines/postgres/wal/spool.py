@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drkit.domain.errors import DrkitError
-from drkit.domain.wal import SEGMENT_RE, Segment, is_wal_file_name
+from drkit.domain.wal import SEGMENT_RE, Segment, TimelineSpan, is_wal_file_name, segment_on_path
 from drkit.engines.postgres.wal.archive import WalArchive
 
 WANT = ".want-"
@@ -110,12 +110,19 @@ class SpoolServer:
     first: Segment
     last: Segment | None
     window: int = 16
+    path: tuple[TimelineSpan, ...] = ()  # the plan's timeline path: whose file each segment is
     problems: list[str] = field(default_factory=list)
     _next: Segment | None = None
     _prefetching: bool = True
 
     def __post_init__(self) -> None:
         self._next = self.first
+
+    def _after(self, segment: Segment) -> Segment:
+        """The next segment recovery reads: on the path, across a timeline switch."""
+        if not self.path:
+            return segment.next()
+        return segment_on_path(self.path, segment.number + 1, segment.size)
 
     def step(self) -> bool:
         """One round; True when it did something (the loop then goes on without a pause)."""
@@ -175,7 +182,7 @@ class SpoolServer:
             self._prefetching = False
         else:
             self.spool.publish(current.name, raw)
-            self._next = current.next()
+            self._next = self._after(current)
         return True
 
     def mark_absent_histories(self) -> None:
