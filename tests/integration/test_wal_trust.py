@@ -20,6 +20,7 @@ from drkit.infra.ownership import chown_tree
 from tests.conftest import CliResult, run_drkit
 from tests.integration.conftest import SandboxHandle
 from tests.integration.pg_helpers import query_dsn, restore_dir, stop_restored, switch_and_wait_archived
+from tests.integration.s3_fixtures import S3Server
 
 
 def as_database_user(box: SandboxHandle, cwd: Path, *args: str) -> CliResult:
@@ -156,3 +157,49 @@ def test_a_signed_archive_restores_and_a_forged_segment_stops_recovery(
         assert "not signed" in refused.stderr or "FATAL" in refused.stderr, refused.stderr
     finally:
         box.config_path.write_text(original)  # the sandbox's own code reads it to stop it
+
+
+def test_on_s3_a_missing_or_empty_bucket_is_not_the_end_of_the_wal(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """The same rules on the S3 backend: a bucket that is not there, or holds nothing, makes
+    wal-fetch stop recovery; once the first push recorded the identity, absent means absent."""
+    from drkit.adapters.repository.s3 import S3Repository
+    from drkit.domain.errors import IntegrityError
+    from drkit.engines.postgres.wal.archive import WalArchive
+    from tests.unit.test_wal_identity import NEXT, SEG, THEIRS, wal
+
+    (tmp_path / "access").write_text(s3_server.access_key)
+
+    def config(bucket: str) -> Path:
+        path = tmp_path / f"stack-{bucket}.yaml"
+        repo = {
+            "type": "s3",
+            "endpoint": s3_server.url,
+            "bucket": bucket,
+            "prefix": "drkit",
+            "access_key": f"file:{tmp_path / 'access'}",
+            "secret_key": f"file:{s3_server.secret_file}",
+        }
+        stack = {
+            "stack": "demo",
+            "repositories": {"s3": repo},
+            "services": {"postgres": {"kind": "postgres"}},
+        }
+        path.write_text(yaml.safe_dump(stack))
+        return path
+
+    empty = s3_server.new_bucket("wal-empty")
+    for bucket in ("no-such-bucket-for-drkit", empty):
+        result = run_drkit("wal-fetch", SEG, str(tmp_path / "RECOVERYXLOG"), config=config(bucket))
+        assert result.code == 126, result.stdout + result.stderr
+        assert len(result.stderr.splitlines()) == 1
+
+    archive = WalArchive(
+        S3Repository(s3_server.repository_spec(empty, prefix="drkit")), "demo", "postgres", Codec()
+    )
+    archive.push_bytes(SEG, wal(SEG))
+    with pytest.raises(IntegrityError, match="it is from system"):
+        archive.push_bytes(NEXT, wal(NEXT, THEIRS))
+    assert run_drkit("wal-fetch", SEG, str(tmp_path / "RECOVERYXLOG"), config=config(empty)).code == 0
+    assert run_drkit("wal-fetch", NEXT, str(tmp_path / "RECOVERYXLOG"), config=config(empty)).code == 1
