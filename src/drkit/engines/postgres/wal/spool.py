@@ -188,7 +188,8 @@ class SpoolServer:
     def mark_absent_histories(self) -> None:
         """Recovery probes for history files: of later timelines, and at promotion of its own
         and earlier ones (timeline 1 never has one). Each absent one is answered at once."""
-        for tli in range(1, self.first.timeline + 4):
+        newest = max([self.first.timeline, *(s.timeline for s in self.path)])
+        for tli in range(1, newest + 4):
             name = f"{tli:08X}.history"
             if not self.archive.holds(name):  # a stat; a failing or missing archive raises
                 self.spool.publish(ABSENT + name, b"")
