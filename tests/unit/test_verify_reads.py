@@ -90,7 +90,10 @@ def test_wal_is_reread_once_per_run_and_damage_or_other_content_is_named(tmp_pat
     found = WalRehash(archive, SIZE).check(SEGMENTS)
     assert [d.name for d in found.damaged] == SEGMENTS[1:3]
     assert "not valid zstd data" in (found.damaged[0].problem or "")
-    assert found.damaged[1].problem == f"{other} does not match its recorded SHA-256"
+    assert (
+        found.damaged[1].problem
+        == f"archived {SEGMENTS[2]} does not match its recorded SHA-256; it is damaged"
+    )
     assert found.checked == 2
 
 

@@ -100,9 +100,11 @@ def verify_cmd(
         raise typer.Exit(3)
 
 
-def _target(time: str | None, lsn: str | None, name: str | None) -> RecoveryTarget:
+def _target(
+    time: str | None, lsn: str | None, name: str | None, timeline: int | None = None
+) -> RecoveryTarget:
     try:
-        return target_from_args(time, lsn, name)
+        return target_from_args(time, lsn, name, timeline)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -115,7 +117,18 @@ def restore_cmd(
     ),
     target_time: str = typer.Option(None, "--target-time", help="ISO 8601 time; naive = UTC."),
     target_lsn: str = typer.Option(None, "--target-lsn", help="PostgreSQL: a WAL position like 0/3000060."),
-    target_name: str = typer.Option(None, "--target-name", help="PostgreSQL: a named restore point."),
+    target_name: str = typer.Option(
+        None,
+        "--target-name",
+        help="PostgreSQL: a named restore point (a set's, or one made with pg_create_restore_point()); "
+        "looked up before anything is touched.",
+    ),
+    timeline: int = typer.Option(
+        None,
+        "--timeline",
+        help="PostgreSQL: the branch of the WAL history to follow, where a later PITR left the "
+        "target's (drkit refuses an ambiguous target and names the choices).",
+    ),
     to: str = typer.Option(
         None,
         "--to",
@@ -154,6 +167,7 @@ def restore_cmd(
 
     Examples:
       drkit restore postgres --target-time "2026-02-09 14:30:00Z" --to /srv/pg-restored
+      drkit restore postgres --target-name before_migration --timeline 1 --to /srv/pg-old
       drkit restore redis --yes
       drkit restore minio --in-place --yes                     (nself's MinIO, into its volume)
       drkit restore postgres --table nchat_messages            (from the newest logical backup)
@@ -164,7 +178,7 @@ def restore_cmd(
     if set_id or all_:
         if service:
             raise UsageError("--set/--all restore every service; name none")
-        _restore_stack(opts, set_id, target_time, all_, pause=not leave_dependents)
+        _restore_stack(opts, set_id, target_time, all_, pause=not leave_dependents, timeline=timeline)
         return
     if not service:
         raise UsageError("name a service to restore, or use --set ID / --all --target-time T")
@@ -177,7 +191,7 @@ def restore_cmd(
     prepared = prepare_service_restore(
         ws,
         service,
-        _target(target_time, target_lsn, target_name),
+        _target(target_time, target_lsn, target_name, timeline),
         backup_id=backup_id,
         to=to,
         in_place=in_place,
@@ -334,7 +348,13 @@ def _dependents_exit(paused: Paused) -> None:
 
 
 def _restore_stack(
-    opts: Options, set_id: str | None, target_time: str | None, all_: bool, *, pause: bool
+    opts: Options,
+    set_id: str | None,
+    target_time: str | None,
+    all_: bool,
+    *,
+    pause: bool,
+    timeline: int | None = None,
 ) -> None:
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.stack.restore import plan_stack, restore_stack
@@ -347,7 +367,9 @@ def _restore_stack(
         when = _target(target_time, None, None).time
     elif target_time:
         raise UsageError("--set restores to the set's moment; --target-time goes with --all")
-    stack_plan = plan_stack(ws, set_id=set_id, target_time=when)  # refuses before anything is touched
+    timeline = _target(None, None, None, timeline).timeline  # checked as for one service
+    # refuses before anything is touched
+    stack_plan = plan_stack(ws, set_id=set_id, target_time=when, timeline=timeline)
     if opts.dry_run:
         if opts.json:
             emit_json(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -293,7 +294,21 @@ def _check(c: CheckModel) -> IntegrityCheck:
 
 
 def _relative(path: str | None, config_path: str) -> str | None:
+    """An absolute path, resolved once here: relative to the configuration file's directory,
+    and `~` to the home of the file's owner (not of whoever reads it: PostgreSQL's OS user
+    runs wal-push and wal-fetch with the same file as root runs backups, and `~/backups` must
+    name one directory for both)."""
     if path is None:
         return None
-    p = Path(os.path.expanduser(path))
+    p = Path(_expand_home(path, config_path))
     return str(p if p.is_absolute() else (Path(config_path).resolve().parent / p))
+
+
+def _expand_home(path: str, config_path: str) -> str:
+    if path != "~" and not path.startswith("~/"):
+        return os.path.expanduser(path)  # `~user/...` names its user; anything else is as written
+    try:
+        home = pwd.getpwuid(Path(config_path).stat().st_uid).pw_dir
+    except (OSError, KeyError):
+        return os.path.expanduser(path)
+    return home + path[1:]

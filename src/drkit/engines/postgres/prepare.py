@@ -33,7 +33,8 @@ class PreparedRestore:
     def summary(self) -> str:
         return (
             f"backup {self.plan.backup.backup_id} + WAL {self.plan.first_segment}.."
-            f"{self.plan.last_segment or '?'} -> {self.request.target.describe()}, {self.where}"
+            f"{self.plan.last_segment or '?'} -> {self.request.target.describe()} following timeline "
+            f"{self.plan.timeline}, {self.where}"
         )
 
     @property
@@ -49,6 +50,7 @@ class PreparedRestore:
             "target": self.request.target.describe(),
             "first_segment": self.plan.first_segment,
             "last_segment": self.plan.last_segment,
+            "timeline": self.plan.timeline,
             "in_place": self.request.in_place,
             "to": str(self.request.to) if self.request.to else None,
         }

@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from drkit.adapters.repository.codec import sha256
-from drkit.domain.errors import DecryptionError, DrkitError, IntegrityError, RepositoryError
+from drkit.domain.errors import DecryptionError, DrkitError, IntegrityError
 from drkit.domain.wal import PARTIAL_RE, SEGMENT_RE
 from drkit.engines.postgres.wal.archive import WalArchive
 
@@ -48,23 +47,19 @@ class RehashReport:
 
 
 def read_checked(archive: WalArchive, name: str, segment_size: int | None = None) -> tuple[bytes, bool]:
-    """The raw content of archived `name` as a restore would get it, and whether a recorded
+    """The raw content of archived `name` exactly as `wal-fetch` would hand it to PostgreSQL
+    (`WalArchive.read`: the one check path, with the archive's identity, the signature when
+    the repository signs, the recorded hash and the segment header), and whether a recorded
     hash vouched for it (without one, a full segment's size is checked when `segment_size` is
-    known). Raises IntegrityError (absent, undecodable, not its recorded hash, a segment of
-    the wrong size), DecryptionError (no or wrong identity), RepositoryError."""
-    key = archive.locate(name)
-    if key is None:
+    known). Raises IntegrityError (absent, undecodable, unsigned where signatures are
+    required, not its recorded hash, a segment of the wrong size), DecryptionError (no or
+    wrong identity), RepositoryError."""
+    raw = archive.read(name)
+    if raw is None:
         raise IntegrityError(f"{name} is missing from the archive")
-    try:
-        stored = archive.repo.get(key)
-    except FileNotFoundError as exc:
-        raise RepositoryError(f"{key} is in the archive but could not be read: {exc}") from exc
-    raw = archive.codec.decode(stored, name=key)
     recorded = None if PARTIAL_RE.match(name) else archive.recorded_hash(name)
-    if recorded is not None and recorded != sha256(raw):
-        raise IntegrityError(f"{key} does not match its recorded SHA-256")
     if recorded is None and segment_size and SEGMENT_RE.match(name) and len(raw) != segment_size:
-        raise IntegrityError(f"{key} holds {len(raw)} bytes, not a whole {segment_size}-byte segment")
+        raise IntegrityError(f"{name} holds {len(raw)} bytes, not a whole {segment_size}-byte segment")
     return raw, recorded is not None
 
 

@@ -68,7 +68,7 @@ def backup_set(
             created = ws.clock.now()
             set_id = new_set_id(created)
             point = f"drkit-{set_id}"
-            lsn = _restore_point(ws, pg, point)
+            lsn, timeline = _restore_point(ws, pg, point)
         except Exception as exc:  # the set cannot be made; the other services are still backed up
             failed = ServiceOutcome(
                 pg.name, pg.kind, ws.clock.monotonic() - started, error=describe_error(exc)
@@ -77,7 +77,7 @@ def backup_set(
                 on_done(failed)
             rest = backup_each(ws, others, on_done=on_done, before=(failed,))
             raise _incomplete([failed, *rest]) from exc
-        say(f"PostgreSQL restore point {point} at {lsn}")
+        say(f"PostgreSQL restore point {point} at {lsn} on timeline {timeline}")
         done = ServiceOutcome(pg.name, pg.kind, ws.clock.monotonic() - started, taken, reused=base)
         if on_done is not None:
             on_done(done)
@@ -89,7 +89,9 @@ def backup_set(
             if outcome.backup_id is not None:
                 backups[outcome.service] = outcome.backup_id
                 say(f"{outcome.service}: {outcome.backup_id}")
-        record = RestoreSet(set_id, ws.stack.name, created, point, str(lsn), backups, ws.clock.now())
+        record = RestoreSet(
+            set_id, ws.stack.name, created, point, str(lsn), backups, ws.clock.now(), timeline
+        )
         try:
             ws.repo.put(set_key(ws.stack.name, set_id), record.to_json(), overwrite=False)
         except FileExistsError as exc:
@@ -125,13 +127,15 @@ def _base_backup_for_set(ws: Workspace, pg: Service, say: Say) -> tuple[str, Bac
     return result.manifest.backup_id, result
 
 
-def _restore_point(ws: Workspace, pg: Service, name: str) -> Lsn:
-    """Create the named restore point and wait until the WAL holding it is captured."""
+def _restore_point(ws: Workspace, pg: Service, name: str) -> tuple[Lsn, int]:
+    """Create the named restore point and wait until the WAL holding it is captured; its
+    position and timeline (a later PITR may leave that branch: the restore follows it)."""
+    dsn = service_dsn(pg)
+    timeline = _timeline(dsn)
     stream = pg.postgres is not None and pg.postgres.wal_mode is WalMode.STREAM
     if not stream:  # close the segment holding it and wait until the repository has it
         switched = switch_wal_and_wait(ws, pg, restore_point=name)
-        return Lsn.parse(str(switched.restore_point_lsn))
-    dsn = service_dsn(pg)
+        return Lsn.parse(str(switched.restore_point_lsn)), timeline
     with connect(dsn) as conn:
         row = conn.execute("select pg_create_restore_point(%s)::text", (name,)).fetchone()
         if row is None:
@@ -143,4 +147,12 @@ def _restore_point(ws: Workspace, pg: Service, name: str) -> Lsn:
             timeout=120,
             what="the WAL receiver to flush the restore point",
         )
-        return lsn
+        return lsn, timeline
+
+
+def _timeline(dsn: str) -> int:
+    with connect(dsn) as conn:
+        row = conn.execute(
+            "select ('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int"
+        ).fetchone()
+        return int(row[0]) if row else 1
