@@ -57,10 +57,8 @@ def test_a_timeout_kills_the_tool_and_its_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "grandchild"
     # A grandchild in the same group: killing only the direct child would leave it running.
     script = 'echo "started, waiting" >&2; sleep 60 & echo $! > "$1"; wait'
-    started = time.monotonic()
     with pytest.raises(ToolError, match=r"^sh timed out after 1s and was killed: started, waiting$"):
         stream_tool(["sh", "-c", script, "sh", str(pidfile)], read_all, timeout=1)
-    assert time.monotonic() - started < 15
     grandchild = pid_from(pidfile)
     wait_for(lambda: gone(grandchild), timeout=10, what="the grandchild to be killed")
 
@@ -75,7 +73,8 @@ def test_a_failing_consumer_kills_the_tool_and_its_error_propagates(tmp_path: Pa
     started = time.monotonic()
     with pytest.raises(ValueError, match="the sink is full"):
         stream_tool(["sh", "-c", 'echo $$ > "$1"; exec yes', "sh", str(pidfile)], consume, timeout=60)
-    assert time.monotonic() - started < 15
+    # Killed when the consumer failed, not when the 60 s timeout ran out.
+    assert time.monotonic() - started < 50
     assert gone(pid_from(pidfile))
 
 
