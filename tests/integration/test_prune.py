@@ -167,6 +167,7 @@ def _restored_day(handle: SandboxHandle, name: str, backup_id: str, lsn: str) ->
 
 
 @pytest.mark.parametrize("private_sandbox", [{}], indirect=True)
+@pytest.mark.timeout(1800)  # thirty real base backups and restores: 3-8 minutes on a busy 2-core machine
 def test_a_simulated_month_keeps_exactly_the_policy_and_what_it_keeps_restores(
     private_sandbox: SandboxHandle,
 ) -> None:
