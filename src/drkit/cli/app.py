@@ -56,6 +56,7 @@ def _register() -> None:
         backup_cmds,
         check_cmds,
         drill_cmds,
+        offsite_cmds,
         prune_cmds,
         recover_cmds,
         replica_cmds,
@@ -85,6 +86,7 @@ def _register() -> None:
         replica_cmds,
         status_cmds,
         sync_cmds,
+        offsite_cmds,
         schedule_cmds,
     )
     for module in modules:

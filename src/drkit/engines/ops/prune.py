@@ -10,6 +10,7 @@ and WAL oldest first, segment before its hash sidecar (the archive stays a conti
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.errors import RepositoryError
@@ -22,6 +23,7 @@ from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.ops.object_gc import BucketSweep, plan_sweep, sweep, sweep_run_id
 from drkit.engines.ops.retention_policy import BackupFact, Facts, Plan, Policy, SetFact, WalSpan, decide
+from drkit.engines.postgres.wal.archive import SUFFIXES as WAL_SUFFIXES
 from drkit.engines.postgres.wal.archive import WalArchive
 from drkit.engines.redis import backup as redis_backup
 from drkit.engines.search import backup as search_backup
@@ -120,7 +122,28 @@ def _objects(ws: Workspace, service: Service, plan: Plan, *, live_check: bool) -
 
 
 def plan_service(ws: Workspace, service: Service, unkept_sets: frozenset[str] = frozenset()) -> Plan:
-    return decide(gather(ws, service, unkept_sets), policy_of(service), ws.clock.now())
+    floor = ws.stack.repositories[ws.stack.primary_repository].storage.retention_floor
+    policy = replace(policy_of(service), floor=floor)
+    return decide(_recent_wal(ws, service, gather(ws, service, unkept_sets), floor), policy, ws.clock.now())
+
+
+def _recent_wal(ws: Workspace, service: Service, facts: Facts, floor: timedelta | None) -> Facts:
+    """The WAL archived within the repository's minimum retention (Object Lock keeps it there)."""
+    if floor is None or not facts.wal:
+        return facts
+    since = ws.clock.now() - floor
+    prefix = WalArchive(ws.repo, ws.stack.name, service.name, ws.codec).prefix
+    recent = {_wal_name(e.key) for e in ws.repo.entries(prefix) if e.modified > since}
+    return replace(facts, wal_recent=frozenset(n for n in facts.wal if n in recent))
+
+
+def _wal_name(key: str) -> str:
+    """The WAL file name a key of the archive stores (stored suffixes, a sidecar's stripped)."""
+    base = key.rsplit("/", 1)[-1].removesuffix(".sha256")
+    for suffix in WAL_SUFFIXES[::-1]:
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
 
 
 def carry_out(ws: Workspace, plan: Plan) -> None:
