@@ -20,6 +20,15 @@ def setup_cmd(
     create_bucket: bool = typer.Option(
         False, "--create-bucket", help="Create the bucket with Object Lock on (it cannot be turned on later)."
     ),
+    access_key: str = typer.Option(
+        None,
+        "--access-key",
+        help="The bucket admin's access key, as a reference (env:NAME, file:/path).",
+        metavar="REF",
+    ),
+    secret_key: str = typer.Option(
+        None, "--secret-key", help="The bucket admin's secret key, as a reference.", metavar="REF"
+    ),
 ) -> None:
     """Configure the bucket: versioning, Object Lock default retention, lifecycle.
 
@@ -27,20 +36,40 @@ def setup_cmd(
     (object_lock), the lifecycle transitions of bulk data (lifecycle). Run once, with the bucket
     admin's credentials; `drkit sync` needs none of these rights. Exit 3 when a step was refused.
 
-    Example: drkit --dry-run offsite setup --repo offsite;  drkit offsite setup --create-bucket
+    Example: drkit offsite setup --create-bucket --access-key env:ADMIN_KEY --secret-key file:/root/admin.key
     """
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.ops.offsite import setup_repository
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
-    steps = setup_repository(ws, repo, dry_run=opts.dry_run, create_bucket=create_bucket)
+    credentials = _credentials(access_key, secret_key)
+    steps = setup_repository(
+        ws, repo, dry_run=opts.dry_run, create_bucket=create_bucket, credentials=credentials
+    )
     if opts.json:
         emit_json({"steps": [s.to_dict() for s in steps]})
     else:
         table("offsite setup", ["step", "status", "detail"], [(s.name, s.status, s.detail) for s in steps])
     if any(s.status in ("refused", "denied", "unsupported") for s in steps):
         raise typer.Exit(3)
+
+
+def _credentials(access_ref: str | None, secret_ref: str | None) -> tuple[str, str] | None:
+    """Both references resolved, or None when neither is given."""
+    from drkit.config.secrets import SecretMissing, resolve_secret
+    from drkit.domain.errors import UsageError
+
+    if access_ref is None and secret_ref is None:
+        return None
+    if access_ref is None or secret_ref is None:
+        raise UsageError("give both --access-key and --secret-key (or neither)")
+    try:
+        return resolve_secret(access_ref), resolve_secret(secret_ref)
+    except SecretMissing as exc:
+        raise UsageError(
+            f"--access-key/--secret-key: {exc}", hint="a reference: env:NAME or file:/path"
+        ) from exc
 
 
 @offsite_app.command("prove")

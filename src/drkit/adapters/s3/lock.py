@@ -80,7 +80,9 @@ def prove(
     """Run the proof on today's canary (written first when there is none). S3 failures other
     than the refusals the proof looks for propagate (the caller names the endpoint)."""
     key = canary_key(prefix, now)
-    version = _todays_canary(client, bucket, key) or _write_canary(client, bucket, key, put_extra)
+    version = _todays_canary(client, bucket, key)
+    if version is None or not _exists(client, bucket, key, version):
+        version = _write_canary(client, bucket, key, put_extra)
     if version is None:
         return LockProof(LockVerdict.NOT_LOCKED, f"s3://{bucket} is not versioned: no Object Lock there", key)
     weak = _retention(client, bucket, key, version, lock)

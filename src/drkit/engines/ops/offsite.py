@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,9 +67,18 @@ def _open(spec: RepositorySpec) -> S3Repository:
 
 
 def setup_repository(
-    ws: Workspace, name: str | None, *, dry_run: bool, create_bucket: bool
+    ws: Workspace,
+    name: str | None,
+    *,
+    dry_run: bool,
+    create_bucket: bool,
+    credentials: tuple[str, str] | None = None,
 ) -> list[SetupStep]:
-    _spec, repo = s3_repository(ws, name)
+    """`credentials`: the bucket admin's (access key, secret key) for this run, instead of
+    the repository's own (a writer's, which should not be allowed to configure the bucket)."""
+    spec, repo = s3_repository(ws, name)
+    if credentials is not None:
+        repo = _open(replace(spec, access_key=credentials[0], secret_key=credentials[1]))
     return setup(repo, dry_run=dry_run, create_bucket=create_bucket)
 
 
