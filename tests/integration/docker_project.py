@@ -13,6 +13,7 @@ as nself publishes it (host networking stands for `127.0.0.1:${REDIS_PORT}:6379`
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from drkit.config.secrets import parse_env_text
 from drkit.domain.errors import OperationError
 from drkit.infra.ports import free_port
 from tests.integration.docker_engine import DockerEngine
@@ -166,9 +168,10 @@ def compose_document(project: Project) -> dict[str, Any]:
     """docker-compose.yml with docker-compose.override.yml merged over it, as `docker compose`
     merges them (services by name; a service's volumes, networks and expose lists joined,
     other keys replaced)."""
-    base = yaml.safe_load((project.dir / "docker-compose.yml").read_text())
+    env = parse_env_text((project.dir / ".env").read_text())
+    base = yaml.safe_load(interpolate((project.dir / "docker-compose.yml").read_text(), env))
     override_path = project.dir / "docker-compose.override.yml"
-    override = yaml.safe_load(override_path.read_text()) if override_path.exists() else {}
+    override = yaml.safe_load(interpolate(override_path.read_text(), env)) if override_path.exists() else {}
     merged = dict(base)
     services = {k: dict(v) for k, v in base.get("services", {}).items()}
     for name, extra in (override.get("services") or {}).items():
@@ -180,6 +183,16 @@ def compose_document(project: Project) -> dict[str, Any]:
                 current[key] = value
     merged["services"] = services
     return merged
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's `${NAME}` and `${NAME:-default}`, from the project's .env."""
+
+    def value(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(3) or ""
+        return env.get(name) or default
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", value, text)
 
 
 def run_service(

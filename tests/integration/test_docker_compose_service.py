@@ -93,6 +93,7 @@ def in_service(engine: DockerEngine, *args: str, timeout: float = 600) -> subpro
     return engine.docker("exec", f"{NAME}_drkit", "drkit", *args, timeout=timeout, check=False)
 
 
+@pytest.mark.timeout(900)  # the image's build (about 30 s idle) runs in this test's setup
 def test_the_drkit_compose_service_streams_backs_up_is_scraped_and_restores(
     docker_engine: DockerEngine, drkit_image: str, project: Project
 ) -> None:
