@@ -20,9 +20,14 @@ from pathlib import Path
 
 from drkit.infra.wait import wait_for
 
-PACKAGES = ("postgresql-15", "redis-server")
+# The nself project's containers (PostgreSQL 15, Redis) and the base of the drkit image
+# (docker_image.py: its client tools, redis-tools, age, zstd, python3): one rootfs for both.
+PACKAGES = (
+    "postgresql-15", "postgresql-client-15", "redis-server", "redis-tools",
+    "age", "zstd", "python3", "python3-venv", "ca-certificates",
+)  # fmt: skip
 SUITE = "bookworm"
-RECIPE_VERSION = "1"  # bump when the steps below change what the image holds
+RECIPE_VERSION = "2"  # bump when the steps below change what the image holds
 CACHE_DIR = Path(os.environ.get("DRKIT_TEST_IMAGE_CACHE", "/var/cache/drkit-test-images"))
 
 

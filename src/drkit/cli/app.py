@@ -57,6 +57,7 @@ def _register() -> None:
         check_cmds,
         drill_cmds,
         keep_cmds,
+        offsite_cmds,
         prune_cmds,
         recover_cmds,
         replica_cmds,
@@ -87,6 +88,7 @@ def _register() -> None:
         replica_cmds,
         status_cmds,
         sync_cmds,
+        offsite_cmds,
         schedule_cmds,
     )
     for module in modules:

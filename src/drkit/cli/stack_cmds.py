@@ -171,12 +171,22 @@ def init_cmd(
     preset: str = typer.Option(..., "--preset", help="Which stack: nself."),
     project_dir: Path = typer.Option(Path("."), "--project-dir", help="The nself project."),
     out: Path = typer.Option(None, "--out", help="Where to write (default: PROJECT/stack.yaml)."),
+    compose_service: bool = typer.Option(
+        False,
+        "--compose-service",
+        help="Also add drkit to the project's docker-compose.override.yml (and a Prometheus scrape job).",
+    ),
+    image: str = typer.Option(
+        None, "--image", help="The drkit image for --compose-service (default drkit:pgN)."
+    ),
 ) -> None:
     """Write a stack.yaml for an nself project from its .env files (secrets as env: references).
 
     Refuses to replace an existing file unless --yes. With --dry-run, prints it instead.
+    --compose-service adds drkit as services of the compose project (docs/nself.md); with a
+    stack.yaml already there (and no --yes) it keeps that one and writes only the override.
 
-    Example: drkit init --preset nself --project-dir ~/nchat
+    Example: drkit init --preset nself --project-dir ~/nchat --compose-service
     """
     from drkit.config.nself_preset import nself_config, write_config
 
@@ -187,18 +197,74 @@ def init_cmd(
     config = nself_config(project_dir)
     if opts.dry_run:
         console.print(config.text, markup=False, highlight=False, end="")
+        if compose_service:
+            _compose_service(project_dir, target, config.text, image, dry_run=True)
+        return
+    if compose_service and target.exists() and not opts.yes:  # the override for the stack.yaml there
+        written = _compose_service(
+            project_dir, target, target.read_text(), image, dry_run=False, quiet=opts.json
+        )
+        if opts.json:
+            emit_json({"path": str(target), "kept": True, "compose_files": written})
         return
     write_config(config, target, overwrite=opts.yes)
     if opts.json:
         fields = {k: v for k, v in _fields(config).items() if k != "text"}
-        emit_json({"path": str(target), **fields})
+        written = (
+            _compose_service(project_dir, target, config.text, image, dry_run=False, quiet=True)
+            if compose_service
+            else []
+        )
+        emit_json({"path": str(target), **fields, "compose_files": written})
         return
     console.print(f"wrote {target} for nself project {config.stack!r}", markup=False)
     console.print(f"  services: {', '.join(config.services)}", markup=False)
     console.print(f"  checks:   {config.checks}; read {', '.join(config.sources)}", markup=False)
     for line in config.findings:
         console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    if compose_service:
+        _compose_service(project_dir, target, config.text, image, dry_run=False)
     console.print(f"next: drkit --config {target} health")
+
+
+def _compose_service(
+    project_dir: Path,
+    stack_file: Path,
+    stack_text: str,
+    image: str | None,
+    *,
+    dry_run: bool,
+    quiet: bool = False,
+) -> list[str]:
+    """The override (and scrape job) for drkit as compose services: printed or written."""
+    import yaml
+
+    from drkit.config.nself_compose import compose_service, write_compose_service
+    from drkit.config.nself_preset import read_project_env
+    from drkit.domain.errors import DrkitError
+    from drkit.domain.stack import RuntimeSpec
+    from drkit.runtimes.compose import ComposeRuntime
+
+    def mountpoint(volume: str) -> str | None:
+        try:
+            return ComposeRuntime(RuntimeSpec(type="compose", container=volume)).volume_path(volume)
+        except DrkitError:
+            return None
+
+    env = read_project_env(project_dir).values
+    doc = yaml.safe_load(stack_text)
+    generated = compose_service(doc, project_dir, stack_file, env, mountpoint, image=image)
+    if dry_run:
+        console.print(f"# {generated.override_path}", markup=False)
+        console.print(generated.override_text, markup=False, highlight=False, end="")
+        return []
+    written = write_compose_service(generated)
+    if not quiet:
+        for line in generated.findings:
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        for path in written:
+            console.print(f"wrote {path}", markup=False)
+    return written
 
 
 def _choose_checks(stack: Stack, names: list[str]) -> list[IntegrityCheck] | None:

@@ -11,6 +11,7 @@ from drkit.cli.render import console, emit_json, human_bytes, status_text, table
 
 if TYPE_CHECKING:
     from drkit.engines.core.workspace import Workspace
+    from drkit.engines.ops.sync import SyncReport
 
 
 def sync_cmd(
@@ -33,6 +34,7 @@ def sync_cmd(
     reports = sync(ws, to)
     if opts.json:
         emit_json({"repositories": [r.to_dict() for r in reports]})
+        _exit_unless_immutable(reports)
         return
     for r in reports:
         console.print(
@@ -44,6 +46,24 @@ def sync_cmd(
             console.print(f"  not copied (its manifest is damaged at the source): {item}", markup=False)
         for item in r.not_files:
             console.print(f"  not copied (not a stored file; see drkit verify --repo): {item}", markup=False)
+        for line in storage_lines(r):
+            console.print(f"  {line}", markup=False, soft_wrap=True)
+    _exit_unless_immutable(reports)
+
+
+def storage_lines(r: SyncReport) -> list[str]:
+    """How the copy is stored there: its storage class, and whether it is proven immutable."""
+    lines = [f"stored as {r.storage_class}"] if r.storage_class else []
+    if r.lock is not None:
+        state = "immutable (proven on a canary)" if r.immutable else f"NOT immutable ({r.lock['verdict']})"
+        lines.append(f"{state}: {r.lock['detail']}")
+    return lines
+
+
+def _exit_unless_immutable(reports: list[SyncReport]) -> None:
+    """Copies were made, but one that should be immutable is not proven so: exit 3."""
+    if any(r.immutable is False for r in reports):
+        raise typer.Exit(3)
 
 
 def verify_copy(opts: Options, ws: Workspace) -> None:

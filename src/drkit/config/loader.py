@@ -22,6 +22,7 @@ from drkit.config.models import (
 )
 from drkit.config.replication import replication, runtime_spec
 from drkit.config.secrets import SecretMissing, resolve_secret
+from drkit.config.storage import storage_policy
 from drkit.config.yaml_source import PositionedYaml
 from drkit.domain.checks import Expectation, IntegrityCheck
 from drkit.domain.errors import ConfigError
@@ -206,6 +207,7 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
             offsite=r.offsite,
             sign_key=_secret(r.sign_key, ("repositories", name, "sign_key"), source, strict),
             sign_key_ref=r.sign_key,
+            storage=storage_policy(name, r, lambda ref, loc: _secret(ref, loc, source, strict)),
         )
         for name, r in model.repositories.items()
     }

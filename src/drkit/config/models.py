@@ -223,6 +223,69 @@ class EncryptionModel(Strict):
     identity: SecretRef | None = None
 
 
+_READABLE = Literal["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"]
+_TRANSITION = Literal[
+    "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"
+]
+_DAY = timedelta(days=1)
+
+
+def _whole_days(value: timedelta, what: str) -> None:
+    if value < _DAY or value % _DAY:
+        raise ValueError(f"{what} must be a whole number of days (at least 1d), like 90d")
+
+
+class TransitionModel(Strict):
+    """A lifecycle transition of the bulk data stored there (docs/offsite.md)."""
+
+    after: Duration
+    storage_class: _TRANSITION
+
+    @model_validator(mode="after")
+    def _days(self) -> TransitionModel:
+        _whole_days(self.after, "after")
+        return self
+
+
+class LifecycleModel(Strict):
+    transitions: list[TransitionModel] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> LifecycleModel:
+        afters = [t.after for t in self.transitions]
+        if afters != sorted(set(afters)):
+            raise ValueError("lifecycle transitions must come in order of `after`, each later than the last")
+        return self
+
+
+class CredentialsModel(Strict):
+    access_key: SecretRef
+    secret_key: SecretRef
+
+
+class ObjectLockModel(Strict):
+    """S3 Object Lock: the bucket's default retention, proven on a canary by `drkit sync`."""
+
+    mode: Literal["compliance", "governance"] = "compliance"
+    retain: Duration
+    prove_with: CredentialsModel | None = None  # for the canary only (see docs/offsite.md)
+
+    @model_validator(mode="after")
+    def _days(self) -> ObjectLockModel:
+        _whole_days(self.retain, "retain")
+        return self
+
+
+class ArchiveRestoreModel(Strict):
+    """Reading back objects a lifecycle rule moved to GLACIER or DEEP_ARCHIVE."""
+
+    tier: Literal["Expedited", "Standard", "Bulk"] = "Standard"
+    days: int = Field(default=7, ge=1, le=365)
+    wait: Duration = timedelta(hours=48)
+    poll: Duration = timedelta(minutes=5)
+    automatic: bool = True
+
+
 class RepositoryModel(Strict):
     type: Literal["fs", "s3"]
     path: str | None = None
@@ -235,6 +298,31 @@ class RepositoryModel(Strict):
     encryption: EncryptionModel | None = None  # what `drkit sync` stores here is age-encrypted
     offsite: bool = False  # another site (s3 repositories count as off-site anyway): 3-2-1
     sign_key: SecretRef | None = None  # HMAC-SHA256 key: manifests and sets signed and checked
+    # s3 (docs/offsite.md): how objects are stored there and how long they must stay
+    storage_class: _READABLE | None = None
+    lifecycle: LifecycleModel | None = None
+    min_retention: Duration | None = None
+    object_lock: ObjectLockModel | None = None
+    archive_restore: ArchiveRestoreModel = ArchiveRestoreModel()
+
+    @field_validator("storage_class", mode="before")
+    @classmethod
+    def _readable(cls, value: object) -> object:
+        if value in ("GLACIER", "DEEP_ARCHIVE"):
+            raise ValueError(
+                f"{value} is an archive tier: nothing written there can be read without a restore "
+                "request (manifests included); write STANDARD_IA and reach the archive with "
+                f"`lifecycle: {{transitions: [{{after: 90d, storage_class: {value}}}]}}`"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _s3_only(self) -> RepositoryModel:
+        if self.type != "s3":
+            given = [k for k in ("storage_class", "lifecycle", "object_lock") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for repositories of type s3")
+        return self
 
 
 class ExpectModel(Strict):

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from drkit.domain.checks import IntegrityCheck
+from drkit.domain.storage_policy import StoragePolicy
 
 
 class WalMode(StrEnum):
@@ -236,6 +237,7 @@ class RepositorySpec:
     offsite: bool = False
     sign_key: str | None = None  # HMAC key for manifests and sets (resolved secret)
     sign_key_ref: str | None = None  # how it is referenced (set even when it could not be read)
+    storage: StoragePolicy = field(default_factory=StoragePolicy)  # s3: class, lifecycle, lock
 
     @property
     def is_offsite(self) -> bool:

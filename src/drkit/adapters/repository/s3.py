@@ -26,6 +26,7 @@ import uuid
 from datetime import UTC
 
 from drkit.adapters.repository.port import Entry, Stray, StrayKind
+from drkit.adapters.s3.archive import Notice, Thaw, folder_batch, is_archived_error, stderr_notice
 from drkit.adapters.s3.client import (
     MIB,
     S3Endpoint,
@@ -35,8 +36,10 @@ from drkit.adapters.s3.client import (
     s3_errors,
     transfer_config,
 )
+from drkit.adapters.s3.tiering import put_args
 from drkit.domain.errors import ConfigError, RepositoryError
 from drkit.domain.stack import RepositorySpec
+from drkit.infra.clock import Clock
 
 SINGLE_PUT_LIMIT = 64 * MIB  # above this, multipart (boto3's TransferConfig)
 CONDITIONAL_UNSUPPORTED = frozenset({"NotImplemented", "501"})
@@ -44,7 +47,14 @@ PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalReques
 
 
 class S3Repository:
-    def __init__(self, spec: RepositorySpec, *, max_attempts: int = 5) -> None:
+    def __init__(
+        self,
+        spec: RepositorySpec,
+        *,
+        max_attempts: int = 5,
+        clock: Clock | None = None,
+        notice: Notice = stderr_notice,
+    ) -> None:
         if not spec.endpoint:
             raise ConfigError(f"repository {spec.name!r}: type s3 needs an endpoint (http://host:port)")
         if not spec.bucket:
@@ -59,6 +69,9 @@ class S3Repository:
             max_attempts=max_attempts,
         )
         self.client = make_client(self.endpoint)
+        self.spec = spec
+        self.storage = spec.storage  # storage class, archive tier, lock (docs/offsite.md)
+        self.clock, self.notice = clock, notice
 
     @property
     def location(self) -> str:
@@ -79,11 +92,14 @@ class S3Repository:
         if not overwrite and self.exists(key):
             raise FileExistsError(f"{key} already exists in {self.location}")
         with s3_errors(self.endpoint, f"writing {key}", RepositoryError):
+            extra = put_args(self.storage, key)
             if len(data) > SINGLE_PUT_LIMIT:
-                self.client.upload_fileobj(io.BytesIO(data), self.bucket, full, Config=transfer_config())
+                self.client.upload_fileobj(
+                    io.BytesIO(data), self.bucket, full, ExtraArgs=extra or None, Config=transfer_config()
+                )
                 return
             if overwrite:
-                self.client.put_object(Bucket=self.bucket, Key=full, Body=data)
+                self.client.put_object(Bucket=self.bucket, Key=full, Body=data, **extra)
                 return
             self._put_if_absent(key, full, data)
 
@@ -91,7 +107,9 @@ class S3Repository:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.put_object(Bucket=self.bucket, Key=full, Body=data, IfNoneMatch="*")
+            self.client.put_object(
+                Bucket=self.bucket, Key=full, Body=data, IfNoneMatch="*", **put_args(self.storage, key)
+            )
         except ClientError as exc:
             code = error_code(exc)
             if code in PRECONDITION_FAILED:
@@ -99,7 +117,7 @@ class S3Repository:
             if code not in CONDITIONAL_UNSUPPORTED:
                 raise
             # An older server without conditional writes: the HEAD above is all we can do.
-            self.client.put_object(Bucket=self.bucket, Key=full, Body=data)
+            self.client.put_object(Bucket=self.bucket, Key=full, Body=data, **put_args(self.storage, key))
 
     def get(self, key: str) -> bytes:
         from botocore.exceptions import ClientError
@@ -109,14 +127,31 @@ class S3Repository:
             try:
                 response = self.client.get_object(Bucket=self.bucket, Key=full)
             except ClientError as exc:
-                if self._absent(exc):
+                if is_archived_error(exc):  # in GLACIER / DEEP_ARCHIVE: request its restore, wait
+                    self._thaw_for(key, full)
+                    response = self.client.get_object(Bucket=self.bucket, Key=full)
+                elif self._absent(exc):
                     raise FileNotFoundError(f"{key} is not in {self.location}") from exc
-                raise
+                else:
+                    raise
             body = response["Body"]
             try:
                 return body.read()
             finally:
                 body.close()
+
+    def _thaw_for(self, key: str, full: str) -> None:
+        """`key` is in an archive tier: restore it and the archived objects a restore reads
+        after it (its folder, from it on), all at once, and wait until they are readable."""
+        settings = self.storage.archive_restore
+        if not settings.automatic:
+            raise RepositoryError(
+                f"{key} is in the archive tier of {self.location}: nothing reads it before its restore",
+                hint="drkit offsite retrieve (requests the restore and waits), then run this again",
+            )
+        batch = folder_batch(self.client, self.bucket, full)
+        Thaw(self.client, self.bucket, self.endpoint, settings, clock=self.clock, notice=self.notice,
+             where=self.location).run(batch)  # fmt: skip
 
     def _head(self, key: str) -> int | None:
         """The blob's size, or None when it does not exist."""

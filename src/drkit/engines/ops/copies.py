@@ -5,13 +5,14 @@ them off-site (a repository marked `offsite: true`, or an S3 bucket).
 `count_copies` decides from plain facts (pure, unit-tested); `copies(ws)` gathers them from
 the repositories: a copy is complete where the backup's manifest is (the commit point) and,
 in a repository with a sign_key, correctly signed (what `drkit verify --repo` accepts).
-`drkit status` shows the result.
+A copy is immutable where the repository's Object Lock was proven on a canary by the last
+`drkit sync` or `drkit offsite prove` (within two days). `drkit status` shows the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from drkit.adapters.repository import open_repository
 from drkit.domain.stack import RepositorySpec
@@ -19,6 +20,7 @@ from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.choose import newest
 from drkit.engines.core.signing import with_signing
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.ops.offsite import proven_immutable
 
 MIN_COPIES = 3  # the live data counts as one
 MIN_MEDIA = 2
@@ -32,6 +34,7 @@ class ServiceCopies:
     copies: int  # complete copies, counting the live data
     repositories: tuple[str, ...]  # those holding a complete copy
     offsite: tuple[str, ...]  # of them, the off-site ones
+    immutable: tuple[str, ...] = ()  # of them, those whose Object Lock was proven (docs/offsite.md)
 
     @property
     def rule_321(self) -> bool:
@@ -80,4 +83,6 @@ def copies(ws: Workspace) -> list[ServiceCopies]:
                 chosen = newest(complete, now)
                 newest_ids[svc] = chosen.backup_id if chosen else None
         holdings[name] = held
-    return count_copies(newest_ids, holdings, stack.repositories)
+    counted = count_copies(newest_ids, holdings, stack.repositories)
+    locked = {n for n, r in stack.repositories.items() if r.storage.object_lock and proven_immutable(ws, n)}
+    return [replace(c, immutable=tuple(n for n in c.repositories if n in locked)) for c in counted]

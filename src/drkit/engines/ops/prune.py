@@ -17,6 +17,7 @@ exist: the operator's explicit way past, once they have looked.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.errors import ChecksFailed, RepositoryError, UsageError
@@ -31,6 +32,7 @@ from drkit.engines.ops.keep import pinned_reason
 from drkit.engines.ops.leftovers import Leftover, describe_leftovers, sweep_leftovers
 from drkit.engines.ops.object_gc import BucketSweep, plan_sweep, sweep, sweep_run_id
 from drkit.engines.ops.retention_policy import BackupFact, Facts, Plan, Policy, SetFact, WalSpan, decide
+from drkit.engines.postgres.wal.archive import SUFFIXES as WAL_SUFFIXES
 from drkit.engines.postgres.wal.archive import WalArchive
 from drkit.engines.redis import backup as redis_backup
 from drkit.engines.search import backup as search_backup
@@ -216,7 +218,29 @@ def plan_service(
     unkept_sets: frozenset[str] = frozenset(),
     force_skip: frozenset[str] = frozenset(),
 ) -> Plan:
-    return decide(gather(ws, service, unkept_sets, force_skip), policy_of(service), ws.clock.now())
+    floor = ws.stack.repositories[ws.stack.primary_repository].storage.retention_floor
+    policy = replace(policy_of(service), floor=floor)
+    facts = _recent_wal(ws, service, gather(ws, service, unkept_sets, force_skip), floor)
+    return decide(facts, policy, ws.clock.now())
+
+
+def _recent_wal(ws: Workspace, service: Service, facts: Facts, floor: timedelta | None) -> Facts:
+    """The WAL archived within the repository's minimum retention (Object Lock keeps it there)."""
+    if floor is None or not facts.wal:
+        return facts
+    since = ws.clock.now() - floor
+    prefix = WalArchive(ws.repo, ws.stack.name, service.name, ws.codec).prefix
+    recent = {_wal_name(e.key) for e in ws.repo.entries(prefix) if e.modified > since}
+    return replace(facts, wal_recent=frozenset(n for n in facts.wal if n in recent))
+
+
+def _wal_name(key: str) -> str:
+    """The WAL file name a key of the archive stores (stored suffixes, a sidecar's stripped)."""
+    base = key.rsplit("/", 1)[-1].removesuffix(".sha256")
+    for suffix in WAL_SUFFIXES[::-1]:
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
 
 
 def carry_out(ws: Workspace, plan: Plan) -> None:

@@ -62,6 +62,7 @@ class SetFact:
 class Policy:
     retention: Retention
     wal_retention: timedelta | None = None  # None: the service has no WAL archive
+    floor: timedelta | None = None  # the repository's minimum retention / Object Lock: nothing younger goes
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Facts:
     sets: tuple[SetFact, ...] = ()
     wal: tuple[str, ...] = ()  # archived WAL file names (segments, partials, labels, histories)
     wal_segment_size: int = DEFAULT_SEGMENT_SIZE
+    wal_recent: frozenset[str] = frozenset()  # WAL archived within the policy's floor
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,13 @@ class Plan:
 def decide(facts: Facts, policy: Policy, now: datetime) -> Plan:
     anchor = window_anchor(facts.backups, policy.wal_retention, now)
     reasons = _reasons(facts, policy, anchor)
+    if policy.floor is not None:  # the repository keeps everything younger (docs/offsite.md)
+        days = f"{policy.floor.total_seconds() / 86400:g} days"
+        for b in facts.backups:
+            if b.finished_at > now - policy.floor:
+                until = b.finished_at + policy.floor
+                why = f"younger than the repository's min_retention ({days}): it stays until {until:%Y-%m-%d}"
+                reasons.setdefault(b.backup_id, []).append(Decision(b.backup_id, "min_retention", why))
     newest_first = sorted(facts.backups, key=lambda b: (b.finished_at, b.backup_id), reverse=True)
     kept = tuple(reasons[b.backup_id][0] for b in newest_first if b.backup_id in reasons)
     unkept = _unkept_rule(policy.retention)
@@ -240,6 +249,8 @@ def _wal(
     for name in facts.wal:
         number = segment_number(name, facts.wal_segment_size)
         if number is None or number >= opens or any(lo <= number <= hi for lo, hi in ranges):
+            continue
+        if name in facts.wal_recent:  # within the repository's minimum retention
             continue
         drop.append((number, name))
     drop.sort()

@@ -10,6 +10,7 @@ sets as facts): a kill in between leaves backups no set needs, which the next pr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from drkit.domain.errors import RepositoryError
 from drkit.domain.sets import RestoreSet
@@ -45,8 +46,15 @@ class SetPlan:
         }
 
 
-def decide_sets(sets: list[RestoreSet], retention: Retention) -> SetPlan:
-    """A pure decision: each kept set with the first rule that keeps it."""
+def decide_sets(
+    sets: list[RestoreSet],
+    retention: Retention,
+    *,
+    floor: timedelta | None = None,
+    now: datetime | None = None,
+) -> SetPlan:
+    """A pure decision: each kept set with the first rule that keeps it. `floor`: the
+    repository's minimum retention (docs/offsite.md): a set younger than it stays."""
     facts = [BackupFact(s.set_id, "set", s.created_at, False, None) for s in sets]
     newest_first = sorted(facts, key=lambda f: (f.finished_at, f.backup_id), reverse=True)
     reasons: dict[str, Decision] = {}
@@ -54,6 +62,11 @@ def decide_sets(sets: list[RestoreSet], retention: Retention) -> SetPlan:
         reasons[newest_first[0].backup_id] = Decision(newest_first[0].backup_id, "newest", "the newest set")
     for fact, rule, why in gfs(newest_first, retention):
         reasons.setdefault(fact.backup_id, Decision(fact.backup_id, rule, why))
+    if floor is not None and now is not None:
+        why = f"younger than the repository's min_retention ({floor.total_seconds() / 86400:g} days)"
+        for fact in newest_first:
+            if fact.finished_at > now - floor:
+                reasons.setdefault(fact.backup_id, Decision(fact.backup_id, "min_retention", why))
     keep = tuple(reasons[f.backup_id] for f in newest_first if f.backup_id in reasons)
     why = (
         f"outside the sets' retention (keep_last {retention.keep_last or 0}, keep_daily "
@@ -69,11 +82,12 @@ def prune_sets(ws: Workspace, *, dry_run: bool) -> SetPlan:
     """Plan (and unless `dry_run`, remove) the sets the retention no longer keeps. A set that
     cannot be read stops everything: deleting backups without knowing what it needs could
     break it."""
+    floor = ws.stack.repositories[ws.stack.primary_repository].storage.retention_floor
     if dry_run:
-        plan = decide_sets(_sets(ws), ws.stack.set_retention)
+        plan = decide_sets(_sets(ws), ws.stack.set_retention, floor=floor, now=ws.clock.now())
         return SetPlan(plan.keep, plan.drop, leftovers=_leftovers(ws, dry_run=True))
     with locks.exclusive(ws.lock_dir, SET_LOCK, "prune"):
-        plan = decide_sets(_sets(ws), ws.stack.set_retention)
+        plan = decide_sets(_sets(ws), ws.stack.set_retention, floor=floor, now=ws.clock.now())
         for doomed in plan.drop:
             key = set_key(ws.stack.name, doomed.name)
             ws.repo.delete(key)

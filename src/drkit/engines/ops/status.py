@@ -60,6 +60,8 @@ def copies_probe(ws: Workspace) -> CopiesProbe:
         error = str(exc)
         return lambda _ws, _service: {"error": error}
 
+    locking = any(r.storage.object_lock for r in ws.stack.repositories.values())
+
     def probe(_ws: Workspace, service: Service) -> Mapping[str, Any]:
         c = found.get(service.name)
         if c is None or c.backup_id is None:
@@ -69,6 +71,7 @@ def copies_probe(ws: Workspace) -> CopiesProbe:
             "repositories": len(c.repositories),
             "offsite": len(c.offsite),
             "rule_321": c.rule_321,
+            **({"immutable": len(c.immutable)} if locking else {}),  # Object Lock proven (docs/offsite.md)
         }
 
     return probe

@@ -29,7 +29,7 @@ from drkit.adapters.repository import open_repository
 from drkit.adapters.repository.codec import decrypt, encrypt, is_encrypted, sha256
 from drkit.adapters.repository.port import Entry, Repository
 from drkit.domain.backup import MANIFEST_NAME, Manifest, StoredFile
-from drkit.domain.errors import ConfigError, IntegrityError, RepositoryError, UsageError
+from drkit.domain.errors import ConfigError, DrkitError, IntegrityError, RepositoryError, UsageError
 from drkit.domain.stack import Encryption, RepositorySpec
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, backups_prefix, journals_prefix, lock_name
@@ -43,6 +43,7 @@ from drkit.engines.core.signing import (
     with_signing,
 )
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.ops.offsite import prove
 from drkit.infra import locks
 from drkit.infra.hold import hold
 
@@ -62,6 +63,9 @@ class SyncReport:
     not_copied: list[str] = field(default_factory=list)  # damaged at the source: "service/id: why"
     not_files: list[str] = field(default_factory=list)  # links, fifos at the source: never copied
     seconds: float = 0.0
+    storage_class: str | None = None  # what S3 stores each object there as (None: its default)
+    immutable: bool | None = None  # proven on a canary this run (None: no object_lock there)
+    lock: dict[str, Any] | None = None  # the canary proof (docs/offsite.md)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -181,8 +185,22 @@ def sync_to(ws: Workspace, spec: RepositorySpec) -> SyncReport:
     run.mirror(journals_prefix(stack))
     # Links and special files are not blobs: never listed, so never copied; named here.
     report.not_files = [f"{s.key}: {s.detail}" for s in ws.repo.strays(f"{stack}/") if not s.kind.leftover]
+    report.storage_class = spec.storage.storage_class
+    if spec.storage.object_lock is not None:  # immutable only once the server proved it
+        _prove_lock(ws, spec, report)
     report.seconds = ws.clock.monotonic() - started
     return report
+
+
+def _prove_lock(ws: Workspace, spec: RepositorySpec, report: SyncReport) -> None:
+    try:
+        _name, proof = prove(ws, spec.name)
+    except DrkitError as exc:
+        report.immutable = False
+        report.lock = {"verdict": "failed", "immutable": False, "detail": exc.message}
+        return
+    report.immutable = proof.immutable
+    report.lock = proof.to_dict()
 
 
 def _require_signed_source(ws: Workspace, dst: SigningRepository, name: str) -> None:
