@@ -233,7 +233,13 @@ host replication replicator 10.200.0.0/24 scram-sha-256
 
 
 def make_pair(
-    root: Path, net: Net, *, rpo: str = "5s", window: str = "3s", synchronous: bool = False
+    root: Path,
+    net: Net,
+    *,
+    rpo: str = "5s",
+    window: str = "3s",
+    synchronous: bool = False,
+    checksums: bool = True,
 ) -> Pair:
     """initdb and start the primary (p1) in its namespace, write stack.yaml, start pgbouncer
     in the client namespace; the standby is built by `drkit replica init pg2`."""
@@ -256,7 +262,7 @@ def make_pair(
             str(pair.data_dir("p1")),
             "-U",
             "postgres",
-            "--data-checksums",
+            *(["--data-checksums"] if checksums else []),
             "--auth=trust",
             "-E",
             "UTF8",

@@ -3,6 +3,7 @@ PostgreSQL in each, pgbouncer in front (client namespace), a continuous writer t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -82,13 +83,16 @@ def wait_rows(pair: Pair, host: str, at_least: int) -> None:
     )
 
 
-@pytest.mark.parametrize("pair", [{"synchronous": True}], indirect=True)
-def test_replica_init_streams_with_slot_and_passfile(pair: Pair) -> None:
+@pytest.mark.parametrize("pair", [{"synchronous": True, "checksums": False}], indirect=True)
+def test_replica_init_then_rewind_prerequisites_switchover_failover_and_rebuild(pair: Pair) -> None:
+    """A cluster without data checksums or wal_log_hints (pg_rewind cannot rewind it): `check`
+    says so; a switchover needs no rewind (a clean stop); after a failover the former primary
+    cannot be rewound: rejoin says how, and `--rebuild` copies it afresh (old data kept)."""
     status = pair.drkit("-o", "json", "replica", "status")
     assert status.code == 0, status.stderr
     data = status.json()
     members = {m["name"]: m for m in data["members"]}
-    assert data["primary"] == "postgres"
+    assert data["primary"] == "postgres" and data["warnings"] == []
     assert members["pg2"]["role"] == "standby"
     assert members["pg2"]["state"] == "streaming"
     assert members["pg2"]["slot_active"] is True
@@ -101,31 +105,86 @@ def test_replica_init_streams_with_slot_and_passfile(pair: Pair) -> None:
     assert (pair.data_dir("p2") / "standby.signal").exists()
     passfile = pair.root / "p2" / "pg2.replication.pgpass"
     assert passfile.stat().st_mode & 0o777 == 0o600
+    checks = {r["name"]: r for r in pair.drkit("-o", "json", "check").json()["results"]}
+    assert checks["postgres: pg_rewind"]["status"] == "warning"
+    assert "--rebuild" in checks["postgres: pg_rewind"]["detail"]
+    assert checks["replication:postgres"]["status"] == "ok"
+    assert checks["postgres: wal_sender_timeout"]["status"] == "ok"  # 3s, within the 3s window
+    # a switchover: no rewind needed after a clean stop, checksums or not
+    switched = pair.drkit("-o", "json", "switchover", "--to", "pg2")
+    assert switched.code == 0, switched.stdout + switched.stderr
+    steps = {st["name"]: st for st in switched.json()["steps"]}
+    assert "no rewind required" in steps["demote-old-primary"]["detail"], steps["demote-old-primary"]
+    assert "pg_rewind cannot rewind postgres" in steps["prepare"]["detail"]
+    # a failover back: pg2 stopped at once; rewinding it is not possible: rejoin says so
+    pair.query("p2", "insert into w (n) values (1)")
+    wait_rows(pair, "p1", 1)
+    pair.net.link("p2", "down")
+    back = pair.drkit("-o", "json", "failover", "--to", "postgres")
+    assert back.code == 0, back.stdout + back.stderr
+    pair.net.link("p2", "up")
+    refused = pair.drkit("replica", "rejoin", "pg2")
+    assert refused.code == 1 and "replica rejoin pg2 --rebuild" in refused.stderr, refused.stderr
+    rebuilt = pair.drkit("replica", "rejoin", "pg2", "--rebuild")
+    assert rebuilt.code == 0, rebuilt.stdout + rebuilt.stderr
+    assert pair.query("p2", "select pg_is_in_recovery()") is True
+    wait_rows(pair, "p2", 1)
+    kept = list((pair.root / "p2").glob("data.before-rebuild-*"))
+    assert len(kept) == 1 and (kept[0] / "PG_VERSION").exists()  # moved aside, never deleted
 
 
-def test_switchover_loses_no_acknowledged_transaction(pair: Pair) -> None:
+def test_switchover_loses_nothing_and_a_failed_demotion_leaves_clients_on_the_new_primary(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """restore_from_archive: true (the default). The old primary cannot start again after the
+    switch (its configuration broken while drkit holds before the demotion): the switchover
+    fails, yet clients already use the new primary, nothing acknowledged is lost, and
+    `replica rejoin` brings the old one back once it can start."""
+    holds = tmp_path / "holds"
+    holds.mkdir()
+    conf = pair.data_dir("p1") / "postgresql.conf"
+    good = conf.read_text()
     writer = Writer(pair.pooled)
     writer.start()
     try:
         wait_for(lambda: len(writer.acked) >= 50, timeout=60, what="the writer's first commits")
-        result = pair.drkit("-o", "json", "switchover", "--to", "pg2")
-        assert result.code == 0, result.stdout + result.stderr
+        env = {"DRKIT_TEST_HOLD": f"before-demote-old-primary:{holds}"}
+        proc = pair.popen_drkit("-o", "json", "switchover", "--to", "pg2", env=env)
+        wait_for((holds / "before-demote-old-primary.reached").exists, timeout=120, what="the demotion")
+        conf.write_text(good + "\nthis line is not a setting\n")
+        (holds / "before-demote-old-primary.release").touch()
+        out, err = proc.communicate(timeout=180)
         acked_at_switch = len(writer.acked)
         wait_for(lambda: len(writer.acked) >= acked_at_switch + 50, timeout=60, what="commits after")
     finally:
         writer.stop()
-    journal = result.json()
-    assert journal["verdict"] == "passed", journal
-    assert journal["measures"][0]["rpo_seconds"] == 0.0
+        conf.write_text(good)
+    assert proc.returncode == 1, out + err
+    journal = json.loads(out)
+    steps = {st["name"]: st for st in journal["steps"]}
+    assert [steps[n]["status"] for n in ("promote", "repoint", "resume-writers")] == ["succeeded"] * 3
+    assert steps["demote-old-primary"]["status"] == "failed"
+    assert "drkit replica rejoin postgres" in steps["demote-old-primary"]["detail"]
+    measure = journal["measures"][0]
+    assert measure["rpo_seconds"] == 0.0
     print(
-        f"\nswitchover: writers paused {journal['measures'][0]['rto_seconds']:.1f}s, "
+        f"\nswitchover: writers paused {measure['rto_seconds']:.2f}s, "
         f"{len(writer.acked)} commits acknowledged"
     )
+    # clients are on the new primary: pgbouncer's entry, and the writer's commits there
+    assert f"host={HOSTS['p2']} port={PORTS['p2']}" in (pair.root / "pgbouncer.ini").read_text()
+    assert writer.acked[-1].server == HOSTS["p2"]
     assert pair.query("p2", "select pg_is_in_recovery()") is False
     rows = pair.query("p2", "select count(*) from w")
     assert rows == len(writer.acked), (rows, len(writer.acked), writer.errors)
     assert not writer.missing_on(set(pair.rows("p2", "select n from w")), HOSTS["p1"])
-    # the old primary follows as a standby, streaming from the new one
+    status = pair.drkit("-o", "json", "replica", "status").json()
+    assert status["primary"] == "pg2"
+    assert {m["name"]: m["role"] for m in status["members"]}["postgres"] == "down"
+    # once it can start, rejoin makes it a standby (no rewind after its clean stop)
+    rejoin = pair.drkit("replica", "rejoin", "postgres")
+    assert rejoin.code == 0, rejoin.stdout + rejoin.stderr
+    assert "no rewind required" in rejoin.stdout
     assert pair.query("p1", "select pg_is_in_recovery()") is True
     state = pair.query("p2", "select state from pg_stat_replication where application_name = 'postgres'")
     assert state == "streaming"
@@ -192,12 +251,21 @@ def test_failover_after_link_cut_writer_continues(pair: Pair) -> None:
     pair.net.link("p1", "up")
     with pytest.raises(psycopg.OperationalError):
         pair.query("p1", "select 1")
+    # started again (a reboot, an operator), it comes back read-only: standby.signal
     assert (pair.data_dir("p1") / "standby.signal").exists()
+    pair.runtime("p1").start()
+    assert pair.query("p1", "select pg_is_in_recovery()") is True
+    # without it, two primaries: replica status says so, exit 3
+    pair.runtime("p1").stop()
+    (pair.data_dir("p1") / "standby.signal").unlink()
+    pair.runtime("p1").start()
+    split = pair.drkit("-o", "json", "replica", "status")
+    assert split.code == 3 and "split brain" in split.json()["warnings"][0], split.stdout + split.stderr
     # the other repoints: the env file and the hook name the new primary
     assert "POSTGRES_HOST=10.200.0.2\n" in (pair.root / "app.env").read_text()
     assert (pair.root / "hook.out").read_text() == "pg2 10.200.0.2"
-    # and it rejoins as a standby (pg_rewind, then streaming)
-    rejoin = pair.drkit("replica", "rejoin", "postgres")
+    # and it rejoins as a standby (--force: it runs as a primary; pg_rewind, then streaming)
+    rejoin = pair.drkit("replica", "rejoin", "postgres", "--force")
     assert rejoin.code == 0, rejoin.stdout + rejoin.stderr
     assert pair.query("p1", "select pg_is_in_recovery()") is True
     wait_rows(pair, "p1", present)

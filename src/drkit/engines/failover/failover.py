@@ -7,7 +7,7 @@ it accepts writes, then measure what was lost (engines/failover/loss.py)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from drkit.domain.errors import OperationError, UsageError
@@ -26,6 +26,7 @@ from drkit.engines.failover.positions import (
 )
 from drkit.engines.failover.repoint import repoint
 from drkit.engines.runbooks.model import Runbook, Step, StepContext, StepFailed, StepResult
+from drkit.infra.clock import Clock, SystemClock
 
 
 def choose(cluster: Cluster, old: Member, target: str | None, seen: dict[str, Probe]) -> Member:
@@ -68,14 +69,25 @@ class Evidence:
         return {"positions": [p.to_dict() for p in unique.values()]}
 
 
-def build(cluster: Cluster, target: str | None, *, force: bool, since: datetime | None = None) -> Runbook:
+def build(
+    cluster: Cluster,
+    target: str | None,
+    *,
+    force: bool,
+    since: datetime | None = None,
+    clock: Clock | None = None,
+) -> Runbook:
     policy = cluster.replication.failover
+    clock = clock or SystemClock()
+    looked = (clock.now(), clock.monotonic())
     seen = {m.name: probe(cluster, m, policy.probe_timeout) for m in cluster.replication.members}
     old = current_primary(cluster, seen)
+    # that look at the old primary, failed, is the confirmation's first probe
+    failed = looked if not seen[old.name].up else None
     new = choose(cluster, old, target, seen)
     rpo = cluster.service.rpo.total_seconds() if cluster.service.rpo else None
     max_lag = policy.max_lag if policy.max_lag is not None else rpo
-    evidence = Evidence(cluster, old, seen, datetime.now(UTC))
+    evidence = Evidence(cluster, old, seen, looked[0])
 
     def down(ctx: StepContext) -> StepResult:
         def is_up() -> bool:
@@ -83,7 +95,7 @@ def build(cluster: Cluster, target: str | None, *, force: bool, since: datetime 
             return probe(cluster, old, policy.probe_timeout).up
 
         first = confirm_down(
-            is_up, probes=policy.probes, window=policy.window, clock=ctx.ws.clock, say=ctx.say
+            is_up, probes=policy.probes, window=policy.window, clock=ctx.ws.clock, say=ctx.say, failed=failed
         )
         lost = since or first
         facts = {"lost_at": lost.isoformat(), "first_failed_probe": first.isoformat(), **evidence.facts()}

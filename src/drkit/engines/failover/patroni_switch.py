@@ -50,6 +50,11 @@ def _current(cluster: Cluster) -> tuple[PatroniMember | None, dict[str, PatroniM
     return seen.leader, {m.name: m for m in seen.members}
 
 
+def current_leader(cluster: Cluster) -> PatroniMember | None:
+    """Patroni's running leader now, or None."""
+    return _current(cluster)[0]
+
+
 def build_switchover(cluster: Cluster, target: str) -> Runbook:
     leader, members = _current(cluster)
     if leader is None:

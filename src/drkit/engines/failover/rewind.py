@@ -20,6 +20,7 @@ from drkit.domain.stack import Member
 from drkit.domain.wal import parse_history
 from drkit.engines.failover.cluster import Cluster, parse_lsn
 from drkit.engines.failover.standby import control_data, data_dir
+from drkit.engines.postgres.check import rewind_problem
 from drkit.infra.ownership import chown_tree
 from drkit.infra.proc import find_tool, run
 
@@ -28,13 +29,7 @@ REBUILD = "drkit replica rejoin {name} --rebuild"
 
 def prerequisites(checksums: bool, wal_log_hints: bool, name: str) -> str | None:
     """Why pg_rewind cannot rewind a member with these settings, or None."""
-    if checksums or wal_log_hints:
-        return None
-    return (
-        f"pg_rewind cannot rewind {name}: it has neither data checksums nor wal_log_hints = on "
-        f"(set wal_log_hints = on and restart it; until then a former primary comes back with "
-        f"`{REBUILD.format(name=name)}`, a fresh copy)"
-    )
+    return rewind_problem(name, checksums, wal_log_hints)
 
 
 def server_prerequisites(cluster: Cluster, member: Member) -> str | None:

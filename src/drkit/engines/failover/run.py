@@ -2,7 +2,8 @@
 measures. Failover: RTO from the primary's loss (the first failed probe, or --since) to a
 write committing on the new primary; RPO: the upper bound its measure-loss step found
 (engines/failover/loss.py), naming its evidence.
-Switchover: RTO is the writers' pause; RPO is zero when the catch-up held."""
+Switchover: RTO is the writers' pause; RPO is zero when the catch-up held. A switchover that
+failed is settled (engines/failover/settle.py): clients are left on a primary."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from drkit.domain.journal import Journal, RunKind, ServiceMeasure, StepStatus, V
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.failover.cluster import Cluster
 from drkit.engines.failover.failover import measure_loss
-from drkit.engines.failover.repoint import resume_writers
+from drkit.engines.failover.settle import settle
 from drkit.engines.runbooks.model import Runbook, Say
 from drkit.engines.runbooks.run import execute, new_journal, save
 
@@ -23,21 +24,8 @@ def run(ws: Workspace, cluster: Cluster, runbook: Runbook, *, say: Say, on_step:
     journal = new_journal(ws, runbook, RunKind.FAILOVER)
     done = execute(ws, runbook, journal, say=say, on_step=on_step)
     if runbook.scenario == "switchover":
-        done = _resume_if_paused(ws, cluster, done)
+        done = settle(ws, cluster, done)
     return finish(ws, cluster, done)
-
-
-def _resume_if_paused(ws: Workspace, cluster: Cluster, journal: Journal) -> Journal:
-    """A switchover that failed after pausing the writers resumes them (recorded)."""
-    paused = journal.step("pause-writers").status is StepStatus.SUCCEEDED
-    if not paused or journal.step("resume-writers").status is StepStatus.SUCCEEDED:
-        return journal
-    policy = cluster.replication.failover
-    try:
-        said = resume_writers(ws, policy.repoint, policy.pause)
-    except Exception as exc:  # recorded; the operator must resume them by hand
-        said = f"could not resume the writers: {exc}"
-    return replace(journal, error=f"{journal.error}; {said}")
 
 
 def finish(ws: Workspace, cluster: Cluster, journal: Journal) -> Journal:
