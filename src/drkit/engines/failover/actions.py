@@ -16,20 +16,20 @@ from drkit.infra.clock import Clock
 from drkit.infra.wait import wait_for
 
 
-def replayed_lsn(cluster: Cluster, member: Member) -> int:
-    found = scalar(cluster.dsn(member), "select pg_last_wal_replay_lsn()::text")
-    value = parse_lsn(found)
-    if value is None:
-        raise OperationError(f"{member.name} is not replaying WAL (not a standby?)")
-    return value
-
-
 def wait_replayed(cluster: Cluster, member: Member, lsn: int, timeout: float) -> int:
-    def reached() -> int | None:
-        got = replayed_lsn(cluster, member)
-        return got if got >= lsn else None
+    """Until the member replayed `lsn`: one connection, polled every 50 ms (writers may be
+    paused meanwhile)."""
+    with connect(cluster.dsn(member)) as conn:
 
-    return wait_for(reached, timeout=timeout, what=f"{member.name} to replay up to the primary's end")
+        def reached() -> int | None:
+            row = conn.execute("select pg_last_wal_replay_lsn()::text").fetchone()
+            got = parse_lsn(row[0] if row else None)
+            if got is None:
+                raise OperationError(f"{member.name} is not replaying WAL (not a standby?)")
+            return got if got >= lsn else None
+
+        what = f"{member.name} to replay up to the primary's end"
+        return wait_for(reached, timeout=timeout, what=what, max_interval=0.05)
 
 
 def promote(cluster: Cluster, member: Member, *, keep_sync: set[str]) -> None:
