@@ -15,7 +15,7 @@ from drkit.domain.errors import ConfigError, OperationError
 from drkit.engines.failover.cluster import Cluster, format_lsn, parse_lsn, sync_names
 from drkit.engines.failover.confirm import confirm_down
 from drkit.engines.failover.repoint import rewrite_pgbouncer_ini
-from drkit.engines.runbooks.model import StepContext, StepResult
+from drkit.engines.runbooks.model import Runbook, Step, StepContext, StepResult
 
 STACK = """\
 version: 1
@@ -191,3 +191,107 @@ def test_an_unverified_fence_refuses_without_force(tmp_path: Path, monkeypatch: 
     forced = _fence_step(tmp_path, force=True)
     assert "NOT verified" in forced.detail and forced.facts["fence_verified"] is False
     assert calls == [True, True]  # no standby reaches the old primary: stopped at once
+
+
+class FakeRuntime:
+    def __init__(self, events: list[str], name: str) -> None:
+        self.events, self.name = events, name
+
+    def start(self) -> None:
+        self.events.append(f"start {self.name}")
+
+
+def _failed_switchover(tmp_path: Path, failed: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], str]:
+    """run.run on a switchover whose step `failed` fails (the steps before it succeed)."""
+    from drkit.engines.failover import run, settle
+    from drkit.engines.failover.cluster import Probe
+    from tests.unit.test_runbook_engine import workspace
+
+    cluster = load(tmp_path, OFFLINE)
+    events: list[str] = []
+    names = [
+        "prepare",
+        "pause-writers",
+        "catch-up",
+        "stop-old-primary",
+        "promote",
+        "repoint",
+        "resume-writers",
+    ]
+
+    def step(name: str) -> Step:
+        def act(_ctx: StepContext) -> StepResult:
+            if name == failed:
+                raise OperationError(f"{name} broke")
+            events.append(name)
+            return StepResult(name, {"restore_command": "drkit wal-fetch %f %p"} if name == "prepare" else {})
+
+        return Step(name, name, act)
+
+    runbook = Runbook("switchover", tuple(step(n) for n in names), {"from": "postgres", "to": "pg2"})
+    promoted = names.index(failed) > names.index("promote")
+    monkeypatch.setattr(settle, "probe", lambda _c, m, *a: Probe(m.name, True, in_recovery=not promoted))
+    monkeypatch.setattr(Cluster, "runtime", lambda _self, m: FakeRuntime(events, m.name))
+    monkeypatch.setattr(
+        settle,
+        "_repoint",
+        lambda _ws, _c, new: events.append(f"repoint {new.name}") or f"clients repointed to {new.name}",
+    )
+    monkeypatch.setattr(
+        settle.actions, "resume_restoring", lambda _c, m, cmd: events.append(f"restore {cmd}")
+    )
+    monkeypatch.setattr(settle, "resume_writers", lambda *_a: events.append("resume") or "resumed")
+    journal = run.run(replace(workspace(tmp_path / "ws"), clock=FakeClock()), cluster, runbook, say=print)
+    return events, str(journal.error)
+
+
+def test_a_switchover_failed_before_the_promotion_starts_the_old_primary_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, error = _failed_switchover(tmp_path, "promote", monkeypatch)
+    assert events[-3:] == ["start postgres", "restore drkit wal-fetch %f %p", "resume"]
+    assert "postgres started again" in error
+
+
+def test_a_switchover_failed_after_the_promotion_leaves_clients_on_the_new_primary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, error = _failed_switchover(tmp_path, "repoint", monkeypatch)
+    assert "clients repointed to pg2" in error
+    assert events[-2:] == ["repoint pg2", "resume"]
+    assert "start postgres" not in events
+
+
+def test_one_primary_or_a_split_brain() -> None:
+    from drkit.engines.failover.checks import primaries_check
+
+    assert primaries_check("r", ["postgres"], []).status.value == "ok"
+    split = primaries_check("r", ["pg2", "postgres"], [])
+    assert split.status.value == "failed" and "split brain: pg2, postgres" in split.detail
+    assert primaries_check("r", [], ["postgres"]).status.value == "failed"
+
+
+def test_replica_status_warns_of_two_primaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drkit.engines.failover import status
+    from drkit.engines.failover.cluster import Probe
+
+    cluster = load(tmp_path, OFFLINE)
+    primary = {"postgres", "pg2"}
+    monkeypatch.setattr(status, "probe", lambda _c, m, *a: Probe(m.name, True, m.name not in primary, 1))
+    monkeypatch.setattr(status, "rows", lambda *_a: [])
+    _primary, members, warnings = status.replica_status(cluster)
+    assert [m.role for m in members] == ["primary", "primary", "standby"]
+    assert warnings and "split brain" in warnings[0]
+
+
+def test_check_advises_rewind_prerequisites_and_the_walsender_timeout() -> None:
+    from drkit.engines.postgres.check import check_rewind, check_sender_timeout
+
+    assert check_rewind("pg2", True, False).status.value == "ok"
+    assert check_rewind("pg2", False, True).status.value == "ok"
+    none = check_rewind("pg2", False, False)
+    assert none.status.value == "warning" and "replica rejoin pg2 --rebuild" in none.detail
+    assert check_sender_timeout("pg2", 5, 6).status.value == "ok"
+    slow = check_sender_timeout("pg2", 60, 6)  # PostgreSQL's default against a 6 s window
+    assert slow.status.value == "warning" and "wal_sender_timeout = '6s'" in slow.detail
+    assert check_sender_timeout("pg2", 0, 6).status.value == "warning"  # off: never notices

@@ -24,7 +24,7 @@ from drkit.engines.failover.positions import (
     looks,
     old_wal,
 )
-from drkit.engines.failover.repoint import repoint
+from drkit.engines.failover.repoint import repoint_all
 from drkit.engines.runbooks.model import Runbook, Step, StepContext, StepFailed, StepResult
 from drkit.infra.clock import Clock, SystemClock
 
@@ -108,25 +108,11 @@ def build(
         return _fence(ctx, cluster, old, new, evidence, force)
 
     def promote(ctx: StepContext) -> StepResult:
-        before = probe(cluster, new).lsn
-        actions.promote(cluster, new, keep_sync=set())
-        fork, kept = actions.recovery_end(cluster, new)
-        at = actions.write_check(cluster, new, ctx.ws.clock)
-        cluster.record_primary(new.name, at, "failover")
-        facts = {
-            "promoted_lsn": before,
-            "switchpoint": fork,
-            "kept_until": kept.isoformat() if kept else None,
-            "writable_at": at.isoformat(),
-        }
-        return StepResult(f"{new.name} promoted at {format_lsn(fork or before)}, accepts writes", facts)
+        return _promote(ctx, cluster, new)
 
     def point(ctx: StepContext) -> StepResult:
         host, port = cluster.host_port(new)
-        said = [
-            repoint(ctx.ws, r, name=new.name, host=host, port=port, failover=True) for r in policy.repoint
-        ]
-        return StepResult("; ".join(said) or "no repoint configured")
+        return StepResult(repoint_all(ctx.ws, policy.repoint, new.name, host, port, failover=True))
 
     def verify(ctx: StepContext) -> StepResult:
         at = actions.write_check(cluster, new, ctx.ws.clock)
@@ -164,6 +150,23 @@ def build(
         parameters={"service": cluster.service.name, "from": old.name, "to": new.name, "force": force},
         targets={"from": old.name, "to": new.name, "max_lag": _secs(max_lag)},
     )
+
+
+def _promote(ctx: StepContext, cluster: Cluster, new: Member) -> StepResult:
+    """pg_promote(); where the new timeline forked and the newest commit it kept (the RPO is
+    measured from them); a write commits."""
+    before = probe(cluster, new).lsn
+    actions.promote(cluster, new, keep_sync=set())
+    fork, kept = actions.recovery_end(cluster, new)
+    at = actions.write_check(cluster, new, ctx.ws.clock)
+    cluster.record_primary(new.name, at, "failover")
+    facts = {
+        "promoted_lsn": before,
+        "switchpoint": fork,
+        "kept_until": kept.isoformat() if kept else None,
+        "writable_at": at.isoformat(),
+    }
+    return StepResult(f"{new.name} promoted at {format_lsn(fork or before)}, accepts writes", facts)
 
 
 def _check(

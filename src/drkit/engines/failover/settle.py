@@ -16,7 +16,7 @@ from drkit.engines.core.workspace import Workspace
 from drkit.engines.failover import actions
 from drkit.engines.failover.cluster import Cluster, probe
 from drkit.engines.failover.patroni_switch import current_leader
-from drkit.engines.failover.repoint import repoint, resume_writers
+from drkit.engines.failover.repoint import repoint_all, resume_writers
 
 
 def settle(ws: Workspace, cluster: Cluster, journal: Journal) -> Journal:
@@ -27,7 +27,8 @@ def settle(ws: Workspace, cluster: Cluster, journal: Journal) -> Journal:
     notes: list[str] = []
     if journal.parameters.get("via") == "patroni":
         if "repoint" not in done:
-            notes.append(_try("repoint to Patroni's leader", lambda: _to_leader(ws, cluster)))
+            was = str(journal.parameters.get("from"))
+            notes.append(_try("repoint to Patroni's leader", lambda: _to_leader(ws, cluster, was)))
     else:
         old, new = (cluster.member(str(journal.parameters[k])) for k in ("from", "to"))
         notes += _direct(ws, cluster, done, facts, old, new)
@@ -64,11 +65,8 @@ def _start(cluster: Cluster, old: Member) -> str:
 
 def _repoint(ws: Workspace, cluster: Cluster, new: Member) -> str:
     host, port = cluster.host_port(new)
-    said = [
-        repoint(ws, r, name=new.name, host=host, port=port, failover=True)
-        for r in cluster.replication.failover.repoint
-    ]
-    return f"clients repointed to the new primary {new.name}: " + ("; ".join(said) or "nothing configured")
+    said = repoint_all(ws, cluster.replication.failover.repoint, new.name, host, port, failover=True)
+    return f"clients repointed to the new primary {new.name}: {said}"
 
 
 def _restoring(cluster: Cluster, member: Member, command: object) -> str:
@@ -78,17 +76,15 @@ def _restoring(cluster: Cluster, member: Member, command: object) -> str:
     return f"{member.name} fetches from the archive again"
 
 
-def _to_leader(ws: Workspace, cluster: Cluster) -> str:
+def _to_leader(ws: Workspace, cluster: Cluster, old: str) -> str:
     leader = current_leader(cluster)
     if leader is None:
         return "Patroni shows no leader: clients not repointed"
-    said = [
-        repoint(ws, r, name=leader.name, host=leader.host, port=leader.port, failover=True)
-        for r in cluster.replication.failover.repoint
-    ]
-    return f"clients repointed to Patroni's leader {leader.name}: " + (
-        "; ".join(said) or "nothing configured"
-    )
+    if leader.name == old:
+        return f"Patroni's leader is still {old}: clients stay"
+    repoints = cluster.replication.failover.repoint
+    said = repoint_all(ws, repoints, leader.name, leader.host, leader.port, failover=True)
+    return f"clients repointed to Patroni's leader {leader.name}: {said}"
 
 
 def _try(what: str, act: Callable[[], str]) -> str:

@@ -13,7 +13,7 @@ from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import Member
 from drkit.engines.failover import actions
 from drkit.engines.failover.cluster import Cluster, current_primary, format_lsn, probe
-from drkit.engines.failover.repoint import pause_writers, repoint, resume_writers
+from drkit.engines.failover.repoint import pause_writers, repoint_all, resume_writers
 from drkit.engines.failover.rewind import REBUILD, server_prerequisites
 from drkit.engines.failover.standby import shutdown_lsn
 from drkit.engines.runbooks.model import Runbook, Step, StepContext, StepResult
@@ -67,7 +67,8 @@ def build(cluster: Cluster, target: str, restore_command: str | None, *, timeout
         return StepResult(f"{new.name} promoted, accepts writes", {"writable_at": at.isoformat()})
 
     def point(ctx: StepContext) -> StepResult:
-        return StepResult(repoint_all(ctx, cluster, new, failover=False))
+        host, port = cluster.host_port(new)
+        return StepResult(repoint_all(ctx.ws, policy.repoint, new.name, host, port, failover=False))
 
     def resume(ctx: StepContext) -> StepResult:
         return StepResult(resume_writers(ctx.ws, policy.repoint, policy.pause))
@@ -114,15 +115,6 @@ def build(cluster: Cluster, target: str, restore_command: str | None, *, timeout
         parameters={"service": cluster.service.name, "from": old.name, "to": new.name},
         targets={"from": _where(cluster, old), "to": _where(cluster, new)},
     )
-
-
-def repoint_all(ctx: StepContext, cluster: Cluster, new: Member, *, failover: bool) -> str:
-    host, port = cluster.host_port(new)
-    policy = cluster.replication.failover
-    said = [
-        repoint(ctx.ws, r, name=new.name, host=host, port=port, failover=failover) for r in policy.repoint
-    ]
-    return "; ".join(said) or "no repoint configured"
 
 
 def _where(cluster: Cluster, member: Member) -> str:
