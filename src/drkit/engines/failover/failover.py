@@ -6,6 +6,7 @@ it accepts writes, then measure what was lost (engines/failover/loss.py)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -90,9 +91,12 @@ def build(
     evidence = Evidence(cluster, old, seen, looked[0])
 
     def down(ctx: StepContext) -> StepResult:
-        def is_up() -> bool:
-            evidence.look()
-            return probe(cluster, old, policy.probe_timeout).up
+        def is_up() -> bool:  # the standbys looked at while the primary is probed
+            with ThreadPoolExecutor(1) as pool:
+                looking = pool.submit(evidence.look)
+                up = probe(cluster, old, policy.probe_timeout).up
+                looking.result()
+            return up
 
         first = confirm_down(
             is_up, probes=policy.probes, window=policy.window, clock=ctx.ws.clock, say=ctx.say, failed=failed

@@ -47,13 +47,6 @@ class Position:
             "source": self.source,
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Position:
-        at = data.get("at")
-        return cls(
-            Lsn.parse(str(data["lsn"])).value, datetime.fromisoformat(at) if at else None, str(data["source"])
-        )
-
 
 @dataclass(frozen=True)
 class Candidate:

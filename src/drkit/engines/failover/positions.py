@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import psycopg
 
@@ -17,7 +16,7 @@ from drkit.adapters.postgres.client import connect
 from drkit.adapters.postgres.wal_tail import WalTail, read_tail
 from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Member
-from drkit.engines.failover.cluster import Cluster, parse_lsn
+from drkit.engines.failover.cluster import Cluster, parse_lsn, unreachable
 from drkit.engines.failover.loss import Candidate, Position
 from drkit.engines.failover.standby import data_dir_here
 
@@ -40,39 +39,11 @@ class StandbyView:
     primary_end: Position | None  # the primary's WAL end, as it last reported it
     heard_at: datetime | None  # when the standby last heard from the primary (its clock)
 
-    def to_dict(self) -> dict[str, Any]:
-        c = self.candidate
-        return {
-            "member": self.member,
-            "received": c.received,
-            "replayed": c.replayed,
-            "last_commit": c.last_commit.isoformat() if c.last_commit else None,
-            "receiving": c.receiving,
-            "latency": c.latency,
-            "primary_end": self.primary_end.to_dict() if self.primary_end else None,
-            "heard_at": self.heard_at.isoformat() if self.heard_at else None,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StandbyView:
-        last, heard, end = d.get("last_commit"), d.get("heard_at"), d.get("primary_end")
-        candidate = Candidate(
-            d.get("received"),
-            d.get("replayed"),
-            datetime.fromisoformat(last) if last else None,
-            bool(d.get("receiving")),
-            d.get("latency"),
-        )
-        return cls(
-            str(d["member"]),
-            candidate,
-            Position.from_dict(end) if end else None,
-            datetime.fromisoformat(heard) if heard else None,
-        )
-
 
 def look(cluster: Cluster, member: Member, timeout: float) -> StandbyView | None:
     """The standby's view, or None when it does not answer or is not a standby."""
+    if unreachable(cluster, member, timeout):  # libpq waits 2 s at least
+        return None
     dsn = cluster.dsn(member, connect_timeout=max(2, round(timeout)))
     try:
         with connect(dsn) as conn:
