@@ -31,6 +31,7 @@ def _summary(name: str, values: list[float]) -> str:
     )
 
 
+@pytest.mark.timeout(600 + 120 * RUNS)
 def test_failover_and_switchover_figures(pair: Pair) -> None:  # noqa: F811 (the fixture)
     writer = Writer(pair.pooled, deadline=3600, limit=10**7)
     writer.start()
