@@ -10,7 +10,7 @@ DEB_PACKAGES := postgresql-15 postgresql-client-15 redis-server redis-tools pgba
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INSTALL_MODE ?= -e
 
-.PHONY: demo test deps system-deps venv lint typecheck layers unit integration bench clean
+.PHONY: demo test deps system-deps venv lint typecheck layers unit integration bench clean failover-soak failover-figures
 
 demo: deps
 	$(VENV)/bin/drkit demo
@@ -55,6 +55,17 @@ integration: deps
 
 bench: deps
 	$(PY) bench/base_backup.py
+
+# Not part of `make test`. The failover and Patroni namespace tests RUNS times in a row with
+# every CPU kept busy; then the failover figures (RTO median/worst, switchover pause, RPO
+# against the real loss) over FIGURES runs. Both need root (ip netns).
+RUNS ?= 5
+FIGURES ?= 10
+failover-soak: deps
+	$(PY) tests/soak/failover_soak.py --runs $(RUNS)
+
+failover-figures: deps
+	DRKIT_FIGURES=$(FIGURES) $(PY) -m pytest -q -s -p no:cacheprovider tests/integration/test_failover_figures.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

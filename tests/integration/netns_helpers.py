@@ -12,8 +12,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import yaml
@@ -100,6 +101,31 @@ class Net:
         ip("link", "set", f"to-{host}", state, ns=self.ns("sw"))
         ip("link", "set", "eth0", state, ns=self.ns(host))
 
+    def throttle(self, host: str, rate: str) -> None:
+        """Slow what the switch sends to `host` to `rate` (tc tbf; queued at most 200 ms, so
+        small requests still get through while a bulk stream backs off)."""
+        tc = ["tc", "qdisc", "replace", "dev", f"to-{host}", "root", "tbf"]
+        subprocess.run(
+            ["ip", "netns", "exec", self.ns("sw"), *tc, "rate", rate, "burst", "4kb", "latency", "200ms"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+    def unthrottle(self, host: str) -> None:
+        subprocess.run(
+            ["ip", "netns", "exec", self.ns("sw"), "tc", "qdisc", "del", "dev", f"to-{host}", "root"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+
+    def answers(self, client: str, address: str, port: int) -> bool:
+        """Whether `address:port` accepts a TCP connection from host `client`'s namespace."""
+        probe = f"import socket; socket.create_connection(({address!r}, {port}), timeout=1).close()"
+        argv = ["ip", "netns", "exec", self.ns(client), sys.executable, "-c", probe]
+        return subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode == 0
+
     def down(self) -> None:
         for name in reversed(self.created):
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30, check=False)
@@ -143,9 +169,9 @@ class Pair:
     def drkit(self, *args: str, timeout: float = 180) -> CliResult:
         return drkit_in(self.net.ns("c"), self.config, args, {"DRKIT_TEST_REPL_PW": REPL_PW}, timeout)
 
-    def popen_drkit(self, *args: str) -> subprocess.Popen[str]:
+    def popen_drkit(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         argv = drkit_argv_in(self.net.ns("c"), self.config, args)
-        env = {**os.environ, "DRKIT_TEST_REPL_PW": REPL_PW, "COLUMNS": "200"}
+        env = {**os.environ, "DRKIT_TEST_REPL_PW": REPL_PW, "COLUMNS": "200", **(env or {})}
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def query(self, host: str, sql: str) -> Any:
@@ -195,7 +221,7 @@ max_wal_senders = 10
 max_replication_slots = 10
 wal_keep_size = '64MB'
 wal_sender_timeout = '3s'
-wal_receiver_timeout = '5s'
+wal_receiver_timeout = '60s'
 shared_buffers = '32MB'
 max_connections = 40
 fsync = on
@@ -207,7 +233,13 @@ host replication replicator 10.200.0.0/24 scram-sha-256
 
 
 def make_pair(
-    root: Path, net: Net, *, rpo: str = "5s", window: str = "3s", synchronous: bool = False
+    root: Path,
+    net: Net,
+    *,
+    rpo: str = "5s",
+    window: str = "3s",
+    synchronous: bool = False,
+    checksums: bool = True,
 ) -> Pair:
     """initdb and start the primary (p1) in its namespace, write stack.yaml, start pgbouncer
     in the client namespace; the standby is built by `drkit replica init pg2`."""
@@ -230,7 +262,7 @@ def make_pair(
             str(pair.data_dir("p1")),
             "-U",
             "postgres",
-            "--data-checksums",
+            *(["--data-checksums"] if checksums else []),
             "--auth=trust",
             "-E",
             "UTF8",
@@ -342,29 +374,36 @@ def _pgbouncer(pair: Pair) -> None:
     wait_for((pair.root / "pgb" / ".s.PGSQL.6432").exists, timeout=20, what="pgbouncer's socket")
 
 
+class Ack(NamedTuple):
+    n: int
+    at: float  # time.time() when the acknowledgement came (the client's clock)
+    server: str  # the address of the server that acknowledged it
+    inserted_at: datetime  # the server's clock_timestamp() in the insert: before its commit
+
+
 class Writer(threading.Thread):
     """Inserts rows through pgbouncer until stopped, the deadline or `limit` rows; counts the
-    commits acknowledged (and when each came)."""
+    commits acknowledged (which server, when, and the server's time inside each)."""
 
-    def __init__(self, dsn: str, *, deadline: float = 90, limit: int = 20000) -> None:
+    def __init__(self, dsn: str, *, deadline: float = 180, limit: int = 50000) -> None:
         super().__init__(daemon=True)
         self.dsn, self.deadline, self.limit = dsn, time.monotonic() + deadline, limit
-        self.acked: list[tuple[int, float, str]] = []  # (n, time.time(), server address)
+        self.acked: list[Ack] = []
         self.errors = 0
         self.halt = threading.Event()
 
     def run(self) -> None:
         n = 0
         conn: psycopg.Connection[Any] | None = None
+        sql = "insert into w (n) values (%s) returning host(inet_server_addr()), at"
         while not self.halt.is_set() and time.monotonic() < self.deadline and n < self.limit:
             try:
                 if conn is None:
                     conn = psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None)
-                row = conn.execute(
-                    "insert into w (n) values (%s) returning host(inet_server_addr())", (n + 1,)
-                ).fetchone()
+                row = conn.execute(sql, (n + 1,)).fetchone()
                 n += 1
-                self.acked.append((n, time.time(), str(row[0] if row else "")))
+                if row is not None:
+                    self.acked.append(Ack(n, time.time(), str(row[0]), row[1]))
             except psycopg.errors.UniqueViolation:
                 n += 1  # that row committed, its acknowledgement was lost: not counted
             except psycopg.Error:
@@ -382,7 +421,11 @@ class Writer(threading.Thread):
 
     def first_ack_on(self, server: str) -> float | None:
         """When the first commit acknowledged by `server` (an address) came."""
-        return next((at for _n, at, addr in self.acked if addr == server), None)
+        return next((a.at for a in self.acked if a.server == server), None)
+
+    def missing_on(self, present: set[int], server: str) -> list[Ack]:
+        """The commits `server` acknowledged whose rows are not in `present`."""
+        return [a for a in self.acked if a.server == server and a.n not in present]
 
 
 def os_user_exists() -> bool:

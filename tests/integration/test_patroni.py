@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,9 +49,14 @@ def pc() -> Iterator[PatroniCluster]:
 
 
 def test_replica_status_and_check_read_patronis_view(pc: PatroniCluster) -> None:
-    status = pc.drkit("-o", "json", "replica", "status")
-    assert status.code == 0, status.stdout + status.stderr
-    data = status.json()
+    def caught_up() -> dict[str, Any] | None:
+        status = pc.drkit("-o", "json", "replica", "status")
+        assert status.code == 0, status.stdout + status.stderr
+        found: dict[str, Any] = status.json()
+        replicas = [m for m in found["members"] if m["name"] != found["leader"]]
+        return found if all(m["lag_bytes"] == 0 for m in replicas) else None  # a checkpoint lags a moment
+
+    data = wait_for(caught_up, timeout=60, what="drkit to show the replicas caught up")
     assert data["via"] == "patroni"
     assert data["leader"] == pc.leader()
     assert data["timeline"] == 1

@@ -1,8 +1,10 @@
 """Failover's decisions without servers: the replication config, the probes over a window
-(a blip does not trigger), the lag against the RPO, pgbouncer's ini rewrite."""
+(a blip does not trigger), pgbouncer's ini rewrite, the fence refused without --force.
+(The lag and the RPO bound: test_failover_loss.py.)"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,9 +13,9 @@ import pytest
 from drkit.config.loader import load_stack
 from drkit.domain.errors import ConfigError, OperationError
 from drkit.engines.failover.cluster import Cluster, format_lsn, parse_lsn, sync_names
-from drkit.engines.failover.confirm import Lag, check_lag, confirm_down
+from drkit.engines.failover.confirm import confirm_down
 from drkit.engines.failover.repoint import rewrite_pgbouncer_ini
-from drkit.engines.runbooks.model import StepContext, StepResult
+from drkit.engines.runbooks.model import Runbook, Step, StepContext, StepResult
 
 STACK = """\
 version: 1
@@ -113,19 +115,6 @@ def test_a_one_probe_blip_does_not_trigger() -> None:
         confirm_down(lambda: next(answers), probes=3, window=6.0, clock=clock, say=lambda _m: None)
 
 
-def test_lag_against_the_rpo() -> None:
-    caught_up = Lag("0/3000000", "0/3000000", 0.0, None)
-    assert "0.0s behind" in check_lag(caught_up, 5.0, force=False)
-    behind = Lag("0/5000000", "0/3000000", 12.5, 1.0)
-    with pytest.raises(OperationError, match="12.5s behind, beyond the 5s RPO target"):
-        check_lag(behind, 5.0, force=False)
-    assert "forced" in check_lag(behind, 5.0, force=True)
-    unknown = Lag("0/5000000", "0/3000000", float("inf"), None)
-    with pytest.raises(OperationError, match="unknown time"):
-        check_lag(unknown, 5.0, force=False)
-    assert "behind" in check_lag(behind, None, force=False)  # no target: no limit
-
-
 def test_lsn_round_trip() -> None:
     assert parse_lsn("1/A0") == (1 << 32) + 0xA0
     assert format_lsn(parse_lsn("16/B374D848")) == "16/B374D848"
@@ -160,21 +149,149 @@ OFFLINE = (
 
 def _fence_step(tmp_path: Path, *, force: bool) -> StepResult:
     from drkit.engines.failover.failover import build
+    from tests.unit.test_runbook_engine import workspace
 
     cluster = load(tmp_path, OFFLINE)
     runbook = build(cluster, "pg2", force=force)
     step = next(s for s in runbook.steps if s.name == "fence")
-    ctx = StepContext(ws=None, parameters={}, facts={}, say=lambda _m: None)  # type: ignore[arg-type]
-    return step.run(ctx)
+    ws = replace(workspace(tmp_path / "ws"), clock=FakeClock())
+    facts = {"lost_at": datetime.fromtimestamp(0, UTC).isoformat()}
+    return step.run(StepContext(ws=ws, parameters={}, facts=facts, say=lambda _m: None))
 
 
 def test_no_fence_no_failover_without_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from drkit.engines.failover import actions
+    from drkit.engines.failover import failover
 
-    def unreachable(*_args: object) -> None:
+    def unreachable(*_args: object, **_kw: object) -> None:
         raise OperationError("its host does not answer")
 
-    monkeypatch.setattr(actions, "fence", unreachable)
+    monkeypatch.setattr(failover, "fence_member", unreachable)
     with pytest.raises(OperationError, match="can be neither reached nor fenced.*without --force"):
         _fence_step(tmp_path, force=False)
     assert "forced" in _fence_step(tmp_path, force=True).detail
+
+
+def test_an_unverified_fence_refuses_without_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime said it stopped it, yet its process is still there (or its port answers):
+    promoting would make two primaries."""
+    from drkit.engines.failover import failover
+    from drkit.engines.failover.fence import FenceOutcome
+
+    calls: list[bool] = []
+
+    def still_there(*_args: object, immediate: bool, **_kw: object) -> FenceOutcome:
+        calls.append(immediate)
+        return FenceOutcome(
+            "stopped", False, "127.0.0.1:1 still accepts connections", datetime.now(UTC), None
+        )
+
+    monkeypatch.setattr(failover, "fence_member", still_there)
+    with pytest.raises(OperationError, match="not verified .*still accepts connections.*without --force"):
+        _fence_step(tmp_path, force=False)
+    forced = _fence_step(tmp_path, force=True)
+    assert "NOT verified" in forced.detail and forced.facts["fence_verified"] is False
+    assert calls == [True, True]  # no standby reaches the old primary: stopped at once
+
+
+class FakeRuntime:
+    def __init__(self, events: list[str], name: str) -> None:
+        self.events, self.name = events, name
+
+    def start(self) -> None:
+        self.events.append(f"start {self.name}")
+
+
+def _failed_switchover(tmp_path: Path, failed: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], str]:
+    """run.run on a switchover whose step `failed` fails (the steps before it succeed)."""
+    from drkit.engines.failover import run, settle
+    from drkit.engines.failover.cluster import Probe
+    from tests.unit.test_runbook_engine import workspace
+
+    cluster = load(tmp_path, OFFLINE)
+    events: list[str] = []
+    names = [
+        "prepare",
+        "pause-writers",
+        "catch-up",
+        "stop-old-primary",
+        "promote",
+        "repoint",
+        "resume-writers",
+    ]
+
+    def step(name: str) -> Step:
+        def act(_ctx: StepContext) -> StepResult:
+            if name == failed:
+                raise OperationError(f"{name} broke")
+            events.append(name)
+            return StepResult(name, {"restore_command": "drkit wal-fetch %f %p"} if name == "prepare" else {})
+
+        return Step(name, name, act)
+
+    runbook = Runbook("switchover", tuple(step(n) for n in names), {"from": "postgres", "to": "pg2"})
+    promoted = names.index(failed) > names.index("promote")
+    monkeypatch.setattr(settle, "probe", lambda _c, m, *a: Probe(m.name, True, in_recovery=not promoted))
+    monkeypatch.setattr(Cluster, "runtime", lambda _self, m: FakeRuntime(events, m.name))
+    monkeypatch.setattr(
+        settle,
+        "_repoint",
+        lambda _ws, _c, new: events.append(f"repoint {new.name}") or f"clients repointed to {new.name}",
+    )
+    monkeypatch.setattr(
+        settle.actions, "resume_restoring", lambda _c, m, cmd: events.append(f"restore {cmd}")
+    )
+    monkeypatch.setattr(settle, "resume_writers", lambda *_a: events.append("resume") or "resumed")
+    journal = run.run(replace(workspace(tmp_path / "ws"), clock=FakeClock()), cluster, runbook, say=print)
+    return events, str(journal.error)
+
+
+def test_a_switchover_failed_before_the_promotion_starts_the_old_primary_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, error = _failed_switchover(tmp_path, "promote", monkeypatch)
+    assert events[-3:] == ["start postgres", "restore drkit wal-fetch %f %p", "resume"]
+    assert "postgres started again" in error
+
+
+def test_a_switchover_failed_after_the_promotion_leaves_clients_on_the_new_primary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, error = _failed_switchover(tmp_path, "repoint", monkeypatch)
+    assert "clients repointed to pg2" in error
+    assert events[-2:] == ["repoint pg2", "resume"]
+    assert "start postgres" not in events
+
+
+def test_one_primary_or_a_split_brain() -> None:
+    from drkit.engines.failover.checks import primaries_check
+
+    assert primaries_check("r", ["postgres"], []).status.value == "ok"
+    split = primaries_check("r", ["pg2", "postgres"], [])
+    assert split.status.value == "failed" and "split brain: pg2, postgres" in split.detail
+    assert primaries_check("r", [], ["postgres"]).status.value == "failed"
+
+
+def test_replica_status_warns_of_two_primaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drkit.engines.failover import status
+    from drkit.engines.failover.cluster import Probe
+
+    cluster = load(tmp_path, OFFLINE)
+    primary = {"postgres", "pg2"}
+    monkeypatch.setattr(status, "probe", lambda _c, m, *a: Probe(m.name, True, m.name not in primary, 1))
+    monkeypatch.setattr(status, "rows", lambda *_a: [])
+    _primary, members, warnings = status.replica_status(cluster)
+    assert [m.role for m in members] == ["primary", "primary", "standby"]
+    assert warnings and "split brain" in warnings[0]
+
+
+def test_check_advises_rewind_prerequisites_and_the_walsender_timeout() -> None:
+    from drkit.engines.postgres.check import check_rewind, check_sender_timeout
+
+    assert check_rewind("pg2", True, False).status.value == "ok"
+    assert check_rewind("pg2", False, True).status.value == "ok"
+    none = check_rewind("pg2", False, False)
+    assert none.status.value == "warning" and "replica rejoin pg2 --rebuild" in none.detail
+    assert check_sender_timeout("pg2", 5, 6).status.value == "ok"
+    slow = check_sender_timeout("pg2", 60, 6)  # PostgreSQL's default against a 6 s window
+    assert slow.status.value == "warning" and "wal_sender_timeout = '6s'" in slow.detail
+    assert check_sender_timeout("pg2", 0, 6).status.value == "warning"  # off: never notices

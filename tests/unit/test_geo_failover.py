@@ -46,10 +46,10 @@ def at(t: float) -> str:
 class FakeFailover:
     """Stands in for engines/failover: its step names and facts, a clock that moves."""
 
-    def __init__(self, clock: FakeClock, *, final_lsn: int = 200, promoted_lsn: int = 100) -> None:
+    def __init__(self, clock: FakeClock, *, lost_commits: int = 12) -> None:
         self.clock = clock
         self.runs: list[str] = []
-        self.final_lsn, self.promoted_lsn = final_lsn, promoted_lsn
+        self.lost_commits = lost_commits
 
     def __call__(self, parameters: dict[str, Any]) -> Runbook:
         def step(name: str, spent: float, facts: dict[str, Any]) -> Step:
@@ -63,12 +63,25 @@ class FakeFailover:
         steps = (
             step("confirm-down", 4, {"lost_at": at(LOST)}),
             step("check-candidate", 1, {"lag_seconds": 2.0, "last_replay_epoch": LOST - 3}),
-            step("fence", 1, {"final_lsn": self.final_lsn}),
-            step("promote", 2, {"promoted_lsn": self.promoted_lsn, "writable_at": at(LOST + 8)}),
+            step("fence", 1, {"fenced_at": at(LOST + 6), "fence_verified": True}),
+            step("promote", 2, {"switchpoint": 100, "writable_at": at(LOST + 8)}),
             step("repoint", 1, {}),
             step("verify", 1, {"healthy_at": at(LOST + 9)}),
+            step("measure-loss", 0, {"loss": self.loss()}),
         )
         return Runbook("failover", steps, {"to": "pg2"}, {"from": "postgres", "to": "pg2"})
+
+    def loss(self) -> dict[str, Any]:
+        """The failover's measured loss, as engines/failover/loss.py records it."""
+        if not self.lost_commits:
+            return {"seconds": 0.0, "kept_until": at(LOST - 3), "lost_commits": 0, "source": "WAL"}
+        source = "the old primary's WAL, read on this host (pg_waldump)"
+        return {
+            "seconds": 3.0,
+            "kept_until": at(LOST - 3),
+            "lost_commits": self.lost_commits,
+            "source": source,
+        }
 
 
 def replicated(tmp_path: Path, clock: FakeClock) -> Workspace:
@@ -118,10 +131,18 @@ def test_operator_confirms_manual_steps_timed_and_users_rto_measured(
     assert [s.name for s in runbook.steps][-5:] == MANUAL
     assert all(s.title.startswith("MANUAL:") for s in runbook.steps[-5:])
     assert journal.verdict is Verdict.PASSED, journal.error
-    assert fake.runs == ["confirm-down", "check-candidate", "fence", "promote", "repoint", "verify"]
+    assert fake.runs == [
+        "confirm-down",
+        "check-candidate",
+        "fence",
+        "promote",
+        "repoint",
+        "verify",
+        "measure-loss",
+    ]
     assert len(operator.asked) == 5
     notify = next(q for q in operator.asked if q.startswith("tell users"))
-    assert at(LOST - 3) in notify and at(LOST) in notify  # the data-loss window, from the failover's facts
+    assert at(LOST - 3) in notify and "12 transactions" in notify  # the loss the failover measured
     dns = journal.step("update-dns")
     assert dns.status is StepStatus.SUCCEEDED and "confirmed by the operator at" in dns.detail
     assert dns.facts["manual:update-dns"]["by"] == "operator"
@@ -129,13 +150,14 @@ def test_operator_confirms_manual_steps_timed_and_users_rto_measured(
     (m,) = journal.measures
     assert m.service == "postgres"
     assert m.rto_seconds == 10 + 2 * 120  # the failover took 10 s; DNS, then CDN, confirmed 2 min apart
-    assert m.rpo_seconds == 3.0  # the standby's last replayed transaction, 3 s before the loss
+    assert m.rpo_seconds == 3.0  # the failover's measured bound
+    assert m.recovered_to == datetime.fromtimestamp(LOST - 3, UTC)  # the newest commit kept
     assert "database writable after 9.0s" in m.detail and m.rto_met is True
 
 
 def test_yes_records_manual_steps_as_assumed_not_done(tmp_path: Path, clock: FakeClock) -> None:
     ws = replicated(tmp_path, clock)
-    geo_failover.provide(FakeFailover(clock, final_lsn=100, promoted_lsn=100))
+    geo_failover.provide(FakeFailover(clock, lost_commits=0))
     _runbook, journal = run(ws, AssumeYes())
     for name in MANUAL:
         record = journal.step(name)
@@ -144,7 +166,7 @@ def test_yes_records_manual_steps_as_assumed_not_done(tmp_path: Path, clock: Fak
         assert "still to do:" in record.detail
         assert record.facts[f"manual:{name}"]["by"] == "--yes"
     (m,) = journal.measures
-    assert m.rto_seconds == 9.0 and m.rpo_seconds == 0.0  # the standby had all of the WAL
+    assert m.rto_seconds == 9.0 and m.rpo_seconds == 0.0  # the new primary had every commit
     assert "the users' RTO is not measured" in m.detail
 
 
@@ -177,6 +199,10 @@ def test_needs_one_replicated_service_and_the_failover_steps(tmp_path: Path, clo
 
 
 def test_loss_window_sentences() -> None:
-    assert geo_failover.loss_window({"final_lsn": 5, "promoted_lsn": 5}).startswith("nothing")
+    assert geo_failover.loss_window({"loss": {"seconds": 0.0}}).startswith("nothing")
     assert "unknown" in geo_failover.loss_window({})
-    assert "exact position is unknown" in geo_failover.loss_window({"lost_at": at(LOST)})
+    unbounded = {"lost_at": at(LOST), "loss": {"seconds": None, "source": "not fenced"}}
+    assert "not bounded" in geo_failover.loss_window(unbounded)
+    # a bound covers what was lost: never "nothing" while commits are missing
+    lost = {"loss": {"seconds": 0.2, "kept_until": at(LOST - 1), "lost_commits": 3, "source": "WAL"}}
+    assert geo_failover.loss_window(lost).startswith("3 transactions committed after")

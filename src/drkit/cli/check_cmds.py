@@ -28,7 +28,7 @@ def check_cmd(ctx: typer.Context) -> None:
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
-    results = run_checks(ws) + _patroni_checks(ws) + check_objectives(ws)
+    results = run_checks(ws) + _replication_checks(ws) + check_objectives(ws)
     failed = any_critical_failure(results)
     if opts.json:
         emit_json({"ok": not failed, "results": results})
@@ -43,15 +43,19 @@ def check_cmd(ctx: typer.Context) -> None:
         raise typer.Exit(3)
 
 
-def _patroni_checks(ws: Workspace) -> list[CheckResult]:
-    """Patroni's view (leader, members, lag, timeline) of each service it runs."""
+def _replication_checks(ws: Workspace) -> list[CheckResult]:
+    """Each replicated service: Patroni's view (leader, members, lag, timeline) of a service
+    it runs; else one primary, and each member's pg_rewind prerequisites and walsender timeout."""
+    from drkit.engines.failover.checks import replication_checks
     from drkit.engines.failover.cluster import Cluster
     from drkit.engines.failover.patroni import checks
 
     out: list[CheckResult] = []
     for svc in ws.stack.services_of_kind("postgres"):
-        if svc.replication is not None and svc.replication.patroni is not None:
-            out += checks(Cluster(svc, svc.replication, ws.state_dir))
+        if svc.replication is None:
+            continue
+        cluster = Cluster(svc, svc.replication, ws.state_dir)
+        out += checks(cluster) if svc.replication.patroni is not None else replication_checks(cluster)
     return out
 
 

@@ -13,6 +13,7 @@ from drkit.cli.render import console, emit_json, table
 if TYPE_CHECKING:
     from drkit.engines.core.workspace import Workspace
     from drkit.engines.failover.cluster import Cluster
+    from drkit.engines.failover.status import MemberStatus
     from drkit.engines.runbooks.model import Runbook
 
 replica = typer.Typer(help="Streaming standbys of a PostgreSQL service.", no_args_is_help=True)
@@ -62,22 +63,39 @@ def rejoin_cmd(
     name: str = typer.Argument(..., help="The member to make a standby of the current primary."),
     service: str = SERVICE,
     force: bool = typer.Option(False, "--force", help="Also when it runs as a primary (split brain)."),
+    rebuild: bool = typer.Option(
+        False,
+        "--rebuild",
+        help="A fresh copy (pg_basebackup) instead of pg_rewind; the old data directory is kept beside it.",
+    ),
 ) -> None:
-    """A former primary follows the current one: pg_rewind, then standby.
+    """A former primary follows the current one: pg_rewind when its history diverged, then
+    standby. --rebuild when pg_rewind cannot (no data checksums nor wal_log_hints).
 
     Example: drkit replica rejoin postgres
+    Example: drkit replica rejoin postgres --rebuild
     """
     from drkit.engines.failover.replica import rejoin
 
     opts = options(ctx)
     ws, cluster = _cluster(opts, service)
-    said = rejoin(cluster, name, _restore_command(ws, cluster), force=force, say=_printer(opts))
+    if opts.dry_run:
+        how = "move its data directory aside, pg_basebackup" if rebuild else "pg_rewind when needed"
+        _done(opts, {"member": name, "plan": how}, f"would make {name} a standby of the primary: {how}")
+        return
+    said = rejoin(
+        cluster, name, _restore_command(ws, cluster), force=force, rebuild=rebuild, say=_printer(opts)
+    )
     _done(opts, {"member": name, "result": said}, said)
 
 
 @replica.command("status")
 def status_cmd(ctx: typer.Context, service: str = SERVICE) -> None:
-    """Each member: role, slot, lag in bytes and seconds, synchronous or not."""
+    """Each member: role, slot, lag in bytes and seconds, synchronous or not. Exit 3 when
+    two members answer as primary (a split brain).
+
+    Example: drkit replica status --output json
+    """
     from drkit.engines.failover.status import replica_status
 
     opts = options(ctx)
@@ -85,12 +103,25 @@ def status_cmd(ctx: typer.Context, service: str = SERVICE) -> None:
     if cluster.replication.patroni is not None:
         _patroni_status(opts, cluster)
         return
-    primary, members = replica_status(cluster)
+    primary, members, warnings = replica_status(cluster)
     if opts.json:
         emit_json(
-            {"service": cluster.service.name, "primary": primary, "members": [m.to_dict() for m in members]}
+            {
+                "service": cluster.service.name,
+                "primary": primary,
+                "members": [m.to_dict() for m in members],
+                "warnings": warnings,
+            }
         )
-        return
+    else:
+        _status_table(cluster.service.name, primary, members)
+        for warning in warnings:
+            console.print(f"[red]warning:[/red] {warning}")
+    if warnings:
+        raise typer.Exit(3)
+
+
+def _status_table(service: str, primary: str, members: list[MemberStatus]) -> None:
     rows = [
         (
             m.name,
@@ -105,7 +136,7 @@ def status_cmd(ctx: typer.Context, service: str = SERVICE) -> None:
         for m in members
     ]
     table(
-        f"{cluster.service.name}: primary {primary}",
+        f"{service}: primary {primary}",
         ["member", "role", "slot", "state", "sync", "lag bytes", "lag", "replay"],
         rows,
     )
@@ -189,7 +220,7 @@ def failover_cmd(
     if cluster.replication.patroni is not None:  # Patroni elects and fences; drkit confirms
         _execute(opts, ws, cluster, build_failover(cluster, to, since=lost))
         return
-    _execute(opts, ws, cluster, build(cluster, to, force=force, since=lost))
+    _execute(opts, ws, cluster, build(cluster, to, force=force, since=lost, clock=ws.clock))
 
 
 def _execute(opts: Options, ws: Workspace, cluster: Cluster, runbook: Runbook) -> None:

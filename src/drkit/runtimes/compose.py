@@ -13,6 +13,7 @@ from typing import Any
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import RuntimeSpec
 from drkit.infra.proc import Completed, find_tool, last_line, run
+from drkit.runtimes.port import Fenced
 
 COMMAND_TIMEOUT = 60.0
 
@@ -56,6 +57,28 @@ class ComposeRuntime:
 
     def unpause(self) -> None:
         self._docker("unpause", self.container)
+
+    def fence(self, timeout: float, *, immediate: bool) -> Fenced:
+        """Its restart policy set to `no` first (so neither docker's daemon restarting nor a
+        reboot starts it again), then `docker stop` (`docker kill` when `immediate`), then
+        the container seen stopped with no process."""
+        policy = self._state()[2]
+        self._docker("update", "--restart=no", self.container)
+        if immediate:
+            self._docker("kill", self.container, check=False)  # an exited container: fine
+        self.stop(timeout)
+        running, pid, now = self._state()
+        undo = f"docker update --restart={policy} {self.container}" if policy not in ("", "no") else ""
+        lasting = f"restart policy {now} (was {policy or 'none'})"
+        return Fenced("killed" if immediate else "stopped", lasting, not running and pid == 0, undo)
+
+    def _state(self) -> tuple[bool, int, str]:
+        """(running, main pid, restart policy) as docker inspect says."""
+        fmt = "{{.State.Running}} {{.State.Pid}} {{.HostConfig.RestartPolicy.Name}}"
+        words = self._docker("inspect", "-f", fmt, self.container).stdout.split()
+        if len(words) < 2 or not words[1].isdigit():
+            raise OperationError(f"docker inspect {self.container}: unexpected state {' '.join(words)!r}")
+        return words[0] == "true", int(words[1]), words[2] if len(words) > 2 else ""
 
     def exec(self, command: list[str], *, timeout: float = COMMAND_TIMEOUT) -> Completed:
         """Run a command inside the container; the caller judges its exit code."""

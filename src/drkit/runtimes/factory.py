@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from drkit.domain.errors import ConfigError
+from drkit.domain.errors import ConfigError, UsageError
 from drkit.domain.stack import Service
-from drkit.runtimes.port import Runtime
+from drkit.runtimes.port import Fenceable, Runtime
 
 Builder = Callable[[Service, Path], Runtime]
 
@@ -50,3 +50,11 @@ def runtime_for(service: Service, state_dir: str | Path) -> Runtime:
             f"services.{service.name}.runtime.type: unknown runtime {service.runtime.type!r} (known: {known})"
         )
     return builder(service, Path(state_dir))
+
+
+def fenceable_for(service: Service, state_dir: str | Path) -> Fenceable:
+    """The service's runtime, as one that can fence it (every runtime drkit builds can)."""
+    runtime = runtime_for(service, state_dir)
+    if not isinstance(runtime, Fenceable):
+        raise UsageError(f"service {service.name}: its runtime ({runtime.description}) cannot fence it")
+    return runtime

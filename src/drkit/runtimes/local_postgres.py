@@ -12,6 +12,8 @@ from pathlib import Path
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import RuntimeSpec
 from drkit.infra.proc import find_tool, last_line, run
+from drkit.infra.wait import wait_for
+from drkit.runtimes.port import Fenced
 
 
 class LocalPostgres:
@@ -85,6 +87,31 @@ class LocalPostgres:
         if proc.returncode != 0 and self.is_running():
             raise OperationError(f"PostgreSQL in {self.data_dir} did not stop: {last_line(proc.stderr)}")
 
+    def stop_immediate(self) -> None:
+        """pg_ctl stop -m immediate: no shutdown checkpoint, no wait for any walsender (the
+        next start runs crash recovery)."""
+        args = [self.pg_ctl, "stop", "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "30"]
+        run(args, timeout=40, check=False, os_user=self.spec.os_user)
+        if self.is_running():
+            raise OperationError(f"PostgreSQL in {self.data_dir} did not stop (immediate)")
+
+    def fence(self, timeout: float, *, immediate: bool) -> Fenced:
+        """A fast stop within `timeout` (its shutdown checkpoint marks where its WAL ends),
+        else, or when `immediate`, an immediate one. Nothing restarts a server pg_ctl
+        started; the failover marks its data directory standby besides."""
+        pid = self.pid()
+        how = "stopped (immediate)"
+        if not immediate:
+            try:
+                self.stop(timeout)
+                how = "stopped (fast)"
+            except OperationError:
+                how = f"stopped (immediate, the fast stop took over {timeout:.0f}s)"
+        if self.is_running():
+            self.stop_immediate()
+        gone = pid is None or _gone(pid)
+        return Fenced(how if pid is not None else "was not running", "", gone and self.pid() is None)
+
     def pid(self) -> int | None:
         try:
             first = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
@@ -121,3 +148,21 @@ class LocalPostgres:
             if any(w in line for w in ("FATAL", "PANIC", "ERROR")):
                 return line.strip()
         return lines[-1].strip() if lines else "(empty log)"
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    """The postmaster exited (pg_ctl returns when its pid file is removed, just before it
+    exits): waited for a little, a zombie counting as gone."""
+    try:
+        wait_for(lambda: not _alive(pid), timeout=within, what=f"process {pid} to exit", max_interval=0.05)
+    except OperationError:
+        return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] not in ("Z", "X")

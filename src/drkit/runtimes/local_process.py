@@ -19,6 +19,7 @@ from drkit.infra.atomic import write_atomic
 from drkit.infra.clock import Clock, SystemClock
 from drkit.infra.proc import run_as
 from drkit.infra.wait import wait_for
+from drkit.runtimes.port import Fenced
 
 KILL_GRACE = 10.0
 
@@ -105,6 +106,15 @@ class LocalProcess:
             except OperationError as exc:
                 raise OperationError(f"{self.name} (pid {pid}) did not exit: {exc}") from exc
         self.pid_file.unlink(missing_ok=True)
+
+    def fence(self, timeout: float, *, immediate: bool) -> Fenced:
+        """Stop it (SIGKILL at once when `immediate`); nothing restarts a local process."""
+        pid = self.pid()
+        if pid is not None and immediate:
+            _signal_group(pid, signal.SIGKILL)
+        self.stop(0.0 if immediate else timeout)
+        how = "was not running" if pid is None else ("killed" if immediate else "stopped")
+        return Fenced(how, "", pid is None or not self._alive(pid))
 
     def pid(self) -> int | None:
         """The recorded pid when that process still runs; None otherwise."""

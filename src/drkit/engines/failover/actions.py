@@ -11,24 +11,25 @@ from drkit.domain.errors import DrkitError, OperationError
 from drkit.domain.stack import Member
 from drkit.engines.failover import standby
 from drkit.engines.failover.cluster import Cluster, parse_lsn, sync_names
+from drkit.engines.failover.rewind import rewind
 from drkit.infra.clock import Clock
 from drkit.infra.wait import wait_for
 
 
-def replayed_lsn(cluster: Cluster, member: Member) -> int:
-    found = scalar(cluster.dsn(member), "select pg_last_wal_replay_lsn()::text")
-    value = parse_lsn(found)
-    if value is None:
-        raise OperationError(f"{member.name} is not replaying WAL (not a standby?)")
-    return value
-
-
 def wait_replayed(cluster: Cluster, member: Member, lsn: int, timeout: float) -> int:
-    def reached() -> int | None:
-        got = replayed_lsn(cluster, member)
-        return got if got >= lsn else None
+    """Until the member replayed `lsn`: one connection, polled every 50 ms (writers may be
+    paused meanwhile)."""
+    with connect(cluster.dsn(member)) as conn:
 
-    return wait_for(reached, timeout=timeout, what=f"{member.name} to replay up to the primary's end")
+        def reached() -> int | None:
+            row = conn.execute("select pg_last_wal_replay_lsn()::text").fetchone()
+            got = parse_lsn(row[0] if row else None)
+            if got is None:
+                raise OperationError(f"{member.name} is not replaying WAL (not a standby?)")
+            return got if got >= lsn else None
+
+        what = f"{member.name} to replay up to the primary's end"
+        return wait_for(reached, timeout=timeout, what=what, max_interval=0.05)
 
 
 def promote(cluster: Cluster, member: Member, *, keep_sync: set[str]) -> None:
@@ -37,17 +38,52 @@ def promote(cluster: Cluster, member: Member, *, keep_sync: set[str]) -> None:
     that is gone does not block every commit."""
     dsn = cluster.dsn(member)
     if scalar(dsn, "select pg_is_in_recovery()"):
-        # A primary needs no restore_command, and the archive's lookups (timeline history
-        # files) would only slow the promotion down; the member keeps what it received.
-        with connect(dsn) as conn:
-            conn.execute("alter system reset restore_command")
-            conn.execute("select pg_reload_conf()")
+        stop_restoring(cluster, member)
         if not scalar(dsn, "select pg_promote(true, 60)"):
             raise OperationError(f"pg_promote() on {member.name} did not complete within 60s")
     names = sync_names(cluster, member.name, up=keep_sync)
     with connect(dsn) as conn:
         conn.execute(sql.SQL("alter system set synchronous_standby_names = {}").format(sql.Literal(names)))
         conn.execute("select pg_reload_conf()")
+
+
+def stop_restoring(cluster: Cluster, member: Member) -> str | None:
+    """A standby about to be promoted stops fetching from the archive: a primary needs no
+    restore_command, and the archive's lookups during promotion (the next segment, timeline
+    history files) only slow it down; it keeps what it received. Done ahead of pg_promote()
+    so the startup process has re-read its settings by then. Returns the command it had
+    (None: none, or the member does not answer: the promotion will say so)."""
+    dsn = cluster.dsn(member)
+    try:
+        command = scalar(dsn, "select current_setting('restore_command')")
+        if not command:
+            return None
+        with connect(dsn) as conn:
+            conn.execute("alter system reset restore_command")
+            conn.execute("select pg_reload_conf()")
+    except DrkitError:
+        return None
+    return str(command)
+
+
+def resume_restoring(cluster: Cluster, member: Member, command: str | None) -> None:
+    """Put back the restore_command `stop_restoring` took away (a refused failover)."""
+    if not command:
+        return
+    with connect(cluster.dsn(member)) as conn:
+        conn.execute(sql.SQL("alter system set restore_command = {}").format(sql.Literal(command)))
+        conn.execute("select pg_reload_conf()")
+
+
+def recovery_end(cluster: Cluster, member: Member) -> tuple[int | None, datetime | None]:
+    """After a promotion: where the new timeline forked (the end of the last record replayed)
+    and the newest commit replayed, both static once recovery ended."""
+    found = rows(
+        cluster.dsn(member), "select pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()"
+    )
+    if not found:
+        return None, None
+    return parse_lsn(found[0][0]), found[0][1]
 
 
 def write_check(cluster: Cluster, member: Member, clock: Clock, timeout: float = 30.0) -> datetime:
@@ -68,7 +104,7 @@ def follow(cluster: Cluster, member: Member, primary: Member, restore_command: s
     runtime = cluster.runtime(member)
     if runtime.is_running():
         runtime.stop()
-    rewound = standby.rewind(cluster, member, primary)
+    rewound = rewind(cluster, member, primary)
     standby.write_standby_settings(cluster, member, primary, restore_command)
     standby.ensure_slot(cluster, primary, member.slot)
     runtime.start()
@@ -88,28 +124,6 @@ def wait_streaming(cluster: Cluster, member: Member, primary: Member, timeout: f
         what=f"{member.name} to stream from {primary.name}",
         retry_on=(DrkitError,),
     )
-
-
-def fence(cluster: Cluster, member: Member, timeout: float) -> tuple[str, int | None]:
-    """Stop a lost primary through its runtime so it cannot take writes when it comes back:
-    a fast (clean) stop first, whose control file then tells where its WAL ended; an
-    immediate stop when that hangs. A local one is also marked standby (standby.signal):
-    restarted, it comes back read-only until `drkit replica rejoin`."""
-    runtime = cluster.runtime(member)
-    local = member.runtime.type == "local" and bool(member.runtime.data_dir)
-    how = "stopped"
-    try:
-        runtime.stop(timeout=timeout)
-    except DrkitError:
-        if not local:
-            raise
-        standby.stop_now(member)
-        how = "stopped (immediate)"
-    if not local:
-        return f"{how} through its runtime ({runtime.description})", None
-    end = standby.shutdown_lsn(member)
-    (standby.data_dir(member) / "standby.signal").touch()
-    return f"{how} and marked standby (standby.signal)", end
 
 
 def set_sync(cluster: Cluster, primary: Member, names: str) -> None:

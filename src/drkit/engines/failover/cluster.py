@@ -102,15 +102,25 @@ select pg_is_in_recovery(),
 """
 
 
+def unreachable(cluster: Cluster, member: Member, timeout: float) -> str:
+    """Why a TCP connection to the member fails within `timeout` ("" when it connects, or
+    for a Unix socket)."""
+    host, port = cluster.host_port(member)
+    if host.startswith("/"):
+        return ""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
+    return ""
+
+
 def probe(cluster: Cluster, member: Member, timeout: float = 3.0) -> Probe:
     """A TCP connect within `timeout` first (libpq's connect_timeout is 2 s at least), then
     the question to PostgreSQL itself."""
-    host, port = cluster.host_port(member)
-    if not host.startswith("/"):
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-        except OSError as exc:
-            return Probe(member.name, False, error=f"{host}:{port}: {exc.strerror or exc}")
+    why = unreachable(cluster, member, timeout)
+    if why:
+        return Probe(member.name, False, error=why)
     dsn = cluster.dsn(member, connect_timeout=max(2, round(timeout)))
     try:
         with connect(dsn) as conn:

@@ -20,7 +20,7 @@ def failover_runbook(ws: Workspace, parameters: dict[str, Any]) -> Runbook:
     since = parse_target_time(str(parameters["since"])) if parameters.get("since") else None
     if cluster.replication.patroni is not None:
         return build_failover(cluster, to, since=since)
-    return failover.build(cluster, to, force=False, since=since)
+    return failover.build(cluster, to, force=False, since=since, clock=ws.clock)
 
 
 def provide(ws: Workspace) -> None:

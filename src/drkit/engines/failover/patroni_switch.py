@@ -15,7 +15,7 @@ from drkit.engines.failover import actions
 from drkit.engines.failover.cluster import Cluster
 from drkit.engines.failover.confirm import confirm_down
 from drkit.engines.failover.patroni import PatroniMember, api, as_member, settings, view
-from drkit.engines.failover.repoint import pause_writers, repoint, resume_writers
+from drkit.engines.failover.repoint import pause_writers, repoint_all, resume_writers
 from drkit.engines.runbooks.model import Runbook, Step, StepContext, StepResult
 from drkit.infra.wait import wait_for
 
@@ -48,6 +48,11 @@ def _current(cluster: Cluster) -> tuple[PatroniMember | None, dict[str, PatroniM
     finally:
         client.close()
     return seen.leader, {m.name: m for m in seen.members}
+
+
+def current_leader(cluster: Cluster) -> PatroniMember | None:
+    """Patroni's running leader now, or None."""
+    return _current(cluster)[0]
 
 
 def build_switchover(cluster: Cluster, target: str) -> Runbook:
@@ -219,11 +224,8 @@ def _after_switch(cluster: Cluster, target: str | None, *, failover: bool) -> tu
 
     def point(ctx: StepContext) -> StepResult:
         leader = leader_now(ctx)
-        said = [
-            repoint(ctx.ws, r, name=leader.name, host=leader.host, port=leader.port, failover=failover)
-            for r in policy.repoint
-        ]
-        return StepResult("; ".join(said) or "no repoint configured (clients follow Patroni)")
+        said = repoint_all(ctx.ws, policy.repoint, leader.name, leader.host, leader.port, failover=failover)
+        return StepResult(said if policy.repoint else "no repoint configured (clients follow Patroni)")
 
     who = target or "the new leader"
     return (

@@ -100,6 +100,14 @@ def repoint(ws: Workspace, r: Repoint, *, name: str, host: str, port: int, failo
     return f"hook {r.command[0]} ran"
 
 
+def repoint_all(
+    ws: Workspace, repoints: tuple[Repoint, ...], name: str, host: str, port: int, *, failover: bool
+) -> str:
+    """Every configured repoint, in order; what each did."""
+    said = [repoint(ws, r, name=name, host=host, port=port, failover=failover) for r in repoints]
+    return "; ".join(said) or "no repoint configured"
+
+
 def _targets(r: Repoint, text: str) -> list[str]:
     if r.databases:
         return list(r.databases)

@@ -1,19 +1,21 @@
 """Run a switchover or failover runbook journaled (engines/runbooks' executor), then add the
 measures. Failover: RTO from the primary's loss (the first failed probe, or --since) to a
-write committing on the new primary; RPO from the old primary's end of WAL (its control
-file, when it was fenced cleanly) against what the new primary had when promoted.
-Switchover: RTO is the writers' pause; RPO is zero when the catch-up held."""
+write committing on the new primary; RPO: the upper bound its measure-loss step found
+(engines/failover/loss.py), naming its evidence.
+Switchover: RTO is the writers' pause; RPO is zero when the catch-up held. A switchover that
+failed is settled (engines/failover/settle.py): clients are left on a primary."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from drkit.domain.journal import Journal, RunKind, ServiceMeasure, StepStatus, Verdict, verdict_of
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.failover.cluster import Cluster
-from drkit.engines.failover.repoint import resume_writers
+from drkit.engines.failover.failover import measure_loss
+from drkit.engines.failover.settle import settle
 from drkit.engines.runbooks.model import Runbook, Say
 from drkit.engines.runbooks.run import execute, new_journal, save
 
@@ -22,21 +24,8 @@ def run(ws: Workspace, cluster: Cluster, runbook: Runbook, *, say: Say, on_step:
     journal = new_journal(ws, runbook, RunKind.FAILOVER)
     done = execute(ws, runbook, journal, say=say, on_step=on_step)
     if runbook.scenario == "switchover":
-        done = _resume_if_paused(ws, cluster, done)
+        done = settle(ws, cluster, done)
     return finish(ws, cluster, done)
-
-
-def _resume_if_paused(ws: Workspace, cluster: Cluster, journal: Journal) -> Journal:
-    """A switchover that failed after pausing the writers resumes them (recorded)."""
-    paused = journal.step("pause-writers").status is StepStatus.SUCCEEDED
-    if not paused or journal.step("resume-writers").status is StepStatus.SUCCEEDED:
-        return journal
-    policy = cluster.replication.failover
-    try:
-        said = resume_writers(ws, policy.repoint, policy.pause)
-    except Exception as exc:  # recorded; the operator must resume them by hand
-        said = f"could not resume the writers: {exc}"
-    return replace(journal, error=f"{journal.error}; {said}")
 
 
 def finish(ws: Workspace, cluster: Cluster, journal: Journal) -> Journal:
@@ -77,31 +66,21 @@ def _failover(cluster: Cluster, journal: Journal, facts: dict[str, Any]) -> Serv
         return None
     lost = datetime.fromisoformat(facts["lost_at"])
     healthy = datetime.fromisoformat(facts.get("healthy_at") or facts["writable_at"])
-    final, promoted = facts.get("final_lsn"), facts.get("promoted_lsn")
-    rpo: float | None = None
-    recovered = None
-    if final is not None and promoted is not None:
-        missing = max(0, int(final) - int(promoted))
-        detail = (
-            f"the old primary's WAL ends {missing} bytes past what the new primary received "
-            "(its shutdown records included); RPO: from the last transaction replayed to the loss"
-        )
-        if missing == 0:
-            rpo, recovered = 0.0, lost
-        elif facts.get("last_replay_epoch"):
-            recovered = datetime.fromtimestamp(float(facts["last_replay_epoch"]), UTC)
-            rpo = max(0.0, (lost - recovered).total_seconds())
-    else:
-        detail = str(
-            facts.get("rpo_note")
-            or "the old primary's last LSN is unknown (not fenced cleanly): RPO not measured"
-        )
+    found = facts.get("loss")
+    if isinstance(found, dict):
+        rpo, kept, detail = found.get("seconds"), found.get("kept_until"), str(found.get("sentence", ""))
+    elif facts.get("rpo_note"):  # Patroni fenced and promoted
+        rpo, kept, detail = None, None, str(facts["rpo_note"])
+    else:  # the measure-loss step failed: what the other steps recorded, without the old WAL
+        old = cluster.member(str(journal.parameters["from"]))
+        bound = measure_loss(old, facts, read_wal=False)
+        rpo, kept, detail = bound.seconds, bound.to_dict()["kept_until"], bound.sentence()
     return ServiceMeasure(
         service=cluster.service.name,
         rto_seconds=max(0.0, (healthy - lost).total_seconds()),
-        rpo_seconds=rpo,
+        rpo_seconds=None if rpo is None else float(rpo),
         healthy_at=healthy,
-        recovered_to=recovered,
+        recovered_to=datetime.fromisoformat(str(kept)) if kept else None,
         detail=detail,
         **_targets(cluster),
     )

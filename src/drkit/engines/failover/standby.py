@@ -5,10 +5,7 @@ fallback; pg_rewind for a former primary."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from psycopg import conninfo, sql
@@ -34,6 +31,15 @@ def data_dir(member: Member) -> Path:
             "reach (runtime type local with data_dir)"
         )
     return Path(member.runtime.data_dir)
+
+
+def data_dir_here(member: Member) -> Path | None:
+    """The member's data directory when it is on this host (a local or systemd runtime with
+    data_dir, holding a cluster), else None."""
+    if member.runtime.type not in ("local", "systemd") or not member.runtime.data_dir:
+        return None
+    path = Path(member.runtime.data_dir)
+    return path if (path / "PG_VERSION").exists() else None
 
 
 def passfile(member: Member) -> Path:
@@ -95,6 +101,15 @@ def write_standby_settings(
         chown_tree(made, member.runtime.os_user)
 
 
+def move_aside(directory: Path, why: str) -> Path:
+    """Rename a data directory out of the way (never deleted: a former primary's may hold
+    the only copy of commits no other member has)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = directory.with_name(f"{directory.name}.{why}-{stamp}")
+    directory.rename(aside)
+    return aside
+
+
 def ensure_slot(cluster: Cluster, primary: Member, slot: str) -> None:
     dsn = cluster.dsn(primary)
     exists = scalar(dsn, "select count(*) from pg_replication_slots where slot_name = %s", (slot,))
@@ -132,7 +147,7 @@ def basebackup(cluster: Cluster, member: Member, primary: Member, *, replace_exi
             raise UsageError(f"{directory} is not empty: pass --replace to rebuild {member.name}")
         if cluster.runtime(member).is_running():
             raise OperationError(f"{member.name} is running: stop it before rebuilding it")
-        shutil.rmtree(directory)
+        move_aside(directory, "before-rebuild")
     directory.parent.mkdir(parents=True, exist_ok=True)
     chown_tree(directory.parent, member.runtime.os_user)
     drop_slot(cluster, primary, member.slot)
@@ -152,55 +167,20 @@ def basebackup(cluster: Cluster, member: Member, primary: Member, *, replace_exi
     chown_tree(directory, member.runtime.os_user)
 
 
-@contextmanager
-def _owned_login(dsn: str, os_user: str | None) -> Iterator[tuple[str, dict[str, str | None]]]:
-    """A ToolLogin whose passfile the member's OS user can read (pg_rewind refuses root)."""
-    with tool_login(dsn) as login:
-        secret = login.env.get("PGPASSFILE")
-        if secret:
-            chown_tree(Path(secret).parent, os_user)
-        yield login.dsn, dict(login.env)
-
-
-def rewind(cluster: Cluster, member: Member, source: Member) -> str:
-    """pg_rewind the (cleanly stopped) member onto `source`; says whether it was needed."""
-    execute(cluster.dsn(source), "checkpoint")  # the promoted source's control file names its timeline
-    tool = find_tool("pg_rewind", member.runtime.bin_dir)
-    with _owned_login(cluster.dsn(source, dbname="postgres"), member.runtime.os_user) as (dsn, env):
-        args = [tool, "-D", str(data_dir(member)), f"--source-server={dsn}", "--no-sync"]
-        proc = run(args, timeout=3600, check=False, env=env, os_user=member.runtime.os_user)
+def control_data(directory: Path, bin_dir: str | None) -> dict[str, str]:
+    """pg_controldata's fields for a data directory ({} when it cannot be read)."""
+    tool = find_tool("pg_controldata", bin_dir)
+    proc = run([tool, "-D", str(directory)], timeout=30, check=False, env={"LC_ALL": "C"})
     if proc.returncode != 0:
-        raise OperationError(f"pg_rewind of {member.name} failed: {last_line(proc.stderr, proc.stdout)}")
-    said = (proc.stdout + proc.stderr).lower()
-    return "no rewind required" if "no rewind required" in said else "rewound"
-
-
-def shutdown_lsn(member: Member) -> int | None:
-    """Where the member's WAL ended, when it was shut down cleanly (pg_controldata)."""
-    tool = find_tool("pg_controldata", member.runtime.bin_dir)
-    env = {"LC_ALL": "C"}
-    proc = run([tool, "-D", str(data_dir(member))], timeout=30, check=False, env=env)
-    fields = dict(
+        return {}
+    return dict(
         (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in proc.stdout.splitlines())
     )
-    if proc.returncode != 0 or fields.get("Database cluster state") != "shut down":
+
+
+def shutdown_lsn(member: Member, directory: Path | None = None) -> int | None:
+    """Where the member's WAL ended, when it was shut down cleanly (its shutdown checkpoint)."""
+    fields = control_data(directory or data_dir(member), member.runtime.bin_dir)
+    if fields.get("Database cluster state") != "shut down":
         return None
     return parse_lsn(fields.get("Latest checkpoint's REDO location"))
-
-
-def stop_now(member: Member) -> None:
-    """pg_ctl stop -m immediate: a fence that must not wait for an unreachable standby."""
-    tool = find_tool("pg_ctl", member.runtime.bin_dir)
-    args = [tool, "stop", "-D", str(data_dir(member)), "-m", "immediate", "-w", "-t", "30"]
-    run(args, timeout=40, check=False, os_user=member.runtime.os_user)
-    if (data_dir(member) / "postmaster.pid").exists() and _alive(data_dir(member)):
-        raise OperationError(f"{member.name} did not stop")
-
-
-def _alive(directory: Path) -> bool:
-    try:
-        pid = int((directory / "postmaster.pid").read_text().splitlines()[0])
-        os.kill(pid, 0)
-    except (OSError, ValueError, IndexError):
-        return False
-    return True

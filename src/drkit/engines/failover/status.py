@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drkit.adapters.postgres.client import rows
-from drkit.domain.errors import DrkitError
+from drkit.domain.errors import DrkitError, OperationError
 from drkit.domain.stack import Member
 from drkit.engines.failover.cluster import Cluster, Probe, current_primary, probe
 
@@ -44,9 +44,21 @@ class MemberStatus:
         return dict(self.__dict__)
 
 
-def replica_status(cluster: Cluster) -> tuple[str, list[MemberStatus]]:
+def replica_status(cluster: Cluster) -> tuple[str, list[MemberStatus], list[str]]:
+    """The primary's name, each member's status, and warnings (several members answering as
+    primary: a split brain, which `drkit replica status` reports with exit 3)."""
     probes = {m.name: probe(cluster, m) for m in cluster.replication.members}
-    primary = current_primary(cluster, probes)
+    primaries = sorted(n for n, p in probes.items() if p.up and p.in_recovery is False)
+    warnings = []
+    if len(primaries) > 1:
+        warnings.append(
+            f"split brain: {', '.join(primaries)} all answer as primary; fence all but one "
+            "(stop it through its runtime), then `drkit replica rejoin` the others"
+        )
+    try:
+        primary = current_primary(cluster, probes)
+    except OperationError:  # a split brain drkit did not record: report it, do not pick
+        primary = cluster.member(primaries[0])
     seen: dict[str, tuple[Any, ...]] = {}
     slots: dict[str, bool] = {}
     if probes[primary.name].up:
@@ -56,7 +68,7 @@ def replica_status(cluster: Cluster) -> tuple[str, list[MemberStatus]]:
         except DrkitError:
             pass
     out = [_member(cluster, m, probes[m.name], primary, seen, slots) for m in cluster.replication.members]
-    return primary.name, out
+    return primary.name, out, warnings
 
 
 def _member(

@@ -368,3 +368,44 @@ def _waldump(service: Service, server_major: int) -> CheckResult:
             critical=False,
         )
     return CheckResult(name, OK, f"pg_waldump {version} for server {server_major} (restores to a time)")
+
+
+def rewind_problem(name: str, checksums: bool, wal_log_hints: bool) -> str | None:
+    """Why pg_rewind cannot rewind this server (it needs data checksums or wal_log_hints),
+    or None. Shared by `drkit check` and the failover engine (engines/failover/rewind.py)."""
+    if checksums or wal_log_hints:
+        return None
+    return (
+        f"pg_rewind cannot rewind {name}: it has neither data checksums nor wal_log_hints = on "
+        f"(ALTER SYSTEM SET wal_log_hints = on, then restart it; until then a former primary "
+        f"comes back with `drkit replica rejoin {name} --rebuild`, a fresh copy)"
+    )
+
+
+def check_rewind(name: str, checksums: bool, wal_log_hints: bool) -> CheckResult:
+    """A replicated member's pg_rewind prerequisites (a former primary rejoins by pg_rewind)."""
+    problem = rewind_problem(name, checksums, wal_log_hints)
+    if problem:
+        return CheckResult(f"{name}: pg_rewind", WARN, problem, critical=False)
+    how = "data checksums" if checksums else "wal_log_hints = on"
+    return CheckResult(f"{name}: pg_rewind", OK, f"can be rewound ({how})")
+
+
+def check_sender_timeout(name: str, sender_timeout: float, window: float) -> CheckResult:
+    """wal_sender_timeout against the failover window: a clean stop of a primary cut off from
+    its standbys waits that long for its walsenders (synchronous commits hang as long)."""
+    if sender_timeout <= 0 or sender_timeout > window:
+        shown = "off" if sender_timeout <= 0 else f"{sender_timeout:.0f}s"
+        return CheckResult(
+            f"{name}: wal_sender_timeout",
+            WARN,
+            f"wal_sender_timeout = {shown}, longer than the failover window ({window:.0f}s): a primary "
+            f"cut off from its standbys notices only after it (a clean stop waits that long, "
+            f"synchronous commits hang as long); ALTER SYSTEM SET wal_sender_timeout = '{window:.0f}s' fits",
+            critical=False,
+        )
+    return CheckResult(
+        f"{name}: wal_sender_timeout",
+        OK,
+        f"{sender_timeout:.0f}s, within the failover window ({window:.0f}s)",
+    )

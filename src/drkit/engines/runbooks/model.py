@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from drkit.domain.errors import UsageError
+from drkit.domain.errors import OperationError, UsageError
 from drkit.engines.core.workspace import Workspace
 
 Say = Callable[[str], None]
@@ -42,6 +42,15 @@ class StepContext:
 class StepResult:
     detail: str
     facts: dict[str, Any] = field(default_factory=dict)
+
+
+class StepFailed(OperationError):
+    """A step that fails with evidence worth keeping: its facts are journaled with the
+    failure (a refused failover keeps the lag it measured)."""
+
+    def __init__(self, message: str, facts: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.facts = facts
 
 
 Check = Callable[[StepContext], str | None]  # None: holds; else why it does not

@@ -109,7 +109,11 @@ def _attempt(ws: Workspace, step: Step, running: StepRecord, ctx: StepContext) -
     except (DrkitError, OSError) as exc:
         message = exc.message if isinstance(exc, DrkitError) else f"{exc.strerror or exc}"
         return replace(
-            running, status=StepStatus.FAILED, finished_at=ws.clock.now(), detail=_undo(step, ctx, message)
+            running,
+            status=StepStatus.FAILED,
+            finished_at=ws.clock.now(),
+            detail=_undo(step, ctx, message),
+            facts=getattr(exc, "facts", {}),  # StepFailed's evidence
         )
     return replace(
         running,

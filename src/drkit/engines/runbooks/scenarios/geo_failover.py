@@ -10,7 +10,7 @@ when an operator confirmed DNS and CDN, to users being sent there; RPO as a fail
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from drkit.domain.errors import OperationError, UsageError
@@ -119,16 +119,20 @@ def _notify(ctx: StepContext) -> str:
 
 
 def loss_window(facts: dict[str, Any]) -> str:
-    """What may be lost, from the failover's facts: between the standby's last replayed
-    transaction and the primary's loss; nothing when the standby had all of the WAL."""
-    lost, final, promoted = facts.get("lost_at"), facts.get("final_lsn"), facts.get("promoted_lsn")
-    if final is not None and promoted is not None and int(final) <= int(promoted):
-        return "nothing (the standby had all of the primary's WAL), yet transactions in flight"
-    if lost and facts.get("last_replay_epoch"):
-        since = datetime.fromtimestamp(float(facts["last_replay_epoch"]), UTC)
-        return f"transactions committed between {since.isoformat()} and {lost} (at most the standby's lag)"
+    """What may be lost, from the failover's measured loss (its `loss` fact: the newest
+    commit the new primary kept, the bound, the evidence); nothing when none was lost."""
+    found = facts.get("loss")
+    if isinstance(found, dict) and found.get("seconds") == 0:
+        return "nothing (the new primary had every commit of the old one), yet transactions in flight"
+    if isinstance(found, dict) and found.get("kept_until") and found.get("seconds") is not None:
+        count = f"{found['lost_commits']} " if found.get("lost_commits") is not None else ""
+        return (
+            f"{count}transactions committed after {found['kept_until']} "
+            f"(at most {float(found['seconds']):.1f}s of them; {found.get('source')})"
+        )
+    lost = facts.get("lost_at")
     if lost:
-        return f"transactions committed shortly before {lost} (the standby's exact position is unknown)"
+        return f"transactions committed shortly before {lost} (what the new primary lacks is not bounded)"
     return "the transactions the standby had not received (unknown window)"
 
 
@@ -175,13 +179,11 @@ def _user_rto(facts: dict[str, Any], lost: datetime, db_rto: float) -> tuple[flo
 
 
 def _rpo(facts: dict[str, Any], lost: datetime) -> tuple[float | None, datetime | None]:
-    final, promoted = facts.get("final_lsn"), facts.get("promoted_lsn")
-    if final is not None and promoted is not None and int(final) <= int(promoted):
-        return 0.0, lost
-    if final is not None and facts.get("last_replay_epoch"):
-        recovered = datetime.fromtimestamp(float(facts["last_replay_epoch"]), UTC)
-        return max(0.0, (lost - recovered).total_seconds()), recovered
-    return None, None
+    """The failover's own measure (engines/failover/loss.py, in its `loss` fact)."""
+    found = facts.get("loss")
+    if not isinstance(found, dict) or found.get("seconds") is None:
+        return None, None
+    return float(found["seconds"]), _time(found.get("kept_until"))
 
 
 def _time(value: object) -> datetime | None:
