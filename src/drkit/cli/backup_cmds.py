@@ -7,7 +7,7 @@ from rich.markup import escape
 
 from drkit.cli.context import Options, options
 from drkit.cli.progress import byte_progress
-from drkit.cli.render import console, emit_json, human_bytes, table
+from drkit.cli.render import console, emit_json, err_console, human_bytes, table
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import OperationError, UsageError
 from drkit.engines.core.workspace import Workspace
@@ -101,7 +101,7 @@ def _print_outcome(o: ServiceOutcome) -> None:
     if o.result is not None:
         _print_result(o.result.manifest, o.result.seconds, o.result.removed_incomplete)
     elif o.error is not None:
-        console.print(f"[red]backup of {escape(o.service)} failed:[/red] {escape(o.error)}", soft_wrap=True)
+        err_console.print(f"[red]backup of {escape(o.service)} failed:[/red] {escape(o.error)}", soft_wrap=True)
 
 
 def _outcome_json(o: ServiceOutcome) -> dict[str, object]:
