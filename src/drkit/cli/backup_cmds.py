@@ -56,7 +56,7 @@ def backup_cmd(
         targets,
         postgres_type=type_,
         progress_for=lambda s: byte_progress(f"backup of {s.name}", enabled=not opts.json),
-        on_done=None if opts.json else _print_outcome,
+        on_done=None if opts.json else (lambda o: _print_outcome(o, alone=len(targets) == 1)),
     )
     if opts.json:  # one document: each entry says ok or its error; the exit code says the rest
         emit_json([_outcome_json(o) for o in outcomes])
@@ -97,10 +97,10 @@ def _backup_set(opts: Options, ws: Workspace) -> None:
     )
 
 
-def _print_outcome(o: ServiceOutcome) -> None:
+def _print_outcome(o: ServiceOutcome, *, alone: bool = False) -> None:
     if o.result is not None:
         _print_result(o.result.manifest, o.result.seconds, o.result.removed_incomplete)
-    elif o.error is not None:
+    elif o.error is not None and not alone:  # alone, the final error says it once
         err_console.print(f"[red]backup of {escape(o.service)} failed:[/red] {escape(o.error)}", soft_wrap=True)
 
 
@@ -128,6 +128,8 @@ def _outcome_table(outcomes: list[ServiceOutcome]) -> None:
 
 def _fail_if_any(outcomes: list[ServiceOutcome]) -> None:
     failed = [o.service for o in outcomes if not o.ok]
+    if len(outcomes) == 1 and failed:
+        raise OperationError(f"backup of {outcomes[0].service} failed: {outcomes[0].error}")
     if failed:
         raise OperationError(
             f"{len(failed)} of {len(outcomes)} service(s) not backed up: {', '.join(failed)}",
