@@ -101,7 +101,8 @@ def _print_outcome(o: ServiceOutcome, *, alone: bool = False) -> None:
     if o.result is not None:
         _print_result(o.result.manifest, o.result.seconds, o.result.removed_incomplete)
     elif o.error is not None and not alone:  # alone, the final error says it once
-        err_console.print(f"[red]backup of {escape(o.service)} failed:[/red] {escape(o.error)}", soft_wrap=True)
+        line = f"[red]backup of {escape(o.service)} failed:[/red] {escape(o.error)}"
+        err_console.print(line, soft_wrap=True)
 
 
 def _outcome_json(o: ServiceOutcome) -> dict[str, object]:
