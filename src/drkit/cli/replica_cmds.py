@@ -37,6 +37,21 @@ def _restore_command(ws: Workspace, cluster: Cluster) -> str | None:
     return restore_command(drkit_argv(), ws.stack.source_path, cluster.service.name)
 
 
+def _archive_known(ws: Workspace, cluster: Cluster, say: Callable[[str], None]) -> None:
+    """A standby's restore_command reads drkit's archive, and a fetch from an archive with no
+    identity yet (nothing pushed: it cannot tell a new archive from an unmounted one) stops
+    recovery. Before the standby starts, the primary closes a segment and the archive records
+    whose WAL it holds; a primary whose archiving does not work is named now, not as a standby
+    that will not start."""
+    from drkit.engines.postgres.switch_wal import switch_wal_and_wait
+    from drkit.engines.postgres.wal.archive import archive_for
+
+    if archive_for(ws, cluster.service).guard.read() is not None:
+        return
+    say(f"the WAL archive of {cluster.service.name} has no identity yet: switching WAL on the primary")
+    switch_wal_and_wait(ws, cluster.service, commit=True, say=say)
+
+
 @replica.command("init")
 def init_cmd(
     ctx: typer.Context,
@@ -53,7 +68,10 @@ def init_cmd(
 
     opts = options(ctx)
     ws, cluster = _cluster(opts, service)
-    said = init(cluster, name, _restore_command(ws, cluster), replace=replace, say=_printer(opts))
+    command = _restore_command(ws, cluster)
+    if command is not None:
+        _archive_known(ws, cluster, _printer(opts))
+    said = init(cluster, name, command, replace=replace, say=_printer(opts))
     _done(opts, {"standby": name, "result": said}, said)
 
 
