@@ -37,19 +37,36 @@ def _restore_command(ws: Workspace, cluster: Cluster) -> str | None:
     return restore_command(drkit_argv(), ws.stack.source_path, cluster.service.name)
 
 
-def _archive_known(ws: Workspace, cluster: Cluster, say: Callable[[str], None]) -> None:
-    """A standby's restore_command reads drkit's archive, and a fetch from an archive with no
-    identity yet (nothing pushed: it cannot tell a new archive from an unmounted one) stops
-    recovery. Before the standby starts, the primary closes a segment and the archive records
-    whose WAL it holds; a primary whose archiving does not work is named now, not as a standby
-    that will not start."""
+def _archive_fallback(
+    ws: Workspace, cluster: Cluster, command: str, say: Callable[[str], None]
+) -> str | None:
+    """The restore_command a new standby gets, or None. It reads drkit's archive, and a fetch
+    from an archive with no identity yet (nothing pushed: a new archive cannot be told from an
+    unmounted one) stops recovery. So: a primary that archives closes a segment now and the
+    archive records whose WAL it holds (a primary whose archiving fails is named now, not as a
+    standby that will not start); a primary that does not archive gives a standby that streams
+    only."""
+    from drkit.adapters.postgres.client import connect, service_dsn
+    from drkit.domain.stack import WalMode
     from drkit.engines.postgres.switch_wal import switch_wal_and_wait
     from drkit.engines.postgres.wal.archive import archive_for
 
-    if archive_for(ws, cluster.service).guard.read() is not None:
-        return
-    say(f"the WAL archive of {cluster.service.name} has no identity yet: switching WAL on the primary")
-    switch_wal_and_wait(ws, cluster.service, commit=True, say=say)
+    service = cluster.service
+    if archive_for(ws, service).guard.read() is not None:
+        return command
+    stream = service.postgres is not None and service.postgres.wal_mode is WalMode.STREAM
+    if not stream:
+        with connect(service_dsn(service, connect_timeout=10)) as conn:
+            row = conn.execute("select current_setting('archive_mode')").fetchone()
+        if row is None or row[0] == "off":
+            say(
+                f"the primary of {service.name} does not archive (archive_mode off) and drkit's archive "
+                "is empty: the standby streams only, without restore_command"
+            )
+            return None
+    say(f"the WAL archive of {service.name} has no identity yet: switching WAL on the primary")
+    switch_wal_and_wait(ws, service, commit=True, say=say)
+    return command
 
 
 @replica.command("init")
@@ -70,7 +87,7 @@ def init_cmd(
     ws, cluster = _cluster(opts, service)
     command = _restore_command(ws, cluster)
     if command is not None:
-        _archive_known(ws, cluster, _printer(opts))
+        command = _archive_fallback(ws, cluster, command, _printer(opts))
     said = init(cluster, name, command, replace=replace, say=_printer(opts))
     _done(opts, {"standby": name, "result": said}, said)
 
