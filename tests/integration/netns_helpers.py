@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import psycopg
 import yaml
 
+from drkit.adapters.postgres.recovery_conf import archive_command, quote
 from drkit.domain.stack import RuntimeSpec
 from drkit.infra.ownership import chown_tree
 from drkit.infra.wait import wait_for
@@ -274,6 +275,10 @@ def make_pair(
     )
     with open(pair.data_dir("p1") / "postgresql.conf", "a") as conf:
         conf.write(PRIMARY_CONF.format(sock=root / "sock"))
+        # archiving into drkit's repository, as a deployment has it: the standby's
+        # restore_command fallback reads that archive (and an empty one stops a fetch)
+        push = archive_command([sys.executable, "-m", "drkit"], str(pair.config), "postgres")
+        conf.write(f"archive_mode = on\narchive_command = {quote(push)}\n")
     (pair.data_dir("p1") / "pg_hba.conf").write_text(HBA)
     pair.runtime("p1").start()
     with psycopg.connect(pair.sock("p1", "postgres"), autocommit=True) as conn:
