@@ -6,6 +6,7 @@ import sys
 import traceback
 
 import typer
+from rich.markup import escape
 
 from drkit import __version__
 from drkit.cli.argv import hoist_global_options
@@ -126,15 +127,20 @@ def main(argv: list[str] | None = None) -> None:
 def _report(exc: DrkitError, json_mode: bool, debug: bool) -> None:
     if debug:
         traceback.print_exc()
+    problems = list(getattr(exc, "problems", ()))
     if json_mode:
-        emit_json(
-            {
-                "error": exc.message,
-                "hint": exc.hint,
-                "exit_code": int(exc.exit_code),
-                "kind": type(exc).__name__,
-            }
-        )
-    err_console.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
+        body: dict[str, object] = {
+            "error": exc.message,
+            "hint": exc.hint,
+            "exit_code": int(exc.exit_code),
+            "kind": type(exc).__name__,
+        }
+        if problems:
+            body["problems"] = problems
+        emit_json(body)
+    err_console.print(f"[red]error:[/red] {exc.message}", soft_wrap=True, markup=True, highlight=False)
+    if len(problems) > 1:  # one line each: file:line: key: what is wrong, what to do
+        for problem in problems:
+            err_console.print(f"  {escape(problem)}", soft_wrap=True, highlight=False)
     if exc.hint:
         err_console.print(f"  hint: {exc.hint}", soft_wrap=True)
