@@ -10,6 +10,7 @@ import typer
 
 from drkit.cli.context import Options, options
 from drkit.cli.render import console, emit_json, status_text, table
+from drkit.cli.times import operator_time_iso
 from drkit.domain.errors import ExitCode, UsageError
 from drkit.domain.journal import Journal, StepRecord, Verdict
 
@@ -29,7 +30,10 @@ def recover_cmd(
     ),
     name: str = typer.Argument(None, help="With `service`: the failing service; geo-failover: the standby."),
     target_time: str = typer.Option(
-        None, "--target-time", help="data-loss: the moment just before the loss."
+        None,
+        "--target-time",
+        help="data-loss: the moment just before the loss (2026-11-30 14:05:00Z; without a zone, "
+        "the local one; today 14:05; -10m).",
     ),
     in_place: bool = typer.Option(False, "--in-place", help="data-loss: restore the live database to T."),
     copy_back: list[str] = typer.Option(
@@ -77,11 +81,11 @@ def recover_cmd(
         args = RecoverArgs(
             scenario,
             tuple(drkit_argv()),
-            target_time=target_time,
+            target_time=operator_time_iso("--target-time", target_time),
             in_place=in_place,
             copy_back=tuple(copy_back or ()),
             service=name,  # geo-failover: the standby
-            since=since,
+            since=operator_time_iso("--since", since),
         )
         runbook = prepare(ws, args)
         journal = None

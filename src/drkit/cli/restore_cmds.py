@@ -12,6 +12,7 @@ import typer
 from drkit.cli.context import Options, options
 from drkit.cli.progress import byte_progress
 from drkit.cli.render import console, emit_json, err_console, status_text, table
+from drkit.cli.times import operator_time_iso
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, target_from_args
 from drkit.engines.core.workspace import Workspace
@@ -90,7 +91,7 @@ def verify_cmd(
 
 def _target(time: str | None, lsn: str | None, name: str | None) -> RecoveryTarget:
     try:
-        return target_from_args(time, lsn, name)
+        return target_from_args(operator_time_iso("--target-time", time), lsn, name)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -101,7 +102,12 @@ def restore_cmd(
     backup_id: str = typer.Option(
         None, "--backup", help="Backup id (default: the newest that can reach the target)."
     ),
-    target_time: str = typer.Option(None, "--target-time", help="ISO 8601 time; naive = UTC."),
+    target_time: str = typer.Option(
+        None,
+        "--target-time",
+        help="2026-02-09 14:30:00+01:00, ...Z, a time without a zone (read in the local zone; "
+        "both are printed), today 14:30, yesterday 14:30, -2h, 10m ago.",
+    ),
     target_lsn: str = typer.Option(None, "--target-lsn", help="PostgreSQL: a WAL position like 0/3000060."),
     target_name: str = typer.Option(None, "--target-name", help="PostgreSQL: a named restore point."),
     to: str = typer.Option(
