@@ -68,6 +68,7 @@ def _register() -> None:
         stack_cmds,
         status_cmds,
         sync_cmds,
+        verify_cmds,
         wal_cmds,
     )
 
@@ -76,6 +77,7 @@ def _register() -> None:
         backup_cmds,
         wal_cmds,
         restore_cmds,
+        verify_cmds,
         recover_cmds,
         drill_cmds,
         report_cmds,

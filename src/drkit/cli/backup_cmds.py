@@ -160,17 +160,20 @@ def _refs(backups: dict[str, str]) -> str:
 
 
 @backups_app.command("show")
-def show_cmd(ctx: typer.Context, backup_id: str = typer.Argument(..., help="Backup id.")) -> None:
+def show_cmd(
+    ctx: typer.Context,
+    backup_id: str = typer.Argument(..., help="Backup id, a unique start of one, or `latest`."),
+) -> None:
     """One backup's manifest: files, hashes, LSNs, versions.
 
-    Example: drkit backups show 20261125T020000Z-base
+    Example: drkit backups show 20261125T020000Z-base;  drkit backups show latest
     """
-    from drkit.engines.core.catalog import find_backup
+    from drkit.engines.core.catalog import resolve_backup
     from drkit.engines.core.workspace import open_workspace
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
-    m = find_backup(ws.repo, ws.stack.name, sorted(ws.stack.services), backup_id)
+    m = resolve_backup(ws.repo, ws.stack.name, sorted(ws.stack.services), backup_id)
     if opts.json:
         emit_json(m.to_dict())
         return

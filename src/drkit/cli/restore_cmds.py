@@ -1,4 +1,4 @@
-"""`drkit verify` and `drkit restore`."""
+"""`drkit restore` (and drkit_argv, how PostgreSQL runs this drkit)."""
 
 from __future__ import annotations
 
@@ -28,65 +28,6 @@ if TYPE_CHECKING:
 def drkit_argv() -> list[str]:
     """How PostgreSQL (as its own OS user) runs this drkit: restore_command."""
     return [sys.executable, "-m", "drkit"]
-
-
-def verify_cmd(
-    ctx: typer.Context,
-    backup_id: str = typer.Argument(None, help="Backup id (default: --latest)."),
-    latest: bool = typer.Option(False, "--latest", help="Verify the newest backup."),
-    deep: bool = typer.Option(
-        False, "--deep", help="Also restore into a throwaway instance and compare row counts."
-    ),
-    service: str = typer.Option(None, "--service", help="Service (default: every postgres)."),
-    repo: str = typer.Option(
-        None, "--repo", help="Check this repository (a copy), alone: every backup and set in it."
-    ),
-) -> None:
-    """Re-hash every file against the manifest and check the WAL it needs; exit 3 on problems.
-
-    Example: drkit verify --latest --deep; drkit verify --repo offsite
-    """
-    from drkit.engines.core.workspace import open_workspace
-    from drkit.engines.ops.status import record_verify
-    from drkit.engines.stack.verify import choose_backup_to_verify, verify_backup
-
-    opts = options(ctx)
-    if backup_id and latest:
-        raise UsageError("give a backup id or --latest, not both")
-    ws = open_workspace(opts.stack(), repository=repo)
-    if repo and not (backup_id or latest or deep):
-        from drkit.cli.sync_cmds import verify_copy
-
-        verify_copy(opts, ws)
-        return
-    svc, manifest = choose_backup_to_verify(ws, backup_id, service=service, deep=deep)
-    if opts.dry_run:
-        console.print(f"would verify {manifest.backup_id}{' (deep)' if deep else ''}")
-        return
-    report = verify_backup(ws, svc, manifest, deep=deep, drkit_argv=drkit_argv())
-    if unrecorded := record_verify(ws, report):  # for `drkit status` and `drkit metrics`
-        err_console.print(f"[yellow]{unrecorded}[/yellow]")
-    if opts.json:
-        emit_json(
-            {
-                "backup_id": report.backup_id,
-                "service": report.service,
-                "deep": deep,
-                "ok": report.ok,
-                "seconds": report.seconds,
-                "results": report.results,
-            }
-        )
-    else:
-        table(
-            f"verify {report.backup_id}{' (deep)' if deep else ''}",
-            ["check", "status", "detail"],
-            [(r.name, status_text(r.status.value), r.detail) for r in report.results],
-        )
-        verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
-        console.print(f"{verdict} in {report.seconds:.1f}s")
-    if not report.ok:
-        raise typer.Exit(3)
 
 
 def _target(time: str | None, lsn: str | None, name: str | None) -> RecoveryTarget:
@@ -402,5 +343,4 @@ def _confirm(opts: Options, question: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("verify")(verify_cmd)
     app.command("restore")(restore_cmd)

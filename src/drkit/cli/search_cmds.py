@@ -74,9 +74,9 @@ def rebuild_cmd(
 
 def _service(stack: Stack, name: str | None) -> Service:
     if name is not None:
-        found = stack.services.get(name)
-        if found is None or found.kind != "meilisearch":
-            raise UsageError(f"no meilisearch service {name!r} in {stack.source_path}")
+        found = stack.service(name)
+        if found.kind != "meilisearch":
+            raise UsageError(f"service {name!r} is a {found.kind}, not meilisearch")
         return found
     candidates = stack.services_of_kind("meilisearch")
     if len(candidates) != 1:

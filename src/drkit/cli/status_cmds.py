@@ -31,9 +31,7 @@ def status_cmd(
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
-    unknown = [s for s in services or [] if s not in ws.stack.services]
-    if unknown:
-        raise UsageError(f"no service {unknown[0]!r} in {ws.stack.source_path}")
+    ws.stack.require_services(services or [])
     report = build_status(ws, services=services or None, copies=copies_probe(ws))
     if opts.json:
         emit_json(

@@ -38,7 +38,4 @@ def choose_services(stack: Stack, names: list[str] | None) -> list[Service]:
     drkit can back up."""
     if not names:
         return backup_targets(list(stack.services.values()))
-    unknown = [n for n in names if n not in stack.services]
-    if unknown:
-        raise UsageError(f"no service {unknown[0]!r} in {stack.source_path}")
-    return [stack.services[n] for n in names]
+    return stack.require_services(names)
