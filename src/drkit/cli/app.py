@@ -10,8 +10,8 @@ from rich.markup import escape
 
 from drkit import __version__
 from drkit.cli.argv import hoist_global_options
-from drkit.cli.context import Options
-from drkit.cli.render import emit_json, err_console
+from drkit.cli.context import Options, options
+from drkit.cli.render import emit_json, err_console, json_stdout
 from drkit.domain.errors import DrkitError, ExitCode
 
 app = typer.Typer(
@@ -41,14 +41,19 @@ def root(
 ) -> None:
     if output not in ("text", "json"):
         raise typer.BadParameter("must be text or json", param_hint="--output")
+    if output == "json":
+        json_stdout()  # stdout carries the one JSON document; any other line goes to stderr
     ctx.obj = Options(config=config, output=output, yes=yes, dry_run=dry_run, debug=debug)
 
 
 @app.command()
-def version() -> None:
-    """Print drkit's version."""
+def version(ctx: typer.Context) -> None:
+    """Print drkit's version (also `drkit --version`)."""
     from drkit.cli.render import console
 
+    if options(ctx).json:
+        emit_json({"version": __version__})
+        return
     console.print(__version__)
 
 
@@ -117,6 +122,9 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
             sys.exit(int(exc.exit_code))
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            if json_mode:  # a usage error is JSON too, for a script that asked for JSON
+                message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+                emit_json({"error": message, "hint": None, "exit_code": 2, "kind": "UsageError"})
             exc.show()
             sys.exit(int(ExitCode.USAGE))
         if debug:

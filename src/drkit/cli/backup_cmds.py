@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from drkit.cli.context import Options, options
+from drkit.cli.context import Options, options, show_plan
 from drkit.cli.progress import byte_progress
 from drkit.cli.render import console, emit_json, human_bytes, table
 from drkit.domain.backup import Manifest
@@ -44,11 +44,13 @@ def backup_cmd(
         _backup_set(opts, ws)
         return
     targets = choose_services(ws.stack, services)
+    if opts.dry_run:
+        text = "\n".join(f"would back up {s.name} ({s.kind}) into {ws.repo.location}" for s in targets)
+        would = [{"service": s.name, "kind": s.kind} for s in targets]
+        show_plan(opts, text, {"repository": ws.repo.location, "would_back_up": would})
+        return
     results = []
     for service in targets:
-        if opts.dry_run:
-            console.print(f"would back up {service.name} ({service.kind}) into {ws.repo.location}")
-            continue
         with byte_progress(f"backup of {service.name}", enabled=not opts.json) as progress:
             result = backup_service(ws, service, postgres_type=type_, progress=progress)
         results.append(result)
@@ -63,7 +65,9 @@ def _backup_set(opts: Options, ws: Workspace) -> None:
     from drkit.engines.stack.sets import backup_set
 
     if opts.dry_run:
-        console.print("would record a stack-wide restore point of: " + ", ".join(sorted(ws.stack.services)))
+        names = sorted(ws.stack.services)
+        text = "would record a stack-wide restore point of: " + ", ".join(names)
+        show_plan(opts, text, {"would_record_set_of": names})
         return
     result = backup_set(ws, say=(lambda _m: None) if opts.json else console.print, drkit_argv=drkit_argv())
     if opts.json:

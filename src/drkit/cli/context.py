@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from drkit.config.loader import find_config, load_stack
+from drkit.domain.errors import UsageError
 from drkit.domain.stack import Stack
 
 
@@ -24,6 +26,11 @@ class Options:
     def json(self) -> bool:
         return self.output == "json"
 
+    def refuse_json(self, why: str) -> None:
+        """A command whose output cannot be JSON says so (exit 2) rather than print text."""
+        if self.json:
+            raise UsageError(f"--output json: {why}")
+
     def config_path(self) -> Path:
         return find_config(self.config)
 
@@ -31,6 +38,17 @@ class Options:
         if self._stack is None:
             self._stack = load_stack(self.config_path(), strict_secrets=strict_secrets)
         return self._stack
+
+
+def show_plan(opts: Options, text: str, data: dict[str, Any]) -> None:
+    """What a --dry-run would do: `text` for a person, `{"dry_run": true, **data}` with
+    --output json."""
+    from drkit.cli.render import console, emit_json
+
+    if opts.json:
+        emit_json({"dry_run": True, **data})
+    else:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def options(ctx: typer.Context) -> Options:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from drkit.cli.context import Options, options
+from drkit.cli.context import Options, options, show_plan
 from drkit.cli.recover_cmds import print_step
 from drkit.cli.render import console, emit_json, table
 from drkit.domain.errors import ExitCode, UsageError
@@ -63,7 +63,7 @@ def drill_cmd(
         chosen = [rotation_for(ws.clock.now())]
     if opts.dry_run:
         where = "an isolated copy" if target == "isolated" else "the live stack"
-        console.print(f"would drill {', '.join(chosen)} on {where}")
+        show_plan(opts, f"would drill {', '.join(chosen)} on {where}", {"drills": chosen, "target": target})
         return
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
     results: list[Journal] = []

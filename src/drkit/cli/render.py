@@ -25,6 +25,13 @@ console = _console(False)
 err_console = _console(True)
 
 
+def json_stdout() -> None:
+    """--output json: what `console` prints goes to stderr from now on, so stdout holds only
+    what emit_json writes (a command that forgot its JSON shows as an empty stdout, never as
+    text where a script expects JSON)."""
+    console.file = sys.stderr
+
+
 def to_jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return to_jsonable(asdict(value))

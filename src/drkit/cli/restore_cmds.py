@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from drkit.cli.context import Options, options
+from drkit.cli.context import Options, options, show_plan
 from drkit.cli.progress import byte_progress
 from drkit.cli.render import console, emit_json, err_console, status_text, table
 from drkit.cli.times import operator_time_iso
@@ -172,7 +172,9 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *
 
 def _restore_logical(opts: Options, ws: Workspace, prepared: PreparedLogicalRestore) -> None:
     if opts.dry_run:
-        console.print(f"would {prepared.summary}")
+        show_plan(
+            opts, f"would {prepared.summary}", {"service": prepared.service.name, "summary": prepared.summary}
+        )
         return
     if prepared.question:
         _confirm(opts, prepared.question)
@@ -187,9 +189,16 @@ def _restore_logical(opts: Options, ws: Workspace, prepared: PreparedLogicalRest
 def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestore, *, pause: bool) -> None:
     live = prepared.options.to is None
     if opts.dry_run:
-        console.print(f"would {prepared.summary}")
-        if would_pause := _would_pause(ws, [prepared.service.name], enabled=pause and live):
-            console.print(f"would stop {', '.join(would_pause)} first and start them again after")
+        would_pause = _would_pause(ws, [prepared.service.name], enabled=pause and live)
+        text = f"would {prepared.summary}" + (
+            f"\nwould stop {', '.join(would_pause)} first and start them again after" if would_pause else ""
+        )
+        data = {
+            "service": prepared.service.name,
+            "summary": prepared.summary,
+            "would_pause": list(would_pause),
+        }
+        show_plan(opts, text, data)
         return
     if prepared.question:
         _confirm(opts, prepared.question)

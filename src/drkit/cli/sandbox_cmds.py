@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from drkit.cli.context import options
+from drkit.cli.context import options, show_plan
 from drkit.cli.render import console, emit_json, table
 
 DEFAULT_DIR = ".drkit-sandbox"
@@ -33,6 +33,10 @@ def up_cmd(
     if wal_mode not in ("archive", "stream"):
         raise UsageError(f"--wal-mode must be archive or stream, not {wal_mode!r}")
     opts = options(ctx)
+    if opts.dry_run:
+        text = f"would start the sandbox in {directory} (WAL {wal_mode}) and write its stack.yaml there"
+        show_plan(opts, text, {"directory": directory, "wal_mode": wal_mode, "encrypt": encrypt})
+        return
     box = up(directory, SandboxOptions(wal_mode=wal_mode, encrypt=encrypt, pg_bin_dir=pg_bin_dir or None))
     if opts.json:
         emit_json(status(box.dir))
@@ -99,6 +103,10 @@ def demo_cmd(
     from drkit.sandbox.demo import run_demo
 
     opts = options(ctx)
+    if opts.dry_run:
+        text = "would start a sandbox, back it up as a set, and run every drill of the rotation on copies"
+        show_plan(opts, text, {"directory": directory, "keep": keep, "report": report})
+        return
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
     result = run_demo(
         Path(directory) if directory else None,

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from drkit.cli.context import options
+from drkit.cli.context import options, show_plan
 from drkit.cli.render import console, emit_json, err_console
 from drkit.domain.errors import UsageError
 from drkit.domain.stack import Service, Stack
@@ -51,9 +51,9 @@ def rebuild_cmd(
     source = source_for(index, query, primary_key, svc)
     keys = parse_key_refs(embedder_key)
     if opts.dry_run:
-        console.print(
-            f"would rebuild {svc.name} index {index!r} from: {source.query} (key {source.primary_key})"
-        )
+        text = f"would rebuild {svc.name} index {index!r} from: {source.query} (key {source.primary_key})"
+        data = {"service": svc.name, "index": index, "query": source.query, "primary_key": source.primary_key}
+        show_plan(opts, text, data)
         return
     with _count_progress(f"rebuilding {index}", enabled=not opts.json) as progress:
         result = rebuild_index(

@@ -186,7 +186,10 @@ def init_cmd(
     target = out or project_dir / "stack.yaml"
     config = nself_config(project_dir)
     if opts.dry_run:
-        console.print(config.text, markup=False, highlight=False, end="")
+        if opts.json:
+            emit_json({"dry_run": True, "path": str(target), **_fields(config)})
+        else:
+            console.print(config.text, markup=False, highlight=False, end="")
         return
     write_config(config, target, overwrite=opts.yes)
     if opts.json:

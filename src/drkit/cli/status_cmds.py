@@ -153,6 +153,9 @@ def metrics_cmd(
     from drkit.engines.ops.status import build_status, copies_probe
 
     opts = options(ctx)
+    opts.refuse_json(
+        "metrics are the Prometheus text format (`drkit status --output json` gives the same figures as JSON)"
+    )
     ws = open_workspace(opts.stack())
 
     def build() -> StatusReport:
@@ -217,7 +220,10 @@ def notify_digest_cmd(
     ws = open_workspace(opts.stack())
     message = digest(ws, until=ws.clock.now())
     if print_only:
-        console.print(f"{message.title}\n{message.body}", soft_wrap=True, markup=False)
+        if opts.json:
+            emit_json({"title": message.title, "body": message.body, "severity": message.severity})
+        else:
+            console.print(f"{message.title}\n{message.body}", soft_wrap=True, markup=False)
         return
     _deliver(opts, ws.stack, message)
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from drkit.cli.context import Options, options
+from drkit.cli.context import Options, options, show_plan
 from drkit.cli.render import console, emit_json, human_bytes, status_text, table
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ def sync_cmd(
     opts = options(ctx)
     ws = open_workspace(opts.stack())
     if opts.dry_run:
-        console.print("would sync to " + ", ".join(t.name for t in targets(ws, to)))
+        names = [t.name for t in targets(ws, to)]
+        show_plan(opts, "would sync to " + ", ".join(names), {"would_sync_to": names})
         return
     reports = sync(ws, to)
     if opts.json:
