@@ -38,12 +38,17 @@ def root(
     yes: bool = typer.Option(False, "--yes", "-y", help="Answer yes to confirmations."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    quiet: bool = typer.Option(
+        False, "--quiet", help="No step lines, progress or heartbeats (results and errors still print)."
+    ),
 ) -> None:
     if output not in ("text", "json"):
         raise typer.BadParameter("must be text or json", param_hint="--output")
     if output == "json":
         json_stdout()  # stdout carries the one JSON document; any other line goes to stderr
-    ctx.obj = Options(config=config, output=output, yes=yes, dry_run=dry_run, debug=debug)
+    opts = Options(config=config, output=output, yes=yes, dry_run=dry_run, debug=debug, quiet=quiet)
+    ctx.obj = opts
+    ctx.call_on_close(opts.close)
 
 
 @app.command()

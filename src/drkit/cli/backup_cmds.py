@@ -6,7 +6,6 @@ import typer
 from rich.markup import escape
 
 from drkit.cli.context import Options, options, show_plan
-from drkit.cli.progress import byte_progress
 from drkit.cli.render import console, emit_json, human_bytes, table
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import UsageError
@@ -35,6 +34,7 @@ def backup_cmd(
     """
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.stack.backup import backup_service, choose_services
+    from drkit.engines.stack.estimate import backup_estimate
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
@@ -51,8 +51,10 @@ def backup_cmd(
         return
     results = []
     for service in targets:
-        with byte_progress(f"backup of {service.name}", enabled=not opts.json) as progress:
-            result = backup_service(ws, service, postgres_type=type_, progress=progress)
+        opts.progress.step(f"back up {service.name} ({service.kind}) into {ws.repo.location}")
+        total = backup_estimate(ws, service, type_)
+        meter = opts.progress.meter(f"backup of {service.name}", total=total)
+        result = backup_service(ws, service, postgres_type=type_, progress=meter)
         results.append(result)
         if not opts.json:
             _print_result(result.manifest, result.seconds, result.removed_incomplete)

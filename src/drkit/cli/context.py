@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from drkit.cli.progress import Reporter, mode_for
 from drkit.config.loader import find_config, load_stack
 from drkit.domain.errors import UsageError
 from drkit.domain.stack import Stack
@@ -20,7 +21,9 @@ class Options:
     yes: bool = False
     dry_run: bool = False
     debug: bool = False
+    quiet: bool = False
     _stack: Stack | None = field(default=None, repr=False)
+    _reporter: Reporter | None = field(default=None, repr=False)
 
     @property
     def json(self) -> bool:
@@ -30,6 +33,17 @@ class Options:
         """A command whose output cannot be JSON says so (exit 2) rather than print text."""
         if self.json:
             raise UsageError(f"--output json: {why}")
+
+    @property
+    def progress(self) -> Reporter:
+        """Where engines report steps and work (cli/progress.py); closed when the command ends."""
+        if self._reporter is None:
+            self._reporter = Reporter(mode_for(quiet=self.quiet, json=self.json))
+        return self._reporter
+
+    def close(self) -> None:
+        if self._reporter is not None:
+            self._reporter.close()
 
     def config_path(self) -> Path:
         return find_config(self.config)

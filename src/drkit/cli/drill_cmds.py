@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from drkit.cli.context import Options, options, show_plan
-from drkit.cli.recover_cmds import print_step
+from drkit.cli.recover_cmds import step_printer
 from drkit.cli.render import console, emit_json, table
 from drkit.domain.errors import ExitCode, UsageError
 from drkit.domain.journal import Journal, Verdict
@@ -77,7 +77,8 @@ def drill_cmd(
                 env,
                 DrillRequest(name, tuple(drkit_argv())),
                 say=say,
-                on_step=None if opts.json else print_step,
+                on_step=None if opts.json else step_printer(opts),
+                progress=opts.progress,
             )
         )
     if report:

@@ -12,7 +12,7 @@ from drkit.cli.context import Options, options
 from drkit.cli.render import console, emit_json, status_text, table
 from drkit.cli.times import operator_time_iso
 from drkit.domain.errors import ExitCode, UsageError
-from drkit.domain.journal import Journal, StepRecord, Verdict
+from drkit.domain.journal import Journal, StepRecord, StepStatus, Verdict
 
 if TYPE_CHECKING:
     from drkit.engines.core.workspace import Workspace
@@ -114,7 +114,13 @@ def _run(opts: Options, ws: Workspace, runbook: Runbook, journal: Journal | None
         console.print(f"recovery {journal.run_id}: journal {journals.local_path(ws, journal.run_id)}")
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
     done = execute(
-        ws, runbook, journal, say=say, on_step=None if opts.json else print_step, confirm=_asker(opts)
+        ws,
+        runbook,
+        journal,
+        say=say,
+        on_step=None if opts.json else step_printer(opts),
+        confirm=_asker(opts),
+        progress=opts.progress,
     )
     final = finish(ws, done)
     _report(opts, final)
@@ -134,7 +140,23 @@ def _asker(opts: Options) -> Callable[[str], bool]:
     return ask
 
 
+def step_printer(opts: Options) -> Callable[[StepRecord], None]:
+    """Each step as it starts (through the progress reporter: stderr, timestamped when not on
+    a terminal, with heartbeats) and as it ends (its outcome, on stdout)."""
+
+    def show(record: StepRecord) -> None:
+        if record.status is StepStatus.RUNNING:
+            opts.progress.step(f"{record.name}: {record.title}")
+        else:
+            print_step(record)
+
+    return show
+
+
 def print_step(record: StepRecord) -> None:
+    """A step's outcome (a record that only started is said by step_printer)."""
+    if record.status is StepStatus.RUNNING:
+        return
     seconds = f"{record.seconds:.1f}s" if record.seconds is not None else ""
     console.print(
         f"  {status_text(STATUS_STYLE.get(record.status.value, record.status.value))} "

@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from drkit.domain.sizes import format_size
+
 
 def _console(stderr: bool) -> Console:
     probe = Console(stderr=stderr)
@@ -62,12 +64,7 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 
 
 def human_bytes(n: int | float) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+    return format_size(n)
 
 
 STATUS_STYLE = {"ok": "green", "warning": "yellow", "failed": "red"}

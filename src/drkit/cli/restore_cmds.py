@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from drkit.cli.context import Options, options, show_plan
-from drkit.cli.progress import byte_progress
 from drkit.cli.render import console, emit_json, err_console, status_text, table
 from drkit.cli.times import operator_time_iso
 from drkit.domain.errors import OperationError, UsageError
@@ -146,11 +145,12 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *
         return
     if prepared.question:
         _confirm(opts, prepared.question)
-    with (
-        _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and in_place) as paused,
-        byte_progress(f"restoring {prepared.plan.backup.backup_id}", enabled=not opts.json) as progress,
-    ):
-        outcome = restore(ws, prepared.service, prepared.request, drkit_argv=drkit_argv(), progress=progress)
+    with _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and in_place) as paused:
+        backup_id = prepared.plan.backup.backup_id
+        opts.progress.step(f"restore {prepared.service.name} from {backup_id} {prepared.where}")
+        outcome = restore(
+            ws, prepared.service, prepared.request, drkit_argv=drkit_argv(), report=opts.progress
+        )
     if opts.json:
         emit_json({**outcome.__dict__, "seconds": outcome.seconds, "dependents": _paused_json(paused)})
         _dependents_exit(paused)
@@ -311,7 +311,7 @@ def _restore_stack(
     say = (lambda _m: None) if opts.json else console.print
     # What has nothing to restore but uses what is restored (auth, functions) stops first.
     with _dependents_paused(opts, ws, restored, enabled=pause) as paused:
-        report = restore_stack(ws, stack_plan, drkit_argv=drkit_argv(), say=say)
+        report = restore_stack(ws, stack_plan, drkit_argv=drkit_argv(), say=say, progress=opts.progress)
         paused.resume = all(s.ok for s in report.steps)  # a failed service: they stay stopped
     if opts.json:
         emit_json({"ok": report.ok, **report.__dict__, "dependents": _paused_json(paused)})

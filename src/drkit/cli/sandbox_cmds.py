@@ -98,7 +98,7 @@ def demo_cmd(
     Example: drkit demo --keep
     """
     from drkit.cli.drill_cmds import summary, write_reports
-    from drkit.cli.recover_cmds import print_step
+    from drkit.cli.recover_cmds import step_printer
     from drkit.cli.restore_cmds import drkit_argv
     from drkit.sandbox.demo import run_demo
 
@@ -112,7 +112,7 @@ def demo_cmd(
         Path(directory) if directory else None,
         keep=keep,
         say=say,
-        on_step=None if opts.json else print_step,
+        on_step=None if opts.json else step_printer(opts),
         drkit_argv=drkit_argv(),
     )
     paths = write_reports(result.workspace, result.drills, report) if result.workspace else []

@@ -31,7 +31,7 @@ def sync_cmd(
         names = [t.name for t in targets(ws, to)]
         show_plan(opts, "would sync to " + ", ".join(names), {"would_sync_to": names})
         return
-    reports = sync(ws, to)
+    reports = sync(ws, to, progress=opts.progress)
     if opts.json:
         emit_json({"repositories": [r.to_dict() for r in reports]})
         return

@@ -56,8 +56,10 @@ def verify_cmd(
     if opts.dry_run:
         _show_plan(opts, plan)
         return
+    argv = drkit_argv()
     reports = [
-        verify_backup(ws, c.service, c.manifest, deep=c.deep, drkit_argv=drkit_argv()) for c in plan.chosen
+        verify_backup(ws, c.service, c.manifest, deep=c.deep, drkit_argv=argv, progress=opts.progress)
+        for c in plan.chosen
     ]
     _record(ws, reports)
     if opts.json:

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drkit", add_help=False)
     parser.add_argument("--config", "-c")
     parser.add_argument("--output", "-o", default="text", choices=("text", "json"))
-    for flag in ("--yes", "--dry-run", "--debug"):
+    for flag in ("--yes", "--dry-run", "--debug", "--quiet"):
         parser.add_argument(flag, action="store_true")
     parser.add_argument("-y", action="store_true", dest="yes_short")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -21,6 +21,7 @@ from drkit.adapters.postgres.recovery_conf import (
 from drkit.adapters.postgres.tools import require_server_major
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import IntegrityError, OperationError, UsageError
+from drkit.domain.progress import SILENT, Progress
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service, WalMode
 from drkit.domain.wal import Segment
@@ -112,6 +113,7 @@ def restore(
     *,
     drkit_argv: list[str],
     progress: Callable[[int], None] | None = None,
+    report: Progress = SILENT,  # steps, and the extract's amount when `progress` is None
 ) -> RestoreOutcome:
     if request.in_place == (request.to is not None):
         raise UsageError("restore needs exactly one of --to DIR or --in-place")
@@ -119,6 +121,8 @@ def restore(
         chosen = plan(ws, service, request)
         require_server_major(service.runtime.bin_dir, chosen.backup.require_postgres().server_version)
         started = ws.clock.now()
+        parts = sum(f.raw_size for f in chosen.backup.files if f.name.startswith("base."))
+        progress = progress or report.meter(f"extract {chosen.backup.backup_id}", total=parts or None)
         if request.in_place and service.runtime.type == "compose":
             return _restore_container(ws, service, request, chosen, started, progress)
         runtime, data_dir, aside = _prepare_target(ws, service, request)
@@ -129,6 +133,7 @@ def restore(
             _roll_back(data_dir, aside)
             raise
         dsn = service_dsn(service, host="127.0.0.1" if request.to else None, port=runtime.port)
+        report.step(f"start PostgreSQL on {data_dir} and replay WAL to {chosen.target.describe()}")
         with _prefetch(ws, service, chosen, data_dir):
             hold("start")
             _start(runtime)

@@ -21,6 +21,8 @@ from drkit.adapters.repository.codec import is_encrypted, sha256
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import DrkitError, RepositoryError, UsageError
+from drkit.domain.progress import SILENT, Progress
+from drkit.domain.sizes import format_size
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import find_backup, list_backups
 from drkit.engines.core.layout import verified_key
@@ -48,30 +50,44 @@ NO_DEEP = {
 
 
 def verify_backup(
-    ws: Workspace, service: Service, m: Manifest, *, deep: bool, drkit_argv: list[str]
+    ws: Workspace,
+    service: Service,
+    m: Manifest,
+    *,
+    deep: bool,
+    drkit_argv: list[str],
+    progress: Progress = SILENT,
 ) -> VerifyReport:
     if deep and m.kind in NO_DEEP:
         raise UsageError(NO_DEEP[m.kind])
     started = ws.clock.monotonic()
+    files = f"{len(m.files)} file{'' if len(m.files) == 1 else 's'}"
+    progress.step(f"re-hash the {files} of {m.backup_id} ({format_size(m.stored_bytes)})")
     results = verify_files(ws, m)
     files_ok = all(r.status is Status.OK for r in results)
     if m.kind is BackupKind.BASE:
+        progress.step(f"check that the WAL {m.backup_id} needs is archived")
         wal = verify_wal(ws, service, m)
         results.append(wal)
         if deep and files_ok and wal.status is Status.OK:
-            results.extend(verify_deep(ws, service, m, drkit_argv))
+            results.extend(verify_deep(ws, service, m, drkit_argv, progress))
         elif deep:
             results.append(_skipped())
     elif m.kind is BackupKind.LOGICAL and deep:
+        progress.step(f"restore the dumps of {m.backup_id} into a scratch cluster and count rows")
         results.extend(verify_logical_deep(ws, service, m) if files_ok else [_skipped()])
     elif m.kind is BackupKind.OBJECTS and files_ok:
         from drkit.engines.objects.verify import verify_objects
 
+        progress.step(f"check every object version {m.backup_id} lists{' (re-hashed)' if deep else ''}")
         results.extend(verify_objects(ws, service, m, deep=deep))
     elif m.kind is BackupKind.RDB and deep:
         if files_ok:
             from drkit.engines.redis.verify import verify_deep as redis_deep
 
+            progress.step(
+                f"check {m.backup_id} with redis-check-rdb/aof and load it in a scratch redis-server"
+            )
             results.extend(redis_deep(ws, service, m))
         else:
             results.append(_skipped())
