@@ -6,7 +6,7 @@ import typer
 from rich.markup import escape
 
 from drkit.cli.context import Options, options, show_plan
-from drkit.cli.render import console, emit_json, human_bytes, table
+from drkit.cli.render import console, duration, emit_json, human_bytes, table
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import UsageError
 from drkit.engines.core.workspace import Workspace
@@ -86,7 +86,7 @@ def _print_result(m: Manifest, seconds: float, removed: tuple[str, ...]) -> None
         console.print(f"removed incomplete backup {leftover} (left by an interrupted run)")
     line = (
         f"[green]backup {m.backup_id}[/green] of {m.service}: {len(m.files)} files, "
-        f"{human_bytes(m.raw_bytes)} -> {human_bytes(m.stored_bytes)} in {seconds:.1f}s"
+        f"{human_bytes(m.raw_bytes)} -> {human_bytes(m.stored_bytes)} in {duration(seconds)}"
     )
     if "summary" in m.details:
         line += f": {m.details['summary']}"
@@ -184,7 +184,8 @@ def show_cmd(
         emit_json(m.to_dict())
         return
     console.print(f"backup {m.backup_id} ({m.kind.value}) of {m.stack}/{m.service}")
-    console.print(f"  started {m.started_at.isoformat()}  finished {m.finished_at.isoformat()}")
+    took = duration(m.finished_at - m.started_at)
+    console.print(f"  started {m.started_at.isoformat()}  finished {m.finished_at.isoformat()} ({took})")
     console.print(
         f"  {human_bytes(m.raw_bytes)} raw, {human_bytes(m.stored_bytes)} stored, "
         f"{m.compression}, encrypted: {'yes' if m.encrypted else 'no'}"
@@ -196,7 +197,7 @@ def show_cmd(
             f"server {p.server_version}; system {p.system_identifier}"
         )
     console.print(f"  tools: {', '.join(f'{k} {v}' for k, v in m.tool_versions.items())}")
-    table(None, ["file", "stored", "sha256"], [(f.name, f.size, f.sha256) for f in m.files])
+    table(None, ["file", "stored", "sha256"], [(f.name, human_bytes(f.size), f.sha256) for f in m.files])
 
 
 def register(app: typer.Typer) -> None:

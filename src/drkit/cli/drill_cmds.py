@@ -9,7 +9,7 @@ import typer
 
 from drkit.cli.context import Options, options, show_plan
 from drkit.cli.recover_cmds import step_printer
-from drkit.cli.render import console, emit_json, table
+from drkit.cli.render import console, duration, emit_json, table
 from drkit.domain.errors import ExitCode, UsageError
 from drkit.domain.journal import Journal, Verdict
 
@@ -138,8 +138,10 @@ def summary(opts: Options, results: list[Journal]) -> None:
         table("drills", ["scenario", "service", "RTO", "target", "RPO", "target", "verdict"], rows)
         for j in results:
             console.print(
-                f"{j.scenario}: {j.verdict.value}{f' ({j.error})' if j.error else ''}; journal {j.run_id}"
+                f"{j.scenario}: {j.verdict_words()}{f' ({j.error})' if j.error else ''}; journal {j.run_id}"
             )
+            for step in j.warnings:
+                console.print(f"  [yellow]warning[/yellow] {step.name}: {step.detail}", soft_wrap=True)
     if any(j.verdict in (Verdict.FAILED, Verdict.ABORTED) for j in results):
         raise typer.Exit(int(ExitCode.FAILED))
     if any(j.verdict is Verdict.MISSED_TARGET for j in results):
@@ -147,7 +149,7 @@ def summary(opts: Options, results: list[Journal]) -> None:
 
 
 def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}s"
+    return duration(value)
 
 
 def register(app: typer.Typer) -> None:

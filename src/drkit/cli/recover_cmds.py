@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from drkit.cli.context import Options, options
-from drkit.cli.render import console, emit_json, status_text, table
+from drkit.cli.render import console, duration, emit_json, status_text, table
 from drkit.cli.times import operator_time_iso
 from drkit.domain.errors import ExitCode, UsageError
 from drkit.domain.journal import Journal, StepRecord, StepStatus, Verdict
@@ -157,7 +157,7 @@ def print_step(record: StepRecord) -> None:
     """A step's outcome (a record that only started is said by step_printer)."""
     if record.status is StepStatus.RUNNING:
         return
-    seconds = f"{record.seconds:.1f}s" if record.seconds is not None else ""
+    seconds = duration(record.seconds) if record.seconds is not None else ""
     console.print(
         f"  {status_text(STATUS_STYLE.get(record.status.value, record.status.value))} "
         f"{record.name} {seconds}: {record.detail}"
@@ -182,8 +182,10 @@ def _report(opts: Options, journal: Journal) -> None:
         if rows:
             table("measured", ["service", "RTO", "target", "RPO", "target", "verdict"], rows)
         console.print(
-            f"{journal.verdict.value}: {journal.error or 'recovered and verified'} ({journal.run_id})"
+            f"{journal.verdict_words()}: {journal.error or 'recovered and verified'} ({journal.run_id})"
         )
+        for step in journal.warnings:
+            console.print(f"  [yellow]warning[/yellow] {step.name}: {step.detail}", soft_wrap=True)
     if journal.verdict is Verdict.FAILED or journal.verdict is Verdict.ABORTED:
         raise typer.Exit(int(ExitCode.FAILED))
     if journal.verdict is Verdict.MISSED_TARGET:
@@ -212,7 +214,7 @@ def _show_plan(
 
 
 def _secs(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}s"
+    return duration(value)
 
 
 def _confirm(opts: Options, question: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from drkit.domain.durations import format_duration
 from drkit.domain.sizes import format_size
 
 
@@ -65,6 +66,11 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 
 def human_bytes(n: int | float) -> str:
     return format_size(n)
+
+
+def duration(seconds: float | timedelta | None) -> str:
+    """The one duration format (domain/durations.py), `-` for none."""
+    return "-" if seconds is None else format_duration(seconds)
 
 
 STATUS_STYLE = {"ok": "green", "warning": "yellow", "failed": "red"}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from drkit.cli.context import Options, options, show_plan
-from drkit.cli.render import console, emit_json, err_console, status_text, table
+from drkit.cli.render import console, duration, emit_json, err_console, status_text, table
 from drkit.cli.times import operator_time_iso
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, target_from_args
@@ -157,7 +157,7 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *
         return
     console.print(
         f"[green]restored[/green] {outcome.backup_id} to {outcome.target} "
-        f"in {outcome.seconds:.1f}s into {outcome.data_dir}"
+        f"in {duration(outcome.seconds)} into {outcome.data_dir}"
     )
     reached = outcome.reached_time.isoformat() if outcome.reached_time else "no transaction replayed"
     console.print(
@@ -183,7 +183,7 @@ def _restore_logical(opts: Options, ws: Workspace, prepared: PreparedLogicalRest
         emit_json({"ok": True, **result.__dict__})
         return
     what = ", ".join(f"{t} ({n} rows)" for t, n in result.rows.items()) or f"database {result.into}"
-    console.print(f"[green]restored[/green] {what} from {result.backup_id} in {result.seconds:.1f}s")
+    console.print(f"[green]restored[/green] {what} from {result.backup_id} in {duration(result.seconds)}")
 
 
 def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestore, *, pause: bool) -> None:
@@ -210,7 +210,7 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
     else:
         console.print(
             f"[green]restored[/green] {prepared.service.name} from {result.backup_id} "
-            f"in {result.seconds:.1f}s: {result.detail}"
+            f"in {duration(result.seconds)}: {result.detail}"
         )
         if result.checks:
             table(
@@ -253,7 +253,7 @@ def _would_pause(ws: Workspace, names: Sequence[str], *, enabled: bool) -> tuple
 
 
 def _say_step(s: ServiceStep) -> None:
-    console.print(f"  {s.status:<9} {s.service} ({s.seconds:.1f}s) {s.detail}", markup=False)
+    console.print(f"  {s.status:<9} {s.service} ({duration(s.seconds)}) {s.detail}", markup=False)
 
 
 def _paused_json(paused: Paused) -> dict[str, object]:
@@ -319,7 +319,7 @@ def _restore_stack(
         table(
             f"stack restored to {report.target}",
             ["service", "backup", "time", "result"],
-            [(s.service, s.backup_id, f"{s.seconds:.1f}s", s.detail) for s in report.steps],
+            [(s.service, s.backup_id, duration(s.seconds), s.detail) for s in report.steps],
         )
         if report.checks:
             table(
@@ -329,7 +329,7 @@ def _restore_stack(
             )
         console.print(
             ("[green]stack restored[/green]" if report.ok else "[red]stack restore failed[/red]")
-            + f" in {report.seconds:.1f}s"
+            + f" in {duration(report.seconds)}"
         )
     if not all(s.ok for s in report.steps):
         if paused.services:

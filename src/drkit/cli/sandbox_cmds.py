@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from drkit.cli.context import options, show_plan
-from drkit.cli.render import console, emit_json, table
+from drkit.cli.render import console, duration, emit_json, table
 
 DEFAULT_DIR = ".drkit-sandbox"
 sandbox_app = typer.Typer(help="A real local stack on loopback ports (PostgreSQL, ...).")
@@ -117,11 +117,12 @@ def demo_cmd(
     )
     paths = write_reports(result.workspace, result.drills, report) if result.workspace else []
     if not opts.json:
-        table("demo", ["step", "time", "result"], [(n, f"{s:.1f}s", d) for n, s, d in result.setup])
+        table("demo", ["step", "time", "result"], [(n, duration(s), d) for n, s, d in result.setup])
         for path in paths:
             console.print(f"report: {path.resolve()}")
         console.print(
-            f"demo took {result.seconds:.0f}s" + (f"; sandbox kept in {result.sandbox_dir}" if keep else "")
+            f"demo took {duration(result.seconds)}"
+            + (f"; sandbox kept in {result.sandbox_dir}" if keep else "")
         )
     summary(opts, result.drills)
 

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from drkit.cli.context import options, show_plan
-from drkit.cli.render import console, emit_json, err_console
+from drkit.cli.render import console, duration, emit_json, err_console
 from drkit.domain.errors import UsageError
 from drkit.domain.stack import Service, Stack
 
@@ -66,7 +66,7 @@ def rebuild_cmd(
         style = "green" if result.ok else "red"
         console.print(
             f"[{style}]index {result.index}[/{style}]: {result.rows} rows -> {result.documents} documents "
-            f"in {result.batches} batches, {how}, {result.seconds:.1f}s"
+            f"in {result.batches} batches, {how}, {duration(result.seconds)}"
         )
     if not result.ok:
         raise typer.Exit(3)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import typer
 
 from drkit.cli.context import Options, options
-from drkit.cli.render import console, emit_json, err_console, table
+from drkit.cli.render import console, duration, emit_json, err_console, table
 from drkit.domain.errors import UsageError
 from drkit.domain.stack import Severity, Stack
 from drkit.engines.ops.status import ServiceStatus, StatusReport
@@ -77,7 +76,7 @@ def _rows(report: StatusReport) -> list[dict[str, Any]]:
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return str(timedelta(seconds=round(seconds)))
+    return duration(seconds)
 
 
 def _row(s: ServiceStatus, report: StatusReport) -> tuple[str, ...]:
@@ -99,8 +98,8 @@ def _row(s: ServiceStatus, report: StatusReport) -> tuple[str, ...]:
     drill = "-"
     if s.drill is not None:
         d = s.drill
-        drill = f"{d.verdict}" + (f" RTO {d.rto_seconds:.1f}s" if d.rto_seconds is not None else "")
-        drill += f" RPO {d.rpo_seconds:.1f}s" if d.rpo_seconds is not None else ""
+        drill = f"{d.verdict}" + (f" RTO {duration(d.rto_seconds)}" if d.rto_seconds is not None else "")
+        drill += f" RPO {duration(d.rpo_seconds)}" if d.rpo_seconds is not None else ""
     verdict = "[red]RED[/red]" if s.red else "[green]ok[/green]"
     return (s.service, verdict, backup, rpo, wal, verify, drill)
 

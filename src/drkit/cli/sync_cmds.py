@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from drkit.cli.context import Options, options, show_plan
-from drkit.cli.render import console, emit_json, human_bytes, status_text, table
+from drkit.cli.render import console, duration, emit_json, human_bytes, status_text, table
 
 if TYPE_CHECKING:
     from drkit.engines.core.workspace import Workspace
@@ -39,7 +39,7 @@ def sync_cmd(
         console.print(
             f"{r.repository} ({r.location}{', encrypted' if r.encrypted else ''}): "
             f"{r.copied} files copied ({human_bytes(r.bytes)}), {r.skipped} already there, "
-            f"{len(r.backups)} backups committed, in {r.seconds:.1f}s"
+            f"{len(r.backups)} backups committed, in {duration(r.seconds)}"
         )
         for item in r.not_copied:
             console.print(f"  not copied (its manifest is damaged at the source): {item}", markup=False)

@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from drkit.domain.durations import format_duration
 from drkit.domain.journal import Journal, RunKind, Verdict
+from drkit.domain.sizes import format_size
 from drkit.domain.stack import NotifyTarget, Severity, Stack
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.journals import list_journals
@@ -124,8 +126,8 @@ def digest(ws: Workspace, *, until: datetime, period: timedelta = timedelta(days
         for m in list_backups(ws.repo, ws.stack.name, name).complete:
             if since < m.finished_at <= until:
                 lines.append(
-                    f"backup {m.backup_id} of {name} ({m.kind.value}): {m.stored_bytes} bytes stored in "
-                    f"{(m.finished_at - m.started_at).total_seconds():.0f}s"
+                    f"backup {m.backup_id} of {name} ({m.kind.value}): {format_size(m.stored_bytes)} stored "
+                    f"in {format_duration(m.finished_at - m.started_at)}"
                 )
     journals, _damaged = list_journals(ws)
     lines += [_journal_line(j) for j in journals if j.finished_at and since < j.finished_at <= until]
@@ -143,8 +145,8 @@ def _journal_failed(j: Journal) -> bool:
 def _journal_line(j: Journal) -> str:
     what = "drill" if j.kind is RunKind.DRILL else "recovery"
     measures = ", ".join(
-        f"{m.service} RTO {m.rto_seconds:.1f}s"
-        + (f" RPO {m.rpo_seconds:.1f}s" if m.rpo_seconds is not None else "")
+        f"{m.service} RTO {format_duration(m.rto_seconds)}"
+        + (f" RPO {format_duration(m.rpo_seconds)}" if m.rpo_seconds is not None else "")
         for m in j.measures
         if m.rto_seconds is not None
     )
