@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
+
 import typer
 from rich.markup import escape
 
 from drkit.cli.context import Options, options, show_plan
 from drkit.cli.render import console, duration, emit_json, human_bytes, table
-from drkit.domain.backup import Manifest
+from drkit.cli.times import operator_time
+from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.errors import UsageError
 from drkit.engines.core.workspace import Workspace
+from drkit.infra.clock import local_zone
+
+if TYPE_CHECKING:
+    from drkit.domain.sets import RestoreSet
+    from drkit.engines.ops.windows import RecoveryWindow
 
 backups_app = typer.Typer(help="List and inspect backups in the repository.")
 
@@ -99,29 +108,43 @@ def _print_result(m: Manifest, seconds: float, removed: tuple[str, ...]) -> None
 def list_cmd(
     ctx: typer.Context,
     service: str = typer.Option(None, "--service", "-s", help="Only this service."),
+    since: str = typer.Option(
+        None, "--since", help="Only backups finished since then (2026-11-25, yesterday 02:00, -7d)."
+    ),
+    latest: int = typer.Option(None, "--latest", min=1, help="Only the newest N backups of each service."),
+    kind: str = typer.Option(
+        None, "--kind", help="Only this kind: base, logical, rdb, objects, dump or metadata."
+    ),
 ) -> None:
-    """Every complete backup, oldest first (`--output json` for scripts).
+    """Every complete backup, oldest first, and per service the moments it can be restored to
+    (`restorable from ... to ...`, in this host's time zone); `--output json` for scripts.
 
-    Example: drkit backups list --service postgres
+    Examples: drkit backups list;  drkit backups list --service postgres --latest 3;
+    drkit backups list --kind base --since -7d
     """
     from drkit.engines.core.catalog import list_backups
     from drkit.engines.core.set_refs import list_sets
     from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.ops.windows import recovery_windows
 
     opts = options(ctx)
+    wanted = _kind(kind)
+    after = operator_time("--since", since) if since else None
     ws = open_workspace(opts.stack())
-    sets = [] if service else list_sets(ws)
-    names = [service] if service else sorted(ws.stack.services)
-    manifests: list[Manifest] = []
+    names = [ws.stack.service(service).name] if service else sorted(ws.stack.services)
+    sets = [] if service or wanted else [s for s in list_sets(ws) if after is None or s.created_at >= after]
+    complete: dict[str, list[Manifest]] = {}
     incomplete: list[str] = []
     damaged: list[dict[str, str]] = []
     for name in names:
         listing = list_backups(ws.repo, ws.stack.name, name)
-        manifests.extend(listing.complete)
+        complete[name] = list(listing.complete)
         incomplete.extend(f"{name}/{i}" for i in listing.incomplete)
         damaged.extend(
             {"service": name, "backup_id": d.backup_id, "reason": d.reason} for d in listing.damaged
         )
+    windows = recovery_windows(ws, complete)
+    manifests = _chosen(complete, wanted, after, latest)
     if opts.json:
         emit_json(
             {
@@ -129,15 +152,50 @@ def list_cmd(
                 "incomplete": incomplete,
                 "damaged": damaged,
                 "sets": [s.to_dict() for s in sets],
+                "windows": windows,
             }
         )
         return
+    _print_listing(ws, manifests, sets, windows)
+    for item in incomplete:
+        console.print(f"[yellow]incomplete (no manifest, not a backup):[/yellow] {item}")
+    for bad in damaged:
+        what = escape(f"{bad['service']}/{bad['backup_id']}: {bad['reason']}")
+        console.print(f"[red]damaged (skipped):[/red] {what}", highlight=False)
+
+
+def _kind(text: str | None) -> BackupKind | None:
+    if text is None:
+        return None
+    try:
+        return BackupKind(text)
+    except ValueError:
+        known = ", ".join(k.value for k in BackupKind)
+        raise UsageError(f"--kind {text!r}: use one of {known}") from None
+
+
+def _chosen(
+    complete: dict[str, list[Manifest]], kind: BackupKind | None, after: datetime | None, latest: int | None
+) -> list[Manifest]:
+    out: list[Manifest] = []
+    for found in complete.values():
+        picked = [
+            m for m in found if (kind is None or m.kind is kind) and (after is None or m.finished_at >= after)
+        ]
+        out += picked[-latest:] if latest else picked
+    return out
+
+
+def _print_listing(
+    ws: Workspace, manifests: list[Manifest], sets: list[RestoreSet], windows: list[RecoveryWindow]
+) -> None:
+    zone = local_zone()
     rows = [
         (
             m.backup_id,
             m.service,
             m.kind.value,
-            m.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
+            _local(m.finished_at, zone),
             human_bytes(m.stored_bytes),
             "yes" if m.encrypted else "no",
             f"{m.postgres.start_lsn}..{m.postgres.stop_lsn}" if m.postgres else "",
@@ -147,18 +205,32 @@ def list_cmd(
     if not rows:
         console.print(f"no backups in {ws.repo.location}")
     else:
-        table(None, ["id", "service", "kind", "finished (UTC)", "stored", "encrypted", "WAL"], rows)
+        table(None, ["id", "service", "kind", "finished", "stored", "encrypted", "WAL"], rows)
     if sets:
-        set_rows = [
-            (s.set_id, s.created_at.strftime("%Y-%m-%d %H:%M:%S"), s.restore_point, _refs(s.backups))
-            for s in sets
-        ]
-        table("stack-wide sets", ["set", "moment (UTC)", "restore point", "backups"], set_rows)
-    for item in incomplete:
-        console.print(f"[yellow]incomplete (no manifest, not a backup):[/yellow] {item}")
-    for bad in damaged:
-        what = escape(f"{bad['service']}/{bad['backup_id']}: {bad['reason']}")
-        console.print(f"[red]damaged (skipped):[/red] {what}", highlight=False)
+        set_rows = [(s.set_id, _local(s.created_at, zone), s.restore_point, _refs(s.backups)) for s in sets]
+        table("stack-wide sets", ["set", "moment", "restore point", "backups"], set_rows)
+    table(
+        f"recovery windows (times in {getattr(zone, 'key', zone)})",
+        ["service", "restorable", "how"],
+        [(w.service, _window_text(w, zone), w.detail) for w in windows],
+    )
+
+
+def _window_text(w: RecoveryWindow, zone: tzinfo) -> str:
+    if w.earliest is None or w.latest is None:
+        return "nothing"
+    first, last = _local(w.earliest, zone), _local(w.latest, zone)
+    if first == last:
+        return f"at {first}"
+    if first[:10] == last[:10]:
+        last = last[11:]
+    if w.continuous:
+        return f"from {first} to {last}"
+    return f"at {w.points} points, from {first} to {last}"
+
+
+def _local(moment: datetime, zone: tzinfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _refs(backups: dict[str, str]) -> str:
