@@ -37,6 +37,7 @@ DRY = "--dry-run"
 # command path -> (argv after `drkit --output json`, the exit codes it may give)
 COMMANDS: dict[str, tuple[Argv, set[int]]] = {
     "version": (lambda c: ["version"], {0}),
+    "completion": (lambda c: ["completion", "bash"], {2}),
     "demo": (lambda c: [DRY, "demo"], {0}),
     "backup": (lambda c: [DRY, "backup"], {0}),
     "backups list": (lambda c: ["backups", "list"], {0}),
@@ -85,7 +86,7 @@ VARIANTS: list[tuple[str, Argv, set[int]]] = [
     ("schedule install --crontab", lambda c: ["schedule", "install", "--crontab"], {0}),
     ("report --format html", lambda c: ["report", str(c.journal), "--format", "html"], {2}),
 ]
-REFUSED = {"wal-stream", "metrics", "schedule run", "report --format html"}
+REFUSED = {"wal-stream", "metrics", "schedule run", "report --format html", "completion"}
 
 
 def command_paths() -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
@@ -12,7 +13,7 @@ from drkit import __version__
 from drkit.cli.argv import hoist_global_options
 from drkit.cli.context import Options, options
 from drkit.cli.render import emit_json, err_console, json_stdout
-from drkit.domain.errors import DrkitError, ExitCode
+from drkit.domain.errors import DrkitError, ExitCode, UsageError
 
 app = typer.Typer(
     name="drkit",
@@ -28,6 +29,17 @@ app = typer.Typer(
 )
 
 
+PROG = "drkit"
+COMPLETE_VAR = "_DRKIT_COMPLETE"  # what the completion scripts set to ask drkit for candidates
+SHELLS = ("bash", "zsh", "fish")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"drkit {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -40,6 +52,9 @@ def root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     quiet: bool = typer.Option(
         False, "--quiet", help="No step lines, progress or heartbeats (results and errors still print)."
+    ),
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print drkit's version and exit."
     ),
 ) -> None:
     if output not in ("text", "json"):
@@ -60,6 +75,29 @@ def version(ctx: typer.Context) -> None:
         emit_json({"version": __version__})
         return
     console.print(__version__)
+
+
+@app.command()
+def completion(
+    ctx: typer.Context,
+    shell: str = typer.Argument(..., help="bash, zsh or fish."),
+) -> None:
+    """Print the shell completion script for drkit (its commands and options).
+
+    Examples:
+      drkit completion bash > /etc/bash_completion.d/drkit
+      drkit completion zsh > "${fpath[1]}/_drkit"
+      drkit completion fish > ~/.config/fish/completions/drkit.fish
+    """
+    # typer's own scripts (it vendors click): they call back with COMPLETE_VAR set
+    from typer._completion_classes import completion_init
+    from typer._completion_shared import get_completion_script
+
+    options(ctx).refuse_json("completion prints a shell script")
+    if shell not in SHELLS:
+        raise UsageError(f"no completion for {shell!r}: use {', '.join(SHELLS)}")
+    completion_init()
+    typer.echo(get_completion_script(prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell), nl=False)
 
 
 def _register() -> None:
@@ -107,12 +145,16 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     _register()
+    if os.environ.get(COMPLETE_VAR):  # a completion script asks for candidates
+        from typer._completion_classes import completion_init
+
+        completion_init()
     json_mode = any(a in ("json", "--output=json", "-o=json") for a in args[:8]) and (
         "--output" in args or "-o" in args or "--output=json" in args
     )
     debug = "--debug" in args
     try:
-        code = app(args=args, standalone_mode=False)
+        code = app(args=args, standalone_mode=False, prog_name=PROG, complete_var=COMPLETE_VAR)
     except DrkitError as exc:
         _report(exc, json_mode, debug)
         sys.exit(int(exc.exit_code))
