@@ -80,7 +80,8 @@ def _backup_set(opts: Options, ws: Workspace) -> None:
         text = "would record a stack-wide restore point of: " + ", ".join(names)
         show_plan(opts, text, {"would_record_set_of": names})
         return
-    result = backup_set(ws, say=(lambda _m: None) if opts.json else console.print, drkit_argv=drkit_argv())
+    say = (lambda _m: None) if opts.json else console.print
+    result = backup_set(ws, say=say, drkit_argv=drkit_argv(), progress=opts.progress)
     if opts.json:
         emit_json(result.to_dict())
         return

@@ -178,6 +178,7 @@ def _restore_logical(opts: Options, ws: Workspace, prepared: PreparedLogicalRest
         return
     if prepared.question:
         _confirm(opts, prepared.question)
+    opts.progress.step(prepared.summary)
     result = prepared.run(ws)
     if opts.json:
         emit_json({"ok": True, **result.__dict__})
@@ -203,6 +204,7 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
     if prepared.question:
         _confirm(opts, prepared.question)
     with _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and live) as paused:
+        opts.progress.step(prepared.summary)
         result = prepared.run(ws)
     failed = [c for c in result.checks if c.failed_critically]
     if opts.json:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from drkit.cli.context import options, show_plan
-from drkit.cli.render import console, duration, emit_json, err_console
+from drkit.cli.render import console, duration, emit_json
 from drkit.domain.errors import UsageError
+from drkit.domain.progress import Unit
 from drkit.domain.stack import Service, Stack
 
 search_app = typer.Typer(help="MeiliSearch: rebuild an index from PostgreSQL.")
@@ -55,10 +52,11 @@ def rebuild_cmd(
         data = {"service": svc.name, "index": index, "query": source.query, "primary_key": source.primary_key}
         show_plan(opts, text, data)
         return
-    with _count_progress(f"rebuilding {index}", enabled=not opts.json) as progress:
-        result = rebuild_index(
-            stack, svc, index, source, batch_size=batch_size, progress=progress, embedder_keys=keys
-        )
+    opts.progress.step(f"rebuild {svc.name} index {index!r} from PostgreSQL, beside the live one")
+    progress = opts.progress.meter(f"rows into {index}", unit=Unit.ITEMS)
+    result = rebuild_index(
+        stack, svc, index, source, batch_size=batch_size, progress=progress, embedder_keys=keys
+    )
     if opts.json:
         emit_json({"ok": result.ok, **result.__dict__})
     else:
@@ -82,17 +80,6 @@ def _service(stack: Stack, name: str | None) -> Service:
     if len(candidates) != 1:
         raise UsageError(f"name the meilisearch service with --service: the stack has {len(candidates)}")
     return candidates[0]
-
-
-@contextmanager
-def _count_progress(label: str, *, enabled: bool) -> Iterator[Callable[[int], None]]:
-    if not enabled or not err_console.is_terminal:
-        yield lambda _done: None
-        return
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done: bar.update(task, completed=done)
 
 
 def register(app: typer.Typer) -> None:

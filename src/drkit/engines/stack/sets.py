@@ -15,6 +15,7 @@ from drkit.adapters.postgres.client import connect, service_dsn
 from drkit.adapters.postgres.server import server_info
 from drkit.domain.backup import BackupKind
 from drkit.domain.errors import OperationError, RepositoryError
+from drkit.domain.progress import SILENT, Progress
 from drkit.domain.sets import RestoreSet, new_set_id
 from drkit.domain.stack import Service, WalMode
 from drkit.domain.wal import Lsn, Segment
@@ -43,7 +44,7 @@ def ordered_services(ws: Workspace) -> list[Service]:
     ]
 
 
-def backup_set(ws: Workspace, *, say: Say, drkit_argv: list[str]) -> RestoreSet:
+def backup_set(ws: Workspace, *, say: Say, drkit_argv: list[str], progress: Progress = SILENT) -> RestoreSet:
     del drkit_argv  # restores need it; taking a set does not
     services = ordered_services(ws)
     postgres = [s for s in services if s.kind == "postgres"]
@@ -55,13 +56,15 @@ def backup_set(ws: Workspace, *, say: Say, drkit_argv: list[str]) -> RestoreSet:
         created = ws.clock.now()
         set_id = new_set_id(created)
         point = f"drkit-{set_id}"
+        progress.step(f"create the PostgreSQL restore point {point} and wait for its WAL")
         lsn = _restore_point(ws, pg, point)
         say(f"PostgreSQL restore point {point} at {lsn}")
         backups = {pg.name: base}
         for service in services:
             if service.kind == "postgres":
                 continue
-            result = backup_service(ws, service)
+            progress.step(f"back up {service.name} ({service.kind})")
+            result = backup_service(ws, service, progress=progress.meter(f"backup of {service.name}"))
             backups[service.name] = result.manifest.backup_id
             say(f"{service.name}: {result.manifest.backup_id}")
         record = RestoreSet(set_id, ws.stack.name, created, point, str(lsn), backups, ws.clock.now())
