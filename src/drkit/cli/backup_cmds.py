@@ -130,7 +130,7 @@ def list_cmd(
 
     opts = options(ctx)
     wanted = _kind(kind)
-    after = operator_time("--since", since) if since else None
+    after = operator_time("--since", since, say=not opts.quiet) if since else None
     ws = open_workspace(opts.stack())
     names = [ws.stack.service(service).name] if service else sorted(ws.stack.services)
     sets = [] if service or wanted else [s for s in list_sets(ws) if after is None or s.created_at >= after]

@@ -81,11 +81,11 @@ def recover_cmd(
         args = RecoverArgs(
             scenario,
             tuple(drkit_argv()),
-            target_time=operator_time_iso("--target-time", target_time),
+            target_time=operator_time_iso("--target-time", target_time, say=not opts.quiet),
             in_place=in_place,
             copy_back=tuple(copy_back or ()),
             service=name,  # geo-failover: the standby
-            since=operator_time_iso("--since", since),
+            since=operator_time_iso("--since", since, say=not opts.quiet),
         )
         runbook = prepare(ws, args)
         journal = None

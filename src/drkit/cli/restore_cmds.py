@@ -29,9 +29,9 @@ def drkit_argv() -> list[str]:
     return [sys.executable, "-m", "drkit"]
 
 
-def _target(time: str | None, lsn: str | None, name: str | None) -> RecoveryTarget:
+def _target(time: str | None, lsn: str | None, name: str | None, *, quiet: bool = False) -> RecoveryTarget:
     try:
-        return target_from_args(operator_time_iso("--target-time", time), lsn, name)
+        return target_from_args(operator_time_iso("--target-time", time, say=not quiet), lsn, name)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -111,7 +111,7 @@ def restore_cmd(
     prepared = prepare_service_restore(
         ws,
         service,
-        _target(target_time, target_lsn, target_name),
+        _target(target_time, target_lsn, target_name, quiet=opts.quiet),
         backup_id=backup_id,
         to=to,
         in_place=in_place,
@@ -284,7 +284,7 @@ def _restore_stack(
     if all_:
         if not target_time:
             raise UsageError("--all needs --target-time T (or use --set ID)")
-        when = _target(target_time, None, None).time
+        when = _target(target_time, None, None, quiet=opts.quiet).time
     elif target_time:
         raise UsageError("--set restores to the set's moment; --target-time goes with --all")
     stack_plan = plan_stack(ws, set_id=set_id, target_time=when)  # refuses before anything is touched
