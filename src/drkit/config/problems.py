@@ -55,7 +55,7 @@ def describe(exc: ValidationError, source: PositionedYaml) -> list[tuple[int | N
         if isinstance(error, Problems):
             out += [located(source, (*loc, *where), message) for where, message in error.problems]
         else:
-            out.append(located(source, loc, _message(err, loc, source)))
+            out.append(located(source, loc, _message(err, loc)))
     return out
 
 
@@ -66,7 +66,7 @@ def located(source: PositionedYaml, loc: Loc, message: str) -> tuple[int | None,
     return line, f"{where}: {key}: {message}"
 
 
-def _message(err: ErrorDetails, loc: Loc, source: PositionedYaml) -> str:
+def _message(err: ErrorDetails, loc: Loc) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     given = err.get("input")
