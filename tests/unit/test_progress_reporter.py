@@ -112,3 +112,30 @@ def test_quiet_and_json_say_nothing_and_start_no_thread() -> None:
 def test_engines_default_to_silent() -> None:
     SILENT.step("nothing")
     SILENT.meter("nothing", total=1)(1)
+
+
+def test_wal_replay_is_reported_against_the_planned_wal() -> None:
+    from datetime import UTC, datetime
+
+    from drkit.domain.backup import BackupKind, Manifest, PostgresInfo
+    from drkit.domain.recovery import RecoveryTarget
+    from drkit.engines.postgres.plan import RestorePlan
+    from drkit.engines.postgres.replay_meter import replay_meter
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    info = PostgresInfo("0/2000028", "0/2000100", 1, 16 * 2**20, 150000, "7")
+    backup = Manifest("b", "s", "postgres", BackupKind.BASE, at, at, (), {}, postgres=info)
+    plan = RestorePlan(
+        backup, RecoveryTarget(), "000000010000000000000002", "000000010000000000000005", False
+    )
+    out, clock = io.StringIO(), Ticks()
+    reporter = Reporter(Mode.LOG, stream=out, heartbeat=3600, clock=clock)
+    seen = replay_meter(reporter, plan)
+    seen(None)
+    seen("postgres: startup recovering 000000010000000000000003")
+    seen("LSN 0/4000000")  # 32 MiB past the backup's start (0/2000028 ~ 32 MiB)
+    clock.now += 4
+    reporter.close()
+    said = [line.split(" ", 1)[1] for line in lines(out)]
+    assert said[0] == "replay WAL: started (about 64.0 MiB)"
+    assert said[-1].startswith("replay WAL: 32.0 MiB in 4.0s")

@@ -37,6 +37,7 @@ from drkit.engines.postgres.recovery_watch import (
     follow_recovery,
     startup_activity,
 )
+from drkit.engines.postgres.replay_meter import replay_meter
 from drkit.engines.postgres.tar_restore import read_index, restore_parts
 from drkit.engines.postgres.wal.archive import archive_for, timeline_paths
 from drkit.engines.postgres.wal.prefetch import prefetch_restore_command, prefetching
@@ -138,7 +139,7 @@ def restore(
             hold("start")
             _start(runtime)
             hold("recovery")
-            reached = _wait_for_promotion(runtime, dsn, request, ws.clock)
+            reached = _wait_for_promotion(runtime, dsn, request, ws.clock, replay_meter(report, chosen))
         running = True
         if request.to is not None and not request.keep_running:
             runtime.stop()
@@ -377,9 +378,18 @@ def _start(runtime: LocalPostgres) -> None:
 
 
 def _wait_for_promotion(
-    runtime: LocalPostgres, dsn: str, request: RestoreRequest, clock: Clock
+    runtime: LocalPostgres,
+    dsn: str,
+    request: RestoreRequest,
+    clock: Clock,
+    seen: Callable[[str | None], None] = lambda _p: None,
 ) -> dict[str, Any]:
     def probe() -> RecoveryState:
+        state = _recovery_state()
+        seen(state.position)
+        return state
+
+    def _recovery_state() -> RecoveryState:
         if not runtime.is_running():
             raise RecoveryStopped(failure_reason(runtime.log_file))
         try:
