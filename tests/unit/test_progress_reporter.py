@@ -139,3 +139,13 @@ def test_wal_replay_is_reported_against_the_planned_wal() -> None:
     said = [line.split(" ", 1)[1] for line in lines(out)]
     assert said[0] == "replay WAL: started (about 64.0 MiB)"
     assert said[-1].startswith("replay WAL: 32.0 MiB in 4.0s")
+
+
+def test_work_refused_before_it_began_adds_no_summary_after_the_error() -> None:
+    out = io.StringIO()
+    reporter = Reporter(Mode.LOG, stream=out, heartbeat=3600)
+    reporter.meter("extract 20261125T020000Z-base", total=100)
+    reporter.close()  # the command failed before a byte was written
+    assert [line.split(" ", 1)[1] for line in lines(out)] == [
+        "extract 20261125T020000Z-base: started (about 100 B)"
+    ]

@@ -119,9 +119,12 @@ class Reporter:
                 self._line(text)
 
     def close(self) -> None:
-        """The command ends: the last meter's summary, the heartbeat stopped."""
+        """The command ends: the last meter's summary (unless nothing was done: a refusal
+        before the work began says only its error), the heartbeat stopped."""
         self._stop.set()
         with self._lock:
+            if self._work is not None and not self._work.done:
+                self._work = None
             self._end_work()
         if self._thread is not None:
             self._thread.join(timeout=2)
