@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[Argv, set[int]]] = {
     "backup": (lambda c: [DRY, "backup"], {0}),
     "backups list": (lambda c: ["backups", "list"], {0}),
     "backups show": (lambda c: ["backups", "show", c.backup_id[:10]], {0, 2}),  # a prefix: one or several
+    "backups keep": (lambda c: [DRY, "backups", "keep", c.backup_id, "--until", "30d"], {0}),
     "wal-push": (lambda c: ["wal-push", str(c.tmp / "000000010000000000000001")], {1, 2}),
     "wal-fetch": (lambda c: ["wal-fetch", "0000000100000000000000FF", str(c.tmp / "seg")], {1}),
     "wal-stream": (lambda c: ["wal-stream"], {2}),
@@ -83,6 +84,13 @@ VARIANTS: list[tuple[str, Argv, set[int]]] = [
     ("restore redis", lambda c: [DRY, "restore", "redis"], {0}),
     ("restore --set", lambda c: [DRY, "restore", "--set", c.set_id], {0}),
     ("verify ID", lambda c: ["verify", c.backup_id], {0}),
+    (
+        "restore --timeline",
+        lambda c: [DRY, "restore", "postgres", "--to", str(c.tmp / "t"), "--timeline", "1"],
+        {0},
+    ),
+    ("notify test --at", lambda c: [DRY, "notify", "test", "--at", "2026-12-07 22:00 Europe/Berlin"], {0}),
+    ("backups keep --release", lambda c: [DRY, "backups", "keep", c.backup_id, "--release"], {0}),
     ("schedule install --crontab", lambda c: ["schedule", "install", "--crontab"], {0}),
     ("report --format html", lambda c: ["report", str(c.journal), "--format", "html"], {2}),
 ]

@@ -13,7 +13,7 @@ from drkit.adapters.container import env_file_text
 from drkit.adapters.postgres.toolhost import inside_dsn, tool_host
 from drkit.domain.errors import ConfigError
 from drkit.domain.stack import RuntimeSpec, Service
-from drkit.engines.postgres.restore_compose import move_aside, roll_back, serve_once, wait_for_file_command
+from drkit.engines.postgres.restore_compose import move_aside, roll_back
 
 SECRET = "pa:ss w0rd#"
 
@@ -64,27 +64,3 @@ def test_move_aside_and_roll_back_keep_every_file(tmp_path: Path) -> None:
     assert (tmp_path / "PG_VERSION").read_text() == "15\n" and (tmp_path / "base" / "1").read_text() == "old"
     failed = [p for p in tmp_path.iterdir() if p.name.startswith(".drkit-failed-restore-")]
     assert len(failed) == 1 and (failed[0] / "PG_VERSION").read_text() == "half-written"
-
-
-class FakeArchive:
-    def __init__(self, held: dict[str, bytes]) -> None:
-        self.held = held
-
-    def fetch(self, name: str, dest: Path) -> bool:
-        if name not in self.held:
-            return False
-        dest.write_bytes(self.held[name])
-        return True
-
-
-def test_serving_answers_each_request_with_the_file_or_its_absence(tmp_path: Path) -> None:
-    (tmp_path / ".want-00000002.history").touch()
-    (tmp_path / ".want-00000003.history").touch()
-    serve_once(
-        FakeArchive({"00000002.history": b"1\t0/3000000\tno reason\n"}), tmp_path, os.getuid(), os.getgid()
-    )  # type: ignore[arg-type]
-    assert (tmp_path / "00000002.history").read_bytes().startswith(b"1\t")
-    assert (tmp_path / ".absent-00000003.history").exists()
-    assert not list(tmp_path.glob(".want-*"))
-    command = wait_for_file_command("/var/lib/postgresql/data/drkit-prefetch")
-    assert "exit 126" in command and ".want-%f" in command  # a timeout stops recovery, never ends it

@@ -35,8 +35,11 @@ def gone(pid: int) -> bool:
 
 
 def pid_from(path: Path) -> int:
-    text = wait_for(lambda: path.exists() and path.read_text().strip(), timeout=10, what=f"{path}")
-    return int(str(text))
+    # The shell creates the file before it writes the pid: an empty file is "not yet" (None).
+    text = wait_for(
+        lambda: (path.read_text().strip() or None) if path.exists() else None, timeout=60, what=f"{path}"
+    )
+    return int(text)
 
 
 def test_the_consumer_gets_all_of_stdout_and_its_result_is_returned() -> None:
@@ -112,9 +115,8 @@ def test_child_stop_asks_first_then_kills(tmp_path: Path) -> None:
     ready.unlink()
     stubborn = Child(["sh", "-c", "trap '' INT; echo $$ > \"$1\"; exec sleep 60", "sh", str(ready)])
     pid_from(ready)
-    started = time.monotonic()
+    # Killed, not waited out: `sleep 60` left alone would exit 0.
     assert stubborn.stop(signal.SIGINT, grace=0.5) == -signal.SIGKILL
-    assert time.monotonic() - started < 10
 
 
 def test_secret_file_is_private_and_removed() -> None:

@@ -23,11 +23,12 @@ def check_cmd(ctx: typer.Context) -> None:
     """
     from drkit.domain.checks import any_critical_failure
     from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.ops.objectives import check_objectives
     from drkit.engines.stack.check import run_checks
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
-    results = run_checks(ws) + _patroni_checks(ws)
+    results = run_checks(ws) + _patroni_checks(ws) + check_objectives(ws)
     failed = any_critical_failure(results)
     if opts.json:
         emit_json({"ok": not failed, "results": results})

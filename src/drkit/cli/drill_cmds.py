@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -62,8 +62,17 @@ def drill_cmd(
     if rotation:
         chosen = [rotation_for(ws.clock.now())]
     if opts.dry_run:
-        where = "an isolated copy" if target == "isolated" else "the live stack"
-        show_plan(opts, f"would drill {', '.join(chosen)} on {where}", {"drills": chosen, "target": target})
+        where = "the live stack"
+        plan: dict[str, Any] = {"drills": chosen, "target": target}
+        if target == "isolated":  # the copy is restored from the newest set: there must be one
+            from drkit.engines.core.set_refs import find_set
+
+            newest = find_set(ws, None)
+            where = (
+                f"an isolated copy restored from set {newest.set_id} ({newest.created_at:%Y-%m-%d %H:%M} UTC)"
+            )
+            plan["set"] = newest.set_id
+        show_plan(opts, f"would drill {', '.join(chosen)} on {where}", plan)
         return
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
     results: list[Journal] = []

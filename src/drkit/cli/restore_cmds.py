@@ -29,9 +29,11 @@ def drkit_argv() -> list[str]:
     return [sys.executable, "-m", "drkit"]
 
 
-def _target(time: str | None, lsn: str | None, name: str | None, *, quiet: bool = False) -> RecoveryTarget:
+def _target(
+    time: str | None, lsn: str | None, name: str | None, timeline: int | None = None, *, quiet: bool = False
+) -> RecoveryTarget:
     try:
-        return target_from_args(operator_time_iso("--target-time", time, say=not quiet), lsn, name)
+        return target_from_args(operator_time_iso("--target-time", time, say=not quiet), lsn, name, timeline)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -49,7 +51,18 @@ def restore_cmd(
         "both are printed), today 14:30, yesterday 14:30, -2h, 10m ago.",
     ),
     target_lsn: str = typer.Option(None, "--target-lsn", help="PostgreSQL: a WAL position like 0/3000060."),
-    target_name: str = typer.Option(None, "--target-name", help="PostgreSQL: a named restore point."),
+    target_name: str = typer.Option(
+        None,
+        "--target-name",
+        help="PostgreSQL: a named restore point (a set's, or one made with pg_create_restore_point()); "
+        "looked up before anything is touched.",
+    ),
+    timeline: int = typer.Option(
+        None,
+        "--timeline",
+        help="PostgreSQL: the branch of the WAL history to follow, where a later PITR left the "
+        "target's (drkit refuses an ambiguous target and names the choices).",
+    ),
     to: str = typer.Option(
         None,
         "--to",
@@ -88,6 +101,7 @@ def restore_cmd(
 
     Examples:
       drkit restore postgres --target-time "2026-02-09 14:30:00Z" --to /srv/pg-restored
+      drkit restore postgres --target-name before_migration --timeline 1 --to /srv/pg-old
       drkit restore redis --yes
       drkit restore minio --in-place --yes                     (nself's MinIO, into its volume)
       drkit restore postgres --table nchat_messages            (from the newest logical backup)
@@ -98,7 +112,7 @@ def restore_cmd(
     if set_id or all_:
         if service:
             raise UsageError("--set/--all restore every service; name none")
-        _restore_stack(opts, set_id, target_time, all_, pause=not leave_dependents)
+        _restore_stack(opts, set_id, target_time, all_, pause=not leave_dependents, timeline=timeline)
         return
     if not service:
         raise UsageError("name a service to restore, or use --set ID / --all --target-time T")
@@ -111,7 +125,7 @@ def restore_cmd(
     prepared = prepare_service_restore(
         ws,
         service,
-        _target(target_time, target_lsn, target_name, quiet=opts.quiet),
+        _target(target_time, target_lsn, target_name, timeline, quiet=opts.quiet),
         backup_id=backup_id,
         to=to,
         in_place=in_place,
@@ -121,6 +135,9 @@ def restore_cmd(
         into_database=into_database,
         tables=tuple(tables or ()),
         from_database=from_database,
+        switch_wal=(lambda m: None if opts.json else console.print(m))
+        if opts.yes and not opts.dry_run
+        else None,
     )
     if isinstance(prepared, PreparedRestore):
         _restore_postgres(opts, ws, prepared, pause=not leave_dependents)
@@ -201,6 +218,9 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
         }
         show_plan(opts, text, data)
         return
+    chosen = prepared.choice.describe() if prepared.choice else None
+    if chosen and not opts.json:
+        console.print(chosen, markup=False)
     if prepared.question:
         _confirm(opts, prepared.question)
     with _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and live) as paused:
@@ -208,7 +228,7 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
         result = prepared.run(ws)
     failed = [c for c in result.checks if c.failed_critically]
     if opts.json:
-        emit_json({"ok": not failed, **result.__dict__, "dependents": _paused_json(paused)})
+        emit_json({"ok": not failed, **result.__dict__, "chosen": chosen, "dependents": _paused_json(paused)})
     else:
         console.print(
             f"[green]restored[/green] {prepared.service.name} from {result.backup_id} "
@@ -274,7 +294,13 @@ def _dependents_exit(paused: Paused) -> None:
 
 
 def _restore_stack(
-    opts: Options, set_id: str | None, target_time: str | None, all_: bool, *, pause: bool
+    opts: Options,
+    set_id: str | None,
+    target_time: str | None,
+    all_: bool,
+    *,
+    pause: bool,
+    timeline: int | None = None,
 ) -> None:
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.stack.restore import plan_stack, restore_stack
@@ -287,7 +313,9 @@ def _restore_stack(
         when = _target(target_time, None, None, quiet=opts.quiet).time
     elif target_time:
         raise UsageError("--set restores to the set's moment; --target-time goes with --all")
-    stack_plan = plan_stack(ws, set_id=set_id, target_time=when)  # refuses before anything is touched
+    timeline = _target(None, None, None, timeline).timeline  # checked as for one service
+    # refuses before anything is touched
+    stack_plan = plan_stack(ws, set_id=set_id, target_time=when, timeline=timeline)
     if opts.dry_run:
         if opts.json:
             emit_json(

@@ -25,22 +25,27 @@ def verify_cmd(
     ),
     latest: bool = typer.Option(False, "--latest", help="The newest backup of every service (the default)."),
     deep: bool = typer.Option(
-        False, "--deep", help="Also restore into a throwaway instance and compare row counts."
+        False,
+        "--deep",
+        help="Also restore it somewhere disposable and compare: PostgreSQL into a throwaway "
+        "instance (row counts, amcheck), Redis into a throwaway server, objects into a scratch bucket.",
     ),
     service: str = typer.Option(None, "--service", help="Only this service's backups."),
     repo: str = typer.Option(
         None, "--repo", help="Check this repository (a copy), alone: every backup and set in it."
     ),
 ) -> None:
-    """Re-hash every file against the manifest and check the WAL it needs; exit 3 on problems.
-    Without an id: the newest backup of every service (--deep: PostgreSQL's newest base backup).
+    """Re-read everything a restore of the backup reads (every file against the manifest, the
+    WAL segments it needs, object packs) and check it; exit 3 on problems. Only a backup that
+    passes, every part read, is recorded as verified (what retention keeps). Without an id:
+    the newest backup of every service (--deep: PostgreSQL's newest base backup).
 
     Examples: drkit verify;  drkit verify --deep;  drkit verify 20261125T02 --service redis;
-    drkit verify --repo offsite
+    drkit verify --service s3 --deep;  drkit verify --repo offsite
     """
     from drkit.cli.restore_cmds import drkit_argv
     from drkit.engines.core.workspace import open_workspace
-    from drkit.engines.stack.verify import verify_backup
+    from drkit.engines.stack.verify import SharedReads, verify_backup
     from drkit.engines.stack.verify_choice import backups_to_verify
 
     opts = options(ctx)
@@ -56,9 +61,11 @@ def verify_cmd(
     if opts.dry_run:
         _show_plan(opts, plan)
         return
-    argv = drkit_argv()
+    argv, shared = drkit_argv(), SharedReads()  # WAL and object versions read once per run
     reports = [
-        verify_backup(ws, c.service, c.manifest, deep=c.deep, drkit_argv=argv, progress=opts.progress)
+        verify_backup(
+            ws, c.service, c.manifest, deep=c.deep, drkit_argv=argv, shared=shared, progress=opts.progress
+        )
         for c in plan.chosen
     ]
     _record(ws, reports)
@@ -71,6 +78,7 @@ def verify_cmd(
                 "ok": all(r.ok for r in reports),
                 "backups": bodies,
                 "without_backup": list(plan.without_backup),
+                "passed_over": [{"backup_id": u.backup_id, "reason": u.reason} for u in plan.passed_over],
             }
         )
     else:
@@ -78,6 +86,8 @@ def verify_cmd(
             _print_report(report)
         for name in plan.without_backup:
             console.print(f"[yellow]{name}: no backup to verify[/yellow]")
+        for u in plan.passed_over:
+            console.print(f"passed over {u.describe()}; name it to verify it", markup=False)
         if not plan.single:
             bad = [r.backup_id for r in reports if not r.ok]
             summary = (
@@ -121,6 +131,7 @@ def _report_json(report: VerifyReport) -> dict[str, Any]:
         "service": report.service,
         "deep": report.deep,
         "ok": report.ok,
+        "verified": report.verified,  # recorded in verified.json: what retention keeps
         "seconds": report.seconds,
         "results": report.results,
     }
@@ -135,6 +146,8 @@ def _print_report(report: VerifyReport) -> None:
         [(r.name, status_text(r.status.value), r.detail) for r in report.results],
     )
     verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
+    if report.ok and not report.complete:
+        verdict = "[yellow]ok so far, not recorded as verified: part of it could not be read here[/yellow]"
     console.print(f"{verdict} in {format_duration(report.seconds)}")
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from drkit.config.escalation import escalation
 from drkit.config.models import (
     CheckModel,
     EncryptionModel,
@@ -42,6 +44,7 @@ from drkit.domain.stack import (
     SmokeCheck,
     Stack,
     WalMode,
+    with_inherited_rpo,
 )
 
 DEFAULT_CONFIG_NAMES = ("stack.yaml", "drkit.yaml")
@@ -157,7 +160,7 @@ class _Build:
     def stack(self, model: StackModel) -> Stack:
         repos = {name: self.repository(name, r) for name, r in model.repositories.items()}
         encryption = self.encryption(model.encryption, ("encryption",))
-        services = {n: self.service(n, s) for n, s in model.services.items()}
+        services = with_inherited_rpo({n: self.service(n, s) for n, s in model.services.items()})
         path = self.source.path
         state_dir = _relative(model.state_dir, path) or str(Path(path).resolve().parent / ".drkit")
         return Stack(
@@ -174,6 +177,8 @@ class _Build:
             notifications=self.notify_targets(model),
             schedule=_schedule(model.schedule),
             set_retention=_retention_of(model.sets.retention),
+            set_base_max_age=model.sets.base_max_age,
+            **escalation(model),
         )
 
     def repository(self, name: str, r: RepositoryModel) -> RepositorySpec:
@@ -239,7 +244,7 @@ class _Build:
         for i, t in enumerate(model.notifications.targets):
             url = self.secret(t.url, ("notifications", "targets", i, "url"))
             if url is not None:
-                out.append(NotifyTarget(url=url, min_severity=Severity(t.min_severity)))
+                out.append(NotifyTarget(url, Severity(t.min_severity), t.hours, t.critical_any_time))
         return tuple(out)
 
     def encryption(self, model: EncryptionModel | None, where: Loc) -> Encryption | None:
@@ -312,7 +317,21 @@ def _check(c: CheckModel) -> IntegrityCheck:
 
 
 def _relative(path: str | None, config_path: str) -> str | None:
+    """An absolute path, resolved once here: relative to the configuration file's directory,
+    and `~` to the home of the file's owner (not of whoever reads it: PostgreSQL's OS user
+    runs wal-push and wal-fetch with the same file as root runs backups, and `~/backups` must
+    name one directory for both)."""
     if path is None:
         return None
-    p = Path(os.path.expanduser(path))
+    p = Path(_expand_home(path, config_path))
     return str(p if p.is_absolute() else (Path(config_path).resolve().parent / p))
+
+
+def _expand_home(path: str, config_path: str) -> str:
+    if path != "~" and not path.startswith("~/"):
+        return os.path.expanduser(path)  # `~user/...` names its user; anything else is as written
+    try:
+        home = pwd.getpwuid(Path(config_path).stat().st_uid).pw_dir
+    except (OSError, KeyError):
+        return os.path.expanduser(path)
+    return home + path[1:]

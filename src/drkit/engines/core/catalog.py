@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from drkit.adapters.repository.port import Repository
 from drkit.domain.backup import MANIFEST_NAME, BackupKind, Manifest
@@ -16,6 +16,7 @@ from drkit.domain.errors import (
     UsageError,
 )
 from drkit.domain.wal import Lsn
+from drkit.engines.core.choose import choose_backup
 from drkit.engines.core.layout import backups_prefix, manifest_key
 
 
@@ -46,7 +47,12 @@ def list_backups(repo: Repository, stack: str, service: str) -> BackupListing:
     incomplete: list[str] = []
     damaged: list[DamagedBackup] = []
     read_errors: list[Exception] = []
-    for backup_id, has_manifest in sorted(ids.items()):
+    for backup_id, listed in sorted(ids.items()):
+        try:  # not listed: absent, or not a stored file (a link planted in its place)
+            has_manifest = listed or repo.exists(manifest_key(stack, service, backup_id))
+        except (RepositoryError, IntegrityError) as exc:
+            damaged.append(DamagedBackup(backup_id, exc.message))  # never cleaned up as incomplete
+            continue
         if not has_manifest:
             incomplete.append(backup_id)
             continue
@@ -106,8 +112,10 @@ def find_backup(
     backup_id: str | None,
     *,
     kind: BackupKind | None = None,
+    now: datetime | None = None,
 ) -> Manifest:
-    """A backup by id (searching the given services), or the latest one of `kind`."""
+    """A backup by id (searching the given services), or the latest one of `kind` whose
+    times this host's clock (`now`) can believe (core/choose.py)."""
     found: list[Manifest] = []
     damaged: dict[str, str] = {}
     for service in services:
@@ -117,9 +125,8 @@ def find_backup(
     if kind is not None:
         found = [m for m in found if m.kind is kind]
     if backup_id is None:
-        if not found:
-            raise NotFoundError(f"no complete backup in {repo.location}")
-        return max(found, key=lambda m: (m.finished_at, m.backup_id))
+        when = now or datetime.now(UTC)
+        return choose_backup(found, now=when, what="complete backup", where=repo.location).manifest
     for manifest in found:
         if manifest.backup_id == backup_id:
             return manifest
@@ -131,9 +138,12 @@ def find_backup(
 LATEST = "latest"
 
 
-def resolve_backup(repo: Repository, stack: str, services: Sequence[str], ref: str) -> Manifest:
+def resolve_backup(
+    repo: Repository, stack: str, services: Sequence[str], ref: str, *, now: datetime | None = None
+) -> Manifest:
     """A backup of any of `services` by its id, by a prefix of exactly one id, or `latest`
-    (the newest of them all), as an operator types it (`verify`, `backups show`)."""
+    (the newest of them all whose times this host's clock, `now`, can believe:
+    core/choose.py), as an operator types it (`verify`, `backups show`)."""
     found: list[Manifest] = []
     damaged: dict[str, str] = {}
     for service in services:
@@ -141,9 +151,8 @@ def resolve_backup(repo: Repository, stack: str, services: Sequence[str], ref: s
         found.extend(listing.complete)
         damaged.update((d.backup_id, d.reason) for d in listing.damaged)
     if ref == LATEST:
-        if not found:
-            raise NotFoundError(f"no complete backup of {', '.join(services)} in {repo.location}")
-        return max(found, key=lambda m: (m.finished_at, m.backup_id))
+        what = f"complete backup of {', '.join(services)}"
+        return choose_backup(found, now=now or datetime.now(UTC), what=what, where=repo.location).manifest
     exact = [m for m in found if m.backup_id == ref]
     if exact:
         return exact[0]

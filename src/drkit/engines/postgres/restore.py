@@ -29,6 +29,7 @@ from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, lock_name
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import TAR_INDEX
+from drkit.engines.postgres.branches import resolve_timeline
 from drkit.engines.postgres.plan import ArchiveView, RestorePlan, plan_restore
 from drkit.engines.postgres.recovery_watch import (
     RecoveryState,
@@ -39,6 +40,7 @@ from drkit.engines.postgres.recovery_watch import (
 )
 from drkit.engines.postgres.replay_meter import replay_meter
 from drkit.engines.postgres.tar_restore import read_index, restore_parts
+from drkit.engines.postgres.targets import target_point
 from drkit.engines.postgres.wal.archive import archive_for, timeline_paths
 from drkit.engines.postgres.wal.prefetch import prefetch_restore_command, prefetching
 from drkit.engines.postgres.wal.stream import flush_spool
@@ -100,11 +102,19 @@ def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePla
     backups = list(listing.complete)
     archive = archive_for(ws, service)
     names = archive.names()
+    target = request.target
+    if request.timeline is not None:  # the engine's pin (a drill, a runbook) over the target's
+        target = replace(target, timeline=request.timeline)
     with CommitTimes(archive, service.runtime.bin_dir, ws.state_dir / "wal-times") as times:
         view = ArchiveView(frozenset(names), timeline_paths(archive, names), times)
-        return plan_restore(
-            backups, view, request.target, ws.clock.now(), request.backup_id, request.timeline
-        )
+        now = ws.clock.now()
+        point = target_point(ws, service, target, archive, view, backups)  # a name: found, or refused
+        timeline = resolve_timeline(backups, view, target, now, request.backup_id, point)
+        chosen = plan_restore(backups, view, target, now, request.backup_id, timeline, point)
+    archive.guard.require_system(
+        chosen.backup.require_postgres().system_identifier, f"backup {chosen.backup.backup_id}"
+    )
+    return chosen
 
 
 def restore(
@@ -204,7 +214,8 @@ def _prefetch(ws: Workspace, service: Service, chosen: RestorePlan, data_dir: Pa
     pg = chosen.backup.require_postgres()
     first = Segment.parse(chosen.first_segment, pg.wal_segment_size)
     last = Segment.parse(chosen.last_segment, pg.wal_segment_size) if chosen.last_segment else None
-    return prefetching(archive_for(ws, service), data_dir, first, last, os_user=service.runtime.os_user)
+    os_user = service.runtime.os_user
+    return prefetching(archive_for(ws, service), data_dir, first, last, os_user=os_user, path=chosen.path)
 
 
 def _prepare_target(

@@ -14,6 +14,7 @@ from drkit.engines.reports.model import (
     MISSED,
     NOT_MEASURED,
     WARNING,
+    Escalation,
     Gauge,
     Marker,
     ReportModel,
@@ -65,7 +66,7 @@ def build_report(journal: Journal, history: Iterable[Journal] = ()) -> ReportMod
         error=journal.error,
         services=service_verdicts(journal),
         timeline=timeline(journal),
-        environment=flatten(journal.environment),
+        environment=flatten({k: v for k, v in journal.environment.items() if k != "escalation"}),
         parameters=flatten(journal.parameters),
         trend=trend(journal, runs),
         trend_runs=tuple(
@@ -73,7 +74,21 @@ def build_report(journal: Journal, history: Iterable[Journal] = ()) -> ReportMod
             for r in runs
         ),
         warnings=tuple(f"{s.name}: {s.detail}" for s in journal.warnings),
+        escalation=escalation(journal),
     )
+
+
+def escalation(journal: Journal) -> Escalation | None:
+    """The contacts and escalation path the journal recorded (None: it recorded none)."""
+    record = journal.environment.get("escalation")
+    if not isinstance(record, dict):
+        return None
+    contacts = []
+    for c in record.get("contacts") or []:
+        if isinstance(c, dict):
+            reach = ", ".join(str(c[k]) for k in ("phone", "email", "chat", "notes") if c.get(k))
+            contacts.append((str(c.get("name", "")), str(c.get("role", "")), reach))
+    return Escalation(tuple(contacts), tuple(str(p) for p in record.get("path") or []))
 
 
 def summarize(journal: Journal) -> RunSummary:

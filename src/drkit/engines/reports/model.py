@@ -104,6 +104,14 @@ class TrendSeries:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """Who to call, as stack.yaml said when the run was journaled."""
+
+    contacts: tuple[tuple[str, str, str], ...]  # (name, role, how to reach them)
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ReportModel:
     run_id: str
     kind: str
@@ -125,6 +133,7 @@ class ReportModel:
     trend: tuple[TrendSeries, ...]
     trend_runs: tuple[TrendRun, ...]  # the runs the trend covers, oldest first
     warnings: tuple[str, ...] = ()  # "step: detail" of each failed step that did not end the run
+    escalation: Escalation | None = None
 
     @property
     def missed(self) -> bool:
