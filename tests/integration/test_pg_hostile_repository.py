@@ -126,7 +126,7 @@ def refused(box: SandboxHandle, backup_id: str, case: str) -> str:
     before = outside_state(box)
     restores_before = sorted(p.name for p in dest.parent.iterdir())
     result = run_drkit(
-        "restore", "postgres", "--backup", backup_id, "--to", str(dest), config=box.config_path
+        "--quiet", "restore", "postgres", "--backup", backup_id, "--to", str(dest), config=box.config_path
     )
     assert outside_state(box) == before, "something was written outside the target"
     assert result.code == 1, result.stdout + result.stderr

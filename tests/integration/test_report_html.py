@@ -155,7 +155,7 @@ def test_the_dom_holds_the_charts_figures_and_verdict(report_file: Path) -> None
     missed_bars = dom.with_class("rect", "bar", "rto", "missed")
     assert [b["data-seconds"] for b in missed_bars] == ["95.000"]
     assert len(dom.with_class("rect", "bar", "met")) == 3
-    assert "1m 35s / target 1m 00s" in text and "20.0s / target 2m 00s" in text
+    assert "1m35s / target 1m00s" in text and "20.0s / target 2m00s" in text
 
     # the Gantt chart: one bar per started step, the failure as a vertical line
     assert dom.by_id("timeline")[0] == "svg"

@@ -65,3 +65,11 @@ def test_parse_duration_bad_values_say_how_to_write_one(text: str) -> None:
 )
 def test_format_duration_short_human_form(value: timedelta | float, expected: str) -> None:
     assert format_duration(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(59.96, "1m00s"), (-5.0, "-5.0s"), (-125, "-2m05s"), (700.0, "11m40s"), (3 * 86400 + 4 * 3600, "3d04h")],
+)
+def test_format_duration_is_the_one_form_for_every_figure(seconds: float, expected: str) -> None:
+    assert format_duration(seconds) == expected

@@ -83,7 +83,7 @@ def test_report_of_a_journal_file_needs_no_stack(tmp_path: Path) -> None:
     assert result.code == 0, result.stderr
     assert "**Verdict: MISSED TARGET**" in result.stdout
     assert "## Trend: db-corruption, last 4 runs" in result.stdout  # from the journals beside it
-    assert "| postgres | MISSED | 1m 35s MISSED |" in result.stdout
+    assert "| postgres | MISSED | 1m35s MISSED |" in result.stdout
 
 
 def test_report_by_run_id_writes_each_format(stack_dir: Path) -> None:
@@ -141,7 +141,7 @@ def test_drills_list_shows_every_run_and_names_the_damaged(stack_dir: Path) -> N
 
     text = drkit_in(stack_dir, "drills", "list", "--scenario", "db-corruption")
     assert text.code == 0, text.stderr
-    assert re.search(r"postgres +│ 1m 35s / 1m 00s MISSED +│ 4.2s / 5m 00s", text.stdout), text.stdout
+    assert re.search(r"postgres +│ 1m35s / 1m00s MISSED +│ 4.2s / 5m00s", text.stdout), text.stdout
     assert recovery.run_id in text.stdout and "20261120T030000Z-drill-full-outage" not in text.stdout
     assert "damaged:" in text.stdout and "20261101T000000Z-drill-x.json" in text.stdout
 
@@ -190,5 +190,5 @@ def test_the_report_of_a_journal_the_runbook_engine_wrote(stack_dir: Path) -> No
     rto = journal.measures[0].rto_seconds
     assert rto is not None and rto > 60
     assert "**Verdict: MISSED TARGET**" in result.stdout
-    assert re.search(r"^\| postgres \| MISSED \| \d+m \d\ds MISSED \| 1m 00s \|", result.stdout, re.MULTILINE)
+    assert re.search(r"^\| postgres \| MISSED \| \d+m\d\ds MISSED \| 1m00s \|", result.stdout, re.MULTILINE)
     assert re.search(r"^verify +#+ +20\.0s succeeded$", result.stdout, re.MULTILINE), result.stdout

@@ -41,6 +41,15 @@ def test_a_restore_point_on_the_shared_history_follows_the_newest_branch() -> No
     assert plan.timeline == 2 and plan.last_segment == seg_name(3)
 
 
+def test_a_restore_point_just_before_a_fork_whose_new_segment_is_not_archived_yet() -> None:
+    # The set restored in place a minute ago: timeline 2 starts inside segment 4 and has not
+    # filled it. Recovery to the same point again needs only timeline 1's segment 4 (what
+    # PostgreSQL reads when the newer timeline's file is absent), not a refusal.
+    fresh = branched(drop=tuple(seg_name(n, 2) for n in range(4, 8)))
+    plan = planned(*named("0/4000050", timeline=1), view=fresh)
+    assert plan.timeline == 1 and plan.last_segment == seg_name(4)
+
+
 def test_a_restore_point_on_the_new_branch_is_followed_there() -> None:
     plan = planned(*named("0/6000050", timeline=2))
     assert plan.timeline == 2 and plan.last_segment == seg_name(6, 2)

@@ -114,7 +114,7 @@ def test_a_job_naming_an_unknown_repository_or_service_is_refused(tmp_path: Path
     ]:
         path = write(tmp_path, BASE.format(more_repos="") + 'schedule:\n  j:\n    cron: "0 2 * * *"\n' + body)
         result = run_drkit("schedule", "list", config=path)
-        assert result.code == 2 and "schedule job 'j'" in result.stderr and words in result.stderr
+        assert result.code == 2 and ": schedule.j." in result.stderr and words in result.stderr
 
 
 def test_cron_to_on_calendar() -> None:

@@ -219,7 +219,7 @@ def test_digest_lists_what_completed_in_the_day(tmp_path: Path) -> None:
     assert len(lines) == 4  # 3 backups and the drill of yesterday; not the one of 30 days ago
     assert sum("backup" in line for line in lines) == 3
     assert (
-        "drill 20261129T120000Z-drill-cache-loss (cache-loss): missed-target; cache RTO 700.0s" in lines[-1]
+        "drill 20261129T120000Z-drill-cache-loss (cache-loss): missed-target; cache RTO 11m40s" in lines[-1]
     )
     assert message.severity is Severity.WARNING  # a drill missed its target
 

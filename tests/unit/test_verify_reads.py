@@ -27,7 +27,8 @@ from drkit.engines.postgres import logical_restore
 from drkit.engines.postgres.wal.archive import WalArchive
 from drkit.engines.postgres.wal_check import WalRehash
 from drkit.engines.redis.verify import verify_layout
-from drkit.engines.stack.verify import choose_backup_to_verify, verify_backup
+from drkit.engines.stack.verify import verify_backup
+from drkit.engines.stack.verify_choice import backups_to_verify
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 SEGMENTS = [f"0000000100000000000000{n:02X}" for n in range(1, 5)]
@@ -184,10 +185,15 @@ def test_verify_finds_any_service_s_backup_by_id_and_the_newest_of_a_named_servi
     _manifest(ws, "s3", "20261125T010000Z-objects", BackupKind.OBJECTS)
     _manifest(ws, "s3", "20261125T020000Z-objects", BackupKind.OBJECTS)
     _manifest(ws, "postgres", "20261125T030000Z-logical", BackupKind.LOGICAL)
-    assert choose_backup_to_verify(ws, "20261125T010000Z-objects")[1].service == "s3"
-    newest = choose_backup_to_verify(ws, None, service="s3", deep=True)[1]
+    by_id = backups_to_verify(ws, "20261125T010000Z-objects", service=None, deep=False)
+    assert by_id.chosen[0].service.name == "s3"
+    newest = backups_to_verify(ws, None, service="s3", deep=True).chosen[0].manifest
     assert newest.backup_id == "20261125T020000Z-objects"  # not "no complete backup": not a base
-    assert choose_backup_to_verify(ws, None)[1].backup_id == "20261125T030000Z-logical"
+    every = backups_to_verify(ws, None, service=None, deep=False).chosen
+    assert sorted(c.manifest.backup_id for c in every) == [
+        "20261125T020000Z-objects",
+        "20261125T030000Z-logical",
+    ]
 
 
 def test_a_verify_that_could_not_read_everything_is_not_recorded_as_verified(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-GLOBAL_FLAGS = {"--yes", "-y", "--dry-run", "--debug"}
+GLOBAL_FLAGS = {"--yes", "-y", "--dry-run", "--debug", "--quiet"}
 GLOBAL_VALUED = {"--config", "-c", "--output", "-o"}
 
 

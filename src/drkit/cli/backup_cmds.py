@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
+
 import typer
 from rich.markup import escape
 
-from drkit.cli.context import Options, options
-from drkit.cli.progress import byte_progress
-from drkit.cli.render import console, emit_json, err_console, human_bytes, table
-from drkit.domain.backup import Manifest
+from drkit.cli.context import Options, options, show_plan
+from drkit.cli.render import console, duration, emit_json, err_console, human_bytes, table
+from drkit.cli.times import operator_time
+from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.errors import OperationError, UsageError
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.stack.backup import ServiceOutcome
+from drkit.infra.clock import local_zone
+
+if TYPE_CHECKING:
+    from drkit.domain.sets import RestoreSet
+    from drkit.engines.core.pins import Pin
+    from drkit.engines.ops.windows import RecoveryWindow
 
 backups_app = typer.Typer(help="List and inspect backups in the repository.")
 
@@ -48,14 +57,15 @@ def backup_cmd(
         return
     targets = choose_services(ws.stack, services)
     if opts.dry_run:
-        for service in targets:
-            console.print(f"would back up {service.name} ({service.kind}) into {ws.repo.location}")
+        text = "\n".join(f"would back up {s.name} ({s.kind}) into {ws.repo.location}" for s in targets)
+        would = [{"service": s.name, "kind": s.kind} for s in targets]
+        show_plan(opts, text, {"repository": ws.repo.location, "would_back_up": would})
         return
     outcomes = backup_each(
         ws,
         targets,
         postgres_type=type_,
-        progress_for=lambda s: byte_progress(f"backup of {s.name}", enabled=not opts.json),
+        progress=opts.progress,
         on_done=None if opts.json else (lambda o: _print_outcome(o, alone=len(targets) == 1)),
     )
     if opts.json:  # one document: each entry says ok or its error; the exit code says the rest
@@ -73,7 +83,9 @@ def _backup_set(opts: Options, ws: Workspace) -> None:
     from drkit.engines.stack.sets import backup_set
 
     if opts.dry_run:
-        console.print("would record a stack-wide restore point of: " + ", ".join(sorted(ws.stack.services)))
+        names = sorted(ws.stack.services)
+        text = "would record a stack-wide restore point of: " + ", ".join(names)
+        show_plan(opts, text, {"would_record_set_of": names})
         return
     outcomes: list[ServiceOutcome] = []
     try:
@@ -82,6 +94,7 @@ def _backup_set(opts: Options, ws: Workspace) -> None:
             say=(lambda _m: None) if opts.json else console.print,
             drkit_argv=drkit_argv(),
             on_done=outcomes.append,
+            progress=opts.progress,
         )
     except DrkitError:
         if outcomes and not opts.json:
@@ -123,7 +136,7 @@ def _outcome_table(outcomes: list[ServiceOutcome]) -> None:
         if o.ok and o.result is None:
             what += " (reused)"
         size = human_bytes(m.stored_bytes) if m is not None else "-"
-        rows.append((o.service, o.kind, state, what, size, f"{o.seconds:.1f}s"))
+        rows.append((o.service, o.kind, state, what, size, duration(o.seconds)))
     table("backup results", ["service", "kind", "result", "backup / error", "stored", "took"], rows)
 
 
@@ -143,7 +156,7 @@ def _print_result(m: Manifest, seconds: float, removed: tuple[str, ...]) -> None
         console.print(f"removed incomplete backup {leftover} (left by an interrupted run)")
     line = (
         f"[green]backup {m.backup_id}[/green] of {m.service}: {len(m.files)} files, "
-        f"{human_bytes(m.raw_bytes)} -> {human_bytes(m.stored_bytes)} in {seconds:.1f}s"
+        f"{human_bytes(m.raw_bytes)} -> {human_bytes(m.stored_bytes)} in {duration(seconds)}"
     )
     if "summary" in m.details:
         line += f": {m.details['summary']}"
@@ -156,32 +169,46 @@ def _print_result(m: Manifest, seconds: float, removed: tuple[str, ...]) -> None
 def list_cmd(
     ctx: typer.Context,
     service: str = typer.Option(None, "--service", "-s", help="Only this service."),
+    since: str = typer.Option(
+        None, "--since", help="Only backups finished since then (2026-11-25, yesterday 02:00, -7d)."
+    ),
+    latest: int = typer.Option(None, "--latest", min=1, help="Only the newest N backups of each service."),
+    kind: str = typer.Option(
+        None, "--kind", help="Only this kind: base, logical, rdb, objects, dump or metadata."
+    ),
 ) -> None:
-    """Every complete backup, oldest first (`--output json` for scripts).
+    """Every complete backup, oldest first, and per service the moments it can be restored to
+    (`restorable from ... to ...`, in this host's time zone); `--output json` for scripts.
 
-    Example: drkit backups list --service postgres
+    Examples: drkit backups list;  drkit backups list --service postgres --latest 3;
+    drkit backups list --kind base --since -7d
     """
     from drkit.engines.core.catalog import list_backups
-    from drkit.engines.core.pins import Pin, pins_of
+    from drkit.engines.core.pins import pins_of
     from drkit.engines.core.set_refs import list_sets
     from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.ops.windows import recovery_windows
 
     opts = options(ctx)
+    wanted = _kind(kind)
+    after = operator_time("--since", since, say=not opts.quiet) if since else None
     ws = open_workspace(opts.stack())
-    sets = [] if service else list_sets(ws)
-    names = [service] if service else sorted(ws.stack.services)
-    manifests: list[Manifest] = []
+    names = [ws.stack.service(service).name] if service else sorted(ws.stack.services)
+    sets = [] if service or wanted else [s for s in list_sets(ws) if after is None or s.created_at >= after]
+    complete: dict[str, list[Manifest]] = {}
     incomplete: list[str] = []
     damaged: list[dict[str, str]] = []
     pins: dict[str, Pin] = {}  # `drkit backups keep`, and incident evidence
     for name in names:
         listing = list_backups(ws.repo, ws.stack.name, name)
-        manifests.extend(listing.complete)
+        complete[name] = list(listing.complete)
         pins.update(pins_of(ws, name, [m.backup_id for m in listing.complete]))
         incomplete.extend(f"{name}/{i}" for i in listing.incomplete)
         damaged.extend(
             {"service": name, "backup_id": d.backup_id, "reason": d.reason} for d in listing.damaged
         )
+    windows = recovery_windows(ws, complete)
+    manifests = _chosen(complete, wanted, after, latest)
     if opts.json:
         emit_json(
             {
@@ -192,22 +219,61 @@ def list_cmd(
                 "incomplete": incomplete,
                 "damaged": damaged,
                 "sets": [s.to_dict() for s in sets],
+                "windows": windows,
             }
         )
         return
+    _print_listing(ws, manifests, sets, windows, pins)
+    for item in incomplete:
+        console.print(f"[yellow]incomplete (no manifest, not a backup):[/yellow] {item}")
+    for bad in damaged:
+        what = escape(f"{bad['service']}/{bad['backup_id']}: {bad['reason']}")
+        console.print(f"[red]damaged (skipped):[/red] {what}", highlight=False)
+
+
+def _kind(text: str | None) -> BackupKind | None:
+    if text is None:
+        return None
+    try:
+        return BackupKind(text)
+    except ValueError:
+        known = ", ".join(k.value for k in BackupKind)
+        raise UsageError(f"--kind {text!r}: use one of {known}") from None
+
+
+def _chosen(
+    complete: dict[str, list[Manifest]], kind: BackupKind | None, after: datetime | None, latest: int | None
+) -> list[Manifest]:
+    out: list[Manifest] = []
+    for found in complete.values():
+        picked = [
+            m for m in found if (kind is None or m.kind is kind) and (after is None or m.finished_at >= after)
+        ]
+        out += picked[-latest:] if latest else picked
+    return out
+
+
+def _print_listing(
+    ws: Workspace,
+    manifests: list[Manifest],
+    sets: list[RestoreSet],
+    windows: list[RecoveryWindow],
+    pins: dict[str, Pin],
+) -> None:
+    zone = local_zone()
     rows: list[tuple[str, ...]] = [
         (
             m.backup_id,
             m.service,
             m.kind.value,
-            m.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
+            _local(m.finished_at, zone),
             human_bytes(m.stored_bytes),
             "yes" if m.encrypted else "no",
             f"{m.postgres.start_lsn}..{m.postgres.stop_lsn}" if m.postgres else "",
         )
         for m in manifests
     ]
-    columns = ["id", "service", "kind", "finished (UTC)", "stored", "encrypted", "WAL"]
+    columns = ["id", "service", "kind", "finished", "stored", "encrypted", "WAL"]
     if pins:  # what is kept whatever retention says, and why
         columns.append("pinned")
         rows = [
@@ -219,16 +285,30 @@ def list_cmd(
     else:
         table(None, columns, rows)
     if sets:
-        set_rows = [
-            (s.set_id, s.created_at.strftime("%Y-%m-%d %H:%M:%S"), s.restore_point, _refs(s.backups))
-            for s in sets
-        ]
-        table("stack-wide sets", ["set", "moment (UTC)", "restore point", "backups"], set_rows)
-    for item in incomplete:
-        console.print(f"[yellow]incomplete (no manifest, not a backup):[/yellow] {item}")
-    for bad in damaged:
-        what = escape(f"{bad['service']}/{bad['backup_id']}: {bad['reason']}")
-        console.print(f"[red]damaged (skipped):[/red] {what}", highlight=False)
+        set_rows = [(s.set_id, _local(s.created_at, zone), s.restore_point, _refs(s.backups)) for s in sets]
+        table("stack-wide sets", ["set", "moment", "restore point", "backups"], set_rows)
+    table(
+        f"recovery windows (times in {getattr(zone, 'key', zone)})",
+        ["service", "restorable", "how"],
+        [(w.service, _window_text(w, zone), w.detail) for w in windows],
+    )
+
+
+def _window_text(w: RecoveryWindow, zone: tzinfo) -> str:
+    if w.earliest is None or w.latest is None:
+        return "nothing"
+    first, last = _local(w.earliest, zone), _local(w.latest, zone)
+    if first == last:
+        return f"at {first}"
+    if first[:10] == last[:10]:
+        last = last[11:]
+    if w.continuous:
+        return f"from {first} to {last}"
+    return f"at {w.points} points, from {first} to {last}"
+
+
+def _local(moment: datetime, zone: tzinfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _refs(backups: dict[str, str]) -> str:
@@ -236,22 +316,26 @@ def _refs(backups: dict[str, str]) -> str:
 
 
 @backups_app.command("show")
-def show_cmd(ctx: typer.Context, backup_id: str = typer.Argument(..., help="Backup id.")) -> None:
+def show_cmd(
+    ctx: typer.Context,
+    backup_id: str = typer.Argument(..., help="Backup id, a unique start of one, or `latest`."),
+) -> None:
     """One backup's manifest: files, hashes, LSNs, versions.
 
-    Example: drkit backups show 20261125T020000Z-base
+    Example: drkit backups show 20261125T020000Z-base;  drkit backups show latest
     """
-    from drkit.engines.core.catalog import find_backup
+    from drkit.engines.core.catalog import resolve_backup
     from drkit.engines.core.workspace import open_workspace
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
-    m = find_backup(ws.repo, ws.stack.name, sorted(ws.stack.services), backup_id)
+    m = resolve_backup(ws.repo, ws.stack.name, sorted(ws.stack.services), backup_id, now=ws.clock.now())
     if opts.json:
         emit_json(m.to_dict())
         return
     console.print(f"backup {m.backup_id} ({m.kind.value}) of {m.stack}/{m.service}")
-    console.print(f"  started {m.started_at.isoformat()}  finished {m.finished_at.isoformat()}")
+    took = duration(m.finished_at - m.started_at)
+    console.print(f"  started {m.started_at.isoformat()}  finished {m.finished_at.isoformat()} ({took})")
     console.print(
         f"  {human_bytes(m.raw_bytes)} raw, {human_bytes(m.stored_bytes)} stored, "
         f"{m.compression}, encrypted: {'yes' if m.encrypted else 'no'}"
@@ -263,7 +347,7 @@ def show_cmd(ctx: typer.Context, backup_id: str = typer.Argument(..., help="Back
             f"server {p.server_version}; system {p.system_identifier}"
         )
     console.print(f"  tools: {', '.join(f'{k} {v}' for k, v in m.tool_versions.items())}")
-    table(None, ["file", "stored", "sha256"], [(f.name, f.size, f.sha256) for f in m.files])
+    table(None, ["file", "stored", "sha256"], [(f.name, human_bytes(f.size), f.sha256) for f in m.files])
 
 
 def register(app: typer.Typer) -> None:

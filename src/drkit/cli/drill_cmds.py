@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from drkit.cli.context import Options, options
-from drkit.cli.recover_cmds import print_step
-from drkit.cli.render import console, emit_json, table
+from drkit.cli.context import Options, options, show_plan
+from drkit.cli.recover_cmds import step_printer
+from drkit.cli.render import console, duration, emit_json, table
 from drkit.domain.errors import ExitCode, UsageError
 from drkit.domain.journal import Journal, Verdict
 
@@ -63,6 +63,7 @@ def drill_cmd(
         chosen = [rotation_for(ws.clock.now())]
     if opts.dry_run:
         where = "the live stack"
+        plan: dict[str, Any] = {"drills": chosen, "target": target}
         if target == "isolated":  # the copy is restored from the newest set: there must be one
             from drkit.engines.core.set_refs import find_set
 
@@ -70,7 +71,8 @@ def drill_cmd(
             where = (
                 f"an isolated copy restored from set {newest.set_id} ({newest.created_at:%Y-%m-%d %H:%M} UTC)"
             )
-        console.print(f"would drill {', '.join(chosen)} on {where}")
+            plan["set"] = newest.set_id
+        show_plan(opts, f"would drill {', '.join(chosen)} on {where}", plan)
         return
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
     results: list[Journal] = []
@@ -84,7 +86,8 @@ def drill_cmd(
                 env,
                 DrillRequest(name, tuple(drkit_argv())),
                 say=say,
-                on_step=None if opts.json else print_step,
+                on_step=None if opts.json else step_printer(opts),
+                progress=opts.progress,
             )
         )
     if report:
@@ -144,8 +147,10 @@ def summary(opts: Options, results: list[Journal]) -> None:
         table("drills", ["scenario", "service", "RTO", "target", "RPO", "target", "verdict"], rows)
         for j in results:
             console.print(
-                f"{j.scenario}: {j.verdict.value}{f' ({j.error})' if j.error else ''}; journal {j.run_id}"
+                f"{j.scenario}: {j.verdict_words()}{f' ({j.error})' if j.error else ''}; journal {j.run_id}"
             )
+            for step in j.warnings:
+                console.print(f"  [yellow]warning[/yellow] {step.name}: {step.detail}", soft_wrap=True)
     if any(j.verdict in (Verdict.FAILED, Verdict.ABORTED) for j in results):
         raise typer.Exit(int(ExitCode.FAILED))
     if any(j.verdict is Verdict.MISSED_TARGET for j in results):
@@ -153,7 +158,7 @@ def summary(opts: Options, results: list[Journal]) -> None:
 
 
 def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}s"
+    return duration(value)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,11 +8,12 @@ from datetime import datetime
 import typer
 
 from drkit.cli.backup_cmds import backups_app
-from drkit.cli.context import options
+from drkit.cli.context import options, show_plan
 from drkit.cli.render import console, emit_json
+from drkit.cli.times import operator_time
 from drkit.domain.durations import parse_duration
 from drkit.domain.errors import UsageError
-from drkit.domain.recovery import parse_target_time
+from drkit.domain.times import FORMS
 
 
 def keep_cmd(
@@ -42,7 +43,7 @@ def keep_cmd(
     ws = open_workspace(opts.stack())
     if release_:
         if opts.dry_run:
-            console.print(f"would release the pin of {backup_id}")
+            show_plan(opts, f"would release the pin of {backup_id}", {"would_release": backup_id})
             return
         manifest, was = release_backup(ws, backup_id)
         if opts.json:
@@ -52,9 +53,10 @@ def keep_cmd(
         else:
             console.print(f"released {manifest.backup_id} ({manifest.service}): {was.describe()}")
         return
-    when = _until(until, ws.clock.now()) if until else None
+    when = _until(until, ws.clock.now(), say=not opts.quiet) if until else None
     if opts.dry_run:
-        console.print(f"would pin {backup_id}" + (f" until {when.isoformat()}" if when else ""))
+        text = f"would pin {backup_id}" + (f" until {when.isoformat()}" if when else "")
+        show_plan(opts, text, {"would_pin": backup_id, "until": when.isoformat() if when else None})
         return
     manifest, made = keep_backup(ws, backup_id, reason=reason or "pinned by `drkit backups keep`", until=when)
     if opts.json:
@@ -63,17 +65,18 @@ def keep_cmd(
         console.print(f"pinned {manifest.backup_id} ({manifest.service}): {made.describe()}")
 
 
-def _until(text: str, now: datetime) -> datetime:
+def _until(text: str, now: datetime, *, say: bool) -> datetime:
+    """A duration from now (30d), else a moment as every option reads one (cli/times.py:
+    without a zone, the local one)."""
     try:
         return now + parse_duration(text)
     except ValueError:
         pass
     try:
-        return parse_target_time(text)
-    except ValueError:
+        return operator_time("--until", text, say=say)
+    except UsageError:
         raise UsageError(
-            f"--until {text!r}: give a duration from now (30d, 12w) "
-            "or a time (2027-01-31, 2027-01-31T12:00:00Z)"
+            f"--until {text!r}: give a duration from now (30d, 12w) or a time ({FORMS})"
         ) from None
 
 

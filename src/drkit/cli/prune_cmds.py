@@ -46,9 +46,7 @@ def prune_cmd(
             known = ", ".join(sorted(stack.repositories))
             raise UsageError(f"no repository {repo!r} in {stack.source_path} (known: {known})")
         stack = replace(stack, primary_repository=repo)
-    unknown = [n for n in services or () if n not in stack.services]
-    if unknown:
-        raise UsageError(f"no service {unknown[0]!r} in {stack.source_path}")
+    stack.require_services(services or ())
     ws = open_workspace(stack)
     names = list(services) if services else sorted(stack.services)
     skip = frozenset(force_skip or ())

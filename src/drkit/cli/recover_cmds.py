@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 import typer
 
 from drkit.cli.context import Options, options
-from drkit.cli.render import console, emit_json, status_text, table
+from drkit.cli.render import console, duration, emit_json, status_text, table
+from drkit.cli.times import operator_time_iso
 from drkit.domain.errors import ExitCode, UsageError
-from drkit.domain.journal import Journal, StepRecord, Verdict
+from drkit.domain.journal import Journal, StepRecord, StepStatus, Verdict
 
 if TYPE_CHECKING:
     from drkit.domain.stack import Stack
@@ -30,7 +31,10 @@ def recover_cmd(
     ),
     name: str = typer.Argument(None, help="With `service`: the failing service; geo-failover: the standby."),
     target_time: str = typer.Option(
-        None, "--target-time", help="data-loss: the moment just before the loss."
+        None,
+        "--target-time",
+        help="data-loss: the moment just before the loss (2026-11-30 14:05:00Z; without a zone, "
+        "the local one; today 14:05; -10m).",
     ),
     in_place: bool = typer.Option(False, "--in-place", help="data-loss: restore the live database to T."),
     copy_back: list[str] = typer.Option(
@@ -90,11 +94,11 @@ def recover_cmd(
         args = RecoverArgs(
             scenario,
             tuple(drkit_argv()),
-            target_time=target_time,
+            target_time=operator_time_iso("--target-time", target_time, say=not opts.quiet),
             in_place=in_place,
             copy_back=tuple(copy_back or ()),
             service=name,  # geo-failover: the standby
-            since=since,
+            since=operator_time_iso("--since", since, say=not opts.quiet),
             switch_wal=opts.yes and not opts.dry_run,
             emergency_dump=emergency_dump,
         )
@@ -135,7 +139,13 @@ def _run(opts: Options, ws: Workspace, runbook: Runbook, journal: Journal | None
         console.print(f"recovery {journal.run_id}: journal {journals.local_path(ws, journal.run_id)}")
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
     done = execute(
-        ws, runbook, journal, say=say, on_step=None if opts.json else print_step, confirm=_asker(opts)
+        ws,
+        runbook,
+        journal,
+        say=say,
+        on_step=None if opts.json else step_printer(opts),
+        confirm=_asker(opts),
+        progress=opts.progress,
     )
     final = finish(ws, done)
     _report(opts, final)
@@ -155,8 +165,24 @@ def _asker(opts: Options) -> Callable[[str], bool]:
     return ask
 
 
+def step_printer(opts: Options) -> Callable[[StepRecord], None]:
+    """Each step as it starts (through the progress reporter: stderr, timestamped when not on
+    a terminal, with heartbeats) and as it ends (its outcome, on stdout)."""
+
+    def show(record: StepRecord) -> None:
+        if record.status is StepStatus.RUNNING:
+            opts.progress.step(f"{record.name}: {record.title}")
+        else:
+            print_step(record)
+
+    return show
+
+
 def print_step(record: StepRecord) -> None:
-    seconds = f"{record.seconds:.1f}s" if record.seconds is not None else ""
+    """A step's outcome (a record that only started is said by step_printer)."""
+    if record.status is StepStatus.RUNNING:
+        return
+    seconds = duration(record.seconds) if record.seconds is not None else ""
     console.print(
         f"  {status_text(STATUS_STYLE.get(record.status.value, record.status.value))} "
         f"{record.name} {seconds}: {record.detail}"
@@ -182,8 +208,10 @@ def _report(opts: Options, journal: Journal) -> None:
             table("measured", ["service", "RTO", "target", "RPO", "target", "verdict"], rows)
         _breakdown(journal)
         console.print(
-            f"{journal.verdict.value}: {journal.error or 'recovered and verified'} ({journal.run_id})"
+            f"{journal.verdict_words()}: {journal.error or 'recovered and verified'} ({journal.run_id})"
         )
+        for step in journal.warnings:
+            console.print(f"  [yellow]warning[/yellow] {step.name}: {step.detail}", soft_wrap=True)
     if journal.verdict is Verdict.FAILED or journal.verdict is Verdict.ABORTED:
         raise typer.Exit(int(ExitCode.FAILED))
     if journal.verdict is Verdict.MISSED_TARGET:
@@ -227,7 +255,7 @@ def _show_plan(
 
 
 def _secs(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}s"
+    return duration(value)
 
 
 def _confirm(opts: Options, question: str) -> None:

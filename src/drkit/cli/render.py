@@ -13,6 +13,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from drkit.domain.durations import format_duration
+from drkit.domain.sizes import format_size
+
 
 def _console(stderr: bool) -> Console:
     probe = Console(stderr=stderr)
@@ -23,6 +26,13 @@ def _console(stderr: bool) -> Console:
 
 console = _console(False)
 err_console = _console(True)
+
+
+def json_stdout() -> None:
+    """--output json: what `console` prints goes to stderr from now on, so stdout holds only
+    what emit_json writes (a command that forgot its JSON shows as an empty stdout, never as
+    text where a script expects JSON)."""
+    console.file = sys.stderr
 
 
 def to_jsonable(value: Any) -> Any:
@@ -55,12 +65,12 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 
 
 def human_bytes(n: int | float) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+    return format_size(n)
+
+
+def duration(seconds: float | timedelta | None) -> str:
+    """The one duration format (domain/durations.py), `-` for none."""
+    return "-" if seconds is None else format_duration(seconds)
 
 
 STATUS_STYLE = {"ok": "green", "warning": "yellow", "failed": "red"}

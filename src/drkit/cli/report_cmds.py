@@ -47,6 +47,10 @@ def report_cmd(
         raise UsageError(f"--format {chosen}: choose html, md or json")
     if out is not None and out.is_dir():
         raise UsageError(f"--out {out} is a directory: name the report file")
+    if out is None and opts.json and chosen != "json":
+        raise UsageError(
+            f"--output json: --format {chosen} writes {chosen}; use --format json, or --out FILE"
+        )
     found, history = _load(opts, journal)
     text = render(build_report(found, history), chosen)
     if out is None:

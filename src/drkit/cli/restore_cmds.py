@@ -1,4 +1,4 @@
-"""`drkit verify` and `drkit restore`."""
+"""`drkit restore` (and drkit_argv, how PostgreSQL runs this drkit)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from drkit.cli.context import Options, options
-from drkit.cli.progress import byte_progress
-from drkit.cli.render import console, emit_json, err_console, status_text, table
+from drkit.cli.context import Options, options, show_plan
+from drkit.cli.render import console, duration, emit_json, err_console, status_text, table
+from drkit.cli.times import operator_time_iso
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, target_from_args
 from drkit.engines.core.workspace import Workspace
@@ -29,82 +29,11 @@ def drkit_argv() -> list[str]:
     return [sys.executable, "-m", "drkit"]
 
 
-def verify_cmd(
-    ctx: typer.Context,
-    backup_id: str = typer.Argument(None, help="Backup id (default: --latest)."),
-    latest: bool = typer.Option(False, "--latest", help="Verify the newest backup."),
-    deep: bool = typer.Option(
-        False,
-        "--deep",
-        help="Also restore it somewhere disposable and compare: PostgreSQL into a throwaway "
-        "instance (row counts, amcheck), Redis into a throwaway server, objects into a scratch bucket.",
-    ),
-    service: str = typer.Option(
-        None, "--service", help="Service whose newest backup to verify (default: every postgres)."
-    ),
-    repo: str = typer.Option(
-        None, "--repo", help="Check this repository (a copy), alone: every backup and set in it."
-    ),
-) -> None:
-    """Re-read everything a restore of the backup reads (every file against the manifest, the
-    WAL segments it needs, object packs) and check it; exit 3 on problems. Only a backup that
-    passes, every part read, is recorded as verified (what retention keeps).
-
-    Example: drkit verify --latest --deep; drkit verify --service s3 --deep; drkit verify --repo offsite
-    """
-    from drkit.engines.core.workspace import open_workspace
-    from drkit.engines.ops.status import record_verify
-    from drkit.engines.stack.verify import choose_backup_to_verify, verify_backup
-
-    opts = options(ctx)
-    if backup_id and latest:
-        raise UsageError("give a backup id or --latest, not both")
-    ws = open_workspace(opts.stack(), repository=repo)
-    if repo and not (backup_id or latest or deep):
-        from drkit.cli.sync_cmds import verify_copy
-
-        verify_copy(opts, ws)
-        return
-    svc, manifest = choose_backup_to_verify(ws, backup_id, service=service, deep=deep)
-    if opts.dry_run:
-        console.print(f"would verify {manifest.backup_id}{' (deep)' if deep else ''}")
-        return
-    report = verify_backup(ws, svc, manifest, deep=deep, drkit_argv=drkit_argv())
-    if unrecorded := record_verify(ws, report):  # for `drkit status` and `drkit metrics`
-        err_console.print(f"[yellow]{unrecorded}[/yellow]")
-    if opts.json:
-        emit_json(
-            {
-                "backup_id": report.backup_id,
-                "service": report.service,
-                "deep": deep,
-                "ok": report.ok,
-                "verified": report.verified,  # recorded in verified.json: what retention keeps
-                "seconds": report.seconds,
-                "results": report.results,
-            }
-        )
-    else:
-        table(
-            f"verify {report.backup_id}{' (deep)' if deep else ''}",
-            ["check", "status", "detail"],
-            [(r.name, status_text(r.status.value), r.detail) for r in report.results],
-        )
-        verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
-        if report.ok and not report.complete:
-            verdict = (
-                "[yellow]ok so far, not recorded as verified: part of it could not be read here[/yellow]"
-            )
-        console.print(f"{verdict} in {report.seconds:.1f}s")
-    if not report.ok:
-        raise typer.Exit(3)
-
-
 def _target(
-    time: str | None, lsn: str | None, name: str | None, timeline: int | None = None
+    time: str | None, lsn: str | None, name: str | None, timeline: int | None = None, *, quiet: bool = False
 ) -> RecoveryTarget:
     try:
-        return target_from_args(time, lsn, name, timeline)
+        return target_from_args(operator_time_iso("--target-time", time, say=not quiet), lsn, name, timeline)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -115,7 +44,12 @@ def restore_cmd(
     backup_id: str = typer.Option(
         None, "--backup", help="Backup id (default: the newest that can reach the target)."
     ),
-    target_time: str = typer.Option(None, "--target-time", help="ISO 8601 time; naive = UTC."),
+    target_time: str = typer.Option(
+        None,
+        "--target-time",
+        help="2026-02-09 14:30:00+01:00, ...Z, a time without a zone (read in the local zone; "
+        "both are printed), today 14:30, yesterday 14:30, -2h, 10m ago.",
+    ),
     target_lsn: str = typer.Option(None, "--target-lsn", help="PostgreSQL: a WAL position like 0/3000060."),
     target_name: str = typer.Option(
         None,
@@ -191,7 +125,7 @@ def restore_cmd(
     prepared = prepare_service_restore(
         ws,
         service,
-        _target(target_time, target_lsn, target_name, timeline),
+        _target(target_time, target_lsn, target_name, timeline, quiet=opts.quiet),
         backup_id=backup_id,
         to=to,
         in_place=in_place,
@@ -228,18 +162,19 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *
         return
     if prepared.question:
         _confirm(opts, prepared.question)
-    with (
-        _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and in_place) as paused,
-        byte_progress(f"restoring {prepared.plan.backup.backup_id}", enabled=not opts.json) as progress,
-    ):
-        outcome = restore(ws, prepared.service, prepared.request, drkit_argv=drkit_argv(), progress=progress)
+    with _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and in_place) as paused:
+        backup_id = prepared.plan.backup.backup_id
+        opts.progress.step(f"restore {prepared.service.name} from {backup_id} {prepared.where}")
+        outcome = restore(
+            ws, prepared.service, prepared.request, drkit_argv=drkit_argv(), report=opts.progress
+        )
     if opts.json:
         emit_json({**outcome.__dict__, "seconds": outcome.seconds, "dependents": _paused_json(paused)})
         _dependents_exit(paused)
         return
     console.print(
         f"[green]restored[/green] {outcome.backup_id} to {outcome.target} "
-        f"in {outcome.seconds:.1f}s into {outcome.data_dir}"
+        f"in {duration(outcome.seconds)} into {outcome.data_dir}"
     )
     reached = outcome.reached_time.isoformat() if outcome.reached_time else "no transaction replayed"
     console.print(
@@ -254,24 +189,34 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *
 
 def _restore_logical(opts: Options, ws: Workspace, prepared: PreparedLogicalRestore) -> None:
     if opts.dry_run:
-        console.print(f"would {prepared.summary}")
+        show_plan(
+            opts, f"would {prepared.summary}", {"service": prepared.service.name, "summary": prepared.summary}
+        )
         return
     if prepared.question:
         _confirm(opts, prepared.question)
+    opts.progress.step(prepared.summary)
     result = prepared.run(ws)
     if opts.json:
         emit_json({"ok": True, **result.__dict__})
         return
     what = ", ".join(f"{t} ({n} rows)" for t, n in result.rows.items()) or f"database {result.into}"
-    console.print(f"[green]restored[/green] {what} from {result.backup_id} in {result.seconds:.1f}s")
+    console.print(f"[green]restored[/green] {what} from {result.backup_id} in {duration(result.seconds)}")
 
 
 def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestore, *, pause: bool) -> None:
     live = prepared.options.to is None
     if opts.dry_run:
-        console.print(f"would {prepared.summary}")
-        if would_pause := _would_pause(ws, [prepared.service.name], enabled=pause and live):
-            console.print(f"would stop {', '.join(would_pause)} first and start them again after")
+        would_pause = _would_pause(ws, [prepared.service.name], enabled=pause and live)
+        text = f"would {prepared.summary}" + (
+            f"\nwould stop {', '.join(would_pause)} first and start them again after" if would_pause else ""
+        )
+        data = {
+            "service": prepared.service.name,
+            "summary": prepared.summary,
+            "would_pause": list(would_pause),
+        }
+        show_plan(opts, text, data)
         return
     chosen = prepared.choice.describe() if prepared.choice else None
     if chosen and not opts.json:
@@ -279,6 +224,7 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
     if prepared.question:
         _confirm(opts, prepared.question)
     with _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and live) as paused:
+        opts.progress.step(prepared.summary)
         result = prepared.run(ws)
     failed = [c for c in result.checks if c.failed_critically]
     if opts.json:
@@ -286,7 +232,7 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
     else:
         console.print(
             f"[green]restored[/green] {prepared.service.name} from {result.backup_id} "
-            f"in {result.seconds:.1f}s: {result.detail}"
+            f"in {duration(result.seconds)}: {result.detail}"
         )
         if result.checks:
             table(
@@ -329,7 +275,7 @@ def _would_pause(ws: Workspace, names: Sequence[str], *, enabled: bool) -> tuple
 
 
 def _say_step(s: ServiceStep) -> None:
-    console.print(f"  {s.status:<9} {s.service} ({s.seconds:.1f}s) {s.detail}", markup=False)
+    console.print(f"  {s.status:<9} {s.service} ({duration(s.seconds)}) {s.detail}", markup=False)
 
 
 def _paused_json(paused: Paused) -> dict[str, object]:
@@ -364,7 +310,7 @@ def _restore_stack(
     if all_:
         if not target_time:
             raise UsageError("--all needs --target-time T (or use --set ID)")
-        when = _target(target_time, None, None).time
+        when = _target(target_time, None, None, quiet=opts.quiet).time
     elif target_time:
         raise UsageError("--set restores to the set's moment; --target-time goes with --all")
     timeline = _target(None, None, None, timeline).timeline  # checked as for one service
@@ -395,7 +341,7 @@ def _restore_stack(
     say = (lambda _m: None) if opts.json else console.print
     # What has nothing to restore but uses what is restored (auth, functions) stops first.
     with _dependents_paused(opts, ws, restored, enabled=pause) as paused:
-        report = restore_stack(ws, stack_plan, drkit_argv=drkit_argv(), say=say)
+        report = restore_stack(ws, stack_plan, drkit_argv=drkit_argv(), say=say, progress=opts.progress)
         paused.resume = all(s.ok for s in report.steps)  # a failed service: they stay stopped
     if opts.json:
         emit_json({"ok": report.ok, **report.__dict__, "dependents": _paused_json(paused)})
@@ -403,7 +349,7 @@ def _restore_stack(
         table(
             f"stack restored to {report.target}",
             ["service", "backup", "time", "result"],
-            [(s.service, s.backup_id, f"{s.seconds:.1f}s", s.detail) for s in report.steps],
+            [(s.service, s.backup_id, duration(s.seconds), s.detail) for s in report.steps],
         )
         if report.checks:
             table(
@@ -413,7 +359,7 @@ def _restore_stack(
             )
         console.print(
             ("[green]stack restored[/green]" if report.ok else "[red]stack restore failed[/red]")
-            + f" in {report.seconds:.1f}s"
+            + f" in {duration(report.seconds)}"
         )
     if not all(s.ok for s in report.steps):
         if paused.services:
@@ -436,5 +382,4 @@ def _confirm(opts: Options, question: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("verify")(verify_cmd)
     app.command("restore")(restore_cmd)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from drkit.cli.context import options
-from drkit.cli.render import console, emit_json, table
+from drkit.cli.context import options, show_plan
+from drkit.cli.render import console, duration, emit_json, table
 
 DEFAULT_DIR = ".drkit-sandbox"
 sandbox_app = typer.Typer(help="A real local stack on loopback ports (PostgreSQL, ...).")
@@ -33,6 +33,10 @@ def up_cmd(
     if wal_mode not in ("archive", "stream"):
         raise UsageError(f"--wal-mode must be archive or stream, not {wal_mode!r}")
     opts = options(ctx)
+    if opts.dry_run:
+        text = f"would start the sandbox in {directory} (WAL {wal_mode}) and write its stack.yaml there"
+        show_plan(opts, text, {"directory": directory, "wal_mode": wal_mode, "encrypt": encrypt})
+        return
     box = up(directory, SandboxOptions(wal_mode=wal_mode, encrypt=encrypt, pg_bin_dir=pg_bin_dir or None))
     if opts.json:
         emit_json(status(box.dir))
@@ -94,26 +98,31 @@ def demo_cmd(
     Example: drkit demo --keep
     """
     from drkit.cli.drill_cmds import summary, write_reports
-    from drkit.cli.recover_cmds import print_step
+    from drkit.cli.recover_cmds import step_printer
     from drkit.cli.restore_cmds import drkit_argv
     from drkit.sandbox.demo import run_demo
 
     opts = options(ctx)
+    if opts.dry_run:
+        text = "would start a sandbox, back it up as a set, and run every drill of the rotation on copies"
+        show_plan(opts, text, {"directory": directory, "keep": keep, "report": report})
+        return
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
     result = run_demo(
         Path(directory) if directory else None,
         keep=keep,
         say=say,
-        on_step=None if opts.json else print_step,
+        on_step=None if opts.json else step_printer(opts),
         drkit_argv=drkit_argv(),
     )
     paths = write_reports(result.workspace, result.drills, report) if result.workspace else []
     if not opts.json:
-        table("demo", ["step", "time", "result"], [(n, f"{s:.1f}s", d) for n, s, d in result.setup])
+        table("demo", ["step", "time", "result"], [(n, duration(s), d) for n, s, d in result.setup])
         for path in paths:
             console.print(f"report: {path.resolve()}")
         console.print(
-            f"demo took {result.seconds:.0f}s" + (f"; sandbox kept in {result.sandbox_dir}" if keep else "")
+            f"demo took {duration(result.seconds)}"
+            + (f"; sandbox kept in {result.sandbox_dir}" if keep else "")
         )
     summary(opts, result.drills)
 

@@ -45,6 +45,9 @@ def run_cmd(
     from drkit.infra.locks import exclusive
 
     opts = options(ctx)
+    opts.refuse_json(
+        "schedule run writes a log, one line per event (`drkit schedule list -o json` for state)"
+    )
     ws = open_workspace(opts.stack())
     drkit = _drkit(ws.stack)
     out = sys.stdout.fileno()
@@ -164,7 +167,11 @@ def install_cmd(
                 markup=False,
             )
     if crontab:
-        console.print("\n".join(crontab_lines(stack, drkit)), markup=False, soft_wrap=True)
+        lines = crontab_lines(stack, drkit)
+        if opts.json:
+            emit_json({"crontab": lines})
+        else:
+            console.print("\n".join(lines), markup=False, soft_wrap=True)
         return
     skipped: list[str] = []
     if timers:
@@ -178,6 +185,9 @@ def install_cmd(
         else:
             write_atomic(path, text.encode())
             console.print(f"wrote {path}", markup=False)
+    if opts.json:
+        paths = {str(Path(directory) / n): t for n, t in files.items()}
+        emit_json({"dry_run": opts.dry_run, "files": paths, "no_timer_for": skipped})
     for job in skipped:
         err_console.print(f"no timer for {job}: OnCalendar cannot say it; use `schedule run`", markup=False)
     units = " ".join(n for n in files if n.endswith(".timer")) or next(iter(files))

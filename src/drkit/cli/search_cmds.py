@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from drkit.cli.context import options
-from drkit.cli.render import console, emit_json, err_console
+from drkit.cli.context import options, show_plan
+from drkit.cli.render import console, duration, emit_json
 from drkit.domain.errors import UsageError
+from drkit.domain.progress import Unit
 from drkit.domain.stack import Service, Stack
 
 search_app = typer.Typer(help="MeiliSearch: rebuild an index from PostgreSQL.")
@@ -51,14 +48,15 @@ def rebuild_cmd(
     source = source_for(index, query, primary_key, svc)
     keys = parse_key_refs(embedder_key)
     if opts.dry_run:
-        console.print(
-            f"would rebuild {svc.name} index {index!r} from: {source.query} (key {source.primary_key})"
-        )
+        text = f"would rebuild {svc.name} index {index!r} from: {source.query} (key {source.primary_key})"
+        data = {"service": svc.name, "index": index, "query": source.query, "primary_key": source.primary_key}
+        show_plan(opts, text, data)
         return
-    with _count_progress(f"rebuilding {index}", enabled=not opts.json) as progress:
-        result = rebuild_index(
-            stack, svc, index, source, batch_size=batch_size, progress=progress, embedder_keys=keys
-        )
+    opts.progress.step(f"rebuild {svc.name} index {index!r} from PostgreSQL, beside the live one")
+    progress = opts.progress.meter(f"rows into {index}", unit=Unit.ITEMS)
+    result = rebuild_index(
+        stack, svc, index, source, batch_size=batch_size, progress=progress, embedder_keys=keys
+    )
     if opts.json:
         emit_json({"ok": result.ok, **result.__dict__})
     else:
@@ -66,7 +64,7 @@ def rebuild_cmd(
         style = "green" if result.ok else "red"
         console.print(
             f"[{style}]index {result.index}[/{style}]: {result.rows} rows -> {result.documents} documents "
-            f"in {result.batches} batches, {how}, {result.seconds:.1f}s"
+            f"in {result.batches} batches, {how}, {duration(result.seconds)}"
         )
     if not result.ok:
         raise typer.Exit(3)
@@ -74,25 +72,14 @@ def rebuild_cmd(
 
 def _service(stack: Stack, name: str | None) -> Service:
     if name is not None:
-        found = stack.services.get(name)
-        if found is None or found.kind != "meilisearch":
-            raise UsageError(f"no meilisearch service {name!r} in {stack.source_path}")
+        found = stack.service(name)
+        if found.kind != "meilisearch":
+            raise UsageError(f"service {name!r} is a {found.kind}, not meilisearch")
         return found
     candidates = stack.services_of_kind("meilisearch")
     if len(candidates) != 1:
         raise UsageError(f"name the meilisearch service with --service: the stack has {len(candidates)}")
     return candidates[0]
-
-
-@contextmanager
-def _count_progress(label: str, *, enabled: bool) -> Iterator[Callable[[int], None]]:
-    if not enabled or not err_console.is_terminal:
-        yield lambda _done: None
-        return
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done: bar.update(task, completed=done)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from drkit.cli.context import options
-from drkit.cli.render import console, emit_json, err_console, status_text, table
+from drkit.cli.render import console, duration, emit_json, err_console, status_text, table
 from drkit.domain.errors import UsageError
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def health_cmd(
                 r.service,
                 r.kind,
                 status_text("ok" if r.healthy else "failed"),
-                f"{r.seconds:.2f}s",
+                duration(r.seconds),
                 r.probe,
                 r.detail,
             )
@@ -196,9 +196,12 @@ def init_cmd(
     target = out or project_dir / "stack.yaml"
     config = nself_config(project_dir)
     if opts.dry_run:
-        console.print(config.text, markup=False, highlight=False, end="")
-        if compose_service:
-            _compose_service(project_dir, target, config.text, image, dry_run=True)
+        if opts.json:
+            emit_json({"dry_run": True, "path": str(target), **_fields(config)})
+        else:
+            console.print(config.text, markup=False, highlight=False, end="")
+            if compose_service:
+                _compose_service(project_dir, target, config.text, image, dry_run=True)
         return
     if compose_service and target.exists() and not opts.yes:  # the override for the stack.yaml there
         written = _compose_service(
@@ -288,8 +291,8 @@ def _print_plan(action: str, plan: tuple[tuple[str, ...], ...], as_json: bool) -
 def _print_step(step: ServiceStep) -> None:
     style = STEP_STYLE.get(step.status, "red")
     console.print(
-        f"[{style}]{step.status:<9}[/{style}] {step.service:<16} {step.seconds:6.1f}s  "
-        f"at +{step.started_after:.1f}s  {step.detail}",
+        f"[{style}]{step.status:<9}[/{style}] {step.service:<16} {duration(step.seconds):>7}  "
+        f"at +{duration(step.started_after)}  {step.detail}",
         soft_wrap=True,
     )
 
@@ -298,7 +301,7 @@ def _finish(report: StackReport, as_json: bool) -> None:
     if as_json:
         emit_json({**_fields(report), "ok": report.ok})
     else:
-        console.print(f"total {report.total_seconds:.1f}s")
+        console.print(f"total {duration(report.total_seconds)}")
     for failure in report.failures:
         err_console.print(
             f"[red]error:[/red] {failure.service} {failure.status}: {failure.detail}",
@@ -316,7 +319,7 @@ def _print_integrity(results: tuple[IntegrityResult, ...], seconds: float) -> No
     table("integrity", ["check", "status", "value", "expected", "offending", "detail"], rows)
     counts = {s: sum(1 for r in results if r.status.value == s) for s in ("ok", "warning", "failed")}
     console.print(
-        f"{len(results)} checks in {seconds:.1f}s: {counts['ok']} ok, "
+        f"{len(results)} checks in {duration(seconds)}: {counts['ok']} ok, "
         f"{counts['warning']} warning, {counts['failed']} failed"
     )
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import typer
 
 from drkit.cli.context import Options, options
-from drkit.cli.render import console, emit_json, err_console, table
+from drkit.cli.render import console, duration, emit_json, err_console, table
+from drkit.cli.times import operator_time
 from drkit.domain.errors import UsageError
 from drkit.domain.stack import Severity, Stack
 from drkit.engines.ops.status import ServiceStatus, StatusReport
@@ -31,9 +31,7 @@ def status_cmd(
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
-    unknown = [s for s in services or [] if s not in ws.stack.services]
-    if unknown:
-        raise UsageError(f"no service {unknown[0]!r} in {ws.stack.source_path}")
+    ws.stack.require_services(services or [])
     report = build_status(ws, services=services or None, copies=copies_probe(ws))
     if opts.json:
         data = {"stack": report.stack, "at": report.at, "red": bool(report.red), "services": _rows(report)}
@@ -83,7 +81,7 @@ def _rows(report: StatusReport) -> list[dict[str, Any]]:
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return str(timedelta(seconds=round(seconds)))
+    return duration(seconds)
 
 
 def _row(s: ServiceStatus, report: StatusReport) -> tuple[str, ...]:
@@ -107,8 +105,8 @@ def _row(s: ServiceStatus, report: StatusReport) -> tuple[str, ...]:
     drill = "-"
     if s.drill is not None:
         d = s.drill
-        drill = f"{d.verdict}" + (f" RTO {d.rto_seconds:.1f}s" if d.rto_seconds is not None else "")
-        drill += f" RPO {d.rpo_seconds:.1f}s" if d.rpo_seconds is not None else ""
+        drill = f"{d.verdict}" + (f" RTO {duration(d.rto_seconds)}" if d.rto_seconds is not None else "")
+        drill += f" RPO {duration(d.rpo_seconds)}" if d.rpo_seconds is not None else ""
     verdict = "[red]RED[/red]" if s.red else "[green]ok[/green]"
     return (s.service, verdict, backup, rpo, wal, verify, drill)
 
@@ -169,6 +167,9 @@ def metrics_cmd(
     from drkit.engines.ops.status import build_status, copies_probe
 
     opts = options(ctx)
+    opts.refuse_json(
+        "metrics are the Prometheus text format (`drkit status --output json` gives the same figures as JSON)"
+    )
     ws = open_workspace(opts.stack())
 
     def build() -> StatusReport:
@@ -205,7 +206,10 @@ def notify_test_cmd(
     ctx: typer.Context,
     severity: str = typer.Option("critical", "--severity", help="info, warning or critical."),
     at: str = typer.Option(
-        None, "--at", help="With --dry-run: route as at this time (2026-12-07T22:00:00+01:00)."
+        None,
+        "--at",
+        help="With --dry-run: route as at this time (2026-12-07 22:00 Europe/Berlin; without a "
+        "zone, the local one).",
     ),
 ) -> None:
     """Send a test message to every target that takes this severity now (its min_severity and
@@ -219,7 +223,7 @@ def notify_test_cmd(
 
     opts = options(ctx)
     stack = opts.stack()
-    now = _at(at) if at else SystemClock().now()
+    now = operator_time("--at", at, say=not opts.quiet) if at else SystemClock().now()
     message = test_message(stack, _severity(severity), now)
     if opts.dry_run:
         _show_routes(opts, stack, message, now)
@@ -227,15 +231,6 @@ def notify_test_cmd(
     if at:
         raise UsageError("--at only goes with --dry-run (a real message is sent now)")
     _deliver(opts, stack, message)
-
-
-def _at(text: str) -> Any:
-    from drkit.domain.recovery import parse_target_time
-
-    try:
-        return parse_target_time(text)
-    except ValueError:
-        raise UsageError(f"--at {text!r}: give a time like 2026-12-07T22:00:00+01:00") from None
 
 
 def _show_routes(opts: Options, stack: Stack, message: Any, now: Any) -> None:
@@ -265,7 +260,10 @@ def notify_digest_cmd(
     ws = open_workspace(opts.stack())
     message = digest(ws, until=ws.clock.now())
     if print_only:
-        console.print(f"{message.title}\n{message.body}", soft_wrap=True, markup=False)
+        if opts.json:
+            emit_json({"title": message.title, "body": message.body, "severity": message.severity})
+        else:
+            console.print(f"{message.title}\n{message.body}", soft_wrap=True, markup=False)
         return
     _deliver(opts, ws.stack, message)
 

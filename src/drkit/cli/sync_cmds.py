@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from drkit.cli.context import Options, options
-from drkit.cli.render import console, emit_json, human_bytes, status_text, table
+from drkit.cli.context import Options, options, show_plan
+from drkit.cli.render import console, duration, emit_json, human_bytes, status_text, table
 
 if TYPE_CHECKING:
     from drkit.engines.core.workspace import Workspace
@@ -29,9 +29,10 @@ def sync_cmd(
     opts = options(ctx)
     ws = open_workspace(opts.stack())
     if opts.dry_run:
-        console.print("would sync to " + ", ".join(t.name for t in targets(ws, to)))
+        names = [t.name for t in targets(ws, to)]
+        show_plan(opts, "would sync to " + ", ".join(names), {"would_sync_to": names})
         return
-    reports = sync(ws, to)
+    reports = sync(ws, to, progress=opts.progress)
     if opts.json:
         emit_json({"repositories": [r.to_dict() for r in reports]})
         _exit_unless_immutable(reports)
@@ -40,7 +41,7 @@ def sync_cmd(
         console.print(
             f"{r.repository} ({r.location}{', encrypted' if r.encrypted else ''}): "
             f"{r.copied} files copied ({human_bytes(r.bytes)}), {r.skipped} already there, "
-            f"{len(r.backups)} backups committed, in {r.seconds:.1f}s"
+            f"{len(r.backups)} backups committed, in {duration(r.seconds)}"
         )
         for item in r.not_copied:
             console.print(f"  not copied (its manifest is damaged at the source): {item}", markup=False)

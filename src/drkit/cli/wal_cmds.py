@@ -70,6 +70,7 @@ def wal_stream_cmd(
     """
     from drkit.engines.postgres.wal.stream import wal_stream
 
+    options(ctx).refuse_json("wal-stream runs until stopped and writes a log, one line per event")
     ws, svc = _service(ctx, service)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

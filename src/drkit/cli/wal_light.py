@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drkit", add_help=False)
     parser.add_argument("--config", "-c")
     parser.add_argument("--output", "-o", default="text", choices=("text", "json"))
-    for flag in ("--yes", "--dry-run", "--debug"):
+    for flag in ("--yes", "--dry-run", "--debug", "--quiet"):
         parser.add_argument(flag, action="store_true")
     parser.add_argument("-y", action="store_true", dest="yes_short")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,17 +64,26 @@ def main(argv: list[str]) -> int:
             return 0
         return FETCH_ERROR if "wal-fetch" in argv else 2  # a broken restore_command is not "absent"
     if args.command == "wal-fetch":
-        return fetch_status(lambda: _archive(args.config, args.service).fetch(args.name, Path(args.dest)))
+        code = fetch_status(lambda: _archive(args.config, args.service).fetch(args.name, Path(args.dest)))
+        if args.output == "json":
+            _json({"name": args.name, "dest": args.dest, "fetched": code == 0, "exit_code": code})
+        return code
     try:
         result = _archive(args.config, args.service).push(Path(args.path))
     except DrkitError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
+        if args.output == "json":
+            _json({"error": exc.message, "exit_code": int(exc.exit_code), "kind": type(exc).__name__})
         return int(exc.exit_code)
     if args.output == "json":
         sys.stdout.write(json.dumps({"name": result.name, "key": result.key, "stored": result.stored}) + "\n")
     elif not result.stored:
         sys.stderr.write(f"{result.name} was already archived with the same content\n")
     return 0
+
+
+def _json(body: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(body) + "\n")
 
 
 def fetch_status(fetch: Callable[[], bool]) -> int:

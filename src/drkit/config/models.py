@@ -7,9 +7,29 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 from croniter import croniter
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
+from drkit.config.dsn import check_dsn
 from drkit.domain.durations import parse_duration
+
+Loc = tuple[str | int, ...]
+
+
+class Problems(ValueError):
+    """Several problems one validator found, each at its own key path below the model that
+    raised it: the loader reports each with its own line."""
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
 
 
 def _duration(value: object) -> timedelta:
@@ -26,7 +46,13 @@ def _duration(value: object) -> timedelta:
     return result
 
 
+def _dsn(value: str) -> str:
+    check_dsn(value)
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Dsn = Annotated[str, AfterValidator(_dsn)]  # a libpq connection string, checked as libpq reads it
 SecretRef = Annotated[str, Field(pattern=r"^(env|file|dotenv):.+$")]
 
 
@@ -112,7 +138,7 @@ _JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 class StandbyModel(Strict):
     """A streaming standby of a PostgreSQL service, on a host (runtime) of its own."""
 
-    dsn: str
+    dsn: Dsn
     runtime: RuntimeModel
     slot: str | None = Field(default=None, pattern=SLOT)
     synchronous: bool = False
@@ -127,7 +153,7 @@ class RepointModel(Strict):
     format: str = "{host}"  # env_file: the value ({host}, {port}, {name})
     restart: list[str] = []  # env_file: services restarted after the rewrite (dependency order)
     databases: list[str] = []  # pgbouncer: the [databases] entries to repoint (empty: all)
-    admin_dsn: str | None = None  # pgbouncer: its admin console (RELOAD, PAUSE, RESUME)
+    admin_dsn: Dsn | None = None  # pgbouncer: its admin console (RELOAD, PAUSE, RESUME)
     socket: str | None = None  # haproxy: the runtime API socket
     backend: str | None = None  # haproxy: backend/server to repoint
     server: str | None = None
@@ -196,7 +222,7 @@ class ServiceModel(Strict):
         "http",
     ]
     runtime: RuntimeModel = RuntimeModel()
-    dsn: str | None = None
+    dsn: Dsn | None = None
     url: str | None = None
     password: SecretRef | None = None
     depends_on: list[str] = []
@@ -471,14 +497,30 @@ class StackModel(Strict):
 
     @model_validator(mode="after")
     def _references(self) -> StackModel:
+        found: list[tuple[Loc, str]] = []
+        repos = ", ".join(self.repositories)
         if self.repository is not None and self.repository not in self.repositories:
-            raise ValueError(f"repository {self.repository!r} is not among repositories")
+            found.append((("repository",), f"{self.repository!r} is not among repositories (known: {repos})"))
         for name, job in (self.schedule or {}).items():
             if not _JOB_NAME.match(name):
-                raise ValueError(f"schedule job name {name!r}: use a-z, 0-9, - and _ (it names units)")
+                found.append(
+                    (("schedule", name), f"job name {name!r}: use a-z, 0-9, - and _ (it names units)")
+                )
             if job.to is not None and job.to not in self.repositories:
-                raise ValueError(f"schedule job {name!r}: repository {job.to!r} is not among repositories")
+                found.append(
+                    (
+                        ("schedule", name, "to"),
+                        f"repository {job.to!r} is not among repositories (known: {repos})",
+                    )
+                )
             for svc in job.services:
                 if svc not in self.services:
-                    raise ValueError(f"schedule job {name!r}: unknown service {svc!r}")
+                    found.append(
+                        (
+                            ("schedule", name, "services"),
+                            f"unknown service {svc!r} (known: {', '.join(self.services)})",
+                        )
+                    )
+        if found:
+            raise Problems(found)
         return self

@@ -27,9 +27,12 @@ def parse_duration(text: str) -> timedelta:
 
 
 def format_duration(delta: timedelta | float) -> str:
-    """Short human form: `1.2s`, `3m04s`, `2h05m`."""
+    """drkit's one way to show a duration: `1.2s`, `3m04s`, `2h05m`, `3d04h` (`-` before a
+    negative one). The same form `parse_duration` reads (but for the tenths of a second)."""
     seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
-    if seconds < 60:
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds < 59.95:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:

@@ -29,9 +29,14 @@ class DrkitError(Exception):
 
 
 class ConfigError(DrkitError):
-    """The configuration file is missing, malformed or invalid."""
+    """The configuration file is missing, malformed or invalid. `problems`: every problem
+    found, each `file:line: key: what is wrong, what to do` (the message sums them up)."""
 
     exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, *, hint: str | None = None, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems
 
 
 class UsageError(DrkitError):

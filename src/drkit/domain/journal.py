@@ -171,6 +171,28 @@ class Journal:
         return (self.finished_at - self.started_at).total_seconds()
 
     @property
+    def fatal_step(self) -> StepRecord | None:
+        """The failed step that ended the run (a failed or aborted run stops at it)."""
+        if self.verdict not in (Verdict.FAILED, Verdict.ABORTED):
+            return None
+        failed = [s for s in self.steps if s.status is StepStatus.FAILED]
+        return failed[-1] if failed else None
+
+    @property
+    def warnings(self) -> tuple[StepRecord, ...]:
+        """Failed steps that did not end the run (a non-critical step: the run went on). The
+        CLI and the reports call them warnings, never failures of the run."""
+        fatal = self.fatal_step
+        return tuple(s for s in self.steps if s.status is StepStatus.FAILED and s is not fatal)
+
+    def verdict_words(self) -> str:
+        """`passed`, `passed with 1 warning`, `failed`: what the CLI and the report's badge say."""
+        count = len(self.warnings)
+        if not count:
+            return self.verdict.value
+        return f"{self.verdict.value} with {count} warning{'s' if count > 1 else ''}"
+
+    @property
     def resumable(self) -> bool:
         return self.verdict is Verdict.RUNNING or (
             self.verdict is Verdict.FAILED and any(s.status is not StepStatus.SUCCEEDED for s in self.steps)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
 from drkit.domain.checks import IntegrityCheck
+from drkit.domain.errors import UsageError
 from drkit.domain.storage_policy import StoragePolicy
 
 
@@ -349,7 +352,23 @@ class Stack:
         return {"contacts": [asdict(c) for c in self.contacts], "path": list(self.escalation)}
 
     def service(self, name: str) -> Service:
-        return self.services[name]
+        """The service `name`; a UsageError listing the known ones otherwise."""
+        found = self.services.get(name)
+        if found is None:
+            raise UsageError(self.unknown_service(name))
+        return found
+
+    def require_services(self, names: Iterable[str]) -> list[Service]:
+        """Each named service; a UsageError naming the first unknown one and the known ones."""
+        return [self.service(n) for n in names]
+
+    def unknown_service(self, name: str) -> str:
+        """`no service 'redsi' in stack.yaml: did you mean 'redis'? (known: postgres, redis)`."""
+        known = sorted(self.services)
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        guess = f": did you mean {near[0]!r}?" if near else ""
+        where = f" in {self.source_path}" if self.source_path else ""
+        return f"no service {name!r}{where}{guess} (known: {', '.join(known)})"
 
     def services_of_kind(self, kind: str) -> list[Service]:
         return [s for s in self.services.values() if s.kind == kind]

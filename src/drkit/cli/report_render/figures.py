@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from drkit.domain.durations import format_duration
+
 NO_MEASURE = "nothing measured: the run did not get as far as a healthy service"
 
 
 def duration(seconds: float | None) -> str:
-    """`12.3s`, `4m 05s`, `2h 03m`; `-` when not measured."""
-    if seconds is None:
-        return "-"
-    sign = "-" if seconds < 0 else ""
-    value = abs(seconds)
-    if value < 60:
-        return f"{sign}{value:.1f}s"
-    if value < 3600:
-        minutes, secs = divmod(round(value), 60)
-        return f"{sign}{minutes}m {secs:02d}s"
-    hours, rest = divmod(round(value), 3600)
-    return f"{sign}{hours}h {rest // 60:02d}m"
+    """`12.3s`, `4m05s`, `2h03m` (drkit's one duration format); `-` when not measured."""
+    return "-" if seconds is None else format_duration(seconds)
 
 
 def moment(value: datetime | None) -> str:

@@ -21,6 +21,7 @@ padding-bottom:4px}
 .verdict{display:inline-block;font-weight:700;font-size:18px;padding:6px 14px;border-radius:6px;color:#fff}
 .verdict.passed{background:#2e7d32}.verdict.missed-target{background:#d32f2f}
 .verdict.failed{background:#8e0000}.verdict.aborted,.verdict.running{background:#ef6c00}
+.verdict.passed.warnings{background:#827717}
 .error{color:#8e0000;font-weight:600}
 table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
 th,td{border:1px solid #dde2e8;padding:4px 8px;text-align:left;vertical-align:top}
@@ -29,6 +30,7 @@ td.met,span.met{color:#1b5e20;font-weight:600}
 td.missed,span.missed{color:#fff;background:#d32f2f;font-weight:700}
 td.failed{color:#fff;background:#8e0000;font-weight:700}
 td.not-measured{color:#5a6472}
+td.warning{color:#1d2430;background:#f9a825;font-weight:700}
 svg{display:block;margin:6px 0 12px;font-size:12px}
 svg text{fill:#1d2430}svg text.axis{fill:#5a6472;font-size:11px}
 svg text.word.missed{fill:#d32f2f;font-weight:700}svg text.word.met{fill:#2e7d32;font-weight:700}
@@ -121,12 +123,13 @@ def _service_table(model: ReportModel) -> str:
 def _header(model: ReportModel) -> str:
     title = f"{model.kind.capitalize()} report: {model.scenario}"
     missed = [s.service for s in model.services if s.verdict == MISSED]
+    badge = f"verdict {escape(model.verdict)}" + (" warnings" if model.warnings else "")
     parts = [
         f"<h1>{escape(title)}</h1>",
         f'<p class="sub">stack {escape(model.stack)} · run {escape(model.run_id)}</p>',
-        f'<p><span id="verdict" class="verdict {escape(model.verdict)}">'
-        f"{escape(model.verdict_label)}</span></p>",
+        f'<p><span id="verdict" class="{badge}">{escape(model.verdict_label)}</span></p>',
     ]
+    parts += [f'<p class="warning">warning: {escape(w)}</p>' for w in model.warnings]
     if missed:
         parts.append(f'<p class="error missed">MISSED target: {escape(", ".join(missed))}</p>')
     if model.error:

@@ -84,6 +84,7 @@ def _header(model: ReportModel) -> list[str]:
         f"# {model.kind.capitalize()} report: {model.scenario}",
         "",
         f"**Verdict: {model.verdict_label}** (run `{model.run_id}`, stack `{model.stack}`)",
+        *(f"- warning: {w}" for w in model.warnings),
         "",
     ]
     missed = [s.service for s in model.services if s.verdict == MISSED]

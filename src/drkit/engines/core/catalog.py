@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from drkit.adapters.repository.port import Repository
 from drkit.domain.backup import MANIFEST_NAME, BackupKind, Manifest
-from drkit.domain.errors import IntegrityError, NotFoundError, RepositoryError, UnsupportedFormatError
+from drkit.domain.errors import (
+    IntegrityError,
+    NotFoundError,
+    RepositoryError,
+    UnsupportedFormatError,
+    UsageError,
+)
 from drkit.domain.wal import Lsn
 from drkit.engines.core.choose import choose_backup
 from drkit.engines.core.layout import backups_prefix, manifest_key
@@ -126,3 +133,43 @@ def find_backup(
     if backup_id in damaged:
         raise RepositoryError(f"backup {backup_id} is damaged: {damaged[backup_id]}")
     raise NotFoundError(f"no backup {backup_id} in {repo.location}")
+
+
+LATEST = "latest"
+
+
+def resolve_backup(
+    repo: Repository, stack: str, services: Sequence[str], ref: str, *, now: datetime | None = None
+) -> Manifest:
+    """A backup of any of `services` by its id, by a prefix of exactly one id, or `latest`
+    (the newest of them all whose times this host's clock, `now`, can believe:
+    core/choose.py), as an operator types it (`verify`, `backups show`)."""
+    found: list[Manifest] = []
+    damaged: dict[str, str] = {}
+    for service in services:
+        listing = list_backups(repo, stack, service)
+        found.extend(listing.complete)
+        damaged.update((d.backup_id, d.reason) for d in listing.damaged)
+    if ref == LATEST:
+        what = f"complete backup of {', '.join(services)}"
+        return choose_backup(found, now=now or datetime.now(UTC), what=what, where=repo.location).manifest
+    exact = [m for m in found if m.backup_id == ref]
+    if exact:
+        return exact[0]
+    if ref in damaged:
+        raise RepositoryError(f"backup {ref} is damaged: {damaged[ref]}")
+    matches = sorted({m.backup_id: m for m in found if m.backup_id.startswith(ref)}.values(), key=_order)
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        shown = ", ".join(f"{m.backup_id} ({m.service})" for m in matches[:5])
+        more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
+        raise UsageError(f"{ref!r} is the start of {len(matches)} backup ids: {shown}{more}; give more of it")
+    raise NotFoundError(
+        f"no backup {ref!r} of {', '.join(services)} in {repo.location}",
+        hint="`drkit backups list` shows them; an id, a unique start of one, or `latest`",
+    )
+
+
+def _order(m: Manifest) -> tuple[datetime, str]:
+    return (m.finished_at, m.backup_id)

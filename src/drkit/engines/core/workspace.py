@@ -35,10 +35,7 @@ class Workspace:
     def postgres(self, name: str | None = None) -> Service:
         """The PostgreSQL service (by name, or the only one)."""
         if name is not None:
-            if name not in self.stack.services:
-                known = ", ".join(sorted(self.stack.services))
-                raise UsageError(f"no service {name!r} in {self.stack.source_path} (known: {known})")
-            service = self.stack.services[name]
+            service = self.stack.service(name)
             if service.kind != "postgres":
                 raise UsageError(f"service {name!r} is a {service.kind}, not postgres")
             return service

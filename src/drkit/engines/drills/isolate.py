@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from drkit.domain.errors import UsageError
+from drkit.domain.progress import SILENT, Progress
 from drkit.domain.sets import RestoreSet
 from drkit.domain.wal import Lsn, Segment
 from drkit.engines.core.catalog import list_backups
@@ -82,6 +83,7 @@ def seed_from_live(
     set_id: str | None = None,
     drkit_argv: list[str],
     say: Callable[[str], None],
+    progress: Progress = SILENT,
 ) -> Seeded:
     """Copy what the newest (or the named) set needs into the copy's repository, then restore
     the copy to it. The stack restore re-hashes every file against its manifest."""
@@ -94,7 +96,6 @@ def seed_from_live(
         copy.repo.put(key, data, overwrite=True)
         copied += len(data)
     say(f"copied {len(keys)} objects ({copied >> 10} KiB) of set {chosen.set_id} into the drill's repository")
-    report = restore_stack(
-        copy, plan_stack(copy, set_id=chosen.set_id), drkit_argv=drkit_argv, say=say, own_archive=True
-    )
+    plan = plan_stack(copy, set_id=chosen.set_id)
+    report = restore_stack(copy, plan, drkit_argv=drkit_argv, say=say, own_archive=True, progress=progress)
     return Seeded(chosen, len(keys), copied, report)

@@ -24,6 +24,7 @@ from drkit.adapters.postgres.client import connect, service_dsn
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.journal import Journal, RunKind, StepRecord, Verdict, new_run_id, verdict_of
+from drkit.domain.progress import SILENT, Progress
 from drkit.domain.stack import Service, WalMode
 from drkit.domain.wal import Lsn, Segment
 from drkit.engines.core.workspace import Workspace
@@ -83,13 +84,14 @@ def run_drill(
     *,
     say: Callable[[str], None],
     on_step: OnStep | None,
+    progress: Progress = SILENT,
 ) -> Journal:
     if request.scenario not in KNOWN:
         raise UsageError(f"no drill {request.scenario!r} (known: {', '.join(KNOWN)})")
     began = live.clock.now()
     copy = env.build(live)
     try:
-        return _drill(live, copy, env, request, began, say, on_step)
+        return _drill(live, copy, env, request, began, say, on_step, progress)
     finally:
         env.teardown()
 
@@ -102,6 +104,7 @@ def _drill(
     began: datetime,
     say: Callable[[str], None],
     on_step: OnStep | None,
+    progress: Progress = SILENT,
 ) -> Journal:
     captured: dict[str, Any] = {}
     setup = Runbook(f"drill-{request.scenario}", _setup_steps(live, copy, env, request, captured))
@@ -115,7 +118,7 @@ def _drill(
         steps=tuple(StepRecord(s.name, s.title, s.destructive, s.service) for s in setup.steps),
         environment={**_environment(copy), **_escalation(live)},  # who to call is the live stack's
     )
-    journal = execute(copy, setup, journal, say=say, on_step=on_step, keep_with=live)
+    journal = execute(copy, setup, journal, say=say, on_step=on_step, keep_with=live, progress=progress)
     if journal.verdict is Verdict.FAILED:
         return finish(live, journal)
     injected = journal.step("inject-failure")
@@ -132,9 +135,9 @@ def _drill(
             StepRecord(s.name, s.title, s.destructive, s.service) for s in (*recovery.steps, *verify.steps)
         ),
     )
-    journal = execute(copy, recovery, journal, say=say, on_step=on_step, keep_with=live)
+    journal = execute(copy, recovery, journal, say=say, on_step=on_step, keep_with=live, progress=progress)
     if journal.verdict is not Verdict.FAILED:
-        journal = execute(copy, verify, journal, say=say, on_step=on_step, keep_with=live)
+        journal = execute(copy, verify, journal, say=say, on_step=on_step, keep_with=live, progress=progress)
     measured = finish(live, save(live, journal), incident=failure_at)
     if measured.verdict is Verdict.FAILED:
         return measured
@@ -160,7 +163,9 @@ def _setup_steps(
     if env.isolated:
 
         def seed(ctx: StepContext) -> StepResult:
-            seeded = seed_from_live(live, copy, drkit_argv=list(request.drkit_argv), say=ctx.say)
+            seeded = seed_from_live(
+                live, copy, drkit_argv=list(request.drkit_argv), say=ctx.say, progress=ctx.progress
+            )
             if not seeded.report.ok:
                 raise OperationError("the copy restored from the live backups failed its checks")
             return StepResult(

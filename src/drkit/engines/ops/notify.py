@@ -17,7 +17,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from drkit.domain.backup import Manifest
+from drkit.domain.durations import format_duration
 from drkit.domain.journal import Journal, RunKind, Verdict
+from drkit.domain.sizes import format_size
 from drkit.domain.stack import NotifyTarget, Severity, Stack
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.journals import list_journals
@@ -186,15 +188,15 @@ def _backup_lines(service: str, done: list[Manifest]) -> list[str]:
 
     def line(m: Manifest) -> str:
         return (
-            f"backup {m.backup_id} of {service} ({m.kind.value}): {m.stored_bytes} bytes stored in "
-            f"{(m.finished_at - m.started_at).total_seconds():.0f}s"
+            f"backup {m.backup_id} of {service} ({m.kind.value}): {format_size(m.stored_bytes)} stored "
+            f"in {format_duration(m.finished_at - m.started_at)}"
         )
 
     if len(done) <= FREQUENT:
         return [line(m) for m in done]
     newest = max(done, key=lambda m: (m.finished_at, m.backup_id))
     total = sum(m.stored_bytes for m in done)
-    summary = f"{len(done)} {newest.kind.value} backups of {service} ({total} bytes stored)"
+    summary = f"{len(done)} {newest.kind.value} backups of {service} ({format_size(total)} stored)"
     return [f"{summary}; the newest: {line(newest)}"]
 
 
@@ -205,8 +207,8 @@ def _journal_failed(j: Journal) -> bool:
 def _journal_line(j: Journal) -> str:
     what = "drill" if j.kind is RunKind.DRILL else "recovery"
     measures = ", ".join(
-        f"{m.service} RTO {m.rto_seconds:.1f}s"
-        + (f" RPO {m.rpo_seconds:.1f}s" if m.rpo_seconds is not None else "")
+        f"{m.service} RTO {format_duration(m.rto_seconds)}"
+        + (f" RPO {format_duration(m.rpo_seconds)}" if m.rpo_seconds is not None else "")
         for m in j.measures
         if m.rto_seconds is not None
     )

@@ -30,6 +30,7 @@ from drkit.adapters.repository.codec import decrypt, encrypt, is_encrypted, sha2
 from drkit.adapters.repository.port import Entry, Repository
 from drkit.domain.backup import MANIFEST_NAME, Manifest, StoredFile
 from drkit.domain.errors import ConfigError, DrkitError, IntegrityError, RepositoryError, UsageError
+from drkit.domain.progress import SILENT, Meter, Progress, no_meter
 from drkit.domain.stack import Encryption, RepositorySpec
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, backups_prefix, journals_prefix, lock_name
@@ -80,6 +81,7 @@ class _Copy:
     encryption: Encryption | None
     report: SyncReport
     signed: bool = False  # the destination signs (and checks) manifests and sets with its key
+    meter: Meter = no_meter  # bytes written so far (domain/progress.py)
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -111,6 +113,7 @@ class _Copy:
             raise RepositoryError(f"{key} reads back different from what was written to {self.dst.location}")
         self.report.copied += 1
         self.report.bytes += len(data)
+        self.meter(self.report.bytes)
         return sha256(stored)
 
     def mirror(self, prefix: str, *, exclude: str | None = None) -> None:
@@ -164,12 +167,12 @@ def targets(ws: Workspace, to: str | None) -> list[RepositorySpec]:
     return chosen
 
 
-def sync(ws: Workspace, to: str | None = None) -> list[SyncReport]:
+def sync(ws: Workspace, to: str | None = None, *, progress: Progress = SILENT) -> list[SyncReport]:
     """Copy to `to`, or to every repository but the primary."""
-    return [sync_to(ws, spec) for spec in targets(ws, to)]
+    return [sync_to(ws, spec, progress=progress) for spec in targets(ws, to)]
 
 
-def sync_to(ws: Workspace, spec: RepositorySpec) -> SyncReport:
+def sync_to(ws: Workspace, spec: RepositorySpec, *, progress: Progress = SILENT) -> SyncReport:
     started = ws.clock.monotonic()
     dst = with_signing(open_repository(spec), spec)
     if isinstance(dst, SigningRepository):
@@ -178,9 +181,12 @@ def sync_to(ws: Workspace, spec: RepositorySpec) -> SyncReport:
     run = _Copy(ws, dst, spec.encryption, report, signed=isinstance(dst, SigningRepository))
     stack = ws.stack.name
     for service in sorted(ws.stack.services):
+        progress.step(f"sync {service} to {spec.name} ({dst.location}): WAL and data, then backups")
+        run.meter = progress.meter(f"copied to {spec.name}")
         with locks.exclusive(ws.lock_dir, lock_name(service), "sync"):
             run.mirror(f"{stack}/{service}/", exclude=backups_prefix(stack, service))
             _copy_backups(run, service)
+    progress.step(f"sync sets and journals to {spec.name}")
     run.mirror(sets_prefix(stack))
     run.mirror(journals_prefix(stack))
     # Links and special files are not blobs: never listed, so never copied; named here.

@@ -8,7 +8,8 @@ undid it, an LSN or a time only that branch reached) is never met: recovery ends
 was replaced. The plan therefore resolves the target on the branch that holds it:
 
 - a named restore point's record is on one timeline (found in the set or the WAL): the plan
-  follows a timeline whose history passes through it;
+  follows the newest timeline whose history passes through it and whose archived WAL holds
+  it (a fork's first segment is archived only once it fills);
 - an LSN, or a time (where recovery stops: the first commit after it, read from the WAL),
   is looked for on every branch a usable backup reaches. If those that reach it agree (the
   position is on the history they share), the newest is followed; if they differ, the
@@ -57,7 +58,8 @@ def resolve_timeline(
                 f"{point.what} lies on timeline {point.timeline} at {point.lsn}, and no usable "
                 f"base backup reaches it there"
             )
-        return through[0]
+        held = [tli for tli in through if _holds_point(archive, tli, fits, point)]
+        return (held or through)[0]  # none holds it: the plan names the missing segment
     if point is None and not (target.kind is TargetKind.TIME and target.time is not None):
         return None
     reaches = _reaches(lines, fits, archive, target, point)
@@ -65,6 +67,15 @@ def resolve_timeline(
     if len(owners) > 1:
         raise _ambiguous(target, point, reaches, owners)
     return reaches[0].timeline if reaches else None
+
+
+def _holds_point(archive: ArchiveView, tli: int, fits: list[Manifest], point: TargetPoint) -> bool:
+    """The archive has the segment holding the point on `tli`'s path. A point just before a
+    fork whose new segment is not archived yet (a restore in place a minute ago) is reached
+    on the older line, as PostgreSQL reads it when the newer timeline's file is absent."""
+    path = archive.path(tli)
+    size = [m for m in fits if descends(path, m)][-1].require_postgres().wal_segment_size
+    return archive.holds(segment_on_path(path, point.lsn.value // size, size))
 
 
 def _lines(fits: list[Manifest], archive: ArchiveView) -> list[int]:

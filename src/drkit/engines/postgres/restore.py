@@ -21,6 +21,7 @@ from drkit.adapters.postgres.recovery_conf import (
 from drkit.adapters.postgres.tools import require_server_major
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import IntegrityError, OperationError, UsageError
+from drkit.domain.progress import SILENT, Progress
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service, WalMode
 from drkit.domain.wal import Segment
@@ -37,6 +38,7 @@ from drkit.engines.postgres.recovery_watch import (
     follow_recovery,
     startup_activity,
 )
+from drkit.engines.postgres.replay_meter import replay_meter
 from drkit.engines.postgres.tar_restore import read_index, restore_parts
 from drkit.engines.postgres.targets import target_point
 from drkit.engines.postgres.wal.archive import archive_for, timeline_paths
@@ -122,6 +124,7 @@ def restore(
     *,
     drkit_argv: list[str],
     progress: Callable[[int], None] | None = None,
+    report: Progress = SILENT,  # steps, and the extract's amount when `progress` is None
 ) -> RestoreOutcome:
     if request.in_place == (request.to is not None):
         raise UsageError("restore needs exactly one of --to DIR or --in-place")
@@ -129,6 +132,8 @@ def restore(
         chosen = plan(ws, service, request)
         require_server_major(service.runtime.bin_dir, chosen.backup.require_postgres().server_version)
         started = ws.clock.now()
+        parts = sum(f.raw_size for f in chosen.backup.files if f.name.startswith("base."))
+        progress = progress or report.meter(f"extract {chosen.backup.backup_id}", total=parts or None)
         if request.in_place and service.runtime.type == "compose":
             return _restore_container(ws, service, request, chosen, started, progress)
         runtime, data_dir, aside = _prepare_target(ws, service, request)
@@ -139,11 +144,12 @@ def restore(
             _roll_back(data_dir, aside)
             raise
         dsn = service_dsn(service, host="127.0.0.1" if request.to else None, port=runtime.port)
+        report.step(f"start PostgreSQL on {data_dir} and replay WAL to {chosen.target.describe()}")
         with _prefetch(ws, service, chosen, data_dir):
             hold("start")
             _start(runtime)
             hold("recovery")
-            reached = _wait_for_promotion(runtime, dsn, request, ws.clock)
+            reached = _wait_for_promotion(runtime, dsn, request, ws.clock, replay_meter(report, chosen))
         running = True
         if request.to is not None and not request.keep_running:
             runtime.stop()
@@ -383,9 +389,18 @@ def _start(runtime: LocalPostgres) -> None:
 
 
 def _wait_for_promotion(
-    runtime: LocalPostgres, dsn: str, request: RestoreRequest, clock: Clock
+    runtime: LocalPostgres,
+    dsn: str,
+    request: RestoreRequest,
+    clock: Clock,
+    seen: Callable[[str | None], None] = lambda _p: None,
 ) -> dict[str, Any]:
     def probe() -> RecoveryState:
+        state = _recovery_state()
+        seen(state.position)
+        return state
+
+    def _recovery_state() -> RecoveryState:
         if not runtime.is_running():
             raise RecoveryStopped(failure_reason(runtime.log_file))
         try:

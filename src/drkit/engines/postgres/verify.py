@@ -17,6 +17,7 @@ from drkit.adapters.postgres.tarindex import members_from_json
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status, guard
 from drkit.domain.errors import DecryptionError, DrkitError, IntegrityError, RepositoryError
+from drkit.domain.progress import SILENT, Progress
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service
 from drkit.domain.wal import Lsn, Segment, TimelineSpan, segment_on_path
@@ -162,13 +163,16 @@ def _after(span: TimelineSpan, start: Segment) -> bool:
     return span.end is None or span.end >= start.start
 
 
-def verify_deep(ws: Workspace, service: Service, m: Manifest, drkit_argv: list[str]) -> list[CheckResult]:
+def verify_deep(
+    ws: Workspace, service: Service, m: Manifest, drkit_argv: list[str], progress: Progress = SILENT
+) -> list[CheckResult]:
     """pg_verifybackup on the extracted files, then a restore into a throwaway directory
     (archiving off), started: pg_amcheck on every database and the row counts compared."""
     scratch = scratch_dir(ws, service, m.backup_id)
     try:
+        progress.step(f"extract {m.backup_id} as it is and check it with pg_verifybackup")
         results = [verify_plain(ws, service, m, scratch / "plain")]
-        results += _restore_and_check(ws, service, m, scratch / "data", drkit_argv)
+        results += _restore_and_check(ws, service, m, scratch / "data", drkit_argv, progress)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return results
@@ -212,7 +216,7 @@ def verify_plain(ws: Workspace, service: Service, m: Manifest, dest: Path) -> Ch
 
 
 def _restore_and_check(
-    ws: Workspace, service: Service, m: Manifest, target: Path, drkit_argv: list[str]
+    ws: Workspace, service: Service, m: Manifest, target: Path, drkit_argv: list[str], progress: Progress
 ) -> list[CheckResult]:
     pg = m.require_postgres()
     request = RestoreRequest(
@@ -225,7 +229,8 @@ def _restore_and_check(
     results: list[CheckResult] = []
     outcome = None
     try:
-        outcome = restore(ws, service, request, drkit_argv=drkit_argv)
+        progress.step(f"restore {m.backup_id} into a throwaway instance")
+        outcome = restore(ws, service, request, drkit_argv=drkit_argv, report=progress)
         results.append(
             CheckResult(
                 "restore",
@@ -234,6 +239,7 @@ def _restore_and_check(
             )
         )
         dsn = service_dsn(service, host="127.0.0.1", port=outcome.port)
+        progress.step("pg_amcheck on every database of the restored copy, then its row counts")
         results += guard("amcheck", lambda: [amcheck(service, dsn)])
         recorded = Recorded(
             pg.row_counts,

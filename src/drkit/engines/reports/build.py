@@ -6,12 +6,14 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from drkit.domain.journal import Journal, ServiceMeasure, StepRecord, StepStatus, Verdict
+from drkit.domain.journal import Journal, ServiceMeasure, StepRecord, Verdict
+from drkit.domain.sizes import format_size
 from drkit.engines.reports.model import (
     FAILED,
     MET,
     MISSED,
     NOT_MEASURED,
+    WARNING,
     Escalation,
     Gauge,
     Marker,
@@ -36,6 +38,13 @@ VERDICT_LABELS = {
 }
 
 
+def verdict_label(journal: Journal) -> str:
+    """The badge: the journal's verdict, with its warnings counted (as the CLI says it)."""
+    label = VERDICT_LABELS[journal.verdict]
+    count = len(journal.warnings)
+    return f"{label} WITH {count} WARNING{'S' if count > 1 else ''}" if count else label
+
+
 def build_report(journal: Journal, history: Iterable[Journal] = ()) -> ReportModel:
     """The report of `journal`; `history` holds the stored journals (any scenario, any order,
     the journal itself or not) from which the trend is drawn."""
@@ -47,7 +56,7 @@ def build_report(journal: Journal, history: Iterable[Journal] = ()) -> ReportMod
         scenario=journal.scenario,
         stack=journal.stack,
         verdict=journal.verdict.value,
-        verdict_label=VERDICT_LABELS[journal.verdict],
+        verdict_label=verdict_label(journal),
         started_at=journal.started_at,
         finished_at=journal.finished_at,
         seconds=journal.seconds,
@@ -64,6 +73,7 @@ def build_report(journal: Journal, history: Iterable[Journal] = ()) -> ReportMod
             TrendRun(r.run_id, r.kind.value, r.started_at, r.verdict.value, r.run_id == journal.run_id)
             for r in runs
         ),
+        warnings=tuple(f"{s.name}: {s.detail}" for s in journal.warnings),
         escalation=escalation(journal),
     )
 
@@ -116,31 +126,36 @@ def gauge(metric: str, seconds: float | None, target: float | None) -> Gauge:
 def service_verdicts(journal: Journal) -> tuple[ServiceVerdict, ...]:
     """One row per service measured, named by a step, or named as the run's `service`
     parameter (the service a scenario recovers), measured ones first. A failed run fails
-    the service it was recovering even when its failed step names none."""
-    failed = {s.service for s in journal.steps if s.status is StepStatus.FAILED and s.service}
+    the service it was recovering even when its failed step names none; a step that failed
+    without ending the run (not critical) is a warning on its service, not a failure."""
+    fatal = journal.fatal_step
+    failed = {fatal.service} if fatal is not None and fatal.service else set()
+    warned = {s.service for s in journal.warnings if s.service}
     target = journal.parameters.get("service")
     named = [s.service for s in journal.steps if s.service]
     if isinstance(target, str):
         named.append(target)
         if journal.verdict is Verdict.FAILED:
             failed.add(target)
-    rows = [_measured(m, m.service in failed) for m in journal.measures]
+    rows = [_measured(m, m.service in failed, m.service in warned) for m in journal.measures]
     seen = {m.service for m in journal.measures}
     for service in named:
         if service not in seen:
             seen.add(service)
-            verdict = FAILED if service in failed else NOT_MEASURED
+            verdict = FAILED if service in failed else WARNING if service in warned else NOT_MEASURED
             rows.append(ServiceVerdict(service, verdict, gauge("RTO", None, None), gauge("RPO", None, None)))
     return tuple(rows)
 
 
-def _measured(m: ServiceMeasure, step_failed: bool) -> ServiceVerdict:
+def _measured(m: ServiceMeasure, step_failed: bool, warned: bool = False) -> ServiceVerdict:
     rto = gauge("RTO", m.rto_seconds, m.rto_target)
     rpo = gauge("RPO", m.rpo_seconds, m.rpo_target)
     if step_failed:
         verdict = FAILED
     elif rto.missed or rpo.missed:
         verdict = MISSED
+    elif warned:
+        verdict = WARNING
     elif rto.met or rpo.met:
         verdict = MET
     else:
@@ -250,6 +265,8 @@ def flatten(data: dict[str, Any], prefix: str = "") -> tuple[tuple[str, str], ..
             rows.extend(flatten(value, f"{name}."))
         elif isinstance(value, list | tuple):
             rows.append((name, ", ".join(str(v) for v in value)))
+        elif "size" in name and isinstance(value, int) and not isinstance(value, bool):
+            rows.append((name, format_size(value)))  # bytes, as every size drkit shows
         else:
             rows.append((name, "" if value is None else str(value)))
     return tuple(rows)

@@ -12,6 +12,7 @@ from datetime import datetime
 MET = "met"
 MISSED = "MISSED"
 FAILED = "failed"
+WARNING = "warning"  # targets met (or not measured), but a non-critical step on it failed
 NOT_MEASURED = "not measured"
 
 
@@ -29,7 +30,7 @@ class Gauge:
 @dataclass(frozen=True)
 class ServiceVerdict:
     service: str
-    verdict: str  # MET, MISSED, FAILED or NOT_MEASURED
+    verdict: str  # MET, MISSED, FAILED, WARNING or NOT_MEASURED
     rto: Gauge
     rpo: Gauge
     healthy_at: datetime | None = None
@@ -131,6 +132,7 @@ class ReportModel:
     parameters: tuple[tuple[str, str], ...]
     trend: tuple[TrendSeries, ...]
     trend_runs: tuple[TrendRun, ...]  # the runs the trend covers, oldest first
+    warnings: tuple[str, ...] = ()  # "step: detail" of each failed step that did not end the run
     escalation: Escalation | None = None
 
     @property

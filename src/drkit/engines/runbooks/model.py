@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drkit.domain.errors import OperationError, UsageError
+from drkit.domain.progress import SILENT, Progress
 from drkit.engines.core.workspace import Workspace
 
 Say = Callable[[str], None]
@@ -36,6 +37,7 @@ class StepContext:
     facts: dict[str, Any]
     say: Say
     confirm: Callable[[str], bool] = field(default_factory=AssumeYes)  # the CLI asks on a terminal
+    progress: Progress = SILENT  # steps and amounts of long work inside a step (domain/progress.py)
 
 
 @dataclass(frozen=True)

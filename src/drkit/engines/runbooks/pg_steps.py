@@ -142,7 +142,8 @@ def restore_in_place_step(backup_id: str, target: RecoveryTarget) -> Step:
     def run(ctx: StepContext) -> StepResult:
         service = pg_service(ctx)
         request = RestoreRequest(target=target, backup_id=backup_id, in_place=True)
-        outcome = restore(ctx.ws, service, request, drkit_argv=list(ctx.parameters["drkit_argv"]))
+        argv = list(ctx.parameters["drkit_argv"])
+        outcome = restore(ctx.ws, service, request, drkit_argv=argv, report=ctx.progress)
         return StepResult(_described(outcome), _facts(outcome))
 
     def promoted(ctx: StepContext) -> str | None:
@@ -171,7 +172,8 @@ def restore_scratch_step(backup_id: str, target: RecoveryTarget, scratch: str, p
         request = RestoreRequest(
             target=target, backup_id=backup_id, to=Path(scratch), keep_running=True, port=port
         )
-        outcome = restore(ctx.ws, service, request, drkit_argv=list(ctx.parameters["drkit_argv"]))
+        argv = list(ctx.parameters["drkit_argv"])
+        outcome = restore(ctx.ws, service, request, drkit_argv=argv, report=ctx.progress)
         return StepResult(_described(outcome), _facts(outcome))
 
     def answering(ctx: StepContext) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from drkit.domain.errors import DrkitError, OperationError
 from drkit.domain.journal import Journal, RunKind, StepRecord, StepStatus, Verdict, new_run_id
+from drkit.domain.progress import SILENT, Progress
 from drkit.engines.core import journals
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.runbooks.model import AssumeYes, Check, Runbook, Say, Step, StepContext, StepResult
@@ -54,6 +55,7 @@ def execute(
     on_step: OnStep | None = None,
     confirm: Callable[[str], bool] | None = None,
     keep_with: Workspace | None = None,
+    progress: Progress = SILENT,
 ) -> Journal:
     """Run every step not yet done; returns the final journal (saved). Stops at the first
     failed critical step (verdict FAILED); the caller adds measures and the final verdict.
@@ -66,7 +68,7 @@ def execute(
         record = journal.step(step.name)
         if record.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
             continue
-        ctx = StepContext(ws, runbook.parameters, facts, say, confirm or AssumeYes())
+        ctx = StepContext(ws, runbook.parameters, facts, say, confirm or AssumeYes(), progress)
         if _completed_before(step, record, ctx):
             detail = record.detail or "had completed before the interruption (its after-check holds)"
             record = replace(record, status=StepStatus.SUCCEEDED, finished_at=ws.clock.now(), detail=detail)
@@ -75,6 +77,8 @@ def execute(
         else:
             record = replace(record, status=StepStatus.RUNNING, started_at=ws.clock.now(), finished_at=None)
             journal = save(keeper, journal.with_step(record))
+            if on_step is not None:  # the step starts: said at once (a RUNNING record)
+                on_step(record)
             record = _attempt(ws, step, record, ctx)
         journal = save(keeper, journal.with_step(record))
         if on_step is not None:

@@ -5,15 +5,16 @@ others (`backup_each`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from drkit.domain.errors import DrkitError, UsageError
+from drkit.domain.progress import SILENT, Meter, Progress
 from drkit.domain.stack import DATA_IN_DEPENDENCIES, Service, Stack
-from drkit.engines.core.commit import BackupResult, Progress
+from drkit.engines.core.commit import BackupResult
 from drkit.engines.core.registry import engine_for, has_engine
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.stack.estimate import backup_estimate
 
 
 def backup_targets(services: list[Service]) -> list[Service]:
@@ -22,7 +23,7 @@ def backup_targets(services: list[Service]) -> list[Service]:
 
 
 def backup_service(
-    ws: Workspace, service: Service, *, postgres_type: str = "base", progress: Progress | None = None
+    ws: Workspace, service: Service, *, postgres_type: str = "base", progress: Meter | None = None
 ) -> BackupResult:
     """One backup of one service, whatever its kind."""
     if service.kind == "postgres":
@@ -44,10 +45,7 @@ def choose_services(stack: Stack, names: list[str] | None) -> list[Service]:
     drkit can back up."""
     if not names:
         return backup_targets(list(stack.services.values()))
-    unknown = [n for n in names if n not in stack.services]
-    if unknown:
-        raise UsageError(f"no service {unknown[0]!r} in {stack.source_path}")
-    return [stack.services[n] for n in names]
+    return stack.require_services(names)
 
 
 @dataclass(frozen=True)
@@ -70,20 +68,12 @@ class ServiceOutcome:
         return self.result.manifest.backup_id if self.result is not None else self.reused
 
 
-ProgressFor = Callable[[Service], AbstractContextManager[Progress | None]]
-
-
-@contextmanager
-def _no_progress(_service: Service) -> Iterator[Progress | None]:
-    yield None
-
-
 def backup_each(
     ws: Workspace,
     services: list[Service],
     *,
     postgres_type: str = "base",
-    progress_for: ProgressFor | None = None,
+    progress: Progress = SILENT,
     on_done: Callable[[ServiceOutcome], None] | None = None,
     before: tuple[ServiceOutcome, ...] = (),
 ) -> list[ServiceOutcome]:
@@ -91,16 +81,18 @@ def backup_each(
     one goes on (a stopped PostgreSQL does not cost Redis its backup); the caller decides
     what the failures mean. What is wrong with the request itself (a type no service takes,
     a named service with nothing to back up) is refused before anything runs. Ctrl-C stops
-    at once. `before`: outcomes of this run so far (a set's PostgreSQL part)."""
+    at once. `before`: outcomes of this run so far (a set's PostgreSQL part). `progress`: each
+    service's backup is a step, and its bytes a meter against the estimate (stack/estimate.py)."""
     check_request(services, postgres_type)
-    progress_for = progress_for or _no_progress
     out: list[ServiceOutcome] = []
     for service in services:
         started = ws.clock.monotonic()
         result, error = None, None
         try:
-            with progress_for(service) as progress:
-                result = backup_service(ws, service, postgres_type=postgres_type, progress=progress)
+            progress.step(f"back up {service.name} ({service.kind}) into {ws.repo.location}")
+            total = backup_estimate(ws, service, postgres_type)
+            meter = progress.meter(f"backup of {service.name}", total=total)
+            result = backup_service(ws, service, postgres_type=postgres_type, progress=meter)
         except Exception as exc:  # one service's failure, expected or not, must not cost the others
             error = describe_error(exc) + _data_elsewhere(service, [*before, *out])
         outcome = ServiceOutcome(service.name, service.kind, ws.clock.monotonic() - started, result, error)

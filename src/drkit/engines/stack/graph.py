@@ -7,6 +7,7 @@ backwards. A cycle or an unknown service is an error that names it.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -58,7 +59,9 @@ class ServiceGraph:
         for name in names:
             if name not in self.depends_on:
                 known = ", ".join(self.depends_on)
-                raise UsageError(f"unknown service {name!r} (known: {known})")
+                near = difflib.get_close_matches(name, list(self.depends_on), n=1)
+                guess = f": did you mean {near[0]!r}?" if near else ""
+                raise UsageError(f"unknown service {name!r}{guess} (known: {known})")
 
     def with_dependencies(self, names: Iterable[str]) -> frozenset[str]:
         """The named services and everything they need, transitively."""

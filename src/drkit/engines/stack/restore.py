@@ -13,6 +13,7 @@ from datetime import datetime
 
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import DrkitError, NotFoundError, OperationError, UsageError
+from drkit.domain.progress import SILENT, Progress
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.sets import RestoreSet
 from drkit.domain.stack import Service
@@ -151,7 +152,13 @@ def _postgres_request(
 
 
 def restore_stack(
-    ws: Workspace, stack_plan: StackPlan, *, drkit_argv: list[str], say: Say, own_archive: bool = False
+    ws: Workspace,
+    stack_plan: StackPlan,
+    *,
+    drkit_argv: list[str],
+    say: Say,
+    own_archive: bool = False,
+    progress: Progress = SILENT,
 ) -> StackRestoreReport:
     """Everything in place, as `plan_stack` planned it: the caller has confirmed (this
     replaces live data). `own_archive`: the backups come from another stack (a drill's copy
@@ -162,10 +169,12 @@ def restore_stack(
     for planned in stack_plan.steps:
         service = ws.stack.services[planned.service]
         started = ws.clock.monotonic()
-        say(f"restoring {service.name} ...")
+        progress.step(
+            f"restore {service.name} ({planned.kind}) from {planned.backup_id or 'its newest copies'}"
+        )
         try:
             backup_id, detail = _restore_one(
-                ws, service, chosen, stack_plan, planned, drkit_argv, own_archive
+                ws, service, chosen, stack_plan, planned, drkit_argv, own_archive, progress
             )
             steps.append(
                 ServiceRecovery(service.name, backup_id, ws.clock.monotonic() - started, True, detail)
@@ -193,6 +202,7 @@ def _restore_one(
     planned: PlannedStep,
     drkit_argv: list[str],
     own_archive: bool,
+    progress: Progress,
 ) -> tuple[str, str]:
     moment = stack_plan.moment
     if service.kind == "postgres":
@@ -201,7 +211,7 @@ def _restore_one(
             own_archive=own_archive,
             timeline=stack_plan.timeline,
         )
-        out = restore(ws, service, request, drkit_argv=drkit_argv)
+        out = restore(ws, service, request, drkit_argv=drkit_argv, report=progress)
         return (
             out.backup_id,
             f"{request.target.describe()} reached at {out.reached_lsn} in {out.seconds:.1f}s",

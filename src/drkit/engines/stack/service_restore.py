@@ -68,9 +68,7 @@ def prepare_service_restore(
     from_database: str | None = None,
     switch_wal: Callable[[str], None] | None = None,
 ) -> PreparedRestore | PreparedServiceRestore | PreparedLogicalRestore:
-    service = ws.stack.services.get(name)
-    if service is None:
-        raise UsageError(f"no service {name!r} in {ws.stack.source_path}")
+    service = ws.stack.service(name)
     if service.kind == "postgres" and (into_database or tables):
         if to or in_place or target.kind is not TargetKind.LATEST:
             raise UsageError(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from drkit.adapters.postgres.client import connect, service_dsn
 from drkit.domain.backup import BackupKind
 from drkit.domain.errors import OperationError, RepositoryError
+from drkit.domain.progress import SILENT, Progress
 from drkit.domain.sets import RestoreSet, new_set_id
 from drkit.domain.stack import Service, WalMode
 from drkit.domain.wal import Lsn
@@ -26,6 +27,7 @@ from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import base_backup
 from drkit.engines.postgres.switch_wal import switch_wal_and_wait
 from drkit.engines.stack.backup import ServiceOutcome, backup_each, describe_error
+from drkit.engines.stack.estimate import backup_estimate
 from drkit.engines.stack.graph import ServiceGraph
 from drkit.infra import locks
 from drkit.infra.wait import wait_for
@@ -50,6 +52,7 @@ def backup_set(
     say: Say,
     drkit_argv: list[str],
     on_done: Callable[[ServiceOutcome], None] | None = None,
+    progress: Progress = SILENT,
 ) -> RestoreSet:
     """Take the set. A service that fails does not stop the others (each is backed up and
     reported through `on_done`), but a set must hold every service: then no set is written
@@ -64,10 +67,11 @@ def backup_set(
     with locks.exclusive(ws.lock_dir, "stack-set"):
         started = ws.clock.monotonic()
         try:
-            base, taken = _base_backup_for_set(ws, pg, say)
+            base, taken = _base_backup_for_set(ws, pg, say, progress)
             created = ws.clock.now()
             set_id = new_set_id(created)
             point = f"drkit-{set_id}"
+            progress.step(f"create the PostgreSQL restore point {point} and wait for its WAL")
             lsn, timeline = _restore_point(ws, pg, point)
         except Exception as exc:  # the set cannot be made; the other services are still backed up
             failed = ServiceOutcome(
@@ -75,13 +79,13 @@ def backup_set(
             )
             if on_done is not None:
                 on_done(failed)
-            rest = backup_each(ws, others, on_done=on_done, before=(failed,))
+            rest = backup_each(ws, others, on_done=on_done, before=(failed,), progress=progress)
             raise _incomplete([failed, *rest]) from exc
         say(f"PostgreSQL restore point {point} at {lsn} on timeline {timeline}")
         done = ServiceOutcome(pg.name, pg.kind, ws.clock.monotonic() - started, taken, reused=base)
         if on_done is not None:
             on_done(done)
-        outcomes = backup_each(ws, others, on_done=on_done)
+        outcomes = backup_each(ws, others, on_done=on_done, progress=progress)
         if not all(o.ok for o in outcomes):
             raise _incomplete(outcomes)
         backups = {pg.name: base}
@@ -109,7 +113,9 @@ def _incomplete(outcomes: list[ServiceOutcome]) -> OperationError:
     )
 
 
-def _base_backup_for_set(ws: Workspace, pg: Service, say: Say) -> tuple[str, BackupResult | None]:
+def _base_backup_for_set(
+    ws: Workspace, pg: Service, say: Say, progress: Progress
+) -> tuple[str, BackupResult | None]:
     """The newest base backup when it is younger than `sets.base_max_age`; else a fresh one
     (a nightly set then restores from that night's base, not from a month of WAL). The
     backup's id, and its result when it was taken now."""
@@ -123,7 +129,9 @@ def _base_backup_for_set(ws: Workspace, pg: Service, say: Say) -> tuple[str, Bac
         say(f"the newest base backup {chosen.backup_id} is {age} old (sets.base_max_age): taking one")
     else:
         say("no base backup yet: taking one")
-    result = base_backup(ws, pg)
+    progress.step(f"back up {pg.name} (postgres, base) into {ws.repo.location}")
+    meter = progress.meter(f"backup of {pg.name}", total=backup_estimate(ws, pg))
+    result = base_backup(ws, pg, progress=meter)
     return result.manifest.backup_id, result
 
 

@@ -28,8 +28,10 @@ from drkit.adapters.repository.port import Stray
 from drkit.domain.backup import BackupKind, Manifest
 from drkit.domain.checks import CheckResult, Status, any_critical_failure
 from drkit.domain.errors import RepositoryError, UsageError
+from drkit.domain.progress import SILENT, Progress
+from drkit.domain.sizes import format_size
 from drkit.domain.stack import Service
-from drkit.engines.core.catalog import find_backup, list_backups
+from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import verified_key
 from drkit.engines.core.rehash import verify_files
 from drkit.engines.core.set_refs import list_sets
@@ -80,6 +82,7 @@ def verify_backup(
     deep: bool,
     drkit_argv: list[str],
     shared: SharedReads | None = None,
+    progress: Progress = SILENT,
 ) -> VerifyReport:
     """Every stored file against the manifest, then per kind everything else a restore of it
     reads (WAL, object packs and parts); `deep` restores it somewhere disposable. The backup
@@ -89,14 +92,17 @@ def verify_backup(
     if deep and m.kind in NO_DEEP:
         raise UsageError(NO_DEEP[m.kind])
     started = ws.clock.monotonic()
+    files = f"{len(m.files)} file{'' if len(m.files) == 1 else 's'}"
+    progress.step(f"re-hash the {files} of {m.backup_id} ({format_size(m.stored_bytes)})")
     results = verify_files(ws, m)
     files_ok = not any_critical_failure(results)
     if m.kind is BackupKind.BASE:
         before_wal = [verify_tar_index(ws, service, m)] if files_ok else []
+        progress.step(f"re-read the WAL a restore of {m.backup_id} replays")
         wal_results = verify_wal(ws, service, m, shared.wal_of(ws, service, m))
         results.extend([*before_wal, *wal_results])
         if deep and files_ok and not any_critical_failure([*before_wal, *wal_results]):
-            results.extend(verify_deep(ws, service, m, drkit_argv))
+            results.extend(verify_deep(ws, service, m, drkit_argv, progress))
         elif deep:
             results.append(_skipped())
     elif m.kind is BackupKind.LOGICAL:
@@ -104,19 +110,28 @@ def verify_backup(
         results.append(layout)
         if deep:
             sound = files_ok and layout.status is not Status.FAILED
+            if sound:
+                progress.step(f"restore the dumps of {m.backup_id} into a scratch cluster and count rows")
             results.extend(verify_logical_deep(ws, service, m) if sound else [_skipped()])
     elif m.kind is BackupKind.OBJECTS:
         from drkit.engines.objects.verify import verify_objects
 
         memo = shared.objects.setdefault(service.name, {})
+        if files_ok:
+            progress.step(f"check every object version {m.backup_id} lists{' (re-hashed)' if deep else ''}")
         results.extend(verify_objects(ws, service, m, deep=deep, memo=memo) if files_ok else [_skipped()])
     elif m.kind is BackupKind.RDB:
         from drkit.engines.redis.verify import verify_deep as redis_deep
         from drkit.engines.redis.verify import verify_layout
 
         results.extend(verify_layout(m))
-        if deep:
-            results.extend(redis_deep(ws, service, m) if files_ok else [_skipped()])
+        if deep and files_ok:
+            progress.step(
+                f"check {m.backup_id} with redis-check-rdb/aof and load it in a scratch redis-server"
+            )
+            results.extend(redis_deep(ws, service, m))
+        elif deep:
+            results.append(_skipped())
     report = VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)
     if report.verified:
         record_verified(ws, m, deep=deep)
@@ -136,26 +151,6 @@ def record_verified(ws: Workspace, m: Manifest, *, deep: bool) -> None:
 
 def _skipped() -> CheckResult:
     return CheckResult("restore", Status.FAILED, "skipped: the backup failed the checks above")
-
-
-def choose_backup_to_verify(
-    ws: Workspace, backup_id: str | None, *, service: str | None = None, deep: bool = False
-) -> tuple[Service, Manifest]:
-    """The backup `drkit verify` checks: by id (of any service), else the newest of the named
-    service, else the newest of every PostgreSQL service; for PostgreSQL with `deep`, the
-    newest *base* backup, the one a restore would use."""
-    if service is not None and service not in ws.stack.services:
-        raise UsageError(f"no service {service!r} in the stack (it has {', '.join(ws.stack.services)})")
-    postgres = [s.name for s in ws.stack.services_of_kind("postgres")]
-    now = ws.clock.now()
-    if backup_id is not None:
-        names = [service] if service else [*postgres, *(n for n in ws.stack.services if n not in postgres)]
-        manifest = find_backup(ws.repo, ws.stack.name, names, backup_id, now=now)
-    else:
-        names = [service] if service else postgres
-        kind = BackupKind.BASE if deep and all(n in postgres for n in names) else None
-        manifest = find_backup(ws.repo, ws.stack.name, names, None, kind=kind, now=now)
-    return ws.stack.services[manifest.service], manifest
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,7 @@ def plan(
 ) -> dict[str, Any]:
     if not service:
         raise UsageError("name the failing service: drkit recover service NAME")
-    if service not in ws.stack.services:
-        raise UsageError(f"no service {service!r} in {ws.stack.source_path}")
-    kind = ws.stack.services[service].kind
+    kind = ws.stack.service(service).kind
     if kind == "postgres":
         raise UsageError("for PostgreSQL use db-corruption (or data-loss --target-time T)")
     restorable = has_engine(kind)
