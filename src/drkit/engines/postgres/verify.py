@@ -14,7 +14,7 @@ from drkit.adapters.postgres.counts import exact_counts
 from drkit.adapters.postgres.tarindex import members_from_json
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status, guard
-from drkit.domain.errors import DecryptionError, DrkitError
+from drkit.domain.errors import Cancelled, DecryptionError, DrkitError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service
 from drkit.domain.wal import Lsn, Segment, TimelineSpan
@@ -152,6 +152,8 @@ def _restore_and_check(
         )
         databases = pg.databases or ["postgres"]
         results += guard("row counts", lambda: compare_counts(recorded, exact_counts(dsn, databases)))
+    except Cancelled:
+        raise  # interrupted (SIGINT/SIGTERM): the restore cleaned up and says so; not a verdict
     except DrkitError as exc:
         results.append(CheckResult("restore", Status.FAILED, exc.message))
     finally:

@@ -5,8 +5,9 @@ back (the source's "stop dependent services, restore, start them in order"). Has
 and functions must not write into, or cache, a database being replaced under them.
 
 Only the dependents that were running are stopped and started again. When the restore
-fails they stay stopped: the caller names them, and `drkit start` brings them back once the
-service is sound.
+fails after putting the old data back and starting the service again (RolledBackError),
+they are started again too, each until healthy; when it fails otherwise they stay stopped:
+the caller names them, and `drkit start` brings them back once the service is sound.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from drkit.domain.errors import DrkitError, OperationError
+from drkit.domain.errors import DrkitError, OperationError, RolledBackError
 from drkit.domain.stack import Stack
 from drkit.engines.stack.graph import ServiceGraph
 from drkit.engines.stack.start import (
@@ -69,6 +70,18 @@ def dependents_paused(
         )
     try:
         yield paused
+    except RolledBackError as exc:  # the service runs as before: so do they
+        paused.started = start_services(
+            stack, paused.services, runtime_for=runtime_for, prober=prober, on_step=on_step
+        )
+        which = ", ".join(paused.services)
+        if paused.started.ok:
+            note = f"{which} (which depend on {name}) were started again, healthy"
+        else:
+            bad = ", ".join(s.service for s in paused.started.failures)
+            note = f"{which} (which depend on {name}) were started again; {bad} did not come back healthy"
+        exc.hint = f"{exc.hint}; {note}" if exc.hint else note
+        raise
     except DrkitError as exc:
         note = f"{', '.join(paused.services)} (which depend on {name}) stay stopped: `drkit start` them"
         exc.hint = f"{exc.hint}; {note}" if exc.hint else note
