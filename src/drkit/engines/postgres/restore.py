@@ -152,7 +152,8 @@ def _restore_to(
             running = False
     except BaseException as exc:
         with deferred():
-            left = discard_new_directory(runtime, dest, existed)
+            log = ws.state_dir / "restore-logs" / f"{dest.name}-{started:%Y%m%dT%H%M%SZ}.log"
+            left = discard_new_directory(runtime, dest, existed, keep_log=log)
         raise restore_failed(exc, left) from exc
     return RestoreOutcome(
         backup_id=chosen.backup.backup_id,
@@ -201,9 +202,10 @@ def _prepare_dest(service: Service, request: RestoreRequest) -> tuple[LocalPostg
     return LocalPostgres(local), dest, existed
 
 
-def discard_new_directory(runtime: LocalPostgres, dest: Path, existed: bool) -> str:
+def discard_new_directory(runtime: LocalPostgres, dest: Path, existed: bool, *, keep_log: Path) -> str:
     """A restore into a new directory failed: stop its server, remove what it wrote (the
-    directory was empty or absent before). Returns what is left where."""
+    directory was empty or absent before), keeping the server's log. Returns what is left
+    where."""
     said = []
     pid = runtime.pid()
     if pid is not None:
@@ -212,6 +214,14 @@ def discard_new_directory(runtime: LocalPostgres, dest: Path, existed: bool) -> 
             said.append(f"stopped the restored server (pid {pid})")
         except OperationError as exc:
             return f"the restored server (pid {pid}) did not stop ({exc.message}); {dest} is left as it is"
+    log = Path(runtime.log_file)
+    if log.is_file() and log.is_relative_to(dest):
+        try:
+            keep_log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(log, keep_log)
+            said.append(f"its log is kept at {keep_log}")
+        except OSError:
+            pass
     if dest.exists():
         shutil.rmtree(dest, ignore_errors=True)
     if dest.exists():
