@@ -38,7 +38,7 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -206,6 +206,22 @@ def unfinished(ledger: Path) -> tuple[Aside, str] | None:
     if found is None or found[1] not in ("replacing", "started"):
         return None
     return found
+
+
+def undo_unfinished(ledger: Path, *, now: datetime, stop: Callable[[], None]) -> tuple[Aside, str] | None:
+    """Before a new replacement: finish what a killed run left. In use already (`started`):
+    kept, the ledger settled ("kept"). Else its server stopped through `stop`, the old data
+    put back at the live path ("undone")."""
+    found = unfinished(ledger)
+    if found is None:
+        return None
+    aside, state = found
+    if state == "started":
+        settle(aside)
+        return aside, "kept"
+    stop()
+    roll_back(aside, now=now)
+    return aside, "undone"
 
 
 def last_replacement(ledger: Path) -> tuple[Aside, str] | None:

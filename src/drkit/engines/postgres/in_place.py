@@ -39,7 +39,7 @@ from drkit.engines.postgres.preflight import Checked
 from drkit.engines.postgres.replay import configure, recover, recovery_settings
 from drkit.engines.postgres.salvage import salvage_wal
 from drkit.engines.postgres.wal.prefetch import PREFETCH_DIR
-from drkit.infra.aside import Aside, in_use, last_replacement, move_aside, roll_back, settle, unfinished
+from drkit.infra.aside import Aside, in_use, last_replacement, move_aside, roll_back, settle, undo_unfinished
 from drkit.infra.hold import hold
 from drkit.infra.interrupt import deferred
 from drkit.infra.ports import free_port
@@ -204,18 +204,13 @@ def finish_interrupted(ws: Workspace, service: Service, *, stop: Callable[[], No
     """An in-place restore of `service` that an earlier run left half done: undo it (its
     server stopped through `stop`, the old data back at the live path), or, when it had
     already been started for clients, keep it and settle the ledger."""
-    found = unfinished(ledger_path(ws, service))
+    found = undo_unfinished(ledger_path(ws, service), now=ws.clock.now(), stop=stop)
     if found is None:
         return None
-    aside, state = found
-    if state == "started":
-        settle(aside)
+    aside, what = found
+    if what == "kept":
         tidy(aside.live)
         return Undone(f"the restore interrupted before it reported had finished; {aside.live} is kept", False)
-    stop()
-    leftover = roll_back(aside, now=ws.clock.now())
-    if leftover is not None:
-        shutil.rmtree(leftover, ignore_errors=True)
     return Undone(
         f"an interrupted restore was undone first: the data from before it is back at {aside.live}",
         aside.fact("was_running") == "yes",

@@ -5,9 +5,10 @@ back (the source's "stop dependent services, restore, start them in order"). Has
 and functions must not write into, or cache, a database being replaced under them.
 
 Only the dependents that were running are stopped and started again. When the restore
-fails after putting the old data back and starting the service again (RolledBackError),
-they are started again too, each until healthy; when it fails otherwise they stay stopped:
-the caller names them, and `drkit start` brings them back once the service is sound.
+fails, they are started again too, each until healthy, if what they depend on runs (the
+restore refused before touching it, or put its old data back and started it again); else
+they stay stopped: the caller names them, and `drkit start` brings them back once the
+service is sound.
 """
 
 from __future__ import annotations
@@ -70,7 +71,12 @@ def dependents_paused(
         )
     try:
         yield paused
-    except RolledBackError as exc:  # the service runs as before: so do they
+    except DrkitError as exc:
+        if not isinstance(exc, RolledBackError) and not _all_running(stack, names, runtime_for):
+            note = f"{', '.join(paused.services)} (which depend on {name}) stay stopped: `drkit start` them"
+            exc.hint = f"{exc.hint}; {note}" if exc.hint else note
+            raise
+        # What they depend on runs as before (refused untouched, or put back): so do they.
         paused.started = start_services(
             stack, paused.services, runtime_for=runtime_for, prober=prober, on_step=on_step
         )
@@ -82,12 +88,15 @@ def dependents_paused(
             note = f"{which} (which depend on {name}) were started again; {bad} did not come back healthy"
         exc.hint = f"{exc.hint}; {note}" if exc.hint else note
         raise
-    except DrkitError as exc:
-        note = f"{', '.join(paused.services)} (which depend on {name}) stay stopped: `drkit start` them"
-        exc.hint = f"{exc.hint}; {note}" if exc.hint else note
-        raise
     if not paused.resume:
         return
     paused.started = start_services(
         stack, paused.services, runtime_for=runtime_for, prober=prober, on_step=on_step
     )
+
+
+def _all_running(stack: Stack, names: Sequence[str], runtime_for: RuntimeFor) -> bool:
+    try:
+        return all(runtime_for(stack.services[n]).is_running() for n in names)
+    except DrkitError:
+        return False
