@@ -62,7 +62,7 @@ def _under(directory: Path) -> list[Path]:
 
 
 def check_foreign(service: Service) -> CheckResult:
-    name = f"{service.name}: PGDATA holds only PostgreSQL's files"
+    name = f"{service.name}: PGDATA"
     data_dir = data_dir_of(service)
     if data_dir is None or not data_dir.is_dir():
         return CheckResult(name, Status.OK, "no data directory on this host to look at")

@@ -98,7 +98,7 @@ def restore_local_in_place(
             ws, service, chosen, data_dir, drkit_argv, own_archive=request.own_archive
         )
         configure(data_dir, settings, chosen, spec.os_user)
-        dsn = service_dsn(service, host="127.0.0.1", port=isolated.port)
+        dsn = service_dsn(service, port=isolated.port)  # as its DSN says, on the free port
         reached = recover(ws, service, chosen, isolated, dsn, timeout=request.timeout, stall=request.stall)
         isolated.stop()
         aside = in_use(aside, _facts(reached))

@@ -3,10 +3,12 @@ plan; only then is it started for them.
 
 While it recovers, the server runs with `cluster_name = drkit-restore` (recorded in its
 postmaster.opts and process titles, so a later run knows it for a restore that did not
-finish), with no address clients can reach (a local server: a free loopback port and no
-socket; in a container: no TCP at all, only the container's own socket that drkit's psql
-uses) and with an archive_command that fails, so nothing it writes reaches the archive
-before it is accepted (it keeps its `.ready` files and archives them once started for real).
+finish), where clients do not look for it (a local server: on a free port, its addresses
+and socket directory as configured, so drkit reaches it the way its DSN says and the same
+pg_hba.conf rules apply; in a container: no TCP at all, only the container's own socket
+that drkit's psql uses) and with an archive_command that fails, so nothing it writes
+reaches the archive before it is accepted (it keeps its `.ready` files and archives them
+once started for real).
 Accepted, it is stopped and started again with its own settings.
 """
 
@@ -26,10 +28,7 @@ CONTAINER_SETTINGS = {"cluster_name": MARK, "listen_addresses": "", "archive_com
 
 def local_options() -> str:
     """pg_ctl -o options for a local server's isolated start (with -p of a free port)."""
-    return (
-        f"-c cluster_name={MARK} -c listen_addresses=127.0.0.1 "
-        "-c unix_socket_directories='' -c archive_command=false"
-    )
+    return f"-c cluster_name={MARK} -c archive_command=false"
 
 
 def restore_in_progress(data_dir: Path) -> bool:
