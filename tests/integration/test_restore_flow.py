@@ -77,7 +77,7 @@ def small_parts(box: SandboxHandle) -> Path:
 
 
 def backup(box: SandboxHandle, config: Path | None = None) -> dict[str, Any]:
-    made = run_drkit("--output", "json", "backup", config=config or box.config_path, timeout=600)
+    made = run_drkit("--output", "json", "backup", "postgres", config=config or box.config_path, timeout=600)
     assert made.code == 0, made.stderr
     result: dict[str, Any] = json.loads(made.stdout)
     return result[0] if isinstance(result, list) else result
