@@ -179,10 +179,10 @@ def test_in_place_restore_of_a_crashed_server_gives_back_every_committed_row(
 
     done = run_drkit("--output", "json", "restore", "postgres", "--in-place", "--yes", config=box.config_path)
     assert done.code == 0, done.stderr
-    result = json.loads(done.stdout[done.stdout.index("{") :])
-    assert any("saved into the archive" in n for n in result["notes"]), result
     assert box.psql("select count(*) from crash_probe") == 5
     assert box.psql("select pg_is_in_recovery()") is False
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert any("saved into the archive" in n for n in result["notes"]), result
 
 
 def test_wal_the_archive_cannot_take_is_named_and_nothing_is_moved(private_sandbox: SandboxHandle) -> None:
@@ -267,11 +267,11 @@ def test_a_signal_during_restore_to_stops_the_server_and_removes_what_it_wrote(
         assert pid is not None and alive(pid)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=300)
+        wait_for(lambda: not alive(pid), timeout=30, what=f"postmaster {pid} gone")
+        assert not dest.exists() or not any(dest.iterdir())
         said = one_line(err)
         assert proc.returncode == 1, out + err
         assert f"interrupted by {signum.name}" in said and f"stopped the restored server (pid {pid})" in said
-        wait_for(lambda: not alive(pid), timeout=30, what=f"postmaster {pid} gone")
-        assert not dest.exists() or not any(dest.iterdir())
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -392,20 +392,20 @@ def test_recover_killed_in_its_restore_then_resumed_leaves_nothing_in_pgdata(
     done = recover(box, "--resume")
     out, err = done.communicate(timeout=900)
     assert done.returncode == 0, err
+    assert box.psql("select count(*) from resume_probe") == 300
+    leftovers = [p.name for p in data_dir(box).iterdir() if p.name.lstrip(".").startswith("drkit")]
+    assert leftovers == [], leftovers
+    after = backup(box)["backup_id"]
+    assert abs(raw_size(box, after) - raw_size(box, first)) < 8 << 20  # no 16 MiB segment copies
+
     journal = json.loads(out)
     restore = next(s for s in journal["steps"] if s["name"] == "restore")
     assert restore["facts"].get("reached_lsn") and restore["facts"].get("reached_time"), restore
     pg = next(m for m in journal["measures"] if m["service"] == "postgres")
     assert pg["recovered_to"] == restore["facts"]["reached_time"]
-
-    assert box.psql("select count(*) from resume_probe") == 300
-    leftovers = [p.name for p in data_dir(box).iterdir() if p.name.lstrip(".").startswith("drkit")]
-    assert leftovers == [], leftovers
     checked = run_drkit("--output", "json", "check", config=box.config_path)
     results = {r["name"]: r for r in json.loads(checked.stdout)["results"]}
     assert results["postgres: PGDATA"]["status"] == "ok", results["postgres: PGDATA"]
-    after = backup(box)["backup_id"]
-    assert abs(raw_size(box, after) - raw_size(box, first)) < 8 << 20  # no 16 MiB segment copies
 
 
 # --- item 7: moving aside, once, and never into a broken live path -----------------------
@@ -429,10 +429,10 @@ def test_two_failed_in_place_restores_in_a_row_leave_the_old_data_running(
         failed = run_drkit("restore", "postgres", "--in-place", "--yes", config=config, timeout=600)
         said = one_line(failed.stderr)
         assert failed.code == 1, f"attempt {attempt}: {failed.stdout} {failed.stderr}"
-        assert "SHA-256" in said and "back at" in said and "PostgreSQL runs again" in said, said
-        assert "unexpected" not in said
-        assert box.psql("select count(*) from twice_probe") == 1
+        assert "unexpected" not in said, said
+        assert box.psql("select count(*) from twice_probe") == 1  # the old data, running
         assert box.psql("select pg_is_in_recovery()") is False
+        assert "SHA-256" in said and "back at" in said and "PostgreSQL runs again" in said, said
     assert kept(data_dir(box)) == []
     assert [p.name for p in data_dir(box).parent.iterdir() if p.name.startswith("data.")] == []
 
@@ -497,10 +497,10 @@ def test_a_missing_file_is_refused_before_postgres_or_its_dependents_stop(
     hasura = run_drkit("--output", "json", "health", config=box.config_path)
 
     refused = run_drkit("restore", "postgres", "--in-place", "--yes", config=config)
+    assert postmaster_pid(data_dir(box)) == pid and pid is not None and alive(pid)  # never stopped
     said = one_line(refused.stderr)
     assert refused.code == 1, refused.stdout + refused.stderr
     assert victim.name in said and "refused before anything was stopped" in said, said
-    assert postmaster_pid(data_dir(box)) == pid and pid is not None and alive(pid)
     assert "stopped" not in refused.stdout  # no dependent was stopped either
     health = run_drkit("--output", "json", "health", config=box.config_path)
     assert health.code == 0 and hasura.code == 0, health.stdout
@@ -552,9 +552,9 @@ def test_a_flipped_byte_in_a_part_fails_restore_to_and_removes_what_it_wrote(
     flip_a_byte(parts[-1])
     dest = restore_dir(box.dir, "flipped", box.box.os_user)
     failed = run_drkit("restore", "postgres", "--to", str(dest), config=config, timeout=600)
+    assert not dest.exists(), f"{len(list(dest.rglob('*')))} entries left in {dest}"
     said = one_line(failed.stderr)
     assert failed.code == 1 and "SHA-256" in said and f"removed what it wrote in {dest}" in said, said
-    assert not dest.exists()
 
 
 # --- check: what restores kept, and nothing foreign in PGDATA -----------------------------

@@ -209,3 +209,18 @@ def _writable(path: Path) -> bool:
         return False
     (path / "probe").rmdir()
     return True
+
+
+def test_a_ledger_of_another_directory_is_refused_untouched(tmp_path: Path) -> None:
+    from drkit.infra.aside import undo_unfinished
+
+    live = data_dir(tmp_path, "good")
+    ledger = tmp_path / "replacing.json"
+    aside = move_aside(live, "before-restore", now=NOW, ledger=ledger)
+    stopped: list[bool] = []
+    with pytest.raises(OperationError, match="not of"):
+        undo_unfinished(ledger, now=NOW, stop=lambda: stopped.append(True), live=tmp_path / "elsewhere")
+    assert stopped == [] and aside.path is not None and aside.path.exists()
+    undone = undo_unfinished(ledger, now=NOW, stop=lambda: stopped.append(True), live=live)
+    assert undone is not None and undone[1] == "undone"
+    assert (live / "marker").read_text() == "good" and stopped == [True]

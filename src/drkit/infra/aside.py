@@ -208,14 +208,22 @@ def unfinished(ledger: Path) -> tuple[Aside, str] | None:
     return found
 
 
-def undo_unfinished(ledger: Path, *, now: datetime, stop: Callable[[], None]) -> tuple[Aside, str] | None:
+def undo_unfinished(
+    ledger: Path, *, now: datetime, stop: Callable[[], None], live: Path | None = None
+) -> tuple[Aside, str] | None:
     """Before a new replacement: finish what a killed run left. In use already (`started`):
     kept, the ledger settled ("kept"). Else its server stopped through `stop`, the old data
-    put back at the live path ("undone")."""
+    put back at the live path ("undone"). A ledger naming another live path than `live`
+    (the configuration changed since) is an error: nothing is touched."""
     found = unfinished(ledger)
     if found is None:
         return None
     aside, state = found
+    if live is not None and aside.live != live:
+        raise OperationError(
+            f"{ledger} records an interrupted restore of {aside.live}, not of {live}; put "
+            f"{aside.describe()} back by hand if needed, then delete {ledger}"
+        )
     if state == "started":
         settle(aside)
         return aside, "kept"

@@ -99,7 +99,7 @@ def restore_in_place(ws: Workspace, service: Service, options: RestoreOptions) -
         checked = check_backup(ws, service, manifest, options)
         runtime = ComposeRuntime(service.runtime, name=service.name)
         ledger = ws.state_dir / "replacing" / f"{service.name}.json"
-        undo_unfinished(ledger, now=ws.clock.now(), stop=runtime.stop)
+        undo_unfinished(ledger, now=ws.clock.now(), stop=runtime.stop, live=target.host_path)
         _stop(service, runtime)
         try:
             moved = move_aside(

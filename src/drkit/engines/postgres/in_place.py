@@ -84,7 +84,7 @@ def restore_local_in_place(
     live = LocalPostgres(spec)
     data_dir = Path(spec.data_dir)
     notes: list[str] = []
-    undone = finish_interrupted(ws, service, stop=live.stop)
+    undone = finish_interrupted(ws, service, stop=live.stop, live=data_dir)
     if undone is not None:
         notes.append(undone.note)
     was_running = bool(undone and undone.was_running) or (
@@ -200,11 +200,13 @@ def put_back(ws: Workspace, live: LocalPostgres, aside: Aside, was_running: bool
     return "; ".join([*said, text]), ok
 
 
-def finish_interrupted(ws: Workspace, service: Service, *, stop: Callable[[], None]) -> Undone | None:
+def finish_interrupted(
+    ws: Workspace, service: Service, *, stop: Callable[[], None], live: Path
+) -> Undone | None:
     """An in-place restore of `service` that an earlier run left half done: undo it (its
     server stopped through `stop`, the old data back at the live path), or, when it had
     already been started for clients, keep it and settle the ledger."""
-    found = undo_unfinished(ledger_path(ws, service), now=ws.clock.now(), stop=stop)
+    found = undo_unfinished(ledger_path(ws, service), now=ws.clock.now(), stop=stop, live=live)
     if found is None:
         return None
     aside, what = found

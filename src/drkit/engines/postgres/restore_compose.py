@@ -183,7 +183,7 @@ def restore_in_container(
     target = locate(service)
     runtime = target.runtime
     notes: list[str] = []
-    undone = finish_interrupted(ws, service, stop=runtime.stop)
+    undone = finish_interrupted(ws, service, stop=runtime.stop, live=target.volume_root)
     if undone is not None:
         notes.append(undone.note)
     was_running = bool(undone and undone.was_running) or (

@@ -257,7 +257,7 @@ def _swap_and_start(
 ) -> Path:
     runtime = runtime_for(service, ws.state_dir)
     ledger = ws.state_dir / "replacing" / f"{service.name}.json"
-    undo_unfinished(ledger, now=ws.clock.now(), stop=lambda: runtime.stop(STOP_TIMEOUT))
+    undo_unfinished(ledger, now=ws.clock.now(), stop=lambda: runtime.stop(STOP_TIMEOUT), live=target.data_dir)
     _stop(service, runtime)
     names = (target.layout.dbfilename, target.layout.appenddirname)
     try:

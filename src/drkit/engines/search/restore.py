@@ -176,7 +176,7 @@ def import_file(ws: Workspace, service: Service, db_path: Path, flag: str, stage
 
     runtime = runtime_for(service, ws.stack.state_dir)
     ledger = ws.state_dir / "replacing" / f"{service.name}.json"
-    undo_unfinished(ledger, now=ws.clock.now(), stop=runtime.stop)
+    undo_unfinished(ledger, now=ws.clock.now(), stop=runtime.stop, live=db_path)
     runtime.stop()
     try:
         moved = move_aside(db_path, "before-restore", now=ws.clock.now(), ledger=ledger)
