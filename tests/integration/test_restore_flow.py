@@ -411,11 +411,12 @@ def test_recover_killed_in_its_restore_then_resumed_leaves_nothing_in_pgdata(
 # --- item 7: moving aside, once, and never into a broken live path -----------------------
 
 
+@pytest.mark.parametrize("private_sandbox", [WITH_A_DEPENDENT], indirect=True)
 def test_two_failed_in_place_restores_in_a_row_leave_the_old_data_running(
     private_sandbox: SandboxHandle,
 ) -> None:
-    """Before: the first left PostgreSQL down; the second ended in `unexpected OSError:
-    [Errno 39] Directory not empty: 'data' -> 'data.failed-restore'`."""
+    """Before: the first left PostgreSQL (and Hasura, which depends on it) down; the second
+    ended in `unexpected OSError: [Errno 39] Directory not empty: 'data' -> 'data.failed-restore'`."""
     box = private_sandbox
     config = small_parts(box)
     made = backup(box, config)
@@ -433,6 +434,9 @@ def test_two_failed_in_place_restores_in_a_row_leave_the_old_data_running(
         assert box.psql("select count(*) from twice_probe") == 1  # the old data, running
         assert box.psql("select pg_is_in_recovery()") is False
         assert "SHA-256" in said and "back at" in said and "PostgreSQL runs again" in said, said
+        assert "hasura (which depend on postgres) were started again, healthy" in said, said
+        health = run_drkit("health", config=box.config_path)
+        assert health.code == 0, health.stdout + health.stderr
     assert kept(data_dir(box)) == []
     assert [p.name for p in data_dir(box).parent.iterdir() if p.name.startswith("data.")] == []
 
