@@ -183,3 +183,16 @@ def test_signals_are_left_alone_outside_the_main_thread() -> None:
     t.start()
     t.join()
     assert seen == [before]
+
+
+def test_salvage_leaves_another_clusters_data_directory_alone(tmp_path: Path) -> None:
+    """A drill's fresh copy (initdb'd anew) holds WAL under the same names as the archive's,
+    of another cluster: pushing it would conflict, restoring without it loses nothing."""
+    from drkit.engines.postgres.salvage import salvage_wal
+
+    (tmp_path / "global").mkdir()
+    (tmp_path / "global" / "pg_control").write_bytes(struct.pack("=Q", 42) + b"\0" * 100)
+    (tmp_path / "pg_wal").mkdir()
+    write_segment(tmp_path / "pg_wal", Segment(1, 2), sysid=42)
+    found = salvage_wal(None, None, tmp_path, since=None, cluster="7300000000000000001")  # type: ignore[arg-type]
+    assert found.pushed == () and found.skipped and "another cluster" in found.skipped

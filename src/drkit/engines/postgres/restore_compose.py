@@ -240,7 +240,14 @@ def _stop_and_move(
     runtime.stop()
     try:
         first = Segment.parse(chosen.first_segment, chosen.backup.require_postgres().wal_segment_size)
-        salvaged = salvage_wal(ws, service, target.host_dir, since=first, config_hint=ws.stack.source_path)
+        salvaged = salvage_wal(
+            ws,
+            service,
+            target.host_dir,
+            since=first,
+            cluster=chosen.backup.require_postgres().system_identifier,
+            config_hint=ws.stack.source_path,
+        )
         notes.append(f"old pg_wal: {salvaged.describe()}")
         if latest:
             chosen, checked = replan()

@@ -55,16 +55,30 @@ class Salvaged:
 
 
 def salvage_wal(
-    ws: Workspace, service: Service, data_dir: Path, *, since: Segment | None, config_hint: str = ""
+    ws: Workspace,
+    service: Service,
+    data_dir: Path,
+    *,
+    since: Segment | None,
+    cluster: str | None = None,
+    config_hint: str = "",
 ) -> Salvaged:
     """Push what the archive lacks from `data_dir`/pg_wal (see the module docstring); an
-    error names every file that could not be saved and how to save it by hand."""
+    error names every file that could not be saved and how to save it by hand. `cluster`:
+    the system identifier of the backup being restored; a data directory of another cluster
+    (a drill's fresh copy, a server initdb'd anew) holds no WAL of this archive's history."""
     pg_wal = data_dir / "pg_wal"
     if not pg_wal.is_dir():
         return Salvaged(skipped=f"no pg_wal in {data_dir}: nothing to save")
     if restore_in_progress(data_dir):
         return Salvaged(
             skipped=f"{data_dir} is a restore drkit had not finished: its WAL came from the archive"
+        )
+    own = _system_identifier(data_dir)
+    if cluster and own is not None and str(own) != cluster:
+        return Salvaged(
+            skipped=f"{data_dir} holds another cluster (system identifier {own}; the backup's is "
+            f"{cluster}): its WAL is not this archive's"
         )
     archive = archive_for(ws, service)
     segments = _written_segments(pg_wal, data_dir, since)
@@ -163,6 +177,6 @@ def _unsaved(service: Service, failed: list[tuple[Path, str, str]], config_hint:
     names = ", ".join(as_name for _p, as_name, _w in failed)
     return OperationError(
         f"the old pg_wal of {service.name} holds WAL the archive lacks and drkit could not save it "
-        f"({names}: {failed[0][2]}); restoring now would lose what it holds, so nothing was moved",
+        f"({names}: {failed[0][2]}); restoring now would lose what it holds",
         hint="save them, then restore again: " + "; ".join(commands),
     )
