@@ -214,9 +214,71 @@ def test_an_interrupted_backup_is_resumed_and_verify_finds_what_is_missing(
     assert len(resumed.removed_incomplete) == 1
     assert resumed.manifest.details["buckets"][bucket]["versions"] == 21
 
-    checks = verify_objects(ws, service, resumed.manifest, deep=True)
+    checks = verify_objects(ws, service, resumed.manifest, deep=False)  # re-reads every pack and part
     assert [c.status.value for c in checks] == ["ok"], checks
     [pack] = [k for k in ws.repo.list(f"{ws.stack.name}/{service.name}/objects/") if "/packs/" in k]
     ws.repo.delete(pack)
     [check] = verify_objects(ws, service, resumed.manifest)
     assert check.status.value == "failed" and "missing" in check.detail
+
+
+def test_a_backup_naming_another_bucket_never_writes_there_least_of_all_the_repository(
+    s3_server: S3Server, tmp_path: Path, drkit: Any
+) -> None:
+    """Bucket names in a backup come from the repository, which others can write. A forged
+    manifest naming the repository's own bucket with an empty listing would, restored with
+    --yes, make that bucket "equal to the backup": every repository object deleted."""
+    from drkit.adapters.repository.codec import Codec, sha256
+    from drkit.domain.backup import StoredFile
+    from drkit.engines.core.workspace import open_workspace as open_ws
+    from drkit.engines.objects.catalog import listing_stem
+
+    store = s3_server.store()
+    bucket = s3_server.new_bucket("it-named")
+    store.put(bucket, "a", b"a", "text/plain", {})
+    repo_bucket = s3_server.new_bucket("it-drkit-repo")
+    (tmp_path / "access_key").write_text(s3_server.access_key)
+    config = {
+        "version": 1,
+        "stack": "objects-it",
+        "state_dir": str(tmp_path / "state"),
+        "repositories": {
+            "offsite": {
+                "type": "s3",
+                "endpoint": s3_server.url,
+                "bucket": repo_bucket,
+                "access_key": f"file:{tmp_path / 'access_key'}",
+                "secret_key": f"file:{s3_server.secret_file}",
+            }
+        },
+        "services": {"objects": s3_server.service_yaml(bucket)},
+    }
+    path = tmp_path / "stack.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    ws = open_ws(load_stack(path))
+    service = ws.stack.services["objects"]
+    m = objects_backup.backup(ws, service).manifest
+
+    empty = Codec().encode(b"")
+    listing = f"{listing_stem(repo_bucket)}.zst"
+    directory = f"objects-it/objects/backups/{m.backup_id}"
+    ws.repo.put(f"{directory}/{listing}", empty)
+    forged = replace(
+        m,
+        files=(StoredFile(listing, len(empty), sha256(empty)),),
+        details={**m.details, "buckets": {repo_bucket: m.details["buckets"][bucket]}},
+    )
+    ws.repo.put(f"{directory}/manifest.json", forged.to_json())
+    before = sorted(store.current(repo_bucket, ""))
+
+    result = drkit("--yes", "restore", "objects", config=path)
+    assert result.code != 0, result.stdout
+    assert f"names bucket {repo_bucket}, which services.objects does not back up" in result.stderr
+    assert sorted(store.current(repo_bucket, "")) == before
+
+    # Named as the target by hand (--to), the repository's bucket is refused too.
+    forged_ok = replace(forged, details=m.details, files=m.files)
+    ws.repo.put(f"{directory}/manifest.json", forged_ok.to_json())
+    to_repo = drkit("--yes", "restore", "objects", "--to", repo_bucket, config=path)
+    assert to_repo.code == 2 and "holds drkit's repository 'offsite'" in to_repo.stderr
+    assert sorted(store.current(repo_bucket, "")) == before

@@ -18,6 +18,7 @@ from drkit.adapters.postgres.tarindex import Member, members_from_json, members_
 from drkit.adapters.repository.codec import Codec, sha256
 from drkit.config.loader import load_stack
 from drkit.engines.core.workspace import open_workspace
+from drkit.infra.ownership import chown_tree
 from tests.conftest import run_drkit
 from tests.integration.conftest import SandboxHandle, destroy_sandbox, make_sandbox
 from tests.integration.pg_helpers import restore_dir
@@ -186,9 +187,12 @@ def signed_box() -> Iterator[SandboxHandle]:
     handle = make_sandbox("drkit-it-signed-", services=("postgres",))
     text = handle.config_path.read_text()
     assert "    type: fs\n" in text
-    handle.config_path.write_text(
-        text.replace("    type: fs\n", "    type: fs\n    sign_key: env:DRKIT_SIGN_KEY\n", 1)
-    )
+    # wal-push and wal-fetch sign and check WAL: the database's OS user reads the key too.
+    key = handle.dir / "sign.key"
+    key.write_text(SIGN_ENV["DRKIT_SIGN_KEY"] + "\n")
+    chown_tree(key, handle.box.os_user)
+    signed = text.replace("    type: fs\n", f"    type: fs\n    sign_key: file:{key}\n", 1)
+    handle.config_path.write_text(signed)
     yield handle
     handle.config_path.write_text(text)  # the sandbox's own code reads it to stop it
     destroy_sandbox(handle)
@@ -237,8 +241,5 @@ def test_a_signed_backup_restores_and_a_changed_or_unsigned_manifest_is_refused(
         env=SIGN_ENV,
     )
     assert unsigned.code == 1
-    assert (
-        "is not signed, and repository 'local' sign_key (env:DRKIT_SIGN_KEY) requires signatures"
-        in unsigned.stderr
-    )
+    assert "is not signed, and repository 'local' sign_key (file:" in unsigned.stderr
     assert not Path(str(dest) + "-3").exists()

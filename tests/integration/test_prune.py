@@ -167,6 +167,7 @@ def _restored_day(handle: SandboxHandle, name: str, backup_id: str, lsn: str) ->
 
 
 @pytest.mark.parametrize("private_sandbox", [{}], indirect=True)
+@pytest.mark.timeout(1800)  # thirty real base backups and restores: 3-8 minutes on a busy 2-core machine
 def test_a_simulated_month_keeps_exactly_the_policy_and_what_it_keeps_restores(
     private_sandbox: SandboxHandle,
 ) -> None:
@@ -268,8 +269,42 @@ def test_object_versions_no_kept_backup_lists_are_swept_and_what_is_kept_still_v
     assert [d.name for d in result.plan.keep] == [third.backup_id]
     left = set(ws.repo.list(objects_dir + "packs/")) | set(ws.repo.list(objects_dir + "blobs/"))
     assert left and not left & first_files  # the first backup's versions went, nothing else
-    assert [c.status.value for c in verify_objects(ws, service, third, deep=True)] == ["ok"]
+    assert [c.status.value for c in verify_objects(ws, service, third)] == ["ok"]
     fourth = objects_backup.backup(ws, service).manifest
     assert fourth.details["new_versions"] == 0  # the catalog still knows every kept version
     again = prune(ws, service, dry_run=False)
     assert again.objects is not None and again.objects[0].versions == 0 and not again.objects[0].files
+
+
+def test_an_unreadable_objects_manifest_stops_the_sweep_and_its_versions_stay(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """The issue's case: one byte appended to the first backup's manifest. Swept, the versions
+    only it lists would be gone for good ("removed 1 object version(s)", then `verify` finds
+    the file missing once the manifest reads again). Prune refuses, exit 3, naming it."""
+    store = s3_server.store()
+    bucket = s3_server.new_bucket("it-prune-damaged")
+    store.put(bucket, "a", b"a, first", "text/plain", {})
+    ws, service, config = objects_stack(s3_server, tmp_path, bucket)
+    first = objects_backup.backup(ws, service).manifest
+    [old] = store.versions(bucket, "a")
+    store.put(bucket, "a", b"a, second", "text/plain", {})
+    store.client.delete_object(Bucket=bucket, Key="a", VersionId=old.version_id)  # expired for good
+    objects_backup.backup(ws, service)
+    objects_dir = tmp_path / "repo" / ws.stack.name / service.name / "objects" / bucket
+    stored_before = sorted(p.name for p in objects_dir.rglob("*") if p.is_file())
+
+    manifest = (
+        tmp_path / "repo" / ws.stack.name / service.name / "backups" / first.backup_id / "manifest.json"
+    )
+    good = manifest.read_bytes()
+    manifest.write_bytes(good + b"\n}")
+    result = run_drkit("prune", config=config)
+    assert result.code == 3, result.stdout + result.stderr
+    assert "objects: REFUSED, nothing removed" in result.stdout and first.backup_id in result.stdout
+    assert "removed 1 object version" not in result.stdout
+    assert sorted(p.name for p in objects_dir.rglob("*") if p.is_file()) == stored_before
+
+    manifest.write_bytes(good)  # readable again: everything it lists is still there
+    [check] = verify_objects(ws, service, first, deep=True)
+    assert check.status.value == "ok", check.detail

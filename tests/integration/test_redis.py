@@ -449,3 +449,119 @@ def test_check_names_a_redis_that_keeps_nothing_and_passes_again_when_fixed(
     c.close()
     again = run_drkit("--output", "json", "check", config=private_redis.config_path)
     assert again.code == 0, again.stdout
+
+
+def _stop(box: PrivateRedis) -> None:
+    runtime_for(box.service, box.stack.state_dir).stop(60)
+    assert not runtime_for(box.service, box.stack.state_dir).is_running()
+
+
+def test_with_the_server_down_the_layout_comes_from_its_configuration_not_the_backup(
+    rdb_only_redis: PrivateRedis,
+) -> None:
+    """An RDB-only backup restored while the server is down into a server configured with AOF
+    since: the backup recorded `appendonly no`; the configuration says yes, so the RDB goes
+    in as the AOF's base too and every key comes back (with the recorded layout: the AOF
+    moved aside, Redis starts empty, exit 3)."""
+    box = rdb_only_redis
+    before = dump_all(box.url)
+    made = redis_backup.backup(box.workspace(), box.service)
+    assert made.manifest.details["config"]["appendonly"] is False
+    conf = Path(box.dir / "redis" / "redis.conf")
+    conf.write_text(conf.read_text().replace("appendonly no", "appendonly yes"))
+    box.client().config_set("appendonly", "yes")
+    damage(box.url, before)
+    _stop(box)
+
+    result = run_drkit("--yes", "--output", "json", "restore", "redis", config=box.config_path)
+    assert result.code == 0, result.stdout + result.stderr
+    out = json.loads(result.stdout)
+    assert "the configuration" in out["detail"] and "also as the AOF's base" in out["detail"]
+    assert dump_all(box.url) == before
+    assert box.client().info("persistence")["aof_enabled"] == 1
+
+
+def test_a_manifest_naming_an_absolute_dbfilename_writes_nothing_outside_the_data_directory(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    box = private_redis
+    before = dump_all(box.url)
+    ws = box.workspace()
+    m = redis_backup.backup(ws, box.service).manifest
+    planted = tmp_path / "elsewhere"
+    planted.mkdir()
+    os.chmod(tmp_path, 0o755)
+    evil = planted / "cron-job"
+    config = {
+        **m.details["config"],
+        "dir": str(planted),
+        "dbfilename": str(evil),
+        "appenddirname": str(planted),
+    }
+    forged = dataclasses.replace(m, details={**m.details, "config": config})
+    key = manifest_key(m.stack, m.service, m.backup_id)
+    (Path(str(ws.repo.location)) / key).write_bytes(forged.to_json())
+    damage(box.url, before)
+    _stop(box)
+
+    result = run_drkit("--yes", "restore", "redis", config=box.config_path)
+    assert not evil.exists() and list(planted.iterdir()) == []
+    assert result.code == 0, result.stdout + result.stderr
+    assert dump_all(box.url) == before
+    assert (box.data_dir / "dump.rdb").is_file()
+
+
+def test_a_future_dated_backup_turns_status_red_and_is_not_chosen_by_restore(
+    private_redis: PrivateRedis,
+) -> None:
+    box = private_redis
+    ws = box.workspace()
+    c = box.client()
+    c.set("marker", "first")
+    first = redis_backup.backup(ws, box.service).manifest
+    c.set("marker", "second")
+    second = redis_backup.backup(ws, box.service).manifest
+    year = timedelta(days=365)
+    skewed = dataclasses.replace(
+        second, started_at=second.started_at + year, finished_at=second.finished_at + year
+    )
+    key = manifest_key(second.stack, second.service, second.backup_id)
+    (Path(str(ws.repo.location)) / key).write_bytes(skewed.to_json())
+
+    status = run_drkit("status", "redis", config=box.config_path)
+    assert status.code == 3, status.stdout + status.stderr
+    assert second.backup_id in status.stdout and "ahead" in status.stdout
+    checked = run_drkit("check", config=box.config_path)
+    assert checked.code == 3 and f"{second.backup_id}: finished" in checked.stdout
+
+    c.set("marker", "damaged")
+    restored = run_drkit("--yes", "restore", "redis", config=box.config_path)
+    assert restored.code == 0, restored.stdout + restored.stderr
+    assert (
+        f"chose {first.backup_id}" in restored.stdout and f"passed over {second.backup_id}" in restored.stdout
+    )
+    assert box.client().get("marker") == b"first"
+
+
+def test_a_planted_link_in_the_repository_is_never_followed_by_restore(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """A stored part replaced by a link to a file with the same bytes (anywhere on the host):
+    followed, drkit running as root would read whatever the link names. Refused, named,
+    before the server is touched; verify names it too."""
+    box = private_redis
+    ws = box.workspace()
+    m = redis_backup.backup(ws, box.service).manifest
+    part = Path(str(ws.repo.location)) / backup_dir(m.stack, m.service, m.backup_id) / "dump.rdb.00000.zst"
+    elsewhere = tmp_path / "elsewhere.zst"
+    shutil.copyfile(part, elsewhere)
+    part.unlink()
+    os.symlink(elsewhere, part)
+    box.client().set("marker", "after the backup")
+
+    result = run_drkit("--yes", "restore", "redis", config=box.config_path)
+    assert result.code == 1, result.stdout + result.stderr
+    assert "dump.rdb.00000.zst" in result.stderr and "symbolic link" in result.stderr
+    assert box.client().get("marker") == b"after the backup"  # the server was not touched
+    verified = run_drkit("verify", m.backup_id, "--service", "redis", config=box.config_path)
+    assert verified.code == 3 and "symbolic link" in verified.stdout

@@ -293,3 +293,95 @@ def test_s3_dying_mid_backup_fails_clearly_and_leaves_no_backup(
     report = listed.json()
     assert report["backups"] == []
     assert builtins.len(report["incomplete"]) == 1  # its parts, which the next run removes
+
+
+# --- S3 specifics: a missing bucket, killed uploads, conditional renewals -----------------
+
+
+def test_a_missing_bucket_is_the_repository_missing_never_an_absent_key(s3_server: S3Server) -> None:
+    """S3 answers a HEAD in a bucket that does not exist with a bare 404: read as "no such
+    key", wal-fetch would tell PostgreSQL the segment is absent and recovery would end early."""
+    from drkit.adapters.repository.codec import Codec
+    from drkit.engines.postgres.wal.archive import WalArchive
+
+    repo = S3Repository(s3_server.repository_spec(f"gone-{uuid.uuid4().hex[:8]}", prefix="nchat"))
+    for probe in (repo.exists, repo.size, repo.get):
+        with pytest.raises(
+            RepositoryError, match=r"the repository is missing: bucket gone-\w+ does not exist"
+        ):
+            probe("sandbox/postgres/wal/00000001/000000010000000000000001.zst")
+    archive = WalArchive(repo, "sandbox", "postgres", Codec())
+    with pytest.raises(RepositoryError, match="the repository is missing"):
+        archive.fetch("000000010000000000000001", Path("/nonexistent/never-written"))
+
+
+def test_a_killed_upload_is_never_listed_and_prune_aborts_it_once_a_day_old(
+    s3_server: S3Server, repo_bucket: str, tmp_path: Path
+) -> None:
+    from drkit.config.loader import load_stack
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.ops.prune import prune
+    from drkit.engines.stack.verify import verify_repository
+    from tests.prune_fakes import FixedClock
+
+    prefix = f"tests/{uuid.uuid4().hex[:8]}"
+    spec = s3_server.repository_spec(repo_bucket, prefix=prefix)
+    (tmp_path / "access_key").write_text(s3_server.access_key)
+    config = {
+        "version": 1,
+        "stack": "st",
+        "state_dir": str(tmp_path / "state"),
+        "repositories": {
+            "offsite": {
+                "type": "s3",
+                "endpoint": spec.endpoint,
+                "bucket": repo_bucket,
+                "prefix": prefix,
+                "access_key": f"file:{tmp_path / 'access_key'}",
+                "secret_key": f"file:{s3_server.secret_file}",
+            }
+        },
+        "services": {"cache": {"kind": "redis", "url": "redis://127.0.0.1:1/0"}},
+    }
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump(config))
+    stack = load_stack(tmp_path / "stack.yaml")
+    ws = open_workspace(stack)
+    ws.repo.put("st/cache/backups/b1/dump.rdb.zst", b"a whole blob")
+    client = s3_server.client()
+    key = "st/cache/backups/b2/dump.rdb.00000.zst"  # a killed `put` above 64 MiB
+    upload = client.create_multipart_upload(Bucket=repo_bucket, Key=f"{prefix}/{key}")
+    client.upload_part(
+        Bucket=repo_bucket, Key=f"{prefix}/{key}", UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * 1024
+    )
+
+    assert ws.repo.list("st/") == ["st/cache/backups/b1/dump.rdb.zst"]
+    assert not ws.repo.exists(key)
+    [stray] = ws.repo.strays("st/")
+    assert (stray.key, stray.kind.value) == (key, "upload")
+    found = verify_repository(ws).strays
+    assert [(s.key, s.kind.value) for s in found] == [(key, "upload")]
+
+    service = stack.services["cache"]
+    young = prune(replace(ws, clock=FixedClock(datetime.now(UTC))), service, dry_run=False)
+    assert young.leftovers == () and ws.repo.strays("st/")  # a write may still be running
+    later = replace(ws, clock=FixedClock(datetime.now(UTC) + timedelta(days=2)))
+    swept = prune(later, service, dry_run=False)
+    assert [(item.key, item.to_dict()["rule"]) for item in swept.leftovers] == [(key, "leftover")]
+    assert ws.repo.strays("st/") == []
+    uploads = client.list_multipart_uploads(Bucket=repo_bucket, Prefix=f"{prefix}/").get("Uploads", [])
+    assert uploads == []
+
+
+def test_replace_if_on_s3_never_creates_and_never_overwrites_what_it_did_not_expect(
+    s3_server: S3Server, repo_bucket: str
+) -> None:
+    repo = S3Repository(s3_server.repository_spec(repo_bucket, prefix=f"tests/{uuid.uuid4().hex[:8]}"))
+    key = "s/pg/backups/b1/lease.json"
+    assert not repo.replace_if(key, b"renewed", expected=b"ours")
+    assert not repo.exists(key)
+    repo.put(key, b"theirs")
+    assert not repo.replace_if(key, b"renewed", expected=b"ours")
+    assert repo.get(key) == b"theirs"
+    repo.put(key, b"ours")
+    assert repo.replace_if(key, b"renewed", expected=b"ours")
+    assert repo.get(key) == b"renewed"

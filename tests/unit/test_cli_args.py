@@ -88,8 +88,11 @@ def test_wal_fetch_of_a_missing_segment_exits_1(tmp_path: Path) -> None:
         "stack: demo\nrepositories:\n  local: {type: fs, path: ./repo}\n"
         "services:\n  postgres: {kind: postgres}\n"
     )
+    segment = tmp_path / "000000010000000000000001"
+    segment.write_bytes(bytes(8192))
+    assert run_drkit("wal-push", str(segment), config=config).code == 0  # the archive exists
     dest = tmp_path / "RECOVERYXLOG"
-    result = run_drkit("wal-fetch", "000000010000000000000001", str(dest), config=config)
+    result = run_drkit("wal-fetch", "000000010000000000000002", str(dest), config=config)
     assert not dest.exists()
     assert result.code == 1
 

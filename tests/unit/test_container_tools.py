@@ -1,9 +1,9 @@
-"""PostgreSQL tools run in a compose container: the argument list, the secret's path, and
-the WAL served to an in-place restore (its moves inside the volume: tests/unit/test_aside.py)."""
+"""PostgreSQL tools run in a compose container: the argument list and the secret's path
+(the in-place restore's moves inside the volume: tests/unit/test_aside.py; the WAL served
+to it: tests/unit/test_wal_spool.py)."""
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -13,7 +13,6 @@ from drkit.adapters.container import env_file_text
 from drkit.adapters.postgres.toolhost import inside_dsn, tool_host
 from drkit.domain.errors import ConfigError
 from drkit.domain.stack import RuntimeSpec, Service
-from drkit.engines.postgres.restore_compose import serve_once, wait_for_file_command
 
 SECRET = "pa:ss w0rd#"
 
@@ -51,27 +50,3 @@ def test_inside_dsn_uses_the_socket_and_drops_the_password() -> None:
 def test_env_file_refuses_a_value_with_a_line_break() -> None:
     with pytest.raises(ConfigError, match="line break"):
         env_file_text({"PGPASSWORD": "a\nB=c"})
-
-
-class FakeArchive:
-    def __init__(self, held: dict[str, bytes]) -> None:
-        self.held = held
-
-    def fetch(self, name: str, dest: Path) -> bool:
-        if name not in self.held:
-            return False
-        dest.write_bytes(self.held[name])
-        return True
-
-
-def test_serving_answers_each_request_with_the_file_or_its_absence(tmp_path: Path) -> None:
-    (tmp_path / ".want-00000002.history").touch()
-    (tmp_path / ".want-00000003.history").touch()
-    serve_once(
-        FakeArchive({"00000002.history": b"1\t0/3000000\tno reason\n"}), tmp_path, os.getuid(), os.getgid()
-    )  # type: ignore[arg-type]
-    assert (tmp_path / "00000002.history").read_bytes().startswith(b"1\t")
-    assert (tmp_path / ".absent-00000003.history").exists()
-    assert not list(tmp_path.glob(".want-*"))
-    command = wait_for_file_command("/var/lib/postgresql/data/drkit-prefetch")
-    assert "exit 126" in command and ".want-%f" in command  # a timeout stops recovery, never ends it

@@ -145,3 +145,20 @@ def test_one_unreadable_file_is_damaged_but_an_unreadable_repository_is_an_error
     monkeypatch.setattr(FsRepository, "get", get_failing_all)
     with pytest.raises(RepositoryError, match="cannot read the repository"):
         list_backups(repo, "demo", "postgres")
+
+
+def test_a_manifest_replaced_by_a_link_is_damaged_never_an_incomplete_backup_to_clean(
+    repo: FsRepository, tmp_path: Path
+) -> None:
+    """Listed as incomplete, the backup would be removed whole by the next backup's cleanup."""
+    import os
+
+    key = manifest_key("demo", "postgres", GOOD[0])
+    repo.put(f"{backup_dir('demo', 'postgres', GOOD[0])}/base.00000.tar.zst", b"its data")
+    target = tmp_path / "elsewhere.json"
+    target.write_bytes(repo.get(key))
+    (tmp_path / "repo" / key).unlink()
+    os.symlink(target, tmp_path / "repo" / key)
+    listing = list_backups(repo, "demo", "postgres")
+    assert GOOD[0] not in listing.incomplete
+    assert any(d.backup_id == GOOD[0] and "symbolic link" in d.reason for d in listing.damaged)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drkit.adapters.repository.fs import FsRepository
-from drkit.domain.errors import RepositoryError
+from drkit.domain.errors import IntegrityError, RepositoryError
 
 
 @pytest.fixture
@@ -170,3 +170,116 @@ def test_root_owned_root_keeps_files_as_root(tmp_path: Path) -> None:
     repo = FsRepository(tmp_path / "repo")
     repo.put("a/b", b"x")
     assert (tmp_path / "repo/a/b").stat().st_uid == 0
+
+
+# -- links and other non-blobs: never followed, never listed, reported as strays -----------
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    """A file outside the repository that a planted link points at."""
+    path = tmp_path / "outside" / "secret"
+    path.parent.mkdir()
+    path.write_bytes(b"root's secret")
+    return path
+
+
+def test_a_linked_file_is_never_read_listed_or_counted(repo: FsRepository, secret: Path) -> None:
+    repo.put("s/redis/backups/b1/manifest.json", b"m")
+    os.symlink(secret, repo.root / "s/redis/notes.zst")
+    with pytest.raises(IntegrityError, match="notes.zst .* is a symbolic link"):
+        repo.get("s/redis/notes.zst")
+    with pytest.raises(IntegrityError, match="symbolic link"):
+        repo.size("s/redis/notes.zst")
+    with pytest.raises(IntegrityError, match="symbolic link"):
+        repo.exists("s/redis/notes.zst")
+    assert repo.list("s/") == ["s/redis/backups/b1/manifest.json"]
+    assert [e.key for e in repo.entries("s/")] == ["s/redis/backups/b1/manifest.json"]
+    [stray] = repo.strays("s/")
+    assert (stray.key, stray.kind.value) == ("s/redis/notes.zst", "link")
+    assert str(secret) in stray.detail
+
+
+def test_a_linked_directory_is_never_entered_on_read_or_write(repo: FsRepository, tmp_path: Path) -> None:
+    outside = tmp_path / "outside-dir"
+    outside.mkdir()
+    (outside / "manifest.json").write_bytes(b"theirs")
+    repo.put("s/pg/backups/real/manifest.json", b"m")
+    os.symlink(outside, repo.root / "s/pg/backups/evil")
+    assert repo.list("s/pg/backups/") == ["s/pg/backups/real/manifest.json"]
+    with pytest.raises(IntegrityError, match="symbolic link"):
+        repo.get("s/pg/backups/evil/manifest.json")
+    with pytest.raises(IntegrityError, match="symbolic link"):
+        repo.put("s/pg/backups/evil/base.00000.tar.zst", b"written through a link")
+    with pytest.raises(IntegrityError, match="symbolic link"):
+        repo.delete("s/pg/backups/evil/manifest.json")
+    assert sorted(p.name for p in outside.iterdir()) == ["manifest.json"]
+    assert [s.key for s in repo.strays("s/")] == ["s/pg/backups/evil"]
+    assert repo.strays("s/pg/backups/evil/")[0].kind.value == "link"
+
+
+def test_delete_tree_removes_a_link_and_never_what_it_points_to(repo: FsRepository, tmp_path: Path) -> None:
+    outside = tmp_path / "outside-dir"
+    outside.mkdir()
+    (outside / "keep.me").write_bytes(b"x")
+    repo.put("s/pg/backups/b1/base.00000.tar.zst", b"p")
+    os.symlink(outside, repo.root / "s/pg/backups/b1/inner")
+    os.symlink(outside / "keep.me", repo.root / "s/pg/backups/b1/file-link")
+    os.symlink(outside, repo.root / "s/pg/backups/b2")
+    repo.delete_tree("s/pg/backups/b1")
+    repo.delete_tree("s/pg/backups/b2")
+    assert not (repo.root / "s").exists()
+    assert (outside / "keep.me").read_bytes() == b"x"
+
+
+def test_a_fifo_is_refused_at_once_not_waited_on(repo: FsRepository) -> None:
+    repo.put("s/pg/wal/00000001/a", b"a")
+    os.mkfifo(repo.root / "s/pg/wal/00000001/000000010000000000000002.zst")
+    with pytest.raises(IntegrityError, match="not a regular file"):
+        repo.get("s/pg/wal/00000001/000000010000000000000002.zst")
+    assert repo.list("s/") == ["s/pg/wal/00000001/a"]
+    assert [s.kind.value for s in repo.strays("s/")] == ["special"]
+
+
+def test_a_put_replaces_a_planted_link_and_never_writes_through_it(repo: FsRepository, secret: Path) -> None:
+    repo.put("s/pg/backups/b1/verified.json", b"old")
+    target = repo.root / "s/pg/backups/b1/verified.json"
+    target.unlink()
+    os.symlink(secret, target)
+    repo.put("s/pg/backups/b1/verified.json", b"new")
+    assert secret.read_bytes() == b"root's secret"
+    assert not target.is_symlink() and target.read_bytes() == b"new"
+    os.unlink(target)
+    os.symlink(secret, target)
+    with pytest.raises(FileExistsError):
+        repo.put("s/pg/backups/b1/verified.json", b"again", overwrite=False)
+    assert secret.read_bytes() == b"root's secret"
+
+
+def test_temporary_files_are_strays_with_their_age(repo: FsRepository) -> None:
+    repo.put("s/pg/wal/00000001/a", b"a")
+    tmp = repo.root / "s/pg/wal/00000001/.b.x8k2j_.tmp"
+    tmp.write_bytes(b"torn")
+    os.utime(tmp, (1_000_000_000, 1_000_000_000))
+    [stray] = repo.strays("s/")
+    assert (stray.key, stray.kind.value, stray.kind.leftover) == (
+        "s/pg/wal/00000001/.b.x8k2j_.tmp",
+        "temporary",
+        True,
+    )
+    assert stray.modified is not None and stray.modified.year == 2001
+    repo.remove_stray(stray)
+    assert not tmp.exists() and repo.list("s/") == ["s/pg/wal/00000001/a"]
+
+
+def test_replace_if_replaces_only_what_it_expects_and_never_creates(repo: FsRepository) -> None:
+    repo.put("s/pg/backups/b1/lease.json", b"ours")
+    assert not repo.replace_if("s/pg/backups/b1/lease.json", b"renewed", expected=b"theirs")
+    assert repo.get("s/pg/backups/b1/lease.json") == b"ours"
+    assert repo.replace_if("s/pg/backups/b1/lease.json", b"renewed, longer", expected=b"ours")
+    assert repo.get("s/pg/backups/b1/lease.json") == b"renewed, longer"
+    assert repo.replace_if("s/pg/backups/b1/lease.json", b"short", expected=b"renewed, longer")
+    assert repo.get("s/pg/backups/b1/lease.json") == b"short"
+    repo.delete_tree("s/pg/backups/b1")
+    assert not repo.replace_if("s/pg/backups/b1/lease.json", b"again", expected=b"short")
+    assert not (repo.root / "s").exists()

@@ -233,3 +233,62 @@ def test_host_id_comes_from_the_environment_then_the_stack_then_the_machine(
     monkeypatch.delenv("DRKIT_HOST_ID")
     assert host_id("from-stack") == "from-stack"
     assert host_id(None).startswith(socket.gethostname())
+
+
+class TakenOverMidRenewal(FsRepository):
+    """Another host takes the lease over (its cleaner removed the expired one, its backup
+    claimed the id) just as this host's renewal writes."""
+
+    def __init__(self, root: Path, key: str, theirs: Lease) -> None:
+        super().__init__(root)
+        self.key, self.theirs, self.armed = key, theirs, False
+
+    def _take_over(self, key: str) -> None:
+        if self.armed and key == self.key:
+            self.armed = False
+            FsRepository.delete(self, key)
+            FsRepository.put(self, key, self.theirs.to_json(), overwrite=False)
+
+    def put(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
+        self._take_over(key)
+        super().put(key, data, overwrite=overwrite)
+
+    def replace_if(self, key: str, data: bytes, *, expected: bytes) -> bool:
+        self._take_over(key)
+        return super().replace_if(key, data, expected=expected)
+
+
+def test_a_renewal_never_overwrites_or_recreates_a_lease_another_host_took(tmp_path: Path) -> None:
+    key = lease_key("s", "pg", "b1")
+    now = datetime.now(UTC)
+    theirs = Lease("host-b", 4242, "their-run", "b1", now, now + timedelta(minutes=5))
+    repo = TakenOverMidRenewal(tmp_path / "repo", key, theirs)
+    keeper = LeaseKeeper(repo, SystemClock(), host="host-a")
+    assert keeper.claim(key, "b1")
+    repo.armed = True
+    keeper.renew()
+    assert Lease.from_json(repo.get(key)).run_id == "their-run"  # theirs stands
+    assert keeper.lost is not None
+    with pytest.raises(OperationError, match="removed or taken over"):
+        keeper.confirm()
+    keeper.release()
+    assert Lease.from_json(repo.get(key)).run_id == "their-run"  # and release leaves it
+
+
+def test_a_backup_whose_files_were_removed_is_never_committed(tmp_path: Path) -> None:
+    from drkit.domain.backup import Manifest, StoredFile
+    from drkit.engines.core.commit import commit_manifest
+
+    ws = workspace(tmp_path)
+    t = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+    with backup_lock(ws, "pg"):
+        backup_id = unique_id(ws, "pg", BackupKind.BASE, t)
+        ws.repo.put(f"s/pg/backups/{backup_id}/base.00000.tar.zst", b"part zero")
+        files = (
+            StoredFile("base.00000.tar.zst", 9, "a" * 64),
+            StoredFile("base.00001.tar.zst", 9, "b" * 64),  # removed by another host's cleanup
+        )
+        m = Manifest(backup_id, "s", "pg", BackupKind.BASE, t, t, files, {})
+        with pytest.raises(OperationError, match=r"base.00001.tar.zst of .* is missing .* not committing"):
+            commit_manifest(ws, m)
+    assert not ws.repo.exists(f"s/pg/backups/{backup_id}/manifest.json")

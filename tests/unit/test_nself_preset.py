@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from drkit.config.loader import load_stack
 from drkit.config.nself_preset import (
@@ -166,7 +167,10 @@ def test_dependency_graph_probes_and_objectives(
     objectives = {n: (s.rto, s.rpo) for n, s in stack.services.items()}
     m = timedelta(minutes=1)
     assert objectives["postgres"] == (30 * m, 5 * m)
-    assert objectives["hasura"] == (15 * m, timedelta(0))
+    # Hasura keeps its metadata in PostgreSQL: no rpo of its own, it inherits postgres's
+    assert objectives["hasura"] == (15 * m, 5 * m)
+    assert stack.services["hasura"].rpo_from == "postgres"
+    assert "rpo" not in yaml.safe_load(out.read_text())["services"]["hasura"]
     assert objectives["auth"] == (15 * m, 5 * m)
     assert objectives["redis"] == (10 * m, 15 * m)
     assert objectives["minio"] == (60 * m, 60 * m)

@@ -195,7 +195,7 @@ def test_prune_names_an_unknown_repository_or_service(tmp_path: Path) -> None:
     ok = run_drkit("--output", "json", "prune", "--repo", "r", "--dry-run", config=path)
     assert ok.code == 0, ok.stderr
     assert ok.json() == {
-        "sets": {"dry_run": True, "keep": [], "drop": []},
+        "sets": {"dry_run": True, "keep": [], "drop": [], "leftovers": []},
         "services": [
             {
                 "service": "pg",
@@ -207,8 +207,12 @@ def test_prune_names_an_unknown_repository_or_service(tmp_path: Path) -> None:
                 "wal_from": None,
                 "incomplete": [],
                 "objects": None,
+                "refused": [],
+                "force_skipped": [],
+                "leftovers": [],
             }
         ],
+        "refused": [],
     }
 
 
@@ -249,3 +253,75 @@ def test_the_newest_set_stays_whatever_the_rules(tmp_path: Path) -> None:
     plan = prune_sets(ws, dry_run=False)
     assert [d.name for d in plan.keep] == [newest] and plan.keep[0].rule == "newest"
     assert [s.set_id for s in list_sets(ws)] == [newest]
+
+
+def test_an_unreadable_manifest_stops_the_services_prune_and_names_it(ws: Workspace) -> None:
+    """One appended byte: the manifest no longer parses. Its backup's WAL and files are then
+    unknown, so nothing of the service goes (backups, WAL, leftovers), and the result names
+    it; `force_skip` prunes as if it did not exist."""
+    ids = month(ws)
+    root = Path(str(ws.repo.location))
+    manifest = root / backup_dir(STACK, "postgres", ids[29]) / "manifest.json"
+    with open(manifest, "ab") as fh:
+        fh.write(b"x")
+    leftover = root / f"{STACK}/postgres/wal/00000001/.000000010000000000000001.zst.ab12cd34.tmp"
+    leftover.write_bytes(b"torn")
+    os.utime(leftover, (0, 0))
+    before = _files(root)
+    service = ws.stack.services["postgres"]
+    for dry_run in (True, False):
+        result = prune(ws, service, dry_run=dry_run)
+        assert [d.backup_id for d in result.refused] == [ids[29]]
+        assert not result.plan.drop and not result.plan.wal_drop and not result.leftovers
+        assert _files(root) == before
+    lines = describe(result)
+    assert lines[0].startswith("postgres: REFUSED, nothing removed: 1 manifest(s) cannot be read")
+    assert f"--force-skip {ids[29]}" in lines[-1]
+
+    forced = prune(ws, service, dry_run=False, force_skip=frozenset({ids[29]}))
+    assert not forced.refused and [d.backup_id for d in forced.skipped] == [ids[29]]
+    assert forced.plan.drop and forced.plan.wal_drop  # the plan went as if it did not exist
+    assert [item.key for item in forced.leftovers] == [str(leftover.relative_to(root))]
+    assert not leftover.exists() and manifest.exists()  # a damaged backup is never removed
+
+
+def test_a_failed_read_of_one_manifest_refuses_too(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = month(ws)
+    inner_get = ws.repo.get
+
+    def flaky(key: str) -> bytes:
+        if key.endswith(f"{ids[12]}/manifest.json"):
+            raise RepositoryError("S3 at http://offsite broke off the transfer (reading it)")
+        return inner_get(key)
+
+    monkeypatch.setattr(ws.repo, "get", flaky)
+    root = Path(str(ws.repo.location))
+    before = _files(root)
+    result = prune(ws, ws.stack.services["postgres"], dry_run=False)
+    assert [d.backup_id for d in result.refused] == [ids[12]]
+    assert "broke off the transfer" in result.refused[0].reason
+    assert _files(root) == before
+
+
+def test_force_skip_names_only_damaged_backups(tmp_path: Path) -> None:
+    from tests.conftest import run_drkit
+
+    stack = make_stack(tmp_path, POLICY, timedelta(days=10))
+    ws = workspace(stack, NOW)
+    ids = month(ws, days=3)
+    (tmp_path / "repo" / backup_dir(STACK, "postgres", ids[1]) / "manifest.json").write_text("{")
+    path = tmp_path / "stack.yaml"
+    path.write_text(
+        f"version: 1\nstack: {STACK}\nstate_dir: {tmp_path / 'state'}\n"
+        f"repositories: {{main: {{type: fs, path: {tmp_path / 'repo'}}}}}\n"
+        "services: {postgres: {kind: postgres, dsn: host=x}}\n"
+    )
+    typo = run_drkit("prune", "--force-skip", ids[0], config=path)
+    assert typo.code == 2 and f"--force-skip {ids[0]}: no backup of that id" in typo.stderr
+    assert ids[1] in typo.stderr
+    refused = run_drkit("prune", config=path)
+    assert refused.code == 3, refused.stderr
+    assert "postgres: REFUSED, nothing removed" in refused.stdout and ids[1] in refused.stdout
+    forced = run_drkit("--output", "json", "prune", "--force-skip", ids[1], config=path)
+    assert forced.code == 0, forced.stderr
+    assert forced.json()["services"][0]["force_skipped"][0]["backup_id"] == ids[1]

@@ -126,8 +126,6 @@ def write_segment(pg_wal: Path, segment: Segment, *, sysid: int, pageaddr: int |
 
 
 def test_salvage_takes_only_segments_this_cluster_wrote_at_their_own_position(tmp_path: Path) -> None:
-    (tmp_path / "global").mkdir()
-    (tmp_path / "global" / "pg_control").write_bytes(struct.pack("=Q", 42) + b"\0" * 100)
     pg_wal = tmp_path / "pg_wal"
     pg_wal.mkdir()
     for n in (3, 4, 5):
@@ -135,7 +133,7 @@ def test_salvage_takes_only_segments_this_cluster_wrote_at_their_own_position(tm
     write_segment(pg_wal, Segment(1, 6), sysid=42, pageaddr=Segment(1, 1).start.value)  # recycled
     write_segment(pg_wal, Segment(1, 7), sysid=99)  # another cluster's
     (pg_wal / Segment(1, 8).name).write_bytes(b"\0" * SIZE)  # preallocated
-    found = _written_segments(pg_wal, tmp_path, Segment(1, 4))
+    found = _written_segments(pg_wal, 42, Segment(1, 4))
     assert [s.number for s in found] == [4, 5]
 
 

@@ -64,7 +64,8 @@ def test_default_jobs_when_the_schedule_is_absent_or_empty(tmp_path: Path, sched
     assert set(jobs) == {
         *("backup", "logical-daily", "logical-weekly", "prune", "verify", "drill", "status", "digest")
     }
-    assert (jobs["backup"].cron, job_args(jobs["backup"])) == ("0 2 * * *", ["backup", "--type", "base"])
+    # nightly, every service as one stack-wide set: what the weekly `drill --rotation` restores
+    assert (jobs["backup"].cron, job_args(jobs["backup"])) == ("0 2 * * *", ["backup", "--all"])
     assert job_args(jobs["logical-daily"]) == ["backup", "postgres", "--type", "logical"]
     assert jobs["logical-weekly"].cron == "0 3 * * 0"
     assert job_args(jobs["verify"]) == ["verify", "--latest", "--deep"]

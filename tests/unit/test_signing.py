@@ -45,6 +45,13 @@ def manifest(backup_id: str = "20260209T143000Z-rdb") -> Manifest:
     return Manifest(backup_id, "demo", "cache", BackupKind.RDB, NOW, NOW, files, {"redis": "7"})
 
 
+def commit(ws: Workspace, m: Manifest) -> None:
+    """Store the manifest's files (the commit point checks they are there), then commit it."""
+    for f in m.files:
+        ws.repo.put(f"{m.stack}/{m.service}/backups/{m.backup_id}/{f.name}", b"x" * f.size)
+    commit_manifest(ws, m)
+
+
 @pytest.fixture
 def signed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     monkeypatch.setenv("DRKIT_TEST_SIGN_KEY", KEY)
@@ -58,7 +65,7 @@ def raw_path(tmp_path: Path, key: str) -> Path:
 
 
 def test_a_signed_manifest_reads_back(signed: Workspace, tmp_path: Path) -> None:
-    commit_manifest(signed, manifest())
+    commit(signed, manifest())
     key = manifest_key("demo", "cache", "20260209T143000Z-rdb")
     assert raw_path(tmp_path, key + ".sig").read_text().startswith("hmac-sha256:")
     assert [m.backup_id for m in list_backups(signed.repo, "demo", "cache").complete] == [
@@ -67,7 +74,7 @@ def test_a_signed_manifest_reads_back(signed: Workspace, tmp_path: Path) -> None
 
 
 def test_a_changed_signed_manifest_is_refused(signed: Workspace, tmp_path: Path) -> None:
-    commit_manifest(signed, manifest())
+    commit(signed, manifest())
     path = raw_path(tmp_path, manifest_key("demo", "cache", "20260209T143000Z-rdb"))
     path.write_bytes(path.read_bytes().replace(b"ab" * 32, b"cd" * 32))
     with pytest.raises(IntegrityError, match="manifest.json has a wrong signature"):
@@ -93,7 +100,7 @@ def test_a_manifest_signed_with_another_key_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DRKIT_TEST_SIGN_KEY", "another key, also long enough")
-    commit_manifest(workspace(tmp_path, "env:DRKIT_TEST_SIGN_KEY"), manifest())
+    commit(workspace(tmp_path, "env:DRKIT_TEST_SIGN_KEY"), manifest())
     monkeypatch.setenv("DRKIT_TEST_SIGN_KEY", KEY)
     listing = list_backups(workspace(tmp_path, "env:DRKIT_TEST_SIGN_KEY").repo, "demo", "cache")
     assert listing.complete == ()
@@ -101,7 +108,7 @@ def test_a_manifest_signed_with_another_key_is_refused(
 
 
 def test_a_signed_manifest_moved_to_another_backup_is_refused(signed: Workspace, tmp_path: Path) -> None:
-    commit_manifest(signed, manifest())
+    commit(signed, manifest())
     a = raw_path(tmp_path, manifest_key("demo", "cache", "20260209T143000Z-rdb"))
     b = raw_path(tmp_path, manifest_key("demo", "cache", "20260210T143000Z-rdb"))
     b.parent.mkdir(parents=True)
@@ -122,7 +129,7 @@ def test_sets_are_signed_and_checked(signed: Workspace, tmp_path: Path) -> None:
 
 
 def test_deleting_a_backup_removes_its_signature(signed: Workspace, tmp_path: Path) -> None:
-    commit_manifest(signed, manifest())
+    commit(signed, manifest())
     delete_backup(signed, "cache", "20260209T143000Z-rdb")
     assert not (tmp_path / "repo" / "demo" / "cache" / "backups" / "20260209T143000Z-rdb").exists()
 
@@ -130,7 +137,7 @@ def test_deleting_a_backup_removes_its_signature(signed: Workspace, tmp_path: Pa
 def test_without_a_key_nothing_is_signed_or_checked(tmp_path: Path) -> None:
     ws = workspace(tmp_path, None)
     assert not isinstance(ws.repo, SigningRepository)
-    commit_manifest(ws, manifest())
+    commit(ws, manifest())
     key = manifest_key("demo", "cache", "20260209T143000Z-rdb")
     assert not raw_path(tmp_path, key + ".sig").exists()
     assert len(list_backups(ws.repo, "demo", "cache").complete) == 1

@@ -224,6 +224,22 @@ def test_digest_lists_what_completed_in_the_day(tmp_path: Path) -> None:
     assert message.severity is Severity.WARNING  # a drill missed its target
 
 
+def test_digest_sums_up_a_service_backed_up_every_few_minutes(tmp_path: Path) -> None:
+    """A 15-minute rpo means a backup every 10 minutes: the digest says so once, not 144 lines."""
+    from drkit.engines.ops.notify import digest
+
+    ws, _ = workspace(tmp_path)
+    for n in range(1, 145):
+        m = manifest("cache", BackupKind.RDB, NOW - timedelta(minutes=10 * n, seconds=30), 1.0, 10)
+        ws.repo.put(manifest_key("demo", m.service, m.backup_id), m.to_json())
+    lines = digest(ws, until=NOW).body.splitlines()
+    cache = [line for line in lines if "of cache" in line]
+    assert len(cache) == 1
+    assert cache[0].startswith("145 rdb backups of cache (")  # 143 + 2; the 144th is 24h00m30s old
+    assert "the newest: backup 20261130T115000Z-rdb of cache" in cache[0]
+    assert sum("of search" in line for line in lines) == 1
+
+
 STATEFUL_AND_NOT = """\
 version: 1
 stack: demo
@@ -279,3 +295,35 @@ def test_the_copies_hook_is_called_per_service(tmp_path: Path) -> None:
     assert cache.copies == {"copies": 3, "repositories": 2, "rule_321": True}
     assert search.copies == {"error": "offsite bucket unreachable"}
     assert build_status(ws).services[0].copies is None
+
+
+def test_a_backup_from_the_future_turns_status_red_and_is_not_the_newest(tmp_path: Path) -> None:
+    """One backup stamped a year ahead (a skewed clock, a copy from another host): the age
+    was -31,535,998 s with no alert. It is named, red, and the point is the real newest."""
+    ws, path = workspace(tmp_path)
+    ahead = manifest("cache", BackupKind.RDB, NOW + timedelta(days=365), 2.0, 100)
+    ws.repo.put(manifest_key("demo", "cache", ahead.backup_id), ahead.to_json())
+    cache = build_status(ws, services=["cache"]).services[0]
+    assert cache.red and cache.recoverable_age_seconds == 600
+    assert cache.last_backup is not None and cache.last_backup.backup_id != ahead.backup_id
+    assert [u.backup_id for u in cache.unproven] == [ahead.backup_id]
+    assert (
+        f"cache: backup {ahead.backup_id}: finished 2027-11-30T12:00:00Z, 365.0 d ahead" in cache.problems[0]
+    )
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(exposition(lambda: build_status(ws)).decode())
+        for s in family.samples
+    }
+    when = samples[("drkit_backup_last_success_timestamp_seconds", (("service", "cache"), ("type", "rdb")))]
+    assert when == (NOW - timedelta(minutes=10)).timestamp()
+
+    real_now = datetime.now(UTC)
+    (tmp_path / "cli").mkdir()
+    _, path = workspace(tmp_path / "cli", real_now, base=real_now)
+    ws_cli = open_workspace(load_stack(path))
+    future = manifest("cache", BackupKind.RDB, real_now + timedelta(days=365), 2.0, 100)
+    ws_cli.repo.put(manifest_key("demo", "cache", future.backup_id), future.to_json())
+    result = run_drkit("status", "cache", config=path)
+    assert result.code == 3, result.stdout + result.stderr
+    assert future.backup_id in result.stdout

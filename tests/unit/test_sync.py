@@ -60,7 +60,17 @@ def _backup(ws: Workspace, backup_id: str, *, commit: bool = True) -> Manifest:
     directory = f"sandbox/redis/backups/{backup_id}"
     ws.repo.put(f"{directory}/dump.rdb.zst", stored)
     files = (StoredFile("dump.rdb.zst", len(stored), sha256(stored), len(raw)),)
-    m = Manifest(backup_id, "sandbox", "redis", BackupKind.RDB, T0, T0, files, {"redis": "7"})
+    record = {
+        "path": "dump.rdb",
+        "role": "rdb",
+        "size": len(raw),
+        "sha256": sha256(raw),
+        "parts": ["dump.rdb.zst"],
+    }
+    details = {"files": [record]}  # what a restore follows (verify checks it)
+    m = Manifest(
+        backup_id, "sandbox", "redis", BackupKind.RDB, T0, T0, files, {"redis": "7"}, details=details
+    )
     if commit:
         ws.repo.put(f"{directory}/manifest.json", m.to_json())
     else:
@@ -186,7 +196,7 @@ def test_verify_repo_finds_a_changed_byte_in_a_wal_segment(tmp_path: Path) -> No
     sync(ws)
     ws_copy = open_workspace(stack, repository="copy")
     (wal,) = verify_repository(ws_copy).wal
-    assert wal.status is Status.OK and wal.detail.startswith("1 segments")
+    assert wal.status is Status.OK and wal.detail.startswith("1 WAL file(s) re-read and intact")
     data = bytearray(ws_copy.repo.get(f"{WAL}.zst"))
     data[-6] ^= 1
     ws_copy.repo.put(f"{WAL}.zst", bytes(data))
@@ -203,3 +213,48 @@ def test_a_journal_rewritten_since_is_copied_again(tmp_path: Path) -> None:
     assert again.copied == 1
     copy = FsRepository(str(tmp_path / "copy"))
     assert json.loads(copy.get("sandbox/journals/run-1.json"))["finished"] is True
+
+
+def test_a_planted_link_is_never_copied_and_verify_repo_lists_every_link_and_leftover(
+    tmp_path: Path,
+) -> None:
+    """The database user can write the repository; drkit runs as root. A link planted there
+    (a file and a directory) must not carry a secret off-site, and `verify --repo` names it."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root's secret")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.zst").write_bytes(b"more secrets")
+    ws = open_workspace(load_stack(_stack(tmp_path)))
+    _fill(ws)
+    repo = tmp_path / "repo" / "sandbox"
+    os.symlink(secret, repo / "redis" / "notes.zst")
+    os.symlink(outside, repo / "postgres" / "wal" / "00000002")
+    (repo / "postgres" / "wal" / "00000001" / ".000000010000000000000002.zst.1a2b3c4d.tmp").write_bytes(
+        b"torn"
+    )
+
+    (report,) = sync(ws)
+    copied = tmp_path / "copy" / "sandbox"
+    assert not (copied / "redis" / "notes.zst").exists()
+    assert not (copied / "postgres" / "wal" / "00000002").exists()
+    assert not [
+        p for p in copied.rglob("*") if p.is_file() and p.read_bytes() in (b"root's secret", b"more secrets")
+    ]
+    assert any("notes.zst" in item for item in report.not_files)
+
+    result = verify_repository(ws)
+    assert not result.ok
+    found = {(s.key, s.kind.value) for s in result.strays}
+    assert found == {
+        ("sandbox/redis/notes.zst", "link"),
+        ("sandbox/postgres/wal/00000002", "link"),
+        ("sandbox/postgres/wal/00000001/.000000010000000000000002.zst.1a2b3c4d.tmp", "temporary"),
+    }
+    assert {s.key for s in result.damage} == {"sandbox/redis/notes.zst", "sandbox/postgres/wal/00000002"}
+    from tests.conftest import run_drkit
+
+    cli = run_drkit("verify", "--repo", "local", config=tmp_path / "stack.yaml")
+    assert cli.code == 3, cli.stdout + cli.stderr
+    assert "sandbox/redis/notes.zst: symbolic link to" in cli.stdout
+    assert ".000000010000000000000002.zst.1a2b3c4d.tmp: temporary file" in cli.stdout

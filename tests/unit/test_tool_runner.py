@@ -35,8 +35,11 @@ def gone(pid: int) -> bool:
 
 
 def pid_from(path: Path) -> int:
-    text = wait_for(lambda: path.exists() and path.read_text().strip(), timeout=10, what=f"{path}")
-    return int(str(text))
+    # The shell creates the file before it writes the pid: an empty file is "not yet" (None).
+    text = wait_for(
+        lambda: (path.read_text().strip() or None) if path.exists() else None, timeout=60, what=f"{path}"
+    )
+    return int(text)
 
 
 def test_the_consumer_gets_all_of_stdout_and_its_result_is_returned() -> None:
@@ -54,10 +57,8 @@ def test_a_timeout_kills_the_tool_and_its_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "grandchild"
     # A grandchild in the same group: killing only the direct child would leave it running.
     script = 'echo "started, waiting" >&2; sleep 60 & echo $! > "$1"; wait'
-    started = time.monotonic()
     with pytest.raises(ToolError, match=r"^sh timed out after 1s and was killed: started, waiting$"):
         stream_tool(["sh", "-c", script, "sh", str(pidfile)], read_all, timeout=1)
-    assert time.monotonic() - started < 15
     grandchild = pid_from(pidfile)
     wait_for(lambda: gone(grandchild), timeout=10, what="the grandchild to be killed")
 
@@ -72,7 +73,8 @@ def test_a_failing_consumer_kills_the_tool_and_its_error_propagates(tmp_path: Pa
     started = time.monotonic()
     with pytest.raises(ValueError, match="the sink is full"):
         stream_tool(["sh", "-c", 'echo $$ > "$1"; exec yes', "sh", str(pidfile)], consume, timeout=60)
-    assert time.monotonic() - started < 15
+    # Killed when the consumer failed, not when the 60 s timeout ran out.
+    assert time.monotonic() - started < 50
     assert gone(pid_from(pidfile))
 
 
@@ -112,9 +114,8 @@ def test_child_stop_asks_first_then_kills(tmp_path: Path) -> None:
     ready.unlink()
     stubborn = Child(["sh", "-c", "trap '' INT; echo $$ > \"$1\"; exec sleep 60", "sh", str(ready)])
     pid_from(ready)
-    started = time.monotonic()
+    # Killed, not waited out: `sleep 60` left alone would exit 0.
     assert stubborn.stop(signal.SIGINT, grace=0.5) == -signal.SIGKILL
-    assert time.monotonic() - started < 10
 
 
 def test_secret_file_is_private_and_removed() -> None:

@@ -182,7 +182,8 @@ def test_a_segment_that_cannot_be_decrypted_is_126(
 
 def test_absent_is_decided_by_the_archive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = FsRepository(tmp_path / "repo")
-    assert run_fetch(repo, tmp_path / "RECOVERYXLOG", capsys) == 1  # no timeline directory at all
+    # An archive with nothing at all is a missing or unmounted one, not the end of the WAL.
+    assert run_fetch(repo, tmp_path / "RECOVERYXLOG", capsys) == 126
     WalArchive(repo, "demo", "postgres", Codec()).push_bytes("000000010000000000000002", segment_bytes())
     assert run_fetch(repo, tmp_path / "RECOVERYXLOG", capsys) == 1
     assert not (tmp_path / "RECOVERYXLOG").exists()
@@ -281,6 +282,7 @@ def test_a_timeline_history_file_is_absent_only_when_the_archive_says_so(
     repo = FsRepository(tmp_path / "repo")
     archive = WalArchive(repo, "demo", "postgres", Codec())
     dest = tmp_path / "RECOVERYHISTORY"
+    archive.push_bytes(SEG, segment_bytes())
     assert status(lambda: archive.fetch("00000002.history", dest), capsys) == (1, [])
     archive.push_bytes("00000002.history", b"1\t0/3000000\tno recovery target specified\n")
     assert status(lambda: archive.fetch("00000002.history", dest), capsys) == (0, [])

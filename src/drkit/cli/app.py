@@ -56,6 +56,7 @@ def _register() -> None:
         backup_cmds,
         check_cmds,
         drill_cmds,
+        keep_cmds,
         prune_cmds,
         recover_cmds,
         replica_cmds,
@@ -73,6 +74,7 @@ def _register() -> None:
     modules = (
         sandbox_cmds,
         backup_cmds,
+        keep_cmds,
         wal_cmds,
         restore_cmds,
         recover_cmds,

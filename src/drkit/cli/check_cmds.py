@@ -26,12 +26,13 @@ def check_cmd(ctx: typer.Context) -> None:
     """
     from drkit.domain.checks import any_critical_failure
     from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.ops.objectives import check_objectives
     from drkit.engines.stack.check import run_checks
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
     kept: list[KeptData] = []
-    results = run_checks(ws, kept=kept) + _patroni_checks(ws)
+    results = run_checks(ws, kept=kept) + _patroni_checks(ws) + check_objectives(ws)
     failed = any_critical_failure(results)
     if opts.json:
         emit_json({"ok": not failed, "results": results, "moved_aside": [k.to_dict() for k in kept]})

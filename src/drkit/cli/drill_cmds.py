@@ -62,7 +62,14 @@ def drill_cmd(
     if rotation:
         chosen = [rotation_for(ws.clock.now())]
     if opts.dry_run:
-        where = "an isolated copy" if target == "isolated" else "the live stack"
+        where = "the live stack"
+        if target == "isolated":  # the copy is restored from the newest set: there must be one
+            from drkit.engines.core.set_refs import find_set
+
+            newest = find_set(ws, None)
+            where = (
+                f"an isolated copy restored from set {newest.set_id} ({newest.created_at:%Y-%m-%d %H:%M} UTC)"
+            )
         console.print(f"would drill {', '.join(chosen)} on {where}")
         return
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))

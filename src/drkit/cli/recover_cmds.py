@@ -14,6 +14,7 @@ from drkit.domain.errors import ExitCode, UsageError
 from drkit.domain.journal import Journal, StepRecord, Verdict
 
 if TYPE_CHECKING:
+    from drkit.domain.stack import Stack
     from drkit.engines.core.workspace import Workspace
     from drkit.engines.runbooks.model import Runbook
 
@@ -36,6 +37,12 @@ def recover_cmd(
         None, "--copy-back", help='data-loss, side by side: "TABLE where CONDITION" (repeatable).'
     ),
     since: str = typer.Option(None, "--since", help="When the incident began (for the measured RTO/RPO)."),
+    emergency_dump: bool = typer.Option(
+        True,
+        "--emergency-dump/--no-emergency-dump",
+        help="db-corruption: first take a logical dump of what the damaged server still answers "
+        "(pinned, kept by prune). Skip it when time matters more than that evidence.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted recovery."),
     run_id: str = typer.Option(None, "--run", help="With --resume: which recovery (default: the newest)."),
 ) -> None:
@@ -44,6 +51,10 @@ def recover_cmd(
     Every step is written to a journal (this host and the repository) before and after it
     runs; a recovery that was interrupted continues with `--resume`, never repeating a
     completed step. Exit 1 when a step fails, 4 when an RTO/RPO target was missed.
+
+    With --yes, a --target-time later than the archive's last commit (a minute ago, on a
+    live primary) makes drkit close the primary's current WAL segment and wait until it is
+    archived, showing the segment it waits for.
 
     Examples:
       drkit --dry-run recover db-corruption
@@ -60,6 +71,8 @@ def recover_cmd(
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
+    if not opts.json:  # who to call comes first, before anything can go wrong
+        print_escalation(ws.stack)
     provide(ws)  # geo-failover's automatic steps are engines/failover's
     if resume:
         if scenario:
@@ -82,8 +95,10 @@ def recover_cmd(
             copy_back=tuple(copy_back or ()),
             service=name,  # geo-failover: the standby
             since=since,
+            switch_wal=opts.yes and not opts.dry_run,
+            emergency_dump=emergency_dump,
         )
-        runbook = prepare(ws, args)
+        runbook = prepare(ws, args, say=None if opts.json else lambda m: console.print(f"    {m}"))
         journal = None
     if opts.dry_run:
         _show_plan(
@@ -91,6 +106,16 @@ def recover_cmd(
         )
         return
     _run(opts, ws, runbook, journal)
+
+
+def print_escalation(stack: Stack) -> None:
+    """The escalation path and emergency contacts from stack.yaml, in a box (none: nothing)."""
+    from drkit.engines.ops.notify import escalation_lines
+
+    lines = escalation_lines(stack)
+    if lines:
+        console.print("\n".join(lines), markup=False, soft_wrap=True)
+        console.print()
 
 
 def _run(opts: Options, ws: Workspace, runbook: Runbook, journal: Journal | None) -> None:
@@ -155,6 +180,7 @@ def _report(opts: Options, journal: Journal) -> None:
         ]
         if rows:
             table("measured", ["service", "RTO", "target", "RPO", "target", "verdict"], rows)
+        _breakdown(journal)
         console.print(
             f"{journal.verdict.value}: {journal.error or 'recovered and verified'} ({journal.run_id})"
         )
@@ -162,6 +188,21 @@ def _report(opts: Options, journal: Journal) -> None:
         raise typer.Exit(int(ExitCode.FAILED))
     if journal.verdict is Verdict.MISSED_TARGET:
         raise typer.Exit(int(ExitCode.TARGET_MISSED))
+
+
+def _breakdown(journal: Journal) -> None:
+    from drkit.engines.runbooks.recover import rto_breakdown
+
+    shares = rto_breakdown(journal)
+    if shares:
+        table(
+            "RTO breakdown: where the time went",
+            ["step", "took", "share"],
+            [
+                (t.step, t.note or _secs(t.seconds), f"{t.share:.0%}" if t.seconds is not None else "-")
+                for t in shares
+            ],
+        )
 
 
 def _show_plan(

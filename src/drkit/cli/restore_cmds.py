@@ -34,16 +34,23 @@ def verify_cmd(
     backup_id: str = typer.Argument(None, help="Backup id (default: --latest)."),
     latest: bool = typer.Option(False, "--latest", help="Verify the newest backup."),
     deep: bool = typer.Option(
-        False, "--deep", help="Also restore into a throwaway instance and compare row counts."
+        False,
+        "--deep",
+        help="Also restore it somewhere disposable and compare: PostgreSQL into a throwaway "
+        "instance (row counts, amcheck), Redis into a throwaway server, objects into a scratch bucket.",
     ),
-    service: str = typer.Option(None, "--service", help="Service (default: every postgres)."),
+    service: str = typer.Option(
+        None, "--service", help="Service whose newest backup to verify (default: every postgres)."
+    ),
     repo: str = typer.Option(
         None, "--repo", help="Check this repository (a copy), alone: every backup and set in it."
     ),
 ) -> None:
-    """Re-hash every file against the manifest and check the WAL it needs; exit 3 on problems.
+    """Re-read everything a restore of the backup reads (every file against the manifest, the
+    WAL segments it needs, object packs) and check it; exit 3 on problems. Only a backup that
+    passes, every part read, is recorded as verified (what retention keeps).
 
-    Example: drkit verify --latest --deep; drkit verify --repo offsite
+    Example: drkit verify --latest --deep; drkit verify --service s3 --deep; drkit verify --repo offsite
     """
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.ops.status import record_verify
@@ -72,6 +79,7 @@ def verify_cmd(
                 "service": report.service,
                 "deep": deep,
                 "ok": report.ok,
+                "verified": report.verified,  # recorded in verified.json: what retention keeps
                 "seconds": report.seconds,
                 "results": report.results,
             }
@@ -83,14 +91,20 @@ def verify_cmd(
             [(r.name, status_text(r.status.value), r.detail) for r in report.results],
         )
         verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
+        if report.ok and not report.complete:
+            verdict = (
+                "[yellow]ok so far, not recorded as verified: part of it could not be read here[/yellow]"
+            )
         console.print(f"{verdict} in {report.seconds:.1f}s")
     if not report.ok:
         raise typer.Exit(3)
 
 
-def _target(time: str | None, lsn: str | None, name: str | None) -> RecoveryTarget:
+def _target(
+    time: str | None, lsn: str | None, name: str | None, timeline: int | None = None
+) -> RecoveryTarget:
     try:
-        return target_from_args(time, lsn, name)
+        return target_from_args(time, lsn, name, timeline)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -103,7 +117,18 @@ def restore_cmd(
     ),
     target_time: str = typer.Option(None, "--target-time", help="ISO 8601 time; naive = UTC."),
     target_lsn: str = typer.Option(None, "--target-lsn", help="PostgreSQL: a WAL position like 0/3000060."),
-    target_name: str = typer.Option(None, "--target-name", help="PostgreSQL: a named restore point."),
+    target_name: str = typer.Option(
+        None,
+        "--target-name",
+        help="PostgreSQL: a named restore point (a set's, or one made with pg_create_restore_point()); "
+        "looked up before anything is touched.",
+    ),
+    timeline: int = typer.Option(
+        None,
+        "--timeline",
+        help="PostgreSQL: the branch of the WAL history to follow, where a later PITR left the "
+        "target's (drkit refuses an ambiguous target and names the choices).",
+    ),
     to: str = typer.Option(
         None,
         "--to",
@@ -142,6 +167,7 @@ def restore_cmd(
 
     Examples:
       drkit restore postgres --target-time "2026-02-09 14:30:00Z" --to /srv/pg-restored
+      drkit restore postgres --target-name before_migration --timeline 1 --to /srv/pg-old
       drkit restore redis --yes
       drkit restore minio --in-place --yes                     (nself's MinIO, into its volume)
       drkit restore postgres --table nchat_messages            (from the newest logical backup)
@@ -152,7 +178,7 @@ def restore_cmd(
     if set_id or all_:
         if service:
             raise UsageError("--set/--all restore every service; name none")
-        _restore_stack(opts, set_id, target_time, all_, pause=not leave_dependents)
+        _restore_stack(opts, set_id, target_time, all_, pause=not leave_dependents, timeline=timeline)
         return
     if not service:
         raise UsageError("name a service to restore, or use --set ID / --all --target-time T")
@@ -165,7 +191,7 @@ def restore_cmd(
     prepared = prepare_service_restore(
         ws,
         service,
-        _target(target_time, target_lsn, target_name),
+        _target(target_time, target_lsn, target_name, timeline),
         backup_id=backup_id,
         to=to,
         in_place=in_place,
@@ -175,6 +201,9 @@ def restore_cmd(
         into_database=into_database,
         tables=tuple(tables or ()),
         from_database=from_database,
+        switch_wal=(lambda m: None if opts.json else console.print(m))
+        if opts.yes and not opts.dry_run
+        else None,
     )
     if isinstance(prepared, PreparedRestore):
         _restore_postgres(opts, ws, prepared, pause=not leave_dependents)
@@ -246,13 +275,16 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
         if would_pause := _would_pause(ws, [prepared.service.name], enabled=pause and live):
             console.print(f"would stop {', '.join(would_pause)} first and start them again after")
         return
+    chosen = prepared.choice.describe() if prepared.choice else None
+    if chosen and not opts.json:
+        console.print(chosen, markup=False)
     if prepared.question:
         _confirm(opts, prepared.question)
     with _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and live) as paused:
         result = prepared.run(ws)
     failed = [c for c in result.checks if c.failed_critically]
     if opts.json:
-        emit_json({"ok": not failed, **result.__dict__, "dependents": _paused_json(paused)})
+        emit_json({"ok": not failed, **result.__dict__, "chosen": chosen, "dependents": _paused_json(paused)})
     else:
         console.print(
             f"[green]restored[/green] {prepared.service.name} from {result.backup_id} "
@@ -318,7 +350,13 @@ def _dependents_exit(paused: Paused) -> None:
 
 
 def _restore_stack(
-    opts: Options, set_id: str | None, target_time: str | None, all_: bool, *, pause: bool
+    opts: Options,
+    set_id: str | None,
+    target_time: str | None,
+    all_: bool,
+    *,
+    pause: bool,
+    timeline: int | None = None,
 ) -> None:
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.stack.restore import plan_stack, restore_stack
@@ -331,7 +369,9 @@ def _restore_stack(
         when = _target(target_time, None, None).time
     elif target_time:
         raise UsageError("--set restores to the set's moment; --target-time goes with --all")
-    stack_plan = plan_stack(ws, set_id=set_id, target_time=when)  # refuses before anything is touched
+    timeline = _target(None, None, None, timeline).timeline  # checked as for one service
+    # refuses before anything is touched
+    stack_plan = plan_stack(ws, set_id=set_id, target_time=when, timeline=timeline)
     if opts.dry_run:
         if opts.json:
             emit_json(

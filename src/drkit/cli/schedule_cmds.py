@@ -40,7 +40,7 @@ def run_cmd(
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.ops.notify import digest
     from drkit.engines.ops.schedule import STATE_FILE, Event, Scheduler
-    from drkit.engines.ops.schedule_jobs import job_args, jobs_of
+    from drkit.engines.ops.schedule_jobs import job_args, job_locks, jobs_of
     from drkit.engines.ops.schedule_supervise import ChildHandle, stream_supervisors
     from drkit.infra.locks import exclusive
 
@@ -72,6 +72,7 @@ def run_cmd(
         digest=lambda now: digest(ws, until=now),
         report=report,
         supervisors=sups,
+        needs=lambda job: job_locks(ws.stack, job),
     )
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop_requested.set())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop_requested.set())
@@ -147,7 +148,7 @@ def install_cmd(
 
     Example: drkit schedule install --dry-run;  drkit schedule install --crontab | crontab -
     """
-    from drkit.engines.ops.schedule_jobs import crontab_lines, service_unit, timer_units
+    from drkit.engines.ops.schedule_jobs import collisions, crontab_lines, service_unit, timer_units
     from drkit.infra.atomic import write_atomic
 
     if systemd + timers + crontab > 1:
@@ -155,6 +156,13 @@ def install_cmd(
     opts = options(ctx)
     stack = opts.stack()
     drkit = _drkit(stack)
+    if timers or crontab:  # only `schedule run` queues jobs that need one lock
+        for pair in collisions(stack):
+            err_console.print(
+                f"warning: {pair} start together: as separate {'timers' if timers else 'crontab lines'} "
+                "one fails on the lock; `schedule run` queues them (or give them other times)",
+                markup=False,
+            )
     if crontab:
         console.print("\n".join(crontab_lines(stack, drkit)), markup=False, soft_wrap=True)
         return

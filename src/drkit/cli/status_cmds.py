@@ -36,11 +36,14 @@ def status_cmd(
         raise UsageError(f"no service {unknown[0]!r} in {ws.stack.source_path}")
     report = build_status(ws, services=services or None, copies=copies_probe(ws))
     if opts.json:
-        emit_json(
-            {"stack": report.stack, "at": report.at, "red": bool(report.red), "services": _rows(report)}
-        )
+        data = {"stack": report.stack, "at": report.at, "red": bool(report.red), "services": _rows(report)}
+        if report.red:  # who to call, from stack.yaml
+            data["escalation"] = ws.stack.escalation_record() or None
+        emit_json(data)
     else:
         _print(report)
+        if report.red:
+            _print_escalation(ws.stack)
     if notify:
         _notify_red(opts.stack(), report, quiet=opts.json)
     if report.red:
@@ -67,6 +70,7 @@ def _rows(report: StatusReport) -> list[dict[str, Any]]:
                 "rpo_target_seconds": s.rpo_target_seconds,
                 "rto_target_seconds": s.rto_target_seconds,
                 "rpo_applies": s.rpo_applies,
+                "rpo_from": s.rpo_from,
                 "wal": s.archive,
                 "verify": s.verify,
                 "drill": s.drill,
@@ -88,6 +92,8 @@ def _row(s: ServiceStatus, report: StatusReport) -> tuple[str, ...]:
         f"{last.backup_id} ({_age((report.at - last.finished_at).total_seconds())} ago)" if last else "none"
     )
     rpo = f"{_age(s.recoverable_age_seconds)} / {_age(s.rpo_target_seconds)}" if s.rpo_applies else "n/a"
+    if s.rpo_applies and s.rpo_from:
+        rpo += f" ({s.rpo_from}'s)"
     wal = "-"
     if s.archive is not None:
         a = s.archive
@@ -119,6 +125,14 @@ def _print(report: StatusReport) -> None:
             console.print(f"[red]{problem}[/red]", soft_wrap=True)
 
 
+def _print_escalation(stack: Stack) -> None:
+    from drkit.engines.ops.notify import escalation_lines
+
+    lines = escalation_lines(stack)
+    if lines:
+        console.print("\n".join(lines), markup=False, soft_wrap=True)
+
+
 def _copies_text(s: ServiceStatus) -> str:
     if s.copies is None:
         return "-"
@@ -128,7 +142,7 @@ def _copies_text(s: ServiceStatus) -> str:
 def _notify_red(stack: Stack, report: StatusReport, *, quiet: bool) -> None:
     from drkit.engines.ops.notify import failure_message, send
 
-    message = failure_message(report)
+    message = failure_message(report, stack)
     if message is None:
         return
     if not stack.notifications:
@@ -190,17 +204,49 @@ def _serve(listen: str, registry: Any) -> None:
 def notify_test_cmd(
     ctx: typer.Context,
     severity: str = typer.Option("critical", "--severity", help="info, warning or critical."),
+    at: str = typer.Option(
+        None, "--at", help="With --dry-run: route as at this time (2026-12-07T22:00:00+01:00)."
+    ),
 ) -> None:
-    """Send a test message to every target that takes this severity; exit 1 if one fails.
+    """Send a test message to every target that takes this severity now (its min_severity and
+    its hours: business, after or always, in notifications.time_zone); exit 1 if one fails.
+    --dry-run shows where it would go and why, sending nothing.
 
-    Example: drkit notify test --severity warning
+    Example: drkit notify test --severity warning;  drkit --dry-run notify test --at "2026-12-07 22:00Z"
     """
     from drkit.engines.ops.notify import test_message
     from drkit.infra.clock import SystemClock
 
     opts = options(ctx)
     stack = opts.stack()
-    _deliver(opts, stack, test_message(stack, _severity(severity), SystemClock().now()))
+    now = _at(at) if at else SystemClock().now()
+    message = test_message(stack, _severity(severity), now)
+    if opts.dry_run:
+        _show_routes(opts, stack, message, now)
+        return
+    if at:
+        raise UsageError("--at only goes with --dry-run (a real message is sent now)")
+    _deliver(opts, stack, message)
+
+
+def _at(text: str) -> Any:
+    from drkit.domain.recovery import parse_target_time
+
+    try:
+        return parse_target_time(text)
+    except ValueError:
+        raise UsageError(f"--at {text!r}: give a time like 2026-12-07T22:00:00+01:00") from None
+
+
+def _show_routes(opts: Options, stack: Stack, message: Any, now: Any) -> None:
+    from drkit.engines.ops.notify import describe_target, route
+
+    rows = [(describe_target(t), route(stack, t, message.severity, now)) for t in stack.notifications]
+    if opts.json:
+        emit_json([{"target": t, "sends": why is None, "why": why} for t, why in rows])
+        return
+    for target, why in rows:
+        console.print(f"{target}: " + ("would send" if why is None else f"skipped: {why}"), markup=False)
 
 
 @notify_app.command("digest")
@@ -242,11 +288,7 @@ def _deliver(opts: Options, stack: Stack, message: Any) -> None:
         emit_json(deliveries)
     else:
         for d in deliveries:
-            state = (
-                "skipped (below its min_severity)"
-                if d.skipped
-                else ("sent" if d.sent else "[red]FAILED[/red]")
-            )
+            state = f"skipped ({d.why})" if d.skipped else ("sent" if d.sent else "[red]FAILED[/red]")
             console.print(f"{d.target}: {state}")
     failed = [d.target for d in deliveries if not d.sent and not d.skipped]
     if failed:

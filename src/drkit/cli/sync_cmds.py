@@ -42,6 +42,8 @@ def sync_cmd(
         )
         for item in r.not_copied:
             console.print(f"  not copied (its manifest is damaged at the source): {item}", markup=False)
+        for item in r.not_files:
+            console.print(f"  not copied (not a stored file; see drkit verify --repo): {item}", markup=False)
 
 
 def verify_copy(opts: Options, ws: Workspace) -> None:
@@ -61,6 +63,10 @@ def verify_copy(opts: Options, ws: Workspace) -> None:
                 "sets": result.sets,
                 "wal": result.wal,
                 "incomplete": result.incomplete,
+                "strays": [
+                    {"key": s.key, "kind": s.kind.value, "detail": s.detail, "damage": not s.kind.leftover}
+                    for s in result.strays
+                ],
             }
         )
     else:
@@ -73,6 +79,12 @@ def verify_copy(opts: Options, ws: Workspace) -> None:
         table(f"verify {result.location}", ["backup", "check", "status", "detail"], rows)
         for item in result.incomplete:
             console.print(f"[yellow]incomplete (no manifest, not a backup):[/yellow] {item}")
+        for stray in result.strays:
+            label = "leftover of a killed write (prune removes it after a day)"
+            if not stray.kind.leftover:
+                label = "[red]DAMAGE, not a stored file (never followed or copied; remove it)[/red]"
+            console.print(f"{label}: ", end="")
+            console.print(f"{stray.key}: {stray.detail}", markup=False)
         console.print("[green]ok[/green]" if result.ok else "[red]FAILED[/red]")
     if not result.ok:
         raise typer.Exit(3)

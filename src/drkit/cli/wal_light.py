@@ -23,7 +23,8 @@ from pathlib import Path
 from drkit.config.loader import find_config, load_stack
 from drkit.domain.errors import DrkitError
 from drkit.engines.core.workspace import open_workspace
-from drkit.engines.postgres.wal.archive import WalArchive
+from drkit.engines.postgres.wal.archive import WalArchive, archive_for
+from drkit.engines.postgres.wal.identity import read_data_dir
 
 FETCH_ABSENT = 1
 FETCH_ERROR = 126
@@ -48,9 +49,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _archive(config: str | None, service: str | None) -> WalArchive:
+    """PostgreSQL runs archive_command and restore_command in its data directory: the
+    cluster found there is the one whose WAL is pushed, or fetched for."""
     ws = open_workspace(load_stack(find_config(config), strict_secrets=False))
     svc = ws.postgres(service)
-    return WalArchive(ws.repo, ws.stack.name, svc.name, ws.codec)
+    return archive_for(ws, svc, local=read_data_dir(Path.cwd()))
 
 
 def main(argv: list[str]) -> int:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from drkit.config.escalation import escalation
 from drkit.config.models import (
     CheckModel,
     EncryptionModel,
@@ -38,6 +40,7 @@ from drkit.domain.stack import (
     SmokeCheck,
     Stack,
     WalMode,
+    with_inherited_rpo,
 )
 
 DEFAULT_CONFIG_NAMES = ("stack.yaml", "drkit.yaml")
@@ -207,7 +210,7 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         for name, r in model.repositories.items()
     }
     encryption = _encryption(model.encryption, ("encryption",), source, strict)
-    services = {n: _service(n, s, source, strict) for n, s in model.services.items()}
+    services = with_inherited_rpo({n: _service(n, s, source, strict) for n, s in model.services.items()})
     state_dir = _relative(model.state_dir, source.path) or str(Path(source.path).resolve().parent / ".drkit")
     return Stack(
         name=model.stack,
@@ -223,6 +226,8 @@ def _to_domain(model: StackModel, source: PositionedYaml, strict: bool) -> Stack
         notifications=_notify_targets(model, source, strict),
         schedule=_schedule(model.schedule),
         set_retention=_retention_of(model.sets.retention),
+        set_base_max_age=model.sets.base_max_age,
+        **escalation(model),
     )
 
 
@@ -249,7 +254,7 @@ def _notify_targets(model: StackModel, source: PositionedYaml, strict: bool) -> 
     for i, t in enumerate(model.notifications.targets):
         url = _secret(t.url, ("notifications", "targets", i, "url"), source, strict)
         if url is not None:
-            out.append(NotifyTarget(url=url, min_severity=Severity(t.min_severity)))
+            out.append(NotifyTarget(url, Severity(t.min_severity), t.hours, t.critical_any_time))
     return tuple(out)
 
 
@@ -289,7 +294,21 @@ def _check(c: CheckModel) -> IntegrityCheck:
 
 
 def _relative(path: str | None, config_path: str) -> str | None:
+    """An absolute path, resolved once here: relative to the configuration file's directory,
+    and `~` to the home of the file's owner (not of whoever reads it: PostgreSQL's OS user
+    runs wal-push and wal-fetch with the same file as root runs backups, and `~/backups` must
+    name one directory for both)."""
     if path is None:
         return None
-    p = Path(os.path.expanduser(path))
+    p = Path(_expand_home(path, config_path))
     return str(p if p.is_absolute() else (Path(config_path).resolve().parent / p))
+
+
+def _expand_home(path: str, config_path: str) -> str:
+    if path != "~" and not path.startswith("~/"):
+        return os.path.expanduser(path)  # `~user/...` names its user; anything else is as written
+    try:
+        home = pwd.getpwuid(Path(config_path).stat().st_uid).pw_dir
+    except (OSError, KeyError):
+        return os.path.expanduser(path)
+    return home + path[1:]

@@ -272,10 +272,67 @@ class NotifyTargetModel(Strict):
 
     url: SecretRef
     min_severity: Literal["info", "warning", "critical"] = "warning"
+    # when it receives: always, in business hours (the team's chat), after hours (the pager)
+    hours: Literal["always", "business", "after"] = "always"
+    critical_any_time: bool = True  # a critical message ignores `hours` ("critical to both")
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+def parse_days(text: str) -> tuple[int, ...]:
+    """`mon-fri`, `mon,wed,fri`, `sat-sun` -> weekday numbers (Monday 0)."""
+    out: set[int] = set()
+    for part in text.lower().replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        if first not in _DAYS or (last and last not in _DAYS):
+            raise ValueError(f"bad days {text!r}: use mon..sun, like mon-fri or mon,wed,fri")
+        a, b = _DAYS.index(first), _DAYS.index(last or first)
+        out.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    return tuple(sorted(out))
+
+
+class BusinessHoursModel(Strict):
+    days: str = "mon-fri"
+    start: str = Field(default="09:00", pattern=_CLOCK)
+    end: str = Field(default="18:00", pattern=_CLOCK)
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        parse_days(value)
+        return value
 
 
 class NotificationsModel(Strict):
     targets: list[NotifyTargetModel] = []
+    time_zone: str = "UTC"  # the zone business hours are in (an IANA name: Europe/Berlin)
+    business_hours: BusinessHoursModel = BusinessHoursModel()
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name, like Europe/Berlin or UTC"
+            ) from None
+        return value
+
+
+class ContactModel(Strict):
+    """Who to call in an incident (printed by `recover`, red `status` and the reports)."""
+
+    name: str
+    role: str = ""
+    phone: str = ""
+    email: str = ""
+    chat: str = ""
+    notes: str = ""
 
 
 class ScheduleJobModel(Strict):
@@ -302,6 +359,9 @@ class ScheduleJobModel(Strict):
 
 class SetsModel(Strict):
     retention: RetentionModel = RetentionModel()
+    # `backup --all` takes a fresh PostgreSQL base backup when the newest is older than this
+    # (a nightly set then restores from that night's base); a younger one is reused.
+    base_max_age: Duration = timedelta(hours=12)
 
 
 class StackModel(Strict):
@@ -316,6 +376,8 @@ class StackModel(Strict):
     checks: list[CheckModel] = []
     smoke: list[SmokeModel] = []
     notifications: NotificationsModel = NotificationsModel()
+    contacts: list[ContactModel] = []  # emergency contacts, in the order to call them
+    escalation: list[str] = []  # the escalation path, one step a line
     schedule: dict[str, ScheduleJobModel] | None = None  # absent: the default jobs
     sets: SetsModel = SetsModel()  # stack-wide restore points (`drkit backup --all`)
 

@@ -30,10 +30,12 @@ from drkit.infra.atomic import write_atomic
 __all__ = ["CANARY_PASSWORD_ENV", "HOST", "GeneratedConfig", "nself_config", "parse_env_text"]
 __all__ += ["read_project_env", "stack_document", "write_config"]
 
-# RTO / RPO / priority from the source procedures' "Recovery Objectives".
+# RTO / RPO / priority from the source procedures' "Recovery Objectives". Hasura's "0
+# (stateless)" there means it keeps no data of its own: its metadata lives in PostgreSQL, so
+# it sets no rpo and inherits PostgreSQL's (domain/stack.py, with_inherited_rpo).
 OBJECTIVES: dict[str, tuple[str | None, str | None, str]] = {
     "postgres": ("30m", "5m", "critical"),
-    "hasura": ("15m", "0s", "critical"),
+    "hasura": ("15m", None, "critical"),
     "auth": ("15m", "5m", "critical"),
     "redis": ("10m", "15m", "high"),
     "minio": ("1h", "1h", "medium"),

@@ -23,8 +23,13 @@ class RecoveryTarget:
     time: datetime | None = None
     lsn: Lsn | None = None
     name: str | None = None
+    timeline: int | None = None  # the branch it is on, when the operator says (--timeline)
 
     def describe(self) -> str:
+        on = f" on timeline {self.timeline}" if self.timeline is not None else ""
+        return self._what() + on
+
+    def _what(self) -> str:
         if self.kind is TargetKind.TIME and self.time is not None:
             return f"time {self.time.isoformat()}"
         if self.kind is TargetKind.LSN and self.lsn is not None:
@@ -59,16 +64,21 @@ def parse_target_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def target_from_args(time: str | None, lsn: str | None, name: str | None) -> RecoveryTarget:
-    """At most one of a time, an LSN or a restore point's name; none means latest.
-    ValueError names what is wrong (two given, a time or LSN that does not parse)."""
+def target_from_args(
+    time: str | None, lsn: str | None, name: str | None, timeline: int | None = None
+) -> RecoveryTarget:
+    """At most one of a time, an LSN or a restore point's name; none means latest; the
+    timeline, when given, is the branch to follow. ValueError names what is wrong (two
+    given, a time or LSN that does not parse, a timeline below 1)."""
     given = [x for x in (time, lsn, name) if x]
     if len(given) > 1:
         raise ValueError("give at most one of --target-time, --target-lsn, --target-name")
+    if timeline is not None and timeline < 1:
+        raise ValueError(f"--timeline {timeline}: timelines are numbered from 1")
     if time:
-        return RecoveryTarget(TargetKind.TIME, time=parse_target_time(time))
+        return RecoveryTarget(TargetKind.TIME, time=parse_target_time(time), timeline=timeline)
     if lsn:
-        return RecoveryTarget(TargetKind.LSN, lsn=Lsn.parse(lsn))
+        return RecoveryTarget(TargetKind.LSN, lsn=Lsn.parse(lsn), timeline=timeline)
     if name:
-        return RecoveryTarget(TargetKind.NAME, name=name)
-    return RecoveryTarget()
+        return RecoveryTarget(TargetKind.NAME, name=name, timeline=timeline)
+    return RecoveryTarget(timeline=timeline)

@@ -17,6 +17,7 @@ class RestoreSet:
     restore_point_lsn: str
     backups: dict[str, str]  # service -> backup id (postgres: the base backup to start from)
     finished_at: datetime
+    restore_point_timeline: int | None = None  # the timeline whose WAL holds it (None: older sets)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -38,6 +39,9 @@ class RestoreSet:
             restore_point_lsn=str(data["restore_point_lsn"]),
             backups={str(k): str(v) for k, v in data["backups"].items()},
             finished_at=datetime.fromisoformat(data["finished_at"]),
+            restore_point_timeline=int(data["restore_point_timeline"])
+            if data.get("restore_point_timeline") is not None
+            else None,
         )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, time, timedelta
 from enum import StrEnum
+from typing import Any
 
 from drkit.domain.checks import IntegrityCheck
 
@@ -179,6 +180,37 @@ class Service:
     secret_key: str | None = None
     buckets: tuple[str, ...] = ()
     replication: Replication | None = None
+    rpo_from: str | None = None  # the service whose RPO this one inherits (its data lives there)
+
+    @property
+    def rpo_seconds(self) -> float | None:
+        """The RPO target in seconds; None: no target (0 is a target: no loss at all)."""
+        return self.rpo.total_seconds() if self.rpo is not None else None
+
+    @property
+    def rto_seconds(self) -> float | None:
+        return self.rto.total_seconds() if self.rto is not None else None
+
+
+# Kinds whose data lives in the PostgreSQL they depend on: Hasura keeps its metadata in
+# hdb_catalog, hasura-auth its users and sessions. Their RPO is that PostgreSQL's.
+DATA_IN_DEPENDENCIES = frozenset({"hasura", "auth"})
+
+
+def with_inherited_rpo(services: dict[str, Service]) -> dict[str, Service]:
+    """One meaning of `rpo` for every service: the most data a disaster may cost it. A service
+    of a kind whose data lives in its PostgreSQL dependencies (DATA_IN_DEPENDENCIES) and
+    that sets no `rpo` inherits the tightest of theirs (`rpo_from` names it)."""
+    out = dict(services)
+    for name, svc in services.items():
+        if svc.rpo is not None or svc.kind not in DATA_IN_DEPENDENCIES:
+            continue
+        holders = [services[d] for d in svc.depends_on if d in services and services[d].kind == "postgres"]
+        targets = [(h.rpo, h.name) for h in holders if h.rpo is not None]
+        if targets:
+            rpo, source = min(targets)
+            out[name] = replace(svc, rpo=rpo, rpo_from=source)
+    return out
 
 
 @dataclass(frozen=True)
@@ -225,11 +257,49 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True)
 class NotifyTarget:
-    """Where notifications go: an apprise URL (a secret: it holds tokens) and the least
-    severity it receives."""
+    """Where notifications go: an apprise URL (a secret: it holds tokens), the least severity
+    it receives, and when: `always`, in `business` hours or `after` hours (a critical message
+    ignores the hours unless `critical_any_time` is off)."""
 
     url: str = field(repr=False)
     min_severity: Severity = Severity.WARNING
+    hours: str = "always"
+    critical_any_time: bool = True
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    """Weekdays (Monday 0) and a time of day window, in `Stack.notify_time_zone`. A window
+    whose end is before its start runs past midnight."""
+
+    days: tuple[int, ...] = (0, 1, 2, 3, 4)
+    start: time = time(9, 0)
+    end: time = time(18, 0)
+
+    def contains(self, local: datetime) -> bool:
+        t = local.time().replace(tzinfo=None)
+        if self.start <= self.end:
+            return local.weekday() in self.days and self.start <= t < self.end
+        if t >= self.start:  # an overnight window belongs to the day it starts on
+            return local.weekday() in self.days
+        return (local.weekday() - 1) % 7 in self.days and t < self.end
+
+
+@dataclass(frozen=True)
+class Contact:
+    """An emergency contact (not a secret: printed where an incident is handled)."""
+
+    name: str
+    role: str = ""
+    phone: str = ""
+    email: str = ""
+    chat: str = ""
+    notes: str = ""
+
+    def line(self) -> str:
+        reach = ", ".join(x for x in (self.phone, self.email, self.chat) if x)
+        text = self.name + (f" ({self.role})" if self.role else "") + (f": {reach}" if reach else "")
+        return text + (f"; {self.notes}" if self.notes else "")
 
 
 JOB_TYPES = ("backup", "verify", "sync", "drill", "prune", "status-notify", "digest")
@@ -264,6 +334,17 @@ class Stack:
     notifications: tuple[NotifyTarget, ...] = ()
     schedule: tuple[ScheduledJob, ...] | None = None  # None: the default jobs
     set_retention: Retention = Retention()  # which stack-wide sets `drkit prune` keeps
+    set_base_max_age: timedelta = timedelta(hours=12)  # `backup --all` reuses a younger base backup
+    notify_time_zone: str = "UTC"  # the zone of business_hours (notification routing)
+    business_hours: BusinessHours = BusinessHours()
+    contacts: tuple[Contact, ...] = ()  # emergency contacts, in the order to call them
+    escalation: tuple[str, ...] = ()  # the escalation path, one step each
+
+    def escalation_record(self) -> dict[str, list[Any]]:
+        """Contacts and escalation path as a journal or a report records them ({} when none)."""
+        if not self.contacts and not self.escalation:
+            return {}
+        return {"contacts": [asdict(c) for c in self.contacts], "path": list(self.escalation)}
 
     def service(self, name: str) -> Service:
         return self.services[name]

@@ -133,6 +133,15 @@ def on_path(path: tuple[TimelineSpan, ...], timeline: int, start: Lsn, stop: Lsn
     return any(s.timeline == timeline and s.holds(start) and s.holds(stop) for s in path)
 
 
+def timeline_at(path: tuple[TimelineSpan, ...], lsn: Lsn) -> int:
+    """Whose WAL a position on `path` is: the span holding it (a switch point is the child's)."""
+    found = path[0].timeline
+    for span in path:
+        if span.holds(lsn):
+            found = span.timeline
+    return found
+
+
 def segment_on_path(path: tuple[TimelineSpan, ...], number: int, size: int = DEFAULT_SEGMENT_SIZE) -> Segment:
     """Which timeline's file recovery reads for segment `number`: the newest timeline that
     began at or before that segment (the switch segment comes from the new timeline, whose

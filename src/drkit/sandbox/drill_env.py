@@ -15,6 +15,7 @@ from drkit.config.loader import load_stack
 from drkit.domain.backup import BackupKind
 from drkit.domain.errors import UsageError
 from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.choose import newest
 from drkit.engines.core.workspace import Workspace, open_workspace
 from drkit.sandbox import stack as sandbox_stack
 from drkit.sandbox.seed import SeedSize
@@ -73,10 +74,11 @@ def copy_bin_dir(live: Workspace, requested: str | None) -> str | None:
     bases = [
         m for m in list_backups(live.repo, live.stack.name, "postgres").complete if m.kind is BackupKind.BASE
     ]
-    if not bases:
+    chosen = newest(bases, live.clock.now())  # the one rule: a future-dated backup does not count
+    if chosen is None:
         return None  # nothing to restore: the drill says so itself
-    newest = max(bases, key=lambda m: (m.finished_at, m.backup_id)).require_postgres()
-    major = newest.server_version // 10000
+    newest_base = chosen.require_postgres()
+    major = newest_base.server_version // 10000
     debian = f"/usr/lib/postgresql/{major}/bin"
     if os.access(os.path.join(debian, "initdb"), os.X_OK):
         return debian

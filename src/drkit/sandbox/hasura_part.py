@@ -80,9 +80,8 @@ def prepare(ctx: PartContext) -> ServiceEntry:
         "runtime": runtime,
         "url": url,
         "password": f"file:{secret_file}",  # the admin secret
-        "depends_on": ["postgres"],  # its metadata lives there
+        "depends_on": ["postgres"],  # its metadata lives there: it inherits PostgreSQL's rpo
         "rto": "15m",
-        "rpo": "0s",
         "priority": "critical",
         "health": {"type": "hasura", "target": f"{url}/healthz?strict=true"},
     }

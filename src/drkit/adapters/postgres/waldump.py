@@ -1,8 +1,9 @@
-"""Commit times recorded in WAL, read with pg_waldump.
+"""Commit times and named restore points recorded in WAL, read with pg_waldump.
 
 A commit (or abort) record carries the time the transaction ended: the clock PostgreSQL's
 `recovery_target_time` is compared with. That is the only sound time for a segment: when
-a file was stored says nothing once a repository has been copied or synced.
+a file was stored says nothing once a repository has been copied or synced. A
+`RESTORE_POINT` record (pg_create_restore_point) is where `recovery_target_name` stops.
 """
 
 from __future__ import annotations
@@ -23,6 +24,24 @@ _ENDED_RE = re.compile(
 _END_OF_WAL = ("error in WAL record at", "could not find file", "could not read file")
 
 
+# `rmgr: XLOG len (rec/tot): 98/ 98, tx: 0, lsn: 0/01500790, prev 0/..., desc: RESTORE_POINT my point`
+_RESTORE_POINT_RE = re.compile(
+    r"len \(rec/tot\):\s*\d+/\s*(\d+),.*?lsn: ([0-9A-F]+/[0-9A-F]+),.*?desc: RESTORE_POINT (.*)$",
+    re.MULTILINE,
+)
+
+
+def parse_restore_points(output: str) -> list[tuple[Lsn, Lsn, str]]:
+    """(start, end, name) of each RESTORE_POINT record in pg_waldump output; the end is where
+    pg_create_restore_point's returned position lies (the next record, 8-byte aligned)."""
+    out = []
+    for m in _RESTORE_POINT_RE.finditer(output):
+        start = Lsn.parse(m.group(2))
+        end = (start.value + int(m.group(1)) + 7) // 8 * 8
+        out.append((start, Lsn(end), m.group(3)))
+    return out
+
+
 def parse_commit_times(output: str) -> list[datetime]:
     """Commit and abort times in pg_waldump output printed with TZ=UTC."""
     return [datetime.fromisoformat(m.group(1)).replace(tzinfo=UTC) for m in _ENDED_RE.finditer(output)]
@@ -34,6 +53,19 @@ def commit_times(
     """Times of the commits and aborts whose records start in `start`..`end` on `timeline`
     (segment files in `wal_dir`; a record that runs on into the next file is read whole
     when that file is there too)."""
+    return parse_commit_times(_dump(wal_dir, timeline, start, end, "Transaction", bin_dir, timeout))
+
+
+def restore_points(
+    wal_dir: Path, timeline: int, start: Lsn, end: Lsn, *, bin_dir: str | None, timeout: float = 300
+) -> list[tuple[Lsn, Lsn, str]]:
+    """The named restore points whose records start in `start`..`end` on `timeline`."""
+    return parse_restore_points(_dump(wal_dir, timeline, start, end, "XLOG", bin_dir, timeout))
+
+
+def _dump(
+    wal_dir: Path, timeline: int, start: Lsn, end: Lsn, rmgr: str, bin_dir: str | None, timeout: float
+) -> str:
     result = run(
         [
             find_tool("pg_waldump", bin_dir),
@@ -46,7 +78,7 @@ def commit_times(
             "--end",
             str(end),
             "--rmgr",
-            "Transaction",
+            rmgr,
         ],
         timeout=timeout,
         check=False,
@@ -57,4 +89,4 @@ def commit_times(
         if not errors or not any(marker in errors[0] for marker in _END_OF_WAL):
             detail = errors[0].split("error:", 1)[1].strip() if errors else "(no output)"
             raise ToolError(f"pg_waldump cannot read WAL from {start} on timeline {timeline}: {detail}")
-    return parse_commit_times(result.stdout)
+    return result.stdout

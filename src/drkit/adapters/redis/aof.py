@@ -13,6 +13,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from drkit.domain.names import is_plain_name
+
 BASE, HISTORY, INCR = "b", "h", "i"
 
 
@@ -58,8 +60,3 @@ def rdb_as_base(appendfilename: str) -> tuple[str, str]:
     a fresh incr file at start). Used to restore an RDB into a server that runs with AOF."""
     base = f"{appendfilename}.1.base.rdb"
     return base, f"file {base} seq 1 type {BASE}\n"
-
-
-def is_plain_name(name: str) -> bool:
-    """A file name without directories: safe to join to a data directory."""
-    return bool(name) and "/" not in name and "\x00" not in name and name not in (".", "..")

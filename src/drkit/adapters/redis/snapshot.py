@@ -25,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drkit.adapters.redis.aof import BASE, AofEntry, is_plain_name, manifest_name, parse_manifest
+from drkit.adapters.redis.aof import BASE, AofEntry, manifest_name, parse_manifest
 from drkit.adapters.redis.client import Keyspace, Layout, RedisServer, SaveMark
 from drkit.adapters.redis.sample import KeyDigest, choose_sample, digest_keys
 from drkit.domain.errors import OperationError
+from drkit.domain.names import is_plain_name
 from drkit.infra.clock import Clock, SystemClock
 
 PAUSE_MS = 10_000

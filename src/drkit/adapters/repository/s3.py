@@ -5,6 +5,15 @@ whole or not at all; `overwrite=False` asks first (HEAD) and then writes with
 `If-None-Match: *`, so a server that supports conditional writes (AWS, MinIO, SeaweedFS)
 also closes the race between the two. Every failure of the server or the network is one
 RepositoryError naming the endpoint; a missing key is FileNotFoundError, as on a filesystem.
+
+A missing bucket is not a missing key: S3 answers a HEAD of a key in a bucket that does
+not exist with a bare 404, which would read as "no such WAL segment" and end a recovery
+early. So every "not found" is told apart by asking for the bucket, and a missing bucket is
+a RepositoryError ("the repository is missing"), never an absent key.
+
+A multipart upload that was never completed (a killed `put` above 64 MiB) is invisible to
+listings and reads; `strays` lists it and `remove_stray` aborts it (`drkit prune` does, once
+it is a day old).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import os
 import uuid
 from datetime import UTC
 
-from drkit.adapters.repository.port import Entry
+from drkit.adapters.repository.port import Entry, Stray, StrayKind
 from drkit.adapters.s3.client import (
     MIB,
     S3Endpoint,
@@ -31,6 +40,7 @@ from drkit.domain.stack import RepositorySpec
 
 SINGLE_PUT_LIMIT = 64 * MIB  # above this, multipart (boto3's TransferConfig)
 CONDITIONAL_UNSUPPORTED = frozenset({"NotImplemented", "501"})
+PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 
 
 class S3Repository:
@@ -84,7 +94,7 @@ class S3Repository:
             self.client.put_object(Bucket=self.bucket, Key=full, Body=data, IfNoneMatch="*")
         except ClientError as exc:
             code = error_code(exc)
-            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            if code in PRECONDITION_FAILED:
                 raise FileExistsError(f"{key} already exists in {self.location}") from exc
             if code not in CONDITIONAL_UNSUPPORTED:
                 raise
@@ -99,7 +109,7 @@ class S3Repository:
             try:
                 response = self.client.get_object(Bucket=self.bucket, Key=full)
             except ClientError as exc:
-                if is_not_found(exc):
+                if self._absent(exc):
                     raise FileNotFoundError(f"{key} is not in {self.location}") from exc
                 raise
             body = response["Body"]
@@ -117,9 +127,32 @@ class S3Repository:
             try:
                 return int(self.client.head_object(Bucket=self.bucket, Key=full)["ContentLength"])
             except ClientError as exc:
-                if is_not_found(exc):
+                if self._absent(exc):
                     return None
                 raise
+
+    def _absent(self, exc: BaseException) -> bool:
+        """True when `exc` says the key does not exist; a missing bucket (or a bare 404 from
+        one) raises: the whole repository is missing, not one key."""
+        from botocore.exceptions import ClientError
+
+        if error_code(exc) == "NoSuchBucket":
+            raise self._missing() from exc
+        if not is_not_found(exc):
+            return False
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as again:
+            if is_not_found(again) or error_code(again) == "NoSuchBucket":
+                raise self._missing() from exc
+            raise
+        return True
+
+    def _missing(self) -> RepositoryError:
+        return RepositoryError(
+            f"the repository is missing: bucket {self.bucket} does not exist at {self.endpoint.url}",
+            hint="was it deleted, or is the configuration naming the wrong bucket or endpoint?",
+        )
 
     def exists(self, key: str) -> bool:
         return self._head(key) is not None
@@ -170,6 +203,76 @@ class S3Repository:
                     self.client.abort_multipart_upload(
                         Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                     )
+
+    def strays(self, prefix: str) -> builtins.list[Stray]:
+        """Unfinished multipart uploads under `prefix` (S3 has no links)."""
+        full = self._key(prefix) + "/" if [p for p in prefix.split("/") if p] else self.prefix
+        if full and not full.endswith("/"):
+            full += "/"
+        out: builtins.list[Stray] = []
+        with s3_errors(self.endpoint, f"listing unfinished uploads under {prefix or '/'}", RepositoryError):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    initiated = upload.get("Initiated")
+                    out.append(
+                        Stray(
+                            self._relative(upload["Key"]),
+                            StrayKind.UPLOAD,
+                            "unfinished multipart upload (a write that was killed)",
+                            initiated.astimezone(UTC) if initiated else None,
+                            upload["UploadId"],
+                        )
+                    )
+        return sorted(out, key=lambda s: s.key)
+
+    def remove_stray(self, stray: Stray) -> None:
+        if stray.kind is not StrayKind.UPLOAD:
+            raise RepositoryError(f"{stray.key}: an S3 repository has no {stray.kind.value}")
+        from botocore.exceptions import ClientError
+
+        with s3_errors(self.endpoint, f"aborting the upload of {stray.key}", RepositoryError):
+            try:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self._key(stray.key), UploadId=stray.handle
+                )
+            except ClientError as exc:
+                if error_code(exc) not in ("NoSuchUpload", "404"):
+                    raise
+
+    def replace_if(self, key: str, data: bytes, *, expected: bytes) -> bool:
+        """A PUT with `If-Match` the ETag read with the bytes compared: a lease another host
+        wrote meanwhile is never overwritten, and a removed one never recreated. A server
+        without conditional writes gets a plain PUT after the comparison."""
+        from botocore.exceptions import ClientError
+
+        full = self._key(key)
+        with s3_errors(self.endpoint, f"renewing {key}", RepositoryError):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=full)
+            except ClientError as exc:
+                if self._absent(exc):
+                    return False
+                raise
+            body = response["Body"]
+            try:
+                current = body.read()
+            finally:
+                body.close()
+            if current != expected:
+                return False
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=full, Body=data, IfMatch=response["ETag"])
+            except ClientError as exc:
+                code = error_code(exc)
+                if code in PRECONDITION_FAILED or self._absent(exc):
+                    return False
+                if code not in CONDITIONAL_UNSUPPORTED:
+                    raise
+                self.client.put_object(Bucket=self.bucket, Key=full, Body=data)
+        return True
 
     def check_writable(self) -> None:
         from botocore.exceptions import ClientError

@@ -19,7 +19,11 @@ from drkit.domain.errors import ConfigError, NotFoundError
 from drkit.domain.stack import HealthProbe, Service
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, LifecycleRuleOutputTypeDef
+    from mypy_boto3_s3.type_defs import (
+        CompletedPartTypeDef,
+        LifecycleRuleOutputTypeDef,
+        ObjectIdentifierTypeDef,
+    )
 
 LIFECYCLE_RULE_ID = "drkit-keep-noncurrent"
 READ_CHUNK = 1 << 20
@@ -286,3 +290,21 @@ class ObjectStore:
         """Delete the current object: in a versioned bucket, a delete marker (recoverable)."""
         with self._errors(f"deleting {bucket}/{key}"):
             self.client.delete_object(Bucket=bucket, Key=key)
+
+    def remove_bucket(self, bucket: str) -> None:
+        """Delete every version and delete marker in `bucket`, then the bucket itself: only for
+        a bucket drkit made for itself (a deep verify's scratch bucket)."""
+        with self._errors(f"removing bucket {bucket}"):
+            if not self.bucket_exists(bucket):
+                return
+            pages = self.client.get_paginator("list_object_versions").paginate(Bucket=bucket)
+            for page in pages:
+                entries = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+                batch: list[ObjectIdentifierTypeDef] = [
+                    {"Key": e["Key"], "VersionId": str(e.get("VersionId") or "null")}
+                    for e in entries
+                    if "Key" in e
+                ]
+                if batch:
+                    self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            self.client.delete_bucket(Bucket=bucket)

@@ -185,6 +185,16 @@ def _trend(model: ReportModel) -> str:
     return note + f'<div class="trends">{figures}</div>' + _table(headers, rows, "trend")
 
 
+def _escalation(model: ReportModel) -> str:
+    """Who to call (stack.yaml's contacts and escalation path when the run was journaled)."""
+    e = model.escalation
+    if e is None:
+        return ""
+    path = "".join(f"<li>{escape(step)}</li>" for step in e.path)
+    contacts = _table(["contact", "role", "reach"], _plain(e.contacts), "contacts") if e.contacts else ""
+    return "<h2>Escalation</h2>" + (f"<ol>{path}</ol>" if path else "") + contacts
+
+
 def render_html(model: ReportModel) -> str:
     env = (
         _table(["", ""], _plain(model.environment), "environment")
@@ -194,6 +204,7 @@ def render_html(model: ReportModel) -> str:
     params = _table(["", ""], _plain(model.parameters), "parameters") if model.parameters else ""
     sections = [
         _header(model),
+        _escalation(model),
         "<h2>Verdict per service</h2>" + _service_table(model),
         "<h2>RTO and RPO against target</h2>" + _measures(model),
         "<h2>Timeline</h2>" + _timeline(model),

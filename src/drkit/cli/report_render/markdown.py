@@ -187,8 +187,21 @@ def _trend(model: ReportModel) -> list[str]:
     return [*lines, "", *_table(headers, rows)]
 
 
+def _escalation(model: ReportModel) -> list[str]:
+    e = model.escalation
+    if e is None:
+        return []
+    lines = ["## Escalation", ""]
+    lines += [f"{n}. {step}" for n, step in enumerate(e.path, 1)]
+    if e.path:
+        lines.append("")
+    if e.contacts:
+        lines += _table(["contact", "role", "reach"], e.contacts)
+    return lines
+
+
 def render_markdown(model: ReportModel) -> str:
-    lines = _header(model) + _services(model) + _timeline(model) + _trend(model)
+    lines = _header(model) + _escalation(model) + _services(model) + _timeline(model) + _trend(model)
     lines += ["## Environment", ""]
     lines += (
         _table(["", ""], model.environment)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from drkit.adapters.repository.port import Repository
 from drkit.domain.backup import MANIFEST_NAME, BackupKind, Manifest
 from drkit.domain.errors import IntegrityError, NotFoundError, RepositoryError, UnsupportedFormatError
 from drkit.domain.wal import Lsn
+from drkit.engines.core.choose import choose_backup
 from drkit.engines.core.layout import backups_prefix, manifest_key
 
 
@@ -38,7 +40,12 @@ def list_backups(repo: Repository, stack: str, service: str) -> BackupListing:
     incomplete: list[str] = []
     damaged: list[DamagedBackup] = []
     read_errors: list[Exception] = []
-    for backup_id, has_manifest in sorted(ids.items()):
+    for backup_id, listed in sorted(ids.items()):
+        try:  # not listed: absent, or not a stored file (a link planted in its place)
+            has_manifest = listed or repo.exists(manifest_key(stack, service, backup_id))
+        except (RepositoryError, IntegrityError) as exc:
+            damaged.append(DamagedBackup(backup_id, exc.message))  # never cleaned up as incomplete
+            continue
         if not has_manifest:
             incomplete.append(backup_id)
             continue
@@ -98,8 +105,10 @@ def find_backup(
     backup_id: str | None,
     *,
     kind: BackupKind | None = None,
+    now: datetime | None = None,
 ) -> Manifest:
-    """A backup by id (searching the given services), or the latest one of `kind`."""
+    """A backup by id (searching the given services), or the latest one of `kind` whose
+    times this host's clock (`now`) can believe (core/choose.py)."""
     found: list[Manifest] = []
     damaged: dict[str, str] = {}
     for service in services:
@@ -109,9 +118,8 @@ def find_backup(
     if kind is not None:
         found = [m for m in found if m.kind is kind]
     if backup_id is None:
-        if not found:
-            raise NotFoundError(f"no complete backup in {repo.location}")
-        return max(found, key=lambda m: (m.finished_at, m.backup_id))
+        when = now or datetime.now(UTC)
+        return choose_backup(found, now=when, what="complete backup", where=repo.location).manifest
     for manifest in found:
         if manifest.backup_id == backup_id:
             return manifest

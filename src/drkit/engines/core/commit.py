@@ -122,5 +122,20 @@ def commit_manifest(ws: Workspace, manifest: Manifest) -> None:
     keeper = ws.leases.get(manifest.service)
     if keeper is not None:
         keeper.confirm()
+    require_stored(ws, manifest)
     key = manifest_key(manifest.stack, manifest.service, manifest.backup_id)
     ws.repo.put(key, manifest.to_json(), overwrite=False)
+
+
+def require_stored(ws: Workspace, manifest: Manifest) -> None:
+    """Every file the manifest names is stored, with its size: a backup whose files another
+    host's cleanup removed (its lease lost, clocks apart) is never committed. One listing."""
+    directory = backup_dir(manifest.stack, manifest.service, manifest.backup_id)
+    stored = {e.key: e.size for e in ws.repo.entries(f"{directory}/")}
+    for f in manifest.files:
+        size = stored.get(f"{directory}/{f.name}")
+        if size != f.size:
+            state = "is missing" if size is None else f"has {size} bytes, not {f.size}"
+            raise OperationError(
+                f"{f.name} of {manifest.backup_id} {state} in {ws.repo.location}; not committing the backup"
+            )

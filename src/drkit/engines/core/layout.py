@@ -6,6 +6,7 @@ from drkit.domain.backup import MANIFEST_NAME
 
 LEASE_NAME = "lease.json"
 VERIFIED_NAME = "verified.json"
+KEEP_NAME = "keep.json"
 
 
 def backups_prefix(stack: str, service: str) -> str:
@@ -33,6 +34,12 @@ def verified_key(stack: str, service: str, backup_id: str) -> str:
     """The last successful `drkit verify` of a backup (when, how deep); retention keeps the
     newest verified backup (engines/ops/retention_policy.py)."""
     return f"{backup_dir(stack, service, backup_id)}/{VERIFIED_NAME}"
+
+
+def keep_key(stack: str, service: str, backup_id: str) -> str:
+    """A pin on a backup (`drkit backups keep`): prune never removes it while the pin holds
+    (engines/core/pins.py)."""
+    return f"{backup_dir(stack, service, backup_id)}/{KEEP_NAME}"
 
 
 def lock_name(service: str) -> str:

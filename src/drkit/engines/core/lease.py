@@ -7,8 +7,19 @@ part) with its owner (host id, pid, run id) and an expiry, and renews it in the 
 while it runs. A cleaner removes an incomplete backup only when it has no lease, its lease
 expired, or the lease is this host's and its process is dead.
 
-Expiry is compared with the cleaner's clock: hosts' clocks must agree to well within
-LEASE_TTL (NTP does).
+Clock skew: expiry is written with the writer's clock and compared with the cleaner's. A
+lease is renewed every RENEW_EVERY and a renewal may fail once (it is tried again next
+round), so a live writer's lease always has at least LEASE_TTL - 2 * RENEW_EVERY left by
+its own clock: hosts whose clocks disagree by less than MAX_CLOCK_SKEW (4 minutes) never
+take a live backup for a dead one. NTP keeps them within milliseconds. A cleaner with a
+clock further ahead could remove a live backup's files; the writer then finds its lease
+gone at its next renewal and refuses to commit (`confirm`), and the commit point checks
+that every file it names is still stored (core/commit.py), so what could be lost is that
+one backup run, never a committed backup.
+
+A renewal never creates the lease: it replaces it only while it still holds what this run
+last wrote (`Repository.replace_if`), so a lease that a cleaner removed, or that another
+host created in its place, is never brought back or overwritten; the run marks it lost.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from drkit.infra.clock import Clock
 
 RENEW_EVERY = 30.0  # seconds between renewals
 LEASE_TTL = 10 * RENEW_EVERY  # a lease not renewed for this long is expired
+MAX_CLOCK_SKEW = LEASE_TTL - 2 * RENEW_EVERY  # seconds two hosts' clocks may disagree by
 HOST_ID_ENV = "DRKIT_HOST_ID"
 MACHINE_ID = Path("/etc/machine-id")
 
@@ -128,6 +140,7 @@ class LeaseKeeper:
         self.key: str | None = None
         self.lease: Lease | None = None
         self.lost: str | None = None
+        self._renewing = threading.Lock()  # the background thread and confirm() both renew
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -168,18 +181,20 @@ class LeaseKeeper:
                 return
 
     def renew(self) -> None:
-        """Push the expiry forward, unless the lease is no longer ours (then mark it lost)."""
-        if self.key is None or self.lease is None:
-            return
-        try:
-            current = Lease.from_json(self.repo.get(self.key))
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            current = None
-        if current is None or current.run_id != self.run_id:
-            self.lost = f"the lease {self.key} was removed or taken over while the backup ran"
-            return
-        self.lease = replace(self.lease, expires_at=self.clock.now() + self.ttl)
-        self.repo.put(self.key, self.lease.to_json(), overwrite=True)
+        """Push the expiry forward, unless the lease is no longer ours (then mark it lost):
+        replaced only while it holds what this run last wrote, never created again."""
+        with self._renewing:
+            if self.key is None or self.lease is None or self.lost:
+                return
+            renewed = replace(self.lease, expires_at=self.clock.now() + self.ttl)
+            if not self.repo.replace_if(self.key, renewed.to_json(), expected=self.lease.to_json()):
+                self.lost = (
+                    f"the lease {self.key} was removed or taken over while the backup ran (another "
+                    "host's cleanup found it expired: a pause longer than "
+                    f"{self.ttl.total_seconds():.0f}s, or clocks apart by more than {MAX_CLOCK_SKEW:.0f}s)"
+                )
+                return
+            self.lease = renewed
 
     def confirm(self) -> None:
         """Before the commit point: refuse to commit a backup whose lease was lost."""

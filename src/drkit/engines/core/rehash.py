@@ -6,6 +6,7 @@ from __future__ import annotations
 from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
+from drkit.domain.errors import IntegrityError
 from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
 
@@ -13,6 +14,8 @@ from drkit.engines.core.workspace import Workspace
 def verify_files(ws: Workspace, m: Manifest) -> list[CheckResult]:
     directory = backup_dir(m.stack, m.service, m.backup_id)
     results: list[CheckResult] = []
+    if not m.files:  # every kind stores at least one file; a restore would find nothing
+        return [CheckResult("files", Status.FAILED, "the manifest lists no files")]
     bad = 0
     for f in m.files:
         key = f"{directory}/{f.name}"
@@ -20,6 +23,10 @@ def verify_files(ws: Workspace, m: Manifest) -> list[CheckResult]:
             data = ws.repo.get(key)
         except FileNotFoundError:
             results.append(CheckResult(f"file {f.name}", Status.FAILED, "missing from the repository"))
+            bad += 1
+            continue
+        except IntegrityError as exc:  # a link or a fifo where the file should be: never read
+            results.append(CheckResult(f"file {f.name}", Status.FAILED, exc.message))
             bad += 1
             continue
         if len(data) != f.size:

@@ -1,5 +1,5 @@
 """Types every service engine shares: what a restore is asked (RestoreOptions), what it
-answers (RestoreResult), and a verify's report."""
+answers (RestoreResult), and a verify's report (VerifyReport, NotRead)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,13 @@ class ServiceEngine(Protocol):
 
 
 @dataclass(frozen=True)
+class NotRead(CheckResult):
+    """Something a restore of the backup reads that this verify could not read (encrypted,
+    and no age identity here): a warning, not a failure, but the backup is not recorded as
+    verified (`VerifyReport.complete`)."""
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     backup_id: str
     service: str
@@ -50,3 +57,13 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not any(r.failed_critically for r in self.results)
+
+    @property
+    def complete(self) -> bool:
+        """Everything a restore reads was read and checked (none of it NotRead)."""
+        return not any(isinstance(r, NotRead) for r in self.results)
+
+    @property
+    def verified(self) -> bool:
+        """Worth `verified.json`: ok, and complete."""
+        return self.ok and self.complete

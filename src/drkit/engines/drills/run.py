@@ -113,7 +113,7 @@ def _drill(
         started_at=began,
         parameters={"drill": request.scenario, "target": "isolated" if env.isolated else "live"},
         steps=tuple(StepRecord(s.name, s.title, s.destructive, s.service) for s in setup.steps),
-        environment=_environment(copy),
+        environment={**_environment(copy), **_escalation(live)},  # who to call is the live stack's
     )
     journal = execute(copy, setup, journal, say=say, on_step=on_step, keep_with=live)
     if journal.verdict is Verdict.FAILED:
@@ -262,6 +262,11 @@ def _verify_step(captured: dict[str, Any]) -> Step:
     return Step(
         "verify-state", "compare every service with its state captured before the failure", run, timeout=1800
     )
+
+
+def _escalation(live: Workspace) -> dict[str, Any]:
+    record = live.stack.escalation_record()
+    return {"escalation": record} if record else {}
 
 
 def _environment(ws: Workspace) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def build(cluster: Cluster, target: str | None, *, force: bool, since: datetime 
     seen = {m.name: probe(cluster, m, policy.probe_timeout) for m in cluster.replication.members}
     old = current_primary(cluster, seen)
     new = choose(cluster, old, target, seen)
-    rpo = cluster.service.rpo.total_seconds() if cluster.service.rpo else None
+    rpo = cluster.service.rpo_seconds
     max_lag = policy.max_lag if policy.max_lag is not None else rpo
 
     def down(ctx: StepContext) -> StepResult:

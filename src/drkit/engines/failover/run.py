@@ -68,7 +68,7 @@ def _targets(cluster: Cluster) -> dict[str, float | None]:
     svc = cluster.service
     return {
         "rto_target": svc.rto.total_seconds() if svc.rto else None,
-        "rpo_target": svc.rpo.total_seconds() if svc.rpo else None,
+        "rpo_target": svc.rpo_seconds,
     }
 
 

@@ -15,12 +15,12 @@ from typing import Any
 from drkit.adapters.hasura import HasuraClient, HasuraError, HealthAnswer, InconsistentObject
 from drkit.adapters.postgres.client import describe, scalar, service_dsn
 from drkit.adapters.repository.codec import sha256
-from drkit.domain.backup import BackupKind, Manifest
+from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import IntegrityError, NotFoundError, OperationError, UsageError
+from drkit.domain.errors import IntegrityError, OperationError, UsageError
 from drkit.domain.stack import Service
-from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.restore_choice import choose_for_restore
 from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.hasura.backup import METADATA_FILE, canonical, client_for
@@ -98,22 +98,7 @@ def reload_until_consistent(clock: Clock, hasura: HasuraClient) -> CheckResult:
 
 
 def choose_backup(ws: Workspace, service: Service, options: RestoreOptions) -> Manifest:
-    found = [
-        m
-        for m in list_backups(ws.repo, ws.stack.name, service.name).complete
-        if m.kind is BackupKind.METADATA
-    ]
-    if options.backup_id is not None:
-        for manifest in found:
-            if manifest.backup_id == options.backup_id:
-                return manifest
-        raise NotFoundError(f"no metadata backup {options.backup_id} of {service.name} in {ws.repo.location}")
-    if options.target_time is not None:
-        found = [m for m in found if m.finished_at <= options.target_time]
-    if not found:
-        when = f" at or before {options.target_time.isoformat()}" if options.target_time else ""
-        raise NotFoundError(f"no metadata backup of {service.name}{when} in {ws.repo.location}")
-    return max(found, key=lambda m: (m.finished_at, m.backup_id))
+    return choose_for_restore(ws, service, options).manifest  # the one rule (core/choose.py)
 
 
 def read_metadata(ws: Workspace, manifest: Manifest) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from drkit.engines.core.commit import (
 from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.objects.catalog import (
+    SCRATCH_PREFIX,
     Catalog,
     StoredVersion,
     VersionRecord,
@@ -70,7 +71,8 @@ def _store(service: Service) -> ObjectStore:
 
 
 def backup_buckets(stack: Stack, service: Service, store: ObjectStore) -> tuple[str, ...]:
-    """The configured buckets, or every bucket but drkit's own repository buckets."""
+    """The configured buckets, or every bucket but drkit's own (repository buckets, and
+    the scratch buckets of a deep verify running meanwhile)."""
     wanted = configured_buckets(service)
     if wanted:
         for bucket in wanted:
@@ -80,7 +82,7 @@ def backup_buckets(stack: Stack, service: Service, store: ObjectStore) -> tuple[
                 )
         return wanted
     ours = {r.bucket for r in stack.repositories.values() if r.type == "s3" and r.bucket}
-    found = tuple(b for b in store.buckets() if b not in ours)
+    found = tuple(b for b in store.buckets() if b not in ours and not b.startswith(SCRATCH_PREFIX))
     if not found:
         raise OperationError(f"{service.name}: no bucket to back up at {store.endpoint.url}")
     return found

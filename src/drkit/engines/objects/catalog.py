@@ -30,6 +30,7 @@ from drkit.domain.errors import RepositoryError
 from drkit.engines.core.workspace import Workspace
 
 COMPACT_AFTER = 64  # catalog segments; more are merged into one
+SCRATCH_PREFIX = "drkit-verify-"  # buckets a deep verify restores into: never backed up
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,12 @@
 delete marker is newer, into the same or another bucket, every object verified by SHA-256.
 
 Every bucket is planned before anything is written, so a refusal (a non-empty target
-without `yes`) leaves everything untouched. With `yes` the target is made equal to the
-state at T under the prefix restored: objects replaced, keys that did not exist at T
-deleted; the target is versioned first, so both stay as noncurrent versions.
+without `yes`) leaves everything untouched. The buckets written are the ones the
+configuration names (`buckets:`, or `--to`), never one holding a drkit repository: the
+bucket names in a backup come from the repository, which others may write. With `yes` the
+target is made equal to the state at T under the prefix restored: objects replaced, keys
+that did not exist at T deleted; the target is versioned first, so both stay as
+noncurrent versions.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from drkit.adapters.repository.codec import sha256
-from drkit.adapters.s3.objects import CurrentObject, ObjectStore, endpoint_for
-from drkit.domain.backup import BackupKind, Manifest
+from drkit.adapters.s3.objects import CurrentObject, ObjectStore, configured_buckets, endpoint_for
+from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import IntegrityError, NotFoundError, UsageError
-from drkit.domain.stack import Service
-from drkit.engines.core.catalog import list_backups
+from drkit.domain.errors import IntegrityError, UsageError
+from drkit.domain.stack import Service, Stack
 from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.restore_choice import choose_for_restore
 from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.objects.catalog import (
@@ -40,22 +43,8 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 def choose_backup(ws: Workspace, service: Service, options: RestoreOptions) -> Manifest:
     """The backup named, else the first one taken at or after T (it knew every version up to
-    T), else the newest."""
-    found = [
-        m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.kind is BackupKind.OBJECTS
-    ]
-    if options.backup_id:
-        for manifest in found:
-            if manifest.backup_id == options.backup_id:
-                return manifest
-        raise NotFoundError(f"no objects backup {options.backup_id} of {service.name} in {ws.repo.location}")
-    if not found:
-        raise NotFoundError(f"no objects backup of {service.name} in {ws.repo.location}")
-    moment = options.target_time
-    later = [m for m in found if moment is not None and m.started_at >= moment]
-    if later:
-        return min(later, key=lambda m: (m.started_at, m.backup_id))
-    return max(found, key=lambda m: (m.finished_at, m.backup_id))
+    T), else the newest: the one rule of core/choose.py."""
+    return choose_for_restore(ws, service, options).manifest
 
 
 def _selection(buckets: Iterable[str], prefix: str | None) -> list[tuple[str, str]]:
@@ -105,6 +94,7 @@ def restore_locked(
             f"backup {manifest.backup_id} holds {len(chosen)} buckets; restore one into "
             f"--to {options.to} with --prefix BUCKET[/KEYS]"
         )
+    check_targets(ws.stack, service, manifest, [b for b, _ in chosen], options.to)
     plans = [_plan(ws, service, store, manifest, bucket, keys, options) for bucket, keys in chosen]
     moment = options.target_time.isoformat() if options.target_time else f"backup {manifest.backup_id}"
     done = [_execute(plan, moment) for plan in plans]
@@ -115,6 +105,36 @@ def restore_locked(
         detail="; ".join(d for d, _ in done),
         checks=tuple(c for _, c in done),
     )
+
+
+def repository_buckets(stack: Stack) -> dict[str, str]:
+    """Buckets holding a drkit repository of the stack: bucket -> repository name."""
+    return {r.bucket: name for name, r in stack.repositories.items() if r.type == "s3" and r.bucket}
+
+
+def check_targets(stack: Stack, service: Service, m: Manifest, buckets: list[str], to: str | None) -> None:
+    """Refuse, before anything is written, a target the configuration does not name: a bucket
+    name in the backup that is not one, or not among the service's `buckets`, and any bucket
+    that holds one of drkit's repositories (restoring with --yes deletes what the backup
+    does not list: the repository itself)."""
+    ours = repository_buckets(stack)
+    configured = configured_buckets(service)
+    for bucket in buckets:
+        if not BUCKET_NAME.match(bucket):
+            raise IntegrityError(
+                f"backup {m.backup_id} names bucket {bucket!r}, which is not a bucket name; refusing"
+            )
+        if to is None and configured and bucket not in configured:
+            raise IntegrityError(
+                f"backup {m.backup_id} names bucket {bucket}, which services.{service.name} does not back up "
+                f"({', '.join(configured)}); a restore writes only into the buckets the configuration names"
+            )
+        target = to or bucket
+        if target in ours:
+            raise UsageError(
+                f"bucket {target} holds drkit's repository {ours[target]!r}: a restore never writes into it",
+                hint="restore into another bucket with --to",
+            )
 
 
 def read_listing(ws: Workspace, manifest: Manifest, bucket: str) -> list[VersionRecord]:

@@ -39,8 +39,8 @@ from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.objects.catalog import objects_prefix, state_at
 from drkit.engines.objects.copy import BucketIO, check_content, restore_order
-from drkit.engines.objects.restore import WORKERS, choose_backup, read_listing, restore_locked
-from drkit.engines.objects.verify import verify_objects
+from drkit.engines.objects.restore import WORKERS, check_targets, choose_backup, read_listing, restore_locked
+from drkit.engines.objects.verify import verify_present
 from drkit.infra import locks
 from drkit.infra.aside import Aside, move_aside, roll_back, settle, undo_unfinished
 from drkit.infra.interrupt import deferred, interruptible
@@ -139,7 +139,8 @@ def check_backup(ws: Workspace, service: Service, manifest: Manifest, options: R
         )
     if not manifest.details.get("buckets"):
         raise UsageError(f"{refused}: the backup holds no bucket")
-    failed = [r for r in verify_objects(ws, service, manifest) if r.status is Status.FAILED]
+    check_targets(ws.stack, service, manifest, list(manifest.details["buckets"]), None)
+    failed = [r for r in verify_present(ws, service, manifest) if r.status is Status.FAILED]
     if failed:
         raise IntegrityError(f"{refused}: {failed[0].name}: {failed[0].detail}")
     store = ObjectStore(endpoint_for(service))  # not contacted: BucketIO wants one

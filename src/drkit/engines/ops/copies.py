@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from drkit.adapters.repository import open_repository
 from drkit.domain.stack import RepositorySpec
 from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.choose import newest
 from drkit.engines.core.signing import with_signing
 from drkit.engines.core.workspace import Workspace
 
@@ -66,11 +67,17 @@ def copies(ws: Workspace) -> list[ServiceCopies]:
     """Per service of the stack: the copies of its newest backup (by the primary repository)."""
     stack = ws.stack
     holdings: dict[str, dict[str, frozenset[str]]] = {}
+    newest_ids: dict[str, str | None] = {}
+    now = ws.clock.now()
     for name, spec in stack.repositories.items():
-        repo = ws.repo if name == stack.primary_repository else with_signing(open_repository(spec), spec)
-        holdings[name] = {
-            svc: frozenset(m.backup_id for m in list_backups(repo, stack.name, svc).complete)
-            for svc in stack.services
-        }
-    newest = {svc: max(held, default=None) for svc, held in holdings[stack.primary_repository].items()}
-    return count_copies(newest, holdings, stack.repositories)
+        primary = name == stack.primary_repository
+        repo = ws.repo if primary else with_signing(open_repository(spec), spec)
+        held: dict[str, frozenset[str]] = {}
+        for svc in stack.services:
+            complete = list_backups(repo, stack.name, svc).complete
+            held[svc] = frozenset(m.backup_id for m in complete)
+            if primary:  # the one rule: a backup dated in the future is not the newest
+                chosen = newest(complete, now)
+                newest_ids[svc] = chosen.backup_id if chosen else None
+        holdings[name] = held
+    return count_copies(newest_ids, holdings, stack.repositories)

@@ -4,7 +4,9 @@ Every scrape recomputes the status (the repository listing, the journals, one qu
 PostgreSQL server), so a metric is never older than the scrape. Names carry their unit
 (`_seconds`, `_bytes`, `_timestamp_seconds`); booleans are 0/1 gauges. A metric whose value is
 unknown (no verify recorded, no drill run) is left out rather than exported as 0, so an alert
-on `== 0` only fires on a real failure.
+on `== 0` only fires on a real failure. A service drkit backs up that has no backup at all is
+known, and exported so: `drkit_backups{type=<its main backup type>} 0` (an alert on backups
+that never worked needs a series to fire on; a missing one is silent).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from drkit.domain.backup import Manifest
+from drkit.domain.backup import BackupKind, Manifest
+from drkit.engines.core.choose import order
 from drkit.engines.ops.status import ServiceStatus, StatusReport
 
 METRICS: dict[str, tuple[str, list[str]]] = {
@@ -60,6 +63,16 @@ METRICS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+# The backup type each kind drkit backs up takes by default (`drkit backup`).
+MAIN_TYPE = {
+    "postgres": BackupKind.BASE.value,
+    "redis": BackupKind.RDB.value,
+    "s3": BackupKind.OBJECTS.value,
+    "meilisearch": BackupKind.DUMP.value,
+    "hasura": BackupKind.METADATA.value,
+}
+
+
 def families(report: StatusReport) -> list[Metric]:
     """The metric families of one status report."""
     fams = {name: GaugeMetricFamily(name, doc, labels=labels) for name, (doc, labels) in METRICS.items()}
@@ -76,7 +89,9 @@ def _service_metrics(fams: dict[str, GaugeMetricFamily], svc: ServiceStatus) -> 
         if value is not None:
             fams[metric].add_metric([name, *extra], float(value))
 
-    for kind, newest, count in _newest_by_kind(svc.backups):
+    if not svc.backups and svc.kind in MAIN_TYPE:
+        put("drkit_backups", 0, MAIN_TYPE[svc.kind])
+    for kind, newest, count in _newest_by_kind(svc.believed):
         put("drkit_backup_last_success_timestamp_seconds", newest.finished_at.timestamp(), kind)
         put(
             "drkit_backup_last_duration_seconds",
@@ -119,7 +134,7 @@ def _newest_by_kind(backups: tuple[Manifest, ...]) -> Iterator[tuple[str, Manife
     for m in backups:
         by_kind.setdefault(m.kind.value, []).append(m)
     for kind, ms in sorted(by_kind.items()):
-        yield kind, max(ms, key=lambda m: (m.finished_at, m.backup_id)), len(ms)
+        yield kind, max(ms, key=order), len(ms)
 
 
 class StatusCollector(Collector):

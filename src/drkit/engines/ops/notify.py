@@ -1,5 +1,7 @@
 """Notifications through apprise URLs (email, Slack, PagerDuty, webhooks...): failures at once,
-a daily digest of what succeeded, routed by severity, and never a secret in a message.
+a daily digest of what succeeded, routed by severity and by time (business hours to the team's
+chat, after hours to the pager, critical to both, in the configuration's time zone), and never
+a secret in a message.
 
 Every message passes `mask` before it leaves: the stack's own secrets (passwords, keys, the
 notification URLs themselves) are replaced by ***, and so is anything shaped like a credential
@@ -11,8 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from drkit.domain.backup import Manifest
 from drkit.domain.journal import Journal, RunKind, Verdict
 from drkit.domain.stack import NotifyTarget, Severity, Stack
 from drkit.engines.core.catalog import list_backups
@@ -38,7 +42,8 @@ class Message:
 class Delivery:
     target: str  # the target's URL, masked
     sent: bool
-    skipped: bool = False  # below the target's min_severity
+    skipped: bool = False  # not for this target now: below its min_severity, or outside its hours
+    why: str = ""  # why it was skipped
 
 
 def stack_secrets(stack: Stack) -> list[str]:
@@ -69,17 +74,39 @@ def describe_target(target: NotifyTarget) -> str:
     return f"{scheme}://{host}/..." if rest else "(an apprise URL)"
 
 
-def send(stack: Stack, message: Message, *, timeout: float = 30) -> list[Delivery]:
-    """Send `message` to every target whose min_severity it reaches; one Delivery per target."""
+def route(stack: Stack, target: NotifyTarget, severity: Severity, now: datetime) -> str | None:
+    """None when `target` takes a message of `severity` at `now`; else why it does not: below
+    its min_severity, or outside its hours (business hours in `notifications.time_zone`). A
+    critical message ignores the hours (unless the target's critical_any_time is off)."""
+    if severity.rank < target.min_severity.rank:
+        return f"below its min_severity ({target.min_severity.value})"
+    if target.hours == "always" or (severity is Severity.CRITICAL and target.critical_any_time):
+        return None
+    local = now.astimezone(ZoneInfo(stack.notify_time_zone))
+    business = stack.business_hours.contains(local)
+    when = f"{local:%a %H:%M} {stack.notify_time_zone}"
+    if target.hours == "business" and not business:
+        return f"outside business hours ({when}); it takes business hours only"
+    if target.hours == "after" and business:
+        return f"in business hours ({when}); it takes after hours only"
+    return None
+
+
+def send(
+    stack: Stack, message: Message, *, timeout: float = 30, now: datetime | None = None
+) -> list[Delivery]:
+    """Send `message` to every target `route` says takes it now; one Delivery per target."""
     import apprise
 
     secrets = stack_secrets(stack)
     title, body = mask(message.title, secrets), mask(message.body, secrets)
+    now = now or datetime.now(UTC)
     out = []
     for target in stack.notifications:
         name = describe_target(target)
-        if message.severity.rank < target.min_severity.rank:
-            out.append(Delivery(name, sent=False, skipped=True))
+        why = route(stack, target, message.severity, now)
+        if why is not None:
+            out.append(Delivery(name, sent=False, skipped=True, why=why))
             continue
         sender = apprise.Apprise()
         if not sender.add(target.url):
@@ -95,16 +122,31 @@ def send(stack: Stack, message: Message, *, timeout: float = 30) -> list[Deliver
 _NOTIFY_TYPE = {Severity.INFO: "info", Severity.WARNING: "warning", Severity.CRITICAL: "failure"}
 
 
-def failure_message(report: StatusReport) -> Message | None:
-    """What is red, as one critical message (None when nothing is)."""
+def failure_message(report: StatusReport, stack: Stack | None = None) -> Message | None:
+    """What is red, as one critical message (None when nothing is), with the stack's
+    escalation path and contacts when it has them."""
     red = report.red
     if not red:
         return None
     lines = [problem for svc in red for problem in svc.problems]
     title = f"drkit {report.stack}: RPO at risk for {', '.join(s.service for s in red)}"
-    return Message(
-        title, "\n".join(lines) + f"\n(status at {report.at:%Y-%m-%d %H:%M:%S} UTC)", Severity.CRITICAL
-    )
+    body = "\n".join(lines) + f"\n(status at {report.at:%Y-%m-%d %H:%M:%S} UTC)"
+    if stack is not None and (stack.contacts or stack.escalation):
+        body += "\n\n" + "\n".join(escalation_lines(stack))
+    return Message(title, body, Severity.CRITICAL)
+
+
+def escalation_lines(stack: Stack) -> list[str]:
+    """The escalation path and the emergency contacts, as `recover`, a red `status` and its
+    notification show them (empty when stack.yaml has neither)."""
+    lines = []
+    if stack.escalation:
+        lines.append("escalation:")
+        lines += [f"  {n}. {step}" for n, step in enumerate(stack.escalation, 1)]
+    if stack.contacts:
+        lines.append("emergency contacts:")
+        lines += [f"  - {c.line()}" for c in stack.contacts]
+    return lines
 
 
 def test_message(stack: Stack, severity: Severity, at: datetime) -> Message:
@@ -121,12 +163,11 @@ def digest(ws: Workspace, *, until: datetime, period: timedelta = timedelta(days
     since = until - period
     lines: list[str] = []
     for name in sorted(ws.stack.services):
-        for m in list_backups(ws.repo, ws.stack.name, name).complete:
-            if since < m.finished_at <= until:
-                lines.append(
-                    f"backup {m.backup_id} of {name} ({m.kind.value}): {m.stored_bytes} bytes stored in "
-                    f"{(m.finished_at - m.started_at).total_seconds():.0f}s"
-                )
+        done = [
+            m for m in list_backups(ws.repo, ws.stack.name, name).complete if since < m.finished_at <= until
+        ]
+        for kind in sorted({m.kind for m in done}):
+            lines += _backup_lines(name, [m for m in done if m.kind is kind])
     journals, _damaged = list_journals(ws)
     lines += [_journal_line(j) for j in journals if j.finished_at and since < j.finished_at <= until]
     failed = any(_journal_failed(j) for j in journals if j.finished_at and since < j.finished_at <= until)
@@ -134,6 +175,27 @@ def digest(ws: Workspace, *, until: datetime, period: timedelta = timedelta(days
     severity = Severity.WARNING if failed or not lines else Severity.INFO
     title = f"drkit {ws.stack.name}: daily digest to {until:%Y-%m-%d %H:%M} UTC ({len(lines)} item(s))"
     return Message(title, body, severity)
+
+
+FREQUENT = 3  # more backups of one kind in the period than this: one summary line
+
+
+def _backup_lines(service: str, done: list[Manifest]) -> list[str]:
+    """One line per backup; a service backed up every few minutes (a short rpo) gets one
+    line for the lot, not a hundred."""
+
+    def line(m: Manifest) -> str:
+        return (
+            f"backup {m.backup_id} of {service} ({m.kind.value}): {m.stored_bytes} bytes stored in "
+            f"{(m.finished_at - m.started_at).total_seconds():.0f}s"
+        )
+
+    if len(done) <= FREQUENT:
+        return [line(m) for m in done]
+    newest = max(done, key=lambda m: (m.finished_at, m.backup_id))
+    total = sum(m.stored_bytes for m in done)
+    summary = f"{len(done)} {newest.kind.value} backups of {service} ({total} bytes stored)"
+    return [f"{summary}; the newest: {line(newest)}"]
 
 
 def _journal_failed(j: Journal) -> bool:

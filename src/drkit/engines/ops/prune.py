@@ -5,6 +5,13 @@ Safe to kill at any moment: a backup goes manifest first (from then on it does n
 what a kill leaves is an incomplete backup, which `clean_incomplete` removes on the next
 prune or backup), backups before WAL (a kill never leaves a listed backup without its WAL),
 and WAL oldest first, segment before its hash sidecar (the archive stays a contiguous tail).
+
+A manifest that cannot be read or checked (damaged, a read that failed, a wrong signature,
+a newer format) may name backups' WAL, object versions or files that nothing else names:
+while one of a service's manifests is unreadable, nothing of that service is removed (its
+backups, WAL, object versions and leftovers), and the result says which manifest stopped it
+(`drkit prune` exits 3). `force_skip` names damaged backups to prune as if they did not
+exist: the operator's explicit way past, once they have looked.
 """
 
 from __future__ import annotations
@@ -12,14 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from drkit.domain.backup import BackupKind, Manifest
-from drkit.domain.errors import RepositoryError
+from drkit.domain.errors import ChecksFailed, RepositoryError, UsageError
 from drkit.domain.stack import Service
 from drkit.domain.wal import DEFAULT_SEGMENT_SIZE, Lsn, Segment
-from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.catalog import DamagedBackup, list_backups
 from drkit.engines.core.commit import clean_incomplete
 from drkit.engines.core.layout import backup_dir, lock_name, manifest_key, verified_key
 from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.ops.keep import pinned_reason
+from drkit.engines.ops.leftovers import Leftover, describe_leftovers, sweep_leftovers
 from drkit.engines.ops.object_gc import BucketSweep, plan_sweep, sweep, sweep_run_id
 from drkit.engines.ops.retention_policy import BackupFact, Facts, Plan, Policy, SetFact, WalSpan, decide
 from drkit.engines.postgres.wal.archive import WalArchive
@@ -36,6 +45,9 @@ class PruneResult:
     done: bool  # False: a dry run
     objects: tuple[BucketSweep, ...] | None = None  # object versions swept; None: not swept
     kind: str = ""  # the service's kind
+    refused: tuple[DamagedBackup, ...] = ()  # unreadable manifests: nothing of the service removed
+    skipped: tuple[DamagedBackup, ...] = ()  # damaged ones pruned past (--force-skip)
+    leftovers: tuple[Leftover, ...] = ()  # of killed writes, removed (or, dry run, would be)
 
     def to_dict(self) -> dict[str, object]:
         p = self.plan
@@ -61,6 +73,9 @@ class PruneResult:
             "wal_from": p.wal_from,
             "incomplete": list(self.incomplete),
             "objects": objects,
+            "refused": [{"backup_id": d.backup_id, "reason": d.reason} for d in self.refused],
+            "force_skipped": [{"backup_id": d.backup_id, "reason": d.reason} for d in self.skipped],
+            "leftovers": [item.to_dict() for item in self.leftovers],
         }
 
 
@@ -82,45 +97,126 @@ def policy_of(service: Service) -> Policy:
     return Policy(retention, wal)
 
 
+class ManifestsUnreadable(ChecksFailed):
+    """Manifests of the service cannot be read or checked: pruning it could remove what they
+    name."""
+
+    def __init__(self, service: str, damaged: tuple[DamagedBackup, ...]) -> None:
+        ids = ", ".join(d.backup_id for d in damaged)
+        super().__init__(f"{service}: manifests that cannot be read: {ids}; pruning nothing of {service}")
+        self.damaged = damaged
+
+
+def readable_manifests(
+    ws: Workspace, service: str, force_skip: frozenset[str] = frozenset()
+) -> tuple[Manifest, ...]:
+    """The service's complete backups, or ManifestsUnreadable when any manifest cannot be read
+    or checked (but those in `force_skip`). Every listing prune decides from goes through it."""
+    listing = list_backups(ws.repo, ws.stack.name, service)
+    blocking = tuple(d for d in listing.damaged if d.backup_id not in force_skip)
+    if blocking:
+        raise ManifestsUnreadable(service, blocking)
+    return listing.complete
+
+
 def prune(
-    ws: Workspace, service: Service, *, dry_run: bool, unkept_sets: frozenset[str] = frozenset()
+    ws: Workspace,
+    service: Service,
+    *,
+    dry_run: bool,
+    unkept_sets: frozenset[str] = frozenset(),
+    force_skip: frozenset[str] = frozenset(),
 ) -> PruneResult:
     """Plan (and unless `dry_run`, carry out) the retention of one service. `unkept_sets`: sets
     the sets' retention drops (set_retention.py), which then keep nothing (a dry run's; a
-    real run removed them already)."""
-    if dry_run:
-        incomplete = list_backups(ws.repo, ws.stack.name, service.name).incomplete
-        plan = plan_service(ws, service, unkept_sets)
-        swept = _objects(ws, service, plan, live_check=False)
-        return PruneResult(plan, incomplete, False, _tuple(swept), service.kind)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name), "prune"):
-        removed = clean_incomplete(ws, service.name)
-        plan = plan_service(ws, service, unkept_sets)
-        carry_out(ws, plan)
-        swept = _objects(ws, service, plan, live_check=True)
-        if swept:
-            kept = list_backups(ws.repo, ws.stack.name, service.name).complete
-            sweep(ws, service.name, swept, sweep_run_id(list(kept)))
-    return PruneResult(plan, removed, True, _tuple(swept), service.kind)
+    real run removed them already). Refused (`refused`, nothing removed) while a manifest of
+    the service cannot be read, but those named in `force_skip`."""
+    try:
+        if dry_run:
+            return _prune_dry(ws, service, unkept_sets, force_skip)
+        with locks.exclusive(ws.lock_dir, lock_name(service.name), "prune"):
+            return _prune_locked(ws, service, unkept_sets, force_skip)
+    except ManifestsUnreadable as exc:
+        return PruneResult(_nothing(service.name), (), not dry_run, None, service.kind, refused=exc.damaged)
+
+
+def _prune_dry(
+    ws: Workspace, service: Service, unkept_sets: frozenset[str], force_skip: frozenset[str]
+) -> PruneResult:
+    readable_manifests(ws, service.name, force_skip)
+    listing = list_backups(ws.repo, ws.stack.name, service.name)
+    plan = plan_service(ws, service, unkept_sets, force_skip)
+    swept = _objects(ws, service, plan, force_skip, live_check=False)
+    leftovers = sweep_leftovers(ws, service_prefix(ws, service), dry_run=True)
+    skipped = _skipped(listing.damaged, force_skip)
+    return PruneResult(plan, listing.incomplete, False, _tuple(swept), service.kind, (), skipped, leftovers)
+
+
+def _prune_locked(
+    ws: Workspace, service: Service, unkept_sets: frozenset[str], force_skip: frozenset[str]
+) -> PruneResult:
+    readable_manifests(ws, service.name, force_skip)  # before anything goes
+    skipped = _skipped(list_backups(ws.repo, ws.stack.name, service.name).damaged, force_skip)
+    removed = clean_incomplete(ws, service.name)
+    plan = plan_service(ws, service, unkept_sets, force_skip)
+    carry_out(ws, plan)
+    swept = _objects(ws, service, plan, force_skip, live_check=True)
+    if swept:
+        kept = readable_manifests(ws, service.name, force_skip)
+        sweep(ws, service.name, swept, sweep_run_id(list(kept)))
+    leftovers = sweep_leftovers(ws, service_prefix(ws, service), dry_run=False)
+    return PruneResult(plan, removed, True, _tuple(swept), service.kind, (), skipped, leftovers)
+
+
+def _skipped(damaged: tuple[DamagedBackup, ...], force_skip: frozenset[str]) -> tuple[DamagedBackup, ...]:
+    return tuple(d for d in damaged if d.backup_id in force_skip)
+
+
+def _nothing(service: str) -> Plan:
+    return Plan(service, (), (), (), 0)
+
+
+def service_prefix(ws: Workspace, service: Service) -> str:
+    return f"{ws.stack.name}/{service.name}/"
+
+
+def unknown_force_skip(ws: Workspace, services: list[str], force_skip: frozenset[str]) -> None:
+    """`--force-skip` names only damaged backups of the services pruned: a typo must not
+    pass for a decision (UsageError naming what is damaged)."""
+    if not force_skip:
+        return
+    damaged = {d.backup_id for s in services for d in list_backups(ws.repo, ws.stack.name, s).damaged}
+    unknown = sorted(force_skip - damaged)
+    if unknown:
+        there = ", ".join(sorted(damaged)) or "none"
+        raise UsageError(
+            f"--force-skip {unknown[0]}: no backup of that id has an unreadable manifest "
+            f"(unreadable ones: {there})"
+        )
 
 
 def _tuple(swept: list[BucketSweep] | None) -> tuple[BucketSweep, ...] | None:
     return None if swept is None else tuple(swept)
 
 
-def _objects(ws: Workspace, service: Service, plan: Plan, *, live_check: bool) -> list[BucketSweep] | None:
+def _objects(
+    ws: Workspace, service: Service, plan: Plan, force_skip: frozenset[str], *, live_check: bool
+) -> list[BucketSweep] | None:
     """Object-store services: the versions no kept backup lists any more (object_gc.py)."""
     if service.kind != "s3":
         return None
     kept = {d.name for d in plan.keep}
-    manifests = [
-        m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.backup_id in kept
-    ]
+    manifests = [m for m in readable_manifests(ws, service.name, force_skip) if m.backup_id in kept]
     return plan_sweep(ws, service.name, manifests, live_check=live_check)
 
 
-def plan_service(ws: Workspace, service: Service, unkept_sets: frozenset[str] = frozenset()) -> Plan:
-    return decide(gather(ws, service, unkept_sets), policy_of(service), ws.clock.now())
+def plan_service(
+    ws: Workspace,
+    service: Service,
+    unkept_sets: frozenset[str] = frozenset(),
+    force_skip: frozenset[str] = frozenset(),
+) -> Plan:
+    return decide(gather(ws, service, unkept_sets, force_skip), policy_of(service), ws.clock.now())
 
 
 def carry_out(ws: Workspace, plan: Plan) -> None:
@@ -136,10 +232,15 @@ def carry_out(ws: Workspace, plan: Plan) -> None:
             archive.delete(wal.name)
 
 
-def gather(ws: Workspace, service: Service, unkept_sets: frozenset[str] = frozenset()) -> Facts:
-    """The facts retention decides from. Sets that cannot be read stop the prune: deleting
-    without knowing what a set needs could break it."""
-    manifests = list_backups(ws.repo, ws.stack.name, service.name).complete
+def gather(
+    ws: Workspace,
+    service: Service,
+    unkept_sets: frozenset[str] = frozenset(),
+    force_skip: frozenset[str] = frozenset(),
+) -> Facts:
+    """The facts retention decides from. Sets or manifests that cannot be read stop the
+    prune: deleting without knowing what they need could break them."""
+    manifests = readable_manifests(ws, service.name, force_skip)
     size = next((m.postgres.wal_segment_size for m in manifests if m.postgres), DEFAULT_SEGMENT_SIZE)
     try:
         sets = list_sets(ws)
@@ -169,7 +270,7 @@ def _fact(ws: Workspace, m: Manifest, size: int) -> BackupFact:
         span = WalSpan(p.timeline, start, stop)
     series = m.kind.value + (f":{m.details['artifact']}" if "artifact" in m.details else "")
     verified = ws.repo.exists(verified_key(m.stack, m.service, m.backup_id))
-    return BackupFact(m.backup_id, series, m.finished_at, verified, span)
+    return BackupFact(m.backup_id, series, m.finished_at, verified, span, pinned_reason(ws, m))
 
 
 def _set_until(m: Manifest | None, lsn: str, size: int) -> int | None:
@@ -196,6 +297,8 @@ def _wal_names(ws: Workspace, service: str) -> set[str]:
 def describe(result: PruneResult) -> list[str]:
     """Text lines for `drkit prune`: what goes (or went) and the rule that decided."""
     p, verb = result.plan, ("removed" if result.done else "would remove")
+    if result.refused:
+        return _describe_refused(result)
     lines = [
         f"{p.service}: {verb} {len(p.drop)} backup(s), {len(p.wal_drop)} WAL file(s); keeping {len(p.keep)}"
     ]
@@ -220,4 +323,24 @@ def describe(result: PruneResult) -> list[str]:
         )
     state = "incomplete backup" if not result.done else "removed incomplete backup"
     lines += [f"  {state} {i} (no manifest)" for i in result.incomplete]
+    lines += describe_leftovers(result.leftovers, done=result.done)
+    lines += [
+        f"  pruned as if {d.backup_id} did not exist (--force-skip): its manifest cannot be read: {d.reason}"
+        for d in result.skipped
+    ]
+    return lines
+
+
+def _describe_refused(result: PruneResult) -> list[str]:
+    service = result.plan.service
+    lines = [
+        f"{service}: REFUSED, nothing removed: {len(result.refused)} manifest(s) cannot be read or "
+        "checked, and what they need (files, WAL, object versions) is unknown"
+    ]
+    lines += [f"  {d.backup_id}: {d.reason}" for d in result.refused]
+    lines.append(
+        "  when it reads again (a read that failed, a sign_key put back), prune again; an off-site "
+        "copy may hold it intact (drkit verify --repo NAME); to prune as if it did not exist: "
+        f"drkit prune {service} --force-skip {result.refused[0].backup_id}"
+    )
     return lines

@@ -12,7 +12,8 @@ logical dumps, Redis snapshots, ...). In each series a backup stays when any rul
   backup when none is verified;
 - any backup a stack-wide set refers to;
 - base backups: the one PITR into the `wal_retention` window starts from (the newest that
-  finished at or before now - wal_retention, else the oldest).
+  finished at or before now - wal_retention, else the oldest);
+- a pinned backup (`drkit backups keep`, engines/core/pins.py), while its pin holds.
 
 WAL stays when a kept base backup needs it to reach consistency (its start..stop segments),
 when a set needs it (its base backup's start up to the set's restore point), or when it is
@@ -47,6 +48,7 @@ class BackupFact:
     finished_at: datetime
     verified: bool = False
     wal: WalSpan | None = None  # PostgreSQL base backups only
+    pinned: str | None = None  # why a pin that still holds keeps it (`drkit backups keep`)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,9 @@ def _reasons(facts: Facts, policy: Policy, anchor: BackupFact | None) -> dict[st
     def keep(b: BackupFact, rule: str, why: str) -> None:
         reasons.setdefault(b.backup_id, []).append(Decision(b.backup_id, rule, why))
 
+    for b in facts.backups:  # first: a pin is what an operator looks for in the plan
+        if b.pinned is not None:
+            keep(b, "pinned", b.pinned)
     for members in _series(facts.backups).values():
         newest_first = sorted(members, key=lambda b: (b.finished_at, b.backup_id), reverse=True)
         for b, rule, why in gfs(newest_first, policy.retention):

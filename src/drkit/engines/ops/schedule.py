@@ -7,10 +7,12 @@ its `finally` blocks run (locks released, tools killed, nothing half-committed: 
 only once its manifest is written), and SIGKILLs what is still there after the grace period.
 
 A job never overlaps itself: a time that comes while its previous run is still going is skipped
-and reported. Times that passed while the scheduler was down are reported as missed and only
-the latest of them is run, once. State (each job's last considered time and last run) is in
-<state_dir>/schedule.json, written atomically after every change. Time comes from the injected
-Clock, so tests drive it without sleeping.
+and reported. A job that needs a lock another job holds (two jobs backing up PostgreSQL at
+02:00) waits in a queue (schedule_queue.py) and starts when the lock is free, instead of
+failing on it; its timeout counts from its start. Times that passed while the scheduler was
+down are reported as missed and only the latest of them is run, once. State (each job's last
+considered time and last run) is in <state_dir>/schedule.json, written atomically after every
+change. Time comes from the injected Clock, so tests drive it without sleeping.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 from drkit.domain.stack import ScheduledJob, Severity
 from drkit.engines.ops.notify import Message
 from drkit.engines.ops.schedule_jobs import due_slots, unpruned
+from drkit.engines.ops.schedule_queue import JobQueue, Needs
 from drkit.infra.atomic import write_atomic
 from drkit.infra.clock import Clock
 
@@ -53,7 +56,8 @@ Notify = Callable[[Message], None]
 class Event:
     at: datetime
     job: str
-    kind: str  # started | ok | failed | red | aborted | timeout | skipped | missed | warning
+    # started | queued | coalesced | ok | failed | red | aborted | timeout | skipped | missed | warning
+    kind: str
     detail: str = ""
 
     def line(self) -> str:
@@ -131,6 +135,7 @@ class Scheduler:
         digest: Callable[[datetime], Message] | None = None,
         report: Callable[[Event], None] | None = None,
         supervisors: Sequence[Supervisor] = (),
+        needs: Needs | None = None,
     ) -> None:
         self.jobs = list(jobs)
         self.state_path = state_path
@@ -142,6 +147,7 @@ class Scheduler:
         self.supervisors = list(supervisors)
         self.state = ScheduleState.load(state_path)
         self.running: dict[str, _Running] = {}
+        self.queue = JobQueue(needs or (lambda _job: frozenset()))
         self.events: list[Event] = []
         self.stop_requested = threading.Event()
 
@@ -152,6 +158,9 @@ class Scheduler:
         before = len(self.events)
         now = self.clock.now()
         self._reap(now)
+        if not self.stop_requested.is_set():
+            for waiting in self.queue.ready(r.job for r in self.running.values()):
+                self._start(waiting.job, waiting.slot, now, waited_since=waiting.since)
         if start_new and not self.stop_requested.is_set():
             for job in self.jobs:
                 self._consider(job, now)
@@ -179,6 +188,11 @@ class Scheduler:
                 now, job, "skipped", f"{count} run(s) up to {latest:%H:%M}: still running since {since}"
             )
             return
+        waiting = self.queue.get(job.name)
+        if waiting is not None:  # its queued run will run once, for the latest time
+            waiting.slot = latest
+            self._event(now, job, "coalesced", f"{count} run(s) up to {latest:%H:%M} join the queued run")
+            return
         if count > 1:
             st.missed += count - 1
             self._event(
@@ -188,12 +202,20 @@ class Scheduler:
                 f"{count - 1} run(s) while the scheduler was down, the last at "
                 f"{slots[0]:%Y-%m-%d %H:%M}; running the latest ({latest:%Y-%m-%d %H:%M}) once",
             )
+        conflict = self.queue.conflict(job, (r.job for r in self.running.values()))
+        if conflict is not None:
+            self.queue.add(job, latest, now)
+            self._event(now, job, "queued", f"the run of {latest:%Y-%m-%d %H:%M} {conflict.describe()}")
+            return
         self._start(job, latest, now)
 
-    def _start(self, job: ScheduledJob, slot: datetime, now: datetime) -> None:
+    def _start(
+        self, job: ScheduledJob, slot: datetime, now: datetime, *, waited_since: datetime | None = None
+    ) -> None:
         record = RunRecord(scheduled=_iso(slot), started=_iso(now))
-        self.state.jobs[job.name].last = record
-        self._event(now, job, "started", f"the run of {slot:%Y-%m-%d %H:%M}")
+        self.state.jobs.setdefault(job.name, JobState()).last = record
+        waited = f", after waiting {_seconds(now - waited_since)} in the queue" if waited_since else ""
+        self._event(now, job, "started", f"the run of {slot:%Y-%m-%d %H:%M}{waited}")
         if job.job == "digest" and self.digest is not None:
             self._finish(job, record, now, *self._send_digest(now))
             return
@@ -260,7 +282,7 @@ class Scheduler:
         while not self.stop_requested.is_set():
             self.tick(start_new=not (once and started))
             started = True
-            if once and not self.running:
+            if once and not self.running and not self.queue:
                 break
             self.clock.sleep(poll)
         self.shutdown(grace, poll=min(poll, 0.2))
@@ -277,7 +299,11 @@ class Scheduler:
         self.notify(Message("schedule: no prune job", detail, Severity.WARNING))
 
     def shutdown(self, grace: float, *, poll: float = 0.2) -> None:
-        """Ask every running job to abort cleanly; kill what is left after `grace` seconds."""
+        """Ask every running job to abort cleanly; kill what is left after `grace` seconds.
+        Jobs still waiting in the queue never start."""
+        now = self.clock.now()
+        for waiting in self.queue.drain():
+            self._event(now, waiting.job, "aborted", f"stopped while queued since {waiting.since:%H:%M:%S}")
         for run in self.running.values():
             run.handle.interrupt()
         deadline = self.clock.monotonic() + grace
@@ -313,6 +339,10 @@ def _result(job: ScheduledJob, code: int, handle: Handle) -> tuple[str, int, str
     if code < 0:
         return "failed", code, f"killed by signal {-code}: {handle.error()}"
     return "failed", code, f"exit {code}: {handle.error()}"
+
+
+def _seconds(delta: timedelta) -> str:
+    return f"{delta.total_seconds():.0f}s"
 
 
 def _iso(t: datetime) -> str:

@@ -3,29 +3,38 @@ command line, its times (croniter, UTC), and the same jobs as systemd timers or 
 
 from __future__ import annotations
 
+import itertools
 import shlex
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
-from drkit.domain.stack import ScheduledJob, Stack
+from drkit.domain.stack import DATA_IN_DEPENDENCIES, ScheduledJob, Stack
+from drkit.engines.core.registry import has_engine
+from drkit.engines.ops.set_retention import SET_LOCK
 
 MAX_SLOTS = 10_000  # slots enumerated between two ticks; past that only the count is estimated
 
 
 def default_jobs(stack: Stack) -> tuple[ScheduledJob, ...]:
-    """The source's schedule: base backup daily 02:00 UTC, logical dumps daily 02:00 and weekly
-    Sunday 03:00, prune daily, off-site sync daily (when a non-primary repository exists),
-    verify daily (--deep on the newest base), the monthly drill rotation (one scenario a week),
-    status with notification every 5 minutes, and the daily digest."""
+    """The source's schedule, made to hold unattended: every service backed up nightly at 02:00
+    UTC as one stack-wide set (`backup --all`, which the weekly drill restores; a fresh base
+    backup of PostgreSQL when the newest is older than `sets.base_max_age`), logical dumps daily
+    at 02:00 and weekly Sunday 03:00 (they wait for the set's lock in the queue), more frequent
+    backups of the services whose `rpo` a nightly backup cannot hold (`frequent_jobs`), prune
+    daily, off-site sync daily (when a non-primary repository exists), verify daily (--deep on
+    the newest base), the monthly drill rotation (one scenario a week), status with
+    notification every 5 minutes, and the daily digest."""
     pg = tuple(s.name for s in stack.services_of_kind("postgres"))
-    jobs = [ScheduledJob("backup", "0 2 * * *", "backup", "base")]
+    nightly = "all-set" if len(pg) == 1 else "base"  # a set needs exactly one PostgreSQL
+    jobs = [ScheduledJob("backup", "0 2 * * *", "backup", nightly)]
     if pg:
         jobs += [
             ScheduledJob("logical-daily", "0 2 * * *", "backup", "logical", services=pg),
             ScheduledJob("logical-weekly", "0 3 * * 0", "backup", "logical", services=pg),
         ]
+    jobs += frequent_jobs(stack)
     jobs.append(ScheduledJob("prune", "30 3 * * *", "prune"))
     if any(name != stack.primary_repository for name in stack.repositories):
         jobs.append(ScheduledJob("offsite-sync", "0 4 * * *", "sync"))
@@ -36,6 +45,91 @@ def default_jobs(stack: Stack) -> tuple[ScheduledJob, ...]:
         ScheduledJob("digest", "0 8 * * *", "digest", timeout=300.0),
     ]
     return tuple(jobs)
+
+
+# Backup intervals (minutes) a default job may use; each divides an hour or a day evenly.
+INTERVALS = (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720)
+DAY = 24 * 60
+
+
+def frequent_jobs(stack: Stack) -> list[ScheduledJob]:
+    """Backup jobs for the services whose `rpo` the nightly backup cannot hold: each is backed
+    up at the longest interval in INTERVALS that is at most 2/3 of its rpo (the rest is
+    headroom for the backup itself), services with one interval sharing one job. PostgreSQL
+    (its WAL keeps the point recent) and services whose data lives in PostgreSQL need none."""
+    by_interval: dict[int, list[str]] = {}
+    for svc in stack.services.values():
+        if svc.kind == "postgres" or svc.kind in DATA_IN_DEPENDENCIES or svc.rpo is None:
+            continue
+        if not has_engine(svc.kind):
+            continue
+        minutes = svc.rpo.total_seconds() / 60 * 2 / 3
+        if minutes >= DAY:
+            continue
+        interval = max((i for i in INTERVALS if i <= minutes), default=INTERVALS[0])
+        by_interval.setdefault(interval, []).append(svc.name)
+    jobs = []
+    for interval, names in sorted(by_interval.items()):
+        label = f"{interval}m" if interval < 60 else f"{interval // 60}h"
+        cron = f"*/{interval} * * * *" if interval < 60 else f"0 */{interval // 60} * * *"
+        jobs.append(ScheduledJob(f"backup-{label}", cron, "backup", "base", services=tuple(sorted(names))))
+    return jobs
+
+
+def job_locks(stack: Stack, job: ScheduledJob) -> frozenset[str]:
+    """The host locks a job takes (a service's lock is named after it; `backup --all` also
+    takes the stack-set lock), or reads under (verify and drill read backups that a backup or
+    prune is writing or removing): jobs sharing one wait for each other in the queue."""
+    every = frozenset(s.name for s in stack.services.values() if has_engine(s.kind))
+    if job.job == "backup":
+        if job.backup_type == "all-set":
+            return every | {SET_LOCK}
+        return frozenset(job.services) if job.services else every
+    if job.job in ("prune", "drill"):
+        return every | {SET_LOCK}
+    if job.job in ("sync", "verify"):
+        return every
+    return frozenset()  # status-notify, digest: read-only and quick
+
+
+def collisions(stack: Stack) -> list[str]:
+    """Jobs that start at the same minute and need a common lock: `schedule run` queues one
+    behind the other; separate timers or crontab lines would fail one on the lock."""
+    times = {job.name: _week(job) for job in jobs_of(stack)}
+    jobs = list(jobs_of(stack))
+    out = []
+    for i, a in enumerate(jobs):
+        for b in jobs[i + 1 :]:
+            shared = job_locks(stack, a) & job_locks(stack, b)
+            if shared and times[a.name] & times[b.name]:
+                out.append(f"{a.name} and {b.name} (both need {', '.join(sorted(shared))})")
+    return out
+
+
+WEEK = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday: the times of one week (any week does)
+
+
+def _week(job: ScheduledJob) -> set[datetime]:
+    """The job's times in one week: [WEEK, WEEK + 7 days)."""
+    it = croniter(job.cron, WEEK - timedelta(microseconds=1))
+    out = set()
+    while (t := it.get_next(datetime)) < WEEK + timedelta(days=7):
+        out.add(t)
+    return out
+
+
+def backup_gap(stack: Stack, service: str, jobs: Sequence[ScheduledJob] | None = None) -> timedelta | None:
+    """The longest time between two scheduled backups of `service` over a week (UTC); None
+    when no scheduled job backs it up."""
+    times: set[datetime] = set()
+    for job in jobs if jobs is not None else jobs_of(stack):
+        if job.job == "backup" and service in job_locks(stack, job):
+            times |= _week(job)
+    if not times:
+        return None
+    ordered = sorted(times)
+    wrap = ordered[0] + timedelta(days=7) - ordered[-1]  # the week repeats
+    return max([wrap, *(b - a for a, b in itertools.pairwise(ordered))])
 
 
 def unpruned(jobs: Sequence[ScheduledJob]) -> bool:

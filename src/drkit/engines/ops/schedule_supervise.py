@@ -162,7 +162,7 @@ def stream_supervisors(
                 report=report,
                 notify=notify,
                 lag=lambda svc=svc: stream_lag(ws, svc),  # type: ignore[misc]
-                lag_limit=svc.rpo.total_seconds() if svc.rpo else 300.0,
+                lag_limit=svc.rpo_seconds if svc.rpo_seconds is not None else 300.0,
             )
         )
     return out

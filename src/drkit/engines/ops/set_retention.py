@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from drkit.domain.errors import RepositoryError
 from drkit.domain.sets import RestoreSet
 from drkit.domain.stack import Retention
-from drkit.engines.core.set_refs import list_sets, set_key
+from drkit.engines.core.layout import journals_prefix
+from drkit.engines.core.set_refs import list_sets, set_key, sets_prefix
 from drkit.engines.core.signing import SIGNATURE_SUFFIX
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.ops.leftovers import Leftover, describe_leftovers, sweep_leftovers
 from drkit.engines.ops.retention_policy import BackupFact, Decision, gfs
 from drkit.infra import locks
 
@@ -28,6 +30,7 @@ class SetPlan:
     keep: tuple[Decision, ...]  # newest first
     drop: tuple[Decision, ...]  # oldest first
     done: bool = False
+    leftovers: tuple[Leftover, ...] = ()  # of killed writes of sets and journals
 
     @property
     def dropped(self) -> frozenset[str]:
@@ -38,6 +41,7 @@ class SetPlan:
             "dry_run": not self.done,
             "keep": [vars(d) for d in self.keep],
             "drop": [vars(d) for d in self.drop],
+            "leftovers": [item.to_dict() for item in self.leftovers],
         }
 
 
@@ -66,7 +70,8 @@ def prune_sets(ws: Workspace, *, dry_run: bool) -> SetPlan:
     cannot be read stops everything: deleting backups without knowing what it needs could
     break it."""
     if dry_run:
-        return decide_sets(_sets(ws), ws.stack.set_retention)
+        plan = decide_sets(_sets(ws), ws.stack.set_retention)
+        return SetPlan(plan.keep, plan.drop, leftovers=_leftovers(ws, dry_run=True))
     with locks.exclusive(ws.lock_dir, SET_LOCK, "prune"):
         plan = decide_sets(_sets(ws), ws.stack.set_retention)
         for doomed in plan.drop:
@@ -74,7 +79,16 @@ def prune_sets(ws: Workspace, *, dry_run: bool) -> SetPlan:
             ws.repo.delete(key)
             if ws.repo.exists(key + SIGNATURE_SUFFIX):  # an unsigned copy of a signed repository's set
                 ws.repo.delete(key + SIGNATURE_SUFFIX)
-    return SetPlan(plan.keep, plan.drop, done=True)
+        leftovers = _leftovers(ws, dry_run=False)
+    return SetPlan(plan.keep, plan.drop, done=True, leftovers=leftovers)
+
+
+def _leftovers(ws: Workspace, *, dry_run: bool) -> tuple[Leftover, ...]:
+    """Killed writes of sets and journals (rule `leftover`, engines/ops/leftovers.py)."""
+    stack = ws.stack.name
+    return sweep_leftovers(ws, sets_prefix(stack), dry_run=dry_run) + sweep_leftovers(
+        ws, journals_prefix(stack), dry_run=dry_run
+    )
 
 
 def _sets(ws: Workspace) -> list[RestoreSet]:
@@ -89,4 +103,4 @@ def describe_sets(plan: SetPlan) -> list[str]:
     lines = [f"sets: {verb} {len(plan.drop)} set(s); keeping {len(plan.keep)}"]
     lines += [f"  keep {d.name}: {d.rule}: {d.why}" for d in plan.keep]
     lines += [f"  {verb} {d.name}: {d.rule}: {d.why}" for d in plan.drop]
-    return lines
+    return lines + describe_leftovers(plan.leftovers, done=plan.done)

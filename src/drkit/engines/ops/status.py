@@ -13,6 +13,11 @@ The newest recoverable point of PostgreSQL is, in order of preference:
   little earlier) or the receiver's spool `.partial` file's last flush on this host;
 - and never older than the end of its newest base backup.
 Other services: their newest backup's end.
+
+A backup whose times this host's clock cannot believe (finished more than a few minutes in
+the future, or times that disagree with its id: core/choose.py) is never the newest: the
+status leaves it out of the recoverable point and names it as a problem (red, exit 3),
+since no restore would choose it and the clock of whatever took it needs looking at.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from typing import Any
 from drkit.domain.backup import Manifest
 from drkit.domain.errors import DrkitError
 from drkit.domain.journal import Journal, RunKind, Verdict
-from drkit.domain.stack import Service
+from drkit.domain.stack import DATA_IN_DEPENDENCIES, Service
 from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.choose import Unproven, newest, order, unproven_backups
 from drkit.engines.core.journals import list_journals
 from drkit.engines.core.registry import has_engine
 from drkit.engines.core.types import VerifyReport
@@ -106,10 +112,19 @@ class ServiceStatus:
     copies: Mapping[str, Any] | None = None
     problems: tuple[str, ...] = ()
     rpo_applies: bool = True  # False: drkit keeps nothing of this service (stateless)
+    unproven: tuple[Unproven, ...] = ()  # backups whose times cannot be believed (future-dated)
+
+    @property
+    def believed(self) -> tuple[Manifest, ...]:
+        doubted = {u.backup_id for u in self.unproven}
+        return tuple(m for m in self.backups if m.backup_id not in doubted)
+
+    rpo_from: str | None = None  # the target is inherited from this service (its data is there)
 
     @property
     def last_backup(self) -> Manifest | None:
-        return max(self.backups, key=lambda m: (m.finished_at, m.backup_id)) if self.backups else None
+        """The newest complete backup whose times are believed (the one a restore takes)."""
+        return max(self.believed, key=order, default=None)
 
     @property
     def red(self) -> bool:
@@ -130,7 +145,7 @@ class StatusReport:
 
 # Kinds whose data lives in the services they depend on (PostgreSQL): Hasura keeps its
 # metadata in hdb_catalog, hasura-auth its users; a stateless service has nothing of its own.
-DATA_IN_DEPENDENCIES = frozenset({"hasura", "auth"})
+# (domain/stack.py: they inherit that PostgreSQL's rpo too.)
 
 Point = tuple[datetime | None, str]
 
@@ -182,8 +197,9 @@ class _Context:
     def _build(self, service: Service) -> ServiceStatus:
         ws, now = self.ws, self.now
         backups = list_backups(ws.repo, ws.stack.name, service.name).complete
-        newest = max((m.finished_at for m in backups), default=None)
-        point: Point = (newest, "newest backup" if newest else "")
+        doubted = tuple(unproven_backups(backups, now))
+        last = newest(backups, now)
+        point: Point = (last.finished_at, "newest backup") if last else (None, "")
         archive: ArchiveState | None = None
         if service.kind == "postgres":
             archive, wal_point, wal_source = capture_state(ws, service, now, probe_server=self.probe_server)
@@ -194,7 +210,7 @@ class _Context:
         applies = service.kind == "postgres" or has_engine(service.kind) or inherited is not None
         at, source = point
         age = (now - at).total_seconds() if at is not None else None
-        rpo = service.rpo.total_seconds() if service.rpo is not None else None
+        rpo = service.rpo_seconds
         return ServiceStatus(
             service=service.name,
             kind=service.kind,
@@ -208,8 +224,10 @@ class _Context:
             verify=read_verify(ws, service.name),
             drill=last_drill(self.journals, service.name),
             copies=_copies(ws, service, self.copies),
-            problems=tuple(_problems(service, age, rpo if applies else None, archive)),
+            problems=tuple(_problems(service, age, rpo if applies else None, archive, doubted)),
             rpo_applies=applies,
+            unproven=doubted,
+            rpo_from=service.rpo_from,
         )
 
 
@@ -220,9 +238,15 @@ def _newer(a: Point, b: Point) -> Point:
 
 
 def _problems(
-    service: Service, age: float | None, rpo: float | None, archive: ArchiveState | None
+    service: Service,
+    age: float | None,
+    rpo: float | None,
+    archive: ArchiveState | None,
+    doubted: tuple[Unproven, ...] = (),
 ) -> list[str]:
-    out = []
+    out = [
+        f"{service.name}: backup {u.describe()}; no restore chooses it (check the clocks)" for u in doubted
+    ]
     if archive is not None and archive.failing:
         out.append(f"{service.name}: WAL {archive.mode} is failing: {archive.detail}")
     if rpo is not None:

@@ -17,8 +17,11 @@ from drkit.domain.checks import CheckResult, Status, guard
 from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service, WalMode
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.check_archive import archive_proof
 from drkit.engines.postgres.check_compose import spool_mounted
 from drkit.engines.postgres.check_data import check_foreign
+from drkit.engines.postgres.wal.archive import archive_for
+from drkit.engines.postgres.wal.identity import identity_check
 
 OK, WARN, FAIL = Status.OK, Status.WARNING, Status.FAILED
 
@@ -50,8 +53,15 @@ def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
     if service.runtime.type != "compose" or not service.runtime.volume:
         results += guard(f"{service.name}: archiving", lambda: _archiving(service, dsn, info))
     results += guard(f"{service.name}: PGDATA", lambda: [check_foreign(service)])
+    results += guard(f"{service.name}: archiving proof", lambda: archive_proof(ws, service, info))
     results += guard(f"{service.name}: tools", lambda: _tools(service, info))
+    results += guard(f"{service.name}: WAL archive identity", lambda: [_archive_identity(ws, service, info)])
     return results
+
+
+def _archive_identity(ws: Workspace, service: Service, info: ServerInfo) -> CheckResult:
+    name, major = f"{service.name}: WAL archive identity", info.version_num // 10000
+    return identity_check(archive_for(ws, service).guard, name, info.system_identifier, major)
 
 
 def _settings(service: Service, info: ServerInfo) -> list[CheckResult]:

@@ -38,12 +38,13 @@ from drkit.engines.postgres.plan import RestorePlan
 from drkit.engines.postgres.preflight import Checked
 from drkit.engines.postgres.replay import configure, recover, recovery_settings
 from drkit.engines.postgres.salvage import salvage_wal
+from drkit.engines.postgres.switch_wal import DEFAULT_WAIT as SWITCH_WAIT
+from drkit.engines.postgres.switch_wal import switch_wal_and_wait
 from drkit.engines.postgres.wal.prefetch import PREFETCH_DIR
 from drkit.infra.aside import Aside, in_use, last_replacement, move_aside, roll_back, settle, undo_unfinished
 from drkit.infra.hold import hold
 from drkit.infra.interrupt import deferred
 from drkit.infra.ports import free_port
-from drkit.infra.wait import wait_for
 from drkit.runtimes.local_postgres import LocalPostgres
 
 STARTING_UP = ("the database system is starting up", "not yet accepting connections")
@@ -141,7 +142,7 @@ def _stop_and_move(
     data_dir = live.data_dir
     latest = chosen.target.kind is TargetKind.LATEST
     if latest and was_running and live.is_running():
-        notes.append(archive_current_segment(service))
+        notes.append(archive_current_segment(ws, service))
     live.stop()
     try:
         first = Segment.parse(chosen.first_segment, chosen.backup.require_postgres().wal_segment_size)
@@ -260,30 +261,18 @@ def _facts(reached: dict[str, object]) -> dict[str, str]:
     }
 
 
-def archive_current_segment(service: Service, *, wait: float = 120.0) -> str:
+def archive_current_segment(ws: Workspace, service: Service, *, wait: float = SWITCH_WAIT) -> str:
     """Before a running server is stopped for a restore to latest: close its current WAL
-    segment and wait until the archiver has it, so the archive holds whole segments. When
-    that fails (archiving broken), the restore goes on: what pg_wal holds is saved after
-    the stop (salvage.py), or the restore refuses. Says what happened."""
+    segment and wait until the repository holds it (switch_wal.py, the one mechanism), so
+    the archive holds whole segments. When that fails (archiving broken), the restore goes
+    on: what pg_wal holds is saved after the stop (salvage.py), or the restore refuses.
+    Says what happened."""
     try:
         with connect(service_dsn(service, connect_timeout=10)) as conn:
             state = conn.execute("select pg_is_in_recovery(), current_setting('archive_mode')").fetchone()
-            if state is None or state[0] or state[1] == "off":
-                return "no current WAL segment to archive (in recovery, or not archiving)"
-            row = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()
-            segment = str(row[0]) if row else ""
-
-            def archived() -> bool:
-                r = conn.execute(
-                    "select last_archived_wal, last_failed_wal, "
-                    "coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false) "
-                    "from pg_stat_archiver"
-                ).fetchone()
-                if r and r[2]:  # failing now; the pg_wal is saved after the stop instead
-                    raise OperationError(f"archive_command fails (last on {r[1]})")
-                return bool(r and r[0] and r[0] >= segment)
-
-            wait_for(archived, timeout=wait, what=f"WAL segment {segment} to be archived")
+        if state is None or state[0] or state[1] == "off":
+            return "no current WAL segment to archive (in recovery, or not archiving)"
+        switched = switch_wal_and_wait(ws, service, timeout=wait)
     except (OperationError, psycopg.Error) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if any(s in first for s in STARTING_UP):
@@ -292,4 +281,4 @@ def archive_current_segment(service: Service, *, wait: float = 120.0) -> str:
             f"the server could not archive its current WAL segment ({first}); "
             "its pg_wal is read after it stops"
         )
-    return f"current WAL segment {segment} archived"
+    return f"current WAL segment {switched.segment} archived"

@@ -64,6 +64,20 @@ class ArchiveView:
 
 
 @dataclass(frozen=True)
+class TargetPoint:
+    """Where a target lies in the WAL, known before recovery: a position, and for a named
+    restore point the timeline whose WAL holds its record (engines/postgres/targets.py)."""
+
+    lsn: Lsn
+    timeline: int | None
+    what: str
+
+    def on(self, path: TimelinePath) -> bool:
+        """Whether recovery along `path` passes through it (always, when its branch is unknown)."""
+        return self.timeline is None or on_path(path, self.timeline, self.lsn, self.lsn)
+
+
+@dataclass(frozen=True)
 class RestorePlan:
     backup: Manifest
     target: RecoveryTarget
@@ -79,7 +93,11 @@ class RestorePlan:
 
 
 def usable_backups(
-    backups: list[Manifest], target: RecoveryTarget, now: datetime, backup_id: str | None
+    backups: list[Manifest],
+    target: RecoveryTarget,
+    now: datetime,
+    backup_id: str | None,
+    point: TargetPoint | None = None,
 ) -> list[Manifest]:
     """Base backups that end before the target, oldest first (never empty)."""
     base = sorted(
@@ -104,12 +122,13 @@ def usable_backups(
                 f"backup ({base[0].backup_id}, finished {base[0].finished_at.isoformat()})"
             )
         return fit
-    if target.kind is TargetKind.LSN and target.lsn is not None:
-        lsn = target.lsn
-        fit = [m for m in base if Lsn.parse(m.require_postgres().stop_lsn) <= lsn]
+    if point is not None or (target.kind is TargetKind.LSN and target.lsn is not None):
+        lsn = point.lsn if point is not None else target.lsn
+        what = point.what if point is not None else f"target LSN {lsn}"
+        fit = [m for m in base if lsn is not None and Lsn.parse(m.require_postgres().stop_lsn) <= lsn]
         if not fit:
             raise UnreachableTargetError(
-                f"target LSN {lsn} is before the end of the oldest usable backup "
+                f"{what} is before the end of the oldest usable backup "
                 f"({base[0].backup_id}, ends at {base[0].require_postgres().stop_lsn})"
             )
         return fit
@@ -122,7 +141,7 @@ def choose_backup(
     return usable_backups(backups, target, now, backup_id)[-1]
 
 
-def _descends(path: TimelinePath, m: Manifest) -> bool:
+def descends(path: TimelinePath, m: Manifest) -> bool:
     pg = m.require_postgres()
     return on_path(path, pg.timeline, Lsn.parse(pg.start_lsn), Lsn.parse(pg.stop_lsn))
 
@@ -133,7 +152,7 @@ def choose_line(
     """The timeline to follow and the newest backup on its path. Without an explicit
     timeline: the newest one that descends from a usable backup."""
     if timeline is not None:
-        fit = [m for m in candidates if _descends(archive.path(timeline), m)]
+        fit = [m for m in candidates if descends(archive.path(timeline), m)]
         if not fit:
             raise UnreachableTargetError(
                 f"timeline {timeline} does not descend from any usable base backup "
@@ -143,7 +162,7 @@ def choose_line(
     own = {m.require_postgres().timeline for m in candidates}
     known = set(archive.timelines()) | own
     for tli in sorted(known, reverse=True):
-        fit = [m for m in candidates if _descends(archive.path(tli), m)]
+        fit = [m for m in candidates if descends(archive.path(tli), m)]
         if fit:
             _refuse_unknown_branch(archive, tli, own)
             return tli, fit[-1]
@@ -169,14 +188,29 @@ def plan_restore(
     now: datetime,
     backup_id: str | None = None,
     timeline: int | None = None,
+    point: TargetPoint | None = None,
 ) -> RestorePlan:
-    tli, backup = choose_line(usable_backups(backups, target, now, backup_id), archive, timeline)
+    """`point`: where the target lies (required for a restore point's name: PostgreSQL
+    would otherwise find out at the end of a replay whether the name exists on the branch)."""
+    if target.kind is TargetKind.NAME and point is None:
+        raise NotFoundError(f"{target.describe()} was not located in the WAL archive")
+    tli, backup = choose_line(usable_backups(backups, target, now, backup_id, point), archive, timeline)
     path = archive.path(tli)
+    if (
+        point is not None
+        and point.timeline is not None
+        and not on_path(path, point.timeline, point.lsn, point.lsn)
+    ):
+        raise UnreachableTargetError(
+            f"{point.what} lies on timeline {point.timeline} at {point.lsn}, which timeline {tli} "
+            f"does not pass through (it left that branch before)",
+            hint=f"leave out --timeline, or give --timeline {point.timeline}",
+        )
     pg = backup.require_postgres()
     size = pg.wal_segment_size
     start = Segment.containing(Lsn.parse(pg.start_lsn), pg.timeline, size)
     stop = Segment.containing(Lsn.parse(pg.stop_lsn), pg.timeline, size)
-    until = _needed_until(archive, target, path, stop)
+    until = _needed_until(archive, target, path, stop, point)
     report = check_path(set(archive.names), path, start, until)
     where = f" on timeline {tli}" if tli != pg.timeline else ""
     if report.missing is not None:
@@ -203,19 +237,21 @@ def plan_restore(
 
 
 def _needed_until(
-    archive: ArchiveView, target: RecoveryTarget, path: TimelinePath, stop: Segment
+    archive: ArchiveView, target: RecoveryTarget, path: TimelinePath, stop: Segment, point: TargetPoint | None
 ) -> int | None:
     """The number of the last segment the target needs, or None for "all there is"."""
     if target.kind is TargetKind.IMMEDIATE:
         return stop.number
+    if point is not None:
+        return max(stop.number, point.lsn.value // stop.size)
     if target.kind is TargetKind.LSN and target.lsn is not None:
         return max(stop.number, target.lsn.value // stop.size)
     if target.kind is TargetKind.TIME and target.time is not None:
-        return _segment_after(archive, target.time, path, stop)
+        return segment_after(archive, target.time, path, stop)
     return None
 
 
-def _segment_after(archive: ArchiveView, when: datetime, path: TimelinePath, stop: Segment) -> int:
+def segment_after(archive: ArchiveView, when: datetime, path: TimelinePath, stop: Segment) -> int:
     """A segment on the path (from the backup's end) that records a commit after `when`:
     recovery stops before that commit, so the WAL needed ends there. Absent segments are
     stepped over here; the chain check then names them.
@@ -261,12 +297,18 @@ def _after_the_end(when: datetime, newest: datetime | None, where: Segment | Non
     seen = "no commit recorded after the backup"
     if newest is not None and where is not None:
         seen = f"last commit recorded {newest.isoformat()}, in {where.name}"
-    raise UnreachableTargetError(
+    raise AfterArchiveEnd(
         f"target time {when.isoformat()} is after the end of the WAL archive ({seen}); "
         f"recovery stops at the first commit after the target, and none is archived yet",
-        hint="if the primary is up, commit something (or wait for the next write), run "
-        "`select pg_switch_wal()` on it and retry, or choose an earlier time",
+        hint="with --yes drkit closes the primary's current WAL segment (and commits an empty "
+        "transaction when nothing was committed since) and waits until it is archived; "
+        "or choose an earlier time",
     )
+
+
+class AfterArchiveEnd(UnreachableTargetError):
+    """A time target later than the last archived commit: the primary may still hold what
+    reaches it in its current WAL segment (engines/postgres/switch_wal.py)."""
 
 
 def _is_seg(name: str) -> bool:

@@ -23,7 +23,7 @@ from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import TAR_INDEX
 from drkit.engines.postgres.plan import RestorePlan
 from drkit.engines.postgres.tar_restore import read_index
-from drkit.engines.postgres.wal.archive import SUFFIXES, archive_for
+from drkit.engines.postgres.wal.archive import archive_for
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,7 @@ def needed_wal(chosen: RestorePlan) -> list[str]:
 
 def check_wal(ws: Workspace, service: Service, chosen: RestorePlan) -> tuple[str, ...]:
     """Every WAL file of the plan present (one listing of the archive) and not empty."""
-    archive = archive_for(ws, service)
-    sizes: dict[str, int] = {}
-    for entry in ws.repo.entries(archive.prefix):
-        base = entry.key.rsplit("/", 1)[-1]
-        for suffix in SUFFIXES[::-1]:
-            if base.endswith(suffix):
-                sizes[base[: -len(suffix)]] = entry.size
-                break
+    sizes = archive_for(ws, service).stored_sizes()
     names = needed_wal(chosen)
     for name in names:
         if name not in sizes:

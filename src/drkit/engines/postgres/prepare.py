@@ -6,6 +6,7 @@ with the same request (which checks again, under its lock)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,9 +14,10 @@ from drkit.domain.errors import UsageError
 from drkit.domain.recovery import RecoveryTarget
 from drkit.domain.stack import Service
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.postgres.plan import RestorePlan
+from drkit.engines.postgres.plan import AfterArchiveEnd, RestorePlan
 from drkit.engines.postgres.preflight import check_inputs
 from drkit.engines.postgres.restore import RestoreRequest, plan
+from drkit.engines.postgres.switch_wal import switch_wal_and_wait
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,8 @@ class PreparedRestore:
     def summary(self) -> str:
         return (
             f"backup {self.plan.backup.backup_id} + WAL {self.plan.first_segment}.."
-            f"{self.plan.last_segment or '?'} -> {self.request.target.describe()}, {self.where}"
+            f"{self.plan.last_segment or '?'} -> {self.request.target.describe()} following timeline "
+            f"{self.plan.timeline}, {self.where}"
         )
 
     @property
@@ -50,6 +53,7 @@ class PreparedRestore:
             "target": self.request.target.describe(),
             "first_segment": self.plan.first_segment,
             "last_segment": self.plan.last_segment,
+            "timeline": self.plan.timeline,
             "in_place": self.request.in_place,
             "to": str(self.request.to) if self.request.to else None,
         }
@@ -64,7 +68,12 @@ def prepare_restore(
     to: Path | None = None,
     in_place: bool = False,
     keep_running: bool = False,
+    switch_wal: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> PreparedRestore:
+    """Decide the restore. `switch_wal` (the operator said --yes): when the target time lies
+    after the archive's last commit, close the running primary's current WAL segment, wait
+    for it in the repository, and plan again, instead of refusing (engines/postgres/switch_wal.py)."""
     if in_place and to is not None:
         raise UsageError("give --to DIR or --in-place, not both")
     if not in_place and to is None:
@@ -72,6 +81,12 @@ def prepare_restore(
     request = RestoreRequest(
         target=target, backup_id=backup_id, to=to, in_place=in_place, keep_running=keep_running
     )
-    chosen = plan(ws, service, request)
+    try:
+        chosen = plan(ws, service, request)
+    except AfterArchiveEnd:
+        if not switch_wal:
+            raise
+        switch_wal_and_wait(ws, service, commit=True, say=say)
+        chosen = plan(ws, service, request)
     check_inputs(ws, service, chosen)  # a missing part is refused before anything stops
     return PreparedRestore(service, request, chosen)

@@ -100,7 +100,8 @@ def _prefetch(ws: Workspace, service: Service, chosen: RestorePlan, data_dir: Pa
     pg = chosen.backup.require_postgres()
     first = Segment.parse(chosen.first_segment, pg.wal_segment_size)
     last = Segment.parse(chosen.last_segment, pg.wal_segment_size) if chosen.last_segment else None
-    return prefetching(archive_for(ws, service), data_dir, first, last, os_user=service.runtime.os_user)
+    os_user = service.runtime.os_user
+    return prefetching(archive_for(ws, service), data_dir, first, last, os_user=os_user, path=chosen.path)
 
 
 def _start(runtime: LocalPostgres) -> None:

@@ -24,12 +24,14 @@ from drkit.domain.stack import RuntimeSpec, Service, WalMode
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import lock_name
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.branches import resolve_timeline
 from drkit.engines.postgres.extract import extract_backup
 from drkit.engines.postgres.in_place import restore_local_in_place
 from drkit.engines.postgres.outcome import RestoreOutcome, RestoreRequest, os_error, restore_failed, why
 from drkit.engines.postgres.plan import ArchiveView, RestorePlan, plan_restore
 from drkit.engines.postgres.preflight import Checked, check_inputs
 from drkit.engines.postgres.replay import configure, recover, recovery_settings
+from drkit.engines.postgres.targets import target_point
 from drkit.engines.postgres.wal.archive import archive_for, timeline_paths
 from drkit.engines.postgres.wal.stream import flush_spool
 from drkit.engines.postgres.wal.times import CommitTimes
@@ -56,11 +58,19 @@ def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePla
     backups = list(listing.complete)
     archive = archive_for(ws, service)
     names = archive.names()
+    target = request.target
+    if request.timeline is not None:  # the engine's pin (a drill, a runbook) over the target's
+        target = replace(target, timeline=request.timeline)
     with CommitTimes(archive, service.runtime.bin_dir, ws.state_dir / "wal-times") as times:
         view = ArchiveView(frozenset(names), timeline_paths(archive, names), times)
-        return plan_restore(
-            backups, view, request.target, ws.clock.now(), request.backup_id, request.timeline
-        )
+        now = ws.clock.now()
+        point = target_point(ws, service, target, archive, view, backups)  # a name: found, or refused
+        timeline = resolve_timeline(backups, view, target, now, request.backup_id, point)
+        chosen = plan_restore(backups, view, target, now, request.backup_id, timeline, point)
+    archive.guard.require_system(
+        chosen.backup.require_postgres().system_identifier, f"backup {chosen.backup.backup_id}"
+    )
+    return chosen
 
 
 def restore(

@@ -12,17 +12,16 @@ A failure or a signal puts the old contents back and starts the container again.
 
 drkit is not installed in the container, so restore_command cannot run `drkit wal-fetch`.
 It reads WAL from `drkit-prefetch/` in the data directory, which drkit fills from this
-host: ahead of recovery (the prefetcher), and on request for anything else (the server's
-restore_command leaves `.want-NAME`; drkit answers with NAME, or `.absent-NAME` when the
-archive has no such file, which ends recovery as PostgreSQL expects).
+host with the same spool server a local restore uses (engines/postgres/wal/spool.py):
+ahead of recovery, and on request for anything else (the server's restore_command leaves
+`.want-NAME`; drkit answers with NAME, `.absent-NAME` when the archive has no such file,
+which ends recovery as PostgreSQL expects, or `.error-NAME`, which stops it).
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,8 +48,9 @@ from drkit.engines.postgres.preflight import Checked
 from drkit.engines.postgres.recovery_watch import RecoveryState, RecoveryStopped, follow_recovery
 from drkit.engines.postgres.replay import check_reached
 from drkit.engines.postgres.salvage import salvage_wal
-from drkit.engines.postgres.wal.archive import WalArchive, archive_for
+from drkit.engines.postgres.wal.archive import archive_for
 from drkit.engines.postgres.wal.prefetch import PREFETCH_DIR, prefetch_restore_command, prefetching
+from drkit.engines.postgres.wal.spool import request_command
 from drkit.infra.aside import Aside, in_use, move_aside, roll_back, settle
 from drkit.infra.clock import Clock
 from drkit.infra.hold import hold
@@ -58,7 +58,6 @@ from drkit.infra.interrupt import deferred
 from drkit.infra.proc import run
 from drkit.runtimes.compose import ComposeRuntime
 
-WANT = ".want-"
 WAIT_SECONDS = 600
 ANSWER_SECONDS = 300.0
 
@@ -100,71 +99,6 @@ def chown_ids(path: Path, uid: int, gid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(path):
         for name in dirnames + filenames:
             os.lchown(os.path.join(dirpath, name), uid, gid)
-
-
-def _give(path: Path, uid: int, gid: int) -> None:
-    if os.geteuid() == 0:
-        os.lchown(path, uid, gid)
-
-
-def wait_for_file_command(spool: str) -> str:
-    """restore_command's fallback: ask drkit for %f and wait for it (or for its absence).
-    Exit 126 after WAIT_SECONDS makes PostgreSQL stop recovery, not end it early."""
-    rounds = WAIT_SECONDS * 5
-    return (
-        f'touch "{spool}/{WANT}%f"; n=0; while [ $n -lt {rounds} ]; do '
-        f'if [ -f "{spool}/%f" ] && cp "{spool}/%f" "%p" 2>/dev/null; then exit 0; fi; '
-        f'if [ -f "{spool}/.absent-%f" ]; then exit 1; fi; sleep 0.2; n=$((n+1)); done; exit 126'
-    )
-
-
-def serve_once(archive: WalArchive, spool: Path, uid: int, gid: int) -> None:
-    """Answer each `.want-NAME`, and give every file in the spool to the server's uid."""
-    for entry in sorted(os.listdir(spool)):
-        path = spool / entry
-        if entry.startswith(WANT):
-            name = entry[len(WANT) :]
-            if not (spool / name).exists() and not (spool / f".absent-{name}").exists():
-                tmp = spool / f".{name}.serving"
-                if archive.fetch(name, tmp):
-                    os.chmod(tmp, 0o640)
-                    _give(tmp, uid, gid)
-                    os.replace(tmp, spool / name)
-                else:
-                    (spool / f".absent-{name}").touch()
-            path.unlink(missing_ok=True)
-        elif not entry.startswith("."):
-            try:
-                if path.stat().st_uid != uid:
-                    _give(path, uid, gid)
-                    os.chmod(path, 0o640)
-            except FileNotFoundError:
-                continue
-
-
-@contextmanager
-def serving(archive: WalArchive, spool: Path, uid: int, gid: int) -> Iterator[None]:
-    stop = threading.Event()
-    failure: list[BaseException] = []
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                serve_once(archive, spool, uid, gid)
-            except Exception as exc:  # reported after recovery; the server then times out
-                failure.append(exc)
-                return
-            stop.wait(0.1)
-
-    worker = threading.Thread(target=loop, name="wal-serve", daemon=True)
-    worker.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        worker.join(timeout=30)
-    if failure:
-        raise OperationError(f"serving WAL to the container failed: {failure[0]}")
 
 
 def restore_in_container(
@@ -236,7 +170,7 @@ def _stop_and_move(
     runtime = target.runtime
     latest = chosen.target.kind is TargetKind.LATEST
     if latest and was_running:
-        notes.append(archive_current_segment(service))
+        notes.append(archive_current_segment(ws, service))
     runtime.stop()
     try:
         first = Segment.parse(chosen.first_segment, chosen.backup.require_postgres().wal_segment_size)
@@ -276,13 +210,8 @@ def _recover(
     pg = chosen.backup.require_postgres()
     first = Segment.parse(chosen.first_segment, pg.wal_segment_size)
     last = Segment.parse(chosen.last_segment, pg.wal_segment_size) if chosen.last_segment else None
-    spool = target.host_dir / PREFETCH_DIR
-    spool.mkdir(exist_ok=True)
-    _give(spool, target.uid, target.gid)
-    with (
-        prefetching(archive, target.host_dir, first, last, os_user=None),
-        serving(archive, spool, target.uid, target.gid),
-    ):
+    owner = (target.uid, target.gid)
+    with prefetching(archive, target.host_dir, first, last, os_user=None, owner=owner, path=chosen.path):
         hold("start")
         target.runtime.start()
         hold("recovery")
@@ -353,7 +282,9 @@ def _extract_into(target: Target, extract: Callable[[Path], None]) -> None:
 def _configure(chosen: RestorePlan, target: Target) -> None:
     spool = f"{target.inside_dir}/{PREFETCH_DIR}"
     settings = {
-        "restore_command": prefetch_restore_command(Path(target.inside_dir), wait_for_file_command(spool)),
+        "restore_command": prefetch_restore_command(
+            Path(target.inside_dir), request_command(spool, WAIT_SECONDS)
+        ),
         **chosen.target.settings(),
         **target_timeline_setting(chosen.timeline),
     }

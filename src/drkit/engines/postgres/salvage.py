@@ -27,6 +27,7 @@ from drkit.domain.wal import HISTORY_RE, PARTIAL_RE, SEGMENT_RE, Segment
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.isolation import restore_in_progress
 from drkit.engines.postgres.wal.archive import WalArchive, archive_for
+from drkit.engines.postgres.wal.identity import read_data_dir
 
 LONG_HEADER = struct.Struct("=HHIQI4xQII")  # XLogLongPageHeaderData
 XLP_LONG_HEADER = 0x0002
@@ -74,14 +75,15 @@ def salvage_wal(
         return Salvaged(
             skipped=f"{data_dir} is a restore drkit had not finished: its WAL came from the archive"
         )
-    own = _system_identifier(data_dir)
-    if cluster and own is not None and str(own) != cluster:
+    local = read_data_dir(data_dir)
+    own = local.system_identifier if local else None
+    if cluster and own is not None and own != cluster:
         return Salvaged(
             skipped=f"{data_dir} holds another cluster (system identifier {own}; the backup's is "
             f"{cluster}): its WAL is not this archive's"
         )
-    archive = archive_for(ws, service)
-    segments = _written_segments(pg_wal, data_dir, since)
+    archive = archive_for(ws, service, local=local)  # as wal-push archives for this cluster
+    segments = _written_segments(pg_wal, int(own) if own else None, since)
     pushed: list[str] = []
     already = 0
     failed: list[tuple[Path, str, str]] = []  # path, name to push as, why
@@ -127,10 +129,9 @@ def _status(pg_wal: Path, name: str) -> str | None:
     return None
 
 
-def _written_segments(pg_wal: Path, data_dir: Path, since: Segment | None) -> list[Segment]:
-    """Segments this cluster wrote at their own position (not recycled or preallocated
-    files), from `since` on, by position."""
-    sysid = _system_identifier(data_dir)
+def _written_segments(pg_wal: Path, sysid: int | None, since: Segment | None) -> list[Segment]:
+    """Segments this cluster (`sysid`) wrote at their own position (not recycled or
+    preallocated files), from `since` on, by position."""
     found = []
     for name in os.listdir(pg_wal):
         if not SEGMENT_RE.match(name):
@@ -152,15 +153,6 @@ def _written_segments(pg_wal: Path, data_dir: Path, since: Segment | None) -> li
         if since is None or segment.number >= since.number:
             found.append(segment)
     return sorted(found, key=lambda s: (s.number, s.timeline))
-
-
-def _system_identifier(data_dir: Path) -> int | None:
-    try:
-        with open(data_dir / "global" / "pg_control", "rb") as fh:
-            raw = fh.read(8)
-    except OSError:
-        return None
-    return struct.unpack("=Q", raw)[0] if len(raw) == 8 else None
 
 
 def _unsaved(service: Service, failed: list[tuple[Path, str, str]], config_hint: str) -> OperationError:

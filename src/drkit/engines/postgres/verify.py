@@ -1,4 +1,5 @@
-"""Verify base backups: the WAL a base backup needs, and (`deep`) its files against the
+"""Verify base backups: the WAL a base backup needs (present, and every file re-read and
+checked against its recorded hash: wal_check.py), and (`deep`) its files against the
 server's backup_manifest (pg_verifybackup), then a real restore into a throwaway instance:
 pg_amcheck over every database, and row counts compared with those recorded."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from drkit.adapters.postgres.amcheck import run_amcheck, run_verifybackup
@@ -14,25 +16,38 @@ from drkit.adapters.postgres.counts import exact_counts
 from drkit.adapters.postgres.tarindex import members_from_json
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status, guard
-from drkit.domain.errors import Cancelled, DecryptionError, DrkitError
+from drkit.domain.errors import Cancelled, DecryptionError, DrkitError, IntegrityError, RepositoryError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service
-from drkit.domain.wal import Lsn, Segment, TimelineSpan
+from drkit.domain.wal import Lsn, Segment, TimelineSpan, segment_on_path
 from drkit.engines.core.layout import backup_dir
+from drkit.engines.core.types import NotRead
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import TAR_INDEX
 from drkit.engines.postgres.plan import ArchiveView, choose_line
 from drkit.engines.postgres.restore import RestoreRequest, restore
 from drkit.engines.postgres.rowcheck import Recorded, compare_counts
-from drkit.engines.postgres.tar_restore import restore_parts
-from drkit.engines.postgres.wal.archive import archive_for, check_chain, check_path, timeline_paths
+from drkit.engines.postgres.tar_restore import read_index, restore_parts
+from drkit.engines.postgres.wal.archive import (
+    ChainReport,
+    archive_for,
+    check_chain,
+    check_path,
+    timeline_paths,
+)
+from drkit.engines.postgres.wal_check import RehashReport, WalRehash
 from drkit.infra.ownership import chown_tree
 from drkit.runtimes.local_postgres import LocalPostgres
 
 
-def verify_wal(ws: Workspace, service: Service, m: Manifest) -> CheckResult:
-    """The WAL the backup needs to be consistent; then, along the newest timeline that
-    descends from it, how far PITR from it can go (reported, not a failure of the backup)."""
+def verify_wal(
+    ws: Workspace, service: Service, m: Manifest, rehash: WalRehash | None = None
+) -> list[CheckResult]:
+    """The WAL the backup needs to be consistent, then, along the newest timeline that
+    descends from it, the WAL a restore to *latest* replays: every one of those files is
+    re-read and checked (its zstd frame, its recorded SHA-256) as a restore will read it.
+    How far PITR from the backup reaches is reported; a missing or damaged segment the
+    backup itself needs, or a damaged one on the way to latest, fails."""
     pg = m.require_postgres()
     start = Segment.containing(Lsn.parse(pg.start_lsn), pg.timeline, pg.wal_segment_size)
     stop = Segment.containing(Lsn.parse(pg.stop_lsn), pg.timeline, pg.wal_segment_size)
@@ -41,31 +56,106 @@ def verify_wal(ws: Workspace, service: Service, m: Manifest) -> CheckResult:
     report = check_chain(names, start, stop)
     if report.missing is not None or report.last is None or report.last.number < stop.number:
         gone = report.missing or (report.last.next() if report.last else start)
-        return CheckResult(
-            "wal",
-            Status.FAILED,
-            f"WAL segment {gone.name} is missing (the backup needs {start.name}..{stop.name})",
-        )
+        return [
+            CheckResult(
+                "wal",
+                Status.FAILED,
+                f"WAL segment {gone.name} is missing (the backup needs {start.name}..{stop.name})",
+            )
+        ]
+    own = [Segment(pg.timeline, n, start.size).name for n in range(start.number, stop.number + 1)]
     try:
         view = ArchiveView(frozenset(names), timeline_paths(archive, names))
         reach = pitr_reach(view, m, start)
     except DecryptionError as exc:  # verifying without the key: the backup's own WAL is there
-        reach = f"timeline histories not read ({exc.message})"
+        reach = Reach(f"timeline histories not read ({exc.message})", ())
+    except (IntegrityError, RepositoryError) as exc:  # a damaged history: every plan stops on it
+        return [CheckResult("wal", Status.FAILED, f"WAL {start.name}..{stop.name} archived; {exc.message}")]
     except DrkitError as exc:
-        return CheckResult("wal", Status.WARNING, f"WAL {start.name}..{stop.name} archived; {exc.message}")
-    return CheckResult("wal", Status.OK, f"WAL {start.name}..{stop.name} archived; {reach}")
+        reach = Reach(exc.message, (), failed=True)
+    rehash = rehash or WalRehash(archive, pg.wal_segment_size)
+    found = rehash.check([*own, *reach.names])
+    return _wal_results(found, own, stop, f"WAL {start.name}..{stop.name}", reach)
 
 
-def pitr_reach(view: ArchiveView, m: Manifest, start: Segment) -> str:
+def _wal_results(
+    found: RehashReport, own: list[str], stop: Segment, span: str, reach: Reach
+) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    if found.unread:
+        results.append(
+            NotRead(
+                "wal content",
+                Status.WARNING,
+                f"{len(found.unread)} WAL file(s) encrypted and no age identity here: present, "
+                f"not read (e.g. {found.unread[0]})",
+                critical=False,
+            )
+        )
+    if found.damaged:
+        bad = found.damaged[0]
+        if bad.name in own or Segment.parse(bad.name[:24], stop.size).number <= stop.number:
+            why = "the backup cannot be restored"
+        else:
+            why = (
+                f"a restore from this backup stops before {bad.name[:24]} (a later target, or latest, fails)"
+            )
+        more = f" (and {len(found.damaged) - 1} more)" if len(found.damaged) > 1 else ""
+        return [CheckResult("wal", Status.FAILED, f"{bad.problem}{more}: {why}"), *results]
+    status = Status.WARNING if reach.failed else Status.OK
+    note = f"; {found.unhashed} with no recorded hash (zstd frame and size only)" if found.unhashed else ""
+    checked = f"{found.checked} WAL file(s) re-read and intact{note}"
+    return [CheckResult("wal", status, f"{span} archived; {checked}; {reach.detail}"), *results]
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How far PITR from a backup reaches, and the WAL files a restore to latest reads."""
+
+    detail: str
+    names: tuple[str, ...]
+    failed: bool = False
+
+
+def verify_tar_index(ws: Workspace, service: Service, m: Manifest) -> CheckResult:
+    """The tar index a restore reads first: listed in the manifest, intact, parseable, and
+    within the parts (its SHA-256 was checked with the files; this decodes and parses it)."""
+    directory = backup_dir(ws.stack.name, service.name, m.backup_id)
+    try:
+        members = read_index(ws.repo, ws.codec, directory, m, TAR_INDEX + ws.codec.suffix)
+    except DrkitError as exc:
+        return CheckResult("tar index", Status.FAILED, exc.message)
+    raw = sum(f.raw_size or 0 for f in m.files if f.name.startswith("base."))
+    end = max((e.offset + e.size for e in members), default=0)
+    if raw and end > raw:
+        return CheckResult("tar index", Status.FAILED, f"the index reaches byte {end}; the parts hold {raw}")
+    return CheckResult("tar index", Status.OK, f"{len(members)} members, within the parts")
+
+
+def pitr_reach(view: ArchiveView, m: Manifest, start: Segment) -> Reach:
     """How far the archived WAL carries this backup, following timeline switches."""
     timeline, _ = choose_line([m], view, None)
     path = view.path(timeline)
     report = check_path(set(view.names), path, start)
     line = "timeline " + " -> ".join(str(s.timeline) for s in path if _after(s, start))
     reach = report.last.name if report.last else start.name
+    names = _on_path(path, start, report)
     if report.missing is not None:
-        return f"PITR reaches {reach} ({line}); {report.missing.name} is missing, nothing later is reachable"
-    return f"PITR reaches {reach} ({line}){' (partial)' if report.partial_tail else ''}"
+        return Reach(
+            f"PITR reaches {reach} ({line}); {report.missing.name} is missing, nothing later is reachable",
+            names,
+        )
+    return Reach(f"PITR reaches {reach} ({line}){' (partial)' if report.partial_tail else ''}", names)
+
+
+def _on_path(path: tuple[TimelineSpan, ...], start: Segment, report: ChainReport) -> tuple[str, ...]:
+    """The files recovery reads from `start` to the end of the chain, in order."""
+    if report.last is None:
+        return ()
+    names = [segment_on_path(path, n, start.size).name for n in range(start.number, report.last.number + 1)]
+    if report.partial_tail:
+        names[-1] += ".partial"
+    return tuple(names)
 
 
 def _after(span: TimelineSpan, start: Segment) -> bool:

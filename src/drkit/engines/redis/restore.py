@@ -7,6 +7,9 @@
    directory aside into `drkit-before-restore-<time>/` in its data directory (never
    deleted; infra/aside.py, with a ledger so a killed restore is undone by the next one),
    and put the backup's files in place, owned like the data directory.
+   Where they go is the live server's layout, or with the server down its configuration's
+   (engines/redis/layout.py), never the layout the backup recorded: each name is checked
+   as a plain name inside the data directory.
 3. AOF over RDB (FIELD-NOTES): with `appendonly yes` Redis loads only the AOF, so an RDB
    alone would give an empty server that then overwrites the good RDB. So:
    - the backup has an AOF and the server runs with AOF: its AOF directory goes in place;
@@ -28,34 +31,28 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from drkit.adapters.redis.aof import is_plain_name, manifest_name, rdb_as_base
+from drkit.adapters.redis.aof import manifest_name, rdb_as_base
 from drkit.adapters.redis.client import Layout
 from drkit.adapters.repository.codec import sha256
-from drkit.domain.backup import BackupKind, Manifest
+from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import (
-    DrkitError,
-    IntegrityError,
-    NotFoundError,
-    OperationError,
-    RolledBackError,
-    UsageError,
-)
+from drkit.domain.errors import DrkitError, IntegrityError, OperationError, RolledBackError, UsageError
+from drkit.domain.names import is_plain_name
 from drkit.domain.stack import Service
-from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.restore_choice import choose_for_restore
 from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.redis.compare import compare_server
 from drkit.engines.redis.files import (
     FileRecord,
     check_files,
-    host_dir,
     open_server,
     records_of,
     require_sound,
     scratch_dir,
 )
+from drkit.engines.redis.layout import Target, find_target
 from drkit.infra import locks
 from drkit.infra.aside import Aside, move_aside, roll_back, settle, undo_unfinished
 from drkit.infra.atomic import fsync_dir, temp_beside
@@ -76,16 +73,6 @@ class Placement:
     dest: str  # relative to the data directory
     src: str | None = None  # relative to the staging directory
     content: bytes | None = None
-
-
-@dataclass(frozen=True)
-class Target:
-    """The server being restored as found: its files' layout, where they are, its version."""
-
-    layout: Layout
-    data_dir: Path
-    version: str | None  # None: the server was down
-    source: str  # where the layout came from, for the report
 
 
 def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
@@ -111,7 +98,7 @@ def restore(ws: Workspace, service: Service, options: RestoreOptions) -> Restore
                 return RestoreResult(
                     service.name, m.backup_id, ws.clock.monotonic() - began, detail, (files_ok,)
                 )
-            target = find_target(service, m)
+            target = find_target(service)  # the server's or its configuration's, never the backup's
             refuse_older_server(m, target)
             placements, mode = plan_placements(records, target.layout)
             aside = _swap_and_start(ws, service, staging, placements, target)
@@ -123,20 +110,7 @@ def restore(ws: Workspace, service: Service, options: RestoreOptions) -> Restore
 
 
 def choose_backup(ws: Workspace, service: Service, options: RestoreOptions) -> Manifest:
-    found = [
-        m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.kind is BackupKind.RDB
-    ]
-    if options.backup_id:
-        for m in found:
-            if m.backup_id == options.backup_id:
-                return m
-        raise NotFoundError(f"no backup {options.backup_id} of {service.name} in {ws.repo.location}")
-    if options.target_time is not None:
-        found = [m for m in found if m.finished_at <= options.target_time]
-    if not found:
-        when = f" at or before {options.target_time.isoformat()}" if options.target_time else ""
-        raise NotFoundError(f"no backup of {service.name}{when} in {ws.repo.location}")
-    return max(found, key=lambda m: (m.finished_at, m.backup_id))
+    return choose_for_restore(ws, service, options).manifest  # the one rule (core/choose.py)
 
 
 def fetch(ws: Workspace, m: Manifest, records: list[FileRecord], staging: Path) -> None:
@@ -181,17 +155,6 @@ def _file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def find_target(service: Service, m: Manifest) -> Target:
-    """The live server's layout when it answers; else the one recorded in the backup."""
-    with open_server(service) as server:
-        if server.answers():
-            layout, version, source = server.layout(), server.version(), "the running server"
-        else:
-            layout, version, source = Layout.from_dict(m.details["config"]), None, "the backup (server down)"
-    data_dir = host_dir(service) or Path(layout.dir)
-    return Target(layout, data_dir, version, source)
 
 
 def refuse_older_server(m: Manifest, target: Target) -> None:

@@ -1,4 +1,5 @@
-"""`verify --deep` for a Redis backup: load it into a throwaway redis-server and compare.
+"""Verify a Redis backup beyond its stored files: the file records a restore follows
+(`verify_layout`), and `--deep`: load it into a throwaway redis-server and compare.
 
 The files are fetched and checked as a restore does (SHA-256 per part and per file,
 redis-check-rdb/aof) into a scratch directory. A redis-server from PATH starts over them on
@@ -15,6 +16,7 @@ from drkit.adapters.redis.client import Layout, RedisServer
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
 from drkit.domain.errors import DrkitError
+from drkit.domain.names import is_plain_name
 from drkit.domain.stack import RuntimeSpec, Service
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.redis.compare import compare_server
@@ -36,6 +38,31 @@ def throwaway_command(layout: Layout, aof: bool, data_dir: str, port: int) -> tu
         *("--appenddirname", layout.appenddirname, "--appendfilename", layout.appendfilename),
         *("--daemonize", "no", "--logfile", ""),
     )
+
+
+def verify_layout(m: Manifest) -> list[CheckResult]:
+    """What a restore reads besides the stored files' bytes (which `verify` re-hashes): the
+    server files the backup records, each with a safe name and parts that are among the
+    manifest's files. A backup that fails here would be refused by `drkit restore`."""
+    try:
+        records = records_of(m)
+    except (KeyError, TypeError, ValueError) as exc:
+        return [CheckResult("layout", Status.FAILED, f"the manifest's file records are unreadable ({exc})")]
+    if not records:
+        return [CheckResult("layout", Status.FAILED, "the backup records no Redis file")]
+    stored = {f.name for f in m.files}
+    for record in records:
+        if not all(is_plain_name(p) for p in record.path.split("/")):
+            return [CheckResult("layout", Status.FAILED, f"unsafe file name {record.path!r}")]
+        missing = [p for p in record.parts if p not in stored]
+        if missing or not record.parts:
+            detail = (
+                f"{record.path}: part {missing[0]} is not among the manifest's files"
+                if missing
+                else (f"{record.path} has no parts")
+            )
+            return [CheckResult("layout", Status.FAILED, detail)]
+    return [CheckResult("layout", Status.OK, f"{len(records)} Redis file(s), every part stored")]
 
 
 def verify_deep(ws: Workspace, service: Service, m: Manifest) -> list[CheckResult]:

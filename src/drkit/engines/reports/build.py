@@ -12,6 +12,7 @@ from drkit.engines.reports.model import (
     MET,
     MISSED,
     NOT_MEASURED,
+    Escalation,
     Gauge,
     Marker,
     ReportModel,
@@ -56,14 +57,28 @@ def build_report(journal: Journal, history: Iterable[Journal] = ()) -> ReportMod
         error=journal.error,
         services=service_verdicts(journal),
         timeline=timeline(journal),
-        environment=flatten(journal.environment),
+        environment=flatten({k: v for k, v in journal.environment.items() if k != "escalation"}),
         parameters=flatten(journal.parameters),
         trend=trend(journal, runs),
         trend_runs=tuple(
             TrendRun(r.run_id, r.kind.value, r.started_at, r.verdict.value, r.run_id == journal.run_id)
             for r in runs
         ),
+        escalation=escalation(journal),
     )
+
+
+def escalation(journal: Journal) -> Escalation | None:
+    """The contacts and escalation path the journal recorded (None: it recorded none)."""
+    record = journal.environment.get("escalation")
+    if not isinstance(record, dict):
+        return None
+    contacts = []
+    for c in record.get("contacts") or []:
+        if isinstance(c, dict):
+            reach = ", ".join(str(c[k]) for k in ("phone", "email", "chat", "notes") if c.get(k))
+            contacts.append((str(c.get("name", "")), str(c.get("role", "")), reach))
+    return Escalation(tuple(contacts), tuple(str(p) for p in record.get("path") or []))
 
 
 def summarize(journal: Journal) -> RunSummary:

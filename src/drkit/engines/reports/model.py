@@ -103,6 +103,14 @@ class TrendSeries:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """Who to call, as stack.yaml said when the run was journaled."""
+
+    contacts: tuple[tuple[str, str, str], ...]  # (name, role, how to reach them)
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ReportModel:
     run_id: str
     kind: str
@@ -123,6 +131,7 @@ class ReportModel:
     parameters: tuple[tuple[str, str], ...]
     trend: tuple[TrendSeries, ...]
     trend_runs: tuple[TrendRun, ...]  # the runs the trend covers, oldest first
+    escalation: Escalation | None = None
 
     @property
     def missed(self) -> bool:

@@ -16,14 +16,15 @@ from drkit.domain.errors import DrkitError, UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind, parse_target_time
 from drkit.domain.stack import Service, WalMode
 from drkit.domain.wal import Segment
+from drkit.engines.core.pins import pin
 from drkit.engines.postgres.backup import logical_backup
 from drkit.engines.postgres.in_place import resumed_facts
 from drkit.engines.postgres.restore import RestoreOutcome, RestoreRequest, restore
 from drkit.engines.postgres.salvage import salvage_wal
+from drkit.engines.postgres.switch_wal import switch_wal_and_wait
 from drkit.engines.postgres.wal.stream import flush_spool
 from drkit.engines.runbooks.model import Step, StepContext, StepResult
 from drkit.infra.aside import kept, move_aside
-from drkit.infra.wait import wait_for
 from drkit.runtimes.local_postgres import LocalPostgres
 
 ARCHIVE_WAIT = 120.0
@@ -74,9 +75,14 @@ def emergency_dump_step() -> Step:
         if not answers(service):
             return StepResult("the server does not answer: no emergency dump possible")
         result = logical_backup(ctx.ws, service)
+        # incident evidence: pinned, so the next prune does not remove it (`backups keep --release`)
+        scenario = ctx.parameters.get("scenario", "db-corruption")
+        made = pin(
+            ctx.ws, result.manifest, reason=f"emergency dump of the {scenario} recovery of {service.name}"
+        )
         return StepResult(
             f"logical backup {result.manifest.backup_id} taken ({result.seconds:.1f}s): "
-            "what the server still had, restorable table by table",
+            f"what the server still had, restorable table by table; pinned ({made.reason})",
             {"emergency_backup": result.manifest.backup_id},
         )
 
@@ -114,16 +120,8 @@ def close_current_wal(ctx: StepContext, service: Service) -> str:
         return f"flushed {len(flushed)} streamed segment(s) into the archive"
     if not answers(service):
         return "the server does not answer: what its pg_wal holds is saved before it is moved aside"
-    with connect(service_dsn(service)) as conn:
-        row = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()
-        segment = str(row[0]) if row else ""
-
-        def archived() -> bool:
-            r = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()
-            return bool(r and r[0] and r[0] >= segment)
-
-        wait_for(archived, timeout=ARCHIVE_WAIT, what=f"WAL segment {segment} to be archived")
-    return f"WAL up to {segment} archived"
+    switched = switch_wal_and_wait(ctx.ws, service, timeout=ARCHIVE_WAIT, say=ctx.say)
+    return f"WAL up to {switched.segment} archived"
 
 
 def move_aside_step(data_dir: str, aside: str) -> Step:

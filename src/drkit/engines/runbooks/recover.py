@@ -8,6 +8,7 @@ the service was verified healthy; RPO from the incident back to the newest data 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import ModuleType
@@ -42,10 +43,14 @@ class RecoverArgs:
     service: str | None = None
     force_restore: bool = False  # service NAME: restore its newest backup even when it answers
     since: str | None = None  # when the incident began (default: when the recovery starts)
+    switch_wal: bool = False  # --yes: a time target past the archive closes the primary's WAL segment
+    emergency_dump: bool = True  # db-corruption: take the emergency logical dump first
 
 
-def prepare(ws: Workspace, args: RecoverArgs) -> Runbook:
-    """Plan and build; nothing is touched. Refuses what cannot work before any step runs."""
+def prepare(ws: Workspace, args: RecoverArgs, *, say: Callable[[str], None] | None = None) -> Runbook:
+    """Plan and build; nothing is touched (but with `switch_wal`, the primary's current WAL
+    segment may be closed and archived, which loses nothing). Refuses what cannot work before
+    any step runs."""
     module = SCENARIOS.get(args.scenario)
     if module is None:
         raise UsageError(f"no scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})")
@@ -59,6 +64,9 @@ def prepare(ws: Workspace, args: RecoverArgs) -> Runbook:
         copy_back=args.copy_back,
         service=args.service,
         force_restore=args.force_restore,
+        switch_wal=args.switch_wal,
+        emergency_dump=args.emergency_dump,
+        say=say,
     )
     parameters = {**parameters, "scenario": args.scenario, "since": args.since}
     runbook: Runbook = module.build(parameters)
@@ -137,8 +145,8 @@ def measure(ws: Workspace, journal: Journal, incident: datetime) -> tuple[Servic
                 service=name,
                 rto_seconds=max(0.0, (at - incident).total_seconds()),
                 rpo_seconds=max(0.0, (incident - reached).total_seconds()) if reached else None,
-                rto_target=svc.rto.total_seconds() if svc and svc.rto else None,
-                rpo_target=svc.rpo.total_seconds() if svc and svc.rpo else None,
+                rto_target=svc.rto_seconds if svc else None,
+                rpo_target=svc.rpo_seconds if svc else None,
                 healthy_at=at,
                 recovered_to=reached,
             )
@@ -157,3 +165,26 @@ def _recovered_to(params: dict[str, Any], record: StepRecord) -> datetime | None
 
 def _names(params: dict[str, Any]) -> list[str]:
     return [str(n) for n in params.get("writers", params.get("services", []))]
+
+
+@dataclass(frozen=True)
+class TimeShare:
+    step: str
+    seconds: float | None  # None: skipped
+    share: float  # of the time from the first step's start to the last step's end
+    note: str = ""
+
+
+def rto_breakdown(journal: Journal) -> list[TimeShare]:
+    """Where a recovery's time went, step by step (the emergency dump shows what it cost,
+    or that it was skipped with --no-emergency-dump)."""
+    timed = [r for r in journal.steps if r.started_at is not None and r.finished_at is not None]
+    if not timed:
+        return []
+    first = min(r.started_at for r in timed if r.started_at is not None)
+    last = max(r.finished_at for r in timed if r.finished_at is not None)
+    total = max((last - first).total_seconds(), 1e-9)
+    out = [TimeShare(r.name, r.seconds, (r.seconds or 0.0) / total) for r in timed]
+    if journal.parameters.get("emergency_dump") is False:
+        out.insert(0, TimeShare("emergency-dump", None, 0.0, "skipped (--no-emergency-dump)"))
+    return out

@@ -35,8 +35,14 @@ def new_journal(
         steps=tuple(
             StepRecord(s.name, s.title, destructive=s.destructive, service=s.service) for s in runbook.steps
         ),
-        environment=environment or {},
+        # who to call, as stack.yaml said during this run: the reports show it
+        environment={**(environment or {}), **_escalation(ws)},
     )
+
+
+def _escalation(ws: Workspace) -> dict[str, Any]:
+    record = ws.stack.escalation_record()
+    return {"escalation": record} if record else {}
 
 
 def execute(

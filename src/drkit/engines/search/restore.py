@@ -16,19 +16,13 @@ from pathlib import Path
 
 from drkit.adapters.meilisearch import MeilisearchError
 from drkit.adapters.repository.codec import sha256
-from drkit.domain.backup import BackupKind, Manifest
+from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import (
-    DrkitError,
-    IntegrityError,
-    NotFoundError,
-    OperationError,
-    RolledBackError,
-    UsageError,
-)
+from drkit.domain.errors import DrkitError, IntegrityError, OperationError, RolledBackError, UsageError
+from drkit.domain.names import require_plain_name
 from drkit.domain.stack import Service
-from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.restore_choice import choose_for_restore
 from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.search.server import DUMP, SNAPSHOT, client_for, server_paths
@@ -89,22 +83,7 @@ def same_version_only(service: Service, manifest: Manifest) -> None:
 
 
 def choose_backup(ws: Workspace, service: Service, options: RestoreOptions) -> Manifest:
-    found = [
-        m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.kind is BackupKind.DUMP
-    ]
-    if options.backup_id is not None:
-        for manifest in found:
-            if manifest.backup_id == options.backup_id:
-                return manifest
-        raise NotFoundError(
-            f"no dump or snapshot {options.backup_id} of {service.name} in {ws.repo.location}"
-        )
-    if options.target_time is not None:
-        found = [m for m in found if m.finished_at <= options.target_time]
-    if not found:
-        when = f" at or before {options.target_time.isoformat()}" if options.target_time else ""
-        raise NotFoundError(f"no dump or snapshot of {service.name}{when} in {ws.repo.location}")
-    return max(found, key=lambda m: (m.finished_at, m.backup_id))
+    return choose_for_restore(ws, service, options).manifest  # the one rule (core/choose.py)
 
 
 def stage(ws: Workspace, manifest: Manifest, directory: Path, os_user: str | None) -> Path:
@@ -119,9 +98,7 @@ def stage(ws: Workspace, manifest: Manifest, directory: Path, os_user: str | Non
             f"cannot stage the import in {directory} ({exc.strerror}): drkit writes it beside the "
             "server's database, where the server can read it"
         ) from exc
-    name = str(manifest.details.get("file", "backup"))
-    if "/" in name or "\0" in name or name.startswith("."):
-        raise IntegrityError(f"{manifest.backup_id}: the manifest names an unsafe file {name!r}; refusing")
+    name = require_plain_name(str(manifest.details.get("file", "backup")), f"{manifest.backup_id}: file")
     target = directory / f"{manifest.backup_id}-{name}"
     fd, tmp = temp_beside(target)
     digest = hashlib.sha256()

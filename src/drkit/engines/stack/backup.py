@@ -1,10 +1,16 @@
 """One backup of one service, whatever its kind: PostgreSQL's base or logical backup,
-a MeiliSearch snapshot when asked, else the kind's engine from the registry."""
+a MeiliSearch snapshot when asked, else the kind's engine from the registry; and several
+services one after the other, where one that fails (its server down) does not stop the
+others (`backup_each`)."""
 
 from __future__ import annotations
 
-from drkit.domain.errors import UsageError
-from drkit.domain.stack import Service, Stack
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+
+from drkit.domain.errors import DrkitError, UsageError
+from drkit.domain.stack import DATA_IN_DEPENDENCIES, Service, Stack
 from drkit.engines.core.commit import BackupResult, Progress
 from drkit.engines.core.registry import engine_for, has_engine
 from drkit.engines.core.workspace import Workspace
@@ -42,3 +48,90 @@ def choose_services(stack: Stack, names: list[str] | None) -> list[Service]:
     if unknown:
         raise UsageError(f"no service {unknown[0]!r} in {stack.source_path}")
     return [stack.services[n] for n in names]
+
+
+@dataclass(frozen=True)
+class ServiceOutcome:
+    """How the backup of one service went: its result, or why it failed."""
+
+    service: str
+    kind: str
+    seconds: float
+    result: BackupResult | None = None
+    error: str | None = None
+    reused: str | None = None  # a set's PostgreSQL part: the recent base backup it reuses
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def backup_id(self) -> str | None:
+        return self.result.manifest.backup_id if self.result is not None else self.reused
+
+
+ProgressFor = Callable[[Service], AbstractContextManager[Progress | None]]
+
+
+@contextmanager
+def _no_progress(_service: Service) -> Iterator[Progress | None]:
+    yield None
+
+
+def backup_each(
+    ws: Workspace,
+    services: list[Service],
+    *,
+    postgres_type: str = "base",
+    progress_for: ProgressFor | None = None,
+    on_done: Callable[[ServiceOutcome], None] | None = None,
+    before: tuple[ServiceOutcome, ...] = (),
+) -> list[ServiceOutcome]:
+    """Back up each service in turn. One that fails is recorded with its error and the next
+    one goes on (a stopped PostgreSQL does not cost Redis its backup); the caller decides
+    what the failures mean. What is wrong with the request itself (a type no service takes,
+    a named service with nothing to back up) is refused before anything runs. Ctrl-C stops
+    at once. `before`: outcomes of this run so far (a set's PostgreSQL part)."""
+    check_request(services, postgres_type)
+    progress_for = progress_for or _no_progress
+    out: list[ServiceOutcome] = []
+    for service in services:
+        started = ws.clock.monotonic()
+        result, error = None, None
+        try:
+            with progress_for(service) as progress:
+                result = backup_service(ws, service, postgres_type=postgres_type, progress=progress)
+        except Exception as exc:  # one service's failure, expected or not, must not cost the others
+            error = describe_error(exc) + _data_elsewhere(service, [*before, *out])
+        outcome = ServiceOutcome(service.name, service.kind, ws.clock.monotonic() - started, result, error)
+        out.append(outcome)
+        if on_done is not None:
+            on_done(outcome)
+    return out
+
+
+def check_request(services: list[Service], postgres_type: str) -> None:
+    """Refuse, before any backup starts, what no run could do."""
+    for service in services:
+        if not has_engine(service.kind):
+            raise UsageError(f"service {service.name} ({service.kind}) has nothing drkit backs up")
+        if service.kind == "postgres" and postgres_type not in ("base", "logical"):
+            raise UsageError(f"--type must be base or logical for PostgreSQL, not {postgres_type!r}")
+
+
+def describe_error(exc: Exception) -> str:
+    """One line for a failed service: drkit's own message, else the exception's type and text."""
+    if isinstance(exc, DrkitError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _data_elsewhere(service: Service, so_far: list[ServiceOutcome]) -> str:
+    """Why a service whose data lives in a failed dependency failed too (Hasura's metadata
+    is read from PostgreSQL): its data is in that dependency's backups."""
+    if service.kind not in DATA_IN_DEPENDENCIES:
+        return ""
+    down = [o.service for o in so_far if not o.ok and o.service in service.depends_on]
+    if not down:
+        return ""
+    return f" ({service.name} keeps its data in {', '.join(down)}, which failed above)"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from drkit.domain.checks import CheckResult, Status
+from drkit.domain.checks import CheckResult, Status, guard
+from drkit.engines.core.clocks import check_backup_times, check_repository_clock
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.check import check_postgres, check_repository
 from drkit.engines.redis.check import check_redis
@@ -13,6 +14,8 @@ def run_checks(ws: Workspace, *, kept: list[KeptData] | None = None) -> list[Che
     """Every check; `kept`, when given, receives the moved-aside data found (for JSON)."""
     results = [CheckResult("config", Status.OK, f"{ws.stack.source_path} is valid")]
     results += check_repository(ws)
+    results += guard("repository clock", lambda: check_repository_clock(ws))
+    results += guard("backup times", lambda: check_backup_times(ws))
     for service in ws.stack.services_of_kind("postgres"):
         results += check_postgres(ws, service)
     for service in ws.stack.services_of_kind("redis"):

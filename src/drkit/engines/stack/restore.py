@@ -12,12 +12,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import DrkitError, OperationError, UsageError
+from drkit.domain.errors import DrkitError, NotFoundError, OperationError, UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.sets import RestoreSet
 from drkit.domain.stack import Service
-from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.registry import engine_for
+from drkit.engines.core.restore_choice import choose_for_restore
 from drkit.engines.core.set_refs import find_set
 from drkit.engines.core.types import RestoreOptions
 from drkit.engines.core.workspace import Workspace
@@ -63,6 +63,7 @@ class StackPlan:
     chosen: RestoreSet | None  # None: to a time
     moment: datetime
     steps: tuple[PlannedStep, ...]
+    timeline: int | None = None  # PostgreSQL's branch, when the operator named it (--timeline)
 
     @property
     def set_id(self) -> str | None:
@@ -77,7 +78,13 @@ class StackPlan:
         return f"replace the live data of every service with its state at {self.target}?"
 
 
-def plan_stack(ws: Workspace, *, set_id: str | None = None, target_time: datetime | None = None) -> StackPlan:
+def plan_stack(
+    ws: Workspace,
+    *,
+    set_id: str | None = None,
+    target_time: datetime | None = None,
+    timeline: int | None = None,
+) -> StackPlan:
     """What each service would be restored from, checked for every service before any is
     touched: a stack is never left half restored because a later service had no backup."""
     if (set_id is None) == (target_time is None):
@@ -91,11 +98,11 @@ def plan_stack(ws: Workspace, *, set_id: str | None = None, target_time: datetim
     hints: list[str] = []
     for service in ordered_services(ws):
         try:
-            steps.append(_plan_one(ws, service, chosen, moment))
+            steps.append(_plan_one(ws, service, chosen, moment, timeline))
         except DrkitError as exc:
             problems.append(f"{service.name}: {exc.message}")
             hints += [f"{service.name}: {exc.hint}"] if exc.hint else []
-    stack_plan = StackPlan(chosen, moment, tuple(steps))
+    stack_plan = StackPlan(chosen, moment, tuple(steps), timeline)
     if problems:
         raise OperationError(
             f"the stack cannot be restored to {stack_plan.target}; nothing was touched:\n  "
@@ -105,11 +112,14 @@ def plan_stack(ws: Workspace, *, set_id: str | None = None, target_time: datetim
     return stack_plan
 
 
-def _plan_one(ws: Workspace, service: Service, chosen: RestoreSet | None, moment: datetime) -> PlannedStep:
+def _plan_one(
+    ws: Workspace, service: Service, chosen: RestoreSet | None, moment: datetime, timeline: int | None
+) -> PlannedStep:
     if service.kind == "postgres":
-        request = _postgres_request(chosen, moment, service.name, None)
+        request = replace(_postgres_request(chosen, moment, service.name, None), timeline=timeline)
         planned = plan(ws, service, request)
-        return PlannedStep(service.name, service.kind, planned.backup.backup_id, planned.target.describe())
+        detail = f"{planned.target.describe()}, following timeline {planned.timeline}"
+        return PlannedStep(service.name, service.kind, planned.backup.backup_id, detail)
     if chosen is not None:
         backup_id = chosen.backups.get(service.name)
         if backup_id is None:
@@ -155,7 +165,7 @@ def restore_stack(
         say(f"restoring {service.name} ...")
         try:
             backup_id, detail = _restore_one(
-                ws, service, chosen, stack_plan.moment, planned, drkit_argv, own_archive
+                ws, service, chosen, stack_plan, planned, drkit_argv, own_archive
             )
             steps.append(
                 ServiceRecovery(service.name, backup_id, ws.clock.monotonic() - started, True, detail)
@@ -179,14 +189,17 @@ def _restore_one(
     ws: Workspace,
     service: Service,
     chosen: RestoreSet | None,
-    moment: datetime,
+    stack_plan: StackPlan,
     planned: PlannedStep,
     drkit_argv: list[str],
     own_archive: bool,
 ) -> tuple[str, str]:
+    moment = stack_plan.moment
     if service.kind == "postgres":
         request = replace(
-            _postgres_request(chosen, moment, service.name, planned.backup_id), own_archive=own_archive
+            _postgres_request(chosen, moment, service.name, planned.backup_id),
+            own_archive=own_archive,
+            timeline=stack_plan.timeline,
         )
         out = restore(ws, service, request, drkit_argv=drkit_argv)
         return (
@@ -209,12 +222,11 @@ def _restore_one(
 def _newest_before(ws: Workspace, service: Service, moment: datetime) -> str | None:
     if service.kind == "s3":
         return None  # objects are restored "as of" the moment from the newest copy
-    found = [
-        m for m in list_backups(ws.repo, ws.stack.name, service.name).complete if m.finished_at <= moment
-    ]
-    if not found:
-        raise _StepFailed(f"no backup of {service.name} at or before {moment.isoformat()}")
-    return found[-1].backup_id
+    try:  # the one rule (core/choose.py): newest at or before the moment, never future-dated
+        choice = choose_for_restore(ws, service, RestoreOptions(target_time=moment))
+    except NotFoundError as exc:
+        raise _StepFailed(exc.message) from exc
+    return choice.manifest.backup_id
 
 
 class _StepFailed(DrkitError):

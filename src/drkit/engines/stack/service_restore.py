@@ -4,14 +4,17 @@ kind is restored by its engine from the registry with RestoreOptions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from drkit.domain.errors import UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import Service
+from drkit.engines.core.choose import BackupChoice
 from drkit.engines.core.registry import ServiceEngine, engine_for
+from drkit.engines.core.restore_choice import RESTORE_KINDS, choose_for_restore
 from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.logical_restore import PreparedLogicalRestore, prepare_logical
@@ -26,10 +29,13 @@ class PreparedServiceRestore:
     engine: ServiceEngine
     options: RestoreOptions
     in_place: str | None = None  # objects --in-place: what happens to the container and volume
+    choice: BackupChoice | None = None  # which backup, and why (the run uses exactly this one)
 
     @property
     def summary(self) -> str:
         source = self.options.backup_id or "the newest backup"
+        if self.choice is not None:
+            source = f"{self.choice.manifest.backup_id} ({self.choice.why})"
         where = f" into {self.options.to}" if self.options.to else ""
         steps = f": {self.in_place}" if self.in_place else ""
         return f"restore {self.service.name} ({self.service.kind}) from {source}{where}{steps}"
@@ -60,6 +66,7 @@ def prepare_service_restore(
     into_database: str | None = None,
     tables: tuple[str, ...] = (),
     from_database: str | None = None,
+    switch_wal: Callable[[str], None] | None = None,
 ) -> PreparedRestore | PreparedServiceRestore | PreparedLogicalRestore:
     service = ws.stack.services.get(name)
     if service is None:
@@ -85,14 +92,26 @@ def prepare_service_restore(
             to=Path(to) if to else None,
             in_place=in_place,
             keep_running=keep_running,
+            switch_wal=switch_wal is not None,  # --yes: switch WAL on the primary when the target needs it
+            say=switch_wal,
         )
     if target.lsn is not None or target.name is not None:
         raise UsageError(f"--target-lsn and --target-name are PostgreSQL's; {name} takes --target-time")
     when: datetime | None = target.time
     if service.kind == "s3" and in_place:
-        return _objects_in_place(service, backup_id, when, to, prefix, yes)
+        return _chosen(ws, _objects_in_place(service, backup_id, when, to, prefix, yes))
     options = RestoreOptions(backup_id=backup_id, target_time=when, yes=yes, to=to, prefix=prefix)
-    return PreparedServiceRestore(service, engine_for(service), options)
+    return _chosen(ws, PreparedServiceRestore(service, engine_for(service), options))
+
+
+def _chosen(ws: Workspace, prepared: PreparedServiceRestore) -> PreparedServiceRestore:
+    """The backup decided now (core/choose.py), shown before anything is asked, and named in
+    the options so the restore uses exactly the one shown."""
+    if prepared.service.kind not in RESTORE_KINDS:
+        return prepared
+    choice = choose_for_restore(ws, prepared.service, prepared.options)
+    options = replace(prepared.options, backup_id=choice.manifest.backup_id)
+    return replace(prepared, options=options, choice=choice)
 
 
 def _objects_in_place(

@@ -1,13 +1,20 @@
-"""Verify backups: every stored file against its manifest hash, then per kind.
+"""Verify backups: everything a restore of one reads, re-read and checked, then per kind.
 
-What `--deep` adds, by kind (docs/postgres.md, docs/redis.md, docs/hasura-and-search.md):
+Without `--deep`: every stored file against its manifest hash; base backups also the tar
+index and every WAL segment a restore replays (decoded, against its recorded hash); logical
+and Redis backups the layout a restore follows; objects backups every pack and part, each
+version against its SHA-256. A backup is recorded as verified (verified.json, which
+retention keeps) only when all of that passed and nothing was left unread.
+
+What `--deep` adds, by kind (docs/postgres.md, docs/redis.md, docs/objects.md,
+docs/hasura-and-search.md):
 - base (PostgreSQL physical): pg_verifybackup on the extracted files, then a restore into a
   throwaway instance: pg_amcheck (heap and btree) on every database, row counts compared.
-- logical (pg_dump): every dump restored into a scratch cluster, row counts compared with
-  those taken in the dump's own snapshot.
+- logical (pg_dump): every dump restored into a scratch cluster with the real restore's
+  pg_restore rules, row counts compared with those taken in the dump's own snapshot.
 - rdb (Redis): the files through redis-check-rdb/aof, loaded by a throwaway redis-server,
   key counts and the recorded sample compared.
-- objects (S3): every version's content re-hashed.
+- objects (S3): each bucket restored into a scratch bucket and compared, then removed.
 - dump (MeiliSearch) and metadata (Hasura): refused (exit 2), see NO_DEEP.
 """
 
@@ -15,12 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from drkit.adapters.repository.codec import is_encrypted, sha256
+from drkit.adapters.repository.port import Stray
 from drkit.domain.backup import BackupKind, Manifest
-from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import DrkitError, RepositoryError, UsageError
+from drkit.domain.checks import CheckResult, Status, any_critical_failure
+from drkit.domain.errors import RepositoryError, UsageError
 from drkit.domain.stack import Service
 from drkit.engines.core.catalog import find_backup, list_backups
 from drkit.engines.core.layout import verified_key
@@ -28,9 +35,10 @@ from drkit.engines.core.rehash import verify_files
 from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.types import VerifyReport
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.postgres.verify import verify_deep, verify_wal
-from drkit.engines.postgres.verify_logical import verify_logical_deep
+from drkit.engines.postgres.verify import verify_deep, verify_tar_index, verify_wal
+from drkit.engines.postgres.verify_logical import verify_logical_deep, verify_logical_layout
 from drkit.engines.postgres.wal.archive import archive_for
+from drkit.engines.postgres.wal_check import WalRehash
 
 NO_DEEP = {
     BackupKind.DUMP: (
@@ -47,36 +55,70 @@ NO_DEEP = {
 }
 
 
+@dataclass
+class SharedReads:
+    """What one run has read and checked already, so that backups sharing WAL segments or
+    object versions (most do) read each once: per service, a WalRehash and the checked
+    object versions."""
+
+    wal: dict[str, WalRehash] = field(default_factory=dict)
+    objects: dict[str, dict[str, str | None]] = field(default_factory=dict)
+
+    def wal_of(self, ws: Workspace, service: Service, m: Manifest) -> WalRehash:
+        if service.name not in self.wal:
+            self.wal[service.name] = WalRehash(
+                archive_for(ws, service), m.require_postgres().wal_segment_size
+            )
+        return self.wal[service.name]
+
+
 def verify_backup(
-    ws: Workspace, service: Service, m: Manifest, *, deep: bool, drkit_argv: list[str]
+    ws: Workspace,
+    service: Service,
+    m: Manifest,
+    *,
+    deep: bool,
+    drkit_argv: list[str],
+    shared: SharedReads | None = None,
 ) -> VerifyReport:
+    """Every stored file against the manifest, then per kind everything else a restore of it
+    reads (WAL, object packs and parts); `deep` restores it somewhere disposable. The backup
+    is recorded as verified only when all of it was read and passed (`VerifyReport.verified`).
+    `shared`: what earlier verifies of the same run read (WAL, object versions), not re-read."""
+    shared = shared or SharedReads()
     if deep and m.kind in NO_DEEP:
         raise UsageError(NO_DEEP[m.kind])
     started = ws.clock.monotonic()
     results = verify_files(ws, m)
-    files_ok = all(r.status is Status.OK for r in results)
+    files_ok = not any_critical_failure(results)
     if m.kind is BackupKind.BASE:
-        wal = verify_wal(ws, service, m)
-        results.append(wal)
-        if deep and files_ok and wal.status is Status.OK:
+        before_wal = [verify_tar_index(ws, service, m)] if files_ok else []
+        wal_results = verify_wal(ws, service, m, shared.wal_of(ws, service, m))
+        results.extend([*before_wal, *wal_results])
+        if deep and files_ok and not any_critical_failure([*before_wal, *wal_results]):
             results.extend(verify_deep(ws, service, m, drkit_argv))
         elif deep:
             results.append(_skipped())
-    elif m.kind is BackupKind.LOGICAL and deep:
-        results.extend(verify_logical_deep(ws, service, m) if files_ok else [_skipped()])
-    elif m.kind is BackupKind.OBJECTS and files_ok:
+    elif m.kind is BackupKind.LOGICAL:
+        layout = verify_logical_layout(m)
+        results.append(layout)
+        if deep:
+            sound = files_ok and layout.status is not Status.FAILED
+            results.extend(verify_logical_deep(ws, service, m) if sound else [_skipped()])
+    elif m.kind is BackupKind.OBJECTS:
         from drkit.engines.objects.verify import verify_objects
 
-        results.extend(verify_objects(ws, service, m, deep=deep))
-    elif m.kind is BackupKind.RDB and deep:
-        if files_ok:
-            from drkit.engines.redis.verify import verify_deep as redis_deep
+        memo = shared.objects.setdefault(service.name, {})
+        results.extend(verify_objects(ws, service, m, deep=deep, memo=memo) if files_ok else [_skipped()])
+    elif m.kind is BackupKind.RDB:
+        from drkit.engines.redis.verify import verify_deep as redis_deep
+        from drkit.engines.redis.verify import verify_layout
 
-            results.extend(redis_deep(ws, service, m))
-        else:
-            results.append(_skipped())
+        results.extend(verify_layout(m))
+        if deep:
+            results.extend(redis_deep(ws, service, m) if files_ok else [_skipped()])
     report = VerifyReport(m.backup_id, m.service, deep, tuple(results), ws.clock.monotonic() - started)
-    if report.ok:
+    if report.verified:
         record_verified(ws, m, deep=deep)
     return report
 
@@ -99,11 +141,20 @@ def _skipped() -> CheckResult:
 def choose_backup_to_verify(
     ws: Workspace, backup_id: str | None, *, service: str | None = None, deep: bool = False
 ) -> tuple[Service, Manifest]:
-    """The backup `drkit verify` checks: by id, else the newest (of every PostgreSQL service
-    unless one is named; the newest *base* backup when deep, the one a restore would use)."""
-    names = [service] if service else [s.name for s in ws.stack.services_of_kind("postgres")]
-    kind = BackupKind.BASE if (backup_id is None and deep) else None
-    manifest = find_backup(ws.repo, ws.stack.name, names, backup_id, kind=kind)
+    """The backup `drkit verify` checks: by id (of any service), else the newest of the named
+    service, else the newest of every PostgreSQL service; for PostgreSQL with `deep`, the
+    newest *base* backup, the one a restore would use."""
+    if service is not None and service not in ws.stack.services:
+        raise UsageError(f"no service {service!r} in the stack (it has {', '.join(ws.stack.services)})")
+    postgres = [s.name for s in ws.stack.services_of_kind("postgres")]
+    now = ws.clock.now()
+    if backup_id is not None:
+        names = [service] if service else [*postgres, *(n for n in ws.stack.services if n not in postgres)]
+        manifest = find_backup(ws.repo, ws.stack.name, names, backup_id, now=now)
+    else:
+        names = [service] if service else postgres
+        kind = BackupKind.BASE if deep and all(n in postgres for n in names) else None
+        manifest = find_backup(ws.repo, ws.stack.name, names, None, kind=kind, now=now)
     return ws.stack.services[manifest.service], manifest
 
 
@@ -116,37 +167,42 @@ class RepositoryVerify:
     sets: tuple[CheckResult, ...]
     incomplete: tuple[str, ...]
     wal: tuple[CheckResult, ...] = ()
+    strays: tuple[Stray, ...] = ()  # not blobs: links and special files (damage), leftovers
+
+    @property
+    def damage(self) -> tuple[Stray, ...]:
+        return tuple(s for s in self.strays if not s.kind.leftover)
 
     @property
     def ok(self) -> bool:
         checks = (*self.sets, *self.wal)
-        return all(r.ok for r in self.backups) and not any(r.failed_critically for r in checks)
+        healthy = all(r.ok for r in self.backups) and not self.damage
+        return healthy and not any(r.failed_critically for r in checks)
 
 
 def verify_repository(ws: Workspace) -> RepositoryVerify:
     """Every manifest's files re-hashed there, the WAL each base backup needs (and every
-    archived segment's content against its recorded hash, when it can be read), the listing
-    of each objects backup (when it can be read here), and every set's backups present."""
+    archived segment's content against its recorded hash, when it can be read; each segment
+    read once), the packs and parts of each objects backup (when they can be read here), every
+    set's backups present, and whatever in the stack's tree is not a blob: links and special
+    files (damage: never followed, never copied) and leftovers of killed writes (prune removes
+    them)."""
     reports: list[VerifyReport] = []
     present: dict[str, set[str]] = {}
     incomplete: list[str] = []
+    shared = SharedReads()
     for service in ws.stack.services.values():
         listing = list_backups(ws.repo, ws.stack.name, service.name)
         present[service.name] = {m.backup_id for m in listing.complete}
         incomplete.extend(f"{service.name}/{i}" for i in listing.incomplete)
-        reports.extend(_verify_copy(ws, service, m) for m in listing.complete)
+        reports.extend(
+            verify_backup(ws, service, m, deep=False, drkit_argv=[], shared=shared) for m in listing.complete
+        )
     sets = tuple(_set_result(s.set_id, s.backups, present) for s in list_sets(ws))
-    wal = tuple(wal_contents(ws, s) for s in ws.stack.services_of_kind("postgres"))
-    return RepositoryVerify(ws.repo.location, tuple(reports), sets, tuple(incomplete), wal)
-
-
-def _verify_copy(ws: Workspace, service: Service, m: Manifest) -> VerifyReport:
-    if m.kind is BackupKind.OBJECTS and m.encrypted and not ws.codec.identity:
-        started = ws.clock.monotonic()
-        unread = CheckResult("objects", Status.WARNING, "encrypted, no identity here: not read", False)
-        results = (*verify_files(ws, m), unread)
-        return VerifyReport(m.backup_id, m.service, False, results, ws.clock.monotonic() - started)
-    return verify_backup(ws, service, m, deep=False, drkit_argv=[])
+    pg = ws.stack.services_of_kind("postgres")
+    wal_checks = tuple(wal_contents(ws, s, shared.wal.get(s.name)) for s in pg)
+    strays = tuple(ws.repo.strays(f"{ws.stack.name}/"))
+    return RepositoryVerify(ws.repo.location, tuple(reports), sets, tuple(incomplete), wal_checks, strays)
 
 
 def _set_result(set_id: str, backups: dict[str, str], present: dict[str, set[str]]) -> CheckResult:
@@ -156,32 +212,20 @@ def _set_result(set_id: str, backups: dict[str, str], present: dict[str, set[str
     return CheckResult(f"set {set_id}", Status.OK, f"{len(backups)} backups present")
 
 
-def wal_contents(ws: Workspace, service: Service) -> CheckResult:
-    """Every archived segment with a recorded hash, decoded and re-hashed (those encrypted
-    with no identity here are counted, not read)."""
+def wal_contents(ws: Workspace, service: Service, rehash: WalRehash | None = None) -> CheckResult:
+    """Every archived WAL file decoded and re-hashed against its recorded SHA-256 (those
+    encrypted with no identity here are counted, not read); what the backups' checks read
+    already is not read again."""
     archive = archive_for(ws, service)
-    checked = unread = 0
-    for name in sorted(archive.names()):
-        recorded = archive.recorded_hash(name)
-        key = archive.locate(name)
-        if recorded is None or key is None:
-            continue
-        stored = ws.repo.get(key)
-        if is_encrypted(stored, key) and not ws.codec.identity:
-            unread += 1
-            continue
-        try:
-            intact = sha256(ws.codec.decode(stored, name=key)) == recorded
-        except DrkitError:
-            intact = False
-        if not intact:
-            return CheckResult(
-                f"wal of {service.name}", Status.FAILED, f"{key} does not match its recorded SHA-256"
-            )
-        checked += 1
-    detail = f"{checked} segments match their recorded SHA-256"
-    if unread:
-        return CheckResult(
-            f"wal of {service.name}", Status.WARNING, f"{detail}; {unread} encrypted, not read", False
-        )
-    return CheckResult(f"wal of {service.name}", Status.OK, detail)
+    found = (rehash or WalRehash(archive)).check(sorted(archive.names()))
+    name = f"wal of {service.name}"
+    if found.damaged:
+        first = found.damaged[0]
+        more = f" (and {len(found.damaged) - 1} more)" if len(found.damaged) > 1 else ""
+        return CheckResult(name, Status.FAILED, f"{first.problem}{more}")
+    detail = f"{found.checked} WAL file(s) re-read and intact"
+    if found.unhashed:
+        detail += f" ({found.unhashed} with no recorded hash: zstd frame and size only)"
+    if found.unread:
+        return CheckResult(name, Status.WARNING, f"{detail}; {len(found.unread)} encrypted, not read", False)
+    return CheckResult(name, Status.OK, detail)

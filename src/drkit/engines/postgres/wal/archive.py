@@ -4,12 +4,20 @@ Layout: `<stack>/<service>/wal/<timeline>/<name>.zst[.age]`, and beside each com
 `<name>.sha256`: the SHA-256 of its raw content. Pushing the same segment twice succeeds; a
 different file under an existing name is refused (the archive is append-only). The hash lets
 a re-push be compared without the secret key (archive_command has only the public keys) and
-lets a fetch refuse a damaged segment instead of handing PostgreSQL other bytes.
+lets a fetch refuse a damaged segment instead of handing PostgreSQL other bytes. With a
+`sign_key` the sidecar is signed (engines/core/signing.py), so the hash a fetch compares
+with is authenticated, and a fetch refuses a file without one.
+
+`<stack>/<service>/wal/identity.json` says whose WAL the archive holds (wal/identity.py):
+pushes of another cluster's WAL are refused, and a fetch answers "absent" only from an
+archive it found present and this cluster's.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +38,13 @@ from drkit.domain.wal import (
     timeline_path,
 )
 from drkit.engines.core.layout import wal_prefix
+from drkit.engines.core.signing import SIGNATURE_SUFFIX, payload, requires_signatures
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.wal.identity import IdentityGuard, LocalCluster
 from drkit.infra.atomic import temp_beside
 
 SUFFIXES = (".zst", ".zst.age")
+PARTIAL_KEYS = (".partial.zst", ".partial.zst.age")
 
 
 @dataclass(frozen=True)
@@ -44,10 +55,23 @@ class PushResult:
 
 
 class WalArchive:
-    def __init__(self, repo: Repository, stack: str, service: str, codec: Codec) -> None:
+    """One service's WAL archive. `local`: the cluster this process serves or archives for
+    (read from its data directory), checked against the archive's identity and every
+    segment's header; None when there is none (a restore's planning, a manual fetch)."""
+
+    def __init__(
+        self, repo: Repository, stack: str, service: str, codec: Codec, *, local: LocalCluster | None = None
+    ) -> None:
         self.repo = repo
         self.prefix = wal_prefix(stack, service)
         self.codec = codec
+        self.guard = IdentityGuard(repo, self.prefix, local)
+
+    def for_cluster(self, local: LocalCluster | None) -> WalArchive:
+        """The same archive, serving WAL to `local`."""
+        served = copy.copy(self)
+        served.guard = IdentityGuard(self.repo, self.prefix, local)
+        return served
 
     def _key(self, name: str, suffix: str | None = None) -> str:
         return f"{self.prefix}{timeline_of(name):08X}/{name}{suffix or self.codec.suffix}"
@@ -63,10 +87,14 @@ class WalArchive:
         return f"{self.prefix}{timeline_of(name):08X}/{name}.sha256"
 
     def recorded_hash(self, name: str) -> str | None:
+        """The SHA-256 recorded at push (authenticated first when the repository signs)."""
         try:
-            return self.repo.get(self._hash_key(name)).decode().strip()
+            raw = self.repo.get(self._hash_key(name))
         except FileNotFoundError:
             return None
+        return payload(raw).decode(errors="replace").strip()
+
+    # -- push ----------------------------------------------------------------------------
 
     def push_bytes(self, name: str, raw: bytes) -> PushResult:
         """Archive `name`. Of racing pushes of different content under one name exactly one
@@ -74,6 +102,7 @@ class WalArchive:
         one atomic decision); only content with that hash is ever stored as the segment."""
         if not is_wal_file_name(name):
             raise OperationError(f"{name} is not a WAL file name")
+        self.guard.admit(name, raw)
         if PARTIAL_RE.match(name):  # partials change in place; no sidecar would stay true
             key = self._key(name)
             self.repo.put(key, self.codec.encode(raw), overwrite=True)
@@ -91,7 +120,7 @@ class WalArchive:
         if SEGMENT_RE.match(name):
             stale = self.find(name + ".partial")
             if stale:
-                self.repo.delete(stale)
+                self._delete_key(stale)
         return PushResult(name, key, stored=True)
 
     def _claim_name(self, name: str, digest: str) -> None:
@@ -133,6 +162,8 @@ class WalArchive:
             raise OperationError(f"{path}: no such WAL file") from exc
         return self.push_bytes(path.name, raw)
 
+    # -- fetch ---------------------------------------------------------------------------
+
     def locate(self, name: str) -> str | None:
         """The key that holds `name`, from a stat of each key it may have. None only when the
         repository answers "no such key"; any other failure (permission, I/O, network)
@@ -146,42 +177,86 @@ class WalArchive:
             return key
         return None
 
+    def holds(self, name: str) -> bool:
+        """Whether the archive (present, and this cluster's) holds `name`: a stat, no read."""
+        self.guard.require_ours()
+        if self.locate(name) is not None:
+            return True
+        self.guard.confirm_absent(name)
+        return False
+
     def fetch(self, name: str, dest: Path) -> bool:
-        """Write `name` to `dest`; False only if the archive does not hold it (see `locate`);
-        every other outcome raises. A segment that only exists as `.partial` (the newest,
-        from streaming) is served in its place."""
+        """Write `name` to `dest`; False only if the archive (present, and this cluster's)
+        does not hold it; every other outcome raises. See `read`."""
+        raw = self.read(name)
+        if raw is None:
+            return False
+        _write(dest, raw, name)
+        return True
+
+    def read(self, name: str) -> bytes | None:
+        """The raw content of `name`, checked before anyone replays it: against the hash
+        recorded at push (signed, and then required, when the repository signs), and a
+        segment's header against the archive's identity and the local cluster. None only
+        when the archive, found present, lacks it. A segment that only exists as `.partial`
+        (the newest, from streaming) is served in its place."""
+        if not is_wal_file_name(name):
+            raise OperationError(f"{name!r} is not a WAL file name")
+        self.guard.require_ours()
         key = self.locate(name)
         if key is None and SEGMENT_RE.match(name):
             key = self.locate(name + ".partial")
         if key is None:
-            return False
-        try:
-            stored = self.repo.get(key)
-        except FileNotFoundError as exc:
-            raise RepositoryError(f"{key} is in the archive but could not be read: {exc}") from exc
-        raw = self.codec.decode(stored, name=key)
-        recorded = None if key.endswith((".partial.zst", ".partial.zst.age")) else self.recorded_hash(name)
+            self.guard.confirm_absent(name)
+            return None
+        partial = key.endswith(PARTIAL_KEYS)
+        raw = self.codec.decode(self._get(key, partial), name=key)
+        if not partial:
+            self._check_hash(name, raw)
+        if SEGMENT_RE.match(name):
+            self.guard.check_header(name, raw)
+        return raw
+
+    def _get(self, key: str, partial: bool) -> bytes:
+        """The stored bytes; a signed partial is re-read when it changed between the reads of
+        it and of its signature (the receiver rewrites it as it grows)."""
+        for attempt in range(3):
+            try:
+                return self.repo.get(key)
+            except FileNotFoundError as exc:
+                raise RepositoryError(f"{key} is in the archive but could not be read: {exc}") from exc
+            except IntegrityError:
+                if not partial or attempt == 2:
+                    raise
+                time.sleep(0.2)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_hash(self, name: str, raw: bytes) -> None:
+        recorded = self.recorded_hash(name)
+        if recorded is None and requires_signatures(self.repo):
+            raise IntegrityError(
+                f"archived {name} has no signed hash sidecar, and the repository requires "
+                f"signatures; refusing to replay it"
+            )
         if recorded is not None and recorded != sha256(raw):
             raise IntegrityError(f"archived {name} does not match its recorded SHA-256; it is damaged")
-        _write(dest, raw, name)
-        return True
 
     def names(self) -> set[str]:
         """Every archived WAL file name (suffixes stripped)."""
-        out: set[str] = set()
-        for key in self.repo.list(self.prefix):
-            base = key.rsplit("/", 1)[-1]
-            for suffix in SUFFIXES[::-1]:
-                if base.endswith(suffix):
-                    out.add(base[: -len(suffix)])
-                    break
+        return {name for name in map(_archived_name, self.repo.list(self.prefix)) if name}
+
+    def stored_sizes(self) -> dict[str, int]:
+        """Every archived WAL file name with its stored size (one listing, nothing read)."""
+        out: dict[str, int] = {}
+        for entry in self.repo.entries(self.prefix):
+            name = _archived_name(entry.key)
+            if name:
+                out[name] = entry.size
         return out
 
     def history(self, timeline: int) -> str | None:
-        key = self.find(f"{timeline:08X}.history")
-        if key is None:
-            return None
-        return self.codec.decode(self.repo.get(key), name=key).decode()
+        raw = self.read(f"{timeline:08X}.history") if self.find(f"{timeline:08X}.history") else None
+        return None if raw is None else raw.decode()
 
     def timelines_from(self, timeline: int) -> list[int]:
         """Timelines descending from `timeline` (itself included), by their history files."""
@@ -197,8 +272,23 @@ class WalArchive:
     def delete(self, name: str) -> None:
         key = self.find(name)
         if key:
-            self.repo.delete(key)
+            self._delete_key(key)
         self.repo.delete(self._hash_key(name))
+
+    def _delete_key(self, key: str) -> None:
+        """A WAL file and the signature of a signed partial (even when read without the key)."""
+        self.repo.delete(key)
+        if key.endswith(PARTIAL_KEYS) and self.repo.exists(key + SIGNATURE_SUFFIX):
+            self.repo.delete(key + SIGNATURE_SUFFIX)
+
+
+def _archived_name(key: str) -> str | None:
+    """The WAL file name a stored key holds (suffixes stripped); None for anything else."""
+    base = key.rsplit("/", 1)[-1]
+    for suffix in SUFFIXES[::-1]:
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return None
 
 
 def _write(dest: Path, raw: bytes, name: str) -> None:
@@ -216,9 +306,10 @@ def _write(dest: Path, raw: bytes, name: str) -> None:
         raise OperationError(f"cannot write {name} to {dest}: {exc.strerror or exc}") from exc
 
 
-def archive_for(ws: Workspace, service: Service) -> WalArchive:
-    """The WAL archive of a PostgreSQL service in the workspace's repository."""
-    return WalArchive(ws.repo, ws.stack.name, service.name, ws.codec)
+def archive_for(ws: Workspace, service: Service, *, local: LocalCluster | None = None) -> WalArchive:
+    """The WAL archive of a PostgreSQL service in the workspace's repository; `local`: the
+    cluster it serves WAL to (see WalArchive)."""
+    return WalArchive(ws.repo, ws.stack.name, service.name, ws.codec, local=local)
 
 
 @dataclass(frozen=True)
@@ -265,13 +356,11 @@ def timeline_paths(archive: WalArchive, names: set[str]) -> dict[int, tuple[Time
     wrong path would restore a branch nobody asked for."""
     paths: dict[int, tuple[TimelineSpan, ...]] = {}
     for name in sorted(n for n in names if HISTORY_RE.match(n)):
-        key = archive.find(name)
-        if key is None:
+        if archive.find(name) is None:
             continue
-        raw = archive.codec.decode(archive.repo.get(key), name=key)
-        recorded = archive.recorded_hash(name)
-        if recorded is not None and recorded != sha256(raw):
-            raise IntegrityError(f"archived {name} does not match its recorded SHA-256; it is damaged")
+        raw = archive.read(name)  # checked against its (signed) hash
+        if raw is None:
+            continue
         try:
             paths[timeline_of(name)] = timeline_path(timeline_of(name), parse_history(raw.decode()))
         except (ValueError, UnicodeDecodeError) as exc:

@@ -11,6 +11,7 @@ database (it stays in the moved-aside directory)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from drkit.domain.errors import UsageError
@@ -33,6 +34,8 @@ def plan(
     in_place: bool = False,
     copy_back: tuple[str, ...] = (),
     service: str | None = None,
+    switch_wal: bool = False,
+    say: Callable[[str], None] | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     if not target_time:
@@ -52,11 +55,11 @@ def plan(
     if in_place:
         if pg.runtime.type != "local" or not pg.runtime.data_dir:
             raise UsageError(f"--in-place needs a local runtime with data_dir for {pg.name}")
-        prepared = prepare_restore(ws, pg, target, in_place=True)
+        prepared = prepare_restore(ws, pg, target, in_place=True, switch_wal=switch_wal, say=say)
     else:
         scratch = ws.state_dir / "recover" / stamp / "pitr"
         scratch.parent.mkdir(parents=True, exist_ok=True)
-        prepared = prepare_restore(ws, pg, target, to=scratch)
+        prepared = prepare_restore(ws, pg, target, to=scratch, switch_wal=switch_wal, say=say)
     return {
         "service": pg.name,
         "target_time": when.isoformat(),

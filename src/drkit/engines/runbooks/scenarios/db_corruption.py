@@ -1,5 +1,6 @@
 """db-corruption: PostgreSQL's data is damaged. Stop its writers; assess with a schema-only
-look and take an emergency dump where the server still answers; archive its current WAL
+look and take an emergency dump where the server still answers (pinned in the repository as
+evidence; `--no-emergency-dump` skips it); archive its current WAL
 and stop it; move the data directory aside (kept); restore the newest base backup with WAL
 to the latest point; check the data; start the dependents in order; smoke checks.
 
@@ -20,7 +21,14 @@ from drkit.engines.runbooks.model import Runbook
 SCENARIO = "db-corruption"
 
 
-def plan(ws: Workspace, *, drkit_argv: list[str], service: str | None = None, **_: Any) -> dict[str, Any]:
+def plan(
+    ws: Workspace,
+    *,
+    drkit_argv: list[str],
+    service: str | None = None,
+    emergency_dump: bool = True,
+    **_: Any,
+) -> dict[str, Any]:
     """Everything decided before anything runs; stored in the journal, so --resume rebuilds
     the same runbook."""
     pg = ws.postgres(service)
@@ -39,6 +47,7 @@ def plan(ws: Workspace, *, drkit_argv: list[str], service: str | None = None, **
         "backup_finished_at": prepared.plan.backup.finished_at.isoformat(),
         "wal": f"{prepared.plan.first_segment}..{prepared.plan.last_segment or 'the newest archived'}",
         "drkit_argv": drkit_argv,
+        "emergency_dump": emergency_dump,
     }
 
 
@@ -50,7 +59,8 @@ def build(parameters: dict[str, Any]) -> Runbook:
             steps.stop_step("stop-writers", writers, "nothing may write while the database is replaced"),
             *pg_steps.on(
                 parameters["service"],
-                pg_steps.emergency_dump_step(),
+                # --no-emergency-dump: skipped when time matters more than that evidence
+                *([pg_steps.emergency_dump_step()] if parameters.get("emergency_dump", True) else []),
                 pg_steps.stop_postgres_step(),
                 pg_steps.move_aside_step(parameters["data_dir"], parameters["aside"]),
                 pg_steps.restore_in_place_step(parameters["backup_id"], RecoveryTarget()),
@@ -68,5 +78,8 @@ def build(parameters: dict[str, Any]) -> Runbook:
             "data_dir": parameters["data_dir"],
             "moved_aside_to": parameters["aside"],
             "writers": writers,
+            "emergency_dump": "yes"
+            if parameters.get("emergency_dump", True)
+            else "skipped (--no-emergency-dump)",
         },
     )

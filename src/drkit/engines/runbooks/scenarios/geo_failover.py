@@ -151,7 +151,7 @@ def measure(ws: Workspace, journal: Journal, incident: datetime) -> tuple[Servic
             rto_seconds=rto,
             rpo_seconds=rpo,
             rto_target=svc.rto.total_seconds() if svc and svc.rto else None,
-            rpo_target=svc.rpo.total_seconds() if svc and svc.rpo else None,
+            rpo_target=svc.rpo_seconds if svc else None,
             healthy_at=healthy,
             recovered_to=recovered,
             detail=detail,
