@@ -151,7 +151,8 @@ def test_nself_project_backup_pitr_and_restore_through_docker(
     volume = docker_engine.docker(
         "volume", "inspect", "-f", "{{.Mountpoint}}", "shop_postgres_data"
     ).stdout.strip()
-    asides = [p for p in Path(volume).iterdir() if p.name.startswith(".drkit-before-restore-")]
+    # The volume is PGDATA itself: the old contents go aside under a name base backups skip.
+    asides = [p for p in Path(volume).iterdir() if p.name.startswith("pgsql_tmp.drkit-before-restore-")]
     assert len(asides) == 1 and (asides[0] / "PG_VERSION").is_file()
     assert (Path(volume) / "PG_VERSION").stat().st_uid == (asides[0] / "PG_VERSION").stat().st_uid
 
@@ -172,24 +173,30 @@ def test_nself_project_backup_pitr_and_restore_through_docker(
     assert running(docker_engine, "shop_postgres") and running(docker_engine, "shop_redis")
     assert ok(drkit(project, "integrity")).code == 0
 
-    # A restore that fails midway (a damaged part) puts the volume's old contents back and
-    # keeps the half-written files beside them: nothing deleted.
+    # A restore that fails midway (a damaged part, found as it streams, after the stop) puts
+    # the volume's old contents back, removes what it wrote and starts the container again.
     base = next(b for b in backups(project) if b["kind"] == "base")
     part = next(project.dir.parent.joinpath("repo").rglob(f"{base['backup_id']}/base.*"))
     part.write_bytes(b"damaged" + part.read_bytes()[7:])
     failed = drkit(project, "--yes", "restore", "postgres", "--in-place", "--backup", base["backup_id"])
     assert failed.code == 1 and "SHA-256" in failed.stderr + failed.stdout
+    assert "unexpected" not in failed.stderr and "back in" in failed.stderr, failed.stderr
     entries = {p.name for p in Path(volume).iterdir()}
-    assert "PG_VERSION" in entries and any(n.startswith(".drkit-failed-restore-") for n in entries)
-    assert len([n for n in entries if n.startswith(".drkit-before-restore-")]) == 2  # PITR and the set's
-    docker_engine.docker("start", "shop_postgres")
+    assert "PG_VERSION" in entries and not any("failed-restore" in n for n in entries)
+    kept_names = [n for n in entries if n.startswith("pgsql_tmp.drkit-before-restore-")]
+    assert len(kept_names) == 2  # PITR and the set's
+    assert running(docker_engine, "shop_postgres")  # started again by drkit
     wait_for(lambda: sql(project, "select count(*) from orders") == 500, timeout=120,
              what="the old data back", retry_on=(OperationError, psycopg.Error))  # fmt: skip
-    # What the restores kept inside PGDATA is named by check: the next base backup carries it.
-    checked = {c["name"]: c for c in drkit(project, "--output", "json", "check").json()["results"]}
+    # What the restores kept is listed by check, with its size and how to remove it.
+    result = drkit(project, "--output", "json", "check").json()
+    checked = {c["name"]: c for c in result["results"]}
     kept = checked["postgres: old data kept"]
-    assert kept["status"] == "warning" and ".drkit-failed-restore-" in kept["detail"]
-    assert all(name in kept["detail"] for name in entries if name.startswith(".drkit-before-restore-"))
+    assert kept["status"] == "warning" and all(name in kept["detail"] for name in kept_names)
+    listed = [k for k in result["moved_aside"] if k["service"] == "postgres"]
+    assert sorted(Path(k["path"]).name for k in listed) == sorted(kept_names)
+    assert all(k["bytes"] > 0 and k["remove"].startswith("rm -rf -- ") for k in listed)
+    assert checked["postgres: PGDATA"]["status"] == "ok"  # base backups skip pgsql_tmp*
 
 
 def backups(project: Project) -> list[dict[str, Any]]:

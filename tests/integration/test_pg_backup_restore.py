@@ -161,7 +161,7 @@ def test_in_place_restore_keeps_the_old_data_directory_beside_the_new(
     out = restore_json(box, "--in-place", "--yes")
     data_dir = Path(box.box.state["services"]["postgres"]["data_dir"])
     aside = Path(out["moved_aside"])
-    assert aside.parent == data_dir.parent and aside.name.startswith("data.before-restore-")
+    assert aside.parent == data_dir.parent and aside.name.startswith("data.drkit-before-restore-")
     assert (aside / "PG_VERSION").is_file() and (data_dir / "PG_VERSION").is_file()
     assert box.psql("select count(*) from in_place_probe where id = 42") == 1
     assert box.psql("select pg_is_in_recovery()") is False

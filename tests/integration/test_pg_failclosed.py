@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -137,15 +138,21 @@ def test_wal_fetch_into_a_full_pg_wal_stops_the_restore_instead_of_promoting_wit
             proc.wait(timeout=30)
         stop_restored(dest, box.box.os_user, box.bin_dir)
 
-    log = (dest / "log" / "drkit-restore.log").read_text(errors="replace")
-    assert "consistent recovery state reached" in log, log  # the failure is in the tail
-    assert "No space left on device" in log, log
     assert proc.returncode == 1, out + err
     assert "recovery stopped" in err and "No space left on device" in err, err
+    kept = re.search(r"its log is kept at (/\S+?\.log)", err)
+    assert kept, err
+    log = Path(kept.group(1)).read_text(errors="replace")
+    assert "consistent recovery state reached" in log, log  # the failure is in the tail
+    assert "No space left on device" in log, log
     # Not "absent": recovery did not end there, choose a new timeline and promote.
     assert "selected new timeline ID" not in log, log
     assert "archive recovery complete" not in log, log
-    assert controldata_state(dest) == "in archive recovery"
+    # It stopped the server it started and removed what it wrote (the directory was empty),
+    # all but the test's own tmpfs mount point, which it names.
+    assert f"removed what it wrote in {dest}" in err or f"{dest} is left" in err, err
+    assert not dest.exists() or [p.name for p in dest.iterdir()] in ([], ["pg_wal"])
+    assert not list((dest / "pg_wal").iterdir()) if (dest / "pg_wal").exists() else True
 
 
 def in_place_config(box: SandboxHandle) -> Path:
@@ -177,7 +184,7 @@ def test_kill_9_at_each_step_of_an_in_place_restore_keeps_the_old_data_and_a_rer
     assert proc.returncode == -signal.SIGKILL
 
     def originals() -> list[Path]:
-        candidates = [data_dir, *data_dir.parent.glob(f"{data_dir.name}.before-restore-*")]
+        candidates = [data_dir, *data_dir.parent.glob(f"{data_dir.name}.drkit-before-restore-*")]
         return [d for d in candidates if (d / marker).exists()]
 
     assert len(originals()) == 1, list(data_dir.parent.iterdir())
@@ -195,7 +202,12 @@ def test_kill_9_at_each_step_of_an_in_place_restore_keeps_the_old_data_and_a_rer
     assert result["moved_aside"]
     assert box.psql("select count(*) from in_place_kill where id = 7") == 1
     assert box.psql("select pg_is_in_recovery()") is False
-    kept = originals()  # never deleted: where it was moved aside, or aside now (by the rerun)
-    assert len(kept) == 1 and kept[0] != data_dir, kept
-    assert kept[0] == (Path(result["moved_aside"]) if step == "move-aside" else original)
+    # Never deleted: the rerun first undid the killed run (the old data back in place, the
+    # half-restored copy gone), then moved the old data aside itself.
+    kept = originals()
+    assert len(kept) == 1 and kept[0] == Path(result["moved_aside"]), kept
     assert controldata_state(kept[0]) == "shut down"
+    if step != "move-aside":
+        assert "an interrupted restore was undone first" in " ".join(result["notes"]), result
+    leftovers = [p.name for p in data_dir.parent.iterdir() if p.name.startswith(f"{data_dir.name}.")]
+    assert leftovers == [kept[0].name], leftovers  # nothing else beside it

@@ -77,10 +77,10 @@ def test_db_corruption_killed_at_each_destructive_step_resumes_and_never_repeats
             name
         )
 
-    aside = sorted(data_dir.parent.glob(f"{data_dir.name}.corrupt-*"))
+    aside = sorted(data_dir.parent.glob(f"{data_dir.name}.drkit-corrupt-*"))
     assert len(aside) == 1, aside  # moved aside once, and kept
     assert (aside[0] / "drkit-test-original").exists()
-    assert not list(data_dir.parent.glob(f"{data_dir.name}.before-restore-*"))  # restore ran once
+    assert not list(data_dir.parent.glob(f"{data_dir.name}.drkit-before-restore-*"))  # restore ran once
     assert box.psql("select count(*) from recover_probe") == 500  # committed before: archived, replayed
     assert run_drkit("health", config=box.config_path).code == 0
 
@@ -143,7 +143,7 @@ def test_data_loss_in_place_goes_back_to_t(private_sandbox: SandboxHandle) -> No
     assert proc.returncode == 0, err
     assert _messages(box, channel) == before
     data_dir = Path(box.stack.services["postgres"].runtime.data_dir or "")
-    assert list(data_dir.parent.glob(f"{data_dir.name}.before-pitr-*"))  # the state after T is kept
+    assert list(data_dir.parent.glob(f"{data_dir.name}.drkit-before-pitr-*"))  # the state after T is kept
 
 
 @pytest.mark.parametrize("private_sandbox", [{"services": ("postgres", "redis")}], indirect=True)

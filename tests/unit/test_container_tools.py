@@ -1,9 +1,9 @@
-"""PostgreSQL tools run in a compose container: the argument list, the secret's path, and
-the in-place restore's file moves inside a volume (never a delete)."""
+"""PostgreSQL tools run in a compose container: the argument list and the secret's path
+(the in-place restore's moves inside the volume: tests/unit/test_aside.py; the WAL served
+to it: tests/unit/test_wal_spool.py)."""
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -13,7 +13,6 @@ from drkit.adapters.container import env_file_text
 from drkit.adapters.postgres.toolhost import inside_dsn, tool_host
 from drkit.domain.errors import ConfigError
 from drkit.domain.stack import RuntimeSpec, Service
-from drkit.engines.postgres.restore_compose import move_aside, roll_back
 
 SECRET = "pa:ss w0rd#"
 
@@ -51,16 +50,3 @@ def test_inside_dsn_uses_the_socket_and_drops_the_password() -> None:
 def test_env_file_refuses_a_value_with_a_line_break() -> None:
     with pytest.raises(ConfigError, match="line break"):
         env_file_text({"PGPASSWORD": "a\nB=c"})
-
-
-def test_move_aside_and_roll_back_keep_every_file(tmp_path: Path) -> None:
-    (tmp_path / "PG_VERSION").write_text("15\n")
-    (tmp_path / "base").mkdir()
-    (tmp_path / "base" / "1").write_text("old")
-    aside = move_aside(tmp_path, "20260101T000000Z")
-    assert sorted(os.listdir(tmp_path)) == [aside.name]
-    (tmp_path / "PG_VERSION").write_text("half-written")
-    roll_back(tmp_path, aside)
-    assert (tmp_path / "PG_VERSION").read_text() == "15\n" and (tmp_path / "base" / "1").read_text() == "old"
-    failed = [p for p in tmp_path.iterdir() if p.name.startswith(".drkit-failed-restore-")]
-    assert len(failed) == 1 and (failed[0] / "PG_VERSION").read_text() == "half-written"

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from drkit.adapters.probes import ProbeOutcome, default_probe, describe_probe
-from drkit.domain.errors import ConfigError, OperationError, UsageError
+from drkit.domain.errors import ConfigError, OperationError, RolledBackError, UsageError
 from drkit.domain.stack import HealthProbe, RepositorySpec, RuntimeSpec, Service, Stack
 from drkit.engines.stack.graph import ServiceGraph
 from drkit.engines.stack.paused import dependents_paused
@@ -288,18 +288,37 @@ def test_running_dependents_are_stopped_first_and_started_again_in_order() -> No
     assert paused.started is not None and paused.started.ok
 
 
-def test_a_failed_restore_leaves_the_dependents_stopped_and_says_so() -> None:
+def test_a_failed_restore_that_leaves_the_service_down_leaves_the_dependents_stopped_and_says_so() -> None:
     world = World()
     world.running = set(NSELF)
     with (
         pytest.raises(OperationError) as failed,
         dependents_paused(make_stack(NSELF), ["hasura"], runtime_for=world.runtime, prober=world.probe),
     ):
+        world.running.discard("hasura")
         raise OperationError("the backup's part 3 is damaged")
-    assert world.running == set(NSELF) - {"auth", "functions"}
+    assert world.running == set(NSELF) - {"auth", "functions", "hasura"}
     assert failed.value.hint is not None and "auth, functions (which depend on hasura) stay stopped" in (
         failed.value.hint
     )
+
+
+@pytest.mark.parametrize("error", [OperationError("refused: part 3 is missing"), RolledBackError("put back")])
+def test_a_failed_restore_that_left_the_service_running_starts_the_dependents_again(
+    error: OperationError,
+) -> None:
+    """Refused before it touched the service, or put its old data back and started it: the
+    dependents come back too, each until healthy, and the error says so."""
+    world = World()
+    world.running = set(NSELF)
+    with (
+        pytest.raises(OperationError) as failed,
+        dependents_paused(make_stack(NSELF), ["hasura"], runtime_for=world.runtime, prober=world.probe),
+    ):
+        assert "auth" not in world.running
+        raise error
+    assert world.running == set(NSELF)
+    assert failed.value.hint is not None and "were started again, healthy" in failed.value.hint
 
 
 def test_a_dependent_that_does_not_stop_means_nothing_is_restored() -> None:

@@ -1,5 +1,6 @@
-"""The in-place objects restore's file moves and refusals (engines/objects/restore_volume.py);
-the whole restore runs against a real Docker engine in tests/integration/test_docker_objects.py."""
+"""The in-place objects restore's refusals (engines/objects/restore_volume.py; its moves are
+infra/aside.py's, tests/unit/test_aside.py); the whole restore runs against a real Docker
+engine in tests/integration/test_docker_objects.py."""
 
 from __future__ import annotations
 
@@ -15,33 +16,8 @@ from drkit.engines.objects.restore_volume import (
     VolumeTarget,
     _failed_after_move,
     check_backup,
-    move_aside,
     volume_target,
 )
-
-
-def test_move_aside_moves_every_entry_but_earlier_aside_folders(tmp_path: Path) -> None:
-    (tmp_path / ".minio.sys").mkdir()
-    (tmp_path / ".minio.sys" / "format.json").write_text("{}")
-    (tmp_path / "uploads").mkdir()
-    (tmp_path / "uploads" / "a.txt").write_text("a")
-    (tmp_path / "loose-file").write_text("x")
-    earlier = tmp_path / "drkit-before-restore-20260101T000000Z"
-    earlier.mkdir()
-    aside = move_aside(tmp_path, "20261130T080000Z")
-    assert aside == tmp_path / "drkit-before-restore-20261130T080000Z"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([earlier.name, aside.name])
-    assert sorted(p.name for p in aside.iterdir()) == [".minio.sys", "loose-file", "uploads"]
-    assert (aside / "uploads" / "a.txt").read_text() == "a"
-    assert aside.stat().st_mode & 0o7777 == tmp_path.stat().st_mode & 0o7777
-
-
-def test_move_aside_never_reuses_a_folder(tmp_path: Path) -> None:
-    (tmp_path / "drkit-before-restore-20261130T080000Z").mkdir()
-    (tmp_path / "data").write_text("d")
-    aside = move_aside(tmp_path, "20261130T080000Z")
-    assert aside.name == "drkit-before-restore-20261130T080000Z-2"
-    assert (aside / "data").read_text() == "d"
 
 
 def test_in_place_needs_a_container() -> None:

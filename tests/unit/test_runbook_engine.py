@@ -162,3 +162,49 @@ def test_a_damaged_journal_is_an_integrity_error_not_a_crash(tmp_path: Path) -> 
 
     with pytest.raises(IntegrityError):
         Journal.from_json(b'{"run_id": "x", "kind": "nonsense"}')
+
+
+def test_a_step_found_complete_on_resume_reports_the_facts_its_killed_run_could_not(tmp_path: Path) -> None:
+    """The restore had finished when drkit was killed: on --resume its `settle` hands the
+    journal what it reached (from the restore's ledger), so RPO is not measured from the
+    backup's end."""
+    ws, world = workspace(tmp_path), World(tmp_path)
+    base = world.runbook()
+    restore = replace(
+        base.steps[2], settle=lambda ctx: StepResult("", {"reached_time": "2026-11-30T08:00:00+00:00"})
+    )
+    runbook = replace(base, steps=(*base.steps[:2], restore))
+    journal = new_journal(ws, runbook, RunKind.RECOVERY)
+    for name in ("assess", "move-aside"):
+        journal = journal.with_step(replace(journal.step(name), status=StepStatus.SUCCEEDED))
+    world.data.rename(world.aside)
+    world.data.mkdir()
+    (world.data / "PG_VERSION").write_text("restored\n")  # the restore's work happened ...
+    running = replace(journal.step("restore"), status=StepStatus.RUNNING, started_at=ws.clock.now())
+    resumed = execute(ws, runbook, journal.with_step(running), say=print)  # ... not its journal entry
+    assert world.runs == []
+    assert resumed.step("restore").status is StepStatus.SUCCEEDED
+    assert resumed.step("restore").facts == {"reached_time": "2026-11-30T08:00:00+00:00"}
+
+
+def test_a_resumed_drill_is_measured_from_the_failure_it_injected(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from drkit.engines.runbooks.recover import finish
+
+    ws = workspace(tmp_path)
+    failure = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    reached = failure - timedelta(seconds=10)
+    runbook = Runbook(
+        "db-corruption",
+        (Step("restore", "restore", lambda ctx: StepResult("", {"reached_time": reached.isoformat()})),),
+        parameters={"scenario": "db-corruption", "service": "postgres"},
+    )
+    journal = new_journal(ws, runbook, RunKind.DRILL)
+    journal = replace(journal, started_at=datetime(2026, 11, 30, 7, 0, tzinfo=UTC), failure_at=failure)
+    done = finish(ws, execute(ws, runbook, journal, say=print))
+    [pg] = done.measures
+    finished = done.step("restore").finished_at
+    assert finished is not None
+    assert pg.rpo_seconds == 10.0 and pg.recovered_to == reached  # from the failure, not the start
+    assert pg.rto_seconds == (finished - failure).total_seconds()

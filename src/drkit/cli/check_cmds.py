@@ -12,12 +12,15 @@ from drkit.cli.render import console, emit_json, status_text, table
 if TYPE_CHECKING:
     from drkit.domain.checks import CheckResult
     from drkit.engines.core.workspace import Workspace
+    from drkit.engines.stack.asides import KeptData
 
 
 def check_cmd(ctx: typer.Context) -> None:
     """Check that backups and PITR can work: config, repository, WAL settings, archiver
-    failures and lag, replication slot and receiver, client tool versions; Redis
-    persistence, its last BGSAVE and AOF writes, and redis-check-rdb/aof.
+    failures and lag, replication slot and receiver, client tool versions, nothing foreign
+    in PGDATA; Redis persistence, its last BGSAVE and AOF writes, and redis-check-rdb/aof;
+    the old data in-place restores kept (size, and the command that removes it; in JSON
+    under "moved_aside").
 
     Example: drkit --config stack.yaml check --output json
     """
@@ -28,10 +31,11 @@ def check_cmd(ctx: typer.Context) -> None:
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
-    results = run_checks(ws) + _replication_checks(ws) + check_objectives(ws)
+    kept: list[KeptData] = []
+    results = run_checks(ws, kept=kept) + _replication_checks(ws) + check_objectives(ws)
     failed = any_critical_failure(results)
     if opts.json:
-        emit_json({"ok": not failed, "results": results})
+        emit_json({"ok": not failed, "results": results, "moved_aside": [k.to_dict() for k in kept]})
     else:
         table(
             None,

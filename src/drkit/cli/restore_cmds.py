@@ -182,6 +182,8 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *
     )
     if outcome.moved_aside:
         console.print(f"  the previous data directory is kept at {outcome.moved_aside}")
+    for note in outcome.notes:
+        console.print(f"  {note}", markup=False)
     if outcome.running:
         console.print(f"  running on port {outcome.port}")
     _dependents_exit(paused)

@@ -49,6 +49,16 @@ class OperationError(DrkitError):
     """An operation was attempted and failed."""
 
 
+class RolledBackError(OperationError):
+    """An operation failed after it had changed something, and put it back: the service
+    runs as it did before (the caller may start what it stopped around it again)."""
+
+
+class Cancelled(OperationError):
+    """The operation was interrupted by a signal (SIGINT, SIGTERM) and cleaned up first;
+    the message says what is left where."""
+
+
 class ToolError(OperationError):
     """An external tool (pg_basebackup, psql, ...) failed or timed out."""
 

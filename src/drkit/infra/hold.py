@@ -3,7 +3,8 @@
 `DRKIT_TEST_HOLD=STEP:DIR` makes `hold("STEP")` write `DIR/STEP.reached` (holding the
 process id) and wait until `DIR/STEP.release` exists. Only tests set it; unset, a hold point
 costs one environment lookup. Steps: see the `hold(...)` calls (restore: move-aside,
-extract, start, recovery)."""
+extract, start, recovery, promoted (recovery done, its WAL spool still there), clients
+(accepted, before the start for clients); runbooks: before-STEP, after-STEP)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,9 @@ from drkit.runtimes.port import Fenced
 
 
 class LocalPostgres:
-    def __init__(self, spec: RuntimeSpec, *, data_dir: str | None = None) -> None:
+    def __init__(self, spec: RuntimeSpec, *, data_dir: str | None = None, options: str = "") -> None:
+        """`options`: extra server options for this start (`-c name=value ...`), e.g. to keep
+        a restored server away from clients until it is checked."""
         directory = data_dir or spec.data_dir
         if not directory:
             raise UsageError("a local postgres runtime needs runtime.data_dir")
@@ -26,13 +28,15 @@ class LocalPostgres:
         self.port = spec.port
         self.log_file = spec.log_file or str(self.data_dir.parent / "postgres.log")
         self.pg_ctl = find_tool("pg_ctl", spec.bin_dir)
+        self.extra = options
 
     @property
     def description(self) -> str:
         return f"local postgres in {self.data_dir}"
 
     def _options(self) -> str:
-        return f"-p {self.port}" if self.port else ""
+        port = f"-p {self.port}" if self.port else ""
+        return f"{port} {self.extra}".strip()
 
     def start(self) -> None:
         if self.is_running():

@@ -7,20 +7,22 @@ the backup's objects are written back through the S3 API.
    and hashed (a damaged part refuses the restore here, the container still running).
 2. Stop the container through the runtime; the S3 port must stop answering (else the server
    is not run by that container, and nothing is changed).
-3. Move every entry of the volume into `drkit-before-restore-<UTC time>/` inside it:
-   renames on one file system, nothing deleted, earlier such folders left where they are.
+3. Move every entry of the volume into `drkit-before-restore-<UTC time>/` inside it
+   (infra/aside.py): renames on one file system, nothing deleted, earlier such folders left
+   where they are, a name never reused, a ledger so a killed restore is undone by the next.
    The name is not a valid bucket name, so the server does not list it as a bucket.
 4. Start the container and wait (with a deadline) until S3 answers a signed request and
    accepts a write.
 5. Recreate the buckets and write the versions back (restore.py, as of the target time).
 
-A failure after step 3 leaves the previous contents in that folder and says where: nothing
-is moved back or deleted automatically (a half-restored server is easier to judge by hand).
+A failure after step 3 (or a signal) stops the container, puts the previous contents back
+(what the failed restore wrote is removed: it came from the backup), starts the container
+again and waits until S3 answers, then says so; if that fails too, it says where the
+previous contents are and how to put them back by hand.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -30,7 +32,7 @@ from urllib.parse import urlsplit
 from drkit.adapters.s3.objects import ObjectStore, configured_buckets, endpoint_for
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import Status
-from drkit.domain.errors import DrkitError, IntegrityError, OperationError, UsageError
+from drkit.domain.errors import DrkitError, IntegrityError, OperationError, RolledBackError, UsageError
 from drkit.domain.stack import Service
 from drkit.engines.core.layout import lock_name
 from drkit.engines.core.types import RestoreOptions, RestoreResult
@@ -40,7 +42,8 @@ from drkit.engines.objects.copy import BucketIO, check_content, restore_order
 from drkit.engines.objects.restore import WORKERS, check_targets, choose_backup, read_listing, restore_locked
 from drkit.engines.objects.verify import verify_present
 from drkit.infra import locks
-from drkit.infra.atomic import fsync_dir
+from drkit.infra.aside import Aside, move_aside, roll_back, settle, undo_unfinished
+from drkit.infra.interrupt import deferred, interruptible
 from drkit.infra.wait import wait_for
 from drkit.runtimes.compose import ComposeRuntime
 
@@ -89,20 +92,34 @@ def restore_in_place(ws: Workspace, service: Service, options: RestoreOptions) -
         raise UsageError(
             "--in-place restores every bucket of the backup into the emptied volume: no --to or --prefix"
         )
-    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"), interruptible():
         began = ws.clock.monotonic()
         manifest = choose_backup(ws, service, options)
         target = volume_target(service)
         checked = check_backup(ws, service, manifest, options)
         runtime = ComposeRuntime(service.runtime, name=service.name)
+        ledger = ws.state_dir / "replacing" / f"{service.name}.json"
+        undo_unfinished(ledger, now=ws.clock.now(), stop=runtime.stop, live=target.host_path)
         _stop(service, runtime)
-        aside = move_aside(target.host_path, ws.clock.now().strftime("%Y%m%dT%H%M%SZ"))
+        try:
+            moved = move_aside(
+                target.host_path, "before-restore", now=ws.clock.now(), inside=True, prefix="", ledger=ledger
+            )
+        except BaseException as exc:
+            with deferred():
+                runtime.start()
+            raise RolledBackError(
+                f"{_why(exc)}; nothing was moved and {target.container} was started again"
+            ) from exc
+        aside = moved.path or target.host_path
         try:
             runtime.start()
             wait_ready(service, runtime, list(manifest.details.get("buckets", {})))
             result = restore_locked(ws, service, replace(options, yes=True), manifest)
-        except Exception as exc:
-            raise _failed_after_move(service, target, aside, exc) from exc
+        except BaseException as exc:
+            with deferred():
+                raise _put_back(ws, service, runtime, target, moved, exc) from exc
+        settle(moved)
     detail = (
         f"{checked}; {result.detail}; the volume's previous contents are kept in {aside} "
         f"(volume {target.volume})"
@@ -166,26 +183,6 @@ def _stop(service: Service, runtime: ComposeRuntime) -> None:
         ) from exc
 
 
-def move_aside(root: Path, stamp: str) -> Path:
-    """Every entry of `root` but earlier aside folders into a new `drkit-before-restore-`
-    folder of it: renames, nothing deleted; owned like `root`."""
-    aside, n = root / f"{ASIDE}{stamp}", 1
-    while aside.exists():
-        n += 1
-        aside = root / f"{ASIDE}{stamp}-{n}"
-    entries = [p for p in root.iterdir() if not p.name.startswith(ASIDE)]
-    aside.mkdir()
-    st = root.stat()
-    os.chmod(aside, st.st_mode & 0o7777)
-    if os.geteuid() == 0:
-        os.lchown(aside, st.st_uid, st.st_gid)
-    for entry in entries:
-        entry.rename(aside / entry.name)
-    fsync_dir(aside)
-    fsync_dir(root)
-    return aside
-
-
 def wait_ready(service: Service, runtime: ComposeRuntime, buckets: list[str]) -> None:
     """Until S3 answers a signed request and accepts a write (SeaweedFS answers before its
     volume server registers), failing at once when the container exits."""
@@ -216,6 +213,41 @@ def _last_log(runtime: ComposeRuntime) -> str:
     except OperationError:
         return "no logs"
     return lines[-1] if lines else "no logs"
+
+
+def _put_back(
+    ws: Workspace,
+    service: Service,
+    runtime: ComposeRuntime,
+    target: VolumeTarget,
+    moved: Aside,
+    exc: BaseException,
+) -> OperationError:
+    """After a failure: the previous contents back in the volume, the container started
+    again until S3 answers (RolledBackError); else where they are (OperationError)."""
+    why = _why(exc)
+    try:
+        runtime.stop(STOP_TIMEOUT)
+        roll_back(moved, now=ws.clock.now())
+        runtime.start()
+        wait_ready(service, runtime, [])
+    except (DrkitError, OSError) as again:
+        aside = moved.path or target.host_path
+        return _failed_after_move(
+            service, target, aside, OperationError(f"{why}; putting it back failed: {_why(again)}")
+        )
+    return RolledBackError(
+        f"in-place restore of {service.name} failed after the volume was emptied ({why}); its previous "
+        f"contents are back in volume {target.volume} and {target.container} answers again"
+    )
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, DrkitError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _failed_after_move(service: Service, target: VolumeTarget, aside: Path, exc: Exception) -> OperationError:

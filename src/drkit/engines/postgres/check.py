@@ -18,7 +18,8 @@ from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service, WalMode
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.check_archive import archive_proof
-from drkit.engines.postgres.check_compose import kept_asides, spool_mounted
+from drkit.engines.postgres.check_compose import spool_mounted
+from drkit.engines.postgres.check_data import check_foreign
 from drkit.engines.postgres.wal.archive import archive_for
 from drkit.engines.postgres.wal.identity import identity_check
 
@@ -49,10 +50,9 @@ def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
         results += guard(f"{service.name}: wal stream", lambda: _stream(service, dsn))
         if service.runtime.type == "compose":
             results += guard(f"{service.name}: wal spool", lambda: [spool_mounted(ws, service)])
-    if service.runtime.type == "compose" and service.runtime.volume:
-        results += guard(f"{service.name}: old data kept", lambda: [kept_asides(service)])
-    else:
+    if service.runtime.type != "compose" or not service.runtime.volume:
         results += guard(f"{service.name}: archiving", lambda: _archiving(service, dsn, info))
+    results += guard(f"{service.name}: PGDATA", lambda: [check_foreign(service)])
     results += guard(f"{service.name}: archiving proof", lambda: archive_proof(ws, service, info))
     results += guard(f"{service.name}: tools", lambda: _tools(service, info))
     results += guard(f"{service.name}: WAL archive identity", lambda: [_archive_identity(ws, service, info)])

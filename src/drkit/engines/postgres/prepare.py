@@ -1,6 +1,8 @@
 """Everything `drkit restore postgres` decides before it asks: where the restore goes, which
-backup and WAL reach the target, and what the operator is asked to confirm. Nothing is
-touched; the CLI shows this, asks, then calls `restore` with the same request."""
+backup and WAL reach the target, every file it will read checked (present, of its recorded
+size; the tar index against its SHA-256), and what the operator is asked to confirm.
+Nothing is touched; the CLI shows this, asks, stops the dependents, then calls `restore`
+with the same request (which checks again, under its lock)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from drkit.domain.recovery import RecoveryTarget
 from drkit.domain.stack import Service
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.plan import AfterArchiveEnd, RestorePlan
+from drkit.engines.postgres.preflight import check_inputs
 from drkit.engines.postgres.restore import RestoreRequest, plan
 from drkit.engines.postgres.switch_wal import switch_wal_and_wait
 
@@ -79,9 +82,11 @@ def prepare_restore(
         target=target, backup_id=backup_id, to=to, in_place=in_place, keep_running=keep_running
     )
     try:
-        return PreparedRestore(service, request, plan(ws, service, request))
+        chosen = plan(ws, service, request)
     except AfterArchiveEnd:
         if not switch_wal:
             raise
-    switch_wal_and_wait(ws, service, commit=True, say=say)
-    return PreparedRestore(service, request, plan(ws, service, request))
+        switch_wal_and_wait(ws, service, commit=True, say=say)
+        chosen = plan(ws, service, request)
+    check_inputs(ws, service, chosen)  # a missing part is refused before anything stops
+    return PreparedRestore(service, request, chosen)

@@ -1,93 +1,50 @@
 """Restore PostgreSQL from a base backup plus WAL to a target, into a new directory (the
-default) or in place (the old data directory is moved aside, never deleted)."""
+default) or in place (the old data directory is moved aside, never deleted).
+
+Every restore checks first, then acts: the plan (which backup, which WAL), then every file
+it will read (preflight), before a service is stopped or a byte written. It compares the
+point recovery reached with the plan before anything is started for clients. When it fails,
+or is interrupted (SIGINT, SIGTERM), it stops the servers it started, removes what it
+wrote (or puts the old data back, in place) and ends with one line saying what is left where.
+"""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import psycopg
-
-from drkit.adapters.postgres.client import connect, service_dsn
-from drkit.adapters.postgres.recovery_conf import (
-    archive_command,
-    restore_command,
-    target_timeline_setting,
-    write_recovery_settings,
-)
+from drkit.adapters.postgres.client import service_dsn
 from drkit.adapters.postgres.tools import require_server_major
-from drkit.domain.backup import Manifest
-from drkit.domain.errors import IntegrityError, OperationError, UsageError
+from drkit.domain.errors import Cancelled, IntegrityError, OperationError, UsageError
 from drkit.domain.progress import SILENT, Progress
-from drkit.domain.recovery import RecoveryTarget, TargetKind
+from drkit.domain.recovery import TargetKind
 from drkit.domain.stack import RuntimeSpec, Service, WalMode
-from drkit.domain.wal import Segment
 from drkit.engines.core.catalog import list_backups
-from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.layout import lock_name
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.postgres.backup import TAR_INDEX
 from drkit.engines.postgres.branches import resolve_timeline
+from drkit.engines.postgres.extract import extract_backup
+from drkit.engines.postgres.in_place import restore_local_in_place
+from drkit.engines.postgres.outcome import RestoreOutcome, RestoreRequest, os_error, restore_failed, why
 from drkit.engines.postgres.plan import ArchiveView, RestorePlan, plan_restore
-from drkit.engines.postgres.recovery_watch import (
-    RecoveryState,
-    RecoveryStopped,
-    failure_reason,
-    follow_recovery,
-    startup_activity,
-)
-from drkit.engines.postgres.replay_meter import replay_meter
-from drkit.engines.postgres.tar_restore import read_index, restore_parts
+from drkit.engines.postgres.preflight import Checked, check_inputs
+from drkit.engines.postgres.replay import configure, recover, recovery_settings
 from drkit.engines.postgres.targets import target_point
 from drkit.engines.postgres.wal.archive import archive_for, timeline_paths
-from drkit.engines.postgres.wal.prefetch import prefetch_restore_command, prefetching
 from drkit.engines.postgres.wal.stream import flush_spool
 from drkit.engines.postgres.wal.times import CommitTimes
 from drkit.infra import locks
-from drkit.infra.clock import Clock
-from drkit.infra.hold import hold
+from drkit.infra.interrupt import deferred, interruptible
 from drkit.infra.ownership import chown_tree, traversable_by
 from drkit.infra.ports import free_port
-from drkit.infra.wait import wait_for
 from drkit.runtimes.local_postgres import LocalPostgres
 
+__all__ = ["RestoreOutcome", "RestoreRequest", "plan", "restore"]
 
-@dataclass(frozen=True)
-class RestoreRequest:
-    target: RecoveryTarget = field(default_factory=RecoveryTarget)
-    backup_id: str | None = None
-    to: Path | None = None
-    in_place: bool = False
-    keep_running: bool = False
-    quarantine: bool = True  # a copy restored beside production must not archive into it
-    # In place on another stack's server (a drill's copy restored from production's backups):
-    # archive into this stack's repository, whatever archive_command the backup carries.
-    own_archive: bool = False
-    port: int | None = None
-    timeout: float = 3600.0  # the whole recovery, however long it makes progress
-    stall: float = 600.0  # recovery that moves no further for this long has failed
-    timeline: int | None = None  # None: the newest timeline that descends from the backup
-
-
-@dataclass(frozen=True)
-class RestoreOutcome:
-    backup_id: str
-    target: str
-    data_dir: str
-    moved_aside: str | None
-    reached_lsn: str | None
-    reached_time: datetime | None
-    timeline: int | None
-    started_at: datetime
-    finished_at: datetime
-    running: bool
-    port: int | None
-
-    @property
-    def seconds(self) -> float:
-        return (self.finished_at - self.started_at).total_seconds()
+Replan = Callable[[], tuple[RestorePlan, Checked]]
 
 
 def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePlan:
@@ -128,242 +85,75 @@ def restore(
 ) -> RestoreOutcome:
     if request.in_place == (request.to is not None):
         raise UsageError("restore needs exactly one of --to DIR or --in-place")
-    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
-        chosen = plan(ws, service, request)
-        require_server_major(service.runtime.bin_dir, chosen.backup.require_postgres().server_version)
-        started = ws.clock.now()
-        parts = sum(f.raw_size for f in chosen.backup.files if f.name.startswith("base."))
-        progress = progress or report.meter(f"extract {chosen.backup.backup_id}", total=parts or None)
-        if request.in_place and service.runtime.type == "compose":
-            return _restore_container(ws, service, request, chosen, started, progress)
-        runtime, data_dir, aside = _prepare_target(ws, service, request)
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"), interruptible():
         try:
-            _extract(ws, service, chosen.backup, data_dir, progress)
-            _configure(ws, service, chosen, data_dir, request, drkit_argv, runtime)
-        except BaseException:
-            _roll_back(data_dir, aside)
-            raise
-        dsn = service_dsn(service, host="127.0.0.1" if request.to else None, port=runtime.port)
-        report.step(f"start PostgreSQL on {data_dir} and replay WAL to {chosen.target.describe()}")
-        with _prefetch(ws, service, chosen, data_dir):
-            hold("start")
-            _start(runtime)
-            hold("recovery")
-            reached = _wait_for_promotion(runtime, dsn, request, ws.clock, replay_meter(report, chosen))
-        running = True
-        if request.to is not None and not request.keep_running:
-            runtime.stop()
-            running = False
-        return RestoreOutcome(
-            backup_id=chosen.backup.backup_id,
-            target=chosen.target.describe(),
-            data_dir=str(data_dir),
-            moved_aside=str(aside) if aside else None,
-            reached_lsn=reached.get("lsn"),
-            reached_time=reached.get("time"),
-            timeline=reached.get("timeline"),
-            started_at=started,
-            finished_at=ws.clock.now(),
-            running=running,
-            port=runtime.port,
-        )
+            return _restore(ws, service, request, drkit_argv, progress, report)
+        except KeyboardInterrupt as exc:  # before anything was changed (the flows say what they undid)
+            raise Cancelled(f"{why(exc)}; nothing was changed") from exc
+        except OSError as exc:
+            raise OperationError(f"{os_error(exc)}; nothing was changed") from exc
 
 
-def _restore_container(
+def _restore(
     ws: Workspace,
     service: Service,
-    request: RestoreRequest,
-    chosen: RestorePlan,
-    started: datetime,
-    progress: Callable[[int], None] | None,
-) -> RestoreOutcome:
-    """In place in a compose container's volume (engines/postgres/restore_compose.py)."""
-    from drkit.engines.postgres.restore_compose import restore_in_container
-
-    done = restore_in_container(
-        ws,
-        service,
-        chosen,
-        extract=lambda dest: _extract(
-            ws,
-            replace(service, runtime=replace(service.runtime, os_user=None)),
-            chosen.backup,
-            dest,
-            progress,
-        ),
-        archive_current=lambda: _archive_current_segment(service),
-        timeout=request.timeout,
-        stall=request.stall,
-    )
-    return RestoreOutcome(
-        backup_id=chosen.backup.backup_id,
-        target=chosen.target.describe(),
-        data_dir=str(done.data_dir),
-        moved_aside=str(done.aside),
-        reached_lsn=done.reached.get("lsn"),
-        reached_time=done.reached.get("time"),
-        timeline=done.reached.get("timeline"),
-        started_at=started,
-        finished_at=ws.clock.now(),
-        running=True,
-        port=service.runtime.port,
-    )
-
-
-def _prefetch(ws: Workspace, service: Service, chosen: RestorePlan, data_dir: Path) -> Any:
-    pg = chosen.backup.require_postgres()
-    first = Segment.parse(chosen.first_segment, pg.wal_segment_size)
-    last = Segment.parse(chosen.last_segment, pg.wal_segment_size) if chosen.last_segment else None
-    os_user = service.runtime.os_user
-    return prefetching(archive_for(ws, service), data_dir, first, last, os_user=os_user, path=chosen.path)
-
-
-def _prepare_target(
-    ws: Workspace, service: Service, request: RestoreRequest
-) -> tuple[LocalPostgres, Path, Path | None]:
-    spec = service.runtime
-    if request.to is not None:
-        dest = request.to.resolve()
-        if dest.exists() and any(dest.iterdir()):
-            raise UsageError(f"{dest} exists and is not empty; restore never writes over data")
-        if not dest.parent.is_dir():
-            raise UsageError(f"{dest.parent} does not exist; create it first")
-        blocked = traversable_by(dest.parent, spec.os_user)
-        if blocked is not None:
-            raise UsageError(
-                f"the database user {spec.os_user} cannot enter {blocked}; restore somewhere "
-                f"it can (PostgreSQL will run the restored copy as that user)"
-            )
-        if dest.exists():
-            dest.rmdir()
-        port = request.port or free_port()
-        # The log lives in the restored directory's own log/ (the parent may not be writable
-        # by the database user).
-        local = RuntimeSpec(
-            type="local",
-            data_dir=str(dest),
-            bin_dir=spec.bin_dir,
-            port=port,
-            os_user=spec.os_user,
-            log_file=str(dest / "log" / "drkit-restore.log"),
-        )
-        return LocalPostgres(local), dest, None
-    if spec.type != "local" or not spec.data_dir:
-        raise UsageError(
-            f"in-place restore of {service.name} needs a local runtime with data_dir "
-            f"(this one is {spec.type}); restore --to DIR and switch the volume by hand"
-        )
-    runtime = LocalPostgres(spec)
-    data_dir = Path(spec.data_dir)
-    if request.target.kind is TargetKind.LATEST and runtime.is_running():
-        _archive_current_segment(service)
-    runtime.stop()
-    stamp = ws.clock.now().strftime("%Y%m%dT%H%M%SZ")
-    aside = data_dir.with_name(f"{data_dir.name}.before-restore-{stamp}")
-    hold("move-aside")
-    if data_dir.exists():
-        data_dir.rename(aside)
-    return runtime, data_dir, aside if aside.exists() else None
-
-
-STARTING_UP = ("the database system is starting up", "not yet accepting connections")
-
-
-def _archive_current_segment(service: Service) -> None:
-    """Before replacing a running server with "latest": close and archive its current WAL
-    segment, so the restore loses nothing that was committed (archive mode archives only
-    complete segments). A server that cannot do it stops the restore: going on would
-    silently drop what it holds. One still in recovery writes no WAL of its own."""
-    try:
-        with connect(service_dsn(service)) as conn:
-            state = conn.execute("select pg_is_in_recovery(), current_setting('archive_mode')").fetchone()
-            if state is None or state[0] or state[1] == "off":
-                return  # in recovery; or no archiving (stream mode: the receiver has it)
-            row = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()
-            segment = str(row[0]) if row else ""
-
-            def archived() -> bool:
-                r = conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()
-                return bool(r and r[0] and r[0] >= segment)
-
-            wait_for(archived, timeout=120, what=f"WAL segment {segment} to be archived")
-    except (OperationError, psycopg.Error) as exc:
-        if any(s in str(exc) for s in STARTING_UP):
-            return  # still in recovery itself (an interrupted restore): it writes no WAL
-        raise OperationError(
-            f"the running {service.name} server could not archive its current WAL segment "
-            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
-            f"restoring to latest now would lose it. Fix archiving (or stop the server "
-            f"yourself to restore from what the archive holds) and rerun"
-        ) from exc
-
-
-def _roll_back(data_dir: Path, aside: Path | None) -> None:
-    """A failed in-place restore puts the old directory back; the half-written one is kept
-    beside it for inspection (renamed), never deleted."""
-    if aside is None:
-        return
-    if data_dir.exists():
-        data_dir.rename(data_dir.with_name(data_dir.name + ".failed-restore"))
-    aside.rename(data_dir)
-
-
-def _extract(
-    ws: Workspace,
-    service: Service,
-    m: Manifest,
-    dest: Path,
-    progress: Callable[[int], None] | None,
-) -> None:
-    directory = backup_dir(ws.stack.name, service.name, m.backup_id)
-    members = read_index(ws.repo, ws.codec, directory, m, TAR_INDEX + ws.codec.suffix)
-    parts = [f for f in m.files if f.name.startswith("base.")]
-    policy = service.postgres
-
-    def step(done: int) -> None:
-        hold("extract")  # a part is written, others are not
-        if progress:
-            progress(done)
-
-    restore_parts(
-        ws.repo,
-        ws.codec,
-        directory,
-        parts,
-        members,
-        dest,
-        parallel=policy.parallel if policy else 2,
-        progress=step,
-    )
-    (dest / "log").mkdir(exist_ok=True)
-    chown_tree(dest, service.runtime.os_user)
-
-
-def _configure(
-    ws: Workspace,
-    service: Service,
-    chosen: RestorePlan,
-    data_dir: Path,
     request: RestoreRequest,
     drkit_argv: list[str],
-    runtime: LocalPostgres,
-) -> None:
-    settings = {
-        "restore_command": prefetch_restore_command(
-            data_dir, restore_command(drkit_argv, ws.stack.source_path, service.name)
-        ),
-        **chosen.target.settings(),
-        **target_timeline_setting(chosen.timeline),
-    }
-    if chosen.target.kind is not TargetKind.LATEST:
-        settings["recovery_target_action"] = "promote"
-    pg = chosen.backup.postgres
-    if pg is not None and pg.server_version >= 140000:
-        # One syncfs() instead of an fsync per file when the restored server starts.
-        settings["recovery_init_sync_method"] = "syncfs"
-    if request.own_archive and service.postgres and service.postgres.wal_mode is WalMode.ARCHIVE:
-        settings["archive_command"] = archive_command(drkit_argv, ws.stack.source_path, service.name)
-    if request.to is not None:
+    progress: Callable[[int], None] | None,
+    report: Progress,
+) -> RestoreOutcome:
+    chosen = plan(ws, service, request)
+    require_server_major(service.runtime.bin_dir, chosen.backup.require_postgres().server_version)
+    report.step(f"check the inputs of {chosen.backup.backup_id} (every part and WAL segment)")
+    checked = check_inputs(ws, service, chosen)  # before any service is stopped
+    started = ws.clock.now()
+    parts = sum(f.raw_size for f in chosen.backup.files if f.name.startswith("base."))
+    progress = progress or report.meter(f"extract {chosen.backup.backup_id}", total=parts or None)
+
+    def replan() -> tuple[RestorePlan, Checked]:
+        """After the old server stopped and its WAL was saved: the same backup, the WAL now."""
+        again = plan(ws, service, replace(request, backup_id=chosen.backup.backup_id))
+        return again, check_inputs(ws, service, again)
+
+    if request.in_place and service.runtime.type == "compose":
+        from drkit.engines.postgres.restore_compose import restore_in_container
+
+        return restore_in_container(
+            ws, service, request, chosen, checked, started=started, progress=progress, replan=replan
+        )
+    if request.in_place:
+        return restore_local_in_place(
+            ws,
+            service,
+            request,
+            chosen,
+            checked,
+            drkit_argv=drkit_argv,
+            progress=progress,
+            started=started,
+            replan=replan,
+            report=report,
+        )
+    return _restore_to(ws, service, request, chosen, checked, drkit_argv, progress, started, report)
+
+
+def _restore_to(
+    ws: Workspace,
+    service: Service,
+    request: RestoreRequest,
+    chosen: RestorePlan,
+    checked: Checked,
+    drkit_argv: list[str],
+    progress: Callable[[int], None] | None,
+    started: datetime,
+    report: Progress,
+) -> RestoreOutcome:
+    runtime, dest, existed = _prepare_dest(service, request)
+    try:
+        extract_backup(ws, service, chosen.backup, checked, dest, progress)
+        (dest / "log").mkdir(exist_ok=True)
+        chown_tree(dest / "log", service.runtime.os_user)
+        settings = recovery_settings(ws, service, chosen, dest, drkit_argv, own_archive=request.own_archive)
         settings["port"] = str(runtime.port)
         settings["listen_addresses"] = "127.0.0.1"
         settings["unix_socket_directories"] = ""
@@ -371,53 +161,93 @@ def _configure(
             # Barman's rule: a restored copy must never write into the live WAL archive.
             settings["archive_mode"] = "off"
             settings["archive_command"] = "false"
-    write_recovery_settings(
-        data_dir,
-        settings,
-        comment=f"drkit restore of {chosen.backup.backup_id} to {chosen.target.describe()}",
+        configure(dest, settings, chosen, service.runtime.os_user)
+        dsn = service_dsn(service, host="127.0.0.1", port=runtime.port)
+        reached = recover(
+            ws, service, chosen, runtime, dsn, timeout=request.timeout, stall=request.stall, report=report
+        )
+        running = True
+        if not request.keep_running:
+            runtime.stop()
+            running = False
+    except BaseException as exc:
+        with deferred():
+            log = ws.state_dir / "restore-logs" / f"{dest.name}-{started:%Y%m%dT%H%M%SZ}.log"
+            left = discard_new_directory(runtime, dest, existed, keep_log=log)
+        raise restore_failed(exc, left) from exc
+    return RestoreOutcome(
+        backup_id=chosen.backup.backup_id,
+        target=chosen.target.describe(),
+        data_dir=str(dest),
+        moved_aside=None,
+        reached_lsn=reached.get("lsn"),
+        reached_time=reached.get("time"),
+        timeline=reached.get("timeline"),
+        started_at=started,
+        finished_at=ws.clock.now(),
+        running=running,
+        port=runtime.port,
     )
-    chown_tree(data_dir, service.runtime.os_user)
 
 
-def _start(runtime: LocalPostgres) -> None:
-    try:
-        runtime.start()
-    except OperationError:
-        if not runtime.is_running():
-            raise OperationError(f"recovery stopped: {failure_reason(runtime.log_file)}") from None
-        # pg_ctl stopped waiting (after two minutes); recovery goes on: follow it instead.
+def _prepare_dest(service: Service, request: RestoreRequest) -> tuple[LocalPostgres, Path, bool]:
+    """The new directory's server (a free loopback port); the directory must be empty or
+    absent (it is removed here and made again by the extraction)."""
+    spec = service.runtime
+    dest = (request.to or Path()).resolve()
+    if dest.exists() and any(dest.iterdir()):
+        raise UsageError(f"{dest} exists and is not empty; restore never writes over data")
+    if not dest.parent.is_dir():
+        raise UsageError(f"{dest.parent} does not exist; create it first")
+    blocked = traversable_by(dest.parent, spec.os_user)
+    if blocked is not None:
+        raise UsageError(
+            f"the database user {spec.os_user} cannot enter {blocked}; restore somewhere "
+            f"it can (PostgreSQL will run the restored copy as that user)"
+        )
+    existed = dest.exists()
+    if existed:
+        dest.rmdir()
+    port = request.port or free_port()
+    # The log lives in the restored directory's own log/ (the parent may not be writable
+    # by the database user).
+    local = RuntimeSpec(
+        type="local",
+        data_dir=str(dest),
+        bin_dir=spec.bin_dir,
+        port=port,
+        os_user=spec.os_user,
+        log_file=str(dest / "log" / "drkit-restore.log"),
+    )
+    return LocalPostgres(local), dest, existed
 
 
-def _wait_for_promotion(
-    runtime: LocalPostgres,
-    dsn: str,
-    request: RestoreRequest,
-    clock: Clock,
-    seen: Callable[[str | None], None] = lambda _p: None,
-) -> dict[str, Any]:
-    def probe() -> RecoveryState:
-        state = _recovery_state()
-        seen(state.position)
-        return state
-
-    def _recovery_state() -> RecoveryState:
-        if not runtime.is_running():
-            raise RecoveryStopped(failure_reason(runtime.log_file))
+def discard_new_directory(runtime: LocalPostgres, dest: Path, existed: bool, *, keep_log: Path) -> str:
+    """A restore into a new directory failed: stop its server, remove what it wrote (the
+    directory was empty or absent before), keeping the server's log. Returns what is left
+    where."""
+    said = []
+    pid = runtime.pid()
+    if pid is not None:
         try:
-            with connect(dsn) as conn:
-                row = conn.execute(
-                    "select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
-                    "pg_last_xact_replay_timestamp(), "
-                    "case when pg_is_in_recovery() then null else "
-                    "('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int end"
-                ).fetchone()
-        except (OperationError, psycopg.Error):  # not taking connections yet
-            return RecoveryState(position=startup_activity(runtime.pid()))
-        if row is None or row[0]:
-            return RecoveryState(position=f"LSN {row[1]}" if row and row[1] else None)
-        return RecoveryState(promoted={"lsn": row[1], "time": row[2], "timeline": row[3]})
-
-    try:
-        return follow_recovery(probe, limit=request.timeout, stall=request.stall, clock=clock)
-    except RecoveryStopped as exc:
-        raise OperationError(f"recovery stopped: {exc}") from exc
+            runtime.stop()
+            said.append(f"stopped the restored server (pid {pid})")
+        except OperationError as exc:
+            return f"the restored server (pid {pid}) did not stop ({exc.message}); {dest} is left as it is"
+    log = Path(runtime.log_file)
+    if log.is_file() and log.is_relative_to(dest):
+        try:
+            keep_log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(log, keep_log)
+            said.append(f"its log is kept at {keep_log}")
+        except OSError:
+            pass
+    if dest.exists():
+        shutil.rmtree(dest, ignore_errors=True)
+    if dest.exists():
+        said.append(f"{dest} is left, partly written (remove it: rm -rf -- {dest})")
+    else:
+        if existed:
+            dest.mkdir(mode=0o700)
+        said.append(f"removed what it wrote in {dest}")
+    return "; ".join(said)

@@ -1,9 +1,14 @@
 """In-place restore of a PostgreSQL service run as a compose container (nself's).
 
-The container is stopped through the runtime; the volume's contents are moved aside inside
-the volume (`.drkit-before-restore-STAMP/`, never deleted); the base backup is extracted
-where the container's PGDATA lies (the mount point from `docker volume inspect`), given to
-the image's postgres uid, and the recovery settings written; then the container is started.
+The same flow as a local in-place restore (in_place.py): an interrupted earlier restore
+undone first; the container stopped through the runtime; what its pg_wal holds that the
+archive lacks saved; the volume's contents moved aside inside the volume (infra/aside.py;
+named `pgsql_tmp.drkit-before-restore-STAMP/` when the volume is PGDATA itself, a name
+pg_basebackup leaves out of base backups); the base backup extracted where the container's
+PGDATA lies (the mount point from `docker volume inspect`), given to the image's postgres
+uid, the recovery settings written and the server kept away from clients (no TCP,
+isolation.py) until the point it reached is checked; then it is started again for clients.
+A failure or a signal puts the old contents back and starts the container again.
 
 drkit is not installed in the container, so restore_command cannot run `drkit wal-fetch`.
 It reads WAL from `drkit-prefetch/` in the data directory, which drkit fills from this
@@ -17,39 +22,44 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from drkit.adapters.postgres.recovery_conf import target_timeline_setting, write_recovery_settings
 from drkit.adapters.postgres.toolhost import tool_host
-from drkit.domain.backup import Manifest
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.recovery import TargetKind
 from drkit.domain.stack import Service
 from drkit.domain.wal import Segment
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.extract import extract_backup
+from drkit.engines.postgres.in_place import (
+    Replan,
+    archive_current_segment,
+    finish_interrupted,
+    ledger_path,
+)
+from drkit.engines.postgres.isolation import isolate_in_conf, release_in_conf, restore_in_progress
+from drkit.engines.postgres.outcome import RestoreOutcome, RestoreRequest, restore_failed
 from drkit.engines.postgres.plan import RestorePlan
+from drkit.engines.postgres.preflight import Checked
 from drkit.engines.postgres.recovery_watch import RecoveryState, RecoveryStopped, follow_recovery
+from drkit.engines.postgres.replay import check_reached
+from drkit.engines.postgres.salvage import salvage_wal
 from drkit.engines.postgres.wal.archive import archive_for
 from drkit.engines.postgres.wal.prefetch import PREFETCH_DIR, prefetch_restore_command, prefetching
 from drkit.engines.postgres.wal.spool import request_command
+from drkit.infra.aside import Aside, in_use, move_aside, roll_back, settle
 from drkit.infra.clock import Clock
 from drkit.infra.hold import hold
+from drkit.infra.interrupt import deferred
 from drkit.infra.proc import run
 from drkit.runtimes.compose import ComposeRuntime
 
-ASIDE_PREFIX = ".drkit-before-restore-"
-FAILED_PREFIX = ".drkit-failed-restore-"
 WAIT_SECONDS = 600
-
-
-@dataclass(frozen=True)
-class ContainerRestore:
-    data_dir: Path
-    aside: Path
-    reached: dict[str, Any]
+ANSWER_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -91,53 +101,111 @@ def chown_ids(path: Path, uid: int, gid: int) -> None:
             os.lchown(os.path.join(dirpath, name), uid, gid)
 
 
-def move_aside(root: Path, stamp: str) -> Path:
-    """Every entry of the volume into `.drkit-before-restore-STAMP/` inside it (a rename on
-    the same file system); earlier asides stay where they are."""
-    aside = root / f"{ASIDE_PREFIX}{stamp}"
-    aside.mkdir(mode=0o700)
-    for entry in os.listdir(root):
-        if not entry.startswith((ASIDE_PREFIX, FAILED_PREFIX)):
-            os.rename(root / entry, aside / entry)
-    return aside
-
-
-def roll_back(root: Path, aside: Path) -> None:
-    """Put the old contents back; keep the half-written ones in `.drkit-failed-restore/`."""
-    failed = root / f"{FAILED_PREFIX}{aside.name[len(ASIDE_PREFIX) :]}"
-    failed.mkdir(mode=0o700)
-    for entry in os.listdir(root):
-        if not entry.startswith((ASIDE_PREFIX, FAILED_PREFIX)):
-            os.rename(root / entry, failed / entry)  # .drkit-restoring too
-    for entry in os.listdir(aside):
-        os.rename(aside / entry, root / entry)
-    aside.rmdir()
-
-
 def restore_in_container(
     ws: Workspace,
     service: Service,
+    request: RestoreRequest,
     chosen: RestorePlan,
+    checked: Checked,
     *,
-    extract: Callable[[Path], None],
-    archive_current: Callable[[], None],
-    timeout: float,
-    stall: float,
-) -> ContainerRestore:
-    """Stop, move aside, extract (through `extract`), configure, start, follow recovery."""
+    started: datetime,
+    progress: Callable[[int], None] | None,
+    replan: Replan,
+) -> RestoreOutcome:
+    """Stop, save the old WAL, move aside, extract, configure, start isolated, follow
+    recovery, check the point reached, start for clients (the module's docstring)."""
     target = locate(service)
     runtime = target.runtime
-    if chosen.target.kind is TargetKind.LATEST and runtime.is_running():
-        archive_current()
-    runtime.stop()
-    hold("move-aside")
-    aside = move_aside(target.volume_root, ws.clock.now().strftime("%Y%m%dT%H%M%SZ"))
+    notes: list[str] = []
+    undone = finish_interrupted(ws, service, stop=runtime.stop, live=target.volume_root)
+    if undone is not None:
+        notes.append(undone.note)
+    was_running = bool(undone and undone.was_running) or (
+        runtime.is_running() and not restore_in_progress(target.host_dir)
+    )
+    aside, chosen, checked = _stop_and_move(ws, service, target, chosen, checked, was_running, replan, notes)
+    plain = replace(service, runtime=replace(service.runtime, os_user=None))
     try:
-        _extract_into(target, extract)
+        _extract_into(target, lambda dest: extract_backup(ws, plain, chosen.backup, checked, dest, progress))
         _configure(chosen, target)
-    except BaseException:
-        roll_back(target.volume_root, aside)
-        raise
+        reached = _recover(ws, service, target, chosen, request)
+        runtime.stop()
+        release_in_conf(target.host_dir)
+        aside = in_use(aside, _facts(reached))
+        hold("clients")
+        runtime.start()
+        _follow(service, runtime, timeout=ANSWER_SECONDS, stall=ANSWER_SECONDS, clock=ws.clock)
+    except BaseException as exc:
+        with deferred():
+            left, ok = _put_back(ws, service, target, aside, was_running)
+        raise restore_failed(exc, left, rolled_back=ok) from exc
+    finished = ws.clock.now()
+    settle(aside, {"postgres_healthy_at": finished.isoformat()})
+    return RestoreOutcome(
+        backup_id=chosen.backup.backup_id,
+        target=chosen.target.describe(),
+        data_dir=str(target.host_dir),
+        moved_aside=str(aside.path) if aside.path else None,
+        reached_lsn=reached.get("lsn"),
+        reached_time=reached.get("time"),
+        timeline=reached.get("timeline"),
+        started_at=started,
+        finished_at=finished,
+        running=True,
+        port=service.runtime.port,
+        notes=tuple(notes),
+    )
+
+
+def _stop_and_move(
+    ws: Workspace,
+    service: Service,
+    target: Target,
+    chosen: RestorePlan,
+    checked: Checked,
+    was_running: bool,
+    replan: Replan,
+    notes: list[str],
+) -> tuple[Aside, RestorePlan, Checked]:
+    runtime = target.runtime
+    latest = chosen.target.kind is TargetKind.LATEST
+    if latest and was_running:
+        notes.append(archive_current_segment(ws, service))
+    runtime.stop()
+    try:
+        first = Segment.parse(chosen.first_segment, chosen.backup.require_postgres().wal_segment_size)
+        salvaged = salvage_wal(
+            ws,
+            service,
+            target.host_dir,
+            since=first,
+            cluster=chosen.backup.require_postgres().system_identifier,
+            config_hint=ws.stack.source_path,
+        )
+        notes.append(f"old pg_wal: {salvaged.describe()}")
+        if latest:
+            chosen, checked = replan()
+        hold("move-aside")
+        aside = move_aside(
+            target.volume_root,
+            "before-restore",
+            now=ws.clock.now(),
+            inside=True,
+            # In PGDATA itself: a name pg_basebackup skips (it leaves out pgsql_tmp*).
+            prefix="pgsql_tmp." if target.host_dir == target.volume_root else ".",
+            ledger=ledger_path(ws, service),
+            facts={"was_running": "yes" if was_running else "no"},
+        )
+    except BaseException as exc:
+        with deferred():
+            left, ok = _start_again(ws, service, runtime, was_running)
+        raise restore_failed(exc, f"nothing was moved; {left}", rolled_back=ok) from exc
+    return aside, chosen, checked
+
+
+def _recover(
+    ws: Workspace, service: Service, target: Target, chosen: RestorePlan, request: RestoreRequest
+) -> dict[str, Any]:
     archive = archive_for(ws, service)
     pg = chosen.backup.require_postgres()
     first = Segment.parse(chosen.first_segment, pg.wal_segment_size)
@@ -145,10 +213,59 @@ def restore_in_container(
     owner = (target.uid, target.gid)
     with prefetching(archive, target.host_dir, first, last, os_user=None, owner=owner, path=chosen.path):
         hold("start")
-        runtime.start()
+        target.runtime.start()
         hold("recovery")
-        reached = _follow(service, runtime, chosen.backup, timeout=timeout, stall=stall, clock=ws.clock)
-    return ContainerRestore(target.host_dir, aside, reached)
+        reached = _follow(
+            service, target.runtime, timeout=request.timeout, stall=request.stall, clock=ws.clock
+        )
+        hold("promoted")
+    check_reached(chosen, reached.get("lsn"), archive)
+    return reached
+
+
+def _start_again(
+    ws: Workspace, service: Service, runtime: ComposeRuntime, was_running: bool
+) -> tuple[str, bool]:
+    if not was_running:
+        return f"{runtime.description} was not running and stays stopped", True
+    try:
+        runtime.start()
+        _follow(service, runtime, timeout=ANSWER_SECONDS, stall=ANSWER_SECONDS, clock=ws.clock)
+    except OperationError as exc:
+        return f"{runtime.description} did not come back: {exc.message}", False
+    return f"{runtime.description} runs again", True
+
+
+def _put_back(
+    ws: Workspace, service: Service, target: Target, aside: Aside, was_running: bool
+) -> tuple[str, bool]:
+    said = []
+    try:
+        target.runtime.stop()
+    except OperationError as exc:
+        return (
+            f"{target.runtime.description} did not stop ({exc.message}); "
+            f"the old data is in {aside.describe()}",
+            False,
+        )
+    try:
+        leftover = roll_back(aside, now=ws.clock.now())
+    except OperationError as exc:
+        return exc.message, False
+    said.append(f"the volume's contents from before the restore are back in {target.volume_root}")
+    if leftover is not None:
+        said.append(f"the half-restored data is left in {leftover} (remove it: rm -rf -- {leftover})")
+    text, ok = _start_again(ws, service, target.runtime, was_running)
+    return "; ".join([*said, text]), ok
+
+
+def _facts(reached: dict[str, Any]) -> dict[str, str]:
+    when = reached.get("time")
+    return {
+        "reached_lsn": str(reached.get("lsn") or ""),
+        "reached_time": when.isoformat() if isinstance(when, datetime) else "",
+        "timeline": str(reached.get("timeline") or ""),
+    }
 
 
 def _extract_into(target: Target, extract: Callable[[Path], None]) -> None:
@@ -181,6 +298,7 @@ def _configure(chosen: RestorePlan, target: Target) -> None:
         settings,
         comment=f"drkit restore of {chosen.backup.backup_id} to {chosen.target.describe()}",
     )
+    isolate_in_conf(target.host_dir)
     chown_ids(target.host_dir, target.uid, target.gid)
 
 
@@ -193,7 +311,7 @@ STATE_SQL = (
 
 
 def _follow(
-    service: Service, runtime: ComposeRuntime, backup: Manifest, *, timeout: float, stall: float, clock: Clock
+    service: Service, runtime: ComposeRuntime, *, timeout: float, stall: float, clock: Clock
 ) -> dict[str, Any]:
     """Ask the server inside the container (psql over its socket) until it is promoted."""
     from drkit.adapters.postgres.client import service_dsn

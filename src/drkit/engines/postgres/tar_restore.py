@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -135,7 +136,16 @@ def _create(dirs: OpenDirs, m: Member) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         os.close(os.open(parts[-1], flags, _mode(m), dir_fd=dirs.get(parts[:-1])))
     except OSError as exc:
+        if exc.errno in _LOCAL_ERRORS:  # this host's disk, not the backup
+            raise OperationError(f"cannot create {m.name} in the restore: {_local(exc)}") from exc
         raise IntegrityError(f"cannot restore backup member {m.name!r}: {exc.strerror}; refusing") from exc
+
+
+_LOCAL_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM)
+
+
+def _local(exc: OSError) -> str:
+    return "no space left on the device" if exc.errno == errno.ENOSPC else str(exc.strerror or exc)
 
 
 def _mode(m: Member) -> int:
@@ -171,12 +181,16 @@ def restore_parts(
     parallel: int,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Write the archive into `dest` (must not exist). Returns the bytes of data written."""
+    """Write the archive into `dest` (must not exist). Returns the bytes of data written.
+    A failure of this host's disk (full, read-only) is an OperationError naming the path."""
     check_members(members)
     root = _make_dest(dest)
     try:
         _prepare(root, members)
         return _fill(repo, codec, directory, parts, members, root, parallel, progress)
+    except OSError as exc:
+        where = f"{dest}/{exc.filename}" if exc.filename and not os.path.isabs(str(exc.filename)) else dest
+        raise OperationError(f"cannot write the restore into {where}: {_local(exc)}") from exc
     finally:
         os.close(root)
 
@@ -217,8 +231,11 @@ def _fill(
             progress(done[0])
         return writer.written
 
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restore") as pool:
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restore")
+    try:
         return sum(pool.map(work, range(len(parts))))
+    finally:  # on a failure or a signal: the parts not started are not started
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _SliceWriter:
@@ -247,7 +264,11 @@ class _SliceWriter:
             m = files[j]
             lo, hi = max(a, m.offset), min(b, m.offset + m.size)
             if lo < hi:
-                os.pwrite(self._fd(j), self.view[lo - a : hi - a], lo - m.offset)
+                try:
+                    os.pwrite(self._fd(j), self.view[lo - a : hi - a], lo - m.offset)
+                except OSError as exc:
+                    exc.filename = m.name  # the member, under the destination
+                    raise
                 self.written += hi - lo
             j += 1
         self.pos = b

@@ -16,7 +16,7 @@ from drkit.adapters.postgres.counts import exact_counts
 from drkit.adapters.postgres.tarindex import members_from_json
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status, guard
-from drkit.domain.errors import DecryptionError, DrkitError, IntegrityError, RepositoryError
+from drkit.domain.errors import Cancelled, DecryptionError, DrkitError, IntegrityError, RepositoryError
 from drkit.domain.progress import SILENT, Progress
 from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service
@@ -248,6 +248,8 @@ def _restore_and_check(
         )
         databases = pg.databases or ["postgres"]
         results += guard("row counts", lambda: compare_counts(recorded, exact_counts(dsn, databases)))
+    except Cancelled:
+        raise  # interrupted (SIGINT/SIGTERM): the restore cleaned up and says so; not a verdict
     except DrkitError as exc:
         results.append(CheckResult("restore", Status.FAILED, exc.message))
     finally:

@@ -5,7 +5,8 @@
    redis-check-aof on the staged files. Any failure refuses the restore, naming the file.
 2. Stop the server through its runtime (it must stop answering), move its RDB and AOF
    directory aside into `drkit-before-restore-<time>/` in its data directory (never
-   deleted), and put the backup's files in place, owned like the data directory.
+   deleted; infra/aside.py, with a ledger so a killed restore is undone by the next one),
+   and put the backup's files in place, owned like the data directory.
    Where they go is the live server's layout, or with the server down its configuration's
    (engines/redis/layout.py), never the layout the backup recorded: each name is checked
    as a plain name inside the data directory.
@@ -19,8 +20,8 @@
    - the server runs without AOF: the RDB goes in place (a backup's RDB and AOF hold the
      same data: both were cut while writes were paused).
 4. Start through the runtime, wait for PING and for loading to end, then compare the key
-   counts and the sampled keys with the manifest. If the server does not come up, the
-   previous files are put back and it is started again.
+   counts and the sampled keys with the manifest. If anything fails after the stop (or the
+   restore is interrupted), the previous files are put back and it is started again.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from drkit.adapters.redis.client import Layout
 from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import IntegrityError, OperationError, UsageError
+from drkit.domain.errors import DrkitError, IntegrityError, OperationError, RolledBackError, UsageError
 from drkit.domain.names import is_plain_name
 from drkit.domain.stack import Service
 from drkit.engines.core.layout import backup_dir, lock_name
@@ -53,7 +54,9 @@ from drkit.engines.redis.files import (
 )
 from drkit.engines.redis.layout import Target, find_target
 from drkit.infra import locks
+from drkit.infra.aside import Aside, move_aside, roll_back, settle, undo_unfinished
 from drkit.infra.atomic import fsync_dir, temp_beside
+from drkit.infra.interrupt import deferred, interruptible
 from drkit.infra.ownership import chown_tree
 from drkit.infra.wait import wait_for
 from drkit.runtimes.factory import runtime_for
@@ -73,7 +76,7 @@ class Placement:
 
 
 def restore(ws: Workspace, service: Service, options: RestoreOptions) -> RestoreResult:
-    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"), interruptible():
         began = ws.clock.monotonic()
         m = choose_backup(ws, service, options)
         if options.to:
@@ -216,32 +219,58 @@ def _swap_and_start(
     ws: Workspace, service: Service, staging: Path, placements: list[Placement], target: Target
 ) -> Path:
     runtime = runtime_for(service, ws.state_dir)
+    ledger = ws.state_dir / "replacing" / f"{service.name}.json"
+    undo_unfinished(ledger, now=ws.clock.now(), stop=lambda: runtime.stop(STOP_TIMEOUT), live=target.data_dir)
     _stop(service, runtime)
-    stamp = ws.clock.now().strftime("%Y%m%dT%H%M%SZ")
     names = (target.layout.dbfilename, target.layout.appenddirname)
-    if not target.data_dir.exists():  # a lost volume: restore into a fresh directory
-        target.data_dir.mkdir(parents=True)
-        chown_tree(target.data_dir, service.runtime.os_user)
-    aside = _move_aside(target.data_dir, names, f"drkit-before-restore-{stamp}")
-    _give(aside, target.data_dir, service)
     try:
+        if not target.data_dir.exists():  # a lost volume: restore into a fresh directory
+            target.data_dir.mkdir(parents=True)
+            chown_tree(target.data_dir, service.runtime.os_user)
+        aside = move_aside(
+            target.data_dir,
+            "before-restore",
+            now=ws.clock.now(),
+            inside=True,
+            only=names,
+            prefix="",
+            ledger=ledger,
+        )
+    except BaseException as exc:
+        with deferred():
+            runtime.start()
+        raise RolledBackError(f"{_why(exc)}; nothing was moved and {service.name} was started again") from exc
+    try:
+        _give(aside.path or target.data_dir, target.data_dir, service)
         _place(staging, placements, target.data_dir, service)
         runtime.start()
         with open_server(service) as server:
             server.wait_loaded(timeout=LOAD_TIMEOUT, alive=runtime.is_running, clock=ws.clock)
-    except Exception as exc:
-        try:
-            kept = _roll_back(runtime, target.data_dir, names, aside, f"drkit-failed-restore-{stamp}")
-        except Exception as again:
-            raise OperationError(
-                f"{service.name} did not come up with the restored files ({exc}), and putting its "
-                f"previous files back failed too ({again}); they are in {aside}"
-            ) from again
-        raise OperationError(
-            f"{service.name} did not come up with the restored files ({exc}); its previous files "
-            f"are back in place and it was started again; the restored files are kept in {kept}"
+    except BaseException as exc:
+        with deferred():
+            try:
+                _roll_back(ws, runtime, aside)
+            except Exception as again:
+                raise OperationError(
+                    f"{service.name} did not come up with the restored files ({_why(exc)}), and putting "
+                    f"its previous files back failed too ({_why(again)}); they are in {aside.describe()}"
+                ) from again
+        raise RolledBackError(
+            f"{service.name} did not come up with the restored files ({_why(exc)}); its previous files "
+            f"are back in place and it was started again"
         ) from exc
-    return aside
+    settle(aside)
+    return aside.path or target.data_dir
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, DrkitError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _stop(service: Service, runtime: Runtime) -> None:
@@ -256,21 +285,6 @@ def _stop(service: Service, runtime: Runtime) -> None:
                 f"{service.name} still answers after {runtime.description} stopped it: it is not run "
                 "by that runtime; nothing was changed"
             ) from exc
-
-
-def _move_aside(data_dir: Path, names: tuple[str, ...], folder: str) -> Path:
-    """Move `names` (those that exist) into a new folder of the data directory: the same
-    file system, so these are renames; nothing is deleted."""
-    aside, n = data_dir / folder, 1
-    while aside.exists():
-        n += 1
-        aside = data_dir / f"{folder}-{n}"
-    aside.mkdir()
-    for name in names:
-        if (data_dir / name).exists():
-            (data_dir / name).rename(aside / name)
-    fsync_dir(data_dir)
-    return aside
 
 
 def _place(staging: Path, placements: list[Placement], data_dir: Path, service: Service) -> None:
@@ -309,15 +323,10 @@ def _give(path: Path, data_dir: Path, service: Service) -> None:
         os.lchown(item, st.st_uid, st.st_gid)
 
 
-def _roll_back(runtime: Runtime, data_dir: Path, names: tuple[str, ...], aside: Path, folder: str) -> Path:
+def _roll_back(ws: Workspace, runtime: Runtime, aside: Aside) -> None:
     runtime.stop(STOP_TIMEOUT)
-    kept = _move_aside(data_dir, names, folder)
-    for name in names:
-        if (aside / name).exists():
-            (aside / name).rename(data_dir / name)
-    aside.rmdir()
+    roll_back(aside, now=ws.clock.now())
     runtime.start()
-    return kept
 
 
 def _compare(ws: Workspace, service: Service, m: Manifest) -> list[CheckResult]:

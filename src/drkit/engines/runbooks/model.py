@@ -68,6 +68,9 @@ class Step:
     before: Check | None = None  # must hold before the step runs
     after: Check | None = None  # must hold after; on --resume, tells whether an interrupted step completed
     undo: Callable[[StepContext], str] | None = None  # safe undo, run when the step fails
+    # On --resume, for a step found complete by its after check: tidy what the killed run
+    # left and report the facts it had no time to record.
+    settle: Callable[[StepContext], StepResult] | None = None
     timeout: float = 600.0
     critical: bool = True  # a failed non-critical step is recorded and the runbook goes on
 

@@ -1,23 +1,30 @@
 """PostgreSQL steps of the recovery scenarios: an emergency dump where the server still
-answers, closing and archiving the current WAL before the server stops, moving the data
-directory aside (never deleted), restoring in place or into a scratch directory, and
-checking where a restored server stands."""
+answers, closing and archiving the current WAL before the server stops, saving what its
+pg_wal holds and moving the data directory aside (never deleted; infra/aside.py),
+restoring in place or into a scratch directory, and checking where a restored server
+stands."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drkit.adapters.postgres.client import connect, service_dsn
-from drkit.domain.errors import DrkitError
+from drkit.domain.errors import DrkitError, UsageError
 from drkit.domain.recovery import RecoveryTarget, TargetKind, parse_target_time
 from drkit.domain.stack import Service, WalMode
+from drkit.domain.wal import Segment
 from drkit.engines.core.pins import pin
 from drkit.engines.postgres.backup import logical_backup
+from drkit.engines.postgres.in_place import resumed_facts
 from drkit.engines.postgres.restore import RestoreOutcome, RestoreRequest, restore
+from drkit.engines.postgres.salvage import salvage_wal
 from drkit.engines.postgres.switch_wal import switch_wal_and_wait
 from drkit.engines.postgres.wal.stream import flush_spool
 from drkit.engines.runbooks.model import Step, StepContext, StepResult
+from drkit.infra.aside import kept, move_aside
 from drkit.runtimes.local_postgres import LocalPostgres
 
 ARCHIVE_WAIT = 120.0
@@ -112,30 +119,63 @@ def close_current_wal(ctx: StepContext, service: Service) -> str:
         flushed = flush_spool(ctx.ws, service)
         return f"flushed {len(flushed)} streamed segment(s) into the archive"
     if not answers(service):
-        return "the server does not answer: its last WAL stays in the moved-aside pg_wal"
+        return "the server does not answer: what its pg_wal holds is saved before it is moved aside"
     switched = switch_wal_and_wait(ctx.ws, service, timeout=ARCHIVE_WAIT, say=ctx.say)
     return f"WAL up to {switched.segment} archived"
 
 
 def move_aside_step(data_dir: str, aside: str) -> Step:
+    """Save what the stopped server's pg_wal holds that the archive lacks, then move the data
+    directory aside under the name the plan chose (`-2`, ... if it is taken)."""
+    label, stamp = _aside_name(data_dir, aside)
+
     def run(ctx: StepContext) -> StepResult:
-        Path(data_dir).rename(aside)
-        return StepResult(f"{data_dir} is now {aside} (kept; delete it yourself once done)")
+        service = pg_service(ctx)
+        wal = str(ctx.parameters.get("wal", "")).split("..")[0]
+        since = Segment.parse(wal) if re.fullmatch(r"[0-9A-F]{24}", wal) else None
+        saved = salvage_wal(
+            ctx.ws, service, Path(data_dir), since=since, config_hint=ctx.ws.stack.source_path
+        )
+        moved = move_aside(Path(data_dir), label, now=stamp)
+        return StepResult(
+            f"old pg_wal: {saved.describe()}; {data_dir} is now {moved.path} (kept; delete it yourself "
+            "once done)",
+            {"moved_aside_to": str(moved.path)},
+        )
 
     def present(ctx: StepContext) -> str | None:
         return None if Path(data_dir).exists() else f"{data_dir} does not exist"
 
     def moved(ctx: StepContext) -> str | None:
-        return None if Path(aside).exists() and not Path(data_dir).exists() else f"{aside} is not in place"
+        if Path(data_dir).exists():
+            return f"{data_dir} is still there"
+        base = Path(aside).name
+        if any(k.path.name.startswith(base) for k in kept(Path(data_dir))):
+            return None
+        return f"no {aside} beside it"
 
     return Step(
         "move-aside",
-        f"move the data directory {data_dir} aside to {aside} (never deleted)",
+        f"save what its pg_wal holds, then move the data directory {data_dir} aside to {aside} "
+        "(never deleted)",
         run,
         destructive=True,
         before=present,
         after=moved,
     )
+
+
+def _aside_name(data_dir: str, aside: str) -> tuple[str, datetime]:
+    """The label and moment of a planned aside name (`DATA.drkit-corrupt-20261130T031500Z`)."""
+    found = re.search(r"\.(?:drkit-)?([a-z-]+)-(\d{8}T\d{6}Z)$", aside)
+    if not found or not aside.startswith(f"{data_dir}."):
+        raise UsageError(f"cannot read the planned aside name {aside!r}")
+    return found.group(1), datetime.strptime(found.group(2), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def aside_name(data_dir: str, label: str, now: datetime) -> str:
+    """The name a plan records for its data directory's aside."""
+    return f"{data_dir}.drkit-{label}-{now:%Y%m%dT%H%M%SZ}"
 
 
 def restore_in_place_step(backup_id: str, target: RecoveryTarget) -> Step:
@@ -152,12 +192,18 @@ def restore_in_place_step(backup_id: str, target: RecoveryTarget) -> Step:
             return "the server does not answer"
         return "still in recovery" if now[0] else None
 
+    def settle(ctx: StepContext) -> StepResult:
+        """Resumed after a kill once it had finished: its ledger holds what it reached."""
+        facts = resumed_facts(ctx.ws, pg_service(ctx)) or {}
+        return StepResult("", {k: v for k, v in facts.items() if v})
+
     return Step(
         "restore",
         f"restore base backup {backup_id} in place with WAL to {target.describe()}, then start",
         run,
         destructive=True,
         after=promoted,
+        settle=settle,
         timeout=24 * 3600,
     )
 

@@ -99,7 +99,9 @@ def latest_resumable(ws: Workspace, run_id: str | None) -> Journal:
 def finish(ws: Workspace, journal: Journal, *, incident: datetime | None = None) -> Journal:
     """Add the measures and the verdict; save."""
     since = journal.parameters.get("since")
-    start = incident or (parse_target_time(str(since)) if since else journal.started_at)
+    # From the incident: given, or the failure a drill injected (a drill resumed with
+    # `recover --resume` keeps it), or when the recovery first started (not the resume).
+    start = incident or (parse_target_time(str(since)) if since else journal.failure_at or journal.started_at)
     module = SCENARIOS.get(str(journal.parameters.get("scenario")))
     custom = getattr(module, "measure", None)  # a scenario that measures itself (geo-failover)
     measures: tuple[ServiceMeasure, ...] = (custom or measure)(ws, journal, start)
@@ -121,7 +123,9 @@ def measure(ws: Workspace, journal: Journal, incident: datetime) -> tuple[Servic
         if record.status is not StepStatus.SUCCEEDED or record.finished_at is None:
             continue
         if pg and record.name in RESTORE_STEPS:
-            healthy[str(pg)] = record.finished_at
+            # A restore found complete on --resume reports when it was healthy (its ledger).
+            at = record.facts.get("postgres_healthy_at")
+            healthy[str(pg)] = datetime.fromisoformat(str(at)) if at else record.finished_at
             reached = _recovered_to(params, record)
             if reached is not None:
                 recovered[str(pg)] = reached

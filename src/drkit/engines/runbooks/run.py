@@ -71,7 +71,14 @@ def execute(
         ctx = StepContext(ws, runbook.parameters, facts, say, confirm or AssumeYes(), progress)
         if _completed_before(step, record, ctx):
             detail = record.detail or "had completed before the interruption (its after-check holds)"
-            record = replace(record, status=StepStatus.SUCCEEDED, finished_at=ws.clock.now(), detail=detail)
+            settled = _settle(step, ctx)
+            record = replace(
+                record,
+                status=StepStatus.SUCCEEDED,
+                finished_at=ws.clock.now(),
+                detail=detail if settled is None or not settled.detail else f"{detail}; {settled.detail}",
+                facts=settled.facts if settled is not None else record.facts,
+            )
         elif step.before is not None and (reason := _check(step.before, ctx)) is not None:
             record = replace(record, status=StepStatus.FAILED, detail=f"not started: {reason}")
         else:
@@ -101,6 +108,16 @@ def save(ws: Workspace, journal: Journal) -> Journal:
 
 def _completed_before(step: Step, record: StepRecord, ctx: StepContext) -> bool:
     return record.status is StepStatus.RUNNING and step.after is not None and _check(step.after, ctx) is None
+
+
+def _settle(step: Step, ctx: StepContext) -> StepResult | None:
+    """What a completed-before step reports on resume (and what it tidies); never fatal."""
+    if step.settle is None:
+        return None
+    try:
+        return step.settle(ctx)
+    except (DrkitError, OSError) as exc:
+        return StepResult(f"could not read what it reported: {exc}")
 
 
 def _attempt(ws: Workspace, step: Step, running: StepRecord, ctx: StepContext) -> StepRecord:

@@ -18,7 +18,7 @@ from drkit.adapters.meilisearch import MeilisearchError
 from drkit.adapters.repository.codec import sha256
 from drkit.domain.backup import Manifest
 from drkit.domain.checks import CheckResult, Status
-from drkit.domain.errors import IntegrityError, OperationError, UsageError
+from drkit.domain.errors import DrkitError, IntegrityError, OperationError, RolledBackError, UsageError
 from drkit.domain.names import require_plain_name
 from drkit.domain.stack import Service
 from drkit.engines.core.layout import backup_dir, lock_name
@@ -27,6 +27,8 @@ from drkit.engines.core.types import RestoreOptions, RestoreResult
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.search.server import DUMP, SNAPSHOT, client_for, server_paths
 from drkit.infra import locks
+from drkit.infra.aside import Aside, move_aside, roll_back, settle, undo_unfinished
+from drkit.infra.interrupt import deferred, interruptible
 from drkit.runtimes.local_process import LocalProcess
 
 IMPORT_TIMEOUT = 1800.0  # the server listens only once the whole dump is indexed
@@ -49,7 +51,7 @@ def restore(ws: Workspace, service: Service, options: RestoreOptions) -> Restore
     kind = str(manifest.details.get("artifact", DUMP))
     if kind == SNAPSHOT:
         same_version_only(service, manifest)
-    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
+    with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"), interruptible():
         staged = stage(ws, manifest, paths.db_path.parent / "drkit-import", service.runtime.os_user)
         moved = import_file(ws, service, paths.db_path, f"--import-{kind}", staged)
         staged.unlink(missing_ok=True)
@@ -141,59 +143,67 @@ def compare_counts(service: Service, manifest: Manifest) -> tuple[CheckResult, .
 
 
 def import_file(ws: Workspace, service: Service, db_path: Path, flag: str, staged: Path) -> Path | None:
-    """Stop, move the database aside, start once with `flag staged`, wait until healthy.
-    Meilisearch imports at launch and listens only once done; it refuses a non-empty
-    database. On failure, put the previous database back and start the server as it was."""
+    """Stop, move the database aside (infra/aside.py), start once with `flag staged`, wait
+    until healthy. Meilisearch imports at launch and listens only once done; it refuses a
+    non-empty database. On failure (or a signal), put the previous database back and start
+    the server as it was."""
     from dataclasses import replace
 
     from drkit.runtimes.factory import runtime_for
 
     runtime = runtime_for(service, ws.stack.state_dir)
+    ledger = ws.state_dir / "replacing" / f"{service.name}.json"
+    undo_unfinished(ledger, now=ws.clock.now(), stop=runtime.stop, live=db_path)
     runtime.stop()
     try:
-        moved = _move_aside(db_path, f"drkit-before-restore-{ws.clock.now():%Y%m%dT%H%M%SZ}")
-    except OSError as exc:
-        runtime.start()
-        raise OperationError(
-            f"cannot move {db_path} aside ({exc.strerror}); {service.name} restarted unchanged"
-        ) from exc
+        moved = move_aside(db_path, "before-restore", now=ws.clock.now(), ledger=ledger)
+    except BaseException as exc:
+        with deferred():
+            runtime.start()
+        raise RolledBackError(f"{_why(exc)}; {service.name} restarted unchanged") from exc
     spec = replace(service.runtime, command=(*service.runtime.command, flag, str(staged)))
     importer = LocalProcess(spec, name=service.name, state_dir=ws.stack.state_dir, clock=ws.clock)
-    importer.start()
     try:
+        importer.start()
         _wait_healthy(ws, service, importer)
-    except OperationError as exc:
-        importer.stop()
-        raise OperationError(
-            f"{service.name} did not come back with {flag} {staged.name}: {exc.message}; "
-            + _roll_back(ws, service, db_path, moved)
+    except BaseException as exc:
+        with deferred():
+            importer.stop()
+            said, ok = _roll_back(ws, service, moved)
+        error = RolledBackError if ok else OperationError
+        raise error(
+            f"{service.name} did not come back with {flag} {staged.name}: {_why(exc)}; {said}"
         ) from exc
-    return moved
+    settle(moved)
+    return moved.path
 
 
-def _roll_back(ws: Workspace, service: Service, db_path: Path, moved: Path | None) -> str:
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, DrkitError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _roll_back(ws: Workspace, service: Service, moved: Aside) -> tuple[str, bool]:
     """Put the previous database back and start the server as configured; say what happened."""
-    failed = _move_aside(db_path, f"drkit-failed-import-{ws.clock.now():%Y%m%dT%H%M%SZ}")
-    if moved is not None:
-        os.rename(moved, db_path)
-    kept = f" (the failed import is kept at {failed})" if failed else ""
+    try:
+        roll_back(moved, now=ws.clock.now())
+    except OperationError as exc:
+        return exc.message, False
     server = LocalProcess(service.runtime, name=service.name, state_dir=ws.stack.state_dir, clock=ws.clock)
     server.start()
     try:
         _wait_healthy(ws, service, server)
     except OperationError as exc:
         return (
-            f"the previous database is back in place{kept}, but the server did not come back: {exc.message}"
+            f"the previous database is back in place, but the server did not come back: {exc.message}",
+            False,
         )
-    return f"the previous database is back in place and the server restarted{kept}"
-
-
-def _move_aside(path: Path, suffix: str) -> Path | None:
-    if not path.exists():
-        return None
-    target = path.with_name(f"{path.name}.{suffix}")
-    os.rename(path, target)
-    return target
+    return "the previous database is back in place and the server restarted", True
 
 
 def _wait_healthy(ws: Workspace, service: Service, process: LocalProcess) -> None:

@@ -5,7 +5,9 @@ back (the source's "stop dependent services, restore, start them in order"). Has
 and functions must not write into, or cache, a database being replaced under them.
 
 Only the dependents that were running are stopped and started again. When the restore
-fails they stay stopped: the caller names them, and `drkit start` brings them back once the
+fails, they are started again too, each until healthy, if what they depend on runs (the
+restore refused before touching it, or put its old data back and started it again); else
+they stay stopped: the caller names them, and `drkit start` brings them back once the
 service is sound.
 """
 
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from drkit.domain.errors import DrkitError, OperationError
+from drkit.domain.errors import DrkitError, OperationError, RolledBackError
 from drkit.domain.stack import Stack
 from drkit.engines.stack.graph import ServiceGraph
 from drkit.engines.stack.start import (
@@ -70,7 +72,20 @@ def dependents_paused(
     try:
         yield paused
     except DrkitError as exc:
-        note = f"{', '.join(paused.services)} (which depend on {name}) stay stopped: `drkit start` them"
+        if not isinstance(exc, RolledBackError) and not _all_running(stack, names, runtime_for):
+            note = f"{', '.join(paused.services)} (which depend on {name}) stay stopped: `drkit start` them"
+            exc.hint = f"{exc.hint}; {note}" if exc.hint else note
+            raise
+        # What they depend on runs as before (refused untouched, or put back): so do they.
+        paused.started = start_services(
+            stack, paused.services, runtime_for=runtime_for, prober=prober, on_step=on_step
+        )
+        which = ", ".join(paused.services)
+        if paused.started.ok:
+            note = f"{which} (which depend on {name}) were started again, healthy"
+        else:
+            bad = ", ".join(s.service for s in paused.started.failures)
+            note = f"{which} (which depend on {name}) were started again; {bad} did not come back healthy"
         exc.hint = f"{exc.hint}; {note}" if exc.hint else note
         raise
     if not paused.resume:
@@ -78,3 +93,10 @@ def dependents_paused(
     paused.started = start_services(
         stack, paused.services, runtime_for=runtime_for, prober=prober, on_step=on_step
     )
+
+
+def _all_running(stack: Stack, names: Sequence[str], runtime_for: RuntimeFor) -> bool:
+    try:
+        return all(runtime_for(stack.services[n]).is_running() for n in names)
+    except DrkitError:
+        return False

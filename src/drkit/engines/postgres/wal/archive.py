@@ -243,13 +243,15 @@ class WalArchive:
 
     def names(self) -> set[str]:
         """Every archived WAL file name (suffixes stripped)."""
-        out: set[str] = set()
-        for key in self.repo.list(self.prefix):
-            base = key.rsplit("/", 1)[-1]
-            for suffix in SUFFIXES[::-1]:
-                if base.endswith(suffix):
-                    out.add(base[: -len(suffix)])
-                    break
+        return {name for name in map(_archived_name, self.repo.list(self.prefix)) if name}
+
+    def stored_sizes(self) -> dict[str, int]:
+        """Every archived WAL file name with its stored size (one listing, nothing read)."""
+        out: dict[str, int] = {}
+        for entry in self.repo.entries(self.prefix):
+            name = _archived_name(entry.key)
+            if name:
+                out[name] = entry.size
         return out
 
     def history(self, timeline: int) -> str | None:
@@ -278,6 +280,15 @@ class WalArchive:
         self.repo.delete(key)
         if key.endswith(PARTIAL_KEYS) and self.repo.exists(key + SIGNATURE_SUFFIX):
             self.repo.delete(key + SIGNATURE_SUFFIX)
+
+
+def _archived_name(key: str) -> str | None:
+    """The WAL file name a stored key holds (suffixes stripped); None for anything else."""
+    base = key.rsplit("/", 1)[-1]
+    for suffix in SUFFIXES[::-1]:
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return None
 
 
 def _write(dest: Path, raw: bytes, name: str) -> None:

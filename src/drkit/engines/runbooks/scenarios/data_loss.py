@@ -67,7 +67,7 @@ def plan(
         "copy_back": list(copy_back),
         "writers": steps.dependents_of(ws.stack, pg.name),
         "data_dir": pg.runtime.data_dir,
-        "aside": f"{pg.runtime.data_dir}.before-pitr-{stamp}",
+        "aside": pg_steps.aside_name(pg.runtime.data_dir or "", "before-pitr", ws.clock.now()),
         "scratch": str(ws.state_dir / "recover" / stamp / "pitr"),
         "port": free_port(),
         "backup_id": prepared.plan.backup.backup_id,

@@ -38,12 +38,11 @@ def plan(
             f"data_dir (this one is {pg.runtime.type})"
         )
     prepared = prepare_restore(ws, pg, RecoveryTarget(), in_place=True)
-    stamp = ws.clock.now().strftime("%Y%m%dT%H%M%SZ")
     return {
         "service": pg.name,
         "writers": steps.dependents_of(ws.stack, pg.name),
         "data_dir": pg.runtime.data_dir,
-        "aside": f"{pg.runtime.data_dir}.corrupt-{stamp}",
+        "aside": pg_steps.aside_name(pg.runtime.data_dir, "corrupt", ws.clock.now()),
         "backup_id": prepared.plan.backup.backup_id,
         "backup_finished_at": prepared.plan.backup.finished_at.isoformat(),
         "wal": f"{prepared.plan.first_segment}..{prepared.plan.last_segment or 'the newest archived'}",
