@@ -22,8 +22,9 @@ def backup_cmd(
         "base",
         "--type",
         "-t",
-        help="PostgreSQL: base (physical, for PITR) or logical (pg_dump); MeiliSearch: snapshot "
-        "(default: a dump).",
+        help="PostgreSQL: base (physical, for PITR), incremental (what changed since the newest base "
+        "backup, chained to it; a full one when it cannot be) or logical (pg_dump); MeiliSearch: "
+        "snapshot (default: a dump).",
     ),
     all_: bool = typer.Option(
         False, "--all", help="A stack-wide restore point: every service at one moment, as one set."
@@ -31,7 +32,8 @@ def backup_cmd(
 ) -> None:
     """Take a backup; it counts once its manifest is written.
 
-    Example: drkit backup postgres --type base;  drkit backup --all
+    Example: drkit backup postgres --type base;  drkit backup postgres --type incremental;
+    drkit backup --all
     """
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.stack.backup import backup_service, choose_services

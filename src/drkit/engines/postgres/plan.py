@@ -33,6 +33,7 @@ from drkit.domain.wal import (
     on_path,
     segment_on_path,
 )
+from drkit.engines.core.chains import BrokenChainError, Catalog, broken_chains, chain_of
 from drkit.engines.postgres.wal.archive import check_path
 
 TimelinePath = tuple[TimelineSpan, ...]
@@ -72,6 +73,12 @@ class RestorePlan:
     uses_partial: bool
     timeline: int = 1  # the timeline recovery follows: recovery_target_timeline
     path: TimelinePath = ()  # the spans of timelines from the backup to `timeline`
+    chain: tuple[Manifest, ...] = ()  # an incremental `backup`: its chain, the full one first
+
+    @property
+    def links(self) -> tuple[Manifest, ...]:
+        """The backups restored, in order: the chain of an incremental, else the backup."""
+        return self.chain or (self.backup,)
 
     @property
     def crosses_timelines(self) -> bool:
@@ -79,11 +86,19 @@ class RestorePlan:
 
 
 def usable_backups(
-    backups: list[Manifest], target: RecoveryTarget, now: datetime, backup_id: str | None
+    backups: list[Manifest],
+    target: RecoveryTarget,
+    now: datetime,
+    backup_id: str | None,
+    broken: Mapping[str, BrokenChainError] | None = None,
 ) -> list[Manifest]:
-    """Base backups that end before the target, oldest first (never empty)."""
+    """Base backups that end before the target, oldest first (never empty). An incremental
+    whose chain is broken (`broken`) is left out, or refused by name when asked for."""
+    broken = broken or {}
+    if backup_id is not None and backup_id in broken:
+        raise broken[backup_id]
     base = sorted(
-        (m for m in backups if m.kind is BackupKind.BASE and m.postgres),
+        (m for m in backups if m.kind is BackupKind.BASE and m.postgres and m.backup_id not in broken),
         key=lambda m: (m.finished_at, m.backup_id),
     )
     if backup_id is not None:
@@ -169,8 +184,13 @@ def plan_restore(
     now: datetime,
     backup_id: str | None = None,
     timeline: int | None = None,
+    damaged: Mapping[str, str] | None = None,
 ) -> RestorePlan:
-    tli, backup = choose_line(usable_backups(backups, target, now, backup_id), archive, timeline)
+    """`damaged`: backups listed with an unreadable manifest (id -> why), which break the
+    chains of the incrementals built on them."""
+    catalog = Catalog.of(backups, (damaged or {}).items())
+    usable = usable_backups(backups, target, now, backup_id, broken_chains(catalog))
+    tli, backup = choose_line(usable, archive, timeline)
     path = archive.path(tli)
     pg = backup.require_postgres()
     size = pg.wal_segment_size
@@ -199,6 +219,7 @@ def plan_restore(
         uses_partial=report.partial_tail,
         timeline=tli,
         path=path,
+        chain=chain_of(backup, catalog) if backup.parent_id else (),
     )
 
 

@@ -25,9 +25,9 @@ from drkit.domain.recovery import RecoveryTarget, TargetKind
 from drkit.domain.stack import RuntimeSpec, Service, WalMode
 from drkit.domain.wal import Segment
 from drkit.engines.core.catalog import list_backups
-from drkit.engines.core.layout import backup_dir, lock_name
+from drkit.engines.core.layout import lock_name
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.postgres.backup import TAR_INDEX
+from drkit.engines.postgres.chain_restore import extract_chain
 from drkit.engines.postgres.plan import ArchiveView, RestorePlan, plan_restore
 from drkit.engines.postgres.recovery_watch import (
     RecoveryState,
@@ -36,7 +36,6 @@ from drkit.engines.postgres.recovery_watch import (
     follow_recovery,
     startup_activity,
 )
-from drkit.engines.postgres.tar_restore import read_index, restore_parts
 from drkit.engines.postgres.wal.archive import archive_for, timeline_paths
 from drkit.engines.postgres.wal.prefetch import prefetch_restore_command, prefetching
 from drkit.engines.postgres.wal.stream import flush_spool
@@ -101,7 +100,13 @@ def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePla
     with CommitTimes(archive, service.runtime.bin_dir, ws.state_dir / "wal-times") as times:
         view = ArchiveView(frozenset(names), timeline_paths(archive, names), times)
         return plan_restore(
-            backups, view, request.target, ws.clock.now(), request.backup_id, request.timeline
+            backups,
+            view,
+            request.target,
+            ws.clock.now(),
+            request.backup_id,
+            request.timeline,
+            damaged={d.backup_id: d.reason for d in listing.damaged},
         )
 
 
@@ -123,7 +128,7 @@ def restore(
             return _restore_container(ws, service, request, chosen, started, progress)
         runtime, data_dir, aside = _prepare_target(ws, service, request)
         try:
-            _extract(ws, service, chosen.backup, data_dir, progress)
+            _extract(ws, service, chosen.links, data_dir, progress)
             _configure(ws, service, chosen, data_dir, request, drkit_argv, runtime)
         except BaseException:
             _roll_back(data_dir, aside)
@@ -171,7 +176,7 @@ def _restore_container(
         extract=lambda dest: _extract(
             ws,
             replace(service, runtime=replace(service.runtime, os_user=None)),
-            chosen.backup,
+            chosen.links,
             dest,
             progress,
         ),
@@ -294,13 +299,11 @@ def _roll_back(data_dir: Path, aside: Path | None) -> None:
 def _extract(
     ws: Workspace,
     service: Service,
-    m: Manifest,
+    chain: tuple[Manifest, ...],
     dest: Path,
     progress: Callable[[int], None] | None,
 ) -> None:
-    directory = backup_dir(ws.stack.name, service.name, m.backup_id)
-    members = read_index(ws.repo, ws.codec, directory, m, TAR_INDEX + ws.codec.suffix)
-    parts = [f for f in m.files if f.name.startswith("base.")]
+    """The backup (an incremental: its whole chain, the full one first) written into `dest`."""
     policy = service.postgres
 
     def step(done: int) -> None:
@@ -308,12 +311,12 @@ def _extract(
         if progress:
             progress(done)
 
-    restore_parts(
+    extract_chain(
         ws.repo,
         ws.codec,
-        directory,
-        parts,
-        members,
+        ws.stack.name,
+        service.name,
+        chain,
         dest,
         parallel=policy.parallel if policy else 2,
         progress=step,

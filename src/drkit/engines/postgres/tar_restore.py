@@ -61,6 +61,9 @@ def _get_checked(repo: Repository, directory: str, stored_file: StoredFile, *, w
     return stored
 
 
+get_checked = _get_checked  # for the other readers of a stored tar stream (overlay.py)
+
+
 def member_path(m: Member) -> tuple[str, ...]:
     """The member's path components; IntegrityError for anything that could leave the target."""
     path = PurePosixPath(m.name)

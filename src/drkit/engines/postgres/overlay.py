@@ -1,0 +1,302 @@
+"""Apply one incremental backup, as stored, onto the data directory its parent restored.
+
+The incremental's tar stream is read part by part (each part's SHA-256 checked, the next one
+decoded while this one is written) and applied where it lies: a whole file replaces the
+parent's; `INCREMENTAL.<name>` cuts and extends `<name>` as its header says and writes its
+blocks at their place; what the incremental does not list (a dropped table, a removed
+database) goes. Nothing is staged: the full backup is written once, each incremental only
+adds what changed. The members are checked first, as for a full restore (tar_restore.py):
+only files and directories, safe relative names, each once; everything is opened under the
+destination without following symlinks.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drkit.adapters.postgres.incremental_file import (
+    PREFIX,
+    IncrementalFormatError,
+    IncrementalHeader,
+    needed_header_bytes,
+    parse_header,
+)
+from drkit.adapters.postgres.tarindex import Member
+from drkit.adapters.repository.codec import Codec
+from drkit.adapters.repository.port import Repository
+from drkit.domain.backup import StoredFile
+from drkit.domain.errors import IntegrityError
+from drkit.engines.postgres.tar_restore import OpenDirs, check_members, get_checked, member_path
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+KEEP = frozenset({"log"})  # made by the restore after extraction, never in a backup
+
+
+@dataclass
+class _Target:
+    """One file member and where its bytes go."""
+
+    member: Member
+    path: tuple[str, ...]  # the file it writes (INCREMENTAL. taken off)
+    incremental: bool
+    fd: int = -1
+    head: bytearray = field(default_factory=bytearray)
+    header: IncrementalHeader | None = None
+
+
+def target_path(m: Member) -> tuple[tuple[str, ...], bool]:
+    """The path a member writes and whether it is an incremental file."""
+    parts = member_path(m)
+    if m.type == "file" and parts[-1].startswith(PREFIX) and len(parts[-1]) > len(PREFIX):
+        return (*parts[:-1], parts[-1][len(PREFIX) :]), True
+    return parts, False
+
+
+def apply_incremental(
+    repo: Repository,
+    codec: Codec,
+    directory: str,
+    parts: list[StoredFile],
+    members: list[Member],
+    dest: Path,
+    *,
+    block_size: int,
+    backup_id: str,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Apply the incremental backup `backup_id` onto `dest`; the bytes of data written."""
+    check_members(members)
+    targets = _targets(members, backup_id)
+    root = os.open(dest, _DIR_FLAGS)
+    try:
+        _remove_unlisted(root, {t.path for t in targets} | _dirs(members))
+        writer = _Writer(root, targets, block_size, backup_id)
+        try:
+            _prepare(writer, members)
+            for _part, raw in _decoded(repo, codec, directory, parts):
+                writer.feed(raw)
+                if progress:
+                    progress(writer.written)
+            writer.finish()
+        finally:
+            writer.close()
+        return writer.written
+    finally:
+        os.close(root)
+
+
+def _targets(members: list[Member], backup_id: str) -> list[_Target]:
+    out: list[_Target] = []
+    seen: dict[tuple[str, ...], str] = {}
+    for m in members:
+        if m.type != "file":
+            continue
+        path, incremental = target_path(m)
+        if path in seen:
+            raise IntegrityError(
+                f"incremental backup {backup_id} holds both {seen[path]!r} and {m.name!r}; "
+                f"refusing to restore"
+            )
+        seen[path] = m.name
+        out.append(_Target(m, path, incremental))
+    return sorted(out, key=lambda t: t.member.offset)
+
+
+def _dirs(members: list[Member]) -> set[tuple[str, ...]]:
+    out: set[tuple[str, ...]] = set()
+    for m in members:
+        parts = member_path(m)
+        upto = parts if m.type == "dir" else parts[:-1]
+        out.update(upto[:i] for i in range(1, len(upto) + 1))
+    return out
+
+
+def _remove_unlisted(root: int, wanted: set[tuple[str, ...]]) -> None:
+    """Files and directories the incremental does not list were removed from the cluster
+    between the backups: remove them here too (never following a symlink)."""
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(".", dir_fd=root, follow_symlinks=False):
+        base = tuple(p for p in Path(dirpath).parts if p != ".")
+        for name in list(dirnames):
+            if (*base, name) not in wanted and not (not base and name in KEEP):
+                _remove_tree(dirfd, name)
+                dirnames.remove(name)
+        for name in filenames:
+            if (*base, name) not in wanted:
+                os.unlink(name, dir_fd=dirfd)
+
+
+def _remove_tree(parent: int, name: str) -> None:
+    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=parent)
+        return
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    try:
+        for entry in os.listdir(fd):
+            _remove_tree(fd, entry)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
+
+
+def _prepare(writer: _Writer, members: list[Member]) -> None:
+    """Every directory; every whole file emptied (created if new); every file an incremental
+    file applies to checked to be there (the parent restored it)."""
+    for m in members:
+        if m.type == "dir":
+            os.fchmod(writer.dirs.get(member_path(m)), m.mode & 0o777 or 0o700)
+    for t in writer.targets:
+        dirfd = writer.dirs.get(t.path[:-1])
+        try:
+            if t.incremental:
+                fd = os.open(t.path[-1], os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+            else:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(t.path[-1], flags, t.member.mode & 0o777 or 0o600, dir_fd=dirfd)
+        except FileNotFoundError as exc:
+            raise IntegrityError(
+                f"incremental backup {writer.backup_id} changes {'/'.join(t.path)}, which its parent "
+                f"does not hold; refusing to restore"
+            ) from exc
+        except OSError as exc:
+            raise IntegrityError(f"cannot restore {t.member.name!r}: {exc.strerror}; refusing") from exc
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            continue
+        os.close(fd)
+        raise IntegrityError(f"{'/'.join(t.path)} in the restored directory is not a regular file")
+
+
+class _Writer:
+    """The incremental's tar stream, in order: each byte of member data to where it belongs
+    (each file open while its bytes pass, then closed)."""
+
+    def __init__(self, root: int, targets: list[_Target], block_size: int, backup_id: str) -> None:
+        self.targets, self.block_size, self.backup_id = targets, block_size, backup_id
+        self.dirs = OpenDirs(root, create=True)
+        self.pos = 0  # stream bytes consumed
+        self.next = 0  # the first target not yet complete
+        self.written = 0
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        a, b = self.pos, self.pos + len(view)
+        targets = self.targets
+        while self.next < len(targets) and targets[self.next].member.offset <= b:
+            t = targets[self.next]
+            end = t.member.offset + t.member.size
+            lo, hi = max(a, t.member.offset), min(b, end)
+            if lo < hi:
+                self._write(t, view[lo - a : hi - a], lo - t.member.offset)
+            if end > b:
+                break
+            self._done(t)
+            self.next += 1
+        self.pos = b
+
+    def _write(self, t: _Target, piece: memoryview, at: int) -> None:
+        fd = self._fd(t)
+        if not t.incremental:
+            os.pwrite(fd, piece, at)
+            self.written += len(piece)
+            return
+        while len(piece):
+            if t.header is None:
+                take = min(len(piece), self._header_want(t) - len(t.head))
+                t.head += piece[:take]
+                piece, at = piece[take:], at + take
+                if len(t.head) >= 8 and len(t.head) == self._header_want(t):
+                    self._apply_header(t, fd)
+                continue
+            h = t.header
+            i, within = divmod(at - h.length, self.block_size)
+            n = min(len(piece), self.block_size - within)
+            os.pwrite(fd, piece[:n], h.blocks[i] * self.block_size + within)
+            self.written += n
+            piece, at = piece[n:], at + n
+
+    def _damaged(self, t: _Target, why: object) -> IntegrityError:
+        return IntegrityError(
+            f"incremental file {t.member.name!r} of backup {self.backup_id} is damaged ({why}); "
+            f"refusing to restore"
+        )
+
+    def _header_want(self, t: _Target) -> int:
+        """How many header bytes to collect: 8 to learn the block count, then all of it."""
+        if len(t.head) < 8:
+            return 8
+        try:
+            raw = needed_header_bytes(bytes(t.head[:8]))
+        except IncrementalFormatError as exc:
+            raise self._damaged(t, exc) from exc
+        if raw > 12 and raw % self.block_size:
+            raw += self.block_size - raw % self.block_size
+        return raw
+
+    def _apply_header(self, t: _Target, fd: int) -> None:
+        """The header is whole: cut and extend the file as it says."""
+        try:
+            h = parse_header(bytes(t.head), block_size=self.block_size, member_size=t.member.size)
+        except IncrementalFormatError as exc:
+            raise self._damaged(t, exc) from exc
+        t.header = h
+        size = os.fstat(fd).st_size
+        os.ftruncate(fd, min(size, h.truncate * self.block_size))
+        os.ftruncate(fd, h.file_blocks * self.block_size)
+
+    def _fd(self, t: _Target) -> int:
+        if t.fd < 0:
+            flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+            t.fd = os.open(t.path[-1], flags, dir_fd=self.dirs.get(t.path[:-1]))
+        return t.fd
+
+    def _done(self, t: _Target) -> None:
+        if t.incremental and t.header is None:
+            raise self._damaged(t, f"{t.member.size} bytes, shorter than its header")
+        if t.fd >= 0:
+            os.close(t.fd)
+            t.fd = -1
+
+    def finish(self) -> None:
+        if self.next < len(self.targets):
+            t = self.targets[self.next]
+            raise IntegrityError(f"the stream of backup {self.backup_id} ends inside {t.member.name!r}")
+
+    def close(self) -> None:
+        for t in self.targets:
+            if t.fd >= 0:
+                os.close(t.fd)
+                t.fd = -1
+        self.dirs.close()
+
+
+def _decoded(
+    repo: Repository, codec: Codec, directory: str, parts: list[StoredFile]
+) -> Iterator[tuple[StoredFile, bytes]]:
+    """Each part checked and decoded, in order; the next one decoded while this one is used."""
+
+    def load(part: StoredFile) -> bytes:
+        raw = codec.decode(get_checked(repo, directory, part, what="backup file"), name=part.name)
+        if len(raw) != part.raw_size:
+            raise IntegrityError(
+                f"backup file {part.name} decodes to {len(raw)} bytes, the manifest says {part.raw_size}"
+            )
+        return raw
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="overlay") as pool:
+        ahead: list[Future[bytes]] = [pool.submit(load, parts[0])] if parts else []
+        for i, part in enumerate(parts):
+            current = ahead.pop(0)
+            if i + 1 < len(parts):
+                ahead.append(pool.submit(load, parts[i + 1]))
+            try:
+                yield part, current.result()
+            except BaseException:
+                for f in ahead:
+                    f.cancel()
+                raise
