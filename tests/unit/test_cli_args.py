@@ -60,7 +60,7 @@ def test_output_json_after_the_sub_command_is_honoured(tmp_path: Path) -> None:
     )
     result = run_drkit("backups", "list", "--output", "json", config=config)
     assert result.code == 0, result.stderr
-    assert result.json() == {"backups": [], "incomplete": [], "damaged": [], "sets": []}
+    assert result.json() == {"backups": [], "incomplete": [], "damaged": [], "broken_chains": [], "sets": []}
 
 
 def test_an_unknown_command_exits_2() -> None:

@@ -89,6 +89,24 @@ def _print_result(m: Manifest, seconds: float, removed: tuple[str, ...]) -> None
     if m.postgres:
         line += f", WAL {m.postgres.start_lsn} .. {m.postgres.stop_lsn} (timeline {m.postgres.timeline})"
     console.print(line)
+    if m.postgres and m.postgres.parent:
+        console.print(f"  incremental on {m.postgres.parent} ({_chain_text(m)})")
+    elif "full_because" in m.details:
+        console.print(f"  a full backup, not an incremental: {m.details['full_because']}")
+
+
+def _kind(m: Manifest) -> str:
+    """`base`, or `incr` (PostgreSQL 17+'s own) / `delta` (drkit's, below 17)."""
+    if m.postgres and m.postgres.parent:
+        return "incr" if m.postgres.incremental == "native" else str(m.postgres.incremental)
+    return m.kind.value
+
+
+def _chain_text(m: Manifest) -> str:
+    pg = m.postgres
+    if pg is None or not pg.chain:
+        return ""
+    return f"link {len(pg.chain)} of the chain from {pg.chain[0]}"
 
 
 @backups_app.command("list")
@@ -101,6 +119,7 @@ def list_cmd(
     Example: drkit backups list --service postgres
     """
     from drkit.engines.core.catalog import list_backups
+    from drkit.engines.core.chains import Catalog, broken_chains
     from drkit.engines.core.set_refs import list_sets
     from drkit.engines.core.workspace import open_workspace
 
@@ -111,6 +130,7 @@ def list_cmd(
     manifests: list[Manifest] = []
     incomplete: list[str] = []
     damaged: list[dict[str, str]] = []
+    broken: list[dict[str, str]] = []
     for name in names:
         listing = list_backups(ws.repo, ws.stack.name, name)
         manifests.extend(listing.complete)
@@ -118,12 +138,18 @@ def list_cmd(
         damaged.extend(
             {"service": name, "backup_id": d.backup_id, "reason": d.reason} for d in listing.damaged
         )
+        catalog = Catalog.of(listing.complete, ((d.backup_id, d.reason) for d in listing.damaged))
+        broken.extend(
+            {"service": name, "backup_id": i, "link": e.link, "reason": e.message}
+            for i, e in sorted(broken_chains(catalog).items())
+        )
     if opts.json:
         emit_json(
             {
                 "backups": [m.to_dict() for m in manifests],
                 "incomplete": incomplete,
                 "damaged": damaged,
+                "broken_chains": broken,
                 "sets": [s.to_dict() for s in sets],
             }
         )
@@ -132,18 +158,20 @@ def list_cmd(
         (
             m.backup_id,
             m.service,
-            m.kind.value,
+            _kind(m),
             m.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
             human_bytes(m.stored_bytes),
             "yes" if m.encrypted else "no",
             f"{m.postgres.start_lsn}..{m.postgres.stop_lsn}" if m.postgres else "",
+            (m.postgres.parent or "") if m.postgres else "",
         )
         for m in manifests
     ]
     if not rows:
         console.print(f"no backups in {ws.repo.location}")
     else:
-        table(None, ["id", "service", "kind", "finished (UTC)", "stored", "encrypted", "WAL"], rows)
+        columns = ["id", "service", "kind", "finished (UTC)", "stored", "encrypted", "WAL", "on (parent)"]
+        table(None, columns, rows)
     if sets:
         set_rows = [
             (s.set_id, s.created_at.strftime("%Y-%m-%d %H:%M:%S"), s.restore_point, _refs(s.backups))
@@ -155,6 +183,9 @@ def list_cmd(
     for bad in damaged:
         what = escape(f"{bad['service']}/{bad['backup_id']}: {bad['reason']}")
         console.print(f"[red]damaged (skipped):[/red] {what}", highlight=False)
+    for bad in broken:
+        what = escape(f"{bad['service']}/{bad['backup_id']}: {bad['reason']}")
+        console.print(f"[red]chain broken (cannot restore):[/red] {what}", highlight=False)
 
 
 def _refs(backups: dict[str, str]) -> str:
@@ -188,6 +219,10 @@ def show_cmd(ctx: typer.Context, backup_id: str = typer.Argument(..., help="Back
             f"  WAL {p.start_lsn} .. {p.stop_lsn} on timeline {p.timeline}; "
             f"server {p.server_version}; system {p.system_identifier}"
         )
+        if p.parent:
+            console.print(
+                f"  incremental ({p.incremental}) on {p.parent}: {' -> '.join((*p.chain, m.backup_id))}"
+            )
     console.print(f"  tools: {', '.join(f'{k} {v}' for k, v in m.tool_versions.items())}")
     table(None, ["file", "stored", "sha256"], [(f.name, f.size, f.sha256) for f in m.files])
 

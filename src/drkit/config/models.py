@@ -283,7 +283,7 @@ class ScheduleJobModel(Strict):
 
     cron: str
     job: Literal["backup", "verify", "sync", "drill", "prune", "status-notify", "digest"]
-    type: Literal["base", "logical", "all-set"] = "base"  # backup only
+    type: Literal["base", "incremental", "logical", "all-set"] = "base"  # backup only
     services: list[str] = []  # backup only
     to: str | None = None  # sync only
     deep: bool = True  # verify only

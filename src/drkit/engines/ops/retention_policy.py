@@ -12,7 +12,9 @@ logical dumps, Redis snapshots, ...). In each series a backup stays when any rul
   backup when none is verified;
 - any backup a stack-wide set refers to;
 - base backups: the one PITR into the `wal_retention` window starts from (the newest that
-  finished at or before now - wal_retention, else the oldest).
+  finished at or before now - wal_retention, else the oldest);
+- chain: every backup a kept incremental backup is built on (its parent, the parent's
+  parent, ... down to the full one): an incremental restores only on top of its chain.
 
 WAL stays when a kept base backup needs it to reach consistency (its start..stop segments),
 when a set needs it (its base backup's start up to the set's restore point), or when it is
@@ -47,6 +49,7 @@ class BackupFact:
     finished_at: datetime
     verified: bool = False
     wal: WalSpan | None = None  # PostgreSQL base backups only
+    parent: str | None = None  # an incremental backup: the backup it is built on
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,27 @@ def _reasons(facts: Facts, policy: Policy, anchor: BackupFact | None) -> dict[st
             keep(by_id[s.backup_id], "set", f"set {s.set_id} refers to it")
     if anchor is not None:
         keep(anchor, "pitr-window", f"PITR into the wal_retention window ({_age(policy)}) starts from it")
+    _keep_chains(by_id, reasons, keep)
     return reasons
+
+
+def _keep_chains(
+    by_id: dict[str, BackupFact],
+    reasons: dict[str, list[Decision]],
+    keep: Callable[[BackupFact, str, str], None],
+) -> None:
+    """Every backup a kept incremental is built on, down to its full one."""
+    for backup_id in list(reasons):
+        child = by_id.get(backup_id)
+        seen: set[str] = set()
+        while child is not None and child.parent is not None and child.parent not in seen:
+            seen.add(child.parent)
+            parent = by_id.get(child.parent)
+            if parent is None:
+                break  # already gone: `backups list` reports the chain broken
+            if not any(d.rule == "chain" for d in reasons.get(parent.backup_id, ())):
+                keep(parent, "chain", f"incremental {child.backup_id} is built on it")
+            child = parent
 
 
 def _series(backups: Iterable[BackupFact]) -> dict[str, list[BackupFact]]:

@@ -15,12 +15,16 @@ MAX_SLOTS = 10_000  # slots enumerated between two ticks; past that only the cou
 
 
 def default_jobs(stack: Stack) -> tuple[ScheduledJob, ...]:
-    """The source's schedule: base backup daily 02:00 UTC, logical dumps daily 02:00 and weekly
+    """The source's schedule: backups daily 02:00 UTC (PostgreSQL: a full base backup on
+    Sundays, an incremental one on the other days), logical dumps daily 02:00 and weekly
     Sunday 03:00, prune daily, off-site sync daily (when a non-primary repository exists),
     verify daily (--deep on the newest base), the monthly drill rotation (one scenario a week),
     status with notification every 5 minutes, and the daily digest."""
     pg = tuple(s.name for s in stack.services_of_kind("postgres"))
-    jobs = [ScheduledJob("backup", "0 2 * * *", "backup", "base")]
+    jobs = [
+        ScheduledJob("backup", "0 2 * * 1-6", "backup", "incremental"),
+        ScheduledJob("backup-full", "0 2 * * 0", "backup", "base"),
+    ]
     if pg:
         jobs += [
             ScheduledJob("logical-daily", "0 2 * * *", "backup", "logical", services=pg),

@@ -18,6 +18,7 @@ from drkit.domain.errors import DrkitError
 from drkit.domain.stack import Service, WalMode
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.check_compose import kept_asides, spool_mounted
+from drkit.engines.postgres.check_incremental import check_incremental
 
 OK, WARN, FAIL = Status.OK, Status.WARNING, Status.FAILED
 
@@ -51,6 +52,7 @@ def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
     else:
         results += guard(f"{service.name}: archiving", lambda: _archiving(service, dsn, info))
     results += guard(f"{service.name}: tools", lambda: _tools(service, info))
+    results += guard(f"{service.name}: incremental backups", lambda: [check_incremental(service, info)])
     return results
 
 

@@ -28,6 +28,7 @@ from drkit.engines.core.rehash import verify_files
 from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.types import VerifyReport
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.chain_verify import verify_chain
 from drkit.engines.postgres.verify import verify_deep, verify_wal
 from drkit.engines.postgres.verify_logical import verify_logical_deep
 from drkit.engines.postgres.wal.archive import archive_for
@@ -54,6 +55,7 @@ def verify_backup(
         raise UsageError(NO_DEEP[m.kind])
     started = ws.clock.monotonic()
     results = verify_files(ws, m)
+    results += verify_chain(ws, m)  # an incremental: every earlier link of its chain
     files_ok = all(r.status is Status.OK for r in results)
     if m.kind is BackupKind.BASE:
         wal = verify_wal(ws, service, m)
