@@ -203,7 +203,14 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *
         _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and in_place) as paused,
         byte_progress(f"restoring {prepared.plan.backup.backup_id}", enabled=not opts.json) as progress,
     ):
-        outcome = restore(ws, prepared.service, prepared.request, drkit_argv=drkit_argv(), progress=progress)
+        outcome = restore(
+            ws,
+            prepared.service,
+            prepared.request,
+            drkit_argv=drkit_argv(),
+            progress=progress,
+            planned=prepared.plan,  # the plan shown above, not made a second time
+        )
     if opts.json:
         emit_json({**outcome.__dict__, "seconds": outcome.seconds, "dependents": _paused_json(paused)})
         _dependents_exit(paused)

@@ -117,11 +117,14 @@ def restore(
     *,
     drkit_argv: list[str],
     progress: Callable[[int], None] | None = None,
+    planned: RestorePlan | None = None,
 ) -> RestoreOutcome:
+    """`planned`: the plan `prepare_restore` made for this request and the operator saw (it is
+    not made twice: planning reads every manifest and, for a time target, WAL)."""
     if request.in_place == (request.to is not None):
         raise UsageError("restore needs exactly one of --to DIR or --in-place")
     with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"):
-        chosen = plan(ws, service, request)
+        chosen = planned or plan(ws, service, request)
         require_server_major(service.runtime.bin_dir, chosen.backup.require_postgres().server_version)
         started = ws.clock.now()
         if request.in_place and service.runtime.type == "compose":
