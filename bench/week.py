@@ -200,9 +200,9 @@ def pgbr_restore(bench: Bench, pgbr: PgBackRest, repo: int, set_label: str, key:
 def restores(bench: Bench, pgbr: PgBackRest | None, week: Week, repeat: int) -> None:
     full, last = week.drkit[0], week.drkit[-1]
     if pgbr is not None:
-        for repo, sets in week.pgbr.items():
-            copy_wal_to_pgbackrest(bench, pgbr, sets[-1], repo=repo)
-            copy_wal_to_pgbackrest(bench, pgbr, sets[0], repo=repo)
+        for sets in week.pgbr.values():  # archive-push stores into every repository
+            copy_wal_to_pgbackrest(bench, pgbr, sets[-1])
+            copy_wal_to_pgbackrest(bench, pgbr, sets[0])
     for n in range(repeat):
         log(f"restores, round {n + 1} of {repeat}")
         steps: list[tuple[str, Any]] = [

@@ -26,6 +26,14 @@ from drkit.engines.postgres.overlay import apply_incremental
 from drkit.engines.postgres.tar_restore import read_index, restore_parts
 
 DEFAULT_BLOCK_SIZE = 8192
+MAX_WORKERS = 6  # each holds a part (16 MiB) and a piece buffer: peak memory stays < 200 MB
+
+
+def restore_workers(configured: int) -> int:
+    """Extraction threads: one per usable core (zstd, hashing and writes release the GIL),
+    at least what the policy says, at most MAX_WORKERS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(1, min(max(configured, cores), MAX_WORKERS))
 
 
 def block_size(m: Manifest) -> int:

@@ -32,6 +32,7 @@ from drkit.adapters.repository.port import Repository
 from drkit.domain.backup import StoredFile
 from drkit.domain.errors import IntegrityError
 from drkit.engines.postgres.tar_restore import OpenDirs, check_members, get_checked, member_path
+from drkit.infra.writeback import start_writeback
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 KEEP = frozenset({"log"})  # made by the restore after extraction, never in a backup
@@ -203,6 +204,7 @@ class _Writer:
         fd = self._fd(t)
         if not t.incremental:
             os.pwrite(fd, piece, at)
+            start_writeback(fd, at, len(piece))
             self.written += len(piece)
             return
         while len(piece):
@@ -217,6 +219,7 @@ class _Writer:
             i, within = divmod(at - h.length, self.block_size)
             n = min(len(piece), self.block_size - within)
             os.pwrite(fd, piece[:n], h.blocks[i] * self.block_size + within)
+            start_writeback(fd, h.blocks[i] * self.block_size + within, n)
             self.written += n
             piece, at = piece[n:], at + n
 

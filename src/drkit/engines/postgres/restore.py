@@ -27,7 +27,7 @@ from drkit.domain.wal import Segment
 from drkit.engines.core.catalog import list_backups
 from drkit.engines.core.layout import lock_name
 from drkit.engines.core.workspace import Workspace
-from drkit.engines.postgres.chain_restore import extract_chain
+from drkit.engines.postgres.chain_restore import extract_chain, restore_workers
 from drkit.engines.postgres.plan import ArchiveView, RestorePlan, plan_restore
 from drkit.engines.postgres.recovery_watch import (
     RecoveryState,
@@ -321,7 +321,7 @@ def _extract(
         service.name,
         chain,
         dest,
-        parallel=policy.parallel if policy else 2,
+        parallel=restore_workers(policy.parallel if policy else 2),
         progress=step,
     )
     (dest / "log").mkdir(exist_ok=True)
@@ -398,6 +398,9 @@ def _wait_for_promotion(
         return RecoveryState(promoted={"lsn": row[1], "time": row[2], "timeline": row[3]})
 
     try:
-        return follow_recovery(probe, limit=request.timeout, stall=request.stall, clock=clock)
+        # Polled at least every 0.2 s: the promotion is noticed at once (a connection is cheap).
+        return follow_recovery(
+            probe, limit=request.timeout, stall=request.stall, clock=clock, max_interval=0.2
+        )
     except RecoveryStopped as exc:
         raise OperationError(f"recovery stopped: {exc}") from exc

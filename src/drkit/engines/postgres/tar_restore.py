@@ -27,6 +27,7 @@ from drkit.adapters.repository.codec import Codec, sha256
 from drkit.adapters.repository.port import Repository
 from drkit.domain.backup import Manifest, StoredFile
 from drkit.domain.errors import IntegrityError, OperationError
+from drkit.infra.writeback import start_writeback
 
 RESTORED_TYPES = ("file", "dir")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -250,7 +251,9 @@ class _SliceWriter:
             m = files[j]
             lo, hi = max(a, m.offset), min(b, m.offset + m.size)
             if lo < hi:
-                os.pwrite(self._fd(j), self.view[lo - a : hi - a], lo - m.offset)
+                fd = self._fd(j)
+                os.pwrite(fd, self.view[lo - a : hi - a], lo - m.offset)
+                start_writeback(fd, lo - m.offset, hi - lo)  # the disk works meanwhile
                 self.written += hi - lo
             j += 1
         self.pos = b
