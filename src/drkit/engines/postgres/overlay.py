@@ -46,6 +46,7 @@ class _Target:
     path: tuple[str, ...]  # the file it writes (INCREMENTAL. taken off)
     incremental: bool
     fd: int = -1
+    size: int = 0  # an incremental file's target: its size before
     head: bytearray = field(default_factory=bytearray)
     header: IncrementalHeader | None = None
 
@@ -146,31 +147,25 @@ def _remove_tree(parent: int, name: str) -> None:
 
 
 def _prepare(writer: _Writer, members: list[Member]) -> None:
-    """Every directory; every whole file emptied (created if new); every file an incremental
-    file applies to checked to be there (the parent restored it)."""
+    """Every directory; every file an incremental file applies to checked to be there (the
+    parent restored it) and its size noted. Nothing is opened yet: most incremental files
+    of a day change nothing, and are never opened at all."""
     for m in members:
         if m.type == "dir":
             os.fchmod(writer.dirs.get(member_path(m)), m.mode & 0o777 or 0o700)
     for t in writer.targets:
-        dirfd = writer.dirs.get(t.path[:-1])
+        if not t.incremental:
+            continue
         try:
-            if t.incremental:
-                fd = os.open(t.path[-1], os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
-            else:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-                fd = os.open(t.path[-1], flags, t.member.mode & 0o777 or 0o600, dir_fd=dirfd)
+            st = os.stat(t.path[-1], dir_fd=writer.dirs.get(t.path[:-1]), follow_symlinks=False)
         except FileNotFoundError as exc:
             raise IntegrityError(
                 f"incremental backup {writer.backup_id} changes {'/'.join(t.path)}, which its parent "
                 f"does not hold; refusing to restore"
             ) from exc
-        except OSError as exc:
-            raise IntegrityError(f"cannot restore {t.member.name!r}: {exc.strerror}; refusing") from exc
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            continue
-        os.close(fd)
-        raise IntegrityError(f"{'/'.join(t.path)} in the restored directory is not a regular file")
+        if not stat.S_ISREG(st.st_mode):
+            raise IntegrityError(f"{'/'.join(t.path)} in the restored directory is not a regular file")
+        t.size = st.st_size
 
 
 class _Writer:
@@ -201,8 +196,8 @@ class _Writer:
         self.pos = b
 
     def _write(self, t: _Target, piece: memoryview, at: int) -> None:
-        fd = self._fd(t)
         if not t.incremental:
+            fd = self._fd(t)
             os.pwrite(fd, piece, at)
             start_writeback(fd, at, len(piece))
             self.written += len(piece)
@@ -213,11 +208,12 @@ class _Writer:
                 t.head += piece[:take]
                 piece, at = piece[take:], at + take
                 if len(t.head) >= 8 and len(t.head) == self._header_want(t):
-                    self._apply_header(t, fd)
+                    self._apply_header(t)
                 continue
             h = t.header
             i, within = divmod(at - h.length, self.block_size)
             n = min(len(piece), self.block_size - within)
+            fd = self._fd(t)
             os.pwrite(fd, piece[:n], h.blocks[i] * self.block_size + within)
             start_writeback(fd, h.blocks[i] * self.block_size + within, n)
             self.written += n
@@ -241,26 +237,43 @@ class _Writer:
             raw += self.block_size - raw % self.block_size
         return raw
 
-    def _apply_header(self, t: _Target, fd: int) -> None:
-        """The header is whole: cut and extend the file as it says."""
+    def _apply_header(self, t: _Target) -> None:
+        """The header is whole: cut and extend the file as it says (unless it stays as it is)."""
         try:
             h = parse_header(bytes(t.head), block_size=self.block_size, member_size=t.member.size)
         except IncrementalFormatError as exc:
             raise self._damaged(t, exc) from exc
         t.header = h
-        size = os.fstat(fd).st_size
-        os.ftruncate(fd, min(size, h.truncate * self.block_size))
-        os.ftruncate(fd, h.file_blocks * self.block_size)
+        cut, length = min(t.size, h.truncate * self.block_size), h.file_blocks * self.block_size
+        if cut == t.size == length:
+            return
+        fd = self._fd(t)
+        os.ftruncate(fd, cut)
+        os.ftruncate(fd, length)
 
     def _fd(self, t: _Target) -> int:
+        """Open when the first bytes come: an incremental file's target as it is, a whole
+        file as it is or created. A whole file is written over and then cut to its length,
+        never emptied first: emptying a file whose pages are still being written to disk
+        waits for that write, overwriting them does not."""
         if t.fd < 0:
             flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
-            t.fd = os.open(t.path[-1], flags, dir_fd=self.dirs.get(t.path[:-1]))
+            if not t.incremental:
+                flags |= os.O_CREAT
+            dirfd = self.dirs.get(t.path[:-1])
+            try:
+                t.fd = os.open(t.path[-1], flags, t.member.mode & 0o777 or 0o600, dir_fd=dirfd)
+            except OSError as exc:
+                raise IntegrityError(f"cannot restore {t.member.name!r}: {exc.strerror}; refusing") from exc
         return t.fd
 
     def _done(self, t: _Target) -> None:
         if t.incremental and t.header is None:
             raise self._damaged(t, f"{t.member.size} bytes, shorter than its header")
+        if not t.incremental:
+            fd = self._fd(t)  # (an empty file: opened only here)
+            if os.fstat(fd).st_size != t.member.size:
+                os.ftruncate(fd, t.member.size)
         if t.fd >= 0:
             os.close(t.fd)
             t.fd = -1
