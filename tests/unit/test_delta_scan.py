@@ -83,3 +83,31 @@ def test_file_level_stores_a_changed_relation_file_whole(tmp_path: Path) -> None
     _members, data = scan(tmp_path, method="file")
     assert data["base/5/16384"] == (tmp_path / "base/5/16384").read_bytes()
     assert "global/INCREMENTAL.1262" in data  # unchanged: referenced, no block stored
+
+
+def test_a_file_as_the_parent_scan_saw_it_is_not_read_again(tmp_path: Path) -> None:
+    """Size and modification time as recorded, and written well before that scan: an empty
+    incremental file keeps the parent's copy. Written since (or just before): read."""
+    import os
+    import time
+
+    from drkit.adapters.postgres.delta_scan import Seen
+
+    make_data_dir(tmp_path)
+    old = time.time() - 3600
+    for path in tmp_path.rglob("*"):
+        os.utime(path, (old, old))
+    first = DeltaScan(tmp_path, SINCE, block_size=BS)
+    b"".join(first.chunks())
+    parent = Seen.from_json(first.seen.to_json())
+    (tmp_path / "global/1262").write_bytes(page(0x3000000))  # written since: a new mtime
+    delta = DeltaScan(tmp_path, SINCE, block_size=BS, parent_seen=parent)
+    stream = b"".join([*delta.chunks(), *delta.end(b"LABEL\n", b"")])
+    with tarfile.open(fileobj=io.BytesIO(stream), mode="r:") as tar:
+        data = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    unchanged = data["base/5/INCREMENTAL.16384"]
+    header = parse_header(unchanged, block_size=BS, member_size=len(unchanged))
+    assert header.blocks == () and header.truncate == 4  # not read: the parent's copy stays
+    assert "base/5/INCREMENTAL.16384_fsm" in data  # another fork, unchanged: referenced too
+    assert data["global/1262"] == page(0x3000000)  # read: its one block changed, stored whole
+    assert delta.report.unchanged_files == 3  # 16384, 16384_fsm, 16390_init

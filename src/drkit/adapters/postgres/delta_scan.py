@@ -17,14 +17,22 @@ read is harmless, as for pg_basebackup.
 
 `method="file"` stores a whole relation file when any block changed instead (the file-level
 incremental of pgBackRest's `--type=incr`); it exists for the measurement in bench/.
+
+A relation file (any fork) whose size and modification time are those the parent's scan
+recorded, and that was last written well before that scan began, is not read at all: an
+empty incremental file keeps the parent's copy (pgBackRest's rule for its incremental
+backups). A write changes the modification time to a moment after that scan began, so a
+file written since never passes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +69,27 @@ CONTROL = "global/pg_control"  # read last, as pg_basebackup sends it
 RELATION = re.compile(r"^(\d+)(_(fsm|vm|init))?(\.\d+)?$")
 CHUNK = 1 << 20
 MOSTLY = 0.9  # above this share of changed blocks, a file is stored whole (as PostgreSQL 17 does)
+MARGIN_NS = 2_000_000_000  # a file written this close before the parent's scan is read again
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a scan recorded: when it began, and each file's size and modification time."""
+
+    started_ns: int = 0
+    files: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {"started_ns": self.started_ns, "files": self.files}, separators=(",", ":")
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Seen:
+        data = json.loads(raw)
+        return cls(
+            int(data["started_ns"]), {str(k): (int(v[0]), int(v[1])) for k, v in data["files"].items()}
+        )
 
 
 @dataclass
@@ -71,6 +100,7 @@ class ScanReport:
     blocks_stored: int = 0
     relation_files: int = 0
     incremental_files: int = 0
+    unchanged_files: int = 0  # not read: as the parent's scan saw them
     skipped: list[str] = field(default_factory=list)  # vanished while read
 
 
@@ -93,9 +123,17 @@ class DeltaScan:
     data directory, relation main forks as their changed blocks."""
 
     def __init__(
-        self, data_dir: Path, since_lsn: int, *, block_size: int = 8192, method: str = "block"
+        self,
+        data_dir: Path,
+        since_lsn: int,
+        *,
+        block_size: int = 8192,
+        method: str = "block",
+        parent_seen: Seen | None = None,
     ) -> None:
         self.root, self.since, self.block_size, self.method = data_dir, since_lsn, block_size, method
+        self.parent_seen = parent_seen or Seen()
+        self.seen = Seen(time.time_ns())
         self.report = ScanReport()
         self.buffer = bytearray(CHUNK)
 
@@ -168,19 +206,43 @@ class DeltaScan:
             return
         try:
             self.report.files += 1
-            if self._block_level(rel):
+            self.seen.files[rel] = (st.st_size, st.st_mtime_ns)
+            kind = self._relation_kind(rel)
+            if kind is not None and self._unchanged(rel, st):
+                yield from self._reference(rel, st)
+            elif kind == "main":
                 yield from self._relation(rel, fd, st)
             else:
                 yield from self._whole(rel, fd, st, st.st_size)
         finally:
             os.close(fd)
 
-    def _block_level(self, rel: str) -> bool:
+    def _relation_kind(self, rel: str) -> str | None:
+        """`main` for a relation's main fork, its fork's name for another fork, else None."""
         parts = rel.split("/")
         if not (parts[0] == "base" and len(parts) == 3) and not (parts[0] == "global" and len(parts) == 2):
-            return False
+            return None
         m = RELATION.match(parts[-1])
-        return m is not None and m.group(3) is None
+        return None if m is None else (m.group(3) or "main")
+
+    def _unchanged(self, rel: str, st: os.stat_result) -> bool:
+        before = self.parent_seen.files.get(rel)
+        return (
+            before == (st.st_size, st.st_mtime_ns)
+            and st.st_mtime_ns < self.parent_seen.started_ns - MARGIN_NS
+            and st.st_size % self.block_size == 0
+        )
+
+    def _reference(self, rel: str, st: os.stat_result) -> Iterator[bytes]:
+        """An empty incremental file: the parent's copy, as long as it is."""
+        self.report.unchanged_files += 1
+        header = IncrementalHeader((), st.st_size // self.block_size, self.block_size)
+        head, tail = os.path.split(rel)
+        yield _tar_header(
+            f"{head}/{PREFIX}{tail}", size=header.member_size(), mode=st.st_mode, mtime=st.st_mtime
+        )
+        yield header.encode()
+        yield _pad(header.member_size())
 
     def _whole(self, rel: str, fd: int, st: os.stat_result, size: int) -> Iterator[bytes]:
         """A whole file, exactly `size` bytes (zeros past an end it was cut to meanwhile)."""

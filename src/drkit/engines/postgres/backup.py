@@ -126,6 +126,7 @@ class BaseTaken:
     info: ServerInfo
     tool_versions: dict[str, str]
     xid_before: int
+    extra: tuple[StoredFile, ...] = ()  # more files of the backup, stored already
 
 
 def commit_base_backup(
@@ -153,7 +154,7 @@ def commit_base_backup(
         kind=BackupKind.BASE,
         started_at=taken.started,
         finished_at=ws.clock.now(),
-        files=(*streamed.parts, index),
+        files=(*streamed.parts, index, *taken.extra),
         tool_versions=taken.tool_versions,
         compression=f"zstd-{ws.codec.level}",
         encrypted=ws.codec.encrypted,

@@ -20,22 +20,46 @@ from dataclasses import replace
 from drkit import __version__
 from drkit.adapters.postgres.basebackup import StreamedBackup
 from drkit.adapters.postgres.client import service_dsn
-from drkit.adapters.postgres.delta_scan import DeltaScan
+from drkit.adapters.postgres.delta_scan import DeltaScan, Seen
 from drkit.adapters.postgres.lowlevel import BackupSession, backup_session
 from drkit.adapters.postgres.server import next_xid, server_info
 from drkit.adapters.postgres.tarindex import TarIndexer
 from drkit.domain.backup import BackupKind, Manifest
-from drkit.domain.errors import OperationError
+from drkit.domain.errors import IntegrityError, OperationError
 from drkit.domain.stack import Service
 from drkit.domain.wal import Lsn
-from drkit.engines.core.commit import BackupResult, Progress, clean_incomplete, part_sink, unique_id
+from drkit.engines.core.commit import (
+    BackupResult,
+    Progress,
+    clean_incomplete,
+    part_sink,
+    put_small,
+    unique_id,
+)
 from drkit.engines.core.layout import backup_dir
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import BaseTaken, _policy, commit_base_backup
 from drkit.engines.postgres.delta_source import data_dir_of
+from drkit.engines.postgres.tar_restore import get_checked
 from drkit.infra.parts import split_into_parts
 
 METHOD = "delta"
+SEEN = "delta-seen.json"  # what the scan saw (sizes, modification times): the next delta's shortcut
+
+
+def _parent_seen(ws: Workspace, parent: Manifest) -> Seen | None:
+    """What the parent's scan saw, when the parent is a delta (a full backup records none)."""
+    name = SEEN + ws.codec.suffix
+    try:
+        stored = parent.file(name)
+    except KeyError:
+        return None
+    directory = backup_dir(ws.stack.name, parent.service, parent.backup_id)
+    raw = ws.codec.decode(get_checked(ws.repo, directory, stored, what="delta record"), name=name)
+    try:
+        return Seen.from_json(raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"{name} of {parent.backup_id} is unreadable ({exc})") from exc
 
 
 def take_delta_backup(
@@ -62,6 +86,7 @@ def take_delta_backup(
         Lsn.parse(pg.start_lsn).value,
         block_size=int(info.settings.get("block_size", "8192")),
         method=method,
+        parent_seen=_parent_seen(ws, parent),
     )
     indexer = TarIndexer(capture=frozenset({"backup_label"}))
     with backup_session(dsn, f"drkit {backup_id}", fast=policy.checkpoint == "fast") as session:
@@ -81,7 +106,9 @@ def take_delta_backup(
     streamed = StreamedBackup(
         start, Lsn.parse(stopped.stop_lsn), timeline, tuple(indexer.members), tuple(parts), total
     )
-    taken = BaseTaken(backup_id, started, streamed, info, {"drkit delta": __version__}, xid_before)
+    seen = put_small(ws, directory, SEEN, scan.seen.to_json())
+    tools = {"drkit delta": __version__}
+    taken = BaseTaken(backup_id, started, streamed, info, tools, xid_before, extra=(seen,))
     report = scan.report
     details = {
         "format": "tar stream split in parts; relation files as INCREMENTAL.<name> (PostgreSQL 17's format)",
@@ -91,6 +118,7 @@ def take_delta_backup(
             "files": report.files,
             "relation_files": report.relation_files,
             "incremental_files": report.incremental_files,
+            "unchanged_files": report.unchanged_files,
             "blocks_read": report.blocks_read,
             "blocks_stored": report.blocks_stored,
             "whole_bytes": report.whole_bytes,
