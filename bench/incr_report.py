@@ -8,94 +8,59 @@ from typing import Any
 
 from bench.report import MEMORY_TARGET, Ratio, Step, human_bytes
 
+Figure = tuple[str, str]  # (step key, "seconds" or "bytes"): the median over days and rounds
 
-def _median(steps: dict[str, list[Step]], key: str, what: str = "seconds") -> float | None:
+# name, meaning, numerator, denominator, target, higher is better
+BOTH: list[tuple[str, str, Figure, Figure, float | None, bool]] = [
+    ("incr_time_vs_full", "drkit incremental s / drkit full s", ("drkit_incr", "seconds"),
+     ("drkit_full", "seconds"), None, False),
+    ("incr_bytes_vs_full", "drkit incremental stored bytes / drkit full stored bytes",
+     ("drkit_incr", "bytes"), ("drkit_full", "bytes"), None, False),
+    ("chain_restore_vs_full_restore",
+     "drkit restore of full + incrementals s / drkit restore of the full s (to promoted, stopped)",
+     ("drkit_restore_chain", "seconds"), ("drkit_restore_full", "seconds"), 1.3, False),
+]  # fmt: skip
+BELOW_17: list[tuple[str, str, Figure, Figure, float | None, bool]] = [
+    ("restore_to_promoted_vs_pgbackrest",
+     "pgBackRest (restore + start + promote + stop) s / drkit restore s, full backup",
+     ("pgbackrest_restore_full", "seconds"), ("drkit_restore_full", "seconds"), 1.5, True),
+    ("chain_restore_vs_pgbackrest_incr",
+     "pgBackRest restore of full + incr s / drkit restore of full + incrementals s",
+     ("pgbackrest_restore_incr", "seconds"), ("drkit_restore_chain", "seconds"), 1.5, True),
+    ("full_backup_vs_pgbackrest", "pgBackRest full s / drkit full s (today's 1.1-1.5)",
+     ("pgbackrest_full_repo1", "seconds"), ("drkit_full", "seconds"), 1.1, True),
+    ("incr_time_vs_pgbackrest_incr", "pgBackRest incr s / drkit incremental s",
+     ("pgbackrest_incr", "seconds"), ("drkit_incr", "seconds"), 1.0, True),
+    ("incr_bytes_vs_pgbackrest_incr", "pgBackRest incr stored bytes / drkit incremental stored bytes",
+     ("pgbackrest_incr", "bytes"), ("drkit_incr", "bytes"), 1.0, True),
+    ("file_vs_block_bytes", "drkit file-level delta bytes / drkit block delta bytes (the choice below 17)",
+     ("drkit_file_incr", "bytes"), ("drkit_incr", "bytes"), 1.0, True),
+    ("file_vs_block_time", "drkit file-level delta s / drkit block delta s (the choice below 17)",
+     ("drkit_file_incr", "seconds"), ("drkit_incr", "seconds"), 1.0, True),
+]  # fmt: skip
+
+
+def _median(steps: dict[str, list[Step]], figure: Figure) -> float | None:
+    key, what = figure
     values = [getattr(s, what) for s in steps.get(key, []) if getattr(s, what) is not None]
     return statistics.median(values) if values else None
 
 
-def _div(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
 def incremental_ratios(major: int, steps: dict[str, list[Step]]) -> list[Ratio]:
-    """The targets of issue 19, for one major (medians over days and rounds)."""
-    native = major >= 17
-    cap = 0.10 if native else 0.20  # below 17: within 2x of PostgreSQL 17+'s 10 %
-    m = lambda key, what="seconds": _median(steps, key, what)  # noqa: E731
-    rows = [
-        Ratio(
-            "incr_time_vs_full",
-            f"drkit incremental s / drkit full s (a day's {('native' if native else 'delta')} incremental)",
-            _div(m("drkit_incr"), m("drkit_full")),
-            cap,
-            False,
-        ),
-        Ratio(
-            "incr_bytes_vs_full",
-            "drkit incremental stored bytes / drkit full stored bytes",
-            _div(m("drkit_incr", "bytes"), m("drkit_full", "bytes")),
-            cap,
-            False,
-        ),
-        Ratio(
-            "chain_restore_vs_full_restore",
-            "drkit restore of full + incrementals s / drkit restore of the full s (to promoted, stopped)",
-            _div(m("drkit_restore_chain"), m("drkit_restore_full")),
-            1.3,
-            False,
-        ),
-    ]
-    if not native and "pgbackrest_restore_full" in steps:
-        rows += [
-            Ratio(
-                "restore_to_promoted_vs_pgbackrest",
-                "pgBackRest (restore + start + promote + stop) s / drkit restore s, full backup",
-                _div(m("pgbackrest_restore_full"), m("drkit_restore_full")),
-                1.5,
-                True,
-            ),
-            Ratio(
-                "chain_restore_vs_pgbackrest_incr",
-                "pgBackRest restore of full + incr s / drkit restore of full + incrementals s",
-                _div(m("pgbackrest_restore_incr"), m("drkit_restore_chain")),
-                1.5,
-                True,
-            ),
-            Ratio(
-                "full_backup_vs_pgbackrest",
-                "pgBackRest full s / drkit full s (today's 1.1-1.5)",
-                _div(m("pgbackrest_full_repo1"), m("drkit_full")),
-                1.1,
-                True,
-            ),
-            Ratio(
-                "block_vs_file_bytes",
-                "drkit file-level delta bytes / drkit block delta bytes (the choice below 17)",
-                _div(m("drkit_file_incr", "bytes"), m("drkit_incr", "bytes")),
-                1.0,
-                True,
-            ),
-            Ratio(
-                "incr_bytes_vs_pgbackrest_incr",
-                "pgBackRest incr stored bytes / drkit incremental stored bytes",
-                _div(m("pgbackrest_incr", "bytes"), m("drkit_incr", "bytes")),
-                1.0,
-                True,
-            ),
-        ]
+    """The targets of issue 19, for one major (medians over days and rounds). A daily
+    incremental costs <= 10 % of a full (17+); below 17, within 2x of that (<= 20 %)."""
+    cap = 0.10 if major >= 17 else 0.20
+    rows = []
+    for name, meaning, top, bottom, target, higher in BOTH + ([] if major >= 17 else BELOW_17):
+        a, b = _median(steps, top), _median(steps, bottom)
+        if top[0] in steps and bottom[0] in steps:
+            value = a / b if a is not None and b else None
+            rows.append(Ratio(name, meaning, value, cap if target is None else target, higher))
     drkit = [s for k, v in steps.items() if k.startswith("drkit_") for s in v]
     peak = max((s.max_rss or 0) for s in drkit) if drkit else 0
-    rows.append(
-        Ratio(
-            "drkit_peak_memory_mb",
-            "highest peak RSS of any drkit step (MB)",
-            peak / 1e6 or None,
-            MEMORY_TARGET / 1e6,
-            False,
-            strict=True,
-        )
-    )
+    limit = MEMORY_TARGET / 1e6
+    meaning = "highest peak RSS of any drkit step (MB)"
+    rows.append(Ratio("drkit_peak_memory_mb", meaning, peak / 1e6 or None, limit, False, strict=True))
     return rows
 
 

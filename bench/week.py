@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -198,61 +200,31 @@ def pgbr_restore(bench: Bench, pgbr: PgBackRest, repo: int, set_label: str, key:
 
 
 def restores(bench: Bench, pgbr: PgBackRest | None, week: Week, repeat: int) -> None:
+    """Every restore `repeat` times, each round's order the other way round from the last:
+    background noise hits both tools alike."""
     full, last = week.drkit[0], week.drkit[-1]
+    steps: list[tuple[str, Callable[[], None]]] = [
+        (
+            "drkit",
+            partial(drkit_restore, bench, last, "drkit_restore_chain", "drkit restore, full + incrementals"),
+        ),
+        ("drkit", partial(drkit_restore, bench, full, "drkit_restore_full", "drkit restore, full")),
+    ]
     if pgbr is not None:
         for sets in week.pgbr.values():  # archive-push stores into every repository
             copy_wal_to_pgbackrest(bench, pgbr, sets[-1])
             copy_wal_to_pgbackrest(bench, pgbr, sets[0])
+        chains = [
+            (1, week.pgbr[1][0], "pgbackrest_restore_full", "pgBackRest restore, full"),
+            (1, week.pgbr[1][-1], "pgbackrest_restore_incr", "pgBackRest restore, full + incr"),
+            (2, week.pgbr[2][-1], "pgbackrest_restore_diff", "pgBackRest restore, full + diff"),
+        ]
+        steps += [
+            ("pgbr", partial(pgbr_restore, bench, pgbr, r, str(b["label"]), k, t)) for r, b, k, t in chains
+        ]
     for n in range(repeat):
         log(f"restores, round {n + 1} of {repeat}")
-        steps: list[tuple[str, Any]] = [
-            (
-                "drkit",
-                lambda: drkit_restore(
-                    bench, last, "drkit_restore_chain", "drkit restore, full + incrementals"
-                ),
-            ),
-            ("drkit", lambda: drkit_restore(bench, full, "drkit_restore_full", "drkit restore, full")),
-        ]
-        if pgbr is not None:
-            steps += [
-                (
-                    "pgbr",
-                    lambda: pgbr_restore(
-                        bench,
-                        pgbr,
-                        1,
-                        week.pgbr[1][0]["label"],
-                        "pgbackrest_restore_full",
-                        "pgBackRest restore, full",
-                    ),
-                ),
-                (
-                    "pgbr",
-                    lambda: pgbr_restore(
-                        bench,
-                        pgbr,
-                        1,
-                        week.pgbr[1][-1]["label"],
-                        "pgbackrest_restore_incr",
-                        "pgBackRest restore, full + incr",
-                    ),
-                ),
-                (
-                    "pgbr",
-                    lambda: pgbr_restore(
-                        bench,
-                        pgbr,
-                        2,
-                        week.pgbr[2][-1]["label"],
-                        "pgbackrest_restore_diff",
-                        "pgBackRest restore, full + diff",
-                    ),
-                ),
-            ]
-        # Alternate who goes first, round by round: background noise hits both alike.
-        ordered = steps if n % 2 == 0 else sorted(steps, key=lambda s: s[0] != "pgbr")
-        for _who, step in ordered:
+        for _who, step in steps if n % 2 == 0 else sorted(steps, key=lambda s: s[0] == "drkit"):
             settle(bench.box)
             step()
 

@@ -217,3 +217,22 @@ def test_an_incremental_that_cannot_be_taken_is_a_full_backup_saying_why(
     checked = run_drkit("--output", "json", "check", config=box.config_path)
     rows = [r for r in checked.json()["results"] if r["name"] == "postgres: incremental backups"]
     assert rows and rows[0]["status"] == "warning" and "summarize_wal = off" in rows[0]["detail"]
+
+
+@pytest.mark.parametrize("private_sandbox", [{"encrypt": True}], ids=["zstd+age"], indirect=True)
+def test_an_encrypted_chain_restores(private_sandbox: SandboxHandle) -> None:
+    """Every part age-encrypted: the parent's records and manifest read through the identity."""
+    box = private_sandbox
+    box.psql("create table chain_probe (id int primary key)")
+    backup(box, "base")
+    add_rows(box, 1, 10)
+    backup(box)
+    add_rows(box, 11, 20)
+    last = backup(box)
+    assert last["encrypted"] and len(last["postgres"]["chain"]) == 2
+    switch_and_wait_archived(box.dsn)
+    out, dest = restore(box, "encrypted", "--backup", last["backup_id"])
+    try:
+        assert probe_rows(out["port"]) == list(range(1, 21))
+    finally:
+        stop_restored(dest, box.box.os_user, box.bin_dir)
