@@ -1,11 +1,17 @@
 """A day of chat: about 2 % of the database written, as nchat writes it.
 
-Of the day's bytes, three quarters are new messages (appended, created today, by the users
-and in the channels that write most; one in twenty with an attachment), one fifth are edits
-of existing messages and the rest deletions; edits and deletions fall mostly on recent
-messages (four in five among the newest tenth), the others anywhere. The night ends as a
-maintained database's does: `VACUUM (ANALYZE)` and a checkpoint, so the backups that follow
-read settled pages and no autovacuum runs during them.
+Two mixes of the day's bytes (`--mix`):
+- `chat` (the default): 90 % new messages (appended, created today, by the users and in the
+  channels that write most; one in twenty with an attachment), 7 % edits and 3 % deletions.
+  People edit what they just wrote: 95 % of the edits fall among the newest 1 % of the
+  messages, the rest anywhere; 80 % of the deletions among the newest 10 %, the rest
+  anywhere (moderation, accounts removed).
+- `spread`: 75 % new messages, 20 % edits, 5 % deletions, four in five of both among the
+  newest 10 % and the rest anywhere: old rows rewritten every day, the hard case for any
+  incremental backup (each old row rewritten touches its heap page and a leaf of each index).
+
+The night ends as a maintained database's does: `VACUUM (ANALYZE)` and a checkpoint, so the
+backups that follow read settled pages and no autovacuum runs during them.
 """
 
 from __future__ import annotations
@@ -19,7 +25,21 @@ import psycopg
 
 from bench.nchat_data import VOCABULARY, _Text
 
-NEW_SHARE, EDIT_SHARE = 0.75, 0.20  # of the day's bytes; the rest are deletions
+
+@dataclass(frozen=True)
+class Mix:
+    new: float  # shares of the day's bytes; the rest are deletions
+    edits: float
+    edit_recent: float  # the newest share of the messages that most edits fall on
+    edit_recent_p: float  # how many of the edits fall there
+    delete_recent: float
+    delete_recent_p: float
+
+
+MIXES = {
+    "chat": Mix(0.90, 0.07, 0.01, 0.95, 0.10, 0.80),
+    "spread": Mix(0.75, 0.20, 0.10, 0.80, 0.10, 0.80),
+}
 
 
 @dataclass(frozen=True)
@@ -41,10 +61,10 @@ def _one(conn: psycopg.Connection[Any], sql: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def _pick(rng: random.Random, lo: int, hi: int, n: int) -> list[int]:
-    """n message ids: four in five among the newest tenth, the others anywhere."""
-    recent = max(lo, hi - (hi - lo) // 10)
-    return [rng.randint(recent, hi) if rng.random() < 0.8 else rng.randint(lo, hi) for _ in range(n)]
+def _pick(rng: random.Random, lo: int, hi: int, n: int, newest: float, p: float) -> list[int]:
+    """n message ids: a share p among the newest share of them, the others anywhere."""
+    recent = max(lo, hi - int((hi - lo) * newest))
+    return [rng.randint(recent, hi) if rng.random() < p else rng.randint(lo, hi) for _ in range(n)]
 
 
 def _append(conn: psycopg.Connection[Any], rng: random.Random, n: int) -> None:
@@ -66,8 +86,9 @@ def _append(conn: psycopg.Connection[Any], rng: random.Random, n: int) -> None:
         copy.write("".join(lines))
 
 
-def one_day(dsn: str, day: int, *, fraction: float = 0.02, seed: int = 19) -> Day:
+def one_day(dsn: str, day: int, *, fraction: float = 0.02, mix: str = "chat", seed: int = 19) -> Day:
     """Write one day's changes, then vacuum and checkpoint."""
+    m = MIXES[mix]
     started = time.monotonic()
     rng = random.Random(f"{seed}-{day}")
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -75,9 +96,9 @@ def one_day(dsn: str, day: int, *, fraction: float = 0.02, seed: int = 19) -> Da
         rows = max(1, _one(conn, "select count(*) from nchat_messages"))
         per_row = max(1, size // rows)  # bytes a message costs, indexes and attachments included
         target = int(size * fraction)
-        added = int(target * NEW_SHARE / per_row)
-        edited = int(target * EDIT_SHARE / per_row)
-        deleted = max(1, int(target * (1 - NEW_SHARE - EDIT_SHARE) / per_row))
+        added = int(target * m.new / per_row)
+        edited = int(target * m.edits / per_row)
+        deleted = max(1, int(target * (1 - m.new - m.edits) / per_row))
         lo, hi = (
             _one(conn, "select min(id) from nchat_messages"),
             _one(conn, "select max(id) from nchat_messages"),
@@ -92,13 +113,13 @@ def one_day(dsn: str, day: int, *, fraction: float = 0.02, seed: int = 19) -> Da
             "from nchat_messages where id > %s and hashint8(id) %% 20 = 0",
             (hi,),
         )
-        ids = sorted(set(_pick(rng, lo, hi, edited)))
+        ids = sorted(set(_pick(rng, lo, new_hi, edited, m.edit_recent, m.edit_recent_p)))
         words = " ".join(rng.choices(VOCABULARY, k=3))
         conn.execute(
             "update nchat_messages set content = content || %s, edited = true where id = any(%s)",
             (f" (edit: {words})", ids),
         )
-        gone = sorted(set(_pick(rng, lo, hi, deleted)))
+        gone = sorted(set(_pick(rng, lo, new_hi, deleted, m.delete_recent, m.delete_recent_p)))
         conn.execute("delete from nchat_messages where id = any(%s)", (gone,))
         conn.execute("vacuum (analyze)")
         conn.execute("checkpoint")

@@ -72,6 +72,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=6, help="incremental days after the full (default 6)")
     parser.add_argument("--change", type=float, default=0.02, help="share of the database written a day")
     parser.add_argument(
+        "--mix",
+        choices=("chat", "spread"),
+        default="chat",
+        help="how the day's writes fall (daily_change.py)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=3, help="restore rounds; figures are medians (default 3)"
     )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp"), help="parent of the work directory")
@@ -95,7 +101,7 @@ def run_major(opts: argparse.Namespace, major: int, work: Path) -> dict[str, Any
         use_pgbr = major < 17 and shutil.which("pgbackrest") is not None
         pgbr = setup_pgbackrest(bench, repos=2) if use_pgbr else None
         db = table_sizes(box.dsn)
-        week = take_week(bench, pgbr, opts.days, opts.change)
+        week = take_week(bench, pgbr, opts.days, opts.change, opts.mix)
         restores(bench, pgbr, week, opts.repeat)
         rows = incremental_ratios(major, bench.samples)
         print()

@@ -108,7 +108,7 @@ def file_level_delta(bench: Bench, config: Path) -> None:
     )
 
 
-def take_week(bench: Bench, pgbr: PgBackRest | None, days: int, fraction: float) -> Week:
+def take_week(bench: Bench, pgbr: PgBackRest | None, days: int, fraction: float, mix: str = "chat") -> Week:
     week = Week()
     file_config = file_level_config(bench) if pgbr is not None else None
     log("day 0: full backups")
@@ -120,8 +120,8 @@ def take_week(bench: Bench, pgbr: PgBackRest | None, days: int, fraction: float)
             week.pgbr[repo] = [pgbr_backup(bench, pgbr, "full", repo, f"pgbackrest_full_repo{repo}")]
         drkit_backup(bench, "base", "drkit_full_file_repo", "drkit full (file-level repository)", file_config)
     for day in range(1, days + 1):
-        log(f"day {day}: {fraction:.0%} of the database changes")
-        week.days.append(one_day(bench.box.dsn, day, fraction=fraction))
+        log(f"day {day}: {fraction:.0%} of the database changes ({mix} mix)")
+        week.days.append(one_day(bench.box.dsn, day, fraction=fraction, mix=mix))
         order = ["drkit", "pgbr"] if day % 2 else ["pgbr", "drkit"]
         for who in order:
             settle(bench.box)

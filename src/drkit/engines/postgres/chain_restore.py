@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from drkit.adapters.postgres.incremental_file import incremental_from, plain_label
+from drkit.adapters.postgres.tarindex import Member
 from drkit.adapters.repository.codec import Codec
 from drkit.adapters.repository.port import Repository
 from drkit.domain.backup import Manifest
@@ -22,8 +23,8 @@ from drkit.domain.errors import DrkitError, IntegrityError
 from drkit.domain.wal import Lsn
 from drkit.engines.core.layout import backup_dir
 from drkit.engines.postgres.backup import TAR_INDEX
-from drkit.engines.postgres.overlay import apply_incremental
-from drkit.engines.postgres.tar_restore import read_index, restore_parts
+from drkit.engines.postgres.overlay import apply_incremental, target_path
+from drkit.engines.postgres.tar_restore import member_path, read_index, restore_parts
 
 DEFAULT_BLOCK_SIZE = 8192
 MAX_WORKERS = 6  # each holds a part (16 MiB) and a piece buffer: peak memory stays < 200 MB
@@ -59,38 +60,64 @@ def extract_chain(
         return None if progress is None else (lambda n: progress(base + n))
 
     written = 0
-    previous: Manifest | None = None
-    for m in chain:
+    indexes = [_index(repo, codec, stack, service, m, chain) for m in chain]
+    superseded = _superseded(indexes)
+    for k, (m, members) in enumerate(zip(chain, indexes, strict=True)):
         directory = backup_dir(stack, service, m.backup_id)
+        parts = [f for f in m.files if f.name.startswith("base.")]
         try:
-            members = read_index(repo, codec, directory, m, TAR_INDEX + codec.suffix)
-            parts = [f for f in m.files if f.name.startswith("base.")]
-            if previous is None:
+            if k == 0:
+                skip = frozenset("/".join(p) for p in superseded[0])
                 written += restore_parts(
-                    repo, codec, directory, parts, members, dest, parallel=parallel, progress=step(done)
-                )
+                    repo, codec, directory, parts, members, dest, parallel=parallel, progress=step(done),
+                    superseded=skip,
+                )  # fmt: skip
             else:
                 written += apply_incremental(
-                    repo,
-                    codec,
-                    directory,
-                    parts,
-                    members,
-                    dest,
-                    block_size=block_size(m),
-                    backup_id=m.backup_id,
-                    progress=step(done),
-                )
-                _check_label(dest, m, previous)
+                    repo, codec, directory, parts, members, dest, block_size=block_size(m),
+                    backup_id=m.backup_id, progress=step(done), superseded=frozenset(superseded[k]),
+                )  # fmt: skip
+                _check_label(dest, m, chain[k - 1])
         except DrkitError as exc:
             if len(chain) == 1:
                 raise
             raise _at_link(exc, chain, m) from exc
         done += m.raw_bytes
-        previous = m
     if len(chain) > 1:
         _finish(dest)
     return written
+
+
+def _index(
+    repo: Repository, codec: Codec, stack: str, service: str, m: Manifest, chain: tuple[Manifest, ...]
+) -> list[Member]:
+    try:
+        return read_index(repo, codec, backup_dir(stack, service, m.backup_id), m, TAR_INDEX + codec.suffix)
+    except DrkitError as exc:
+        if len(chain) == 1:
+            raise
+        raise _at_link(exc, chain, m) from exc
+
+
+def _superseded(indexes: list[list[Member]]) -> list[set[tuple[str, ...]]]:
+    """Per link, the files not worth writing: a later link stores them whole, or the last
+    link no longer lists them (removed). Newest wins: a file rewritten every day is written
+    once. backup_label always (each link's is checked against its parent)."""
+    last_whole: dict[tuple[str, ...], int] = {}
+    listed: list[list[tuple[tuple[str, ...], bool]]] = []
+    for k, members in enumerate(indexes):
+        files = [target_path(x) if k else (member_path(x), False) for x in members if x.type == "file"]
+        listed.append(files)
+        for path, incremental in files:
+            if not incremental:
+                last_whole[path] = k
+    final = {path for path, _ in listed[-1]}
+    out = []
+    for k, files in enumerate(listed):
+        out.append(
+            {p for p, _ in files if p != ("backup_label",) and (p not in final or last_whole.get(p, 0) > k)}
+        )
+    return out
 
 
 def _at_link(exc: DrkitError, chain: tuple[Manifest, ...], m: Manifest) -> DrkitError:

@@ -80,9 +80,11 @@ def choose_parent(ws: Workspace, service: Service, info: ServerInfo, dsn: str) -
             None, f"no earlier base backup of this cluster on timeline {info.timeline} to build on"
         )
     parent = max(fit, key=lambda m: (m.finished_at, m.backup_id))
-    links = len(chain_of(parent, catalog))
-    if links > MAX_CHAIN:
-        return ParentChoice(None, f"the chain of {parent.backup_id} already holds {links - 1} incrementals")
+    incrementals = len(chain_of(parent, catalog)) - 1
+    if incrementals >= MAX_CHAIN:
+        return ParentChoice(
+            None, f"the chain of {parent.backup_id} already holds {incrementals} incrementals"
+        )
     why = _native_blocker(info, parent, dsn) if info.version_num >= NATIVE else _delta_blocker(service, info)
     return ParentChoice(None, why) if why else ParentChoice(parent)
 

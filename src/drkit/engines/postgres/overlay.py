@@ -46,7 +46,9 @@ class _Target:
     path: tuple[str, ...]  # the file it writes (INCREMENTAL. taken off)
     incremental: bool
     fd: int = -1
+    skip: bool = False  # a later incremental replaces it whole: nothing to write here
     size: int = 0  # an incremental file's target: its size before
+    runs: list[int] = field(default_factory=list)  # per block held: how many follow it in a row
     head: bytearray = field(default_factory=bytearray)
     header: IncrementalHeader | None = None
 
@@ -70,18 +72,23 @@ def apply_incremental(
     block_size: int,
     backup_id: str,
     progress: Callable[[int], None] | None = None,
+    superseded: frozenset[tuple[str, ...]] = frozenset(),
 ) -> int:
-    """Apply the incremental backup `backup_id` onto `dest`; the bytes of data written."""
+    """Apply the incremental backup `backup_id` onto `dest`; the bytes of data written.
+    `superseded`: files a later incremental stores whole, not written here (a part that
+    holds nothing else is not even read)."""
     check_members(members)
     targets = _targets(members, backup_id)
+    for t in targets:
+        t.skip = t.path in superseded
     root = os.open(dest, _DIR_FLAGS)
     try:
         _remove_unlisted(root, {t.path for t in targets} | _dirs(members))
         writer = _Writer(root, targets, block_size, backup_id)
         try:
             _prepare(writer, members)
-            for _part, raw in _decoded(repo, codec, directory, parts):
-                writer.feed(raw)
+            for part, raw in _decoded(repo, codec, directory, parts, _needed(parts, targets)):
+                writer.feed(raw, part.raw_size)
                 if progress:
                     progress(writer.written)
             writer.finish()
@@ -154,7 +161,7 @@ def _prepare(writer: _Writer, members: list[Member]) -> None:
         if m.type == "dir":
             os.fchmod(writer.dirs.get(member_path(m)), m.mode & 0o777 or 0o700)
     for t in writer.targets:
-        if not t.incremental:
+        if not t.incremental or t.skip:
             continue
         try:
             st = os.stat(t.path[-1], dir_fd=writer.dirs.get(t.path[:-1]), follow_symlinks=False)
@@ -179,15 +186,17 @@ class _Writer:
         self.next = 0  # the first target not yet complete
         self.written = 0
 
-    def feed(self, data: bytes) -> None:
-        view = memoryview(data)
-        a, b = self.pos, self.pos + len(view)
+    def feed(self, data: bytes | None, length: int) -> None:
+        """The next `length` bytes of the stream (None: a part not read, holding only data
+        of skipped targets)."""
+        view = memoryview(data) if data is not None else None
+        a, b = self.pos, self.pos + length
         targets = self.targets
         while self.next < len(targets) and targets[self.next].member.offset <= b:
             t = targets[self.next]
             end = t.member.offset + t.member.size
             lo, hi = max(a, t.member.offset), min(b, end)
-            if lo < hi:
+            if lo < hi and not t.skip and view is not None:
                 self._write(t, view[lo - a : hi - a], lo - t.member.offset)
             if end > b:
                 break
@@ -212,7 +221,7 @@ class _Writer:
                 continue
             h = t.header
             i, within = divmod(at - h.length, self.block_size)
-            n = min(len(piece), self.block_size - within)
+            n = min(len(piece), t.runs[i] * self.block_size - within)  # consecutive blocks at once
             fd = self._fd(t)
             os.pwrite(fd, piece[:n], h.blocks[i] * self.block_size + within)
             start_writeback(fd, h.blocks[i] * self.block_size + within, n)
@@ -244,6 +253,10 @@ class _Writer:
         except IncrementalFormatError as exc:
             raise self._damaged(t, exc) from exc
         t.header = h
+        t.runs = [1] * len(h.blocks)
+        for i in range(len(h.blocks) - 2, -1, -1):
+            if h.blocks[i + 1] == h.blocks[i] + 1:
+                t.runs[i] = t.runs[i + 1] + 1
         cut, length = min(t.size, h.truncate * self.block_size), h.file_blocks * self.block_size
         if cut == t.size == length:
             return
@@ -268,6 +281,8 @@ class _Writer:
         return t.fd
 
     def _done(self, t: _Target) -> None:
+        if t.skip:
+            return
         if t.incremental and t.header is None:
             raise self._damaged(t, f"{t.member.size} bytes, shorter than its header")
         if not t.incremental:
@@ -291,10 +306,31 @@ class _Writer:
         self.dirs.close()
 
 
+def _needed(parts: list[StoredFile], targets: list[_Target]) -> list[bool]:
+    """Which parts are read: all but those holding data of skipped targets only (targets
+    sorted in stream order)."""
+    needed = []
+    lo, j = 0, 0
+    for part in parts:
+        hi = lo + part.raw_size
+        while j < len(targets) and targets[j].member.offset + targets[j].member.size <= lo:
+            j += 1
+        k, written, skipped = j, False, False
+        while k < len(targets) and targets[k].member.offset < hi:
+            t = targets[k]
+            if t.member.size > 0 and t.member.offset + t.member.size > lo:
+                written, skipped = written or not t.skip, skipped or t.skip
+            k += 1
+        needed.append(written or not skipped)  # a part of skipped data only is not read
+        lo = hi
+    return needed
+
+
 def _decoded(
-    repo: Repository, codec: Codec, directory: str, parts: list[StoredFile]
-) -> Iterator[tuple[StoredFile, bytes]]:
-    """Each part checked and decoded, in order; the next one decoded while this one is used."""
+    repo: Repository, codec: Codec, directory: str, parts: list[StoredFile], needed: list[bool]
+) -> Iterator[tuple[StoredFile, bytes | None]]:
+    """Each part that is needed checked and decoded, in order (the next one decoded while
+    this one is used); None for the others, which are not read."""
 
     def load(part: StoredFile) -> bytes:
         raw = codec.decode(get_checked(repo, directory, part, what="backup file"), name=part.name)
@@ -304,15 +340,24 @@ def _decoded(
             )
         return raw
 
+    wanted = [i for i, need in enumerate(needed) if need]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="overlay") as pool:
-        ahead: list[Future[bytes]] = [pool.submit(load, parts[0])] if parts else []
-        for i, part in enumerate(parts):
-            current = ahead.pop(0)
-            if i + 1 < len(parts):
-                ahead.append(pool.submit(load, parts[i + 1]))
-            try:
-                yield part, current.result()
-            except BaseException:
-                for f in ahead:
-                    f.cancel()
-                raise
+        futures: dict[int, Future[bytes]] = {}
+
+        def schedule(nth: int) -> None:
+            if nth < len(wanted):
+                futures[wanted[nth]] = pool.submit(load, parts[wanted[nth]])
+
+        schedule(0)
+        nth = 0
+        try:
+            for i, part in enumerate(parts):
+                if not needed[i]:
+                    yield part, None
+                    continue
+                nth += 1
+                schedule(nth)  # decoded while this one is written
+                yield part, futures.pop(i).result()
+        finally:
+            for f in futures.values():
+                f.cancel()

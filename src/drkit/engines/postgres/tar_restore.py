@@ -174,13 +174,16 @@ def restore_parts(
     *,
     parallel: int,
     progress: Callable[[int], None] | None = None,
+    superseded: frozenset[str] = frozenset(),
 ) -> int:
-    """Write the archive into `dest` (must not exist). Returns the bytes of data written."""
+    """Write the archive into `dest` (must not exist). Returns the bytes of data written.
+    `superseded`: members created but not written (a later incremental replaces them); a
+    part that holds nothing else is not even read."""
     check_members(members)
     root = _make_dest(dest)
     try:
         _prepare(root, members)
-        return _fill(repo, codec, directory, parts, members, root, parallel, progress)
+        return _fill(repo, codec, directory, parts, members, root, parallel, progress, superseded)
     finally:
         os.close(root)
 
@@ -194,9 +197,12 @@ def _fill(
     root: int,
     parallel: int,
     progress: Callable[[int], None] | None,
+    superseded: frozenset[str] = frozenset(),
 ) -> int:
-    files = sorted((m for m in members if m.type == "file" and m.size), key=lambda m: m.offset)
+    every = sorted((m for m in members if m.type == "file" and m.size), key=lambda m: m.offset)
+    files = [m for m in every if m.name not in superseded]
     starts = [m.offset for m in files]
+    every_starts = [m.offset for m in every]
     offsets = [0]
     for part in parts:
         offsets.append(offsets[-1] + part.raw_size)
@@ -204,6 +210,10 @@ def _fill(
 
     def work(i: int) -> int:
         part = parts[i]
+        lo, hi = offsets[i], offsets[i + 1]
+        if superseded and not _holds_data(files, starts, lo, hi) and _holds_data(every, every_starts, lo, hi):
+            done[0] += part.raw_size  # holds only what a later incremental replaces: not read
+            return 0
         stored = _get_checked(repo, directory, part, what="backup file")
         writer = _SliceWriter(root, files, starts, offsets[i])
         try:
@@ -223,6 +233,14 @@ def _fill(
 
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restore") as pool:
         return sum(pool.map(work, range(len(parts))))
+
+
+def _holds_data(files: list[Member], starts: list[int], lo: int, hi: int) -> bool:
+    """Whether any of `files` (sorted, not overlapping) has data in [lo, hi) of the stream."""
+    k = bisect.bisect_right(starts, lo) - 1
+    if k >= 0 and files[k].offset + files[k].size > lo:
+        return True
+    return k + 1 < len(files) and files[k + 1].offset < hi
 
 
 class _SliceWriter:
