@@ -141,3 +141,16 @@ def test_a_damaged_link_stops_the_restore_there_naming_it(chain, tmp_path: Path)
         extract_chain(repo, Codec(), "demo", "postgres", links, tmp_path / "data", parallel=2)
     assert f"stopped at {links[1].backup_id} (incremental 1 of 2" in failed.value.message
     assert links[0].backup_id in (failed.value.hint or "")
+
+
+def test_extraction_uses_a_thread_per_core_within_the_memory_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from drkit.engines.postgres.chain_restore import MAX_WORKERS, restore_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(4)))
+    assert restore_workers(2) == 4  # the policy's 2 (sized for backups) is not a cap
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(64)))
+    assert restore_workers(2) == MAX_WORKERS  # each holds a part: memory stays bounded
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    assert restore_workers(2) == 2

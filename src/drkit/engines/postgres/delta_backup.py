@@ -15,7 +15,7 @@ the restore checks each link against it, then drops those lines.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from drkit import __version__
 from drkit.adapters.postgres.basebackup import StreamedBackup
@@ -88,44 +88,46 @@ def take_delta_backup(
         method=method,
         parent_seen=_parent_seen(ws, parent),
     )
+    streamed = _stream_scan(ws, service, scan, directory, backup_id, pg.start_lsn, progress)
+    seen = put_small(ws, directory, SEEN, scan.seen.to_json())
+    tools = {"drkit delta": __version__}
+    taken = BaseTaken(backup_id, started, streamed, info, tools, xid_before, extra=(seen,))
+    details = {
+        "format": "tar stream split in parts; relation files as INCREMENTAL.<name> (PostgreSQL 17's format)",
+        "delta": {"method": method, "since_lsn": pg.start_lsn, **asdict(scan.report)},
+    }
+    manifest = commit_base_backup(ws, service, taken, parent=parent, method=METHOD, details=details)
+    return BackupResult(manifest, removed)
+
+
+def _stream_scan(
+    ws: Workspace,
+    service: Service,
+    scan: DeltaScan,
+    directory: str,
+    backup_id: str,
+    since: str,
+    progress: Progress | None,
+) -> StreamedBackup:
+    """The scan, between pg_backup_start and pg_backup_stop, stored as parts."""
+    policy = _policy(service)
     indexer = TarIndexer(capture=frozenset({"backup_label"}))
-    with backup_session(dsn, f"drkit {backup_id}", fast=policy.checkpoint == "fast") as session:
-        reader = _Reader(_stream(scan, session, pg.start_lsn))
+    with backup_session(
+        service_dsn(service), f"drkit {backup_id}", fast=policy.checkpoint == "fast"
+    ) as session:
         parts, total = split_into_parts(
-            reader.read,
+            _Reader(_stream(scan, session, since)).read,
             part_sink(ws, directory, "base", ".tar"),
             part_size=policy.part_size,
             parallel=policy.parallel,
             observe=indexer.feed,
             progress=progress,
         )
-    stopped = session.stopped
-    if stopped is None:
+    if session.stopped is None:
         raise OperationError("the delta backup ended before pg_backup_stop")
     start, timeline = _label_start(bytes(indexer.captured.get("backup_label", b"")))
-    streamed = StreamedBackup(
-        start, Lsn.parse(stopped.stop_lsn), timeline, tuple(indexer.members), tuple(parts), total
-    )
-    seen = put_small(ws, directory, SEEN, scan.seen.to_json())
-    tools = {"drkit delta": __version__}
-    taken = BaseTaken(backup_id, started, streamed, info, tools, xid_before, extra=(seen,))
-    report = scan.report
-    details = {
-        "format": "tar stream split in parts; relation files as INCREMENTAL.<name> (PostgreSQL 17's format)",
-        "delta": {
-            "method": method,
-            "since_lsn": pg.start_lsn,
-            "files": report.files,
-            "relation_files": report.relation_files,
-            "incremental_files": report.incremental_files,
-            "unchanged_files": report.unchanged_files,
-            "blocks_read": report.blocks_read,
-            "blocks_stored": report.blocks_stored,
-            "whole_bytes": report.whole_bytes,
-        },
-    }
-    manifest = commit_base_backup(ws, service, taken, parent=parent, method=METHOD, details=details)
-    return BackupResult(manifest, removed)
+    stop = Lsn.parse(session.stopped.stop_lsn)
+    return StreamedBackup(start, stop, timeline, tuple(indexer.members), tuple(parts), total)
 
 
 def _stream(scan: DeltaScan, session: BackupSession, since: str) -> Iterator[bytes]:

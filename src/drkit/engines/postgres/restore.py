@@ -40,6 +40,7 @@ from drkit.engines.postgres.wal.archive import archive_for, timeline_paths
 from drkit.engines.postgres.wal.prefetch import prefetch_restore_command, prefetching
 from drkit.engines.postgres.wal.stream import flush_spool
 from drkit.engines.postgres.wal.times import CommitTimes
+from drkit.engines.postgres.wal_ready import needed_first, wait_prefetched
 from drkit.infra import locks
 from drkit.infra.clock import Clock
 from drkit.infra.hold import hold
@@ -138,6 +139,7 @@ def restore(
             raise
         dsn = service_dsn(service, host="127.0.0.1" if request.to else None, port=runtime.port)
         with _prefetch(ws, service, chosen, data_dir):
+            wait_prefetched(data_dir, needed_first(chosen), ws.clock)  # before the server asks
             hold("start")
             _start(runtime)
             hold("recovery")
