@@ -108,10 +108,29 @@ def file_level_delta(bench: Bench, config: Path) -> None:
     )
 
 
+def quiet(box: Any, timeout: float = 900) -> None:
+    """No autovacuum worker left from building the data, then a checkpoint: the full backups
+    that follow each cover as little WAL as the other's (a worker setting hint bits while one
+    of them runs writes full-page images into its WAL range, which its restore replays)."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(box.dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'"
+            ).fetchone()
+            if not row or not row[0]:
+                break
+            time.sleep(1)
+        conn.execute("checkpoint")
+
+
 def take_week(bench: Bench, pgbr: PgBackRest | None, days: int, fraction: float, mix: str = "chat") -> Week:
     week = Week()
     file_config = file_level_config(bench) if pgbr is not None else None
     log("day 0: full backups")
+    quiet(bench.box)
     settle(bench.box)
     week.drkit.append(drkit_backup(bench, "base", "drkit_full", "drkit backup (full)"))
     if pgbr is not None and file_config is not None:
