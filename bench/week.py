@@ -64,11 +64,13 @@ def drkit_backup(bench: Bench, kind: str, key: str, label: str, config: Path | N
     return dict(made)
 
 
-def pgbr_backup(bench: Bench, pgbr: PgBackRest, kind: str, repo: int, key: str) -> dict[str, Any]:
+def pgbr_backup(
+    bench: Bench, pgbr: PgBackRest, kind: str, repo: int, key: str, label: str = ""
+) -> dict[str, Any]:
     run = run_measured(pgbr.argv(f"--type={kind}", f"--repo={repo}", "backup"), user=PG_USER, cwd=pgbr.root)
     latest = pgbr.latest(repo)
     where = pgbr.repo_path(repo) / "backup" / "bench" / str(latest["label"])
-    label = f"pgBackRest --type={kind} (repo {repo})"
+    label = label or f"pgBackRest --type={kind} (repo {repo})"
     bench.add(
         Step.of(
             key, label, run, bytes=dir_size(where), bytes_what="stored", details={"label": latest["label"]}
@@ -166,7 +168,9 @@ def floor(bench: Bench, pgbr: PgBackRest | None) -> None:
     drkit_backup(bench, "incremental", "drkit_incr_nothing_changed", "drkit incremental, nothing changed")
     if pgbr is not None:
         settle(bench.box)
-        pgbr_backup(bench, pgbr, "incr", 1, "pgbackrest_incr_nothing_changed")
+        pgbr_backup(
+            bench, pgbr, "incr", 1, "pgbackrest_incr_nothing_changed", "pgBackRest incr, nothing changed"
+        )
 
 
 # Restores ---------------------------------------------------------------------------------

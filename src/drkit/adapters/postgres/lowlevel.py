@@ -7,6 +7,7 @@ the stop (drkit killed, an error) aborts the backup on the server.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,11 +33,13 @@ class BackupSession:
         self.conn, self.version = conn, version
         self.stopped: Stopped | None = None
 
-    def stop(self) -> Stopped:
+    def stop(self, *, archive_timeout: float = 3600.0) -> Stopped:
+        """End the backup; return once the WAL it needs is archived (archive mode). The server
+        would wait itself, but checks only once a second: drkit polls instead."""
         sql = (
-            "select lsn::text, labelfile, spcmapfile from pg_backup_stop(true)"
+            "select lsn::text, labelfile, spcmapfile from pg_backup_stop(false)"
             if self.version >= 150000
-            else "select lsn::text, labelfile, spcmapfile from pg_stop_backup(false, true)"
+            else "select lsn::text, labelfile, spcmapfile from pg_stop_backup(false, false)"
         )
         try:
             row = self.conn.execute(sql).fetchone()
@@ -45,7 +48,29 @@ class BackupSession:
         if row is None:
             raise OperationError("pg_backup_stop returned nothing")
         self.stopped = Stopped(str(row[0]), str(row[1]).encode(), str(row[2] or "").encode())
+        self._wait_archived(self.stopped.stop_lsn, archive_timeout)
         return self.stopped
+
+    def _wait_archived(self, stop_lsn: str, timeout: float) -> None:
+        """The last segment holding the backup's WAL archived (pg_walfile_name names the one
+        before a segment boundary, as pg_backup_stop's own wait does)."""
+        row = self.conn.execute(
+            "select current_setting('archive_mode'), pg_walfile_name(%s::pg_lsn)", (stop_lsn,)
+        ).fetchone()
+        if row is None or row[0] == "off":
+            return  # not archived by the server (streamed WAL): nothing to wait for here
+        segment = str(row[1])
+        deadline = time.monotonic() + timeout
+        while True:
+            done = self.conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()
+            if done and done[0] and str(done[0]) >= segment:
+                return
+            if time.monotonic() > deadline:
+                raise OperationError(
+                    f"WAL segment {segment}, the end of the backup, was not archived within "
+                    f"{timeout:.0f}s: check archive_command (pg_stat_archiver)"
+                )
+            time.sleep(0.05)
 
 
 @contextmanager
