@@ -110,21 +110,24 @@ def file_level_delta(bench: Bench, config: Path) -> None:
     )
 
 
-def quiet(box: Any, timeout: float = 900) -> None:
-    """No autovacuum worker left from building the data, then a checkpoint: the full backups
-    that follow each cover as little WAL as the other's (a worker setting hint bits while one
-    of them runs writes full-page images into its WAL range, which its restore replays)."""
+def quiet(box: Any, timeout: float = 900, still: float = 5.0) -> None:
+    """A checkpoint once the cluster writes no WAL for `still` seconds (no autovacuum worker
+    left from building the data, nothing setting hint bits): the full backups that follow
+    each cover as little WAL as the other's. Something writing while one of them runs puts
+    full-page images into its WAL range, which its restore then replays."""
     import psycopg
 
     deadline = time.monotonic() + timeout
     with psycopg.connect(box.dsn, autocommit=True) as conn:
+        last, since = None, time.monotonic()
         while time.monotonic() < deadline:
-            row = conn.execute(
-                "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'"
-            ).fetchone()
-            if not row or not row[0]:
+            row = conn.execute("select pg_current_wal_insert_lsn()::text").fetchone()
+            now = time.monotonic()
+            if row is None or row[0] != last:
+                last, since = row[0] if row else None, now
+            elif now - since >= still:
                 break
-            time.sleep(1)
+            time.sleep(0.5)
         conn.execute("checkpoint")
 
 
