@@ -10,7 +10,10 @@ files and directories are restored (pg_basebackup writing one tar stream to stdo
 holds anything else: it cannot include other tablespaces, and writes pg_wal as a
 directory), with relative names free of `..`, each name once. Everything is created under
 the destination relative to an open directory, without following symlinks: directories are
-opened with O_NOFOLLOW, files created with O_CREAT | O_EXCL | O_NOFOLLOW.
+opened with O_NOFOLLOW, files created with O_CREAT | O_NOFOLLOW in the directory this restore
+made (0700, its own; each name checked to be there once). A file is created by the worker
+that first writes it (creating a file costs about a millisecond on some filesystems: the
+workers' decompression goes on meanwhile), an empty one by a thread of its own.
 """
 
 from __future__ import annotations
@@ -121,25 +124,42 @@ class OpenDirs:
 
 
 def _prepare(root: int, members: list[Member]) -> None:
-    """Every directory and every file (empty; the workers fill them, in parallel)."""
+    """Every directory (the files are created as they are filled)."""
     dirs = OpenDirs(root, create=True)
     try:
         for m in members:
-            _create(dirs, m)
+            parts = member_path(m)
+            try:
+                if m.type == "dir":
+                    os.fchmod(dirs.get(parts), m.mode & 0o777 or 0o700)
+                else:
+                    dirs.get(parts[:-1])
+            except OSError as exc:
+                raise _cannot(m, exc) from exc
     finally:
         dirs.close()
 
 
-def _create(dirs: OpenDirs, m: Member) -> None:
-    parts = member_path(m)
+def _create_empty(root: int, members: list[Member]) -> int:
+    """The files no worker writes: empty ones, and those a later incremental replaces."""
+    dirs = OpenDirs(root, create=False)
     try:
-        if m.type == "dir":
-            os.fchmod(dirs.get(parts), m.mode & 0o777 or 0o700)
-            return
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        os.close(os.open(parts[-1], flags, _mode(m), dir_fd=dirs.get(parts[:-1])))
-    except OSError as exc:
-        raise IntegrityError(f"cannot restore backup member {m.name!r}: {exc.strerror}; refusing") from exc
+        for m in members:
+            parts = member_path(m)
+            try:
+                os.close(os.open(parts[-1], _CREATE, _mode(m), dir_fd=dirs.get(parts[:-1])))
+            except OSError as exc:
+                raise _cannot(m, exc) from exc
+    finally:
+        dirs.close()
+    return 0
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _cannot(m: Member, exc: OSError) -> IntegrityError:
+    return IntegrityError(f"cannot restore backup member {m.name!r}: {exc.strerror}; refusing")
 
 
 def _mode(m: Member) -> int:
@@ -231,8 +251,11 @@ def _fill(
             progress(done[0])
         return writer.written
 
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restore") as pool:
-        return sum(pool.map(work, range(len(parts))))
+    unwritten = [m for m in members if m.type == "file" and (not m.size or m.name in superseded)]
+    with ThreadPoolExecutor(max_workers=parallel + 1, thread_name_prefix="restore") as pool:
+        empty = pool.submit(_create_empty, root, unwritten)  # meanwhile, in a thread of its own
+        written = sum(pool.map(work, range(len(parts))))
+        return written + empty.result()
 
 
 def _holds_data(files: list[Member], starts: list[int], lo: int, hi: int) -> bool:
@@ -279,9 +302,12 @@ class _SliceWriter:
     def _fd(self, j: int) -> int:
         fd = self.fds.get(j)
         if fd is None:
-            parts = member_path(self.files[j])
-            flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = self.fds[j] = os.open(parts[-1], flags, dir_fd=self.dirs.get(parts[:-1]))
+            m = self.files[j]
+            parts = member_path(m)
+            try:  # created by the first worker to write it
+                fd = self.fds[j] = os.open(parts[-1], _CREATE, _mode(m), dir_fd=self.dirs.get(parts[:-1]))
+            except OSError as exc:
+                raise _cannot(m, exc) from exc
         return fd
 
     def _close(self, j: int) -> None:
