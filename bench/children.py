@@ -30,7 +30,7 @@ def internal_extract(config: str, backup_id: str, dest: str) -> None:
     service = ws.postgres()
     manifest = find_backup(ws.repo, ws.stack.name, [service.name], backup_id)
     start = time.perf_counter()
-    _extract(ws, service, manifest, Path(dest), None)
+    _extract(ws, service, (manifest,), Path(dest), None)
     print(json.dumps({"seconds": time.perf_counter() - start}))
 
 
@@ -136,15 +136,15 @@ def internal_profile_extract(config: str, backup_id: str, dest: str) -> None:
     from drkit.config.loader import load_stack
     from drkit.engines.core.catalog import find_backup
     from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.postgres import chain_restore, tar_restore
     from drkit.engines.postgres import restore as restore_postgres
-    from drkit.engines.postgres import tar_restore
 
     imports = time.perf_counter() - started
     timers = _Timers()
     timers.wrap(tar_restore, "_prepare", "main: create every directory and file")
     timers.wrap(tar_restore, "check_members", "main: check members")
     timers.wrap(restore_postgres, "chown_tree", "main: chown the tree")
-    timers.wrap(restore_postgres, "restore_parts", "main: restore_parts (all of it)")
+    timers.wrap(chain_restore, "restore_parts", "main: restore_parts (all of it)")
     timers.wrap(fs.FsRepository, "get", "worker: repository get")
     timers.wrap(tar_restore, "sha256", "worker: sha256")
     timers.wrap(codec.Codec, "decode", "worker: zstd decompress")
@@ -153,7 +153,7 @@ def internal_profile_extract(config: str, backup_id: str, dest: str) -> None:
     service = ws.postgres()
     manifest = find_backup(ws.repo, ws.stack.name, [service.name], backup_id)
     start = time.perf_counter()
-    restore_postgres._extract(ws, service, manifest, Path(dest), None)
+    restore_postgres._extract(ws, service, (manifest,), Path(dest), None)
     print(json.dumps(timers.report(time.perf_counter() - start, imports)))
 
 

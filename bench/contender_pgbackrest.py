@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class PgBackRest:
     data_dir: str
     port: int
     socket_dir: str
+    repos: int = 1  # repository N holds its own chain (bench/incremental.py: 1 incr, 2 diff)
+    pushed: set[str] = field(default_factory=set)  # WAL segments copied in (copy_wal_to_pgbackrest)
 
     @property
     def config(self) -> Path:
@@ -42,6 +44,9 @@ class PgBackRest:
     def repo(self) -> Path:
         return self.root / "repo"
 
+    def repo_path(self, n: int) -> Path:
+        return self.repo if n == 1 else self.root / f"repo{n}"
+
     def argv(self, *args: str) -> list[str]:
         return ["pgbackrest", f"--config={self.config}", f"--stanza={STANZA}", *args]
 
@@ -49,10 +54,14 @@ class PgBackRest:
         make_dir(self.root)
         for sub in ("repo", "log", "lock", "spool", "wal-in"):
             make_dir(self.root / sub, 0o750)
+        more = ""
+        for n in range(2, self.repos + 1):
+            make_dir(self.repo_path(n), 0o750)
+            more += f"repo{n}-path={self.repo_path(n)}\nrepo{n}-retention-full=99\n"
         self.config.write_text(
             "[global]\n"
             f"repo1-path={self.repo}\n"
-            "repo1-retention-full=99\n"
+            "repo1-retention-full=99\n" + more + ""
             f"log-path={self.root / 'log'}\n"
             f"lock-path={self.root / 'lock'}\n"
             f"spool-path={self.root / 'spool'}\n"
@@ -74,17 +83,21 @@ class PgBackRest:
         chown_postgres(self.root)
         run_quiet(self.argv("stanza-create"), user=PG_USER)
 
-    def latest(self) -> dict[str, Any]:
-        info = parse_json_output(run_quiet(self.argv("--output=json", "info"), user=PG_USER))
+    def latest(self, repo: int = 1) -> dict[str, Any]:
+        info = parse_json_output(
+            run_quiet(self.argv("--output=json", f"--repo={repo}", "info"), user=PG_USER)
+        )
         backups = info[0]["backup"]
         if not backups:
             raise RuntimeError("pgBackRest lists no backup")
         return dict(backups[-1])
 
 
-def setup_pgbackrest(bench: Bench) -> PgBackRest:
+def setup_pgbackrest(bench: Bench, repos: int = 1) -> PgBackRest:
     data_dir = bench.pg["data_dir"]
-    pgbr = PgBackRest(bench.work / "pgbackrest", data_dir, int(bench.pg["port"]), str(Path(data_dir).parent))
+    pgbr = PgBackRest(
+        bench.work / "pgbackrest", data_dir, int(bench.pg["port"]), str(Path(data_dir).parent), repos
+    )
     pgbr.setup()
     return pgbr
 
@@ -110,11 +123,15 @@ def pgbackrest_backup(bench: Bench, pgbr: PgBackRest) -> dict[str, Any]:
 
 def copy_wal_to_pgbackrest(bench: Bench, pgbr: PgBackRest, backup: dict[str, Any]) -> int:
     """Untimed: the WAL the pgBackRest backup needs, from drkit's archive into pgBackRest's
-    (`pgbackrest archive-push`), so its restore recovers the way pgBackRest does."""
+    (`pgbackrest archive-push`, into every repository), so its restore recovers the way
+    pgBackRest does."""
     settle(bench.box)  # the backup's last segment is in drkit's archive
     names = segment_names(backup["archive"]["start"], backup["archive"]["stop"], bench.segment_size)
     spool = pgbr.root / "wal-in"
     for name in names:
+        if name in pgbr.pushed:
+            continue
+        pgbr.pushed.add(name)
         path = spool / name
         run_quiet(bench.drkit("wal-fetch", name, str(path)))
         chown_postgres(path)
@@ -163,9 +180,9 @@ def _on_loopback(dest: Path) -> tuple[int, str | None]:
     return port, fetch.group(1) if fetch else None
 
 
-def start_copy(bench: Bench, dest: Path) -> None:
+def start_copy(bench: Bench, dest: Path, *, record: bool = True) -> Step:
     """Start the restored copy and replay to consistency, as drkit's restore does (timed
-    apart), until it is promoted; then stop it."""
+    apart), until it is promoted; then (`record`: the step recorded) stop it."""
     port, fetch = _on_loopback(dest)
     log_file = bench.restores / "pgbackrest-restore.log"
     started = time.perf_counter()
@@ -178,19 +195,21 @@ def start_copy(bench: Bench, dest: Path) -> None:
     wait_promoted(f"host=127.0.0.1 port={port} user={PG_USER} dbname=postgres connect_timeout=10", 1800)
     seconds = time.perf_counter() - started
     phases = restore_phases([log_file], start.started_at, start.started_at + seconds)
-    bench.add(
-        Step(
-            key="pgbackrest_start",
-            label="(e) pgBackRest copy: start until promoted",
-            command=" ".join(start.argv) + " ; wait until pg_is_in_recovery() is false",
-            seconds=seconds,
-            max_rss=start.max_rss,
-            tree_rss=start.tree_rss,
-            cpu_seconds=start.cpu_seconds,
-            machine_busy_seconds=start.machine_busy_seconds,
-            notes="recovery to immediate, promote; restore_command as pgBackRest wrote it",
-            details={"phases": phases, "restore_command": fetch},
-        )
+    step = Step(
+        key="pgbackrest_start",
+        label="(e) pgBackRest copy: start until promoted",
+        command=" ".join(start.argv) + " ; wait until pg_is_in_recovery() is false",
+        seconds=seconds,
+        max_rss=start.max_rss,
+        tree_rss=start.tree_rss,
+        cpu_seconds=start.cpu_seconds,
+        machine_busy_seconds=start.machine_busy_seconds,
+        notes="recovery to immediate, promote; restore_command as pgBackRest wrote it",
+        details={"phases": phases, "restore_command": fetch},
     )
-    bench.stop_server(dest)
     remove(log_file)
+    if not record:
+        return step
+    bench.add(step)
+    bench.stop_server(dest)
+    return step

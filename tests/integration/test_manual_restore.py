@@ -83,6 +83,7 @@ def test_every_documented_block_is_verified_here() -> None:
         "beside",
         "dump-plain",
         "dump-age",
+        "apply-chain",
     }
 
 
@@ -252,3 +253,68 @@ def test_the_documented_restore_wal_script_keeps_the_exit_code_contract(tmp_path
     assert fetch("00000003.history")[0] == 1
     assert fetch(names[1], with_key=False)[0] == 126  # there, but no key: abort
     assert fetch(names[3])[0] == 126  # there, but damaged: abort
+
+
+def test_an_incremental_chain_restores_by_hand_as_documented(private_sandbox: SandboxHandle) -> None:
+    """Below 17: drkit's delta chain, put together with the documented Python script."""
+    box = private_sandbox
+    os_user = box.box.os_user
+    pg_state = box.box.state["services"]["postgres"]
+    blocks = doc_blocks()
+    box.psql("create table manual_chain_probe (id int primary key)")
+    take_backup(box, "base")
+    for first in (1, 11):
+        box.psql(
+            "insert into manual_chain_probe select generate_series(%s::int, %s::int)", (first, first + 9)
+        )
+        box.psql("update nchat_messages set content = content || '!' where id %% 7 = %s::int", (first % 7,))
+        last = take_backup(box, "incremental")
+    assert last["postgres"]["incremental"] == "delta" and len(last["postgres"]["chain"]) == 2
+    messages = count(box.dsn, "select count(*) from nchat_messages")
+    switch_and_wait_archived(box.dsn)
+
+    work = box.dir / "manual-chain"
+    work.mkdir()
+    pgdata = work / "data"
+    port = free_port()
+    env = {
+        "PATH": f"{pg_state['bin_dir']}:{os.environ['PATH']}",
+        "REPO": str(box.dir / "repo"),
+        "STACK": "sandbox",
+        "SERVICE": "postgres",
+        "BACKUP": last["backup_id"],
+        "PGDATA": str(pgdata),
+        "PORT": str(port),
+    }
+    run_block(blocks, "apply-chain", env, work)
+    assert "INCREMENTAL" not in (pgdata / "backup_label").read_text()
+    assert not list(pgdata.rglob("INCREMENTAL.*"))
+    if os.geteuid() == 0:
+        run_block(blocks, "owner", env, work)
+    run_block(blocks, "recovery-plain", env, work)
+    run_block(blocks, "beside", env, work)
+    chown_tree(work, os_user)
+    server = LocalPostgres(
+        RuntimeSpec(
+            type="local",
+            data_dir=str(pgdata),
+            bin_dir=pg_state["bin_dir"],
+            port=port,
+            os_user=os_user,
+            log_file=str(work / "postgres.log"),
+        )
+    )
+    server.start()
+    try:
+        dsn = query_dsn(port)
+
+        def promoted() -> bool:
+            with connect(dsn) as conn:
+                row = conn.execute("select pg_is_in_recovery()").fetchone()
+            return row is not None and row[0] is False
+
+        wait_for(promoted, timeout=180, what="the chain to finish recovery", retry_on=(OperationError,))
+        assert count(dsn, "select count(*) from manual_chain_probe") == 20
+        assert count(dsn, "select count(*) from nchat_messages") == messages
+    finally:
+        server.stop()

@@ -64,6 +64,7 @@ def test_output_json_after_the_sub_command_is_honoured(tmp_path: Path) -> None:
         "backups": [],
         "incomplete": [],
         "damaged": [],
+        "broken_chains": [],
         "sets": [],
         "windows": [
             {

@@ -62,10 +62,16 @@ def test_default_jobs_when_the_schedule_is_absent_or_empty(tmp_path: Path, sched
     stack = load_stack(write(tmp_path, BASE.format(more_repos="") + schedule))
     jobs = {j.name: j for j in jobs_of(stack)}
     assert set(jobs) == {
-        *("backup", "logical-daily", "logical-weekly", "prune", "verify", "drill", "status", "digest")
+        *("backup", "backup-full", "logical-daily", "logical-weekly", "prune", "verify", "drill"),
+        *("status", "digest"),
     }
-    # nightly, every service as one stack-wide set: what the weekly `drill --rotation` restores
-    assert (jobs["backup"].cron, job_args(jobs["backup"])) == ("0 2 * * *", ["backup", "--all"])
+    # nightly, every service as one stack-wide set (what the weekly `drill --rotation` restores):
+    # PostgreSQL's part a full base backup weekly, an incremental one on the other days
+    assert (jobs["backup"].cron, job_args(jobs["backup"])) == (
+        "0 2 * * 1-6",
+        ["backup", "--all", "--type", "incremental"],
+    )
+    assert (jobs["backup-full"].cron, job_args(jobs["backup-full"])) == ("0 2 * * 0", ["backup", "--all"])
     assert job_args(jobs["logical-daily"]) == ["backup", "postgres", "--type", "logical"]
     assert jobs["logical-weekly"].cron == "0 3 * * 0"
     assert job_args(jobs["verify"]) == ["verify", "--latest", "--deep"]

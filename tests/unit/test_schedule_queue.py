@@ -134,8 +134,10 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_the_default_schedule_backs_up_each_service_often_enough_for_its_rpo(tmp_path: Path) -> None:
     stack = load_stack(write(tmp_path, STACK))
     jobs = {j.name: j for j in default_jobs(stack)}
-    # nightly: one stack-wide set; then the services a nightly backup cannot keep within rpo
-    assert job_args(jobs["backup"]) == ["backup", "--all"]
+    # nightly: one stack-wide set (PostgreSQL's part incremental on weekdays, full on Sundays);
+    # then the services a nightly backup cannot keep within rpo
+    assert job_args(jobs["backup"]) == ["backup", "--all", "--type", "incremental"]
+    assert job_args(jobs["backup-full"]) == ["backup", "--all"]
     assert (jobs["backup-10m"].cron, jobs["backup-10m"].services) == ("*/10 * * * *", ("redis",))
     assert (jobs["backup-30m"].cron, jobs["backup-30m"].services) == ("*/30 * * * *", ("minio",))
     assert (jobs["backup-12h"].cron, jobs["backup-12h"].services) == ("0 */12 * * *", ("meilisearch",))

@@ -258,3 +258,39 @@ def test_a_planted_link_is_never_copied_and_verify_repo_lists_every_link_and_lef
     assert cli.code == 3, cli.stdout + cli.stderr
     assert "sandbox/redis/notes.zst: symbolic link to" in cli.stdout
     assert ".000000010000000000000002.zst.1a2b3c4d.tmp: temporary file" in cli.stdout
+
+
+def _pg_backup(ws: Workspace, backup_id: str, day: int, parent: Manifest | None) -> Manifest:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from drkit.domain.backup import PostgresInfo
+
+    raw = os.urandom(2000)
+    stored = Codec().encode(raw)
+    directory = f"sandbox/postgres/backups/{backup_id}"
+    ws.repo.put(f"{directory}/base.00000.tar.zst", stored)
+    files = (StoredFile("base.00000.tar.zst", len(stored), sha256(stored), len(raw)),)
+    pg = PostgresInfo(f"0/{day + 1}000028", f"0/{day + 1}000100", 1, 16 << 20, 180006, "7001")
+    if parent is not None:
+        pp = parent.require_postgres()
+        pg = replace(pg, incremental="native", parent=parent.backup_id, chain=(*pp.chain, parent.backup_id))
+    at = T0 + timedelta(days=day)
+    m = Manifest(backup_id, "sandbox", "postgres", BackupKind.BASE, at, at, files, {}, postgres=pg)
+    ws.repo.put(f"{directory}/manifest.json", m.to_json())
+    return m
+
+
+def test_sync_copies_chains_whole_and_no_incremental_whose_chain_is_broken(tmp_path: Path) -> None:
+    ws = open_workspace(load_stack(_stack(tmp_path)))
+    full = _pg_backup(ws, "20261125T020000Z-base", 0, None)
+    first = _pg_backup(ws, "20261126T020000Z-incr", 1, full)
+    second = _pg_backup(ws, "20261127T020000Z-incr", 2, first)
+    _pg_backup(ws, "20261128T020000Z-incr", 3, second)
+    ws.repo.put(f"sandbox/postgres/backups/{second.backup_id}/manifest.json", b"{ damaged")
+    report = sync(ws, "copy")[0]
+    copied = sorted(b for b in report.backups if b.startswith("postgres/"))
+    assert copied == [f"postgres/{full.backup_id}", f"postgres/{first.backup_id}"]
+    broken = [n for n in report.not_copied if "20261128T020000Z-incr" in n]
+    assert broken and f"broken at {second.backup_id}" in broken[0]
+    assert not (tmp_path / "copy/sandbox/postgres/backups/20261128T020000Z-incr").exists()

@@ -32,8 +32,9 @@ def backup_cmd(
         "base",
         "--type",
         "-t",
-        help="PostgreSQL: base (physical, for PITR) or logical (pg_dump); MeiliSearch: snapshot "
-        "(default: a dump).",
+        help="PostgreSQL: base (physical, for PITR), incremental (what changed since the newest base "
+        "backup, chained to it; a full one when it cannot be) or logical (pg_dump); MeiliSearch: "
+        "snapshot (default: a dump).",
     ),
     all_: bool = typer.Option(
         False, "--all", help="A stack-wide restore point: every service at one moment, as one set."
@@ -43,7 +44,8 @@ def backup_cmd(
     turn: one that fails (its server down) does not stop the others; a table shows each
     service's result, and the exit code is 1 when one failed.
 
-    Example: drkit backup postgres --type base;  drkit backup --all
+    Example: drkit backup postgres --type base;  drkit backup postgres --type incremental;
+    drkit backup --all
     """
     from drkit.engines.core.workspace import open_workspace
     from drkit.engines.stack.backup import backup_each, choose_services
@@ -53,7 +55,9 @@ def backup_cmd(
     if all_:
         if services:
             raise UsageError("--all backs up every service; name none")
-        _backup_set(opts, ws)
+        if type_ not in ("base", "incremental"):
+            raise UsageError(f"--all --type {type_}: a set's PostgreSQL part is base or incremental")
+        _backup_set(opts, ws, type_)
         return
     targets = choose_services(ws.stack, services)
     if opts.dry_run:
@@ -77,7 +81,7 @@ def backup_cmd(
     _fail_if_any(outcomes)
 
 
-def _backup_set(opts: Options, ws: Workspace) -> None:
+def _backup_set(opts: Options, ws: Workspace, postgres_type: str) -> None:
     from drkit.cli.restore_cmds import drkit_argv
     from drkit.domain.errors import DrkitError
     from drkit.engines.stack.sets import backup_set
@@ -95,6 +99,7 @@ def _backup_set(opts: Options, ws: Workspace) -> None:
             drkit_argv=drkit_argv(),
             on_done=outcomes.append,
             progress=opts.progress,
+            postgres_type=postgres_type,
         )
     except DrkitError:
         if outcomes and not opts.json:
@@ -163,6 +168,24 @@ def _print_result(m: Manifest, seconds: float, removed: tuple[str, ...]) -> None
     if m.postgres:
         line += f", WAL {m.postgres.start_lsn} .. {m.postgres.stop_lsn} (timeline {m.postgres.timeline})"
     console.print(line)
+    if m.postgres and m.postgres.parent:
+        console.print(f"  incremental on {m.postgres.parent} ({_chain_text(m)})")
+    elif "full_because" in m.details:
+        console.print(f"  a full backup, not an incremental: {m.details['full_because']}")
+
+
+def _kind_label(m: Manifest) -> str:
+    """`base`, or `incr` (PostgreSQL 17+'s own) / `delta` (drkit's, below 17)."""
+    if m.postgres and m.postgres.parent:
+        return "incr" if m.postgres.incremental == "native" else str(m.postgres.incremental)
+    return m.kind.value
+
+
+def _chain_text(m: Manifest) -> str:
+    pg = m.postgres
+    if pg is None or not pg.chain:
+        return ""
+    return f"link {len(pg.chain)} of the chain from {pg.chain[0]}"
 
 
 @backups_app.command("list")
@@ -184,6 +207,7 @@ def list_cmd(
     drkit backups list --kind base --since -7d
     """
     from drkit.engines.core.catalog import list_backups
+    from drkit.engines.core.chains import Catalog, broken_chains
     from drkit.engines.core.pins import pins_of
     from drkit.engines.core.set_refs import list_sets
     from drkit.engines.core.workspace import open_workspace
@@ -199,6 +223,7 @@ def list_cmd(
     incomplete: list[str] = []
     damaged: list[dict[str, str]] = []
     pins: dict[str, Pin] = {}  # `drkit backups keep`, and incident evidence
+    broken: list[dict[str, str]] = []
     for name in names:
         listing = list_backups(ws.repo, ws.stack.name, name)
         complete[name] = list(listing.complete)
@@ -206,6 +231,11 @@ def list_cmd(
         incomplete.extend(f"{name}/{i}" for i in listing.incomplete)
         damaged.extend(
             {"service": name, "backup_id": d.backup_id, "reason": d.reason} for d in listing.damaged
+        )
+        catalog = Catalog.of(listing.complete, ((d.backup_id, d.reason) for d in listing.damaged))
+        broken.extend(
+            {"service": name, "backup_id": i, "link": e.link, "reason": e.message}
+            for i, e in sorted(broken_chains(catalog).items())
         )
     windows = recovery_windows(ws, complete)
     manifests = _chosen(complete, wanted, after, latest)
@@ -218,6 +248,7 @@ def list_cmd(
                 ],
                 "incomplete": incomplete,
                 "damaged": damaged,
+                "broken_chains": broken,
                 "sets": [s.to_dict() for s in sets],
                 "windows": windows,
             }
@@ -229,6 +260,9 @@ def list_cmd(
     for bad in damaged:
         what = escape(f"{bad['service']}/{bad['backup_id']}: {bad['reason']}")
         console.print(f"[red]damaged (skipped):[/red] {what}", highlight=False)
+    for bad in broken:
+        what = escape(f"{bad['service']}/{bad['backup_id']}: {bad['reason']}")
+        console.print(f"[red]chain broken (cannot restore):[/red] {what}", highlight=False)
 
 
 def _kind(text: str | None) -> BackupKind | None:
@@ -265,15 +299,16 @@ def _print_listing(
         (
             m.backup_id,
             m.service,
-            m.kind.value,
+            _kind_label(m),
             _local(m.finished_at, zone),
             human_bytes(m.stored_bytes),
             "yes" if m.encrypted else "no",
             f"{m.postgres.start_lsn}..{m.postgres.stop_lsn}" if m.postgres else "",
+            (m.postgres.parent or "") if m.postgres else "",
         )
         for m in manifests
     ]
-    columns = ["id", "service", "kind", "finished", "stored", "encrypted", "WAL"]
+    columns = ["id", "service", "kind", "finished", "stored", "encrypted", "WAL", "on (parent)"]
     if pins:  # what is kept whatever retention says, and why
         columns.append("pinned")
         rows = [
@@ -346,6 +381,10 @@ def show_cmd(
             f"  WAL {p.start_lsn} .. {p.stop_lsn} on timeline {p.timeline}; "
             f"server {p.server_version}; system {p.system_identifier}"
         )
+        if p.parent:
+            console.print(
+                f"  incremental ({p.incremental}) on {p.parent}: {' -> '.join((*p.chain, m.backup_id))}"
+            )
     console.print(f"  tools: {', '.join(f'{k} {v}' for k, v in m.tool_versions.items())}")
     table(None, ["file", "stored", "sha256"], [(f.name, human_bytes(f.size), f.sha256) for f in m.files])
 

@@ -166,7 +166,12 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *
         backup_id = prepared.plan.backup.backup_id
         opts.progress.step(f"restore {prepared.service.name} from {backup_id} {prepared.where}")
         outcome = restore(
-            ws, prepared.service, prepared.request, drkit_argv=drkit_argv(), report=opts.progress
+            ws,
+            prepared.service,
+            prepared.request,
+            drkit_argv=drkit_argv(),
+            report=opts.progress,
+            planned=prepared.plan,  # the plan shown above, not made a second time
         )
     if opts.json:
         emit_json({**outcome.__dict__, "seconds": outcome.seconds, "dependents": _paused_json(paused)})

@@ -454,7 +454,8 @@ class ScheduleJobModel(Strict):
 
     cron: str
     job: Literal["backup", "verify", "sync", "drill", "prune", "status-notify", "digest"]
-    type: Literal["base", "logical", "all-set"] = "base"  # backup only
+    # backup only; all-set: `backup --all`, all-set-incremental: `backup --all --type incremental`
+    type: Literal["base", "incremental", "logical", "all-set", "all-set-incremental"] = "base"
     services: list[str] = []  # backup only
     to: str | None = None  # sync only
     deep: bool = True  # verify only

@@ -52,9 +52,20 @@ class PostgresInfo:
     system_identifier: str
     row_counts: dict[str, int] = field(default_factory=dict)
     databases: list[str] = field(default_factory=list)
+    # An incremental backup: how it was made ("native": pg_basebackup --incremental, 17+;
+    # "delta": drkit's changed pages, below 17), its parent's id, and the chain it completes
+    # (every backup it needs, the full one first, its parent last). None/() for a full backup.
+    incremental: str | None = None
+    parent: str | None = None
+    chain: tuple[str, ...] = ()
+
+    @property
+    def is_incremental(self) -> bool:
+        return self.parent is not None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PostgresInfo:
+        parent = data.get("parent")
         return cls(
             start_lsn=str(data["start_lsn"]),
             stop_lsn=str(data["stop_lsn"]),
@@ -64,11 +75,18 @@ class PostgresInfo:
             system_identifier=str(data["system_identifier"]),
             row_counts={str(k): int(v) for k, v in data.get("row_counts", {}).items()},
             databases=[str(d) for d in data.get("databases", [])],
+            incremental=str(data["incremental"]) if data.get("incremental") else None,
+            parent=str(parent) if parent else None,
+            chain=tuple(str(c) for c in data.get("chain", ())),
         )
 
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 1  # what a backup's manifest is written as
+# An incremental backup's manifest: a drkit that reads only format 1 refuses it by name rather
+# than restore it as if it were a whole base backup (which PostgreSQL cannot start).
+INCREMENTAL_FORMAT = 2
+NEWEST_FORMAT = INCREMENTAL_FORMAT
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,11 @@ class Manifest:
     def raw_bytes(self) -> int:
         return sum(f.raw_size for f in self.files)
 
+    @property
+    def parent_id(self) -> str | None:
+        """The backup an incremental PostgreSQL base backup needs restored first; else None."""
+        return self.postgres.parent if self.postgres is not None else None
+
     def file(self, name: str) -> StoredFile:
         for stored in self.files:
             if stored.name == name:
@@ -109,6 +132,9 @@ class Manifest:
         data["started_at"] = self.started_at.isoformat()
         data["finished_at"] = self.finished_at.isoformat()
         data["files"] = [asdict(f) for f in self.files]
+        if self.postgres is not None and not self.postgres.is_incremental:
+            for key in ("incremental", "parent", "chain"):  # a full backup's manifest as before
+                data["postgres"].pop(key, None)
         return data
 
     def to_json(self) -> bytes:
@@ -126,10 +152,10 @@ class Manifest:
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         pg = data.get("postgres")
         version = int(data.get("format", MANIFEST_FORMAT))
-        if version > MANIFEST_FORMAT:
+        if version > NEWEST_FORMAT:
             raise UnsupportedFormatError(
                 f"the manifest of {data.get('backup_id', '?')} has format {version}, newer than this drkit "
-                f"reads ({MANIFEST_FORMAT}): restore it with the drkit that wrote it, or upgrade"
+                f"reads ({NEWEST_FORMAT}): restore it with the drkit that wrote it, or upgrade"
             )
         return cls(
             backup_id=str(data["backup_id"]),

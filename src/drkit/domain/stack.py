@@ -317,7 +317,7 @@ class ScheduledJob:
     name: str
     cron: str  # five fields: minute hour day-of-month month day-of-week
     job: str  # one of JOB_TYPES
-    backup_type: str = "base"  # backup: base | logical | all-set
+    backup_type: str = "base"  # backup: base | incremental | logical | all-set | all-set-incremental
     services: tuple[str, ...] = ()  # backup: these services (default: every one)
     to: str | None = None  # sync: this repository (default: every non-primary one)
     deep: bool = True  # verify: --deep on the newest base backup

@@ -124,6 +124,8 @@ def init_cluster(spec: ClusterSpec) -> None:
         ("archive_mode", "on" if spec.archive_command else "off"),
         *([("archive_command", spec.archive_command)] if spec.archive_command else []),
         ("archive_timeout", "60"),
+        # 17+: the WAL summaries `drkit backup --type incremental` builds on.
+        *([("summarize_wal", "on")] if _major(spec.data_dir) >= 17 else []),
         *spec.extra,
     ]
     with open(spec.data_dir / "postgresql.conf", "a") as conf:
@@ -137,6 +139,13 @@ def init_cluster(spec: ClusterSpec) -> None:
         "host replication all 127.0.0.1/32 trust\n"
     )
     (spec.data_dir / "pg_hba.conf").write_text(hba)
+
+
+def _major(data_dir: Path) -> int:
+    try:
+        return int((data_dir / "PG_VERSION").read_text().strip().split(".")[0])
+    except (OSError, ValueError):
+        return 0
 
 
 def prepare(ctx: PartContext) -> ServiceEntry:

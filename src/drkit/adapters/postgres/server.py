@@ -29,6 +29,8 @@ SETTINGS = (
     "data_checksums",
     "data_directory",
     "wal_keep_size",
+    "summarize_wal",  # 17+: what pg_basebackup --incremental needs
+    "block_size",
 )
 
 

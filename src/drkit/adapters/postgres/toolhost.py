@@ -20,7 +20,7 @@ from drkit.adapters.container import container_exec
 from drkit.adapters.postgres.client import ToolLogin, tool_login
 from drkit.adapters.postgres.tools import parse_tool_version, tool_version
 from drkit.domain.stack import Service
-from drkit.infra.proc import run
+from drkit.infra.proc import run, secret_file
 
 SOCKET_DIR = "/var/run/postgresql"
 CONTAINER_PORT = 5432
@@ -72,6 +72,30 @@ def tool_host(service: Service, dsn: str) -> Iterator[ToolHost]:
     with container_exec(spec, user=spec.os_user or CONTAINER_USER, env=env) as box:
         prefix = box.wrap(["tool"])[:-1]
         yield ToolHost(ToolLogin(inner, in_container=True), in_container=True, container_argv=tuple(prefix))
+
+
+@contextmanager
+def tool_file(host: ToolHost, data: bytes, stem: str) -> Iterator[str]:
+    """A path where the tool `host` runs can read `data` (0600, gone after the `with`): a
+    private file on this host, or one in the container's /tmp, written through `docker exec -i`."""
+    import os
+
+    if not host.in_container:
+        with secret_file(data, prefix=f"{stem}-") as path:
+            yield path
+        return
+    path = f"/tmp/{stem}-{os.urandom(6).hex()}"
+    docker, exec_, *rest = host.container_argv  # docker exec [--user U] [--env-file F] CONTAINER
+    interactive = [docker, exec_, "-i", *rest]
+    run(
+        [*interactive, "sh", "-c", 'umask 077 && cat > "$1"', "sh", path],
+        timeout=120,
+        input_text=data.decode(),
+    )
+    try:
+        yield path
+    finally:
+        run([*host.container_argv, "rm", "-f", path], timeout=60, check=False)
 
 
 PIDFILE = ".drkit-receiver.pid"

@@ -294,7 +294,9 @@ def _fact(ws: Workspace, m: Manifest, size: int) -> BackupFact:
         span = WalSpan(p.timeline, start, stop)
     series = m.kind.value + (f":{m.details['artifact']}" if "artifact" in m.details else "")
     verified = ws.repo.exists(verified_key(m.stack, m.service, m.backup_id))
-    return BackupFact(m.backup_id, series, m.finished_at, verified, span, pinned_reason(ws, m))
+    return BackupFact(
+        m.backup_id, series, m.finished_at, verified, span, pinned=pinned_reason(ws, m), parent=m.parent_id
+    )
 
 
 def _set_until(m: Manifest | None, lsn: str, size: int) -> int | None:

@@ -13,7 +13,9 @@ logical dumps, Redis snapshots, ...). In each series a backup stays when any rul
 - any backup a stack-wide set refers to;
 - base backups: the one PITR into the `wal_retention` window starts from (the newest that
   finished at or before now - wal_retention, else the oldest);
-- a pinned backup (`drkit backups keep`, engines/core/pins.py), while its pin holds.
+- a pinned backup (`drkit backups keep`, engines/core/pins.py), while its pin holds;
+- chain: every backup a kept incremental backup is built on (its parent, the parent's
+  parent, ... down to the full one): an incremental restores only on top of its chain.
 
 WAL stays when a kept base backup needs it to reach consistency (its start..stop segments),
 when a set needs it (its base backup's start up to the set's restore point), or when it is
@@ -49,6 +51,7 @@ class BackupFact:
     verified: bool = False
     wal: WalSpan | None = None  # PostgreSQL base backups only
     pinned: str | None = None  # why a pin that still holds keeps it (`drkit backups keep`)
+    parent: str | None = None  # an incremental backup: the backup it is built on
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,13 @@ def decide(facts: Facts, policy: Policy, now: datetime) -> Plan:
                 until = b.finished_at + policy.floor
                 why = f"younger than the repository's min_retention ({days}): it stays until {until:%Y-%m-%d}"
                 reasons.setdefault(b.backup_id, []).append(Decision(b.backup_id, "min_retention", why))
+
+        def keep(b: BackupFact, rule: str, why: str) -> None:
+            reasons.setdefault(b.backup_id, []).append(Decision(b.backup_id, rule, why))
+
+        _keep_chains(
+            {b.backup_id: b for b in facts.backups}, reasons, keep
+        )  # what the floor keeps needs its chain
     newest_first = sorted(facts.backups, key=lambda b: (b.finished_at, b.backup_id), reverse=True)
     kept = tuple(reasons[b.backup_id][0] for b in newest_first if b.backup_id in reasons)
     unkept = _unkept_rule(policy.retention)
@@ -159,7 +169,27 @@ def _reasons(facts: Facts, policy: Policy, anchor: BackupFact | None) -> dict[st
             keep(by_id[s.backup_id], "set", f"set {s.set_id} refers to it")
     if anchor is not None:
         keep(anchor, "pitr-window", f"PITR into the wal_retention window ({_age(policy)}) starts from it")
+    _keep_chains(by_id, reasons, keep)
     return reasons
+
+
+def _keep_chains(
+    by_id: dict[str, BackupFact],
+    reasons: dict[str, list[Decision]],
+    keep: Callable[[BackupFact, str, str], None],
+) -> None:
+    """Every backup a kept incremental is built on, down to its full one."""
+    for backup_id in list(reasons):
+        child = by_id.get(backup_id)
+        seen: set[str] = set()
+        while child is not None and child.parent is not None and child.parent not in seen:
+            seen.add(child.parent)
+            parent = by_id.get(child.parent)
+            if parent is None:
+                break  # already gone: `backups list` reports the chain broken
+            if not any(d.rule == "chain" for d in reasons.get(parent.backup_id, ())):
+                keep(parent, "chain", f"incremental {child.backup_id} is built on it")
+            child = parent
 
 
 def _series(backups: Iterable[BackupFact]) -> dict[str, list[BackupFact]]:

@@ -19,16 +19,21 @@ MAX_SLOTS = 10_000  # slots enumerated between two ticks; past that only the cou
 
 def default_jobs(stack: Stack) -> tuple[ScheduledJob, ...]:
     """The source's schedule, made to hold unattended: every service backed up nightly at 02:00
-    UTC as one stack-wide set (`backup --all`, which the weekly drill restores; a fresh base
-    backup of PostgreSQL when the newest is older than `sets.base_max_age`), logical dumps daily
-    at 02:00 and weekly Sunday 03:00 (they wait for the set's lock in the queue), more frequent
-    backups of the services whose `rpo` a nightly backup cannot hold (`frequent_jobs`), prune
-    daily, off-site sync daily (when a non-primary repository exists), verify daily (--deep on
-    the newest base), the monthly drill rotation (one scenario a week), status with
-    notification every 5 minutes, and the daily digest."""
+    UTC as one stack-wide set (`backup --all`, which the weekly drill restores; PostgreSQL's part
+    a full base backup on Sundays and an incremental one on the other days, each fresh when the
+    newest is older than `sets.base_max_age`), logical dumps daily at 02:00 and weekly Sunday
+    03:00 (they wait for the set's lock in the queue), more frequent backups of the services
+    whose `rpo` a nightly backup cannot hold (`frequent_jobs`), prune daily, off-site sync daily
+    (when a non-primary repository exists), verify daily (--deep on the newest base), the
+    monthly drill rotation (one scenario a week), status with notification every 5 minutes, and
+    the daily digest. Without exactly one PostgreSQL (a set needs one), the nightly backups are
+    per service: incremental on weekdays, base on Sundays."""
     pg = tuple(s.name for s in stack.services_of_kind("postgres"))
-    nightly = "all-set" if len(pg) == 1 else "base"  # a set needs exactly one PostgreSQL
-    jobs = [ScheduledJob("backup", "0 2 * * *", "backup", nightly)]
+    one = len(pg) == 1  # a set needs exactly one PostgreSQL
+    jobs = [
+        ScheduledJob("backup", "0 2 * * 1-6", "backup", "all-set-incremental" if one else "incremental"),
+        ScheduledJob("backup-full", "0 2 * * 0", "backup", "all-set" if one else "base"),
+    ]
     if pg:
         jobs += [
             ScheduledJob("logical-daily", "0 2 * * *", "backup", "logical", services=pg),
@@ -82,7 +87,7 @@ def job_locks(stack: Stack, job: ScheduledJob) -> frozenset[str]:
     prune is writing or removing): jobs sharing one wait for each other in the queue."""
     every = frozenset(s.name for s in stack.services.values() if has_engine(s.kind))
     if job.job == "backup":
-        if job.backup_type == "all-set":
+        if job.backup_type.startswith("all-set"):
             return every | {SET_LOCK}
         return frozenset(job.services) if job.services else every
     if job.job in ("prune", "drill"):
@@ -146,6 +151,8 @@ def job_args(job: ScheduledJob) -> list[str]:
     if job.job == "backup":
         if job.backup_type == "all-set":
             return ["backup", "--all"]
+        if job.backup_type == "all-set-incremental":
+            return ["backup", "--all", "--type", "incremental"]
         return ["backup", *job.services, "--type", job.backup_type]
     if job.job == "verify":
         return ["verify", "--latest", *(["--deep"] if job.deep else [])]

@@ -22,7 +22,7 @@ the backup gets a manifest of its own describing what is stored there (docs/offs
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from drkit.adapters.repository import open_repository
@@ -33,6 +33,7 @@ from drkit.domain.errors import ConfigError, DrkitError, IntegrityError, Reposit
 from drkit.domain.progress import SILENT, Meter, Progress, no_meter
 from drkit.domain.stack import Encryption, RepositorySpec
 from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.chains import Catalog, broken_chains
 from drkit.engines.core.layout import backup_dir, backups_prefix, journals_prefix, lock_name
 from drkit.engines.core.set_refs import sets_prefix
 from drkit.engines.core.signing import (
@@ -228,12 +229,21 @@ def _copy_backups(run: _Copy, service: str) -> None:
     there = {m.backup_id for m in list_backups(run.dst, stack, service).complete}
     source = list_backups(run.ws.repo, stack, service)
     run.report.not_copied += [f"{service}/{d.backup_id}: {d.reason}" for d in source.damaged]
-    for manifest in source.complete:
+    # Chains go whole: an incremental whose chain is broken here is useless there; parents first.
+    broken = broken_chains(Catalog.of(source.complete, ((d.backup_id, d.reason) for d in source.damaged)))
+    run.report.not_copied += [f"{service}/{i}: {e.message}" for i, e in sorted(broken.items())]
+    for manifest in sorted(source.complete, key=_parents_first):
+        if manifest.backup_id in broken:
+            continue
         if manifest.backup_id in there:  # committed there: its files and manifest
             run.report.skipped += len(manifest.files) + 1
             continue
         _copy_backup(run, manifest)
         run.report.backups.append(f"{service}/{manifest.backup_id}")
+
+
+def _parents_first(m: Manifest) -> tuple[int, datetime, str]:
+    return (len(m.postgres.chain) if m.postgres else 0, m.finished_at, m.backup_id)
 
 
 def _copy_backup(run: _Copy, m: Manifest) -> None:

@@ -20,6 +20,7 @@ from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.check_archive import archive_proof
 from drkit.engines.postgres.check_compose import spool_mounted
 from drkit.engines.postgres.check_data import check_foreign
+from drkit.engines.postgres.check_incremental import check_incremental
 from drkit.engines.postgres.wal.archive import archive_for
 from drkit.engines.postgres.wal.identity import identity_check
 
@@ -56,6 +57,7 @@ def check_postgres(ws: Workspace, service: Service) -> list[CheckResult]:
     results += guard(f"{service.name}: archiving proof", lambda: archive_proof(ws, service, info))
     results += guard(f"{service.name}: tools", lambda: _tools(service, info))
     results += guard(f"{service.name}: WAL archive identity", lambda: [_archive_identity(ws, service, info)])
+    results += guard(f"{service.name}: incremental backups", lambda: [check_incremental(service, info)])
     return results
 
 

@@ -96,7 +96,7 @@ def restore_local_in_place(
     aside, chosen, checked = _stop_and_move(ws, service, live, chosen, checked, was_running, replan, notes)
     isolated = LocalPostgres(replace(spec, port=free_port()), options=local_options())
     try:
-        extract_backup(ws, service, chosen.backup, checked, data_dir, progress)
+        extract_backup(ws, service, chosen.links, checked, data_dir, progress)
         settings = recovery_settings(
             ws, service, chosen, data_dir, drkit_argv, own_archive=request.own_archive
         )

@@ -33,6 +33,7 @@ from drkit.domain.wal import (
     on_path,
     segment_on_path,
 )
+from drkit.engines.core.chains import BrokenChainError, Catalog, broken_chains, chain_of
 from drkit.engines.postgres.wal.archive import check_path
 
 TimelinePath = tuple[TimelineSpan, ...]
@@ -86,6 +87,12 @@ class RestorePlan:
     uses_partial: bool
     timeline: int = 1  # the timeline recovery follows: recovery_target_timeline
     path: TimelinePath = ()  # the spans of timelines from the backup to `timeline`
+    chain: tuple[Manifest, ...] = ()  # an incremental `backup`: its chain, the full one first
+
+    @property
+    def links(self) -> tuple[Manifest, ...]:
+        """The backups restored, in order: the chain of an incremental, else the backup."""
+        return self.chain or (self.backup,)
 
     @property
     def crosses_timelines(self) -> bool:
@@ -98,10 +105,15 @@ def usable_backups(
     now: datetime,
     backup_id: str | None,
     point: TargetPoint | None = None,
+    broken: Mapping[str, BrokenChainError] | None = None,
 ) -> list[Manifest]:
-    """Base backups that end before the target, oldest first (never empty)."""
+    """Base backups that end before the target, oldest first (never empty). An incremental
+    whose chain is broken (`broken`) is left out, or refused by name when asked for."""
+    broken = broken or {}
+    if backup_id is not None and backup_id in broken:
+        raise broken[backup_id]
     base = sorted(
-        (m for m in backups if m.kind is BackupKind.BASE and m.postgres),
+        (m for m in backups if m.kind is BackupKind.BASE and m.postgres and m.backup_id not in broken),
         key=lambda m: (m.finished_at, m.backup_id),
     )
     if backup_id is not None:
@@ -189,12 +201,17 @@ def plan_restore(
     backup_id: str | None = None,
     timeline: int | None = None,
     point: TargetPoint | None = None,
+    damaged: Mapping[str, str] | None = None,
 ) -> RestorePlan:
     """`point`: where the target lies (required for a restore point's name: PostgreSQL
-    would otherwise find out at the end of a replay whether the name exists on the branch)."""
+    would otherwise find out at the end of a replay whether the name exists on the branch).
+    `damaged`: backups listed with an unreadable manifest (id -> why), which break the
+    chains of the incrementals built on them."""
     if target.kind is TargetKind.NAME and point is None:
         raise NotFoundError(f"{target.describe()} was not located in the WAL archive")
-    tli, backup = choose_line(usable_backups(backups, target, now, backup_id, point), archive, timeline)
+    catalog = Catalog.of(backups, (damaged or {}).items())
+    usable = usable_backups(backups, target, now, backup_id, point, broken_chains(catalog))
+    tli, backup = choose_line(usable, archive, timeline)
     path = archive.path(tli)
     if (
         point is not None
@@ -233,6 +250,7 @@ def plan_restore(
         uses_partial=report.partial_tail,
         timeline=tli,
         path=path,
+        chain=chain_of(backup, catalog) if backup.parent_id else (),
     )
 
 

@@ -1,12 +1,12 @@
 """Check everything a PostgreSQL restore will read before any service is stopped.
 
-The tar index is read and checked against its SHA-256 (it is small, and the extraction
-needs it anyway); every part of the base backup is present in the repository with the
-stored size the manifest records; every WAL file the plan replays (each segment on the
-timeline path from the backup's start to the plan's last segment, the partial tail, the
-history files of the path's timelines) is present and not empty. The parts' hashes are
-checked as they stream during the extraction (tar_restore), so the restore does not read
-the backup twice.
+The tar index is read and checked against its SHA-256 (it is small, and the extraction needs
+it anyway); every part of the base backup (an incremental: of every link of its chain) is
+present in the repository with the stored size the manifest records; every WAL file the plan
+replays (each segment on the timeline path from the backup's start to the plan's last
+segment, the partial tail, the history files of the path's timelines) is present and not
+empty. The parts' hashes are checked as they stream during the extraction (tar_restore), so
+the restore does not read the backup twice.
 """
 
 from __future__ import annotations
@@ -37,17 +37,20 @@ class Checked:
 
 def check_inputs(ws: Workspace, service: Service, chosen: RestorePlan) -> Checked:
     """Everything the restore will read, or an error naming the first file that fails
-    (nothing is touched either way)."""
+    (nothing is touched either way). An incremental: every link of its chain."""
     m = chosen.backup
     refused = f"restore of {m.backup_id} refused before anything was stopped or written"
     try:
-        directory = backup_dir(ws.stack.name, service.name, m.backup_id)
-        members = read_index(ws.repo, ws.codec, directory, m, TAR_INDEX + ws.codec.suffix)
-        parts = [f for f in m.files if f.name.startswith("base.")]
-        if not parts:
-            raise IntegrityError(f"the manifest of {m.backup_id} lists no part of the base backup")
-        for part in parts:
-            _check_part(ws, directory, part)
+        members: list[Member] = []
+        parts: list[StoredFile] = []
+        for link in chosen.links:  # the full one first; `m` last
+            directory = backup_dir(ws.stack.name, service.name, link.backup_id)
+            members = read_index(ws.repo, ws.codec, directory, link, TAR_INDEX + ws.codec.suffix)
+            parts = [f for f in link.files if f.name.startswith("base.")]
+            if not parts:
+                raise IntegrityError(f"the manifest of {link.backup_id} lists no part of the base backup")
+            for part in parts:
+                _check_part(ws, directory, part, link.backup_id if link is not m else None)
         wal = check_wal(ws, service, chosen)
     except DrkitError as exc:
         exc.message = f"{refused}: {exc.message}"
@@ -57,15 +60,17 @@ def check_inputs(ws: Workspace, service: Service, chosen: RestorePlan) -> Checke
     return Checked(members, parts, wal)
 
 
-def _check_part(ws: Workspace, directory: str, part: StoredFile) -> None:
+def _check_part(ws: Workspace, directory: str, part: StoredFile, link: str | None) -> None:
+    """`link`: the earlier backup of an incremental's chain that holds the part."""
     key = f"{directory}/{part.name}"
+    name = f"{part.name} of {link} (in the chain)" if link else part.name
     try:
         size = ws.repo.size(key)
     except FileNotFoundError as exc:
-        raise IntegrityError(f"backup file {part.name} is missing from {ws.repo.location}") from exc
+        raise IntegrityError(f"backup file {name} is missing from {ws.repo.location}") from exc
     if size != part.size:
         raise IntegrityError(
-            f"backup file {part.name} is {size} bytes in {ws.repo.location}; the manifest says {part.size}"
+            f"backup file {name} is {size} bytes in {ws.repo.location}; the manifest says {part.size}"
         )
 
 

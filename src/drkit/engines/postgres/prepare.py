@@ -34,8 +34,11 @@ class PreparedRestore:
 
     @property
     def summary(self) -> str:
+        chain = ""
+        if self.plan.chain:  # an incremental: every link of its chain is restored
+            chain = f" (incremental: {len(self.plan.chain) - 1} on {self.plan.chain[0].backup_id})"
         return (
-            f"backup {self.plan.backup.backup_id} + WAL {self.plan.first_segment}.."
+            f"backup {self.plan.backup.backup_id}{chain} + WAL {self.plan.first_segment}.."
             f"{self.plan.last_segment or '?'} -> {self.request.target.describe()} following timeline "
             f"{self.plan.timeline}, {self.where}"
         )
@@ -50,6 +53,7 @@ class PreparedRestore:
     def to_dict(self) -> dict[str, object]:
         return {
             "backup_id": self.plan.backup.backup_id,
+            "chain": [m.backup_id for m in self.plan.links],
             "target": self.request.target.describe(),
             "first_segment": self.plan.first_segment,
             "last_segment": self.plan.last_segment,

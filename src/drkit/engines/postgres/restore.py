@@ -67,7 +67,8 @@ def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePla
         now = ws.clock.now()
         point = target_point(ws, service, target, archive, view, backups)  # a name: found, or refused
         timeline = resolve_timeline(backups, view, target, now, request.backup_id, point)
-        chosen = plan_restore(backups, view, target, now, request.backup_id, timeline, point)
+        broken_by = {d.backup_id: d.reason for d in listing.damaged}
+        chosen = plan_restore(backups, view, target, now, request.backup_id, timeline, point, broken_by)
     archive.guard.require_system(
         chosen.backup.require_postgres().system_identifier, f"backup {chosen.backup.backup_id}"
     )
@@ -82,12 +83,15 @@ def restore(
     drkit_argv: list[str],
     progress: Callable[[int], None] | None = None,
     report: Progress = SILENT,  # steps, and the extract's amount when `progress` is None
+    planned: RestorePlan | None = None,
 ) -> RestoreOutcome:
+    """`planned`: the plan `prepare_restore` made for this request and the operator saw (it is
+    not made twice: planning reads every manifest and, for a time target, WAL)."""
     if request.in_place == (request.to is not None):
         raise UsageError("restore needs exactly one of --to DIR or --in-place")
     with locks.exclusive(ws.lock_dir, lock_name(service.name), "restore"), interruptible():
         try:
-            return _restore(ws, service, request, drkit_argv, progress, report)
+            return _restore(ws, service, request, drkit_argv, progress, report, planned)
         except KeyboardInterrupt as exc:  # before anything was changed (the flows say what they undid)
             raise Cancelled(f"{why(exc)}; nothing was changed") from exc
         except OSError as exc:
@@ -101,13 +105,14 @@ def _restore(
     drkit_argv: list[str],
     progress: Callable[[int], None] | None,
     report: Progress,
+    planned: RestorePlan | None = None,
 ) -> RestoreOutcome:
-    chosen = plan(ws, service, request)
+    chosen = planned or plan(ws, service, request)  # the plan the operator saw is not made twice
     require_server_major(service.runtime.bin_dir, chosen.backup.require_postgres().server_version)
     report.step(f"check the inputs of {chosen.backup.backup_id} (every part and WAL segment)")
     checked = check_inputs(ws, service, chosen)  # before any service is stopped
     started = ws.clock.now()
-    parts = sum(f.raw_size for f in chosen.backup.files if f.name.startswith("base."))
+    parts = sum(f.raw_size for m in chosen.links for f in m.files if f.name.startswith("base."))
     progress = progress or report.meter(f"extract {chosen.backup.backup_id}", total=parts or None)
 
     def replan() -> tuple[RestorePlan, Checked]:
@@ -150,7 +155,7 @@ def _restore_to(
 ) -> RestoreOutcome:
     runtime, dest, existed = _prepare_dest(service, request)
     try:
-        extract_backup(ws, service, chosen.backup, checked, dest, progress)
+        extract_backup(ws, service, chosen.links, checked, dest, progress)
         (dest / "log").mkdir(exist_ok=True)
         chown_tree(dest / "log", service.runtime.os_user)
         settings = recovery_settings(ws, service, chosen, dest, drkit_argv, own_archive=request.own_archive)

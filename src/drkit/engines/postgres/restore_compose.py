@@ -126,7 +126,7 @@ def restore_in_container(
     aside, chosen, checked = _stop_and_move(ws, service, target, chosen, checked, was_running, replan, notes)
     plain = replace(service, runtime=replace(service.runtime, os_user=None))
     try:
-        _extract_into(target, lambda dest: extract_backup(ws, plain, chosen.backup, checked, dest, progress))
+        _extract_into(target, lambda dest: extract_backup(ws, plain, chosen.links, checked, dest, progress))
         _configure(chosen, target)
         reached = _recover(ws, service, target, chosen, request)
         runtime.stop()

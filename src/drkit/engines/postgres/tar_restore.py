@@ -10,7 +10,10 @@ files and directories are restored (pg_basebackup writing one tar stream to stdo
 holds anything else: it cannot include other tablespaces, and writes pg_wal as a
 directory), with relative names free of `..`, each name once. Everything is created under
 the destination relative to an open directory, without following symlinks: directories are
-opened with O_NOFOLLOW, files created with O_CREAT | O_EXCL | O_NOFOLLOW.
+opened with O_NOFOLLOW, files created with O_CREAT | O_NOFOLLOW in the directory this restore
+made (0700, its own; each name checked to be there once). A file is created by the worker
+that first writes it (creating a file costs about a millisecond on some filesystems: the
+workers' decompression goes on meanwhile), an empty one by a thread of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from drkit.adapters.postgres.tarindex import Member, members_from_json
 from drkit.adapters.repository.codec import Codec, sha256
 from drkit.adapters.repository.port import Repository
 from drkit.domain.backup import Manifest, StoredFile
-from drkit.domain.errors import IntegrityError, OperationError
+from drkit.domain.errors import DrkitError, IntegrityError, OperationError
+from drkit.infra.writeback import start_writeback
 
 RESTORED_TYPES = ("file", "dir")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -60,6 +64,9 @@ def _get_checked(repo: Repository, directory: str, stored_file: StoredFile, *, w
     if sha256(stored) != stored_file.sha256:
         raise IntegrityError(f"{what} {name} does not match its SHA-256 in the manifest; refusing to restore")
     return stored
+
+
+get_checked = _get_checked  # for the other readers of a stored tar stream (overlay.py)
 
 
 def member_path(m: Member) -> tuple[str, ...]:
@@ -118,27 +125,44 @@ class OpenDirs:
 
 
 def _prepare(root: int, members: list[Member]) -> None:
-    """Every directory and every file (empty; the workers fill them, in parallel)."""
+    """Every directory (the files are created as they are filled)."""
     dirs = OpenDirs(root, create=True)
     try:
         for m in members:
-            _create(dirs, m)
+            parts = member_path(m)
+            try:
+                if m.type == "dir":
+                    os.fchmod(dirs.get(parts), m.mode & 0o777 or 0o700)
+                else:
+                    dirs.get(parts[:-1])
+            except OSError as exc:
+                raise _cannot(m, exc) from exc
     finally:
         dirs.close()
 
 
-def _create(dirs: OpenDirs, m: Member) -> None:
-    parts = member_path(m)
+def _create_empty(root: int, members: list[Member]) -> int:
+    """The files no worker writes: empty ones, and those a later incremental replaces."""
+    dirs = OpenDirs(root, create=False)
     try:
-        if m.type == "dir":
-            os.fchmod(dirs.get(parts), m.mode & 0o777 or 0o700)
-            return
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        os.close(os.open(parts[-1], flags, _mode(m), dir_fd=dirs.get(parts[:-1])))
-    except OSError as exc:
-        if exc.errno in _LOCAL_ERRORS:  # this host's disk, not the backup
-            raise OperationError(f"cannot create {m.name} in the restore: {_local(exc)}") from exc
-        raise IntegrityError(f"cannot restore backup member {m.name!r}: {exc.strerror}; refusing") from exc
+        for m in members:
+            parts = member_path(m)
+            try:
+                os.close(os.open(parts[-1], _CREATE, _mode(m), dir_fd=dirs.get(parts[:-1])))
+            except OSError as exc:
+                raise _cannot(m, exc) from exc
+    finally:
+        dirs.close()
+    return 0
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _cannot(m: Member, exc: OSError) -> DrkitError:
+    if exc.errno in _LOCAL_ERRORS:  # this host's disk, not the backup
+        return OperationError(f"cannot create {m.name} in the restore: {_local(exc)}")
+    return IntegrityError(f"cannot restore backup member {m.name!r}: {exc.strerror}; refusing")
 
 
 _LOCAL_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM)
@@ -180,14 +204,17 @@ def restore_parts(
     *,
     parallel: int,
     progress: Callable[[int], None] | None = None,
+    superseded: frozenset[str] = frozenset(),
 ) -> int:
     """Write the archive into `dest` (must not exist). Returns the bytes of data written.
-    A failure of this host's disk (full, read-only) is an OperationError naming the path."""
+    A failure of this host's disk (full, read-only) is an OperationError naming the path.
+    `superseded`: members created but not written (a later incremental replaces them); a
+    part that holds nothing else is not even read."""
     check_members(members)
     root = _make_dest(dest)
     try:
         _prepare(root, members)
-        return _fill(repo, codec, directory, parts, members, root, parallel, progress)
+        return _fill(repo, codec, directory, parts, members, root, parallel, progress, superseded)
     except OSError as exc:
         where = f"{dest}/{exc.filename}" if exc.filename and not os.path.isabs(str(exc.filename)) else dest
         raise OperationError(f"cannot write the restore into {where}: {_local(exc)}") from exc
@@ -204,9 +231,12 @@ def _fill(
     root: int,
     parallel: int,
     progress: Callable[[int], None] | None,
+    superseded: frozenset[str] = frozenset(),
 ) -> int:
-    files = sorted((m for m in members if m.type == "file" and m.size), key=lambda m: m.offset)
+    every = sorted((m for m in members if m.type == "file" and m.size), key=lambda m: m.offset)
+    files = [m for m in every if m.name not in superseded]
     starts = [m.offset for m in files]
+    every_starts = [m.offset for m in every]
     offsets = [0]
     for part in parts:
         offsets.append(offsets[-1] + part.raw_size)
@@ -214,6 +244,10 @@ def _fill(
 
     def work(i: int) -> int:
         part = parts[i]
+        lo, hi = offsets[i], offsets[i + 1]
+        if superseded and not _holds_data(files, starts, lo, hi) and _holds_data(every, every_starts, lo, hi):
+            done[0] += part.raw_size  # holds only what a later incremental replaces: not read
+            return 0
         stored = _get_checked(repo, directory, part, what="backup file")
         writer = _SliceWriter(root, files, starts, offsets[i])
         try:
@@ -231,11 +265,22 @@ def _fill(
             progress(done[0])
         return writer.written
 
-    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restore")
+    unwritten = [m for m in members if m.type == "file" and (not m.size or m.name in superseded)]
+    pool = ThreadPoolExecutor(max_workers=parallel + 1, thread_name_prefix="restore")
     try:
-        return sum(pool.map(work, range(len(parts))))
+        empty = pool.submit(_create_empty, root, unwritten)  # meanwhile, in a thread of its own
+        written = sum(pool.map(work, range(len(parts))))
+        return written + empty.result()
     finally:  # on a failure or a signal: the parts not started are not started
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _holds_data(files: list[Member], starts: list[int], lo: int, hi: int) -> bool:
+    """Whether any of `files` (sorted, not overlapping) has data in [lo, hi) of the stream."""
+    k = bisect.bisect_right(starts, lo) - 1
+    if k >= 0 and files[k].offset + files[k].size > lo:
+        return True
+    return k + 1 < len(files) and files[k + 1].offset < hi
 
 
 class _SliceWriter:
@@ -264,11 +309,13 @@ class _SliceWriter:
             m = files[j]
             lo, hi = max(a, m.offset), min(b, m.offset + m.size)
             if lo < hi:
+                fd = self._fd(j)
                 try:
-                    os.pwrite(self._fd(j), self.view[lo - a : hi - a], lo - m.offset)
+                    os.pwrite(fd, self.view[lo - a : hi - a], lo - m.offset)
                 except OSError as exc:
                     exc.filename = m.name  # the member, under the destination
                     raise
+                start_writeback(fd, lo - m.offset, hi - lo)  # the disk works meanwhile
                 self.written += hi - lo
             j += 1
         self.pos = b
@@ -276,9 +323,12 @@ class _SliceWriter:
     def _fd(self, j: int) -> int:
         fd = self.fds.get(j)
         if fd is None:
-            parts = member_path(self.files[j])
-            flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = self.fds[j] = os.open(parts[-1], flags, dir_fd=self.dirs.get(parts[:-1]))
+            m = self.files[j]
+            parts = member_path(m)
+            try:  # created by the first worker to write it
+                fd = self.fds[j] = os.open(parts[-1], _CREATE, _mode(m), dir_fd=self.dirs.get(parts[:-1]))
+            except OSError as exc:
+                raise _cannot(m, exc) from exc
         return fd
 
     def _close(self, j: int) -> None:

@@ -28,11 +28,14 @@ def backup_service(
     """One backup of one service, whatever its kind."""
     if service.kind == "postgres":
         from drkit.engines.postgres.backup import base_backup, logical_backup
+        from drkit.engines.postgres.incremental import incremental_backup
 
-        if postgres_type not in ("base", "logical"):
-            raise UsageError(f"--type must be base or logical for PostgreSQL, not {postgres_type!r}")
-        engine = base_backup if postgres_type == "base" else logical_backup
-        return engine(ws, service, progress=progress)
+        engines = {"base": base_backup, "logical": logical_backup, "incremental": incremental_backup}
+        if postgres_type not in engines:
+            raise UsageError(
+                f"--type must be base, incremental or logical for PostgreSQL, not {postgres_type!r}"
+            )
+        return engines[postgres_type](ws, service, progress=progress)
     if service.kind == "meilisearch" and postgres_type == "snapshot":
         from drkit.engines.search.backup import backup_snapshot
 

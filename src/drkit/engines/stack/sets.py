@@ -25,6 +25,7 @@ from drkit.engines.core.registry import has_engine
 from drkit.engines.core.set_refs import set_key
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.backup import base_backup
+from drkit.engines.postgres.incremental import incremental_backup
 from drkit.engines.postgres.switch_wal import switch_wal_and_wait
 from drkit.engines.stack.backup import ServiceOutcome, backup_each, describe_error
 from drkit.engines.stack.estimate import backup_estimate
@@ -53,6 +54,7 @@ def backup_set(
     drkit_argv: list[str],
     on_done: Callable[[ServiceOutcome], None] | None = None,
     progress: Progress = SILENT,
+    postgres_type: str = "base",  # or incremental: on the newest base when one can be
 ) -> RestoreSet:
     """Take the set. A service that fails does not stop the others (each is backed up and
     reported through `on_done`), but a set must hold every service: then no set is written
@@ -67,7 +69,7 @@ def backup_set(
     with locks.exclusive(ws.lock_dir, "stack-set"):
         started = ws.clock.monotonic()
         try:
-            base, taken = _base_backup_for_set(ws, pg, say, progress)
+            base, taken = _base_backup_for_set(ws, pg, say, progress, postgres_type)
             created = ws.clock.now()
             set_id = new_set_id(created)
             point = f"drkit-{set_id}"
@@ -114,7 +116,7 @@ def _incomplete(outcomes: list[ServiceOutcome]) -> OperationError:
 
 
 def _base_backup_for_set(
-    ws: Workspace, pg: Service, say: Say, progress: Progress
+    ws: Workspace, pg: Service, say: Say, progress: Progress, postgres_type: str = "base"
 ) -> tuple[str, BackupResult | None]:
     """The newest base backup when it is younger than `sets.base_max_age`; else a fresh one
     (a nightly set then restores from that night's base, not from a month of WAL). The
@@ -129,9 +131,12 @@ def _base_backup_for_set(
         say(f"the newest base backup {chosen.backup_id} is {age} old (sets.base_max_age): taking one")
     else:
         say("no base backup yet: taking one")
-    progress.step(f"back up {pg.name} (postgres, base) into {ws.repo.location}")
+    progress.step(f"back up {pg.name} (postgres, {postgres_type}) into {ws.repo.location}")
     meter = progress.meter(f"backup of {pg.name}", total=backup_estimate(ws, pg))
-    result = base_backup(ws, pg, progress=meter)
+    if postgres_type == "incremental":
+        result = incremental_backup(ws, pg, progress=meter)
+    else:
+        result = base_backup(ws, pg, progress=meter)
     return result.manifest.backup_id, result
 
 

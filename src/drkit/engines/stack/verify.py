@@ -37,6 +37,7 @@ from drkit.engines.core.rehash import verify_files
 from drkit.engines.core.set_refs import list_sets
 from drkit.engines.core.types import VerifyReport
 from drkit.engines.core.workspace import Workspace
+from drkit.engines.postgres.chain_verify import verify_chain
 from drkit.engines.postgres.verify import verify_deep, verify_tar_index, verify_wal
 from drkit.engines.postgres.verify_logical import verify_logical_deep, verify_logical_layout
 from drkit.engines.postgres.wal.archive import archive_for
@@ -95,6 +96,7 @@ def verify_backup(
     files = f"{len(m.files)} file{'' if len(m.files) == 1 else 's'}"
     progress.step(f"re-hash the {files} of {m.backup_id} ({format_size(m.stored_bytes)})")
     results = verify_files(ws, m)
+    results += verify_chain(ws, m)  # an incremental: every earlier link of its chain
     files_ok = not any_critical_failure(results)
     if m.kind is BackupKind.BASE:
         before_wal = [verify_tar_index(ws, service, m)] if files_ok else []
