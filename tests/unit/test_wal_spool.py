@@ -144,3 +144,20 @@ def test_prefetch_follows_the_plans_timeline_path_across_a_switch(tmp_path: Path
         spool = data_dir / PREFETCH_DIR
         wait((spool / ".absent-000000020000000000000006").is_file, "the end of timeline 2")
         assert sorted(p.name for p in spool.iterdir() if not p.name.startswith(".")) == names
+
+
+def test_a_segment_asked_for_behind_the_position_stays_until_the_asker_copies_it(tmp_path: Path) -> None:
+    """The end of recovery reads its last segment again, after the position note has moved on
+    (the compose restore's CI hang: served on `.want-`, then swept as "recovery is past it"
+    before the container's shell copied it, which then waited ten minutes)."""
+    from drkit.engines.postgres.wal.spool import SpoolDir, SpoolServer
+
+    archive = archive_with(tmp_path, SEG, NEXT)
+    spool = SpoolDir(tmp_path / "spool", None)
+    server = SpoolServer(archive, spool, Segment.parse(MISSING, SIZE), None)
+    spool.publish(".requested", f"{NEXT}\n".encode())  # recovery last took NEXT
+    (tmp_path / "spool" / f".want-{SEG}").touch()  # and now asks for SEG again
+    for _ in range(5):  # rounds of the server: answer, then sweep what is behind the position
+        server.step()
+    assert (tmp_path / "spool" / SEG).read_bytes().startswith(SEG.encode())
+    spool.close()

@@ -114,6 +114,7 @@ class SpoolServer:
     problems: list[str] = field(default_factory=list)
     _next: Segment | None = None
     _prefetching: bool = True
+    _asked: set[str] = field(default_factory=set)  # served on `.want-`: the asker copies it yet
 
     def __post_init__(self) -> None:
         self._next = self.first
@@ -131,8 +132,9 @@ class SpoolServer:
         position = self.spool.read_note(REQUESTED)
         ahead = 0
         for name in names:
-            if not SEGMENT_RE.match(name):
-                continue
+            if not SEGMENT_RE.match(name) or name in self._asked:
+                continue  # an asked-for file (often behind the position: the end of recovery
+                # reads its last segment again) stays until the spool goes
             if position and SEGMENT_RE.match(position) and name < position:
                 self.spool.remove(name)  # recovery is past it
             else:
@@ -162,6 +164,7 @@ class SpoolServer:
         if raw is None:
             self.spool.publish(ABSENT + name, b"")
         else:
+            self._asked.add(name)
             self.spool.publish(name, raw)
 
     def _prefetch(self, ahead: int) -> bool:
