@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from drkit.adapters.postgres.client import connect
 from tests.conftest import run_drkit
@@ -236,3 +237,35 @@ def test_an_encrypted_chain_restores(private_sandbox: SandboxHandle) -> None:
         assert probe_rows(out["port"]) == list(range(1, 21))
     finally:
         stop_restored(dest, box.box.os_user, box.bin_dir)
+
+
+def test_a_set_whose_postgres_part_is_incremental_restores_to_its_moment(
+    private_sandbox: SandboxHandle,
+) -> None:
+    """The default schedule's weekday job, `backup --all --type incremental`: the set's
+    PostgreSQL backup is an incremental on the week's full one, and `restore --set` brings
+    the stack back to the set's moment through that chain."""
+    box = private_sandbox
+    config = yaml.safe_load(box.config_path.read_text())
+    config["sets"] = {**config.get("sets", {}), "base_max_age": "1s"}  # no reuse of the full one
+    box.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    box.psql("create table chain_probe (id int primary key)")
+    full = run_drkit("--output", "json", "backup", "--all", config=box.config_path)
+    assert full.code == 0, full.stderr
+    add_rows(box, 1, 10)
+    taken = run_drkit("--output", "json", "backup", "--all", "--type", "incremental", config=box.config_path)
+    assert taken.code == 0, taken.stderr
+    made = taken.json()
+    incremental = made["backups"]["postgres"]
+    shown = run_drkit("--output", "json", "backups", "show", incremental, config=box.config_path)
+    assert shown.code == 0, shown.stderr
+    assert shown.json()["postgres"]["parent"] == full.json()["backups"]["postgres"]
+    add_rows(box, 11, 20)  # after the set's moment
+
+    restored = run_drkit(
+        "--output", "json", "restore", "--set", made["set_id"], "--yes", config=box.config_path
+    )
+    assert restored.code == 0, restored.stdout + restored.stderr
+    with connect(box.dsn) as conn:
+        rows = [r[0] for r in conn.execute("select id from chain_probe order by id")]
+    assert rows == list(range(1, 11))
