@@ -32,9 +32,7 @@ def backup_service(
 
         engines = {"base": base_backup, "logical": logical_backup, "incremental": incremental_backup}
         if postgres_type not in engines:
-            raise UsageError(
-                f"--type must be base, incremental or logical for PostgreSQL, not {postgres_type!r}"
-            )
+            raise _bad_postgres_type(postgres_type)
         return engines[postgres_type](ws, service, progress=progress)
     if service.kind == "meilisearch" and postgres_type == "snapshot":
         from drkit.engines.search.backup import backup_snapshot
@@ -110,8 +108,15 @@ def check_request(services: list[Service], postgres_type: str) -> None:
     for service in services:
         if not has_engine(service.kind):
             raise UsageError(f"service {service.name} ({service.kind}) has nothing drkit backs up")
-        if service.kind == "postgres" and postgres_type not in ("base", "logical"):
-            raise UsageError(f"--type must be base or logical for PostgreSQL, not {postgres_type!r}")
+        if service.kind == "postgres" and postgres_type not in POSTGRES_TYPES:
+            raise _bad_postgres_type(postgres_type)
+
+
+POSTGRES_TYPES = ("base", "incremental", "logical")  # what backup_service runs; checked before any starts
+
+
+def _bad_postgres_type(postgres_type: str) -> UsageError:
+    return UsageError(f"--type must be {', '.join(POSTGRES_TYPES)} for PostgreSQL, not {postgres_type!r}")
 
 
 def describe_error(exc: Exception) -> str:
