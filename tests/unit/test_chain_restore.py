@@ -4,78 +4,19 @@ link stops the restore there, naming it and the link to restore from instead."""
 
 from __future__ import annotations
 
-import io
 import random
-import tarfile
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from drkit.adapters.postgres.incremental_file import IncrementalHeader
-from drkit.adapters.postgres.tarindex import TarIndexer, members_to_json
-from drkit.adapters.repository.codec import Codec, sha256
+from drkit.adapters.repository.codec import Codec
 from drkit.adapters.repository.fs import FsRepository
-from drkit.domain.backup import BackupKind, Manifest, PostgresInfo, StoredFile
+from drkit.domain.backup import Manifest
 from drkit.domain.errors import IntegrityError
 from drkit.engines.core.layout import backup_dir
 from drkit.engines.postgres.chain_restore import extract_chain
 from drkit.engines.postgres.tar_restore import read_index
-from drkit.infra.parts import split_into_parts
-
-BS = 8192
-T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
-
-
-def tar_of(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o600
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def label(start: int, parent_start: int | None) -> bytes:
-    text = f"START WAL LOCATION: 0/{start:X} (file 000000010000000000000001)\nSTART TIMELINE: 1\n"
-    if parent_start is not None:
-        text += f"INCREMENTAL FROM LSN: 0/{parent_start:X}\nINCREMENTAL FROM TLI: 1\n"
-    return text.encode()
-
-
-def store(repo: FsRepository, day: int, files: dict[str, bytes], parent: Manifest | None) -> Manifest:
-    """A base backup as drkit stores one: parts, tar index, manifest."""
-    backup_id = f"2026112{2 + day}T020000Z-{'incr' if parent else 'base'}"
-    directory = backup_dir("demo", "postgres", backup_id)
-    codec, indexer = Codec(), TarIndexer()
-
-    def sink(index: int, raw: bytes) -> StoredFile:
-        stored = codec.encode(raw)
-        name = f"base.{index:05d}.tar.zst"
-        repo.put(f"{directory}/{name}", stored, overwrite=False)
-        return StoredFile(name, len(stored), sha256(stored), len(raw))
-
-    start = 0x1000028 * (day + 1)
-    stream = tar_of(
-        {"backup_label": label(start, parent and int(parent.require_postgres().start_lsn[2:], 16)), **files}
-    )
-    parts, _ = split_into_parts(io.BytesIO(stream).read, sink, part_size=BS, parallel=2, observe=indexer.feed)
-    raw_index = members_to_json(indexer.members)
-    index = codec.encode(raw_index)
-    repo.put(f"{directory}/tarindex.json.zst", index)
-    files_ = (*parts, StoredFile("tarindex.json.zst", len(index), sha256(index), len(raw_index)))
-    pg = PostgresInfo(f"0/{start:X}", f"0/{start + 0x100:X}", 1, 16 << 20, 150000, "7001")
-    if parent is not None:
-        pp = parent.require_postgres()
-        pg = replace(pg, incremental="delta", parent=parent.backup_id, chain=(*pp.chain, parent.backup_id))
-    at = T0 + timedelta(days=day)
-    return Manifest(backup_id, "demo", "postgres", BackupKind.BASE, at, at, files_, {}, postgres=pg)
-
-
-def incremental(blocks: dict[int, bytes], truncate: int) -> bytes:
-    return IncrementalHeader(tuple(blocks), truncate, BS).encode() + b"".join(blocks.values())
+from tests.unit.chain_helpers import BS, incremental, store
 
 
 @pytest.fixture
@@ -154,3 +95,90 @@ def test_extraction_uses_a_thread_per_core_within_the_memory_limit(monkeypatch: 
     assert restore_workers(2) == MAX_WORKERS  # each holds a part: memory stays bounded
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
     assert restore_workers(2) == 2
+
+
+def test_each_block_is_written_once_by_the_newest_link_that_holds_it(tmp_path: Path) -> None:
+    """The full's blocks that incrementals replace are not written, nor read where a part holds
+    nothing else; an older incremental's blocks a newer one replaces, or cuts, neither."""
+    repo = FsRepository(tmp_path / "repo")
+    rel = [bytes([i]) * BS for i in range(40)]
+    full = store(repo, 0, {"base/5/16384": b"".join(rel), "PG_VERSION": b"15\n"}, None)
+    day1 = store(
+        repo, 1, {"base/5/INCREMENTAL.16384": incremental({b: b"1" * BS for b in range(10, 20)}, 40)}, full
+    )
+    day2 = store(
+        repo, 2, {"base/5/INCREMENTAL.16384": incremental({b: b"2" * BS for b in range(15, 26)}, 40)}, day1
+    )
+    day3 = store(repo, 3, {"base/5/INCREMENTAL.16384": incremental({31: b"3" * BS}, 30)}, day2)  # cut at 30
+    links = (full, day1, day2, day3)
+    directory = backup_dir("demo", "postgres", full.backup_id)
+    members = read_index(repo, Codec(), directory, full, "tarindex.json.zst")
+    heap = next(x for x in members if x.name == "base/5/16384")
+    lo, removed = 0, 0
+    for part in (f for f in full.files if f.name.startswith("base.")):
+        inside = heap.offset + 10 * BS <= lo and lo + part.raw_size <= heap.offset + 26 * BS
+        cut = heap.offset + 30 * BS <= lo and lo + part.raw_size <= heap.offset + heap.size
+        if inside or cut:
+            (repo.root / directory / part.name).unlink()  # replaced or cut by every later link
+            removed += 1
+        lo += part.raw_size
+    assert removed >= 20
+    dest = tmp_path / "data"
+    written = extract_chain(repo, Codec(), "demo", "postgres", links, dest, parallel=2)
+    expected = [*rel[:10], *[b"1" * BS] * 5, *[b"2" * BS] * 11, *rel[26:30], bytes(BS), b"3" * BS]
+    assert (dest / "base/5/16384").read_bytes() == b"".join(expected)
+    assert written == 31 * BS  # blocks 0-29 and 31, each once; nothing for block 30 (zeros)
+
+
+def _sequential(links: list[dict[str, bytes | tuple[dict[int, bytes], int]]]) -> dict[str, bytes]:
+    """What applying each link in turn onto its parent's result gives (pg_combinebackup's
+    result): the reference the newest-first restore must equal."""
+    state: dict[str, bytearray] = {}
+    for files in links:
+        after: dict[str, bytearray] = {}
+        for name, version in files.items():
+            if isinstance(version, bytes):
+                after[name] = bytearray(version)
+                continue
+            blocks, truncate = version
+            data = state[name][: truncate * BS]
+            length = max(truncate, max(blocks, default=-1) + 1) * BS
+            data += bytes(length - len(data))
+            for b, content in blocks.items():
+                data[b * BS : (b + 1) * BS] = content
+            after[name] = data
+        state = after
+    return {name: bytes(data) for name, data in state.items()}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_random_chain_restores_as_its_links_applied_in_turn(seed: int, tmp_path: Path) -> None:
+    rng = random.Random(seed)
+    names = [f"base/5/{16384 + i}" for i in range(5)]
+    links: list[dict[str, bytes | tuple[dict[int, bytes], int]]] = []
+    for day in range(rng.randint(2, 6)):
+        files: dict[str, bytes | tuple[dict[int, bytes], int]] = {}
+        for name in names:
+            held = day > 0 and name in links[-1]
+            kind = rng.choice(["incr", "incr", "incr", "whole", "gone"] if held else ["whole", "gone"])
+            if kind == "whole":
+                files[name] = b"".join(rng.randbytes(BS) for _ in range(rng.randint(0, 12)))
+            elif kind == "incr":
+                blocks = {b: rng.randbytes(BS) for b in sorted(rng.sample(range(16), rng.randint(0, 6)))}
+                files[name] = (blocks, rng.randint(0, 14))
+        links.append(files)
+    repo = FsRepository(tmp_path / "repo")
+    stored: list[Manifest] = []
+    for day, files in enumerate(links):
+        entries = {
+            (name if isinstance(v, bytes) else name.replace("/1", "/INCREMENTAL.1", 1)): (
+                v if isinstance(v, bytes) else incremental(*v)
+            )
+            for name, v in files.items()
+        }
+        stored.append(store(repo, day, entries, stored[-1] if stored else None))
+    dest = tmp_path / "data"
+    extract_chain(repo, Codec(), "demo", "postgres", tuple(stored), dest, parallel=2)
+    expected = _sequential(links)
+    restored = {name: (dest / name).read_bytes() for name in names if (dest / name).exists()}
+    assert restored == expected

@@ -1,30 +1,43 @@
-"""Restore a chain of base backups into a new data directory: the full backup extracted in
-parallel (tar_restore.py), then each incremental applied where it lies (overlay.py), oldest
-first. Each incremental's backup_label must name its parent's start as the point it was taken
-from; the restored label drops those lines (the server refuses a data directory that still
-has them) and the last incremental's backup_manifest, which lists INCREMENTAL files, goes.
+"""Restore a chain of base backups into a new data directory, each block written once: the
+incrementals newest first (overlay.py), then the full backup, in parallel (tar_restore.py),
+each supplying only what no newer link holds (chain_plan.py decides, as pg_combinebackup
+does). Each incremental's backup_label must name its parent's start as the point it was
+taken from; the restored label is the newest link's without those lines (the server refuses
+a data directory that still has them), and no link's backup_manifest is restored.
 
-A damaged link stops the restore there, naming the link: nothing after it is applied.
+A damaged link stops the restore there, naming the link and the link before it to restore
+from instead.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from drkit.adapters.postgres.incremental_file import incremental_from, plain_label
 from drkit.adapters.postgres.tarindex import Member
 from drkit.adapters.repository.codec import Codec
 from drkit.adapters.repository.port import Repository
-from drkit.domain.backup import Manifest
+from drkit.domain.backup import Manifest, StoredFile
 from drkit.domain.errors import DrkitError, IntegrityError
 from drkit.domain.wal import Lsn
 from drkit.engines.core.layout import backup_dir
 from drkit.engines.postgres.backup import TAR_INDEX
-from drkit.engines.postgres.overlay import apply_incremental, target_path
-from drkit.engines.postgres.tar_restore import member_path, read_index, restore_parts
+from drkit.engines.postgres.chain_plan import LABEL, Claims, FilePlan, LinkError, plan_files, target_path
+from drkit.engines.postgres.overlay import apply_incremental
+from drkit.engines.postgres.tar_restore import (
+    OpenDirs,
+    check_members,
+    local_failures,
+    make_dest,
+    member_path,
+    read_index,
+    restore_files_into,
+    restore_parts,
+)
 
 DEFAULT_BLOCK_SIZE = 8192
 MAX_WORKERS = 6  # each holds a part (16 MiB) and a piece buffer: peak memory stays < 200 MB
@@ -54,38 +67,166 @@ def extract_chain(
 ) -> int:
     """Write the data directory `chain` (full first) restores into `dest` (must not exist);
     the bytes of data written."""
-    done = 0
+    indexes = [_index(repo, codec, stack, service, m, chain) for m in chain]
+    if len(chain) == 1:
+        parts = [f for f in chain[0].files if f.name.startswith("base.")]
+        directory = backup_dir(stack, service, chain[0].backup_id)
+        return restore_parts(
+            repo, codec, directory, parts, indexes[0], dest, parallel=parallel, progress=progress
+        )
+    for m, members in zip(chain, indexes, strict=True):
+        try:
+            check_members(members)  # only files and directories, safe names, each once
+        except DrkitError as exc:
+            raise _at_link(exc, chain, m) from exc
+    try:
+        plan = plan_files(indexes, [m.backup_id for m in chain])
+    except LinkError as exc:
+        raise _at_link(exc, chain, chain[exc.link]) from exc
+    root = make_dest(dest)
+    try:
+        with local_failures(dest):
+            return _extract_into(repo, codec, stack, service, chain, indexes, plan, root, parallel, progress)
+    finally:
+        os.close(root)
+
+
+def _extract_into(
+    repo: Repository,
+    codec: Codec,
+    stack: str,
+    service: str,
+    chain: tuple[Manifest, ...],
+    indexes: list[list[Member]],
+    plan: FilePlan,
+    root: int,
+    parallel: int,
+    progress: Callable[[int], None] | None,
+) -> int:
+    _make_dirs(root, indexes[-1], plan)
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="create") as creator:
+        creator.submit(_create_files, root, _creation_order(indexes, plan), stop)
+        try:
+            return _write_links(repo, codec, stack, service, chain, indexes, plan, root, parallel, progress)
+        finally:
+            stop.set()
+
+
+def _write_links(
+    repo: Repository,
+    codec: Codec,
+    stack: str,
+    service: str,
+    chain: tuple[Manifest, ...],
+    indexes: list[list[Member]],
+    plan: FilePlan,
+    root: int,
+    parallel: int,
+    progress: Callable[[int], None] | None,
+) -> int:
+    """Each link, newest first, writing what it supplies."""
+    claims = Claims(block_size(chain[-1]))
+    done, written, newest_label = 0, 0, b""
 
     def step(base: int) -> Callable[[int], None] | None:
         return None if progress is None else (lambda n: progress(base + n))
 
-    written = 0
-    indexes = [_index(repo, codec, stack, service, m, chain) for m in chain]
-    superseded = _superseded(indexes)
-    for k, (m, members) in enumerate(zip(chain, indexes, strict=True)):
+    for k in range(len(chain) - 1, -1, -1):
+        m = chain[k]
         directory = backup_dir(stack, service, m.backup_id)
         parts = [f for f in m.files if f.name.startswith("base.")]
         try:
             if k == 0:
-                skip = frozenset("/".join(p) for p in superseded[0])
-                written += restore_parts(
-                    repo, codec, directory, parts, members, dest, parallel=parallel, progress=step(done),
-                    superseded=skip,
-                )  # fmt: skip
-            else:
-                written += apply_incremental(
-                    repo, codec, directory, parts, members, dest, block_size=block_size(m),
-                    backup_id=m.backup_id, progress=step(done), superseded=frozenset(superseded[k]),
-                )  # fmt: skip
-                _check_label(dest, m, chain[k - 1])
+                written += _restore_full(
+                    repo, codec, directory, parts, indexes[0], root, plan, claims, parallel, step(done)
+                )
+                break
+            applied = apply_incremental(
+                repo, codec, directory, parts, indexes[k], root, block_size=block_size(m),
+                backup_id=m.backup_id, used=plan.used[k], claims=claims, progress=step(done),
+            )  # fmt: skip
+            _check_label(applied.label, m, chain[k - 1])
+            newest_label = newest_label or applied.label or b""
         except DrkitError as exc:
-            if len(chain) == 1:
-                raise
             raise _at_link(exc, chain, m) from exc
+        written += applied.written
         done += m.raw_bytes
-    if len(chain) > 1:
-        _finish(dest)
+    _write_label(root, plain_label(newest_label))
     return written
+
+
+def _creation_order(indexes: list[list[Member]], plan: FilePlan) -> list[tuple[tuple[str, ...], int]]:
+    """Every file restored, with its mode, in about the order the writers first need it: the
+    newest link's that it writes data into, in stream order, then the next link's, and so
+    on; the full backup's last."""
+    order: dict[tuple[str, ...], int] = {}
+    for k in range(len(indexes) - 1, -1, -1):
+        for m in sorted((x for x in indexes[k] if x.type == "file"), key=lambda x: x.offset):
+            path, incremental = target_path(m) if k else (member_path(m), False)
+            if path in plan.used[k] and path != LABEL and (not incremental or m.size > HEADER_ONLY):
+                order.setdefault(path, m.mode & 0o777 or 0o600)
+    return list(order.items())
+
+
+def _create_files(root: int, order: list[tuple[tuple[str, ...], int]], stop: threading.Event) -> None:
+    """Create the files ahead of the writers, in a thread of their own: creating a file costs
+    about a millisecond on ext4, opening one that exists microseconds, and the writers of the
+    incrementals work one at a time. A writer that gets to a file first creates it itself;
+    nothing is written here, so a failure here only leaves the work to the writers."""
+    dirs = OpenDirs(root, create=False)
+    try:
+        for path, mode in order:
+            if stop.is_set():
+                return
+            os.close(os.open(path[-1], _CREATE, mode, dir_fd=dirs.get(path[:-1])))
+    except OSError:
+        return
+    finally:
+        dirs.close()
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+HEADER_ONLY = 12  # an INCREMENTAL file of no blocks (its header, unpadded)
+
+
+def _make_dirs(root: int, newest: list[Member], plan: FilePlan) -> None:
+    """Every directory the newest link lists, with its mode (the files are created as their
+    first bytes come)."""
+    modes = {member_path(m): m.mode & 0o777 or 0o700 for m in newest if m.type == "dir"}
+    dirs = OpenDirs(root, create=True)
+    try:
+        for path in sorted(plan.dirs, key=len):
+            fd = dirs.get(path)
+            if path in modes:
+                os.fchmod(fd, modes[path])
+    finally:
+        dirs.close()
+
+
+def _restore_full(
+    repo: Repository,
+    codec: Codec,
+    directory: str,
+    parts: list[StoredFile],
+    members: list[Member],
+    root: int,
+    plan: FilePlan,
+    claims: Claims,
+    parallel: int,
+    progress: Callable[[int], None] | None,
+) -> int:
+    """The full backup's part: its files no incremental replaced whole, but for the blocks
+    an incremental supplied."""
+    files = {member_path(m): m for m in members if m.type == "file"}
+    used = [files[p] for p in plan.used[0]]
+    claimed = [(p, m) for p, m in zip(plan.used[0], used, strict=True) if claims.claimed(p)]
+    return restore_files_into(
+        repo, codec, directory, parts, members, root, parallel=parallel, progress=progress,
+        wanted=frozenset(m.name for m in used),
+        ranges={m.name: claims.whole_ranges(p, m.size) for p, m in claimed},
+        lengths={m.name: claims.length(p) for p, m in claimed},
+    )  # fmt: skip
 
 
 def _index(
@@ -97,27 +238,6 @@ def _index(
         if len(chain) == 1:
             raise
         raise _at_link(exc, chain, m) from exc
-
-
-def _superseded(indexes: list[list[Member]]) -> list[set[tuple[str, ...]]]:
-    """Per link, the files not worth writing: a later link stores them whole, or the last
-    link no longer lists them (removed). Newest wins: a file rewritten every day is written
-    once. backup_label always (each link's is checked against its parent)."""
-    last_whole: dict[tuple[str, ...], int] = {}
-    listed: list[list[tuple[tuple[str, ...], bool]]] = []
-    for k, members in enumerate(indexes):
-        files = [target_path(x) if k else (member_path(x), False) for x in members if x.type == "file"]
-        listed.append(files)
-        for path, incremental in files:
-            if not incremental:
-                last_whole[path] = k
-    final = {path for path, _ in listed[-1]}
-    out = []
-    for k, files in enumerate(listed):
-        out.append(
-            {p for p, _ in files if p != ("backup_label",) and (p not in final or last_whole.get(p, 0) > k)}
-        )
-    return out
 
 
 def _at_link(exc: DrkitError, chain: tuple[Manifest, ...], m: Manifest) -> DrkitError:
@@ -134,20 +254,10 @@ def _at_link(exc: DrkitError, chain: tuple[Manifest, ...], m: Manifest) -> Drkit
     )
 
 
-def _read_label(dest: Path) -> bytes:
-    fd = os.open(dest / "backup_label", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 1 << 20)
-    finally:
-        os.close(fd)
-
-
-def _check_label(dest: Path, m: Manifest, parent: Manifest) -> None:
+def _check_label(label: bytes | None, m: Manifest, parent: Manifest) -> None:
     """The incremental was taken from the parent restored under it (its label says so)."""
-    try:
-        label = _read_label(dest)
-    except FileNotFoundError as exc:
-        raise IntegrityError(f"incremental backup {m.backup_id} holds no backup_label") from exc
+    if label is None:
+        raise IntegrityError(f"incremental backup {m.backup_id} holds no backup_label")
     found = incremental_from(label)
     expected = parent.require_postgres().start_lsn
     if found is None or Lsn.parse(found) != Lsn.parse(expected):
@@ -157,14 +267,11 @@ def _check_label(dest: Path, m: Manifest, parent: Manifest) -> None:
         )
 
 
-def _finish(dest: Path) -> None:
-    """The label of a whole data directory; no manifest of an incremental backup."""
-    label = plain_label(_read_label(dest))
-    flags = os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(dest / "backup_label", flags)
+def _write_label(root: int, label: bytes) -> None:
+    """The label of a whole data directory (the newest link's, its parent's lines dropped)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(LABEL[0], flags, 0o600, dir_fd=root)
     try:
         os.write(fd, label)
     finally:
         os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(dest / "backup_manifest")

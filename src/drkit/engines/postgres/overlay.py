@@ -1,26 +1,27 @@
-"""Apply one incremental backup, as stored, onto the data directory its parent restored.
+"""Apply one incremental backup of a chain, as stored, newest link first (chain_plan.py says
+what each link supplies).
 
 The incremental's tar stream is read part by part (each part's SHA-256 checked, the next one
-decoded while this one is written) and applied where it lies: a whole file replaces the
-parent's; `INCREMENTAL.<name>` cuts and extends `<name>` as its header says and writes its
-blocks at their place; what the incremental does not list (a dropped table, a removed
-database) goes. Nothing is staged: the full backup is written once, each incremental only
-adds what changed. The members are checked first, as for a full restore (tar_restore.py):
-only files and directories, safe relative names, each once; everything is opened under the
-destination without following symlinks.
+decoded while this one is written) and each byte of member data goes where it belongs, once:
+a file this link supplies whole is written, but for the blocks a newer link supplied; an
+`INCREMENTAL.<name>` file, at its header, is either the newest version of `<name>` (the file
+is created at the length the header gives and every block is written) or an older one (only
+the blocks no newer version holds, below the newer versions' truncation point). Files this
+link does not supply are skipped (a part holding nothing else is not read). Each link's
+backup_label is kept in memory for the chain to check, never written here. The members are
+checked first, as for a full restore (tar_restore.py): only files and directories, safe
+relative names, each once; everything is opened under the destination without following
+symlinks, in the directories the chain restore made.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from drkit.adapters.postgres.incremental_file import (
-    PREFIX,
     IncrementalFormatError,
     IncrementalHeader,
     needed_header_bytes,
@@ -31,11 +32,11 @@ from drkit.adapters.repository.codec import Codec
 from drkit.adapters.repository.port import Repository
 from drkit.domain.backup import StoredFile
 from drkit.domain.errors import IntegrityError
-from drkit.engines.postgres.tar_restore import OpenDirs, check_members, get_checked, member_path
+from drkit.engines.postgres.chain_plan import LABEL, Claims, target_path
+from drkit.engines.postgres.tar_restore import OpenDirs, check_members, get_checked
 from drkit.infra.writeback import start_writeback
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-KEEP = frozenset({"log"})  # made by the restore after extraction, never in a backup
+MAX_LABEL = 1 << 20
 
 
 @dataclass
@@ -46,19 +47,19 @@ class _Target:
     path: tuple[str, ...]  # the file it writes (INCREMENTAL. taken off)
     incremental: bool
     fd: int = -1
-    skip: bool = False  # a later incremental replaces it whole: nothing to write here
-    size: int = 0  # an incremental file's target: its size before
-    runs: list[int] = field(default_factory=list)  # per block held: how many follow it in a row
+    dirty: bool = False  # written to since opened
+    skip: bool = False  # this link does not supply the file: nothing to write
+    ranges: list[tuple[int, int]] | None = None  # a whole file: the byte ranges it supplies (None: all)
+    use: list[bool] = field(default_factory=list)  # per block held: whether it is written
+    runs: list[int] = field(default_factory=list)  # per block held: how many follow it alike
     head: bytearray = field(default_factory=bytearray)
     header: IncrementalHeader | None = None
 
 
-def target_path(m: Member) -> tuple[tuple[str, ...], bool]:
-    """The path a member writes and whether it is an incremental file."""
-    parts = member_path(m)
-    if m.type == "file" and parts[-1].startswith(PREFIX) and len(parts[-1]) > len(PREFIX):
-        return (*parts[:-1], parts[-1][len(PREFIX) :]), True
-    return parts, False
+@dataclass
+class Applied:
+    written: int  # bytes of data written
+    label: bytes | None  # the link's backup_label (None: it holds none)
 
 
 def apply_incremental(
@@ -67,124 +68,59 @@ def apply_incremental(
     directory: str,
     parts: list[StoredFile],
     members: list[Member],
-    dest: Path,
+    root: int,
     *,
     block_size: int,
     backup_id: str,
+    used: frozenset[tuple[str, ...]],
+    claims: Claims,
     progress: Callable[[int], None] | None = None,
-    superseded: frozenset[tuple[str, ...]] = frozenset(),
-) -> int:
-    """Apply the incremental backup `backup_id` onto `dest`; the bytes of data written.
-    `superseded`: files a later incremental stores whole, not written here (a part that
-    holds nothing else is not even read)."""
+) -> Applied:
+    """Write what the incremental backup `backup_id` supplies (`used`: its files the chain
+    takes from it; `claims`: the blocks newer links supplied) into the directory open as
+    `root`."""
     check_members(members)
     targets = _targets(members, backup_id)
     for t in targets:
-        t.skip = t.path in superseded
-    root = os.open(dest, _DIR_FLAGS)
+        t.skip = t.path not in used and t.path != LABEL
+    writer = _Writer(root, targets, block_size, backup_id, claims)
     try:
-        _remove_unlisted(root, {t.path for t in targets} | _dirs(members))
-        writer = _Writer(root, targets, block_size, backup_id)
-        try:
-            _prepare(writer, members)
-            for part, raw in _decoded(repo, codec, directory, parts, _needed(parts, targets)):
-                writer.feed(raw, part.raw_size)
-                if progress:
-                    progress(writer.written)
-            writer.finish()
-        finally:
-            writer.close()
-        return writer.written
+        for part, raw in _decoded(repo, codec, directory, parts, _needed(parts, targets)):
+            writer.feed(raw, part.raw_size)
+            if progress:
+                progress(writer.written)
+        writer.finish()
     finally:
-        os.close(root)
+        writer.close()
+    return Applied(writer.written, writer.label)
 
 
 def _targets(members: list[Member], backup_id: str) -> list[_Target]:
     out: list[_Target] = []
-    seen: dict[tuple[str, ...], str] = {}
-    for m in members:
+    for m in members:  # (each path once: chain_plan.plan_files checked)
         if m.type != "file":
             continue
         path, incremental = target_path(m)
-        if path in seen:
-            raise IntegrityError(
-                f"incremental backup {backup_id} holds both {seen[path]!r} and {m.name!r}; "
-                f"refusing to restore"
-            )
-        seen[path] = m.name
+        if path == LABEL and (incremental or m.size > MAX_LABEL):
+            raise IntegrityError(f"the backup_label of {backup_id} is not a label; refusing to restore")
         out.append(_Target(m, path, incremental))
     return sorted(out, key=lambda t: t.member.offset)
-
-
-def _dirs(members: list[Member]) -> set[tuple[str, ...]]:
-    out: set[tuple[str, ...]] = set()
-    for m in members:
-        parts = member_path(m)
-        upto = parts if m.type == "dir" else parts[:-1]
-        out.update(upto[:i] for i in range(1, len(upto) + 1))
-    return out
-
-
-def _remove_unlisted(root: int, wanted: set[tuple[str, ...]]) -> None:
-    """Files and directories the incremental does not list were removed from the cluster
-    between the backups: remove them here too (never following a symlink)."""
-    for dirpath, dirnames, filenames, dirfd in os.fwalk(".", dir_fd=root, follow_symlinks=False):
-        base = tuple(p for p in Path(dirpath).parts if p != ".")
-        for name in list(dirnames):
-            if (*base, name) not in wanted and not (not base and name in KEEP):
-                _remove_tree(dirfd, name)
-                dirnames.remove(name)
-        for name in filenames:
-            if (*base, name) not in wanted:
-                os.unlink(name, dir_fd=dirfd)
-
-
-def _remove_tree(parent: int, name: str) -> None:
-    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=parent)
-        return
-    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-    try:
-        for entry in os.listdir(fd):
-            _remove_tree(fd, entry)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=parent)
-
-
-def _prepare(writer: _Writer, members: list[Member]) -> None:
-    """Every directory; every file an incremental file applies to checked to be there (the
-    parent restored it) and its size noted. Nothing is opened yet: most incremental files
-    of a day change nothing, and are never opened at all."""
-    for m in members:
-        if m.type == "dir":
-            os.fchmod(writer.dirs.get(member_path(m)), m.mode & 0o777 or 0o700)
-    for t in writer.targets:
-        if not t.incremental or t.skip:
-            continue
-        try:
-            st = os.stat(t.path[-1], dir_fd=writer.dirs.get(t.path[:-1]), follow_symlinks=False)
-        except FileNotFoundError as exc:
-            raise IntegrityError(
-                f"incremental backup {writer.backup_id} changes {'/'.join(t.path)}, which its parent "
-                f"does not hold; refusing to restore"
-            ) from exc
-        if not stat.S_ISREG(st.st_mode):
-            raise IntegrityError(f"{'/'.join(t.path)} in the restored directory is not a regular file")
-        t.size = st.st_size
 
 
 class _Writer:
     """The incremental's tar stream, in order: each byte of member data to where it belongs
     (each file open while its bytes pass, then closed)."""
 
-    def __init__(self, root: int, targets: list[_Target], block_size: int, backup_id: str) -> None:
-        self.targets, self.block_size, self.backup_id = targets, block_size, backup_id
-        self.dirs = OpenDirs(root, create=True)
+    def __init__(
+        self, root: int, targets: list[_Target], block_size: int, backup_id: str, claims: Claims
+    ) -> None:
+        self.targets, self.block_size, self.backup_id, self.claims = targets, block_size, backup_id, claims
+        self.dirs = OpenDirs(root, create=False)
         self.pos = 0  # stream bytes consumed
         self.next = 0  # the first target not yet complete
         self.written = 0
+        self.label: bytes | None = None
+        self._label = bytearray()
 
     def feed(self, data: bytes | None, length: int) -> None:
         """The next `length` bytes of the stream (None: a part not read, holding only data
@@ -205,11 +141,11 @@ class _Writer:
         self.pos = b
 
     def _write(self, t: _Target, piece: memoryview, at: int) -> None:
+        if t.path == LABEL:
+            self._label += piece
+            return
         if not t.incremental:
-            fd = self._fd(t)
-            os.pwrite(fd, piece, at)
-            start_writeback(fd, at, len(piece))
-            self.written += len(piece)
+            self._write_whole(t, piece, at)
             return
         while len(piece):
             if t.header is None:
@@ -221,12 +157,28 @@ class _Writer:
                 continue
             h = t.header
             i, within = divmod(at - h.length, self.block_size)
-            n = min(len(piece), t.runs[i] * self.block_size - within)  # consecutive blocks at once
-            fd = self._fd(t)
-            os.pwrite(fd, piece[:n], h.blocks[i] * self.block_size + within)
-            start_writeback(fd, h.blocks[i] * self.block_size + within, n)
-            self.written += n
+            n = min(len(piece), t.runs[i] * self.block_size - within)  # blocks alike at once
+            if t.use[i]:
+                self._put(t, piece[:n], h.blocks[i] * self.block_size + within)
             piece, at = piece[n:], at + n
+
+    def _write_whole(self, t: _Target, piece: memoryview, at: int) -> None:
+        """A whole file's bytes at `at`: all of them, or (a newer link changed blocks of
+        it) only the ranges it still supplies."""
+        if t.ranges is None:
+            if not self.claims.claimed(t.path):
+                self._put(t, piece, at)
+                return
+            t.ranges = self.claims.whole_ranges(t.path, t.member.size)
+        for x, y in t.ranges:
+            lo, hi = max(x, at), min(y, at + len(piece))
+            if lo < hi:
+                self._put(t, piece[lo - at : hi - at], lo)
+
+    def _put(self, t: _Target, piece: memoryview, at: int) -> None:
+        os.pwrite(self._fd(t), piece, at)
+        t.dirty = True
+        self.written += len(piece)
 
     def _damaged(self, t: _Target, why: object) -> IntegrityError:
         return IntegrityError(
@@ -247,32 +199,30 @@ class _Writer:
         return raw
 
     def _apply_header(self, t: _Target) -> None:
-        """The header is whole: cut and extend the file as it says (unless it stays as it is)."""
+        """The header is whole: which of its blocks this link supplies. The newest version
+        of a file creates it at its length and supplies them all."""
         try:
             h = parse_header(bytes(t.head), block_size=self.block_size, member_size=t.member.size)
         except IncrementalFormatError as exc:
             raise self._damaged(t, exc) from exc
         t.header = h
+        if self.claims.claimed(t.path):
+            t.use = self.claims.older(t.path, h)
+        else:
+            self.claims.newest(t.path, h)
+            t.use = [True] * len(h.blocks)
+            if h.blocks:  # else made, at its length, by the link that writes its data
+                os.ftruncate(self._fd(t), h.file_blocks * self.block_size)
         t.runs = [1] * len(h.blocks)
         for i in range(len(h.blocks) - 2, -1, -1):
-            if h.blocks[i + 1] == h.blocks[i] + 1:
+            if t.use[i] == t.use[i + 1] and (not t.use[i] or h.blocks[i + 1] == h.blocks[i] + 1):
                 t.runs[i] = t.runs[i + 1] + 1
-        cut, length = min(t.size, h.truncate * self.block_size), h.file_blocks * self.block_size
-        if cut == t.size == length:
-            return
-        fd = self._fd(t)
-        os.ftruncate(fd, cut)
-        os.ftruncate(fd, length)
 
     def _fd(self, t: _Target) -> int:
-        """Open when the first bytes come: an incremental file's target as it is, a whole
-        file as it is or created. A whole file is written over and then cut to its length,
-        never emptied first: emptying a file whose pages are still being written to disk
-        waits for that write, overwriting them does not."""
+        """Open when the first bytes come (created by the newest link that writes it; an
+        older one opens it as it is, never emptied)."""
         if t.fd < 0:
-            flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
-            if not t.incremental:
-                flags |= os.O_CREAT
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
             dirfd = self.dirs.get(t.path[:-1])
             try:
                 t.fd = os.open(t.path[-1], flags, t.member.mode & 0o777 or 0o600, dir_fd=dirfd)
@@ -281,15 +231,21 @@ class _Writer:
         return t.fd
 
     def _done(self, t: _Target) -> None:
+        if t.path == LABEL:
+            self.label = bytes(self._label)
+            return
         if t.skip:
             return
         if t.incremental and t.header is None:
             raise self._damaged(t, f"{t.member.size} bytes, shorter than its header")
         if not t.incremental:
-            fd = self._fd(t)  # (an empty file: opened only here)
-            if os.fstat(fd).st_size != t.member.size:
-                os.ftruncate(fd, t.member.size)
+            fd = self._fd(t)  # (an empty file, or no range of it supplied: opened only here)
+            length = self.claims.length(t.path) if self.claims.claimed(t.path) else t.member.size
+            if os.fstat(fd).st_size != length:
+                os.ftruncate(fd, length)
         if t.fd >= 0:
+            if t.dirty:
+                start_writeback(t.fd, 0, 0)  # the disk works meanwhile (once per file)
             os.close(t.fd)
             t.fd = -1
 

@@ -22,7 +22,7 @@ import bisect
 import contextlib
 import errno
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
@@ -71,6 +71,9 @@ get_checked = _get_checked  # for the other readers of a stored tar stream (over
 
 def member_path(m: Member) -> tuple[str, ...]:
     """The member's path components; IntegrityError for anything that could leave the target."""
+    parts = tuple(m.name.split("/"))
+    if all(p and p not in (".", "..") for p in parts) and "\0" not in m.name:
+        return parts  # a plain relative name, as pg_basebackup writes them (PurePosixPath is slow)
     path = PurePosixPath(m.name)
     if not m.name or "\0" in m.name or path.is_absolute() or ".." in path.parts or not path.parts:
         raise IntegrityError(f"backup holds an unsafe path {m.name!r}; refusing to restore")
@@ -141,14 +144,19 @@ def _prepare(root: int, members: list[Member]) -> None:
         dirs.close()
 
 
-def _create_empty(root: int, members: list[Member]) -> int:
-    """The files no worker writes: empty ones, and those a later incremental replaces."""
+def _create_empty(root: int, members: list[Member], lengths: dict[str, int] | None = None) -> int:
+    """The files no worker writes: the empty ones (or, in a chain, those at a `lengths`
+    given, whose data the incrementals supplied)."""
     dirs = OpenDirs(root, create=False)
     try:
         for m in members:
             parts = member_path(m)
             try:
-                os.close(os.open(parts[-1], _CREATE, _mode(m), dir_fd=dirs.get(parts[:-1])))
+                fd = os.open(parts[-1], _CREATE, _mode(m), dir_fd=dirs.get(parts[:-1]))
+                try:
+                    _set_length(fd, (lengths or {}).get(m.name))
+                finally:
+                    os.close(fd)
             except OSError as exc:
                 raise _cannot(m, exc) from exc
     finally:
@@ -157,6 +165,13 @@ def _create_empty(root: int, members: list[Member]) -> int:
 
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _set_length(fd: int, length: int | None) -> None:
+    """A file of a chain whose newest version an incremental describes gets that version's
+    length (every write lies below it: setting it twice changes nothing)."""
+    if length is not None and os.fstat(fd).st_size != length:
+        os.ftruncate(fd, length)
 
 
 def _cannot(m: Member, exc: OSError) -> DrkitError:
@@ -176,7 +191,7 @@ def _mode(m: Member) -> int:
     return m.mode & 0o777 or 0o600
 
 
-def _make_dest(dest: Path) -> int:
+def make_dest(dest: Path) -> int:
     """Create `dest` (it must not exist) and open it without following symlinks."""
     try:
         dest.mkdir(mode=0o700, parents=False)
@@ -194,6 +209,9 @@ def _make_dest(dest: Path) -> int:
     return root
 
 
+Ranges = dict[str, list[tuple[int, int]]]  # member name -> the byte ranges of it to write
+
+
 def restore_parts(
     repo: Repository,
     codec: Codec,
@@ -204,22 +222,50 @@ def restore_parts(
     *,
     parallel: int,
     progress: Callable[[int], None] | None = None,
-    superseded: frozenset[str] = frozenset(),
 ) -> int:
     """Write the archive into `dest` (must not exist). Returns the bytes of data written.
-    A failure of this host's disk (full, read-only) is an OperationError naming the path.
-    `superseded`: members created but not written (a later incremental replaces them); a
-    part that holds nothing else is not even read."""
+    A failure of this host's disk (full, read-only) is an OperationError naming the path."""
     check_members(members)
-    root = _make_dest(dest)
+    root = make_dest(dest)
     try:
-        _prepare(root, members)
-        return _fill(repo, codec, directory, parts, members, root, parallel, progress, superseded)
+        with local_failures(dest):
+            _prepare(root, members)
+            return _fill(repo, codec, directory, parts, members, root, parallel, progress)
+    finally:
+        os.close(root)
+
+
+def restore_files_into(
+    repo: Repository,
+    codec: Codec,
+    directory: str,
+    parts: list[StoredFile],
+    members: list[Member],
+    root: int,
+    *,
+    wanted: frozenset[str],
+    ranges: Ranges,
+    lengths: dict[str, int],
+    parallel: int,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write only the files named in `wanted` (those in `ranges` only there, and made
+    `lengths` long) into the directory open as `root`, whose directories exist. A part holding
+    nothing to write is not read. (The full backup of a chain: chain_restore.py.)"""
+    check_members(members)
+    files = [m for m in members if m.type == "file" and m.name in wanted]
+    _prepare(root, files)
+    return _fill(repo, codec, directory, parts, members, root, parallel, progress, files, ranges, lengths)
+
+
+@contextlib.contextmanager
+def local_failures(dest: Path) -> Iterator[None]:
+    """An OSError writing under `dest` as an OperationError naming the path."""
+    try:
+        yield
     except OSError as exc:
         where = f"{dest}/{exc.filename}" if exc.filename and not os.path.isabs(str(exc.filename)) else dest
         raise OperationError(f"cannot write the restore into {where}: {_local(exc)}") from exc
-    finally:
-        os.close(root)
 
 
 def _fill(
@@ -231,25 +277,34 @@ def _fill(
     root: int,
     parallel: int,
     progress: Callable[[int], None] | None,
-    superseded: frozenset[str] = frozenset(),
+    chosen: list[Member] | None = None,
+    ranges: Ranges | None = None,
+    lengths: dict[str, int] | None = None,
 ) -> int:
     every = sorted((m for m in members if m.type == "file" and m.size), key=lambda m: m.offset)
-    files = [m for m in every if m.name not in superseded]
+    wanted = every if chosen is None else sorted((m for m in chosen if m.size), key=lambda m: m.offset)
+    ranges = ranges or {}
+    files = [m for m in wanted if ranges.get(m.name) != []]
     starts = [m.offset for m in files]
     every_starts = [m.offset for m in every]
     offsets = [0]
     for part in parts:
         offsets.append(offsets[-1] + part.raw_size)
     done = [0]
+    partial = chosen is not None
 
     def work(i: int) -> int:
         part = parts[i]
         lo, hi = offsets[i], offsets[i + 1]
-        if superseded and not _holds_data(files, starts, lo, hi) and _holds_data(every, every_starts, lo, hi):
-            done[0] += part.raw_size  # holds only what a later incremental replaces: not read
+        if (
+            partial
+            and not _wanted_in(files, starts, ranges, lo, hi)
+            and _holds_data(every, every_starts, lo, hi)
+        ):
+            done[0] += part.raw_size  # holds only what is not written: not read
             return 0
         stored = _get_checked(repo, directory, part, what="backup file")
-        writer = _SliceWriter(root, files, starts, offsets[i])
+        writer = _SliceWriter(root, files, starts, offsets[i], ranges, lengths)
         try:
             for n in codec.decode_into(stored, writer.buffer, name=part.name):
                 writer.write(n)
@@ -265,14 +320,38 @@ def _fill(
             progress(done[0])
         return writer.written
 
-    unwritten = [m for m in members if m.type == "file" and (not m.size or m.name in superseded)]
+    source = members if chosen is None else chosen
+    unwritten = [m for m in source if m.type == "file" and (not m.size or ranges.get(m.name) == [])]
     pool = ThreadPoolExecutor(max_workers=parallel + 1, thread_name_prefix="restore")
     try:
-        empty = pool.submit(_create_empty, root, unwritten)  # meanwhile, in a thread of its own
+        empty = pool.submit(_create_empty, root, unwritten, lengths)  # meanwhile, in a thread of its own
         written = sum(pool.map(work, range(len(parts))))
         return written + empty.result()
     finally:  # on a failure or a signal: the parts not started are not started
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _wanted_in(files: list[Member], starts: list[int], ranges: Ranges, lo: int, hi: int) -> bool:
+    """Whether any byte of [lo, hi) of the stream is to be written."""
+    k = max(bisect.bisect_right(starts, lo) - 1, 0)
+    while k < len(files) and files[k].offset < hi:
+        m = files[k]
+        a, b = max(lo, m.offset) - m.offset, min(hi, m.offset + m.size) - m.offset
+        within = ranges.get(m.name)
+        if a < b and (within is None or _overlaps(within, a, b)):
+            return True
+        k += 1
+    return False
+
+
+def _end(r: tuple[int, int]) -> int:
+    return r[1]
+
+
+def _overlaps(within: list[tuple[int, int]], a: int, b: int) -> bool:
+    """Whether any of the sorted, disjoint ranges meets [a, b)."""
+    r = bisect.bisect_right(within, a, key=_end)
+    return r < len(within) and within[r][0] < b
 
 
 def _holds_data(files: list[Member], starts: list[int], lo: int, hi: int) -> bool:
@@ -289,8 +368,17 @@ class _SliceWriter:
 
     PIECE = 1 << 20
 
-    def __init__(self, root: int, files: list[Member], starts: list[int], pos: int) -> None:
-        self.root, self.files, self.pos = root, files, pos
+    def __init__(
+        self,
+        root: int,
+        files: list[Member],
+        starts: list[int],
+        pos: int,
+        ranges: Ranges | None = None,
+        lengths: dict[str, int] | None = None,
+    ) -> None:
+        self.root, self.files, self.pos, self.ranges = root, files, pos, ranges or {}
+        self.lengths = lengths or {}
         self.buffer = bytearray(self.PIECE)
         self.view = memoryview(self.buffer)
         self.next = max(bisect.bisect_right(starts, pos) - 1, 0)  # first member not yet done
@@ -308,17 +396,37 @@ class _SliceWriter:
         while j < len(files) and files[j].offset < b:
             m = files[j]
             lo, hi = max(a, m.offset), min(b, m.offset + m.size)
-            if lo < hi:
-                fd = self._fd(j)
-                try:
-                    os.pwrite(fd, self.view[lo - a : hi - a], lo - m.offset)
-                except OSError as exc:
-                    exc.filename = m.name  # the member, under the destination
-                    raise
-                start_writeback(fd, lo - m.offset, hi - lo)  # the disk works meanwhile
-                self.written += hi - lo
+            within = self.ranges.get(m.name)
+            if within is None:
+                self._put(j, lo, hi, a)
+            else:  # only the blocks no newer link of a chain supplies
+                r = bisect.bisect_right(within, lo - m.offset, key=_end)
+                first = r
+                while r < len(within) and within[r][0] < hi - m.offset:
+                    x, y = within[r]
+                    self._put(j, max(lo, m.offset + x), min(hi, m.offset + y), a, flush=False)
+                    r += 1
+                if r > first:  # one writeback call for the piece, not one per range
+                    start = max(lo, m.offset + within[first][0])
+                    end = min(hi, m.offset + within[r - 1][1])
+                    start_writeback(self.fds[j], start - m.offset, end - start)
             j += 1
         self.pos = b
+
+    def _put(self, j: int, lo: int, hi: int, a: int, *, flush: bool = True) -> None:
+        """Stream bytes [lo, hi) (the piece starts at `a`) to member j's file."""
+        if lo >= hi:
+            return
+        m = self.files[j]
+        fd = self._fd(j)
+        try:
+            os.pwrite(fd, self.view[lo - a : hi - a], lo - m.offset)
+        except OSError as exc:
+            exc.filename = m.name  # the member, under the destination
+            raise
+        if flush:
+            start_writeback(fd, lo - m.offset, hi - lo)  # the disk works meanwhile
+        self.written += hi - lo
 
     def _fd(self, j: int) -> int:
         fd = self.fds.get(j)
@@ -327,6 +435,7 @@ class _SliceWriter:
             parts = member_path(m)
             try:  # created by the first worker to write it
                 fd = self.fds[j] = os.open(parts[-1], _CREATE, _mode(m), dir_fd=self.dirs.get(parts[:-1]))
+                _set_length(fd, self.lengths.get(m.name))
             except OSError as exc:
                 raise _cannot(m, exc) from exc
         return fd
