@@ -11,6 +11,7 @@ from instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from drkit.domain.wal import Lsn
 from drkit.engines.core.layout import backup_dir
 from drkit.engines.postgres.backup import TAR_INDEX
 from drkit.engines.postgres.chain_plan import LABEL, Claims, FilePlan, LinkError, plan_files, target_path
-from drkit.engines.postgres.overlay import apply_incremental
+from drkit.engines.postgres.overlay import Link, apply_incremental, decoded_parts, prepare_link
 from drkit.engines.postgres.tar_restore import (
     OpenDirs,
     check_members,
@@ -132,28 +133,46 @@ def _write_links(
     def step(base: int) -> Callable[[int], None] | None:
         return None if progress is None else (lambda n: progress(base + n))
 
-    for k in range(len(chain) - 1, -1, -1):
+    links: list[Link] = []
+    for k in range(len(chain) - 1, 0, -1):
         m = chain[k]
-        directory = backup_dir(stack, service, m.backup_id)
-        parts = [f for f in m.files if f.name.startswith("base.")]
         try:
-            if k == 0:
-                written += _restore_full(
-                    repo, codec, directory, parts, indexes[0], root, plan, claims, parallel, step(done)
-                )
-                break
-            applied = apply_incremental(
-                repo, codec, directory, parts, indexes[k], root, block_size=block_size(m),
-                backup_id=m.backup_id, used=plan.used[k], claims=claims, progress=step(done),
-            )  # fmt: skip
-            _check_label(applied.label, m, chain[k - 1])
-            newest_label = newest_label or applied.label or b""
+            links.append(
+                prepare_link(m.backup_id, _dir(stack, service, m), _parts(m), indexes[k], plan.used[k])
+            )
         except DrkitError as exc:
             raise _at_link(exc, chain, m) from exc
-        written += applied.written
-        done += m.raw_bytes
+    with contextlib.closing(decoded_parts(repo, codec, links)) as decoded:
+        for k, link in zip(range(len(chain) - 1, 0, -1), links, strict=True):
+            m = chain[k]
+            try:
+                applied = apply_incremental(
+                    link, decoded, root, block_size=block_size(m), claims=claims, progress=step(done)
+                )
+                _check_label(applied.label, m, chain[k - 1])
+            except DrkitError as exc:
+                raise _at_link(exc, chain, m) from exc
+            newest_label = newest_label or applied.label or b""
+            written += applied.written
+            done += m.raw_bytes
+    full = chain[0]
+    try:
+        written += _restore_full(
+            repo, codec, _dir(stack, service, full), _parts(full), indexes[0], root, plan, claims, parallel,
+            step(done),
+        )  # fmt: skip
+    except DrkitError as exc:
+        raise _at_link(exc, chain, full) from exc
     _write_label(root, plain_label(newest_label))
     return written
+
+
+def _dir(stack: str, service: str, m: Manifest) -> str:
+    return backup_dir(stack, service, m.backup_id)
+
+
+def _parts(m: Manifest) -> list[StoredFile]:
+    return [f for f in m.files if f.name.startswith("base.")]
 
 
 def _creation_order(indexes: list[list[Member]], plan: FilePlan) -> list[tuple[tuple[str, ...], int]]:

@@ -17,7 +17,7 @@ symlinks, in the directories the chain restore made.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -33,10 +33,11 @@ from drkit.adapters.repository.port import Repository
 from drkit.domain.backup import StoredFile
 from drkit.domain.errors import IntegrityError
 from drkit.engines.postgres.chain_plan import LABEL, Claims, target_path
-from drkit.engines.postgres.tar_restore import OpenDirs, check_members, get_checked
+from drkit.engines.postgres.tar_restore import OpenDirs, get_checked
 from drkit.infra.writeback import start_writeback
 
 MAX_LABEL = 1 << 20
+WRITEBACK_FROM = 1 << 20  # a few blocks changed are left to the kernel: a call per file costs more
 
 
 @dataclass
@@ -47,12 +48,13 @@ class _Target:
     path: tuple[str, ...]  # the file it writes (INCREMENTAL. taken off)
     incremental: bool
     fd: int = -1
-    dirty: bool = False  # written to since opened
+    dirty: int = 0  # bytes written since opened
     skip: bool = False  # this link does not supply the file: nothing to write
     ranges: list[tuple[int, int]] | None = None  # a whole file: the byte ranges it supplies (None: all)
     use: list[bool] = field(default_factory=list)  # per block held: whether it is written
     runs: list[int] = field(default_factory=list)  # per block held: how many follow it alike
     head: bytearray = field(default_factory=bytearray)
+    want: int = 0  # the header's length, once known
     header: IncrementalHeader | None = None
 
 
@@ -62,30 +64,48 @@ class Applied:
     label: bytes | None  # the link's backup_label (None: it holds none)
 
 
-def apply_incremental(
-    repo: Repository,
-    codec: Codec,
+@dataclass
+class Link:
+    """One incremental of the chain as its stream will be read: its members as targets (what
+    the chain takes from each), and which of its parts are read at all."""
+
+    backup_id: str
+    directory: str
+    parts: list[StoredFile]
+    targets: list[_Target]
+    needed: list[bool]
+
+
+def prepare_link(
+    backup_id: str,
     directory: str,
     parts: list[StoredFile],
     members: list[Member],
-    root: int,
-    *,
-    block_size: int,
-    backup_id: str,
     used: frozenset[tuple[str, ...]],
-    claims: Claims,
-    progress: Callable[[int], None] | None = None,
-) -> Applied:
-    """Write what the incremental backup `backup_id` supplies (`used`: its files the chain
-    takes from it; `claims`: the blocks newer links supplied) into the directory open as
-    `root`."""
-    check_members(members)
+) -> Link:
+    """The link `backup_id`, whose members are checked (check_members, chain_plan), supplying
+    the files in `used` (its backup_label is always read, to be checked)."""
     targets = _targets(members, backup_id)
     for t in targets:
         t.skip = t.path not in used and t.path != LABEL
-    writer = _Writer(root, targets, block_size, backup_id, claims)
+    return Link(backup_id, directory, parts, targets, _needed(parts, targets))
+
+
+def apply_incremental(
+    link: Link,
+    decoded: Iterator[tuple[StoredFile, bytes | None]],
+    root: int,
+    *,
+    block_size: int,
+    claims: Claims,
+    progress: Callable[[int], None] | None = None,
+) -> Applied:
+    """Write what `link` supplies (`claims`: the blocks newer links supplied) into the
+    directory open as `root`, its parts taken from `decoded` (decoded_parts)."""
+    writer = _Writer(root, link.targets, block_size, link.backup_id, claims)
     try:
-        for part, raw in _decoded(repo, codec, directory, parts, _needed(parts, targets)):
+        for _ in link.parts:
+            part, raw = next(decoded)
             writer.feed(raw, part.raw_size)
             if progress:
                 progress(writer.written)
@@ -152,7 +172,7 @@ class _Writer:
                 take = min(len(piece), self._header_want(t) - len(t.head))
                 t.head += piece[:take]
                 piece, at = piece[take:], at + take
-                if len(t.head) >= 8 and len(t.head) == self._header_want(t):
+                if len(t.head) == self._header_want(t) and len(t.head) > 8:
                     self._apply_header(t)
                 continue
             h = t.header
@@ -177,7 +197,7 @@ class _Writer:
 
     def _put(self, t: _Target, piece: memoryview, at: int) -> None:
         os.pwrite(self._fd(t), piece, at)
-        t.dirty = True
+        t.dirty += len(piece)
         self.written += len(piece)
 
     def _damaged(self, t: _Target, why: object) -> IntegrityError:
@@ -190,12 +210,15 @@ class _Writer:
         """How many header bytes to collect: 8 to learn the block count, then all of it."""
         if len(t.head) < 8:
             return 8
+        if t.want:
+            return t.want
         try:
             raw = needed_header_bytes(bytes(t.head[:8]))
         except IncrementalFormatError as exc:
             raise self._damaged(t, exc) from exc
         if raw > 12 and raw % self.block_size:
             raw += self.block_size - raw % self.block_size
+        t.want = raw
         return raw
 
     def _apply_header(self, t: _Target) -> None:
@@ -244,7 +267,7 @@ class _Writer:
             if os.fstat(fd).st_size != length:
                 os.ftruncate(fd, length)
         if t.fd >= 0:
-            if t.dirty:
+            if t.dirty >= WRITEBACK_FROM:
                 start_writeback(t.fd, 0, 0)  # the disk works meanwhile (once per file)
             os.close(t.fd)
             t.fd = -1
@@ -282,13 +305,18 @@ def _needed(parts: list[StoredFile], targets: list[_Target]) -> list[bool]:
     return needed
 
 
-def _decoded(
-    repo: Repository, codec: Codec, directory: str, parts: list[StoredFile], needed: list[bool]
-) -> Iterator[tuple[StoredFile, bytes | None]]:
-    """Each part that is needed checked and decoded, in order (the next one decoded while
-    this one is used); None for the others, which are not read."""
+def decoded_parts(
+    repo: Repository, codec: Codec, links: list[Link]
+) -> Generator[tuple[StoredFile, bytes | None]]:
+    """Each part of each link in turn, checked and decoded when needed (the next one decoded
+    while this one is used, across links too); None for the others, which are not read."""
+    order = [
+        (link.directory, part, need)
+        for link in links
+        for part, need in zip(link.parts, link.needed, strict=True)
+    ]
 
-    def load(part: StoredFile) -> bytes:
+    def load(directory: str, part: StoredFile) -> bytes:
         raw = codec.decode(get_checked(repo, directory, part, what="backup file"), name=part.name)
         if len(raw) != part.raw_size:
             raise IntegrityError(
@@ -296,19 +324,20 @@ def _decoded(
             )
         return raw
 
-    wanted = [i for i, need in enumerate(needed) if need]
+    wanted = [i for i, (_, _, need) in enumerate(order) if need]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="overlay") as pool:
         futures: dict[int, Future[bytes]] = {}
 
         def schedule(nth: int) -> None:
             if nth < len(wanted):
-                futures[wanted[nth]] = pool.submit(load, parts[wanted[nth]])
+                directory, part, _ = order[wanted[nth]]
+                futures[wanted[nth]] = pool.submit(load, directory, part)
 
         schedule(0)
         nth = 0
         try:
-            for i, part in enumerate(parts):
-                if not needed[i]:
+            for i, (_, part, need) in enumerate(order):
+                if not need:
                     yield part, None
                     continue
                 nth += 1
