@@ -37,6 +37,7 @@ from drkit.engines.postgres.tar_restore import OpenDirs, get_checked
 from drkit.infra.writeback import start_writeback
 
 MAX_LABEL = 1 << 20
+DECODE_AHEAD = 2  # parts decoded (in threads) while one is written: the writer waited for one
 WRITEBACK_FROM = 1 << 20  # a few blocks changed are left to the kernel: a call per file costs more
 
 
@@ -308,8 +309,9 @@ def _needed(parts: list[StoredFile], targets: list[_Target]) -> list[bool]:
 def decoded_parts(
     repo: Repository, codec: Codec, links: list[Link]
 ) -> Generator[tuple[StoredFile, bytes | None]]:
-    """Each part of each link in turn, checked and decoded when needed (the next one decoded
-    while this one is used, across links too); None for the others, which are not read."""
+    """Each part of each link in turn, checked and decoded when needed (the next
+    DECODE_AHEAD decoded while this one is used, across links too); None for the others,
+    which are not read."""
     order = [
         (link.directory, part, need)
         for link in links
@@ -325,7 +327,7 @@ def decoded_parts(
         return raw
 
     wanted = [i for i, (_, _, need) in enumerate(order) if need]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="overlay") as pool:
+    with ThreadPoolExecutor(max_workers=DECODE_AHEAD, thread_name_prefix="overlay") as pool:
         futures: dict[int, Future[bytes]] = {}
 
         def schedule(nth: int) -> None:
@@ -333,8 +335,9 @@ def decoded_parts(
                 directory, part, _ = order[wanted[nth]]
                 futures[wanted[nth]] = pool.submit(load, directory, part)
 
-        schedule(0)
-        nth = 0
+        for nth in range(DECODE_AHEAD):
+            schedule(nth)
+        nth = DECODE_AHEAD - 1
         try:
             for i, (_, part, need) in enumerate(order):
                 if not need:
