@@ -37,7 +37,7 @@ from drkit.engines.postgres.tar_restore import OpenDirs, get_checked
 from drkit.infra.writeback import start_writeback
 
 MAX_LABEL = 1 << 20
-DECODE_AHEAD = 2  # parts decoded (in threads) while one is written: the writer waited for one
+DECODE_AHEAD = 1  # parts decoded (in threads) while one is written; each holds a part (16 MiB) in memory
 WRITEBACK_FROM = 1 << 20  # a few blocks changed are left to the kernel: a call per file costs more
 
 
