@@ -28,7 +28,7 @@ from drkit.domain.wal import Lsn
 from drkit.engines.core.layout import backup_dir
 from drkit.engines.postgres.backup import TAR_INDEX
 from drkit.engines.postgres.chain_plan import LABEL, Claims, FilePlan, LinkError, plan_files, target_path
-from drkit.engines.postgres.overlay import Link, apply_incremental, decoded_parts, prepare_link
+from drkit.engines.postgres.overlay import Link, apply_incremental, fetched_parts, prepare_link
 from drkit.engines.postgres.tar_restore import (
     OpenDirs,
     check_members,
@@ -142,12 +142,12 @@ def _write_links(
             )
         except DrkitError as exc:
             raise _at_link(exc, chain, m) from exc
-    with contextlib.closing(decoded_parts(repo, codec, links)) as decoded:
+    with contextlib.closing(fetched_parts(repo, links)) as decoded:
         for k, link in zip(range(len(chain) - 1, 0, -1), links, strict=True):
             m = chain[k]
             try:
                 applied = apply_incremental(
-                    link, decoded, root, block_size=block_size(m), claims=claims, progress=step(done)
+                    link, decoded, codec, root, block_size=block_size(m), claims=claims, progress=step(done)
                 )
                 _check_label(applied.label, m, chain[k - 1])
             except DrkitError as exc:

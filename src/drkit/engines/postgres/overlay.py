@@ -37,7 +37,8 @@ from drkit.engines.postgres.tar_restore import OpenDirs, get_checked
 from drkit.infra.writeback import start_writeback
 
 MAX_LABEL = 1 << 20
-DECODE_AHEAD = 1  # parts decoded (in threads) while one is written; each holds a part (16 MiB) in memory
+DECODE_AHEAD = 1  # parts fetched and hash-checked (in threads) while one is decoded and written
+PIECE = 1 << 20  # decoded a piece at a time into one buffer (tar_restore.py: twice as fast as whole parts)
 WRITEBACK_FROM = 1 << 20  # a few blocks changed are left to the kernel: a call per file costs more
 
 
@@ -95,6 +96,7 @@ def prepare_link(
 def apply_incremental(
     link: Link,
     decoded: Iterator[tuple[StoredFile, bytes | None]],
+    codec: Codec,
     root: int,
     *,
     block_size: int,
@@ -102,12 +104,25 @@ def apply_incremental(
     progress: Callable[[int], None] | None = None,
 ) -> Applied:
     """Write what `link` supplies (`claims`: the blocks newer links supplied) into the
-    directory open as `root`, its parts taken from `decoded` (decoded_parts)."""
+    directory open as `root`, its parts taken from `decoded` (fetched_parts), decoded here a
+    piece at a time."""
     writer = _Writer(root, link.targets, block_size, link.backup_id, claims)
+    buffer = bytearray(PIECE)
+    view = memoryview(buffer)
     try:
         for _ in link.parts:
-            part, raw = next(decoded)
-            writer.feed(raw, part.raw_size)
+            part, stored = next(decoded)
+            if stored is None:
+                writer.feed(None, part.raw_size)
+                continue
+            got = 0
+            for n in codec.decode_into(stored, buffer, name=part.name):  # written while in the cache
+                writer.feed(view[:n], n)
+                got += n
+            if got != part.raw_size:
+                raise IntegrityError(
+                    f"backup file {part.name} decodes to {got} bytes, the manifest says {part.raw_size}"
+                )
             if progress:
                 progress(writer.written)
         writer.finish()
@@ -143,10 +158,9 @@ class _Writer:
         self.label: bytes | None = None
         self._label = bytearray()
 
-    def feed(self, data: bytes | None, length: int) -> None:
+    def feed(self, view: memoryview | None, length: int) -> None:
         """The next `length` bytes of the stream (None: a part not read, holding only data
         of skipped targets)."""
-        view = memoryview(data) if data is not None else None
         a, b = self.pos, self.pos + length
         targets = self.targets
         while self.next < len(targets) and targets[self.next].member.offset <= b:
@@ -306,12 +320,10 @@ def _needed(parts: list[StoredFile], targets: list[_Target]) -> list[bool]:
     return needed
 
 
-def decoded_parts(
-    repo: Repository, codec: Codec, links: list[Link]
-) -> Generator[tuple[StoredFile, bytes | None]]:
-    """Each part of each link in turn, checked and decoded when needed (the next
-    DECODE_AHEAD decoded while this one is used, across links too); None for the others,
-    which are not read."""
+def fetched_parts(repo: Repository, links: list[Link]) -> Generator[tuple[StoredFile, bytes | None]]:
+    """Each part of each link in turn, as stored, checked against its SHA-256 when needed (the
+    next DECODE_AHEAD fetched and checked while this one is decoded and written, across links
+    too); None for the others, which are not read."""
     order = [
         (link.directory, part, need)
         for link in links
@@ -319,12 +331,7 @@ def decoded_parts(
     ]
 
     def load(directory: str, part: StoredFile) -> bytes:
-        raw = codec.decode(get_checked(repo, directory, part, what="backup file"), name=part.name)
-        if len(raw) != part.raw_size:
-            raise IntegrityError(
-                f"backup file {part.name} decodes to {len(raw)} bytes, the manifest says {part.raw_size}"
-            )
-        return raw
+        return get_checked(repo, directory, part, what="backup file")
 
     wanted = [i for i, (_, _, need) in enumerate(order) if need]
     with ThreadPoolExecutor(max_workers=DECODE_AHEAD, thread_name_prefix="overlay") as pool:
@@ -344,7 +351,7 @@ def decoded_parts(
                     yield part, None
                     continue
                 nth += 1
-                schedule(nth)  # decoded while this one is written
+                schedule(nth)
                 yield part, futures.pop(i).result()
         finally:
             for f in futures.values():
