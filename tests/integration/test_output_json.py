@@ -77,6 +77,10 @@ COMMANDS: dict[str, tuple[Argv, set[int]]] = {
     "schedule run": (lambda c: ["schedule", "run", "--once"], {2}),
     "schedule list": (lambda c: ["schedule", "list"], {0}),
     "schedule install": (lambda c: [DRY, "schedule", "install", "--dir", str(c.tmp / "units")], {0}),
+    # the sandbox has no off-site S3 repository: each names that, as JSON, exit 2
+    "offsite setup": (lambda c: [DRY, "offsite", "setup"], {0, 2, 3}),
+    "offsite prove": (lambda c: ["offsite", "prove"], {0, 2, 3}),
+    "offsite retrieve": (lambda c: [DRY, "offsite", "retrieve"], {0, 2}),
 }
 # Further forms of a command whose JSON is produced by another branch.
 VARIANTS: list[tuple[str, Argv, set[int]]] = [

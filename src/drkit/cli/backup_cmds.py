@@ -304,11 +304,13 @@ def _print_listing(
             human_bytes(m.stored_bytes),
             "yes" if m.encrypted else "no",
             f"{m.postgres.start_lsn}..{m.postgres.stop_lsn}" if m.postgres else "",
-            (m.postgres.parent or "") if m.postgres else "",
         )
         for m in manifests
     ]
-    columns = ["id", "service", "kind", "finished", "stored", "encrypted", "WAL", "on (parent)"]
+    columns = ["id", "service", "kind", "finished", "stored", "encrypted", "WAL"]
+    if any(m.parent_id for m in manifests):  # incremental backups: the backup each is built on
+        columns.append("on (parent)")
+        rows = [(*r, m.parent_id or "") for r, m in zip(rows, manifests, strict=True)]
     if pins:  # what is kept whatever retention says, and why
         columns.append("pinned")
         rows = [

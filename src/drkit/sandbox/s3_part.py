@@ -121,7 +121,9 @@ def service_config(
     config: dict[str, Any] = {"kind": "s3", "runtime": runtime}
     config.update(url=url, access_key=f"file:{base / 'access_key'}", secret_key=f"file:{secret_file}")
     config["buckets"] = [BUCKET]
-    config["health"] = {"type": "s3", "timeout": "60s"}  # a signed request, not a bare GET
+    # a signed request, not a bare GET; weed (master, volume, filer, s3) can take a minute to
+    # come up on a loaded 2-core machine: the deadline catches a hang, not slowness
+    config["health"] = {"type": "s3", "timeout": "180s"}
     config.update(rto="1h", rpo="1h", priority="high")
     return config
 
