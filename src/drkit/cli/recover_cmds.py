@@ -131,10 +131,10 @@ def _run(opts: Options, ws: Workspace, runbook: Runbook, journal: Journal | None
     destructive = [s.title for s in runbook.destructive]
     if journal is None:
         if destructive:
-            _confirm(opts, "this recovery will:\n  - " + "\n  - ".join(destructive) + "\nproceed?")
+            opts.confirm("this recovery will:\n  - " + "\n  - ".join(destructive) + "\nproceed?")
         journal = new_journal(ws, runbook, RunKind.RECOVERY)
     elif destructive:
-        _confirm(opts, f"resume recovery {journal.run_id} from where it stopped?")
+        opts.confirm(f"resume recovery {journal.run_id} from where it stopped?")
     if not opts.json:
         console.print(f"recovery {journal.run_id}: journal {journals.local_path(ws, journal.run_id)}")
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
@@ -256,15 +256,6 @@ def _show_plan(
 
 def _secs(value: float | None) -> str:
     return duration(value)
-
-
-def _confirm(opts: Options, question: str) -> None:
-    if opts.yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"{question.splitlines()[0]} Refusing without --yes (no terminal to ask on)")
-    if not typer.confirm(question):
-        raise typer.Abort()
 
 
 def register(app: typer.Typer) -> None:
