@@ -47,6 +47,12 @@ def recover_cmd(
         help="db-corruption: first take a logical dump of what the damaged server still answers "
         "(pinned, kept by prune). Skip it when time matters more than that evidence.",
     ),
+    restore: bool = typer.Option(
+        False,
+        "--restore",
+        help="service NAME: restore its newest backup even when it answers after the restart "
+        "(its data is lost or wrong).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted recovery."),
     run_id: str = typer.Option(None, "--run", help="With --resume: which recovery (default: the newest)."),
 ) -> None:
@@ -64,7 +70,7 @@ def recover_cmd(
       drkit --dry-run recover db-corruption
       drkit recover data-loss --target-time "2026-11-30 14:05:00Z" \\
             --copy-back "nchat_messages where channel_id = 'c1'"
-      drkit recover service redis --yes
+      drkit recover service redis --yes;  drkit recover service redis --restore --yes
       drkit recover geo-failover pg2
       drkit recover --resume
     """
@@ -91,6 +97,8 @@ def recover_cmd(
             )
         if name and scenario not in ("service", "geo-failover"):
             raise UsageError(f"{scenario} takes no service name")
+        if restore and scenario != "service":
+            raise UsageError("--restore is for `recover service NAME`")
         args = RecoverArgs(
             scenario,
             tuple(drkit_argv()),
@@ -98,6 +106,7 @@ def recover_cmd(
             in_place=in_place,
             copy_back=tuple(copy_back or ()),
             service=name,  # geo-failover: the standby
+            force_restore=restore,
             since=operator_time_iso("--since", since, say=not opts.quiet),
             switch_wal=opts.yes and not opts.dry_run,
             emergency_dump=emergency_dump,
