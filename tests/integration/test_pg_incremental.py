@@ -269,3 +269,27 @@ def test_a_set_whose_postgres_part_is_incremental_restores_to_its_moment(
     with connect(box.dsn) as conn:
         rows = [r[0] for r in conn.execute("select id from chain_probe order by id")]
     assert rows == list(range(1, 11))
+
+
+def test_a_drill_copies_the_whole_chain_of_a_sets_incremental_part(private_sandbox: SandboxHandle) -> None:
+    """A nightly set's PostgreSQL part is incremental on weekdays (or the incremental `backup
+    --all` reuses): an isolated drill copied only that backup, and every drill failed with
+    "chain is broken at ...: it is missing from the repository" (README's block, run top to
+    bottom: `backup --type incremental`, then `backup --all`, then `drill --all`)."""
+    from drkit.engines.core.layout import backup_dir
+    from drkit.engines.core.set_refs import find_set
+    from drkit.engines.core.workspace import open_workspace
+    from drkit.engines.drills.isolate import needed_keys
+
+    box = private_sandbox
+    full = backup(box, "base")
+    incremental = backup(box)
+    assert incremental["postgres"]["parent"] == full["backup_id"]
+    made = run_drkit("--output", "json", "backup", "--all", config=box.config_path)
+    assert made.code == 0, made.stderr
+    assert made.json()["backups"]["postgres"] == incremental["backup_id"]  # reused: younger than 12h
+    ws = open_workspace(box.stack)
+    keys = needed_keys(ws, find_set(ws, None))
+    for link in (full, incremental):
+        manifest = backup_dir(ws.stack.name, "postgres", link["backup_id"]) + "/manifest.json"
+        assert manifest in keys, link["backup_id"]

@@ -18,5 +18,5 @@ def test_every_postgres_backup_type_passes_the_check(type_: str) -> None:
 
 
 def test_an_unknown_type_is_refused_naming_the_ones_there_are() -> None:
-    with pytest.raises(UsageError, match="base, incremental, logical"):
+    with pytest.raises(UsageError, match="base, incremental or logical"):
         check_request([POSTGRES], "snapshot")

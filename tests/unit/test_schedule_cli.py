@@ -203,3 +203,23 @@ def test_list_shows_next_and_last_run_as_json(tmp_path: Path) -> None:
     assert rows["sets"]["last"] is None and rows["sets"]["next"].split("T")[0].endswith("-01")
     text = run_drkit("schedule", "list", config=path)
     assert text.code == 0 and "nightly" in text.stdout and "failed" in text.stdout
+
+
+def test_schedule_run_says_when_it_starts_what_comes_next_and_how_to_stop(tmp_path: Path) -> None:
+    """A long-running `schedule run` printed nothing until a job's time came: an operator could
+    not tell a scheduler that started from one that hung."""
+    from datetime import UTC, datetime
+
+    from drkit.cli.schedule_cmds import _started_line
+
+    stack = load_stack(write(tmp_path, BASE.format(more_repos="")))
+    line = _started_line(stack, datetime(2026, 11, 2, 1, 55, 30, tzinfo=UTC), once=False)  # a Monday
+    assert line == (
+        f"started: {len(jobs_of(stack))} job(s) of demo (the defaults), next: backup, logical-daily, "
+        "status at 2026-11-02 02:00 UTC; SIGTERM or Ctrl-C stops it"
+    )
+    own = load_stack(write(tmp_path, BASE.format(more_repos=OFFSITE) + SCHEDULE))
+    line = _started_line(own, datetime(2026, 11, 2, 1, 55, tzinfo=UTC), once=False)
+    assert line.startswith(
+        "started: 4 job(s) of demo (stack.yaml's schedule), next: nightly, odd at 2026-11-02 02:00 UTC"
+    )

@@ -169,6 +169,8 @@ def test_status_command_exits_3_when_red_and_prints_json(tmp_path: Path) -> None
     ok = run_drkit("status", "cache", config=path)
     assert ok.code == 0, ok.stdout + ok.stderr
     assert "cache" in ok.stdout
+    # in words, not the JSON's keys ("copies 2, repositories 1, offsite 0, rule_321 False")
+    assert "2 copies, 1 repositories, 0" in ok.stdout and "off-site: 3-2-1 not met" in ok.stdout, ok.stdout
 
 
 def test_contrib_uses_only_metrics_drkit_exports() -> None:

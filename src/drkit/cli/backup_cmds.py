@@ -48,7 +48,7 @@ def backup_cmd(
     drkit backup --all
     """
     from drkit.engines.core.workspace import open_workspace
-    from drkit.engines.stack.backup import backup_each, choose_services
+    from drkit.engines.stack.backup import backup_each, check_request, choose_services
 
     opts = options(ctx)
     ws = open_workspace(opts.stack())
@@ -60,6 +60,7 @@ def backup_cmd(
         _backup_set(opts, ws, type_)
         return
     targets = choose_services(ws.stack, services)
+    check_request(targets, type_)  # a dry run refuses what the run would
     if opts.dry_run:
         text = "\n".join(f"would back up {s.name} ({s.kind}) into {ws.repo.location}" for s in targets)
         would = [{"service": s.name, "kind": s.kind} for s in targets]

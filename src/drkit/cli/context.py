@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,18 @@ class Options:
     def close(self) -> None:
         if self._reporter is not None:
             self._reporter.close()
+
+    def confirm(self, question: str) -> None:
+        """Ask before a destructive action (`--yes` answers it). Without a terminal to ask on,
+        refuse (exit 2) and say the whole question on one line: what would have been done."""
+        if self.yes:
+            return
+        if not sys.stdin.isatty():
+            head, *rest = question.splitlines()
+            said = " ".join([head, "; ".join(line.strip().removeprefix("- ") for line in rest)]).strip()
+            raise UsageError(f"{said} Refusing without --yes (no terminal to ask on)")
+        if not typer.confirm(question):
+            raise typer.Abort()
 
     def config_path(self) -> Path:
         return find_config(self.config)

@@ -47,6 +47,12 @@ def recover_cmd(
         help="db-corruption: first take a logical dump of what the damaged server still answers "
         "(pinned, kept by prune). Skip it when time matters more than that evidence.",
     ),
+    restore: bool = typer.Option(
+        False,
+        "--restore",
+        help="service NAME: restore its newest backup even when it answers after the restart "
+        "(its data is lost or wrong).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted recovery."),
     run_id: str = typer.Option(None, "--run", help="With --resume: which recovery (default: the newest)."),
 ) -> None:
@@ -64,7 +70,7 @@ def recover_cmd(
       drkit --dry-run recover db-corruption
       drkit recover data-loss --target-time "2026-11-30 14:05:00Z" \\
             --copy-back "nchat_messages where channel_id = 'c1'"
-      drkit recover service redis --yes
+      drkit recover service redis --yes;  drkit recover service redis --restore --yes
       drkit recover geo-failover pg2
       drkit recover --resume
     """
@@ -91,6 +97,8 @@ def recover_cmd(
             )
         if name and scenario not in ("service", "geo-failover"):
             raise UsageError(f"{scenario} takes no service name")
+        if restore and scenario != "service":
+            raise UsageError("--restore is for `recover service NAME`")
         args = RecoverArgs(
             scenario,
             tuple(drkit_argv()),
@@ -98,6 +106,7 @@ def recover_cmd(
             in_place=in_place,
             copy_back=tuple(copy_back or ()),
             service=name,  # geo-failover: the standby
+            force_restore=restore,
             since=operator_time_iso("--since", since, say=not opts.quiet),
             switch_wal=opts.yes and not opts.dry_run,
             emergency_dump=emergency_dump,
@@ -131,10 +140,10 @@ def _run(opts: Options, ws: Workspace, runbook: Runbook, journal: Journal | None
     destructive = [s.title for s in runbook.destructive]
     if journal is None:
         if destructive:
-            _confirm(opts, "this recovery will:\n  - " + "\n  - ".join(destructive) + "\nproceed?")
+            opts.confirm("this recovery will:\n  - " + "\n  - ".join(destructive) + "\nproceed?")
         journal = new_journal(ws, runbook, RunKind.RECOVERY)
     elif destructive:
-        _confirm(opts, f"resume recovery {journal.run_id} from where it stopped?")
+        opts.confirm(f"resume recovery {journal.run_id} from where it stopped?")
     if not opts.json:
         console.print(f"recovery {journal.run_id}: journal {journals.local_path(ws, journal.run_id)}")
     say = (lambda _m: None) if opts.json else (lambda m: console.print(f"    {m}"))
@@ -256,15 +265,6 @@ def _show_plan(
 
 def _secs(value: float | None) -> str:
     return duration(value)
-
-
-def _confirm(opts: Options, question: str) -> None:
-    if opts.yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"{question.splitlines()[0]} Refusing without --yes (no terminal to ask on)")
-    if not typer.confirm(question):
-        raise typer.Abort()
 
 
 def register(app: typer.Typer) -> None:

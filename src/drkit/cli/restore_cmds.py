@@ -161,7 +161,7 @@ def _restore_postgres(opts: Options, ws: Workspace, prepared: PreparedRestore, *
             console.print(f"would stop {', '.join(would_pause)} first and start them again after")
         return
     if prepared.question:
-        _confirm(opts, prepared.question)
+        opts.confirm(prepared.question)
     with _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and in_place) as paused:
         backup_id = prepared.plan.backup.backup_id
         opts.progress.step(f"restore {prepared.service.name} from {backup_id} {prepared.where}")
@@ -201,7 +201,7 @@ def _restore_logical(opts: Options, ws: Workspace, prepared: PreparedLogicalRest
         )
         return
     if prepared.question:
-        _confirm(opts, prepared.question)
+        opts.confirm(prepared.question)
     opts.progress.step(prepared.summary)
     result = prepared.run(ws)
     if opts.json:
@@ -229,7 +229,7 @@ def _restore_other(opts: Options, ws: Workspace, prepared: PreparedServiceRestor
     if chosen and not opts.json:
         console.print(chosen, markup=False)
     if prepared.question:
-        _confirm(opts, prepared.question)
+        opts.confirm(prepared.question)
     with _dependents_paused(opts, ws, [prepared.service.name], enabled=pause and live) as paused:
         opts.progress.step(prepared.summary)
         result = prepared.run(ws)
@@ -344,7 +344,7 @@ def _restore_stack(
                 console.print(f"would stop {', '.join(would_pause)} first and start them again after")
         return
     restored = [p.service for p in stack_plan.steps]
-    _confirm(opts, stack_plan.question)
+    opts.confirm(stack_plan.question)
     say = (lambda _m: None) if opts.json else console.print
     # What has nothing to restore but uses what is restored (auth, functions) stops first.
     with _dependents_paused(opts, ws, restored, enabled=pause) as paused:
@@ -377,15 +377,6 @@ def _restore_stack(
     _dependents_exit(paused)
     if not report.ok:
         raise typer.Exit(3)
-
-
-def _confirm(opts: Options, question: str) -> None:
-    if opts.yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"{question} Refusing without --yes (no terminal to ask on)")
-    if not typer.confirm(question):
-        raise typer.Abort()
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,10 +81,34 @@ def run_cmd(
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop_requested.set())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop_requested.set())
     with exclusive(ws.state_dir, "schedule", "schedule run"):
+        _say(ws.clock.now(), _started_line(ws.stack, ws.clock.now(), once=once))
         scheduler.run(once=once, grace=grace)
     failed = [e for e in scheduler.events if e.kind in ("failed", "timeout")]
+    _say(ws.clock.now(), "stopped" if not once else f"done: {len(failed)} job(s) failed")
     if once and failed:
         raise typer.Exit(1)
+
+
+def _started_line(stack: Stack, now: datetime, *, once: bool) -> str:
+    """What `schedule run` says when it starts: how many jobs, whose, the next one, how to stop."""
+    from drkit.engines.ops.schedule_jobs import jobs_of, next_run
+
+    jobs = jobs_of(stack)
+    whose = "the defaults" if stack.schedule is None else "stack.yaml's schedule"
+    line = f"started: {len(jobs)} job(s) of {stack.name} ({whose})"
+    if once:
+        return line + ", once: the jobs due now"
+    if jobs:
+        soonest = min(next_run(job, now) for job in jobs)
+        names = ", ".join(job.name for job in jobs if next_run(job, now) == soonest)
+        line += f", next: {names} at {soonest:%Y-%m-%d %H:%M} UTC"
+    return line + "; SIGTERM or Ctrl-C stops it"
+
+
+def _say(now: datetime, text: str) -> None:
+    """A line of the scheduler's log, in the form of its job events."""
+    console.print(f"{now:%Y-%m-%d %H:%M:%S} schedule: {text}", markup=False, soft_wrap=True)
+    sys.stdout.flush()
 
 
 def _send(stack: Stack, message: Message) -> None:

@@ -180,7 +180,9 @@ def init_cmd(
         None, "--image", help="The drkit image for --compose-service (default drkit:pgN)."
     ),
 ) -> None:
-    """Write a stack.yaml for an nself project from its .env files (secrets as env: references).
+    """Write a stack.yaml for an nself project from its .env files. Secrets are references,
+    never values: dotenv:FILE#KEY to the .env file whose value wins, env:NAME for one the files
+    lack (export it; the file's header names each secret and where it was found).
 
     Refuses to replace an existing file unless --yes. With --dry-run, prints it instead.
     --compose-service adds drkit as services of the compose project (docs/nself.md); with a

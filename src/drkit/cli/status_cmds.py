@@ -132,9 +132,16 @@ def _print_escalation(stack: Stack) -> None:
 
 
 def _copies_text(s: ServiceStatus) -> str:
-    if s.copies is None:
+    """`3 copies, 2 repositories, 1 off-site: 3-2-1 met` (JSON keeps the numbers)."""
+    c = s.copies
+    if c is None:
         return "-"
-    return ", ".join(f"{k} {v}" for k, v in s.copies.items())
+    if "error" in c:
+        return f"unknown: {c['error']}"
+    text = f"{c['copies']} copies, {c['repositories']} repositories, {c['offsite']} off-site"
+    if "immutable" in c:
+        text += f", {c['immutable']} immutable"
+    return text + (": 3-2-1 met" if c["rule_321"] else ": 3-2-1 not met")
 
 
 def _notify_red(stack: Stack, report: StatusReport, *, quiet: bool) -> None:

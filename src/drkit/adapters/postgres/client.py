@@ -182,6 +182,20 @@ def rows(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ..
         return list(conn.execute(sql, params).fetchall())
 
 
+def archive_ready_count(dsn: str) -> int | None:
+    """Completed WAL segments (and history/backup files) waiting for archive_command: the
+    `.ready` files in pg_wal/archive_status. None when the server will not say (the function
+    needs superuser or pg_monitor)."""
+    try:
+        with connect(dsn) as conn:
+            row = conn.execute(
+                "select count(*) from pg_ls_archive_statusdir() where name like '%.ready'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+    except Exception:  # not knowing is not a failure
+        return None
+
+
 ROW_COUNTS_SQL = """
 select n.nspname || '.' || c.relname
 from pg_class c join pg_namespace n on n.oid = c.relnamespace

@@ -3,10 +3,11 @@
 The copy is a stack of its own (its own services on their own ports, its own repository and
 state directory) with the live stack's name and service names, so the live repository's
 keys mean the same thing in the copy's. What the newest stack-wide set needs (the set,
-each service's backup, the object store's versions, PostgreSQL's WAL from the base backup
-on) is copied from the live repository into the copy's, every byte re-hashed against the
-manifests on the way; the copy is then restored to that set. Nothing is ever written to the
-live repository or the live services.
+each service's backup, PostgreSQL's with every link of its incremental chain, the object
+store's versions, PostgreSQL's WAL from the base backup on) is copied from the live
+repository into the copy's, every byte re-hashed against the manifests on the way; the copy
+is then restored to that set. Nothing is ever written to the live repository or the live
+services.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from drkit.domain.errors import UsageError
+from drkit.domain.backup import Manifest
+from drkit.domain.errors import IntegrityError, UsageError
 from drkit.domain.progress import SILENT, Progress
 from drkit.domain.sets import RestoreSet
 from drkit.domain.wal import Lsn, Segment
 from drkit.engines.core.catalog import list_backups
+from drkit.engines.core.chains import Catalog, chain_of
 from drkit.engines.core.layout import backup_dir, wal_prefix
 from drkit.engines.core.set_refs import find_set, set_key
 from drkit.engines.core.workspace import Workspace
@@ -54,18 +57,32 @@ def needed_keys(live: Workspace, chosen: RestoreSet) -> list[str]:
     for service, backup_id in chosen.backups.items():
         if service not in stack.services:
             continue
+        if stack.services[service].kind == "postgres":
+            chain = _chain(live, service, backup_id)
+            for link in chain:
+                keys += live.repo.list(backup_dir(stack.name, service, link.backup_id) + "/")
+            keys += _wal_from(live, service, chain[-1])
+            continue
         keys += live.repo.list(backup_dir(stack.name, service, backup_id) + "/")
         if stack.services[service].kind == "s3":
             keys += live.repo.list(f"{stack.name}/{service}/objects/")
-        if stack.services[service].kind == "postgres":
-            keys += _wal_from(live, service, backup_id)
     return keys
 
 
-def _wal_from(live: Workspace, service: str, backup_id: str) -> list[str]:
-    manifest = next(
-        m for m in list_backups(live.repo, live.stack.name, service).complete if m.backup_id == backup_id
-    )
+def _chain(live: Workspace, service: str, backup_id: str) -> tuple[Manifest, ...]:
+    """The set's PostgreSQL backup and, when it is incremental (a nightly set's part on
+    weekdays), every backup it restores on top of: the copy has only what is copied."""
+    listing = list_backups(live.repo, live.stack.name, service)
+    catalog = Catalog.of(listing.complete, ((d.backup_id, d.reason) for d in listing.damaged))
+    manifest = catalog.complete.get(backup_id)
+    if manifest is None:
+        raise IntegrityError(
+            f"set's backup {backup_id} of {service} is not a complete backup in the repository"
+        )
+    return chain_of(manifest, catalog)
+
+
+def _wal_from(live: Workspace, service: str, manifest: Manifest) -> list[str]:
     pg = manifest.require_postgres()
     first = Segment.containing(Lsn.parse(pg.start_lsn), pg.timeline, pg.wal_segment_size).name
     out = []

@@ -5,7 +5,7 @@ point the captured WAL recovers to."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from drkit.domain.errors import DrkitError
@@ -17,8 +17,12 @@ from drkit.engines.postgres.wal.stream import spool_dir
 
 ARCHIVER_SQL = (
     "select last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time, "
-    "pg_walfile_name(pg_current_wal_lsn()) from pg_stat_archiver"
+    "pg_walfile_name(pg_current_wal_lsn()), "
+    "(select setting::int from pg_settings where name = 'archive_timeout') from pg_stat_archiver"
 )
+# The checkpointer's switch for archive_timeout comes within a second or so of its time: the
+# bound below allows this much more.
+SWITCH_SLACK_SECONDS = 5.0
 # pg_walfile_name() of a position on a segment boundary names the segment before it, so right
 # after a switch the current segment is the one just archived: nothing is waiting.
 SLOT_SQL = "select active, restart_lsn >= pg_current_wal_lsn() from pg_replication_slots where slot_name = %s"
@@ -37,6 +41,9 @@ class ArchiveState:
     failed_count: int = 0
     last_failed_at: datetime | None = None
     detail: str = ""
+    # Archive mode, healthy, no segment waiting: WAL not yet archived is at most this old
+    # (archive_timeout: PostgreSQL switches out any segment with changes that old). None: no bound.
+    bound_seconds: float | None = None
 
 
 def capture_state(
@@ -55,6 +62,14 @@ def capture_state(
         state = ArchiveState("stream" if stream else "archive", None, False, None, detail="server not asked")
     if state.caught_up and not state.failing:
         return _with_lag(state, 0.0), now, "now: every WAL byte written is captured"
+    if point is not None and state.bound_seconds is not None and not state.failing:
+        bound = now - timedelta(seconds=state.bound_seconds)
+        if bound > point:  # an idle server's segment of unimportant records is never switched out
+            point = bound
+            source = (
+                "archive_timeout: no segment waits to be archived, and PostgreSQL switches out "
+                f"any segment with changes {state.bound_seconds - SWITCH_SLACK_SECONDS:.0f}s old"
+            )
     lag = (now - point).total_seconds() if point is not None else None
     return _with_lag(state, lag), point, source
 
@@ -64,7 +79,7 @@ def _with_lag(state: ArchiveState, lag: float | None) -> ArchiveState:
 
 
 def _ask_server(service: Service, stream: bool) -> ArchiveState:
-    from drkit.adapters.postgres.client import rows, service_dsn
+    from drkit.adapters.postgres.client import archive_ready_count, rows, service_dsn
 
     mode = "stream" if stream else "archive"
     try:
@@ -72,16 +87,22 @@ def _ask_server(service: Service, stream: bool) -> ArchiveState:
         if stream:
             slot = service.postgres.slot if service.postgres else "drkit"
             return _stream_state(rows(dsn, SLOT_SQL, (slot,)), slot)
-        return _archiver_state(rows(dsn, ARCHIVER_SQL)[0])
+        return _archiver_state(rows(dsn, ARCHIVER_SQL)[0], archive_ready_count(dsn))
     except DrkitError as exc:
         return ArchiveState(mode, None, False, None, detail=f"cannot ask the server: {exc.message}")
 
 
-def _archiver_state(row: tuple[Any, ...]) -> ArchiveState:
-    last_wal, last_at, failed, failed_wal, failed_at, current = row
+def _archiver_state(row: tuple[Any, ...], ready: int | None = None) -> ArchiveState:
+    """From pg_stat_archiver's row (and archive_timeout) and the count of segments waiting
+    (`.ready` files; None: unknown)."""
+    last_wal, last_at, failed, failed_wal, failed_at, current, timeout = row
     failing = failed_at is not None and (last_at is None or failed_at > last_at)
     caught_up = last_wal is not None and current is not None and current[:8] == last_wal[:8]
     caught_up = caught_up and current <= last_wal
+    # Only the current segment is not archived, and archive_timeout bounds how old its changes
+    # can be: an idle server (whose segment holds only records PostgreSQL does not switch for)
+    # must not look older and older.
+    bounded = not failing and last_wal is not None and ready == 0 and bool(timeout)
     if failing:
         detail = f"{failed} failed attempt(s), the last for {failed_wal} at {failed_at:%Y-%m-%d %H:%M:%S}"
     else:
@@ -96,6 +117,7 @@ def _archiver_state(row: tuple[Any, ...]) -> ArchiveState:
         failed_count=int(failed or 0),
         last_failed_at=failed_at,
         detail=detail,
+        bound_seconds=float(timeout) + SWITCH_SLACK_SECONDS if bounded else None,
     )
 
 

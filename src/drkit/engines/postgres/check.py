@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from drkit.adapters.postgres.client import connect, dsn_param, rows, service_dsn
+from drkit.adapters.postgres.client import archive_ready_count, connect, dsn_param, rows, service_dsn
 from drkit.adapters.postgres.server import ServerInfo, server_info
 from drkit.adapters.postgres.toolhost import tool_host
 from drkit.adapters.postgres.tools import major, tool_version
@@ -249,7 +249,7 @@ def _archiving(service: Service, dsn: str, info: ServerInfo) -> list[CheckResult
         )
     else:
         out.append(CheckResult(f"{n}: archiver", OK, f"{archived} archived, last {last_wal or 'none yet'}"))
-    ready = _ready_count(dsn)
+    ready = archive_ready_count(dsn)
     if ready is not None:
         lagging = ready > 2
         out.append(
@@ -281,17 +281,6 @@ def _archiving(service: Service, dsn: str, info: ServerInfo) -> list[CheckResult
                 )
             )
     return out
-
-
-def _ready_count(dsn: str) -> int | None:
-    try:
-        with connect(dsn) as conn:
-            row = conn.execute(
-                "select count(*) from pg_ls_archive_statusdir() where name like '%.ready'"
-            ).fetchone()
-            return int(row[0]) if row else 0
-    except Exception:  # needs superuser or pg_monitor; not knowing is not a failure
-        return None
 
 
 def _stream(service: Service, dsn: str) -> list[CheckResult]:

@@ -16,6 +16,10 @@ from drkit.engines.core.registry import engine_for, has_engine
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.stack.estimate import backup_estimate
 
+# The kinds of PostgreSQL backup `--type` takes (backup_service dispatches them; check_request
+# refuses anything else before a run starts): one list, so a new kind is accepted by both.
+POSTGRES_TYPES = ("base", "incremental", "logical")
+
 
 def backup_targets(services: list[Service]) -> list[Service]:
     """The services drkit can back up, in the order given."""
@@ -30,9 +34,8 @@ def backup_service(
         from drkit.engines.postgres.backup import base_backup, logical_backup
         from drkit.engines.postgres.incremental import incremental_backup
 
+        _check_postgres_type(postgres_type)
         engines = {"base": base_backup, "logical": logical_backup, "incremental": incremental_backup}
-        if postgres_type not in engines:
-            raise _bad_postgres_type(postgres_type)
         return engines[postgres_type](ws, service, progress=progress)
     if service.kind == "meilisearch" and postgres_type == "snapshot":
         from drkit.engines.search.backup import backup_snapshot
@@ -108,15 +111,16 @@ def check_request(services: list[Service], postgres_type: str) -> None:
     for service in services:
         if not has_engine(service.kind):
             raise UsageError(f"service {service.name} ({service.kind}) has nothing drkit backs up")
-        if service.kind == "postgres" and postgres_type not in POSTGRES_TYPES:
-            raise _bad_postgres_type(postgres_type)
+        if service.kind == "postgres":
+            _check_postgres_type(postgres_type)
 
 
-POSTGRES_TYPES = ("base", "incremental", "logical")  # what backup_service runs; checked before any starts
-
-
-def _bad_postgres_type(postgres_type: str) -> UsageError:
-    return UsageError(f"--type must be {', '.join(POSTGRES_TYPES)} for PostgreSQL, not {postgres_type!r}")
+def _check_postgres_type(postgres_type: str) -> None:
+    if postgres_type not in POSTGRES_TYPES:
+        raise UsageError(
+            f"--type must be {', '.join(POSTGRES_TYPES[:-1])} or {POSTGRES_TYPES[-1]} for PostgreSQL, "
+            f"not {postgres_type!r}"
+        )
 
 
 def describe_error(exc: Exception) -> str:

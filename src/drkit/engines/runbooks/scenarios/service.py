@@ -36,15 +36,18 @@ def plan(
 
 def build(parameters: dict[str, Any]) -> Runbook:
     name = str(parameters["service"])
+    forced = bool(parameters.get("force_restore"))
     chosen = [_probe(name), _restart(name)]
     if parameters["restorable"]:
-        chosen.append(_restore(name))
+        chosen.append(_restore(name, forced=forced))
     chosen += [_verify(name)]
+    when = "always (--restore)" if forced else "if still unhealthy after the restart"
+    when = when if parameters["restorable"] else "no backups of its kind"
     return Runbook(
         f"{SCENARIO}-{name}",
         tuple(chosen),
         parameters,
-        targets={"service": name, "restore_newest_backup_if_needed": bool(parameters["restorable"])},
+        targets={"service": name, "restore_newest_backup": when},
     )
 
 
@@ -76,7 +79,7 @@ def _restart(name: str) -> Step:
     )
 
 
-def _restore(name: str) -> Step:
+def _restore(name: str, *, forced: bool = False) -> Step:
     def run(ctx: StepContext) -> StepResult:
         if ctx.facts.get("healthy_after_restart") and not ctx.parameters.get("force_restore"):
             return StepResult("not needed: healthy after the restart")
@@ -105,7 +108,7 @@ def _restore(name: str) -> Step:
 
     return Step(
         "restore",
-        f"restore {name}'s newest backup (if still unhealthy, or when asked to with --restore)",
+        f"restore {name}'s newest backup" + (" (--restore)" if forced else " (if still unhealthy)"),
         run,
         destructive=True,
         service=name,
