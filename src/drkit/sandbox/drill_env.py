@@ -5,6 +5,7 @@ unless asked to keep it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -50,7 +51,12 @@ class IsolatedSandbox:
             services=wanted,
             pg_bin_dir=copy_bin_dir(live, self.pg_bin_dir),
         )
-        box = sandbox_stack.up(directory, options)
+        try:
+            box = sandbox_stack.up(directory, options)
+        except BaseException:  # a copy that did not come up: stop what of it did start
+            with contextlib.suppress(Exception):
+                self.teardown()
+            raise
         return open_workspace(load_stack(box.config_path), clock=live.clock)
 
     def teardown(self) -> None:
