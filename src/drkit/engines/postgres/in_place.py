@@ -3,12 +3,10 @@
 1. A restore an earlier run left half done (killed) is undone first, from its ledger: the
    data from before it goes back to the live path (or, if it had already been started for
    clients, it is kept and the ledger settled).
-2. A running server restored to latest closes and archives its current WAL segment; the
-   server stops; then whatever its pg_wal holds that the archive lacks is saved into the
-   archive (salvage.py), whether it ran, stopped cleanly or crashed. A latest restore is
-   planned again from there (the same backup, the WAL now archived).
-3. The data directory is moved aside (infra/aside.py: a name never reused, a ledger), the
-   backup extracted into its place, recovery runs with the server kept away from clients
+2. The server is handed over (handover.py, shared with the compose runtime): for latest its
+   current WAL segment archived, stopped, what its pg_wal holds that the archive lacks
+   saved (salvage.py), planned again, the data directory moved aside (infra/aside.py).
+3. The backup is extracted into its place, recovery runs with the server kept away from clients
    (isolation.py), and the point reached is compared with the plan.
 4. Accepted: the server is stopped and started again for clients with its own settings.
 Any failure or signal after step 2 stops the restored server, puts the old data back at
@@ -23,33 +21,24 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-import psycopg
-
-from drkit.adapters.postgres.client import connect, service_dsn
+from drkit.adapters.postgres.client import service_dsn
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.progress import SILENT, Progress
-from drkit.domain.recovery import TargetKind
 from drkit.domain.stack import Service
-from drkit.domain.wal import Segment
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.extract import extract_backup
+from drkit.engines.postgres.handover import Live, Replan, reached_facts, stop_and_move
 from drkit.engines.postgres.isolation import local_options, restore_in_progress
 from drkit.engines.postgres.outcome import RestoreOutcome, RestoreRequest, restore_failed
 from drkit.engines.postgres.plan import RestorePlan
 from drkit.engines.postgres.preflight import Checked
 from drkit.engines.postgres.replay import configure, recover, recovery_settings
-from drkit.engines.postgres.salvage import salvage_wal
-from drkit.engines.postgres.switch_wal import DEFAULT_WAIT as SWITCH_WAIT
-from drkit.engines.postgres.switch_wal import switch_wal_and_wait
 from drkit.engines.postgres.wal.prefetch import PREFETCH_DIR
 from drkit.infra.aside import Aside, in_use, last_replacement, move_aside, roll_back, settle, undo_unfinished
 from drkit.infra.hold import hold
 from drkit.infra.interrupt import deferred
 from drkit.infra.ports import free_port
 from drkit.runtimes.local_postgres import LocalPostgres
-
-STARTING_UP = ("the database system is starting up", "not yet accepting connections")
-Replan = Callable[[], tuple[RestorePlan, Checked]]
 
 
 @dataclass(frozen=True)
@@ -93,7 +82,21 @@ def restore_local_in_place(
     was_running = bool(undone and undone.was_running) or (
         live.is_running() and not restore_in_progress(data_dir)
     )
-    aside, chosen, checked = _stop_and_move(ws, service, live, chosen, checked, was_running, replan, notes)
+    handed = Live(
+        data_dir=data_dir,
+        running=was_running,
+        archive_first=live.is_running(),
+        stop=live.stop,
+        start_again=lambda: _start_again(live, was_running),
+        move_aside=lambda: move_aside(
+            data_dir,
+            "before-restore",
+            now=ws.clock.now(),
+            ledger=ledger_path(ws, service),
+            facts={"was_running": "yes" if was_running else "no"},
+        ),
+    )
+    aside, chosen, checked = stop_and_move(ws, service, handed, chosen, checked, replan, notes)
     isolated = LocalPostgres(replace(spec, port=free_port()), options=local_options())
     try:
         extract_backup(ws, service, chosen.links, checked, data_dir, progress)
@@ -106,7 +109,7 @@ def restore_local_in_place(
             ws, service, chosen, isolated, dsn, timeout=request.timeout, stall=request.stall, report=report
         )
         isolated.stop()
-        aside = in_use(aside, _facts(reached))
+        aside = in_use(aside, reached_facts(reached))
         hold("clients")
         live.start()  # with its own settings, for clients
     except BaseException as exc:
@@ -129,51 +132,6 @@ def restore_local_in_place(
         port=spec.port,
         notes=tuple(notes),
     )
-
-
-def _stop_and_move(
-    ws: Workspace,
-    service: Service,
-    live: LocalPostgres,
-    chosen: RestorePlan,
-    checked: Checked,
-    was_running: bool,
-    replan: Replan,
-    notes: list[str],
-) -> tuple[Aside, RestorePlan, Checked]:
-    """Stop the server (its current WAL archived first, for latest), save what its pg_wal
-    holds, plan again, move the data directory aside. A failure starts it again."""
-    data_dir = live.data_dir
-    latest = chosen.target.kind is TargetKind.LATEST
-    if latest and was_running and live.is_running():
-        notes.append(archive_current_segment(ws, service))
-    live.stop()
-    try:
-        first = Segment.parse(chosen.first_segment, chosen.backup.require_postgres().wal_segment_size)
-        salvaged = salvage_wal(
-            ws,
-            service,
-            data_dir,
-            since=first,
-            cluster=chosen.backup.require_postgres().system_identifier,
-            config_hint=ws.stack.source_path,
-        )
-        notes.append(f"old pg_wal: {salvaged.describe()}")
-        if latest:
-            chosen, checked = replan()
-        hold("move-aside")
-        aside = move_aside(
-            data_dir,
-            "before-restore",
-            now=ws.clock.now(),
-            ledger=ledger_path(ws, service),
-            facts={"was_running": "yes" if was_running else "no"},
-        )
-    except BaseException as exc:
-        with deferred():
-            left, ok = _start_again(live, was_running)
-        raise restore_failed(exc, f"nothing was moved; {left}", rolled_back=ok) from exc
-    return aside, chosen, checked
 
 
 def _start_again(live: LocalPostgres, was_running: bool) -> tuple[str, bool]:
@@ -254,35 +212,3 @@ def tidy(data_dir: Path) -> None:
     that was killed (it holds root-owned files a base backup cannot read)."""
     if not restore_in_progress(data_dir):
         shutil.rmtree(data_dir / PREFETCH_DIR, ignore_errors=True)
-
-
-def _facts(reached: dict[str, object]) -> dict[str, str]:
-    when = reached.get("time")
-    return {
-        "reached_lsn": str(reached.get("lsn") or ""),
-        "reached_time": when.isoformat() if isinstance(when, datetime) else "",
-        "timeline": str(reached.get("timeline") or ""),
-    }
-
-
-def archive_current_segment(ws: Workspace, service: Service, *, wait: float = SWITCH_WAIT) -> str:
-    """Before a running server is stopped for a restore to latest: close its current WAL
-    segment and wait until the repository holds it (switch_wal.py, the one mechanism), so
-    the archive holds whole segments. When that fails (archiving broken), the restore goes
-    on: what pg_wal holds is saved after the stop (salvage.py), or the restore refuses.
-    Says what happened."""
-    try:
-        with connect(service_dsn(service, connect_timeout=10)) as conn:
-            state = conn.execute("select pg_is_in_recovery(), current_setting('archive_mode')").fetchone()
-        if state is None or state[0] or state[1] == "off":
-            return "no current WAL segment to archive (in recovery, or not archiving)"
-        switched = switch_wal_and_wait(ws, service, timeout=wait)
-    except (OperationError, psycopg.Error) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if any(s in first for s in STARTING_UP):
-            return "the server is still recovering: it wrote no WAL of its own"
-        return (
-            f"the server could not archive its current WAL segment ({first}); "
-            "its pg_wal is read after it stops"
-        )
-    return f"current WAL segment {switched.segment} archived"

@@ -44,8 +44,6 @@ from drkit.runtimes.local_postgres import LocalPostgres
 
 __all__ = ["RestoreOutcome", "RestoreRequest", "plan", "restore"]
 
-Replan = Callable[[], tuple[RestorePlan, Checked]]
-
 
 def plan(ws: Workspace, service: Service, request: RestoreRequest) -> RestorePlan:
     """Everything checked, nothing touched."""

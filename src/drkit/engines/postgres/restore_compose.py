@@ -1,9 +1,10 @@
 """In-place restore of a PostgreSQL service run as a compose container (nself's).
 
 The same flow as a local in-place restore (in_place.py): an interrupted earlier restore
-undone first; the container stopped through the runtime; what its pg_wal holds that the
-archive lacks saved; the volume's contents moved aside inside the volume (infra/aside.py;
-named `pgsql_tmp.drkit-before-restore-STAMP/` when the volume is PGDATA itself, a name
+undone first; the container handed over as a local server is (handover.py): stopped
+through the runtime, what its pg_wal holds that the archive lacks saved, the volume's
+contents moved aside inside the volume (infra/aside.py; named
+`pgsql_tmp.drkit-before-restore-STAMP/` when the volume is PGDATA itself, a name
 pg_basebackup leaves out of base backups); the base backup extracted where the container's
 PGDATA lies (the mount point from `docker volume inspect`), given to the image's postgres
 uid, the recovery settings written and the server kept away from clients (no TCP,
@@ -35,19 +36,14 @@ from drkit.domain.stack import Service
 from drkit.domain.wal import Segment
 from drkit.engines.core.workspace import Workspace
 from drkit.engines.postgres.extract import extract_backup
-from drkit.engines.postgres.in_place import (
-    Replan,
-    archive_current_segment,
-    finish_interrupted,
-    ledger_path,
-)
+from drkit.engines.postgres.handover import Live, Replan, reached_facts, stop_and_move
+from drkit.engines.postgres.in_place import finish_interrupted, ledger_path
 from drkit.engines.postgres.isolation import isolate_in_conf, release_in_conf, restore_in_progress
 from drkit.engines.postgres.outcome import RestoreOutcome, RestoreRequest, restore_failed
 from drkit.engines.postgres.plan import RestorePlan
 from drkit.engines.postgres.preflight import Checked
 from drkit.engines.postgres.recovery_watch import RecoveryState, RecoveryStopped, follow_recovery
 from drkit.engines.postgres.replay import check_reached
-from drkit.engines.postgres.salvage import salvage_wal
 from drkit.engines.postgres.wal.archive import archive_for
 from drkit.engines.postgres.wal.prefetch import PREFETCH_DIR, prefetch_restore_command, prefetching
 from drkit.engines.postgres.wal.spool import request_command
@@ -123,7 +119,24 @@ def restore_in_container(
     was_running = bool(undone and undone.was_running) or (
         runtime.is_running() and not restore_in_progress(target.host_dir)
     )
-    aside, chosen, checked = _stop_and_move(ws, service, target, chosen, checked, was_running, replan, notes)
+    handed = Live(
+        data_dir=target.host_dir,
+        running=was_running,
+        archive_first=True,
+        stop=runtime.stop,
+        start_again=lambda: _start_again(ws, service, runtime, was_running),
+        move_aside=lambda: move_aside(
+            target.volume_root,
+            "before-restore",
+            now=ws.clock.now(),
+            inside=True,
+            # In PGDATA itself: a name pg_basebackup skips (it leaves out pgsql_tmp*).
+            prefix="pgsql_tmp." if target.host_dir == target.volume_root else ".",
+            ledger=ledger_path(ws, service),
+            facts={"was_running": "yes" if was_running else "no"},
+        ),
+    )
+    aside, chosen, checked = stop_and_move(ws, service, handed, chosen, checked, replan, notes)
     plain = replace(service, runtime=replace(service.runtime, os_user=None))
     try:
         _extract_into(target, lambda dest: extract_backup(ws, plain, chosen.links, checked, dest, progress))
@@ -131,7 +144,7 @@ def restore_in_container(
         reached = _recover(ws, service, target, chosen, request)
         runtime.stop()
         release_in_conf(target.host_dir)
-        aside = in_use(aside, _facts(reached))
+        aside = in_use(aside, reached_facts(reached))
         hold("clients")
         runtime.start()
         _follow(service, runtime, timeout=ANSWER_SECONDS, stall=ANSWER_SECONDS, clock=ws.clock)
@@ -155,52 +168,6 @@ def restore_in_container(
         port=service.runtime.port,
         notes=tuple(notes),
     )
-
-
-def _stop_and_move(
-    ws: Workspace,
-    service: Service,
-    target: Target,
-    chosen: RestorePlan,
-    checked: Checked,
-    was_running: bool,
-    replan: Replan,
-    notes: list[str],
-) -> tuple[Aside, RestorePlan, Checked]:
-    runtime = target.runtime
-    latest = chosen.target.kind is TargetKind.LATEST
-    if latest and was_running:
-        notes.append(archive_current_segment(ws, service))
-    runtime.stop()
-    try:
-        first = Segment.parse(chosen.first_segment, chosen.backup.require_postgres().wal_segment_size)
-        salvaged = salvage_wal(
-            ws,
-            service,
-            target.host_dir,
-            since=first,
-            cluster=chosen.backup.require_postgres().system_identifier,
-            config_hint=ws.stack.source_path,
-        )
-        notes.append(f"old pg_wal: {salvaged.describe()}")
-        if latest:
-            chosen, checked = replan()
-        hold("move-aside")
-        aside = move_aside(
-            target.volume_root,
-            "before-restore",
-            now=ws.clock.now(),
-            inside=True,
-            # In PGDATA itself: a name pg_basebackup skips (it leaves out pgsql_tmp*).
-            prefix="pgsql_tmp." if target.host_dir == target.volume_root else ".",
-            ledger=ledger_path(ws, service),
-            facts={"was_running": "yes" if was_running else "no"},
-        )
-    except BaseException as exc:
-        with deferred():
-            left, ok = _start_again(ws, service, runtime, was_running)
-        raise restore_failed(exc, f"nothing was moved; {left}", rolled_back=ok) from exc
-    return aside, chosen, checked
 
 
 def _recover(
@@ -257,15 +224,6 @@ def _put_back(
         said.append(f"the half-restored data is left in {leftover} (remove it: rm -rf -- {leftover})")
     text, ok = _start_again(ws, service, target.runtime, was_running)
     return "; ".join([*said, text]), ok
-
-
-def _facts(reached: dict[str, Any]) -> dict[str, str]:
-    when = reached.get("time")
-    return {
-        "reached_lsn": str(reached.get("lsn") or ""),
-        "reached_time": when.isoformat() if isinstance(when, datetime) else "",
-        "timeline": str(reached.get("timeline") or ""),
-    }
 
 
 def _extract_into(target: Target, extract: Callable[[Path], None]) -> None:
