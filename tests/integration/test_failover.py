@@ -129,7 +129,7 @@ def test_replica_init_then_rewind_prerequisites_switchover_failover_and_rebuild(
     assert rebuilt.code == 0, rebuilt.stdout + rebuilt.stderr
     assert pair.query("p2", "select pg_is_in_recovery()") is True
     wait_rows(pair, "p2", 1)
-    kept = list((pair.root / "p2").glob("data.before-rebuild-*"))
+    kept = list((pair.root / "p2").glob("data.drkit-before-rebuild-*"))
     assert len(kept) == 1 and (kept[0] / "PG_VERSION").exists()  # moved aside, never deleted
 
 

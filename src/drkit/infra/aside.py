@@ -1,6 +1,6 @@
 """Move live data aside before a restore replaces it, and put it back when the restore fails:
 the one mechanism every in-place restore uses (PostgreSQL's data directory, its compose
-volume, Redis, MeiliSearch, an object store's volume).
+volume, Redis, MeiliSearch, an object store's volume), and failover's rebuild of a standby.
 
 Two shapes:
 - whole: the live directory is renamed to a sibling, `<name>.drkit-<label>-<stamp>`
@@ -49,7 +49,7 @@ from drkit.infra.atomic import fsync_dir, write_atomic
 MOVING = ".moving"
 STAMP = "%Y%m%dT%H%M%SZ"
 # Every label a restore uses, and those earlier drkit versions used (found by `kept`).
-LABELS = ("before-restore", "failed-restore", "failed-import", "corrupt", "before-pitr")
+LABELS = ("before-restore", "failed-restore", "failed-import", "corrupt", "before-pitr", "before-rebuild")
 _LABEL = "|".join(LABELS)
 _INSIDE_RE = re.compile(
     rf"^(?:\.|pgsql_tmp\.)?drkit-(?P<label>{_LABEL})-(?P<stamp>\d{{8}}T\d{{6}}Z)(?:-\d+)?(?P<moving>\.moving)?$"

@@ -15,6 +15,7 @@ from drkit.adapters.postgres.recovery_conf import RECOVERY_KEYS, quote
 from drkit.domain.errors import OperationError, UsageError
 from drkit.domain.stack import Member
 from drkit.engines.failover.cluster import Cluster, parse_lsn
+from drkit.infra.aside import move_aside
 from drkit.infra.atomic import write_atomic
 from drkit.infra.ownership import chown_tree
 from drkit.infra.proc import find_tool, last_line, run
@@ -101,15 +102,6 @@ def write_standby_settings(
         chown_tree(made, member.runtime.os_user)
 
 
-def move_aside(directory: Path, why: str) -> Path:
-    """Rename a data directory out of the way (never deleted: a former primary's may hold
-    the only copy of commits no other member has)."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    aside = directory.with_name(f"{directory.name}.{why}-{stamp}")
-    directory.rename(aside)
-    return aside
-
-
 def ensure_slot(cluster: Cluster, primary: Member, slot: str) -> None:
     dsn = cluster.dsn(primary)
     exists = scalar(dsn, "select count(*) from pg_replication_slots where slot_name = %s", (slot,))
@@ -147,7 +139,9 @@ def basebackup(cluster: Cluster, member: Member, primary: Member, *, replace_exi
             raise UsageError(f"{directory} is not empty: pass --replace to rebuild {member.name}")
         if cluster.runtime(member).is_running():
             raise OperationError(f"{member.name} is running: stop it before rebuilding it")
-        move_aside(directory, "before-rebuild")
+        # Never deleted: a former primary's data may hold the only copy of commits no
+        # other member has (infra/aside.py: a name never reused, the parent fsynced).
+        move_aside(directory, "before-rebuild", now=datetime.now(UTC))
     directory.parent.mkdir(parents=True, exist_ok=True)
     chown_tree(directory.parent, member.runtime.os_user)
     drop_slot(cluster, primary, member.slot)
