@@ -336,8 +336,10 @@ def _window_text(w: RecoveryWindow, zone: tzinfo) -> str:
     if w.earliest is None or w.latest is None:
         return "nothing"
     first, last = _local(w.earliest, zone), _local(w.latest, zone)
-    if first == last:
+    if w.earliest == w.latest:
         return f"at {first}"
+    if first == last:  # a window within one second (WAL archived right after the backup)
+        first, last = _local(w.earliest, zone, ".%f"), _local(w.latest, zone, ".%f")
     if first[:10] == last[:10]:
         last = last[11:]
     if w.continuous:
@@ -345,8 +347,9 @@ def _window_text(w: RecoveryWindow, zone: tzinfo) -> str:
     return f"at {w.points} points, from {first} to {last}"
 
 
-def _local(moment: datetime, zone: tzinfo) -> str:
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+def _local(moment: datetime, zone: tzinfo, fraction: str = "") -> str:
+    text = moment.astimezone(zone).strftime(f"%Y-%m-%d %H:%M:%S{fraction}")
+    return text[:-3] if fraction else text  # milliseconds
 
 
 def _refs(backups: dict[str, str]) -> str:
