@@ -131,6 +131,12 @@ def test_replica_init_then_rewind_prerequisites_switchover_failover_and_rebuild(
     wait_rows(pair, "p2", 1)
     kept = list((pair.root / "p2").glob("data.drkit-before-rebuild-*"))
     assert len(kept) == 1 and (kept[0] / "PG_VERSION").exists()  # moved aside, never deleted
+    checked = pair.drkit("-o", "json", "check").json()
+    listed = [k for k in checked["moved_aside"] if k["service"] == "postgres"]
+    assert [k["path"] for k in listed] == [str(kept[0])], listed  # and `check` lists it, with its removal
+    assert (
+        listed[0]["label"] == "before-rebuild" and listed[0]["bytes"] > 0 and "rm -rf" in listed[0]["remove"]
+    )
 
 
 def test_switchover_loses_nothing_and_a_failed_demotion_leaves_clients_on_the_new_primary(

@@ -1,7 +1,7 @@
-"""What in-place restores kept: the moved-aside data of every service (infra/aside.py), found
-beside or inside each service's live data, with its size and the command that removes it
-(`drkit check`, text and JSON). Kept data is never removed by drkit: the operator decides
-once the restored service is checked."""
+"""What in-place restores and standby rebuilds kept: the moved-aside data of every service
+(infra/aside.py), found beside or inside each service's live data (and each standby's), with
+its size and the command that removes it (`drkit check`, text and JSON). Kept data is never
+removed by drkit: the operator decides once the restored service is checked."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def live_paths(service: Service) -> list[Path]:
             runtime = ComposeRuntime(spec, name=service.name)
             volume, _at = runtime.volume_mount()
             return [Path(runtime.volume_path(volume))]
-        return [Path(spec.data_dir)] if spec.data_dir else []
+        return _postgres_dirs(service)
     if service.kind == "redis":
         from drkit.engines.redis.files import host_dir
 
@@ -49,6 +49,18 @@ def live_paths(service: Service) -> list[Path]:
 
         return [volume_target(service).host_path]
     return []
+
+
+def _postgres_dirs(service: Service) -> list[Path]:
+    """The data directories on this host: the service's, and its replication members'
+    (a standby rebuilt with `replica rejoin --rebuild` or `replica init --replace` keeps its
+    old data beside its own)."""
+    dirs = [Path(service.runtime.data_dir)] if service.runtime.data_dir else []
+    members = service.replication.members if service.replication is not None else ()
+    for spec in (m.runtime for m in members):
+        if spec.type in ("local", "systemd") and spec.data_dir and Path(spec.data_dir) not in dirs:
+            dirs.append(Path(spec.data_dir))
+    return dirs
 
 
 def moved_aside(ws: Workspace) -> tuple[list[KeptData], list[CheckResult]]:
