@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from drkit.infra.interrupt import take_signals
+
 
 @dataclass(frozen=True)
 class CliResult:
@@ -48,3 +50,10 @@ def run_drkit(
 @pytest.fixture
 def drkit() -> Any:
     return run_drkit
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test process takes the stop signals as drkit's entry point does: a suite started as
+    a script's background job inherits SIGINT ignored, and so would every tool a test starts
+    (test_child_stop_asks_first_then_kills then waited out its grace)."""
+    take_signals()

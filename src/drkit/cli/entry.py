@@ -11,6 +11,9 @@ FETCH_ERROR = 126  # = wal_light.FETCH_ERROR, which may be the very import that 
 
 
 def main() -> None:
+    from drkit.infra.interrupt import take_signals
+
+    take_signals()  # what drkit starts can be asked to stop, however drkit was started
     raw = sys.argv[1:]
     if "wal-fetch" in raw and "--help" not in raw:
         sys.exit(_fetch(raw))
