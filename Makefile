@@ -9,6 +9,9 @@ DEB_PACKAGES := postgresql-15 postgresql-client-15 redis-server redis-tools pgba
 	python3-venv iproute2 util-linux procps chromium pgbouncer docker.io debootstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INSTALL_MODE ?= -e
+# The suite's workers (pytest-xdist): two keep both CPUs busy while servers start and
+# fsync; 0 runs it in this process (tests/conftest.py groups tests per module).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test deps system-deps venv lint typecheck layers unit integration bench clean failover-soak failover-figures
 
@@ -16,7 +19,7 @@ demo: deps
 	$(VENV)/bin/drkit demo
 
 test: deps lint typecheck layers
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup tests
 
 system-deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -57,3 +57,19 @@ def pytest_configure(config: pytest.Config) -> None:
     a script's background job inherits SIGINT ignored, and so would every tool a test starts
     (test_child_stop_asks_first_then_kills then waited out its grace)."""
     take_signals()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs the suite on two workers (pytest-xdist, --dist loadgroup). A module is
+    one group, so its module-scoped servers start once and its tests keep their order; every
+    test that uses the Docker engine is one group, so one worker starts one dockerd and builds
+    the images once (the drkit image's wheel is built inside the worktree)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        group = (
+            "docker" if "docker_engine" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        )
+        item.add_marker(pytest.mark.xdist_group(group))

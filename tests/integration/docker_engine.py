@@ -9,12 +9,15 @@ stops it at the end; DOCKER_HOST points drkit (and the tests) at it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,17 +54,31 @@ def recipe_key() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@contextmanager
+def cache_lock() -> Iterator[None]:
+    """One builder of the cache at a time, across test sessions and workers: the others wait,
+    then find what it built."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with (CACHE_DIR / ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def _chroot(root: Path, *argv: str) -> None:
     subprocess.run(["chroot", str(root), *argv], check=True, timeout=300, capture_output=True)
 
 
 def build_rootfs_tar() -> Path:
     """The cached rootfs tarball, built with debootstrap when missing."""
+    with cache_lock():
+        return _build_rootfs_tar()
+
+
+def _build_rootfs_tar() -> Path:
     key = recipe_key()
     tarball = CACHE_DIR / f"nself-debian-{key}.tar"
     if tarball.is_file():
         return tarball
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="drkit-rootfs-", dir=CACHE_DIR))
     try:
         root = work / "root"

@@ -20,7 +20,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from tests.integration.docker_engine import CACHE_DIR, DockerEngine
+from tests.integration.docker_engine import CACHE_DIR, DockerEngine, cache_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "contrib" / "docker" / "Dockerfile"
@@ -43,12 +43,16 @@ def _digest(*parts: bytes) -> str:
 
 def wheelhouse() -> Path:
     """The dependency wheels (pip download from this host's configured index), cached."""
+    with cache_lock():
+        return _wheelhouse()
+
+
+def _wheelhouse() -> Path:
     reqs = requirements()
     key = _digest(sys.version.encode(), "\n".join(reqs).encode())
     target = CACHE_DIR / f"drkit-wheels-{key}"
     if target.is_dir():
         return target
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix="drkit-wheels-", dir=CACHE_DIR))
     try:
         subprocess.run(
