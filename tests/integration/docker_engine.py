@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -32,6 +34,12 @@ PACKAGES = (
 SUITE = "bookworm"
 RECIPE_VERSION = "2"  # bump when the steps below change what the image holds
 CACHE_DIR = Path(os.environ.get("DRKIT_TEST_IMAGE_CACHE", "/var/cache/drkit-test-images"))
+# The test engines' own pool for bridge networks, apart from docker's defaults (a host's own
+# docker uses those). Each bridge network is an interface on the host; dockerd leaves it behind
+# when it stops with the network still defined, and docker refuses a new network once every
+# pool overlaps such a leftover ("could not find an available, non-overlapping IPv4 address
+# pool"): 31 of them, one session's networks at a time, filled the defaults on this machine.
+ADDRESS_POOL = ipaddress.ip_network("10.213.0.0/16")
 
 
 def apt_mirror() -> str:
@@ -152,6 +160,22 @@ def _alive(pid: int, name: str) -> bool:
         return False
 
 
+def _daemon_pid(root: Path) -> int:
+    try:
+        daemon = int((root / "dockerd.pid").read_text())
+    except (OSError, ValueError):
+        return 0
+    return daemon if _alive(daemon, "dockerd") else 0
+
+
+def empty_engine(engine: DockerEngine) -> None:
+    """Remove every container and volume, and every network with its bridge on the host."""
+    ids = engine.docker("ps", "-aq", check=False).stdout.split()
+    if ids:
+        engine.docker("rm", "-f", "-v", *ids, timeout=120, check=False)
+    engine.docker("network", "prune", "-f", timeout=120, check=False)
+
+
 def reap_stale_engines() -> None:
     """A session killed before its teardown leaves its dockerd running: stop those whose
     owning test process is gone (by the pids they recorded, checked to be dockerd)."""
@@ -162,15 +186,9 @@ def reap_stale_engines() -> None:
             continue
         if Path(f"/proc/{owner}").exists():
             continue
-        try:
-            daemon = int((root / "dockerd.pid").read_text())
-        except (OSError, ValueError):
-            daemon = 0
-        if daemon and _alive(daemon, "dockerd"):
-            stale = DockerEngine(root, None, image="")
-            ids = stale.docker("ps", "-aq", check=False).stdout.split()
-            if ids:
-                stale.docker("rm", "-f", "-v", *ids, check=False)
+        daemon = _daemon_pid(root)
+        if daemon:
+            empty_engine(DockerEngine(root, None, image=""))
             os.kill(daemon, signal.SIGTERM)
             wait_for(
                 lambda pid=daemon: not _alive(pid, "dockerd"),
@@ -179,9 +197,48 @@ def reap_stale_engines() -> None:
             )
         unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
+    remove_orphan_bridges()
+
+
+def _live_bridges() -> set[str]:
+    """The bridge interfaces of the networks every running test engine holds."""
+    names: set[str] = set()
+    for root in Path("/tmp").glob("drkit-dockerd-*"):
+        if not _daemon_pid(root):
+            continue
+        listed = DockerEngine(root, None, image="").docker("network", "ls", "-q", check=False)
+        names.update(f"br-{network_id[:12]}" for network_id in listed.stdout.split())
+    return names
+
+
+def remove_orphan_bridges() -> None:
+    """Bridges in the test pool that no running test engine holds: a dockerd killed before
+    it removed its networks left them. Nothing outside ADDRESS_POOL is touched."""
+    shown = subprocess.run(
+        ["ip", "-j", "-4", "addr", "show", "type", "bridge"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    if shown.returncode != 0:
+        return
+    live = _live_bridges()
+    for link in json.loads(shown.stdout or "[]"):
+        name = str(link.get("ifname", ""))
+        addresses = [ipaddress.ip_address(a["local"]) for a in link.get("addr_info", []) if "local" in a]
+        in_pool = bool(addresses) and all(a in ADDRESS_POOL for a in addresses)
+        if name.startswith("br-") and in_pool and name not in live:
+            subprocess.run(["ip", "link", "del", name], capture_output=True, timeout=30, check=False)
 
 
 def start_engine() -> DockerEngine:
+    """A private dockerd with the test image imported."""
+    engine = start_daemon()
+    tarball = build_rootfs_tar()
+    engine.docker("import", str(tarball), engine.image, timeout=600)
+    return engine
+
+
+def start_daemon() -> DockerEngine:
+    """A private dockerd, answering, with no image yet (engine.image names the one to import)."""
     reap_stale_engines()
     root = Path(tempfile.mkdtemp(prefix="drkit-dockerd-", dir="/tmp"))
     (root / "owner.pid").write_text(str(os.getpid()))
@@ -200,6 +257,8 @@ def start_engine() -> DockerEngine:
             "--iptables=false",
             "--ip6tables=false",
             "--bridge=none",
+            "--default-address-pool",
+            f"base={ADDRESS_POOL},size=24",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -213,15 +272,11 @@ def start_engine() -> DockerEngine:
         return engine.docker("version", timeout=10, check=False).returncode == 0
 
     wait_for(ready, timeout=60, what="dockerd answers")
-    tarball = build_rootfs_tar()
-    engine.docker("import", str(tarball), engine.image, timeout=600)
     return engine
 
 
 def stop_engine(engine: DockerEngine) -> None:
-    ids = engine.docker("ps", "-aq", check=False).stdout.split()
-    if ids:
-        engine.docker("rm", "-f", "-v", *ids, timeout=120, check=False)
+    empty_engine(engine)
     proc = engine.proc
     if proc is not None:
         proc.send_signal(signal.SIGTERM)

@@ -36,13 +36,15 @@ from tests.integration.docker_project import PASSWORD, Project, create_container
 @pytest.fixture(scope="module")
 def project(docker_engine: DockerEngine) -> Iterator[Project]:
     root = Path(tempfile.mkdtemp(prefix="drkit-nself-", dir="/tmp")) / "shop"
-    proj = write_project(root, "shop", docker_engine.image)
-    proj.docker_host = docker_engine.host
-    create_containers(docker_engine, proj)
-    wait_for(lambda: sql(proj, "select 1") == 1, timeout=120, what="PostgreSQL in its container",
-             retry_on=(OperationError, psycopg.Error))  # fmt: skip
-    yield proj
-    shutil.rmtree(root.parent, ignore_errors=True)
+    try:
+        proj = write_project(root, "shop", docker_engine.image)
+        proj.docker_host = docker_engine.host
+        create_containers(docker_engine, proj)
+        wait_for(lambda: sql(proj, "select 1") == 1, timeout=120, what="PostgreSQL in its container",
+                 retry_on=(OperationError, psycopg.Error))  # fmt: skip
+        yield proj
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
 
 
 def sql(project: Project, query: str) -> Any:
