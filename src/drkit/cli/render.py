@@ -19,9 +19,11 @@ from drkit.domain.sizes import format_size
 
 def _console(stderr: bool) -> Console:
     probe = Console(stderr=stderr)
-    # Piped output (logs, CI) gets wide lines rather than tables folded at 80 columns.
-    width = None if probe.is_terminal else 160
-    return Console(stderr=stderr, highlight=False, width=width)
+    if probe.is_terminal:
+        return Console(stderr=stderr, highlight=False)
+    # Piped output (logs, CI, a script): tables 160 columns wide rather than folded at 80, and
+    # a message never broken: a long path stays on its line, whole, for grep and copy.
+    return Console(stderr=stderr, highlight=False, width=160, soft_wrap=True)
 
 
 console = _console(False)
