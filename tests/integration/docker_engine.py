@@ -169,7 +169,8 @@ def _daemon_pid(root: Path) -> int:
 
 
 def empty_engine(engine: DockerEngine) -> None:
-    """Remove every container and volume, and every network with its bridge on the host."""
+    """Remove every container (with its anonymous volumes) and every network, whose bridge
+    interface on the host goes with it. Named volumes go with the data root."""
     ids = engine.docker("ps", "-aq", check=False).stdout.split()
     if ids:
         engine.docker("rm", "-f", "-v", *ids, timeout=120, check=False)
